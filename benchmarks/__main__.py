@@ -1,0 +1,187 @@
+"""python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--clients N] [--requests N] [--out FILE]
+
+Runs in scratch databases `<name>_bench` created beside the three configured ones (and dropped at
+the end unless --keep-databases), so the data of DATABASE_URL, UNIFIED_DATABASE_URL and
+REVOS_DATABASE_URL is never touched. The RQ queues of REDIS_URL must be free of other workers.
+Prints the figures, writes them as JSON to --out and exits 0: targets are reported, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import environ
+
+from benchmarks.databases import (
+    ScratchDatabaseError,
+    scratch_database_create,
+    scratch_database_drop,
+    url_config,
+    url_renamed,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATABASE_VARS = ("DATABASE_URL", "UNIFIED_DATABASE_URL", "REVOS_DATABASE_URL")
+QUEUES = ("migrations", "verification")
+QUICK = {"rows": 100_000, "sizes": (10_000, 50_000, 100_000), "clients": 100_000}
+
+
+class BenchRefused(Exception):
+    """The benchmark cannot run here as things are; the message says what to change."""
+
+
+def _count(text: str) -> int:
+    """100000, 100_000, 100k or 1M."""
+    text = text.strip().lower().replace("_", "")
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text[:-1] if factor > 1 else text) * factor)
+
+
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--rows", type=_count, help="source rows of the main agency (default 1M; --quick 100k)")
+    parser.add_argument(
+        "--sizes",
+        type=lambda v: tuple(_count(p) for p in v.split(",")),
+        help="agency sizes for the memory series (default 100k,1M,5M; --quick 10k,50k,100k)",
+    )
+    parser.add_argument("--clients", type=_count, help="unified clients for the changelist (default 1M; --quick 100k)")
+    parser.add_argument("--requests", type=int, default=30, help="timed changelist requests (default 30)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a first look in a few minutes")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds a worker may run before it is killed")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/latest.json"))
+    parser.add_argument("--keep-databases", action="store_true", help="leave the scratch databases for a look")
+    parser.add_argument(
+        "--empty-queues", action="store_true", help="drop jobs waiting in the migrations/verification queues"
+    )
+    return parser.parse_args(argv)
+
+
+def _options(args: argparse.Namespace):
+    from benchmarks.runner import DEFAULT_SIZES, BenchOptions
+
+    defaults = QUICK if args.quick else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000}
+    return BenchOptions(
+        rows=args.rows or defaults["rows"],
+        sizes=args.sizes or defaults["sizes"],
+        clients=args.clients or defaults["clients"],
+        requests=args.requests,
+        seed=args.seed,
+        timeout=args.timeout,
+        log_dir=args.out.parent / "logs",
+    )
+
+
+def _scratch_urls() -> dict[str, str]:
+    """The configured URLs with `_bench` appended to each database name."""
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+    missing = [var for var in (*DATABASE_VARS, "REDIS_URL") if not os.environ.get(var)]
+    if missing:
+        raise BenchRefused(f"{', '.join(missing)} not set: run `make bench` (bin/stack provides them) or export them.")
+    return {var: url_renamed(os.environ[var], f"{url_config(os.environ[var])['NAME']}_bench") for var in DATABASE_VARS}
+
+
+def _databases_prepare() -> None:
+    from django.core.management import call_command
+
+    from migration_jobs.services.schema import schema_apply
+
+    for alias in ("unified", "revos"):
+        schema_apply(database=alias)
+    call_command("migrate", verbosity=0)
+
+
+def _queues_check(*, empty: bool) -> None:
+    """The benchmark's worker must be the only one taking jobs, and the only jobs must be its own."""
+    import django_rq
+    from rq import Worker
+
+    for name in QUEUES:
+        queue = django_rq.get_queue(name)
+        if workers := Worker.all(queue=queue):
+            raise BenchRefused(
+                f"{len(workers)} RQ worker(s) listen on the {name!r} queue of REDIS_URL and would take the "
+                "benchmark's jobs. Stop them (e.g. `make demo`'s worker) or point REDIS_URL at another database."
+            )
+        if len(queue) and not empty:
+            raise BenchRefused(f"The {name!r} queue holds {len(queue)} job(s); rerun with --empty-queues to drop them.")
+        queue.empty()
+
+
+def _queues_empty() -> None:
+    import django_rq
+
+    for name in QUEUES:
+        django_rq.get_queue(name).empty()
+
+
+def _run(args: argparse.Namespace) -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    django.setup()
+    from benchmarks.report import report_table, report_write
+    from benchmarks.runner import benchmark_run
+
+    _databases_prepare()
+    _queues_check(empty=args.empty_queues)
+    try:
+        report = benchmark_run(options=_options(args), worker_env=dict(os.environ))
+    finally:
+        _queues_empty()  # they were empty before; a job left now is the benchmark's and names dropped rows
+    print(report_table(report))
+    report_write(report, args.out)
+    print(f"\nwritten to {args.out}")
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt  # so the worker is killed and the scratch databases dropped, as on Ctrl-C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        scratch = _scratch_urls()
+        for url in scratch.values():
+            scratch_database_create(config=url_config(url), name=url_config(url)["NAME"])
+    except (BenchRefused, ScratchDatabaseError) as refusal:
+        print(f"benchmarks: {refusal}", file=sys.stderr)
+        return 2
+    os.environ.update(scratch)  # this process and the workers it starts use the scratch databases
+    try:
+        _run(args)
+    except BenchRefused as refusal:
+        print(f"benchmarks: {refusal}", file=sys.stderr)
+        return 2
+    except Exception:
+        traceback.print_exc()
+        return 1
+    except KeyboardInterrupt:
+        print("benchmarks: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _scratch_drop(scratch, keep=args.keep_databases)
+    return 0
+
+
+def _scratch_drop(scratch: dict[str, str], *, keep: bool) -> None:
+    if "django" in sys.modules:
+        from django.db import connections
+
+        connections.close_all()
+    for url in scratch.values():
+        if keep:
+            print(f"kept scratch database {url_config(url)['NAME']}", file=sys.stderr)
+        else:
+            scratch_database_drop(config=url_config(url), name=url_config(url)["NAME"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""pgloader loading the same RevOS tables into a scratch database.
+
+pgloader's PostgreSQL source has no row filter, so it loads whole tables: the benchmark's RevOS
+database holds only the measured agency, which makes the whole tables exactly the agency's rows
+(checked before loading). It loads into its own scratch database rather than a schema of the
+unified one: pgloader 3.6.7 fails creating indexes when it renames the schema (TYPE-ERROR "The
+value NIL is not of type PGLOADER.CATALOG:COLUMN", dimitri/pgloader#1448). The tables keep their
+RevOS shape (no transform) with pgloader's defaults: create the tables, load them with its
+parallel COPY writers, then build the primary keys, indexes and foreign keys.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from psycopg import sql
+
+from benchmarks.databases import libpq_parameters, pgloader_url, scratch_database_create, scratch_database_drop
+from benchmarks.workload import database_checkpoint, revos_agency_count
+from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.connections import connect
+from migration_jobs.etl.plan import migration_plan_build
+
+
+def pgloader_version() -> str | None:
+    binary = shutil.which("pgloader")
+    if binary is None:
+        return None
+    output = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=60).stdout
+    return output.splitlines()[0] if output else "unknown"
+
+
+def _source_tables() -> list[str]:
+    with connect("revos", purpose="benchmark") as source, connect("unified", purpose="benchmark") as target:
+        return [p.source for p in migration_plan_build(source=catalog_read(source), target=catalog_read(target))]
+
+
+def _command_file(tables: list[str], *, target_name: str) -> str:
+    names = ", ".join(f"'{t}'" for t in tables)
+    return (
+        "LOAD DATABASE\n"
+        f"  FROM {pgloader_url(settings.DATABASES['revos'])}\n"
+        f"  INTO {pgloader_url(settings.DATABASES['unified'], dbname=target_name)}\n"
+        "  WITH include drop, create tables, create indexes, foreign keys, reset sequences\n"
+        f"  INCLUDING ONLY TABLE NAMES MATCHING {names} IN SCHEMA 'public'\n"
+        ";\n"
+    )
+
+
+def _rows_loaded(target_name: str, tables: list[str]) -> int:
+    import psycopg
+
+    with psycopg.connect(**libpq_parameters(settings.DATABASES["unified"], dbname=target_name)) as connection:
+        return sum(
+            connection.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone()[0]
+            for t in tables
+        )
+
+
+def pgloader_measure() -> dict:
+    """Time pgloader on the agency's tables, or say why it was not run."""
+    version = pgloader_version()
+    if version is None:
+        return {"status": "not installed"}
+    if (agencies := revos_agency_count()) != 1:
+        return {"status": f"skipped: RevOS holds {agencies} agencies, pgloader cannot load just one"}
+    tables, config = _source_tables(), settings.DATABASES["unified"]
+    target_name = f"{config['NAME']}_pgloader"
+    scratch_database_create(config=config, name=target_name)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-pgloader-") as work:
+            command = Path(work) / "revos.load"
+            command.write_text(_command_file(tables, target_name=target_name))
+            database_checkpoint()
+            started = time.monotonic()
+            result = subprocess.run(
+                [shutil.which("pgloader"), "--root-dir", work, "--on-error-stop", str(command)],
+                capture_output=True,
+                text=True,
+            )
+            seconds = time.monotonic() - started
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+            return {"status": f"failed (exit {result.returncode})", "version": version, "output": tail}
+        rows = _rows_loaded(target_name, tables)
+    finally:
+        scratch_database_drop(config=config, name=target_name)
+    return {
+        "status": "ok",
+        "version": version,
+        "rows": rows,
+        "seconds": round(seconds, 3),
+        "rows_per_second": round(rows / seconds, 1),
+        "tables": len(tables),
+        "target": "scratch database, RevOS table shapes; pgloader builds PKs, indexes and FKs after loading",
+    }

@@ -1,0 +1,162 @@
+"""Ratios, targets (met or missed, never asserted), the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if not numerator or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _rss_ratio(sizes: list[dict]) -> float | None:
+    peaks = [s["peak_rss_bytes"] for s in sizes if s["migration_status"] == "succeeded"]
+    return round(max(peaks) / min(peaks), 3) if len(peaks) > 1 else (1.0 if peaks else None)
+
+
+# (figure, label, wanted, test): the issue's targets, as ratios so they hold from machine to machine.
+TARGETS = (
+    ("migration_vs_baseline", "migration / baseline rows/s", ">= 0.5", lambda v: v >= 0.5),
+    ("migration_vs_pgloader", "migration / pgloader rows/s", "> 1", lambda v: v > 1),
+    ("verification_vs_migration_time", "verification / migration wall time", "<= 0.25", lambda v: v <= 0.25),
+    ("rss_max_over_min", "worker peak RSS max / min over sizes", "<= 1.2", lambda v: v <= 1.2),
+    ("changelist_p95_ms", "changelist p95 (ms)", "< 300", lambda v: v < 300),
+)
+
+
+def report_evaluate(report: dict) -> dict:
+    """The ratios the issue sets targets on, and whether each is met (None: it could not be measured)."""
+    migration, verification = report["migration"], report["verification"]
+    # A verification stopped for taking too long has only a lower bound: the time waited.
+    lower_bound = verification["seconds"] is None and verification.get("timed_out", False)
+    verification_seconds = verification["waited_seconds"] if lower_bound else verification["seconds"]
+    ratios = {
+        "migration_vs_baseline": _ratio(migration["rows_per_second"], report["baseline"].get("rows_per_second")),
+        "migration_vs_baseline_fk": _ratio(migration["rows_per_second"], report["baseline_fk"].get("rows_per_second")),
+        "migration_vs_pgloader": _ratio(migration["rows_per_second"], report["pgloader"].get("rows_per_second")),
+        "verification_vs_migration_time": _ratio(verification_seconds, migration["seconds"]),
+        "verification_vs_migration_time_is_lower_bound": lower_bound,
+        "rss_max_over_min": _rss_ratio(report["memory"]["sizes"]),
+    }
+    figures = {**ratios, "changelist_p95_ms": report["changelist"]["p95_ms"]}
+    targets = []
+    for key, label, wanted, test in TARGETS:
+        value = figures[key]
+        bound = key == "verification_vs_migration_time" and lower_bound
+        targets.append({"name": label, "value": value, "at_least": bound, "target": wanted, "met": _met(value, test)})
+    return {"ratios": ratios, "targets": targets}
+
+
+def _met(value: float | None, test) -> bool | None:
+    return None if value is None else bool(test(value))
+
+
+def _number(value: float | None, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _throughput_lines(report: dict) -> list[str]:
+    lines = [f"{'':34}{'rows':>12}{'seconds':>10}{'rows/s':>12}"]
+    pgloader = report["pgloader"]
+    for label, figures in (
+        ("baseline (COPY -> COPY)", report["baseline"]),
+        ("baseline with the target's FKs", report["baseline_fk"]),
+        (f"pgloader ({pgloader['status']})" if pgloader["status"] != "ok" else "pgloader", pgloader),
+        ("migration (rqworker)", report["migration"]),
+        ("verification (rqworker)", report["verification"]),
+    ):
+        seconds = _number(figures.get("seconds"), 1)
+        if figures.get("timed_out"):
+            seconds = f">{figures['waited_seconds']:.0f}" if "waited_seconds" in figures else "killed"
+        lines.append(
+            f"{label:34}{_number(figures.get('rows')):>12}{seconds:>10}{_number(figures.get('rows_per_second')):>12}"
+        )
+    return lines
+
+
+def _target_lines(report: dict) -> list[str]:
+    lines = [f"{'target':40}{'value':>10}  {'wanted':<9}result"]
+    for target in report["targets"]:
+        result = {True: "met", False: "MISSED", None: "not measured"}[target["met"]]
+        value = (">" if target.get("at_least") else "") + _number(target["value"], 2)
+        lines.append(f"{target['name']:40}{value:>10}  {target['target']:<9}{result}")
+    ratio = _number(report["ratios"]["migration_vs_baseline_fk"], 2)
+    lines.append(f"{'migration / baseline with FKs rows/s':40}{ratio:>10}  (no target: the limit of the live tables)")
+    return lines
+
+
+def _memory_lines(report: dict) -> list[str]:
+    lines = [f"{'agency rows':>12}{'peak RSS MiB':>14}{'tree MiB':>10}{'migration rows/s':>18}{'verify s':>10}"]
+    for size in report["memory"]["sizes"]:
+        lines.append(
+            f"{_number(size['rows']):>12}{_number(size['peak_rss_bytes'] / MIB, 1):>14}"
+            f"{_number(size['tree_peak_rss_bytes'] / MIB, 1):>10}"
+            f"{_number(size['migration_rows_per_second']):>18}{_verify_seconds(size):>10}"
+        )
+    return lines
+
+
+def _problem_lines(report: dict) -> list[str]:
+    """Anything that makes a figure missing or suspect, said next to the figures."""
+    lines = []
+    for name in ("pgloader", "migration", "verification"):
+        if error := report[name].get("error") or report[name].get("output"):
+            lines.append(f"{name}: {error.strip()}")
+    if report["verification"].get("not_passed"):
+        lines.append(f"verification checks not passed: {', '.join(report['verification']['not_passed'])}")
+    for size in report["memory"]["sizes"]:
+        if size["migration_status"] != "succeeded" or size["verification_verdict"] != "pass":
+            lines.append(
+                f"size {size['rows_requested']:,}: migration {size['migration_status']},"
+                f" verification {size['verification_verdict'] or 'not finished'}"
+            )
+    if report["code"]["changed_files"]:
+        lines.append(
+            f"measured on {report['code']['commit']} with uncommitted changes to: "
+            + ", ".join(report["code"]["changed_files"])
+        )
+    return ["", "notes:", *lines] if lines else []
+
+
+def _verify_seconds(size: dict) -> str:
+    if size["verification_seconds"] is None and size["verification_waited_seconds"]:
+        return f">{size['verification_waited_seconds']:.0f}"
+    return _number(size["verification_seconds"], 1)
+
+
+def report_table(report: dict) -> str:
+    """The human summary: throughput, targets, memory per agency size, changelist latency."""
+    machine, changelist = report["machine"], report["changelist"]
+    header = (
+        f"Benchmark {report['generated_at']}: {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"{machine['memory_bytes'] / 2**30:.1f} GiB RAM, PostgreSQL {machine['postgresql']}, "
+        f"load average {machine['load_average_at_start'][0]} -> {machine.get('load_average_at_end', ['?'])[0]}"
+    )
+    verification = report["verification"]
+    return "\n".join(
+        [
+            header,
+            "",
+            *_throughput_lines(report),
+            f"verification verdict: {verification['verdict'] or verification['status']}"
+            f" ({verification['checks']} checks)",
+            "",
+            *_memory_lines(report),
+            "",
+            f"changelist, {changelist['clients']:,} clients, filtered app_context=revos, "
+            f"{changelist['requests']} requests: p50 {changelist['p50_ms']} ms, p95 {changelist['p95_ms']} ms",
+            "",
+            *_target_lines(report),
+            *_problem_lines(report),
+        ]
+    )
+
+
+def report_write(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")

@@ -1,0 +1,143 @@
+"""One benchmark run on the configured databases: every measurement, in an order that keeps them fair."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+from benchmarks.baseline import baseline_measure
+from benchmarks.changelist import changelist_measure
+from benchmarks.machine import code_describe, machine_describe
+from benchmarks.pgloader import pgloader_measure
+from benchmarks.project import migration_measure, verification_measure
+from benchmarks.report import report_evaluate
+from benchmarks.workload import bench_agency_seed
+
+Say = Callable[[str], None]
+
+DEFAULT_SIZES = (100_000, 1_000_000, 5_000_000)
+# A verification slower than this many times the migration misses its target (0.25x) by so much that
+# waiting for the exact figure is not worth it: it is stopped and reported as at least that slow.
+VERIFY_WAIT_FACTOR = 4
+VERIFY_MIN_WAIT = 120
+VERIFICATION_NOT_RUN = {
+    "status": "not run: the migration did not succeed",
+    "verdict": "",
+    "error": "",
+    "seconds": None,
+    "waited_seconds": None,
+    "checks": 0,
+    "not_passed": [],
+    "peak_rss_bytes": None,
+}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    rows: int = 1_000_000
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    clients: int = 1_000_000
+    requests: int = 30
+    seed: int = 7
+    timeout: float = 3600  # seconds one worker may run before it is killed
+    log_dir: Path = field(default_factory=lambda: Path("bench-results"))
+
+
+def _say(message: str) -> None:
+    print(f"bench {datetime.now():%H:%M:%S} {message}", file=sys.stderr, flush=True)
+
+
+def _copy_tools_measure(*, agency_id: UUID, say: Say) -> dict:
+    """The two references the migration is held against, on the agency just seeded."""
+    say("baseline: COPY (SELECT ...) TO STDOUT -> COPY ... FROM STDIN")
+    baseline = baseline_measure(agency_id=agency_id)
+    say(f"baseline: {baseline['rows']:,} rows in {baseline['seconds']} s; again with the target's foreign keys")
+    baseline_fk = baseline_measure(agency_id=agency_id, foreign_keys=True)
+    say(f"baseline with foreign keys: {baseline_fk['seconds']} s; pgloader")
+    pgloader = pgloader_measure()
+    say(f"pgloader: {pgloader['status']} {pgloader.get('seconds', '')}")
+    return {"baseline": baseline, "baseline_fk": baseline_fk, "pgloader": pgloader}
+
+
+def _project_measure(
+    *, agency_id: UUID, options: BenchOptions, worker_env: Mapping[str, str], say: Say
+) -> tuple[dict, dict]:
+    """Migrate the agency and verify it, each through a worker process."""
+    say("migration through `rqworker migrations --burst`")
+    migration, run = migration_measure(
+        agency_id=agency_id, worker_env=worker_env, log_dir=options.log_dir, timeout=options.timeout
+    )
+    say(f"migration {migration['status']}: {migration['rows']:,} rows in {migration['seconds']} s; verification")
+    if migration["status"] != "succeeded":
+        return migration, VERIFICATION_NOT_RUN
+    wait = max(VERIFY_MIN_WAIT, VERIFY_WAIT_FACTOR * migration["seconds"])
+    verification = verification_measure(
+        migration_run=run, worker_env=worker_env, log_dir=options.log_dir, timeout=min(options.timeout, wait)
+    )
+    seconds = verification["seconds"] or f"more than {verification['waited_seconds']:.0f}"
+    say(f"verification {verification['verdict'] or verification['status']} in {seconds} s")
+    return migration, verification
+
+
+def _size_entry(requested: int, migration: dict, verification: dict) -> dict:
+    return {
+        "rows_requested": requested,
+        "rows": migration["rows"],
+        "peak_rss_bytes": migration["peak_rss_bytes"],
+        "tree_peak_rss_bytes": migration["tree_peak_rss_bytes"],
+        "migration_status": migration["status"],
+        "migration_seconds": migration["seconds"],
+        "migration_rows_per_second": migration["rows_per_second"],
+        "verification_verdict": verification["verdict"],
+        "verification_seconds": verification["seconds"],
+        "verification_waited_seconds": verification["waited_seconds"],
+        "verification_peak_rss_bytes": verification["peak_rss_bytes"],
+    }
+
+
+def _sizes_measure(*, options: BenchOptions, main: tuple[dict, dict], worker_env, say: Say) -> list[dict]:
+    """The migration at every size of --sizes; the main run stands for its own size."""
+    sizes = []
+    for index, size in enumerate(sorted(set(options.sizes))):
+        if size == options.rows:
+            sizes.append(_size_entry(size, *main))
+            continue
+        say(f"size {size:,}: seeding a RevOS agency")
+        agency_id = bench_agency_seed(rows=size, seed=options.seed + 1 + index)
+        figures = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
+        sizes.append(_size_entry(size, *figures))
+    return sizes
+
+
+def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
+    """Measure everything on the databases Django is configured with; returns the report.
+
+    The RevOS and unified databases are emptied first and between sizes: point them at scratch
+    databases (`python -m benchmarks` does).
+    """
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    report: dict = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": {**asdict(options), "log_dir": str(options.log_dir)},
+        "machine": machine_describe(),
+        "code": code_describe(),
+    }
+    say(f"seeding the main agency of about {options.rows:,} rows")
+    agency_id = bench_agency_seed(rows=options.rows, seed=options.seed)
+    report.update(_copy_tools_measure(agency_id=agency_id, say=say))
+    main = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
+    report["migration"], report["verification"] = main
+    report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
+    say(f"changelist: {options.clients:,} clients, {options.requests} requests")
+    report["changelist"] = changelist_measure(clients=options.clients, requests=options.requests)
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["total_seconds"] = round(time.monotonic() - started, 1)
+    report.update(report_evaluate(report))
+    return report

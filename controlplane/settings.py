@@ -1,0 +1,213 @@
+"""Settings for the unified-database control plane.
+
+Every resource is a URL read from the environment (or a `.env` file beside `manage.py`):
+`DATABASE_URL` (the control plane's own database), `UNIFIED_DATABASE_URL` (the unified AudienceOS
+database), `REVOS_DATABASE_URL` (the RevOS source) and `REDIS_URL`. `bin/stack` fills them with a
+private PostgreSQL and Redis when they are not given.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# The environment wins over .env; ENV_FILE names another file ("" reads none).
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file:
+    environ.Env.read_env(_env_file, overwrite=False)
+
+
+def _database(var: str) -> dict:
+    """Parse one database URL, failing with a message that says what to set."""
+    raw = env.str(var, default="")
+    if not raw:
+        raise ImproperlyConfigured(
+            f"{var} is not set. Set it to a PostgreSQL URL (postgres://user@host:5432/name), "
+            "or start the project with `make demo` / `bin/stack`, which provide a private PostgreSQL."
+        )
+    if urlparse(raw).scheme not in {"postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(f"{var}={raw!r} is not a PostgreSQL URL (postgres://user@host:5432/name).")
+    config = env.db_url_config(raw)
+    if not config.get("NAME"):
+        raise ImproperlyConfigured(f"{var}={raw!r} names no database (postgres://user@host:5432/<name>).")
+    config.setdefault("CONN_HEALTH_CHECKS", True)
+    config.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    return config
+
+
+def _redis_url() -> str:
+    raw = env.str("REDIS_URL", default="")
+    if not raw:
+        raise ImproperlyConfigured(
+            "REDIS_URL is not set. Set it to redis://host:6379/0 (or unix:///path/redis.sock), "
+            "or start the project with `make demo` / `bin/stack`, which provide a private Redis."
+        )
+    if urlparse(raw).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"REDIS_URL={raw!r} is not a Redis URL (redis://host:6379/0).")
+    return raw
+
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY is not set. Set SECRET_KEY (or DEBUG=true for development).")
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_rq",
+    "migration_jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "migration_jobs.middleware.ServiceUnavailableMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": _database("DATABASE_URL"),
+    "unified": _database("UNIFIED_DATABASE_URL"),
+    "revos": _database("REVOS_DATABASE_URL"),
+}
+# The tenant databases are owned by the SQL in sql/; the test runner builds them from it.
+for _alias in ("unified", "revos"):
+    DATABASES[_alias]["TEST"] = {"NAME": f"test_{DATABASES[_alias]['NAME']}", "MIGRATE": False}
+DATABASE_ROUTERS = ["migration_jobs.routers.TenantDatabaseRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = _redis_url()
+RQ_QUEUES = {
+    "migrations": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("MIGRATION_JOB_TIMEOUT", default=6 * 3600)},
+    "verification": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("VERIFICATION_JOB_TIMEOUT", default=3600)},
+    "audit": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
+}
+RQ_SHOW_ADMIN_LINK = True
+
+# Migration engine knobs: rows per batch (one transaction and one checkpoint each).
+MIGRATION_BATCH_SIZE = env.int("MIGRATION_BATCH_SIZE", default=20_000)
+MIGRATION_JOB_TIMEOUT = env.int("MIGRATION_JOB_TIMEOUT", default=6 * 3600)
+
+# Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
+# whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").
+# 0 means no limit.
+MIGRATION_MAX_CONCURRENT_AGENCIES = env.int("MIGRATION_MAX_CONCURRENT_AGENCIES", default=4)
+# The health throttle: between batches a migration backs off while the unified database shows one of
+# these over its threshold (it also serves live AudienceOS traffic). See services/throttle.py.
+THROTTLE_MAX_TRANSACTION_SECONDS = env.float("THROTTLE_MAX_TRANSACTION_SECONDS", default=120)
+THROTTLE_MAX_LOCK_WAITS = env.int("THROTTLE_MAX_LOCK_WAITS", default=0)
+THROTTLE_MAX_REPLICATION_LAG_SECONDS = env.float("THROTTLE_MAX_REPLICATION_LAG_SECONDS", default=30)
+THROTTLE_ON_AUTOVACUUM = env.bool("THROTTLE_ON_AUTOVACUUM", default=True)
+# How long a throttled or waiting run sleeps before it looks again; a throttled run doubles the
+# sleep each time, up to the maximum.
+THROTTLE_CHECK_INTERVAL_SECONDS = env.float("THROTTLE_CHECK_INTERVAL_SECONDS", default=5)
+THROTTLE_MAX_SLEEP_SECONDS = env.float("THROTTLE_MAX_SLEEP_SECONDS", default=60)
+# Bulk auto-stop: once BULK_AUTO_STOP_MIN_FINISHED runs of a bulk request have finished, if more
+# than this share of them failed, the bulk's queued runs are paused (1.0 never stops).
+BULK_AUTO_STOP_FAILURE_SHARE = env.float("BULK_AUTO_STOP_FAILURE_SHARE", default=0.25)
+BULK_AUTO_STOP_MIN_FINISHED = env.int("BULK_AUTO_STOP_MIN_FINISHED", default=4)
+if not 0 <= BULK_AUTO_STOP_FAILURE_SHARE <= 1:
+    raise ImproperlyConfigured(
+        f"BULK_AUTO_STOP_FAILURE_SHARE={BULK_AUTO_STOP_FAILURE_SHARE} is not a share; set it between 0 and 1."
+    )
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static")))
+
+# Production (DEBUG off): HTTPS only, served by gunicorn behind a TLS-terminating proxy that sets
+# X-Forwarded-Proto; WhiteNoise serves the collected admin static files. Every value can be
+# overridden from the environment, but the defaults are the ones `check --deploy` accepts.
+if not DEBUG:
+    if not env.list("ALLOWED_HOSTS", default=[]):
+        raise ImproperlyConfigured(
+            "ALLOWED_HOSTS is not set. Set it to the host names the admin is served on "
+            "(ALLOWED_HOSTS=controlplane.example.com), or DEBUG=true for development."
+        )
+    _proxy_header = env.str("SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO")
+    SECURE_PROXY_SSL_HEADER = (_proxy_header, "https") if _proxy_header else None
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 86400)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
+    SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=True)
+    CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=True)
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        # Hashed, compressed file names: browsers may cache them forever. Needs `collectstatic`.
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+
+LOGIN_URL = "admin:login"
+
+# One line per record, `key=value` (or `json`, or `plain` text); migration lines carry agency_id and run_id.
+LOG_FORMAT = env.str("LOG_FORMAT", default="keyvalue")
+if LOG_FORMAT not in {"keyvalue", "json", "plain"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not one of keyvalue, json, plain.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"run_context": {"()": "migration_jobs.log.RunContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "keyvalue": {"()": "migration_jobs.log.KeyValueFormatter"},
+        "json": {"()": "migration_jobs.log.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["run_context"]}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+}
+
+# The flag read API's per-agency answers are cached here; every flag change bumps a version key.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "controlplane",
+    }
+}
+# The service token both apps send as `Authorization: Bearer ...`; unset, the API answers 503.
+FLAGS_API_TOKEN = env.str("FLAGS_API_TOKEN", default="")

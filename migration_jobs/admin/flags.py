@@ -1,0 +1,239 @@
+"""Feature flags in the admin: the flag list, an on/off and agency-overrides page, and the audit trail.
+
+Flag state never changes through the plain change form: it changes on the state page (or the bulk
+action the RevOS agency admin attaches), which needs `change_flag_state` and a typed reason and goes
+through `migration_jobs.services.flags`, where the cutover interlock and the audit live.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path
+
+from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.models.flags import FeatureFlag, FlagChange
+from migration_jobs.models.runs import AgencyLink
+from migration_jobs.services.flags import (
+    CutoverRefused,
+    flag_agency_rows,
+    flag_enable_for_agencies,
+    flag_set_for_agency,
+    flag_set_global,
+    flag_set_percentage,
+    flags_cache_invalidate_on_commit,
+)
+
+FLAG_STATE_PERMISSION = "migration_jobs.change_flag_state"
+REASON_HELP = "Why — kept in the audit trail with your name and the time."
+
+
+def _reason_field() -> forms.CharField:
+    return forms.CharField(widget=forms.Textarea(attrs={"rows": 2, "cols": 60}), help_text=REASON_HELP)
+
+
+class FlagGlobalForm(forms.Form):
+    enabled_globally = forms.BooleanField(required=False, label="On for every agency")
+    rollout_percentage = forms.IntegerField(min_value=0, max_value=100, label="Rollout percentage")
+    reason = _reason_field()
+
+
+class AgencyOverrideForm(forms.Form):
+    STATES = [("on", "On for this agency"), ("off", "Off for this agency"), ("default", "No override")]
+
+    agency_link = forms.ModelChoiceField(AgencyLink.objects.order_by("name"), label="RevOS agency")
+    state = forms.ChoiceField(choices=STATES)
+    reason = _reason_field()
+
+    def enabled(self) -> bool | None:
+        return {"on": True, "off": False, "default": None}[self.cleaned_data["state"]]
+
+
+class ReasonForm(forms.Form):
+    reason = _reason_field()
+
+
+class FlagChangeInline(ViewOnlyMixin, admin.TabularInline):
+    model = FlagChange
+    fields = ("created_at", "field", "agency_link", "old_value", "new_value", "reason", "actor")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Change history"
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        # Whoever may see a flag may see its history, without a separate permission on the trail.
+        return request.user.has_perm("migration_jobs.view_featureflag")
+
+
+@admin.register(FeatureFlag)
+class FeatureFlagAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "app_context",
+        "enabled_globally",
+        "rollout_percentage",
+        "requires_verification",
+        "overrides_on",
+        "updated_at",
+    )
+    search_fields = ("name", "description")
+    fields = ("name", "description", "app_context", "requires_verification", "enabled_globally", "rollout_percentage")
+    inlines = [FlagChangeInline]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj else []
+
+    def get_readonly_fields(self, request, obj=None):
+        state = ("enabled_globally", "rollout_percentage")
+        # The name is hashed into rollout buckets, and ungating a live flag would bypass the interlock.
+        return (*state, "name", "requires_verification") if obj else state
+
+    @admin.display(description="Agencies forced on")
+    def overrides_on(self, obj: FeatureFlag) -> int:
+        return obj.overrides.filter(enabled=True).count()
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        flags_cache_invalidate_on_commit()
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        flags_cache_invalidate_on_commit()
+
+    def delete_queryset(self, request, queryset):
+        super().delete_queryset(request, queryset)
+        flags_cache_invalidate_on_commit()
+
+    def get_urls(self):
+        state = self.admin_site.admin_view(self.state_view)
+        return [path("<path:object_id>/state/", state, name="migration_jobs_featureflag_state"), *super().get_urls()]
+
+    def state_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Global switch, percentage and agency overrides of one flag; POSTs need `change_flag_state`."""
+        flag = get_object_or_404(FeatureFlag, pk=object_id)
+        if not self.has_view_permission(request, flag):
+            raise PermissionDenied
+        can_toggle = request.user.has_perm(FLAG_STATE_PERMISSION)
+        initial = {"enabled_globally": flag.enabled_globally, "rollout_percentage": flag.rollout_percentage}
+        global_form, override_form = FlagGlobalForm(initial=initial), AgencyOverrideForm()
+        if request.method == "POST":
+            if not can_toggle:
+                raise PermissionDenied
+            if request.POST.get("form") == "global":
+                global_form = FlagGlobalForm(request.POST)
+                if global_form.is_valid() and self._apply_global(request, flag, global_form):
+                    return HttpResponseRedirect(request.path)
+            else:
+                override_form = AgencyOverrideForm(request.POST)
+                if override_form.is_valid() and self._apply_override(request, flag, override_form):
+                    return HttpResponseRedirect(request.path)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{flag.name}: on, off and agency overrides",
+            "opts": self.opts,
+            "original": flag,
+            "can_toggle": can_toggle,
+            "global_form": global_form,
+            "override_form": override_form,
+            "rows": flag_agency_rows(flag=flag),
+            "changes": flag.changes.select_related("agency_link", "actor")[:50],
+        }
+        return TemplateResponse(request, "admin/migration_jobs/featureflag/state.html", context)
+
+    def _apply_global(self, request: HttpRequest, flag: FeatureFlag, form: FlagGlobalForm) -> bool:
+        data = form.cleaned_data
+        try:
+            with transaction.atomic():
+                changes = [
+                    flag_set_global(
+                        flag=flag, enabled=data["enabled_globally"], reason=data["reason"], actor=request.user
+                    ),
+                    flag_set_percentage(
+                        flag=flag, percentage=data["rollout_percentage"], reason=data["reason"], actor=request.user
+                    ),
+                ]
+        except CutoverRefused as refusal:
+            self.message_user(request, f"Refused: {refusal}", messages.ERROR)
+            return False
+        self._report(request, [change for change in changes if change])
+        return True
+
+    def _apply_override(self, request: HttpRequest, flag: FeatureFlag, form: AgencyOverrideForm) -> bool:
+        data = form.cleaned_data
+        try:
+            change = flag_set_for_agency(
+                flag=flag,
+                agency_link=data["agency_link"],
+                enabled=form.enabled(),
+                reason=data["reason"],
+                actor=request.user,
+            )
+        except CutoverRefused as refusal:
+            self.message_user(request, f"Refused: {refusal}", messages.ERROR)
+            return False
+        self._report(request, [change] if change else [])
+        return True
+
+    def _report(self, request: HttpRequest, changes: list[FlagChange]) -> None:
+        if not changes:
+            self.message_user(request, "Nothing changed: the flag already was in that state.", messages.WARNING)
+        for change in changes:
+            self.message_user(request, f"Changed: {change}.", messages.SUCCESS)
+
+
+@admin.register(FlagChange)
+class FlagChangeAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    """The audit trail, read-only: changes are made on a flag's state page."""
+
+    list_display = ("created_at", "flag", "field", "agency_link", "old_value", "new_value", "actor", "reason")
+    list_filter = ("flag", "field")
+    search_fields = ("reason", "agency_link__name", "actor__username")
+    list_select_related = ("flag", "agency_link", "actor")
+    date_hierarchy = "created_at"
+
+
+@admin.action(description="Switch selected agencies to the unified database (turn unified_db on)")
+def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset):
+    """Bulk cutover for the RevOS agency admin: asks for a reason, then enables each agency it may.
+
+    Each agency is checked by the interlock on its own; the result lists which were switched and,
+    for the others, why not.
+    """
+    if not request.user.has_perm(FLAG_STATE_PERMISSION):
+        modeladmin.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
+        return None
+    flag = FeatureFlag.objects.filter(name="unified_db").first()
+    if flag is None:
+        modeladmin.message_user(request, "There is no unified_db flag; add it first.", messages.ERROR)
+        return None
+    form = ReasonForm(request.POST if "apply" in request.POST else None)
+    if not form.is_valid():
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Switch agencies to the unified database",
+            "opts": modeladmin.opts,
+            "queryset": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "enable_unified_db_for_selected",
+        }
+        return TemplateResponse(request, "admin/migration_jobs/featureflag/enable_unified_db.html", context)
+    enabled, refused = flag_enable_for_agencies(
+        flag=flag, agency_links=queryset, reason=form.cleaned_data["reason"], actor=request.user
+    )
+    if enabled:
+        names = ", ".join(str(link) for link in enabled)
+        modeladmin.message_user(request, f"Cut over {len(enabled)} (unified_db on): {names}.", messages.SUCCESS)
+    for why in refused.values():
+        modeladmin.message_user(request, f"Refused: {why}", messages.ERROR)
+    return None
+
+
+__all__ = ["FeatureFlagAdmin", "FlagChangeAdmin", "enable_unified_db_for_selected"]

@@ -1,0 +1,399 @@
+"""The ops cockpit: RevOS agencies with their link, runs and buttons, and the MigrationRun list.
+
+Every button is a POST to a view that checks its own permission (admin_view only checks
+is_staff), calls one service, records the action in Django's admin log and says what happened
+with the messages framework. Nothing here writes tenant data itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.db.models import OuterRef, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from redis.exceptions import RedisError
+
+from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
+from migration_jobs.selectors import agency_cockpit
+from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
+from migration_jobs.services.bulk import bulk_requests_stopped, migration_runs_request_bulk
+from migration_jobs.services.migration import RunRefused, migration_run_control, migration_run_request
+
+Kind = MigrationRun.Kind
+
+
+def _run_action(kind: str):
+    def start(link: AgencyLink, user) -> str:
+        run = migration_run_request(link=link, kind=kind, actor=user)
+        return f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+
+    return start
+
+
+def _control_action(control: str):
+    def apply(link: AgencyLink, user) -> str:
+        run = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
+        if run is None:
+            raise RunRefused(f"{link.name} has no run in progress.")
+        run = migration_run_control(run=run, control=control, actor=user)
+        return f"Run {run.pk} of {link.name}: {control} requested; it stops at the next batch boundary."
+
+    return apply
+
+
+def _verify(link: AgencyLink, user) -> str:
+    from migration_jobs.services.verification import verification_run_request
+
+    verification = verification_run_request(link=link, migration_run=None, actor=user)
+    return f"Verification of {link.name} queued (verification {verification.pk})."
+
+
+def _cutover(link: AgencyLink, user, reason: str) -> str:
+    from migration_jobs.models.flags import FeatureFlag
+    from migration_jobs.services.flags import flag_set_for_agency
+
+    flag = FeatureFlag.objects.get(name="unified_db")
+    flag_set_for_agency(flag=flag, agency_link=link, enabled=True, reason=reason, actor=user)
+    return f"Cut over: unified_db is on for {link.name}; RevOS now reads and writes the unified database for it."
+
+
+# name -> (permission, service caller)
+AGENCY_ACTIONS = {
+    "plan": ("migration_jobs.plan_migrationrun", _run_action(Kind.PLAN)),
+    "migrate": ("migration_jobs.start_migrationrun", _run_action(Kind.MIGRATE)),
+    "rollback": ("migration_jobs.rollback_migrationrun", _run_action(Kind.ROLLBACK)),
+    "pause": ("migration_jobs.resume_migrationrun", _control_action("pause")),
+    "cancel": ("migration_jobs.resume_migrationrun", _control_action("cancel")),
+    "verify": ("migration_jobs.start_verificationrun", _verify),
+}
+
+
+def _progress_bar(run: MigrationRun | None) -> str:
+    if run is None:
+        return "—"
+    return format_html(
+        '<progress max="100" value="{}" title="{}%"></progress> {}%',
+        run.progress_percent,
+        run.progress_percent,
+        run.progress_percent,
+    )
+
+
+class ClientLinkInline(admin.TabularInline):
+    """Staff's explicit client matches, for clients whose names differ between the apps."""
+
+    model = ClientLink
+    fields = ("revos_client_id", "unified_client_id", "created_by", "created_at")
+    readonly_fields = ("created_by", "created_at")
+    extra = 0
+    verbose_name = "explicit client link"
+
+    def _may_link(self, request) -> bool:
+        return request.user.has_perm("migration_jobs.confirm_agencylink")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return self._may_link(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self._may_link(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self._may_link(request)
+
+
+@admin.register(AgencyLink)
+class AgencyLinkAdmin(admin.ModelAdmin):
+    list_display = ("name", "domain", "suggestion", "link", "latest_run")
+    list_filter = ("kind", "suggested_kind")
+    search_fields = ("name", "domain", "=revos_agency_id", "=unified_agency_id")
+    readonly_fields = [f.name for f in AgencyLink._meta.fields]
+    actions = ["migrate_selected"]
+    change_form_template = "admin/migration_jobs/agencylink/change_form.html"
+    change_list_template = "admin/migration_jobs/agencylink/change_list.html"
+    inlines = [ClientLinkInline]
+
+    def save_formset(self, request, form, formset, change):
+        for client_link in formset.save(commit=False):
+            client_link.created_by = client_link.created_by or request.user
+            client_link.save()
+        for removed in formset.deleted_objects:
+            removed.delete()
+
+    def get_queryset(self, request):
+        latest = MigrationRun.objects.filter(agency_link=OuterRef("pk")).order_by("-created_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                latest_run_kind=Subquery(latest.values("kind")[:1]),
+                latest_run_status=Subquery(latest.values("status")[:1]),
+            )
+        )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        from migration_jobs.admin.flags import enable_unified_db_for_selected
+        from migration_jobs.admin.verification import verify_selected_agencies
+
+        for function in (verify_selected_agencies, enable_unified_db_for_selected):
+            actions[function.__name__] = (function, function.__name__, function.short_description)
+        return actions
+
+    def has_add_permission(self, request) -> bool:
+        return False  # agencies come from RevOS: "Sync from RevOS"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Suggested")
+    def suggestion(self, obj: AgencyLink) -> str:
+        if obj.suggested_kind == AgencyLink.Kind.EXISTING:
+            return f"existing ({obj.suggestion_reason})"
+        return "new"
+
+    @admin.display(description="Link")
+    def link(self, obj: AgencyLink) -> str:
+        if not obj.is_confirmed:
+            return "not confirmed"
+        return f"{obj.get_kind_display()} → {obj.unified_agency_id}"
+
+    @admin.display(description="Latest run")
+    def latest_run(self, obj) -> str:
+        if not obj.latest_run_kind:
+            return "—"
+        return f"{Kind(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
+
+    @admin.action(description="Migrate selected agencies")
+    def migrate_selected(self, request: HttpRequest, queryset) -> None:
+        if not request.user.has_perm("migration_jobs.start_migrationrun"):
+            self.message_user(request, "You may not start migrations.", messages.ERROR)
+            return
+        bulk = migration_runs_request_bulk(links=queryset, actor=request.user)
+        for run in bulk.queued:
+            self.log_change(request, run.agency_link, f"Queued a migration (bulk {bulk.bulk_request}).")
+        if bulk.queued:
+            names = ", ".join(run.agency_link.name for run in bulk.queued)
+            self.message_user(request, f"Queued {len(bulk.queued)}: {names}.", messages.SUCCESS)
+        for link, refusal in bulk.skipped:
+            self.message_user(request, f"Skipped {link.name}: {refusal}", messages.WARNING)
+
+    def changelist_view(self, request, extra_context=None):
+        _warn_stopped_bulks(self, request)
+        return super().changelist_view(request, extra_context)
+
+    # Per-agency pages and buttons ---------------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("sync/", view(self.sync_view), name="migration_jobs_agencylink_sync"),
+            path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
+            path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
+            path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
+            path(
+                "<path:object_id>/action/<str:action>/",
+                view(self.action_view),
+                name="migration_jobs_agencylink_action",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _link(self, object_id: str) -> AgencyLink:
+        if not str(object_id).isdigit():
+            raise Http404("No such agency.")
+        return get_object_or_404(AgencyLink, pk=unquote(object_id))
+
+    def _back(self, link: AgencyLink) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+
+    def action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if action not in AGENCY_ACTIONS:
+            raise Http404(f"No action {action!r}.")
+        link = self._link(object_id)
+        permission, perform = AGENCY_ACTIONS[action]
+        if not request.user.has_perm(permission):
+            self.message_user(request, f"You do not have permission to {action} agencies.", messages.ERROR)
+            return self._back(link)
+        try:
+            message = perform(link, request.user)
+        except (RunRefused, LinkError) as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+        except RedisError as error:
+            self.message_user(
+                request, f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.", messages.ERROR
+            )
+        else:
+            self.log_change(request, link, f"{action}: {message}")
+            self.message_user(request, message, messages.SUCCESS)
+        return self._back(link)
+
+    def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from migration_jobs.services.flags import CutoverRefused
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        link = self._link(object_id)
+        if not request.user.has_perm("migration_jobs.change_flag_state"):
+            self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
+            return self._back(link)
+        reason = request.POST.get("reason", "").strip()
+        try:
+            message = _cutover(link, request.user, reason)
+        except CutoverRefused as refusal:
+            self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
+        except Exception as error:  # a ValidationError for a missing reason, mostly
+            if not hasattr(error, "messages"):
+                raise
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+        else:
+            self.log_change(request, link, message)
+            self.message_user(request, message, messages.SUCCESS)
+        return self._back(link)
+
+    def confirm_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        link = self._link(object_id)
+        if not request.user.has_perm("migration_jobs.confirm_agencylink"):
+            self.message_user(request, "You do not have permission to confirm agency links.", messages.ERROR)
+            return self._back(link)
+        kind = request.POST.get("kind", "")
+        raw_id = request.POST.get("unified_agency_id", "").strip()
+        try:
+            unified_id = uuid.UUID(raw_id) if raw_id else None
+        except ValueError:
+            self.message_user(request, f"{raw_id!r} is not an agency id (a UUID).", messages.ERROR)
+            return self._back(link)
+        try:
+            link = agency_link_confirm(link=link, kind=kind, unified_agency_id=unified_id, actor=request.user)
+        except LinkError as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+        else:
+            message = f"Link confirmed: {link.get_kind_display()} ({link.unified_agency_id})."
+            self.log_change(request, link, message)
+            self.message_user(request, message, messages.SUCCESS)
+        return self._back(link)
+
+    def sync_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not request.user.has_perm("migration_jobs.confirm_agencylink"):
+            self.message_user(request, "You do not have permission to sync agencies.", messages.ERROR)
+        else:
+            created = agency_links_sync()
+            self.message_user(request, f"{created} new RevOS agencies found.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_changelist"))
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """The latest run and verification as JSON, polled by the agency page while either is under way."""
+        link = self._link(object_id)
+        run = link.runs.first()
+        verification = link.verifications.order_by("-created_at", "-id").first()
+        if run is None:
+            return JsonResponse({"run": None, "verification": _verification_json(verification)})
+        return JsonResponse(
+            {
+                "verification": _verification_json(verification),
+                "run": run.pk,
+                "kind": run.get_kind_display(),
+                "status": run.status,
+                "status_display": run.get_status_display(),
+                "active": run.is_active,
+                "percent": run.progress_percent,
+                "table": run.current_table,
+                "rows_done": run.rows_done,
+                "rows_total": run.rows_total,
+                "rows_per_second": run.rows_per_second,
+                "note": run.status_note,
+                "error": run.error,
+            }
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        link = self._link(object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "cockpit": _cockpit_for(link),
+            "agency_actions": AGENCY_ACTIONS,
+            "agency_flags": _flags_for(link),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _cockpit_for(link: AgencyLink):
+    from migration_jobs.services.flags import agency_cutover_refusal, agency_flag_enabled
+
+    return agency_cockpit(
+        link=link,
+        cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
+        cutover_refusal=agency_cutover_refusal(agency_link=link),
+    )
+
+
+def _flags_for(link: AgencyLink) -> dict[str, bool]:
+    from migration_jobs.services.flags import Agency, agency_flag_id, flags_for_agency
+
+    return flags_for_agency(agency=Agency(agency_id=agency_flag_id(agency_link=link), link=link))
+
+
+def _verification_json(verification) -> dict | None:
+    if verification is None:
+        return None
+    active = verification.status in (verification.Status.QUEUED, verification.Status.RUNNING)
+    return {"id": verification.pk, "verdict": verification.verdict, "active": active}
+
+
+def _warn_stopped_bulks(model_admin: admin.ModelAdmin, request: HttpRequest) -> None:
+    """Staff learn of an auto-stopped bulk migration on the next list they open, until they act on it."""
+    for line in bulk_requests_stopped():
+        model_admin.message_user(request, line, messages.WARNING)
+
+
+@admin.register(MigrationRun)
+class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "pk",
+        "agency_link",
+        "kind",
+        "status",
+        "progress",
+        "started_at",
+        "finished_at",
+        "duration_display",
+        "rows_per_second",
+        "status_note",
+        "job",
+    )
+    list_filter = ("status", "kind")
+    list_select_related = ("agency_link",)
+    search_fields = ("agency_link__name", "=revos_agency_id")
+    readonly_fields = [f.name for f in MigrationRun._meta.fields] + ["progress"]
+
+    def changelist_view(self, request, extra_context=None):
+        _warn_stopped_bulks(self, request)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Progress")
+    def progress(self, run: MigrationRun) -> str:
+        return _progress_bar(run)
+
+    @admin.display(description="Duration")
+    def duration_display(self, run: MigrationRun) -> str:
+        duration = run.duration
+        return str(duration).split(".")[0] if duration else "—"
+
+    @admin.display(description="RQ job")
+    def job(self, run: MigrationRun) -> str:
+        if not run.job_id:
+            return "—"
+        url = reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index("migrations"), run.job_id])
+        return format_html('<a href="{}">{}</a>', url, run.job_id)

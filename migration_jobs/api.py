@@ -1,0 +1,57 @@
+"""The read API both apps call: which flags are on for an agency, behind a shared service token."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from migration_jobs.services.flags import APP_CONTEXTS, agency_resolve, flags_for_agency_cached
+
+
+def _error(status: int, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _token_error(request: HttpRequest) -> JsonResponse | None:
+    """The answer to a request without the right service token, or None when it has it."""
+    expected = settings.FLAGS_API_TOKEN
+    if not expected:
+        return _error(503, "The flag API is disabled: FLAGS_API_TOKEN is not set on the control plane.")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return _error(
+            401,
+            "Send the service token as `Authorization: Bearer <token>`.",
+            **{"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        return _error(403, "The service token is wrong.")
+    return None
+
+
+@never_cache
+@require_GET
+def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
+    """GET /api/flags/<agency id>/?app_context=revos|audience → {agency_id, app_context, flags}."""
+    if (refusal := _token_error(request)) is not None:
+        return refusal
+    try:
+        parsed_id = uuid.UUID(agency_id)
+    except ValueError:
+        return _error(400, f"{agency_id!r} is not an agency id (a UUID).")
+    app_context = request.GET.get("app_context") or None
+    if app_context is not None and app_context not in APP_CONTEXTS:
+        return _error(400, f"app_context must be one of {', '.join(APP_CONTEXTS)} (or left out).")
+    agency = agency_resolve(agency_id=parsed_id)
+    if agency is None:
+        return _error(404, f"No agency {parsed_id} in the unified database or among the RevOS agencies.")
+    flags = flags_for_agency_cached(agency=agency, app_context=app_context)
+    return JsonResponse({"agency_id": str(parsed_id), "app_context": app_context, "flags": flags})

@@ -1,0 +1,1 @@
+"""The migration engine's parts: connections, catalog reads, per-table SQL, the batch writer."""

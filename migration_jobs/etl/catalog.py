@@ -1,0 +1,83 @@
+"""What the engine needs to know of a live schema: columns, their types, and foreign keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
+
+import psycopg
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # as format_type() prints it, e.g. "character varying(200)"
+    base_type: str  # without length or precision, e.g. "character varying"
+    nullable: bool
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class Catalog:
+    columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
+    foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
+
+    def column_names(self, table: str) -> list[str]:
+        return [c.name for c in self.columns[table]]
+
+
+def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> Catalog:
+    """Read the tables of `schema` with their columns and single-column foreign keys."""
+    columns: dict[str, list[Column]] = {}
+    rows = connection.execute(
+        """
+        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
+               NOT a.attnotnull, a.atthasdef
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+        WHERE a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY c.relname, a.attnum
+        """,
+        [schema],
+    ).fetchall()
+    for table, name, sql_type, base_type, nullable, has_default in rows:
+        columns.setdefault(table, []).append(Column(name, sql_type, base_type, nullable, has_default))
+    foreign_keys: dict[str, dict[str, str]] = {}
+    for table, column, referenced in connection.execute(
+        """
+        SELECT c.relname, a.attname, r.relname
+        FROM pg_constraint k
+        JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+        JOIN pg_class r ON r.oid = k.confrelid
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
+        WHERE k.contype = 'f' AND cardinality(k.conkey) = 1
+        """,
+        [schema],
+    ).fetchall():
+        foreign_keys.setdefault(table, {})[column] = referenced
+    return Catalog({t: tuple(cols) for t, cols in columns.items()}, foreign_keys)
+
+
+def dependency_order(tables: list[str], foreign_keys: dict[str, dict[str, str]]) -> list[str]:
+    """Parents before children, by foreign key; a table's references to itself are ignored.
+
+    A self-reference within one batch is safe (PostgreSQL checks foreign keys at the end of the
+    INSERT statement); ties keep the order they were given in.
+    """
+    wanted = set(tables)
+    sorter = TopologicalSorter()
+    for table in tables:
+        parents = {p for p in foreign_keys.get(table, {}).values() if p in wanted and p != table}
+        sorter.add(table, *sorted(parents, key=tables.index))
+    try:
+        sorter.prepare()
+    except CycleError as error:
+        raise ValueError(f"Foreign keys form a cycle, no safe order exists: {error.args[1]}") from error
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=tables.index)
+        order.extend(ready)
+        sorter.done(*ready)
+    return order

@@ -1,0 +1,598 @@
+"""Move one agency from RevOS into the unified database: stream, transform, upsert, checkpoint.
+
+Reads come from one REPEATABLE READ snapshot of RevOS (a consistent picture of the agency while
+RevOS keeps writing) through COPY ... TO STDOUT. Writes go in batches: COPY into a temporary
+staging table, then INSERT ... ON CONFLICT (id) DO UPDATE, the id map and the table's checkpoint,
+all in one transaction. A killed run therefore resumes at its last committed batch, and a re-run
+converges to the same rows instead of duplicating them. A session advisory lock, held on the
+writing connection for the whole run, keeps a second run of the same agency out; PostgreSQL
+releases it when that connection dies, so a crashed worker never leaves it behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.connections import connect
+from migration_jobs.etl.plan import TablePlan, migration_plan_build
+from migration_jobs.mapping import Identity
+
+logger = logging.getLogger(__name__)
+
+ID_MAP = sql.SQL("controlplane.id_map")
+CHECKPOINT = sql.SQL("controlplane.checkpoint")
+NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
+
+
+class Control(StrEnum):
+    CONTINUE = "continue"
+    PAUSE = "pause"
+    CANCEL = "cancel"
+
+
+class AgencyBusy(Exception):
+    """Another run holds this agency's lock."""
+
+
+class MigrationStopped(Exception):
+    """Staff paused or cancelled the run; every committed batch and checkpoint stays."""
+
+    def __init__(self, control: Control):
+        super().__init__(f"Stopped at a batch boundary: {control.value} requested.")
+        self.control = control
+
+
+class RowRejected(Exception):
+    """A source row the unified schema refuses; the batch it was in was not written."""
+
+    def __init__(self, *, table: str, source_id: str, batch: int, reason: str):
+        super().__init__(f"{table}: source row {source_id} was refused (batch {batch}): {reason}")
+        self.table, self.source_id, self.batch, self.reason = table, source_id, batch, reason
+
+
+@dataclass
+class TableOutcome:
+    source: str
+    target: str
+    source_rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    reused: int = 0
+    deleted: int = 0
+
+
+@dataclass
+class Progress:
+    table: str
+    tables_done: int
+    tables_total: int
+    rows_done: int
+    rows_total: int
+    rows_per_second: float
+    batch: int
+
+
+@dataclass
+class MigrationReport:
+    tables: dict[str, TableOutcome] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {name: vars(outcome) for name, outcome in self.tables.items()}
+
+
+def lock_key(agency_id: UUID) -> sql.Composed:
+    return sql.SQL("hashtextextended({}, 0)").format(sql.Literal(f"controlplane.agency:{agency_id}"))
+
+
+@contextmanager
+def agency_lock(connection: psycopg.Connection, agency_id: UUID) -> Iterator[None]:
+    """Hold the agency's session advisory lock, or raise AgencyBusy at once."""
+    acquired = connection.execute(sql.SQL("SELECT pg_try_advisory_lock({})").format(lock_key(agency_id))).fetchone()
+    connection.commit()
+    if not acquired[0]:
+        raise AgencyBusy(f"Another run of agency {agency_id} is in progress (its lock is held).")
+    try:
+        yield
+    finally:
+        if not connection.closed:
+            connection.rollback()
+            connection.execute(sql.SQL("SELECT pg_advisory_unlock({})").format(lock_key(agency_id)))
+            connection.commit()
+
+
+@dataclass
+class AgencyMigration:
+    """One execution of one agency's migration; see the module docstring for the guarantees."""
+
+    source_agency_id: UUID
+    target_agency_id: UUID
+    link_existing: bool
+    batch_size: int
+    on_progress: Callable[[Progress], Control] = lambda progress: Control.CONTINUE
+    on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
+    client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
+
+    def run(self) -> MigrationReport:
+        with connect("revos", purpose="migration-read") as source, connect("unified") as target:
+            source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            source.read_only = True
+            with agency_lock(target, self.source_agency_id):
+                self.on_locked()
+                return self._run_locked(source, target)
+
+    # The run, under the lock -------------------------------------------------------------
+
+    def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
+        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
+        totals = {
+            p.source: source.execute(p.count_query(source_agency_id=self.source_agency_id)).fetchone()[0] for p in plans
+        }
+        for plan in plans:
+            report.tables[plan.source].source_rows = totals[plan.source]
+        had_previous = self._has_previous_rows(target)
+        remap = self._resolve_identities(source, target, plans, report)
+        checkpoints = self._checkpoints(target)
+        self._started = time.monotonic()
+        self._rows_done = sum(c[1] for c in checkpoints.values())
+        self._rows_total = sum(totals.values())
+        self._batch_no = 0
+        for index, plan in enumerate(plans):
+            last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
+            if not completed:
+                self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
+        if had_previous:
+            for plan in reversed(plans):
+                report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
+        target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
+        target.commit()
+        self._analyze(target, plans)
+        return report
+
+    def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
+        """Refresh the planner's statistics of what the run wrote.
+
+        The verification queued next reads these tables at once, before autovacuum would; with the
+        statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
+        """
+        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), ID_MAP]:
+            target.execute(sql.SQL("ANALYZE {}").format(table))
+        target.commit()
+
+    def _has_previous_rows(self, target: psycopg.Connection) -> bool:
+        row = target.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s)").format(ID_MAP), [self.source_agency_id]
+        ).fetchone()
+        target.commit()
+        return row[0]
+
+    def _checkpoints(self, target: psycopg.Connection) -> dict[str, tuple[str | None, int, bool]]:
+        rows = target.execute(
+            sql.SQL("SELECT source_table, last_source_id, rows_done, completed FROM {} WHERE agency_id = %s").format(
+                CHECKPOINT
+            ),
+            [self.source_agency_id],
+        ).fetchall()
+        target.commit()
+        return {table: (last_id, done, completed) for table, last_id, done, completed in rows}
+
+    # Identity: rows AudienceOS already has are reused, never duplicated -------------------
+
+    def _resolve_identities(
+        self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan], report: MigrationReport
+    ) -> dict[str, str]:
+        """Record which source rows are existing unified rows; return source id -> unified id."""
+        matches: list[tuple[str, str, str, str]] = []  # source table, source id, target table, target id
+        if self.link_existing:
+            matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
+        for plan in plans:
+            if plan.entry.identity is Identity.EMAIL:
+                matches += self._match_by_email(source, target, plan)
+            elif plan.entry.identity is Identity.CLIENT_NAME:
+                matches += self._match_by_client_name(source, target, plan)
+        with target.cursor() as cursor:
+            cursor.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted) "
+                    "VALUES (%s, %s, %s, %s, %s, false) ON CONFLICT (source_table, source_id) DO NOTHING"
+                ).format(ID_MAP),
+                [(self.source_agency_id, *match) for match in matches],
+            )
+            remap = dict(
+                cursor.execute(
+                    sql.SQL(
+                        "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
+                    ).format(ID_MAP),
+                    [self.source_agency_id],
+                ).fetchall()
+            )
+        target.commit()
+        for source_table, _, _, _ in matches:
+            report.tables[source_table].reused += 1
+        return remap
+
+    def _match_by_email(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
+        emails = dict(
+            source.execute(
+                sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
+                    sql.Identifier(plan.source), plan.scope_condition(self.source_agency_id)
+                )
+            ).fetchall()
+        )
+        if not emails:
+            return []
+        found = target.execute(
+            sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(
+                sql.Identifier(plan.target)
+            ),
+            [list(emails)],
+        ).fetchall()
+        return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
+
+    def _match_by_client_name(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
+        names = source.execute(
+            sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
+                sql.SQL(NORMALIZED_NAME.format("name")),
+                sql.Identifier(plan.source),
+                plan.scope_condition(self.source_agency_id),
+            )
+        ).fetchall()
+        existing = dict(
+            target.execute(
+                sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
+                    sql.SQL(NORMALIZED_NAME.format("name")), sql.Identifier(plan.target)
+                ),
+                [self.target_agency_id],
+            ).fetchall()
+        )
+        matches = []
+        for name, source_id in names:
+            target_id = self.client_links.get(source_id) or existing.get(name)
+            if target_id and target_id != source_id:
+                matches.append((plan.source, source_id, plan.target, target_id))
+        return matches
+
+    # Copy: stream the source, write batches ------------------------------------------------
+
+    def _copy_table(self, source, target, plan: TablePlan, remap, last_id, report, index, count) -> None:
+        """Stream one table: a reader thread fills batches while this thread writes the previous one."""
+        query = plan.source_query(
+            source_agency_id=self.source_agency_id, target_agency_id=self.target_agency_id, after_id=last_id
+        )
+        writer = BatchWriter(target, plan, self.source_agency_id)
+        batches: queue.Queue = queue.Queue(maxsize=1)  # one batch read ahead: memory stays at ~3 batches
+        stop = threading.Event()
+        reader = threading.Thread(
+            target=self._read_batches,
+            args=(source, plan, remap, sql.SQL("COPY ({}) TO STDOUT").format(query), batches, stop),
+            name=f"read-{plan.source}",
+            daemon=True,
+        )
+        reader.start()
+        try:
+            while True:
+                batch = batches.get()
+                if isinstance(batch, BaseException):
+                    raise batch
+                self._rows_done += batch.skipped  # existing unified rows stand for them: counted, not written
+                self._flush(writer, batch.rows, report, index, count, completed=batch.last)
+                if batch.last:
+                    return
+        finally:
+            stop.set()
+            reader.join()
+
+    def _read_batches(self, source, plan: TablePlan, remap, statement, batches: queue.Queue, stop) -> None:
+        """Reader thread: COPY rows as they come (bytes, one per row), reused rows dropped, ids rewritten.
+
+        Rows stay in COPY's text format from the source to the staging table: fields are split on
+        tabs (a tab inside a value is escaped as \\t) only where an id must be looked at.
+        """
+
+        def hand_over(item) -> bool:
+            while not stop.is_set():
+                try:
+                    batches.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            reused = {key.encode() for key in remap}
+            rewrite = {key.encode(): value.encode() for key, value in remap.items()}
+            positions, id_at = plan.remap_positions, plan.target_columns.index("id")
+            rows: list[bytes] = []
+            skipped = 0
+            with source.cursor() as cursor, cursor.copy(statement) as copy:
+                for data in copy:
+                    row = bytes(data)
+                    if reused:
+                        fields = row[:-1].split(b"\t")
+                        if fields[id_at] in reused:
+                            skipped += 1
+                            continue
+                        if positions:
+                            for position in positions:
+                                fields[position] = rewrite.get(fields[position], fields[position])
+                            row = b"\t".join(fields) + b"\n"
+                    rows.append(row)
+                    if len(rows) >= self.batch_size:
+                        if not hand_over(_Batch(rows, skipped, last=False)):
+                            return
+                        rows, skipped = [], 0
+            hand_over(_Batch(rows, skipped, last=True))
+        except BaseException as error:  # handed to the writing thread, which raises it
+            hand_over(error)
+
+    def _flush(self, writer: BatchWriter, batch, report, index, count, *, completed: bool) -> None:
+        self._batch_no += 1
+        inserted, updated = writer.write(batch, batch_no=self._batch_no, completed=completed)
+        outcome = report.tables[writer.plan.source]
+        outcome.inserted += inserted
+        outcome.updated += updated
+        self._rows_done += len(batch)
+        if completed:
+            logger.info(
+                "table %s -> %s done: %s inserted, %s updated",
+                writer.plan.source,
+                writer.plan.target,
+                outcome.inserted,
+                outcome.updated,
+                extra={"agency_id": str(self.source_agency_id)},
+            )
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        control = self.on_progress(
+            Progress(
+                table=writer.plan.source,
+                tables_done=index + (1 if completed else 0),
+                tables_total=count,
+                rows_done=self._rows_done,
+                rows_total=self._rows_total,
+                rows_per_second=self._rows_done / elapsed,
+                batch=self._batch_no,
+            )
+        )
+        if control is not Control.CONTINUE and not (completed and index == count - 1):
+            raise MigrationStopped(control)
+
+    # Catch-up: rows deleted at the source leave the unified database -----------------------
+
+    def _delete_vanished(self, source, target, plan: TablePlan) -> int:
+        """Remove unified rows this agency's migration inserted whose source row is gone."""
+        target.execute("CREATE TEMP TABLE IF NOT EXISTS seen_source_id (id uuid PRIMARY KEY) ON COMMIT DELETE ROWS")
+        with (
+            source.cursor() as reader,
+            reader.copy(
+                sql.SQL("COPY ({}) TO STDOUT").format(plan.source_ids_query(source_agency_id=self.source_agency_id))
+            ) as ids_out,
+            target.cursor().copy("COPY seen_source_id (id) FROM STDIN") as ids_in,
+        ):
+            for data in ids_out:
+                ids_in.write(data)
+        deleted = target.execute(
+            sql.SQL(
+                "WITH gone AS ("
+                " DELETE FROM {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
+                " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
+                " RETURNING m.target_id, m.inserted)"
+                " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
+            ).format(id_map=ID_MAP, target=sql.Identifier(plan.target)),
+            [self.source_agency_id, plan.source],
+        ).rowcount
+        target.commit()
+        return deleted
+
+
+@dataclass
+class _Batch:
+    rows: list[bytes]  # COPY text rows, each ending in a newline
+    skipped: int  # source rows an existing unified row stands for
+    last: bool
+
+
+class BatchWriter:
+    """Writes batches of one table: staging COPY, upsert, id map and checkpoint in one commit."""
+
+    def __init__(self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID):
+        self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
+        self.id_at = plan.target_columns.index("id")
+        self.stage = sql.Identifier(f"stage_{plan.source}")
+        columns = [sql.Identifier(c) for c in plan.target_columns]
+        self.column_list = sql.SQL(", ").join(columns)
+        connection.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
+                self.stage, self.column_list, sql.Identifier(plan.target)
+            )
+        )
+        connection.commit()
+        changed = [c for c in columns if c.as_string(None) != '"id"']
+        guard = sql.SQL("t.agency_id = EXCLUDED.agency_id AND ") if plan.target_has_agency else sql.SQL("")
+        # One statement: upsert the batch and record the rows it inserted in the id map. Rows
+        # already there that this agency's runs did not write (another agency's, or AudienceOS's
+        # with a colliding id) are neither updated (the guard) nor recorded; `unrecorded` finds them.
+        self.upsert = sql.SQL(
+            "WITH up AS (INSERT INTO {target} AS t ({columns}) SELECT {columns} FROM {stage}"
+            " ON CONFLICT (id) DO UPDATE SET {assignments}"
+            " WHERE {guard}({current}) IS DISTINCT FROM ({incoming})"
+            " RETURNING t.id, (xmax = 0) AS inserted),"
+            " mapped AS (INSERT INTO {id_map} (agency_id, source_table, source_id, target_table, target_id, inserted)"
+            " SELECT %s, %s, id, %s, id, true FROM up WHERE inserted ON CONFLICT (source_table, source_id) DO NOTHING)"
+            " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        ).format(
+            target=sql.Identifier(plan.target),
+            columns=self.column_list,
+            stage=self.stage,
+            id_map=ID_MAP,
+            assignments=sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in changed),
+            guard=guard,
+            current=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in changed),
+            incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in changed),
+        )
+        self.unrecorded = sql.SQL(
+            "SELECT s.id FROM {stage} s WHERE NOT EXISTS"
+            " (SELECT 1 FROM {id_map} m WHERE m.source_table = %s AND m.source_id = s.id) LIMIT 1"
+        ).format(id_map=ID_MAP, stage=self.stage)
+        self.checkpoint = sql.SQL(
+            "INSERT INTO {} AS c (agency_id, source_table, last_source_id, rows_done, completed)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (agency_id, source_table) DO UPDATE SET"
+            " last_source_id = coalesce(EXCLUDED.last_source_id, c.last_source_id),"
+            " rows_done = c.rows_done + EXCLUDED.rows_done, completed = EXCLUDED.completed, updated_at = now()"
+        ).format(CHECKPOINT)
+
+    def _row_id(self, row: bytes) -> str:
+        return row.rstrip(b"\n").split(b"\t")[self.id_at].decode()
+
+    def write(self, rows: list[bytes], *, batch_no: int, completed: bool) -> tuple[int, int]:
+        """Write one batch and its checkpoint atomically; RowRejected names a refused row."""
+        try:
+            counts = self._write(rows, batch_no=batch_no, completed=completed)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as error:
+            self.connection.rollback()
+            raise self._find_rejected_row(rows, batch_no, error) from error
+        return counts
+
+    def _write(self, rows: list, *, batch_no: int, completed: bool) -> tuple[int, int]:
+        connection = self.connection
+        inserted = updated = 0
+        if rows:
+            with connection.cursor() as cursor:
+                with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)) as copy:
+                    copy.write(b"".join(rows))
+                inserted, updated = cursor.execute(
+                    self.upsert, [self.source_agency_id, self.plan.source, self.plan.target]
+                ).fetchone()
+                foreign = cursor.execute(self.unrecorded, [self.plan.source]).fetchone()
+                if foreign:
+                    connection.rollback()
+                    raise RowRejected(
+                        table=self.plan.source,
+                        source_id=str(foreign[0]),
+                        batch=batch_no,
+                        reason=f"its id is already taken by a {self.plan.target} row this agency's runs did not write",
+                    )
+                cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
+        last_id = self._row_id(rows[-1]) if rows else None
+        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.commit()
+        return inserted, updated
+
+    def _find_rejected_row(self, rows: list, batch_no: int, error: Exception) -> RowRejected:
+        """Replay the batch row by row under savepoints to name the first row the schema refuses."""
+        connection = self.connection
+        try:
+            for row in rows:
+                try:
+                    with connection.transaction(), connection.cursor() as cursor:
+                        with cursor.copy(
+                            sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)
+                        ) as copy:
+                            copy.write(row)
+                        cursor.execute(self.upsert, [self.source_agency_id, self.plan.source, self.plan.target])
+                        cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
+                        raise _Undo
+                except _Undo:
+                    continue
+                except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as row_error:
+                    return RowRejected(
+                        table=self.plan.source,
+                        source_id=self._row_id(row),
+                        batch=batch_no,
+                        reason=_first_line(row_error),
+                    )
+        finally:
+            connection.rollback()
+        return RowRejected(table=self.plan.source, source_id="(unknown)", batch=batch_no, reason=_first_line(error))
+
+
+class _Undo(Exception):
+    """Roll a trial savepoint back."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = lambda: None) -> MigrationReport:
+    """Delete exactly the unified rows this agency's runs inserted, children first, in one commit.
+
+    Rows that existed before (reused agency, users, clients) stay. If AudienceOS rows have come to
+    reference a migrated row since, the foreign key refuses and nothing at all is deleted.
+    """
+    with (
+        connect("revos", purpose="rollback-read") as source,
+        connect("unified", purpose="rollback") as target,
+        agency_lock(target, source_agency_id),
+    ):
+        on_locked()
+        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
+        for plan in reversed(plans):
+            report.tables[plan.source].deleted = target.execute(
+                sql.SQL(
+                    "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
+                    " AND m.inserted AND t.id = m.target_id"
+                ).format(target=sql.Identifier(plan.target), id_map=ID_MAP),
+                [source_agency_id, plan.source],
+            ).rowcount
+        for table in (ID_MAP, CHECKPOINT):
+            target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(table), [source_agency_id])
+        target.commit()
+        return report
+
+
+def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool) -> dict:
+    """A dry run: what would move, what would be reused, what is already there. Writes nothing."""
+    with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-read") as target:
+        source.read_only = target.read_only = True
+        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        probe = AgencyMigration(source_agency_id, target_agency_id, link_existing, batch_size=1)
+        already = dict(
+            target.execute(
+                sql.SQL("SELECT source_table, count(*) FROM {} WHERE agency_id = %s GROUP BY 1").format(ID_MAP),
+                [source_agency_id],
+            ).fetchall()
+        )
+        conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
+        tables = {}
+        for plan in plans:
+            matches = []
+            if plan.entry.identity is Identity.EMAIL:
+                matches = probe._match_by_email(source, target, plan)
+            elif plan.entry.identity is Identity.CLIENT_NAME:
+                matches = probe._match_by_client_name(source, target, plan)
+            reused = len(matches) + (1 if plan.source == "agencies" and link_existing else 0)
+            rows = source.execute(plan.count_query(source_agency_id=source_agency_id)).fetchone()[0]
+            tables[plan.source] = {
+                "target": plan.target,
+                "source_rows": rows,
+                "reused": reused,
+                "to_write": rows - reused,
+                "already_migrated": already.get(plan.source, 0),
+            }
+        return {"tables": tables, "conflicts": conflicts}
+
+
+def _email_conflicts(source, target, source_agency_id: UUID, target_agency_id: UUID) -> list[str]:
+    """Users whose email already belongs to a user of another unified agency: reused, but worth a look."""
+    emails = [e for (e,) in source.execute("SELECT lower(email) FROM users WHERE agency_id = %s", [source_agency_id])]
+    if not emails:
+        return []
+    rows = target.execute(
+        'SELECT email, agency_id FROM "user" WHERE lower(email) = ANY(%s) AND agency_id <> %s',
+        [emails, target_agency_id],
+    ).fetchall()
+    return [f"user {email} already exists in unified agency {agency}" for email, agency in rows]

@@ -1,0 +1,37 @@
+"""Create or update the demo's staff login and print it (called by `bin/stack demo`)."""
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, transaction
+
+
+def demo_staff_ensure(*, username: str, password: str) -> AbstractBaseUser:
+    """A superuser `username` whose password is now `password`; other users are left alone."""
+    user_model = get_user_model()
+    with transaction.atomic():
+        user, _created = user_model._default_manager.get_or_create(**{user_model.USERNAME_FIELD: username})
+        user.is_staff = True
+        user.is_superuser = True
+        user.is_active = True
+        user.set_password(password)
+        user.save()
+    return user
+
+
+class Command(BaseCommand):
+    help = "Create or update a superuser for the demo with a fresh generated password, and print the login."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--username", default="ops")
+
+    def handle(self, *args, username: str, **options):
+        # A new password each run: a demo login that never changes would end up in screenshots and notes.
+        password = secrets.token_urlsafe(12)
+        try:
+            demo_staff_ensure(username=username, password=password)
+        except DatabaseError as error:
+            raise CommandError(f"Cannot create the staff login (did `manage.py migrate` run?): {error}") from error
+        self.stdout.write(f"Staff login:  username {username}  password {password}")

@@ -1,0 +1,45 @@
+"""The shared body of migrate_agency and rollback_agency: resolve, queue (or run here), report."""
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError
+
+from migration_jobs.models import MigrationRun
+from migration_jobs.services.migration import (
+    RunRefused,
+    agency_link_resolve,
+    migration_run_execute,
+    migration_run_request,
+)
+
+
+class RunCommand(BaseCommand):
+    def add_arguments(self, parser):
+        parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
+        parser.add_argument("--sync", action="store_true", help="Run in this process instead of queueing for a worker.")
+
+    def kind(self, options) -> str:
+        raise NotImplementedError
+
+    def handle(self, *args, agency_id: str, sync: bool, **options):
+        try:
+            link = agency_link_resolve(agency_id)
+            run = migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not sync)
+            if sync:
+                try:
+                    run = migration_run_execute(run_id=run.pk)
+                except Exception:  # recorded on the run with its traceback; report it as the worker would
+                    run.refresh_from_db()
+        except RunRefused as refusal:
+            raise CommandError(str(refusal)) from refusal
+        except OperationalError as error:
+            raise CommandError(f"The control-plane database cannot be reached: {error}") from error
+        self.report(run)
+        if run.status == MigrationRun.Status.FAILED:
+            raise CommandError(f"Run {run.pk} failed: {run.error}")
+
+    def report(self, run: MigrationRun) -> None:
+        self.stdout.write(f"run {run.pk}: {run.get_kind_display()} of {run.agency_link} — {run.get_status_display()}")
+        for table, outcome in (run.report.get("tables") or run.report).items():
+            if isinstance(outcome, dict) and any(v for k, v in outcome.items() if k not in ("source", "target")):
+                cells = ", ".join(f"{k}={v}" for k, v in outcome.items() if k not in ("source", "target") and v)
+                self.stdout.write(f"  {table:28} {cells}")

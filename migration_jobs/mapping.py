@@ -1,0 +1,161 @@
+"""The RevOS -> unified map, as data: one entry per RevOS table, nothing else says it.
+
+Each `TableMap` names the unified table a RevOS table goes to and how its columns get there.
+A unified column is filled, in this order of precedence, from:
+  - `agency_id`: always the run's unified agency (children inherit it through `scope`);
+  - `app_context`: the entry's app_context ('revos' for RevOS-only tables, 'both' for shared);
+  - `constants`: a literal (cartridge.type, chat_message.ai_provider);
+  - `expressions`: an SQL expression over the source row (renames, casts, splits);
+  - `config`, when `config_from_rest`: a JSON object of every source column not used otherwise;
+  - the source column of the same name.
+Unified columns none of these fill are left to their defaults. Foreign keys to the shared
+tables (agency, user, client) are rewritten through the id map; every other row keeps its UUID.
+
+Adding a RevOS table to the migration means adding one entry to TABLE_MAPS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+
+class Identity(StrEnum):
+    """How a source row finds the unified row it already is, for the shared tables."""
+
+    AGENCY_LINK = "agency_link"  # the AgencyLink staff confirmed
+    EMAIL = "email"  # users: case-insensitive email
+    CLIENT_NAME = "client_name"  # clients: normalized name within the agency, or a staff link
+
+
+@dataclass(frozen=True)
+class TableMap:
+    source: str
+    target: str
+    app_context: str = "revos"
+    # Foreign-key hops (column, parent table) from a table without agency_id up to one with it.
+    scope: tuple[tuple[str, str], ...] = ()
+    constants: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    expressions: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    config_from_rest: bool = False
+    identity: Identity | None = None
+    # An extra SQL condition on the source rows; rows it excludes are not migrated.
+    where: str | None = None
+
+
+def _map(source: str, target: str, **options) -> TableMap:
+    for key in ("constants", "expressions"):
+        if key in options:
+            options[key] = MappingProxyType(options[key])
+    return TableMap(source=source, target=target, **options)
+
+
+TABLE_MAPS: tuple[TableMap, ...] = (
+    # Shared tables: matched against what AudienceOS already has, never duplicated.
+    _map(
+        "agencies",
+        "agency",
+        app_context="both",
+        identity=Identity.AGENCY_LINK,
+        expressions={
+            "slug": "lower(trim(both '-' from regexp_replace(name, '[^a-zA-Z0-9]+', '-', 'g')))"
+            " || '-' || left(id::text, 8)",
+            "settings": "jsonb_build_object('revos_plan', plan)",
+        },
+    ),
+    _map(
+        "users",
+        "user",
+        app_context="both",
+        identity=Identity.EMAIL,
+        expressions={
+            "first_name": "nullif(split_part(full_name, ' ', 1), '')",
+            "last_name": "nullif(substr(full_name, length(split_part(full_name, ' ', 1)) + 2), '')",
+            "updated_at": "created_at",
+        },
+    ),
+    _map("clients", "client", app_context="both", identity=Identity.CLIENT_NAME, expressions={"stage": "status"}),
+    # HGC: both RevOS chat generations become unified chat, answered by AgentKit.
+    _map("chat_sessions", "chat_session", app_context="both"),
+    _map(
+        "chat_messages",
+        "chat_message",
+        app_context="both",
+        scope=(("session_id", "chat_sessions"),),
+        constants={"ai_provider": "agentkit"},
+    ),
+    _map("hgc_sessions", "chat_session", app_context="both", expressions={"context": "metadata"}),
+    _map(
+        "hgc_messages",
+        "chat_message",
+        app_context="both",
+        scope=(("session_id", "hgc_sessions"),),
+        constants={"ai_provider": "agentkit"},
+    ),
+    # Cartridges: brand and style become typed rows of the one cartridge table.
+    _map("brand_cartridges", "cartridge", app_context="both", constants={"type": "brand"}, config_from_rest=True),
+    _map("style_cartridges", "cartridge", app_context="both", constants={"type": "style"}, config_from_rest=True),
+    # RevOS-only tables.
+    _map("linkedin_accounts", "linkedin_account"),
+    _map("campaigns", "campaign"),
+    _map("posts", "post"),
+    _map("comments", "comment", scope=(("post_id", "posts"),)),
+    _map("lead_magnets", "lead_magnet"),
+    _map("lead_magnet_library", "lead_magnet_library"),
+    _map("leads", "lead"),
+    _map("dm_sequences", "dm_sequence"),
+    _map("dm_messages", "dm_message", scope=(("sequence_id", "dm_sequences"),)),
+    _map("dm_deliveries", "dm_delivery", scope=(("sequence_id", "dm_sequences"),)),
+    _map("webhook_configs", "webhook_config"),
+    _map("webhook_deliveries", "webhook_delivery", scope=(("webhook_config_id", "webhook_configs"),)),
+    _map("webhook_endpoints", "webhook_endpoint"),
+    _map("webhook_logs", "webhook_log", scope=(("webhook_endpoint_id", "webhook_endpoints"),)),
+    _map("pods", "pod"),
+    _map("pod_members", "pod_member", scope=(("pod_id", "pods"),)),
+    _map("pod_activities", "pod_activity", scope=(("pod_id", "pods"),)),
+    _map("console_workflows", "console_workflow"),
+    _map("console_prompts", "console_prompt"),
+    _map("campaign_skills", "campaign_skill", scope=(("campaign_id", "campaigns"),)),
+    _map(
+        "skill_executions",
+        "skill_execution",
+        scope=(("campaign_skill_id", "campaign_skills"), ("campaign_id", "campaigns")),
+    ),
+    _map("memories", "memory"),
+    _map("queue_jobs", "queue_job"),
+    _map("notifications", "notification"),
+    _map("processed_comments", "processed_comment"),
+    _map("processed_messages", "processed_message"),
+    _map("triggered_comments", "triggered_comment"),
+    _map("pending_connections", "pending_connection"),
+    _map("connected_accounts", "connected_account"),
+    _map("scrape_jobs", "scrape_job"),
+    _map("email_queue", "email_queue"),
+    _map("email_extraction_reviews", "email_extraction_review"),
+    _map("unipile_webhook_logs", "unipile_webhook_log"),
+)
+
+# RevOS tables deliberately left behind, with the reason staff will read.
+NOT_MIGRATED: MappingProxyType = MappingProxyType(
+    {
+        "backup_dm_sequences": "Ops backup of dm_sequences with orphaned rows; the live dm_sequences is migrated.",
+        "campaigns_trigger_word_backup": "Ops backup of campaigns.trigger_word; campaigns carries the live value.",
+        "outfit_history": "ABBY contamination (Phase 0); not RevOS data.",
+        "swatches": "ABBY contamination (Phase 0); not RevOS data.",
+        "swipe_cartridges": "ABBY contamination (Phase 0); not RevOS data.",
+        "chat_message": "Empty singular duplicate of chat_messages (Phase 0).",
+        "chat_session": "Empty singular duplicate of chat_sessions (Phase 0).",
+    }
+)
+
+# Unified tables whose rows the migration may reuse instead of insert (see Identity).
+SHARED_TARGETS = frozenset(m.target for m in TABLE_MAPS if m.identity is not None)
+
+
+def table_map(source: str) -> TableMap:
+    """The entry for one RevOS table; KeyError names the table if there is none."""
+    for entry in TABLE_MAPS:
+        if entry.source == source:
+            return entry
+    raise KeyError(f"RevOS table {source!r} has no entry in TABLE_MAPS (nor in NOT_MIGRATED).")

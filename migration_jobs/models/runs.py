@@ -1,0 +1,223 @@
+"""What the control plane itself owns: agency links, migration runs and verification results.
+
+These live in the `default` database. They refer to tenant rows by UUID (never a ForeignKey
+across databases): `revos_agency_id` in the RevOS source, `unified_agency_id` in the unified one.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AgencyLink(models.Model):
+    """A RevOS agency and the unified agency it becomes, as suggested and then confirmed by staff."""
+
+    class Kind(models.TextChoices):
+        EXISTING = "existing", "Same agency as an AudienceOS one"
+        NEW = "new", "New in the unified database"
+
+    revos_agency_id = models.UUIDField(unique=True)
+    name = models.CharField(max_length=200)
+    domain = models.CharField(max_length=200, blank=True)
+    suggested_kind = models.CharField(max_length=10, choices=Kind.choices)
+    suggested_agency_id = models.UUIDField(null=True, blank=True)
+    suggestion_reason = models.CharField(max_length=300, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, blank=True)
+    unified_agency_id = models.UUIDField(null=True, blank=True, db_index=True)
+    confirmed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "RevOS agency"
+        verbose_name_plural = "RevOS agencies"
+        permissions = [
+            ("confirm_agencylink", "Can confirm which unified agency a RevOS agency becomes"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None and self.unified_agency_id is not None
+
+
+class ClientLink(models.Model):
+    """Staff's explicit word that a RevOS client is an existing unified client (name matching aside)."""
+
+    agency_link = models.ForeignKey(AgencyLink, on_delete=models.CASCADE, related_name="client_links")
+    revos_client_id = models.UUIDField()
+    unified_client_id = models.UUIDField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["agency_link", "revos_client_id"], name="one_link_per_revos_client")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.revos_client_id} -> {self.unified_client_id}"
+
+
+class MigrationRun(models.Model):
+    """One migration (or dry run, or rollback) of one agency, tracked as its RQ job runs."""
+
+    class Kind(models.TextChoices):
+        MIGRATE = "migrate", "Migrate"
+        PLAN = "plan", "Plan (dry run)"
+        ROLLBACK = "rollback", "Roll back"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    RESUMABLE_STATUSES = (Status.PAUSED, Status.CANCELLED, Status.FAILED)
+
+    class Control(models.TextChoices):
+        NONE = "", "None"
+        PAUSE = "pause", "Pause requested"
+        CANCEL = "cancel", "Cancel requested"
+
+    agency_link = models.ForeignKey(AgencyLink, on_delete=models.PROTECT, related_name="runs")
+    # Copied from the link when the run is requested: the one-active-run constraint needs the id on
+    # this table, and a run keeps the unified agency it wrote to even if the link changes later.
+    revos_agency_id = models.UUIDField(db_index=True)
+    unified_agency_id = models.UUIDField(null=True, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MIGRATE)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    control = models.CharField(max_length=10, choices=Control.choices, blank=True, default="")
+    job_id = models.CharField(max_length=100, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # Runs queued together by one "Migrate selected agencies" share an id; the auto-stop counts by it.
+    bulk_request = models.UUIDField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    current_table = models.CharField(max_length=100, blank=True)
+    tables_done = models.PositiveIntegerField(default=0)
+    tables_total = models.PositiveIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0)
+    rows_total = models.BigIntegerField(default=0)
+    rows_per_second = models.FloatField(default=0)
+    status_note = models.CharField(max_length=300, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    error_traceback = models.TextField(blank=True)
+    failed_table = models.CharField(max_length=100, blank=True)
+    failed_batch = models.IntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        get_latest_by = "created_at"
+        permissions = [
+            ("plan_migrationrun", "Can plan (dry-run) an agency migration"),
+            ("start_migrationrun", "Can migrate an agency"),
+            ("resume_migrationrun", "Can pause, cancel and resume an agency migration"),
+            ("rollback_migrationrun", "Can roll back an agency migration"),
+        ]
+        constraints = [
+            # The database itself refuses a second active run of one agency.
+            models.UniqueConstraint(
+                fields=["revos_agency_id"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="one_active_run_per_agency",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.agency_link} ({self.get_status_display()})"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(99, int(100 * self.rows_done / self.rows_total))
+
+    @property
+    def duration(self):
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+    @staticmethod
+    def new_job_id() -> str:
+        return f"migration-{uuid.uuid4()}"
+
+
+class VerificationRun(models.Model):
+    """One read-only verification of one migrated agency; its checks are CheckResult rows."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+        ERROR = "error", "Error"
+
+    class Verdict(models.TextChoices):
+        PENDING = "", "Pending"
+        PASS = "pass", "Pass"
+        FAIL = "fail", "Fail"
+        ERROR = "error", "Error"
+
+    agency_link = models.ForeignKey(AgencyLink, on_delete=models.PROTECT, related_name="verifications")
+    migration_run = models.ForeignKey(
+        MigrationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="verifications"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, default="", db_index=True)
+    job_id = models.CharField(max_length=100, blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        get_latest_by = "created_at"
+        permissions = [("start_verificationrun", "Can verify an agency")]
+
+    def __str__(self) -> str:
+        return f"Verification of {self.agency_link} ({self.get_verdict_display()})"
+
+
+class CheckResult(models.Model):
+    """One check of a verification: what was expected, what was found, and sample ids if not."""
+
+    class Status(models.TextChoices):
+        PASS = "pass", "Pass"
+        FAIL = "fail", "Fail"
+        ERROR = "error", "Error"
+
+    verification_run = models.ForeignKey(VerificationRun, on_delete=models.CASCADE, related_name="results")
+    check_name = models.CharField(max_length=100, db_index=True)
+    table_name = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, db_index=True)
+    expected = models.TextField(blank=True)
+    actual = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        target = f" {self.table_name}" if self.table_name else ""
+        return f"{self.check_name}{target}: {self.status}"

@@ -1,0 +1,125 @@
+"""Reads for the ops cockpit: where each agency stands and which actions make sense now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connections
+from django.utils import timezone
+
+from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
+
+Kind, Status = MigrationRun.Kind, MigrationRun.Status
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    label: str
+    enabled: bool
+    reason: str = ""  # why it is disabled, in one line
+    danger: bool = False
+
+
+@dataclass(frozen=True)
+class Cockpit:
+    link: AgencyLink
+    state: str
+    active_run: MigrationRun | None
+    last_run: MigrationRun | None
+    last_migration: MigrationRun | None
+    verification: VerificationRun | None
+    migrated_rows: int
+    actions: list[Action]
+
+    @property
+    def verification_age(self):
+        if self.verification and self.verification.finished_at:
+            return timezone.now() - self.verification.finished_at
+        return None
+
+
+def agency_migrated_rows(*, link: AgencyLink) -> int:
+    """How many unified rows this agency's runs inserted (what a rollback would delete)."""
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s AND inserted", [link.revos_agency_id]
+        )
+        return cursor.fetchone()[0]
+
+
+def agency_state(
+    *, link: AgencyLink, last_migration: MigrationRun | None, verification: VerificationRun | None, cut_over: bool
+) -> str:
+    """One word for the overview: not linked, linked, migrating, migrated, verified, cut over, failed."""
+    if not link.is_confirmed:
+        return "not linked"
+    if last_migration is None:
+        return "linked"
+    if last_migration.status in (Status.QUEUED, Status.RUNNING):
+        return "migrating"
+    if last_migration.status in (Status.FAILED, Status.PAUSED, Status.CANCELLED):
+        return "failed" if last_migration.status == Status.FAILED else "paused"
+    if last_migration.kind == Kind.ROLLBACK:
+        return "linked"
+    if cut_over:
+        return "cut over"
+    verified = (
+        verification is not None
+        and verification.verdict == VerificationRun.Verdict.PASS
+        and verification.finished_at
+        and last_migration.finished_at
+        and verification.finished_at > last_migration.finished_at
+    )
+    return "verified" if verified else "migrated"
+
+
+def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal: str | None = None) -> Cockpit:
+    """Everything the agency page shows, with each button's enabled state and reason."""
+    runs = link.runs.all()
+    active = runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
+    last_run = runs.first()
+    last_migration = runs.filter(kind__in=(Kind.MIGRATE, Kind.ROLLBACK)).first()
+    verification = link.verifications.order_by("-created_at").first()
+    migrated_rows = agency_migrated_rows(link=link)
+    busy = f"run {active.pk} is {active.get_status_display().lower()}" if active else ""
+    unlinked = "" if link.is_confirmed else "confirm the link first"
+
+    def action(name, label, blocker, danger=False) -> Action:
+        return Action(name, label, enabled=not blocker, reason=blocker, danger=danger)
+
+    resumable = (
+        last_migration
+        and last_migration.kind == Kind.MIGRATE
+        and (last_migration.status in MigrationRun.RESUMABLE_STATUSES)
+    )
+    migrate_label = "Resume" if resumable else ("Catch up" if migrated_rows else "Migrate")
+    running_migration = active if active and active.kind == Kind.MIGRATE else None
+    actions = [
+        action("plan", "Plan (dry run)", unlinked or busy),
+        action("migrate", migrate_label, unlinked or busy),
+        action("pause", "Pause", "" if running_migration else "no migration is running"),
+        action("cancel", "Cancel", "" if running_migration else "no migration is running", danger=True),
+        action(
+            "rollback",
+            "Roll back",
+            busy or ("" if migrated_rows else "nothing of this agency has been migrated"),
+            danger=True,
+        ),
+        action("verify", "Verify", busy or ("" if migrated_rows else "migrate the agency first")),
+        action(
+            "cutover",
+            "Cut over (unified_db on)",
+            "unified_db is already on for this agency" if cut_over else (cutover_refusal or ""),
+        ),
+    ]
+    return Cockpit(
+        link=link,
+        state=agency_state(link=link, last_migration=last_migration, verification=verification, cut_over=cut_over),
+        active_run=active,
+        last_run=last_run,
+        last_migration=last_migration,
+        verification=verification,
+        migrated_rows=migrated_rows,
+        actions=actions,
+    )

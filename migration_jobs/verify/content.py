@@ -1,0 +1,279 @@
+"""Content: the transformed RevOS rows against the unified rows, compared by checksums over id ranges.
+
+As data-diff does it: each side reduces an id range to (rows, sum of row hashes) per sub-range in
+one GROUP BY, computed by its own database; equal sub-ranges are done with, differing ones are
+split again until they are small enough to fetch and compare row by row. Only checksums and the
+rows of small differing ranges cross the wire, so memory depends on the range size, never on the
+table size, and a difference is named by its ids.
+
+Both sides are reduced to the same relation, (id uuid, vals text[]): the target columns as text,
+cast to the target's types first, so equal values print alike (both connections are in UTC).
+The source side is the plan's own transformation with the id map's rewrites of reused agency,
+user and client ids applied; rows AudienceOS already had (reused, `inserted = false`) are its
+own and are compared on neither side.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from migration_jobs.etl.catalog import Catalog
+from migration_jobs.etl.plan import TablePlan
+from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, not_applicable, status_of
+
+ID_MAP = sql.SQL("controlplane.id_map")
+UUID_MAX = (1 << 128) - 1
+FANOUT = 16  # sub-ranges per split
+LEAF_ROWS = 256  # a differing range this small is fetched and compared row by row
+DIFFERENCE_LIMIT = 1000  # stop narrowing down after this many differing ids (the result says so)
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a connection and a query of (id uuid, vals text[])."""
+
+    connection: psycopg.Connection
+    relation: sql.Composable
+
+
+@dataclass
+class Diff:
+    source_rows: int = 0
+    target_rows: int = 0
+    missing: int = 0  # in the source, not in the target
+    extra: int = 0  # in the target, not in the source
+    differing: int = 0
+    samples: dict[str, list[str]] = field(default_factory=lambda: {"missing": [], "extra": [], "differing": []})
+    differing_columns: dict[str, list[str]] = field(default_factory=dict)
+    truncated: bool = False
+    ranges_compared: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.missing + self.extra + self.differing
+
+    def note(self, kind: str, row_id: UUID, columns: list[str] | None = None) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.samples[kind]) < SAMPLE_SIZE:
+            self.samples[kind].append(str(row_id))
+            if columns is not None:
+                self.differing_columns[str(row_id)] = columns
+
+
+# --- the two relations -----------------------------------------------------------------------
+
+
+def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, remap: dict[str, str]) -> sql.Composed:
+    """The agency's source rows as the target should hold them: (id, vals) with reused ids rewritten."""
+    types = _full_types(plan, target)
+    aliases = [sql.Identifier(f"c{i}") for i in range(len(plan.target_columns))]
+    conditions = [plan.scope_condition(scope.source_agency_id)]
+    if plan.entry.where:
+        conditions.append(sql.SQL(plan.entry.where))
+    transformed = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+        plan.select_list(scope.target_agency_id),
+        sql.Identifier(plan.source),
+        sql.SQL(" AND ").join(conditions),
+    )
+    values = []
+    for position, (alias, sql_type) in enumerate(zip(aliases, types, strict=True)):
+        text = sql.SQL("CAST(CAST(s.{} AS {}) AS text)").format(alias, sql.SQL(sql_type))
+        if remap and position in plan.remap_positions:
+            text = sql.SQL("coalesce(remap.m ->> {}, {})").format(text, text)
+        values.append(text)
+    id_alias = aliases[plan.target_columns.index("id")]
+    query = sql.SQL("SELECT s.{id} AS id, ARRAY[{values}]::text[] AS vals FROM ({transformed}) AS s({aliases})").format(
+        id=id_alias, values=sql.SQL(", ").join(values), transformed=transformed, aliases=sql.SQL(", ").join(aliases)
+    )
+    if not remap:
+        return query
+    # The same rewrite the engine applies; its rows are AudienceOS's and stay out of the comparison.
+    return sql.SQL("{} CROSS JOIN (SELECT {}::jsonb AS m) AS remap WHERE NOT (remap.m ? CAST(s.{} AS text))").format(
+        query, sql.Literal(Jsonb(remap)), id_alias
+    )
+
+
+def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> sql.Composed:
+    """The unified rows this agency's migration inserted from `plan.source`: (id, vals)."""
+    types = _full_types(plan, target)
+    values = sql.SQL(", ").join(
+        sql.SQL("CAST(CAST(t.{} AS {}) AS text)").format(sql.Identifier(column), sql.SQL(sql_type))
+        for column, sql_type in zip(plan.target_columns, types, strict=True)
+    )
+    return sql.SQL(
+        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ("
+        "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted)"
+    ).format(
+        values=values,
+        target=sql.Identifier(plan.target),
+        id_map=ID_MAP,
+        agency=sql.Literal(scope.source_agency_id),
+        source=sql.Literal(plan.source),
+    )
+
+
+def _full_types(plan: TablePlan, target: Catalog) -> list[str]:
+    """The target columns' declared types (numeric(14, 2), not numeric): what a stored value looks like."""
+    declared = {c.name: c.sql_type for c in target.columns[plan.target]}
+    return [declared[column] for column in plan.target_columns]
+
+
+def reused_ids(target: psycopg.Connection, scope: AgencyScope) -> dict[str, str]:
+    """Source id -> unified id of the rows AudienceOS already had (agency, users, clients)."""
+    return dict(
+        target.execute(
+            sql.SQL("SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(
+                ID_MAP
+            ),
+            [scope.source_agency_id],
+        ).fetchall()
+    )
+
+
+# --- checksums and bisection -----------------------------------------------------------------
+
+
+def _split(low: int, high: int, parts: int) -> list[int]:
+    """Lower bounds of up to `parts` equal sub-ranges of [low, high]."""
+    width = high - low + 1
+    if width <= parts:
+        return list(range(low, high + 1))
+    return [low + width * i // parts for i in range(parts)]
+
+
+def _checksums(side: Side, low: int, high: int, bounds: list[int]) -> dict[int, tuple[int, int]]:
+    """Per sub-range (1-based, as width_bucket numbers them): rows and the sum of their row hashes."""
+    query = sql.SQL(
+        "SELECT width_bucket(r.id, {bounds}::uuid[]), count(*),"
+        " sum(('x' || left(md5(r.vals::text), 15))::bit(60)::bigint)"
+        " FROM ({relation}) AS r WHERE r.id BETWEEN {low} AND {high} GROUP BY 1"
+    ).format(
+        bounds=sql.Literal([UUID(int=b) for b in bounds]),
+        relation=side.relation,
+        low=sql.Literal(UUID(int=low)),
+        high=sql.Literal(UUID(int=high)),
+    )
+    return {bucket: (rows, total) for bucket, rows, total in side.connection.execute(query)}
+
+
+def _rows(side: Side, low: int, high: int) -> list[tuple[UUID, list[str | None]]]:
+    query = sql.SQL("SELECT r.id, r.vals FROM ({}) AS r WHERE r.id BETWEEN {} AND {} ORDER BY r.id").format(
+        side.relation, sql.Literal(UUID(int=low)), sql.Literal(UUID(int=high))
+    )
+    return side.connection.execute(query).fetchall()
+
+
+def relation_diff(source: Side, target: Side, *, columns: tuple[str, ...]) -> Diff:
+    """Narrow the differences of two (id, vals) relations down to ids, depth first, in id order."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as source_side:
+        return _relation_diff(source, target, columns=columns, source_side=source_side)
+
+
+def _relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], source_side: Executor) -> Diff:
+    # Each database works on its side at the same time: the source's query runs in the helper
+    # thread while this thread waits for the target's.
+    diff = Diff()
+    pending: list[tuple[int, int, bool]] = [(0, UUID_MAX, False)]  # (low, high, small enough to fetch)
+    top = True
+    while pending and not diff.truncated:
+        low, high, fetch = pending.pop()
+        if fetch:
+            ours = source_side.submit(_rows, source, low, high)
+            theirs = _rows(target, low, high)
+            _compare_rows(diff, ours.result(), theirs, columns)
+            continue
+        bounds = _split(low, high, FANOUT)
+        ours_future = source_side.submit(_checksums, source, low, high, bounds)
+        theirs = _checksums(target, low, high, bounds)
+        ours = ours_future.result()
+        diff.ranges_compared += len(bounds)
+        if top:
+            diff.source_rows = sum(rows for rows, _ in ours.values())
+            diff.target_rows = sum(rows for rows, _ in theirs.values())
+            top = False
+        for bucket in range(len(bounds), 0, -1):  # pushed in reverse, so popped in id order
+            if ours.get(bucket) == theirs.get(bucket):
+                continue
+            sub_low = bounds[bucket - 1]
+            sub_high = bounds[bucket] - 1 if bucket < len(bounds) else high
+            rows = max(ours.get(bucket, (0, 0))[0], theirs.get(bucket, (0, 0))[0])
+            pending.append((sub_low, sub_high, rows <= LEAF_ROWS or sub_high - sub_low < FANOUT))
+    return diff
+
+
+def _compare_rows(diff: Diff, ours: list, theirs: list, columns: tuple[str, ...]) -> None:
+    """Merge two id-ordered row lists, noting each id missing, extra or differing."""
+    i = j = 0
+    while (i < len(ours) or j < len(theirs)) and not diff.truncated:
+        if j >= len(theirs) or (i < len(ours) and ours[i][0] < theirs[j][0]):
+            diff.note("missing", ours[i][0])
+            i += 1
+        elif i >= len(ours) or theirs[j][0] < ours[i][0]:
+            diff.note("extra", theirs[j][0])
+            j += 1
+        else:
+            (row_id, expected), (_, actual) = ours[i], theirs[j]
+            if expected != actual:
+                changed = [c for c, a, b in zip(columns, expected, actual, strict=True) if a != b]
+                diff.note("differing", row_id, changed)
+            i, j = i + 1, j + 1
+        diff.truncated = diff.total >= DIFFERENCE_LIMIT
+
+
+# --- the check -------------------------------------------------------------------------------
+
+
+def content_check(
+    plan: TablePlan,
+    *,
+    scope: AgencyScope,
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    target_catalog: Catalog,
+    remap: dict[str, str],
+) -> CheckOutcome:
+    """One source table: do the unified rows hold exactly the transformed source rows?"""
+    diff = relation_diff(
+        Side(source, source_relation(plan, scope=scope, target=target_catalog, remap=remap)),
+        Side(target, target_relation(plan, scope=scope, target=target_catalog)),
+        columns=plan.target_columns,
+    )
+    details = {
+        "target_table": plan.target,
+        "source_rows": diff.source_rows,
+        "target_rows": diff.target_rows,
+        "ranges_compared": diff.ranges_compared,
+    }
+    if diff.total:
+        details.update(
+            missing_in_target=diff.missing,
+            extra_in_target=diff.extra,
+            differing=diff.differing,
+            sample_ids=diff.samples,
+            differing_columns=diff.differing_columns,
+            stopped_early=diff.truncated,
+        )
+    actual = f"{diff.source_rows - diff.missing - diff.differing} identical"
+    if diff.total:
+        more = " (at least; stopped narrowing down)" if diff.truncated else ""
+        actual = f"{diff.missing} missing, {diff.extra} extra, {diff.differing} differing{more}"
+    return CheckOutcome(
+        "content",
+        status_of(diff.total == 0),
+        plan.source,
+        expected=f"{diff.source_rows} rows of {plan.target} equal to the transformed source",
+        actual=actual,
+        details=details,
+    )
+
+
+def content_not_applicable() -> CheckOutcome:
+    return not_applicable(
+        "content", "", "the agency is not migrated (rolled back, or never run): there are no migrated rows to compare"
+    )

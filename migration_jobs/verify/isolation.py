@@ -1,0 +1,375 @@
+"""Isolation: what the apps' API roles actually see, probed the way Supabase's PostgREST runs a request.
+
+Each probe is one read-only transaction on the unified database: `SET LOCAL ROLE authenticated`
+(or `anon`), the JWT claims in `request.jwt.claims` via set_config(..., true), the queries, then
+ROLLBACK. Expectations are read first as the connecting (owner) role, which RLS does not filter.
+
+The seed's five test cases, then two sweeps over every table: another agency's claims (an
+unrelated agency, and any agency holding a row this agency's migration inserted) see none of this
+agency's rows; `anon` with no claims sees nothing at all. A case the agency has no data for passes
+as "not applicable", saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from migration_jobs.etl.catalog import Catalog
+from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
+
+ID_MAP = sql.SQL("controlplane.id_map")
+REVOS, AUDIENCE = "revos", "audience"
+APPS = (REVOS, AUDIENCE)
+CASE1_PROBED = 500  # AudienceOS clients probed, at most
+
+
+def claims_for(agency_id: uuid.UUID, app: str) -> dict:
+    """Claims as the apps' Supabase JWTs carry them; `sub` is a fixed probe identity, not a real user."""
+    return {
+        "aud": "authenticated",
+        "role": "authenticated",
+        "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"controlplane-verification:{agency_id}")),
+        "agency_id": str(agency_id),
+        "app_context": app,
+    }
+
+
+@dataclass
+class Probe:
+    """A unified connection (read only, not autocommit) and the agency under verification."""
+
+    connection: psycopg.Connection
+    scope: AgencyScope
+    catalog: Catalog
+
+    @property
+    def agency(self) -> sql.Literal:
+        return sql.Literal(self.scope.target_agency_id)
+
+    def owner(self, query: sql.Composable, params=None) -> list[tuple]:
+        """Rows as the connecting role sees them (RLS does not apply to the owner)."""
+        try:
+            return self.connection.execute(query, params).fetchall()
+        finally:
+            self.connection.rollback()
+
+    @contextmanager
+    def acting(self, role: str, claims: dict | None) -> Iterator[psycopg.Connection]:
+        """One transaction as `role` with these JWT claims (none: as an anonymous request)."""
+        connection = self.connection
+        connection.rollback()
+        try:
+            connection.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
+            connection.execute(
+                "SELECT set_config('request.jwt.claims', %s, true)", [json.dumps(claims) if claims else ""]
+            )
+            yield connection
+        finally:
+            connection.rollback()
+
+    def as_app(self, app: str, agency_id: uuid.UUID | None = None):
+        return self.acting("authenticated", claims_for(agency_id or self.scope.target_agency_id, app))
+
+    def not_migrated(self, table: str, alias: str = "t") -> sql.Composed:
+        """The row was not inserted by this agency's migration: AudienceOS created it."""
+        return sql.SQL(
+            "NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.agency_id = {source} AND m.inserted"
+            " AND m.target_table = {table} AND m.target_id = {alias}.id)"
+        ).format(
+            id_map=ID_MAP,
+            source=sql.Literal(self.scope.source_agency_id),
+            table=sql.Literal(table),
+            alias=sql.Identifier(alias),
+        )
+
+    def tenant_key(self, table: str) -> sql.Identifier:
+        return sql.Identifier("agency_id" if "agency_id" in self.catalog.column_names(table) else "id")
+
+
+# --- the seed's five cases -------------------------------------------------------------------
+
+
+def case1_audienceos_client_visible_from_revos(probe: Probe) -> CheckOutcome:
+    name = "isolation.case1_audienceos_client_visible_from_revos"
+    clients = [
+        row[0]
+        for row in probe.owner(
+            sql.SQL(
+                "SELECT t.id FROM client t WHERE t.agency_id = {} AND t.app_context = 'both' AND {}"
+                " ORDER BY t.id LIMIT {}"
+            ).format(probe.agency, probe.not_migrated("client"), sql.Literal(CASE1_PROBED))
+        )
+    ]
+    if not clients:
+        return not_applicable(name, "client", "the agency has no shared client created in AudienceOS")
+    with probe.as_app(REVOS) as connection:
+        visible = {row[0] for row in connection.execute("SELECT id FROM client WHERE id = ANY(%s)", [clients])}
+    hidden = [c for c in clients if c not in visible]
+    return CheckOutcome(
+        name,
+        status_of(not hidden),
+        "client",
+        expected=f"{len(clients)} AudienceOS clients ('both') visible with RevOS claims",
+        actual=f"{len(visible)} visible",
+        details={
+            "claims": claims_for(probe.scope.target_agency_id, REVOS),
+            "probed_ids": ids(clients[:SAMPLE_SIZE]),
+            **({"hidden_ids": ids(hidden[:SAMPLE_SIZE])} if hidden else {}),
+        },
+    )
+
+
+def case2_revos_lead_hidden_from_audienceos(probe: Probe) -> CheckOutcome:
+    name = "isolation.case2_revos_lead_hidden_from_audienceos"
+    in_agency = sql.SQL("agency_id = {} AND app_context = 'revos'").format(probe.agency)
+    total = probe.owner(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency))[0][0]
+    if not total:
+        return not_applicable(name, "lead", "the agency has no RevOS leads")
+    with probe.as_app(AUDIENCE) as connection:
+        leaked = [
+            row[0]
+            for row in connection.execute(
+                sql.SQL("SELECT id FROM lead WHERE app_context = 'revos' ORDER BY id LIMIT {}").format(
+                    sql.Literal(SAMPLE_SIZE)
+                )
+            )
+        ]
+    with probe.as_app(REVOS) as connection:
+        seen = connection.execute(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency)).fetchone()[0]
+    return CheckOutcome(
+        name,
+        status_of(not leaked and seen == total),
+        "lead",
+        expected=f"AudienceOS claims: 0 RevOS leads; RevOS claims: all {total}",
+        actual=f"AudienceOS claims: {len(leaked)}{'+' if len(leaked) == SAMPLE_SIZE else ''}; RevOS claims: {seen}",
+        details={"visible_to_audienceos_ids": ids(leaked)} if leaked else {},
+    )
+
+
+def _grouped(rows) -> dict[str, int]:
+    return {"/".join(key): count for *key, count in rows}
+
+
+def case3_chat_ai_provider_per_app(probe: Probe) -> CheckOutcome:
+    name = "isolation.case3_chat_ai_provider_per_app"
+    by_context_sql = sql.SQL("SELECT app_context, count(*) FROM chat_session WHERE agency_id = {} GROUP BY 1").format(
+        probe.agency
+    )
+    sessions = _grouped(probe.owner(by_context_sql))
+    if not sessions:
+        return not_applicable(name, "chat_session", "the agency has no chat sessions")
+    migrated = sql.SQL("NOT ({})").format(probe.not_migrated("chat_message"))
+    wrong = {}
+    for origin, condition, provider in (
+        ("migrated_from_revos", migrated, "agentkit"),
+        ("audienceos", probe.not_migrated("chat_message"), "gemini"),
+    ):
+        rows = probe.owner(
+            sql.SQL(
+                "SELECT t.id, t.ai_provider IS DISTINCT FROM {provider} FROM chat_message t"
+                " WHERE t.agency_id = {agency} AND {condition}"
+                " ORDER BY (t.ai_provider IS DISTINCT FROM {provider}) DESC, t.id LIMIT {limit}"
+            ).format(
+                provider=sql.Literal(provider), agency=probe.agency, condition=condition, limit=sql.Literal(SAMPLE_SIZE)
+            )
+        )
+        bad = [row_id for row_id, is_wrong in rows if is_wrong]
+        if bad:
+            wrong[origin] = {"expected_ai_provider": provider, "sample_ids": ids(bad)}
+    visible = {}
+    for app in APPS:
+        with probe.as_app(app) as connection:
+            visible[app] = _grouped(connection.execute(by_context_sql).fetchall())
+    expected = {app: {c: n for c, n in sessions.items() if c in ("both", app)} for app in APPS}
+    return CheckOutcome(
+        name,
+        status_of(not wrong and visible == expected),
+        "chat_message",
+        expected=f"migrated messages agentkit, AudienceOS messages gemini; sessions visible per app: {expected}",
+        actual=f"wrong ai_provider: {sorted(wrong) or 'none'}; sessions visible per app: {visible}",
+        details={"sessions_by_app_context": sessions, **({"wrong_ai_provider": wrong} if wrong else {})},
+    )
+
+
+def case4_cartridges_per_app_context(probe: Probe) -> CheckOutcome:
+    name = "isolation.case4_cartridges_per_app_context"
+    query = sql.SQL(
+        "SELECT app_context, type, count(*) FROM cartridge WHERE agency_id = {} GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(probe.agency)
+    stored = _grouped(probe.owner(query))
+    if not stored:
+        return not_applicable(name, "cartridge", "the agency has no cartridges")
+    visible, expected = {}, {}
+    for app in APPS:
+        with probe.as_app(app) as connection:
+            visible[app] = _grouped(connection.execute(query).fetchall())
+        expected[app] = {key: n for key, n in stored.items() if key.split("/")[0] in ("both", app)}
+    return CheckOutcome(
+        name,
+        status_of(visible == expected),
+        "cartridge",
+        expected=f"app_context/type visible per app: {expected}",
+        actual=f"{visible}",
+        details={"stored": stored},
+    )
+
+
+def case5_shared_sessions_survive_app_switch(probe: Probe) -> CheckOutcome:
+    name = "isolation.case5_shared_sessions_survive_app_switch"
+    fingerprint = sql.SQL(
+        "SELECT count(*), md5(coalesce(string_agg(id::text, ',' ORDER BY id), '')) FROM chat_session"
+        " WHERE agency_id = {} AND app_context = 'both'"
+    ).format(probe.agency)
+    stored = probe.owner(fingerprint)[0]
+    if not stored[0]:
+        return not_applicable(name, "chat_session", "the agency has no shared ('both') chat sessions")
+    seen = {}
+    for app in APPS:
+        with probe.as_app(app) as connection:
+            seen[app] = connection.execute(fingerprint).fetchone()
+    details = {}
+    if any(seen[app] != stored for app in APPS):
+        details = _session_differences(probe)
+    return CheckOutcome(
+        name,
+        status_of(all(seen[app] == stored for app in APPS)),
+        "chat_session",
+        expected=f"the same {stored[0]} shared sessions with RevOS and with AudienceOS claims",
+        actual=", ".join(f"{app}: {seen[app][0]}" for app in APPS),
+        details=details,
+    )
+
+
+def _session_differences(probe: Probe) -> dict:
+    query = sql.SQL(
+        "SELECT id FROM chat_session WHERE agency_id = {} AND app_context = 'both' ORDER BY id LIMIT 1000"
+    ).format(probe.agency)
+    stored = [row[0] for row in probe.owner(query)]
+    hidden = {}
+    for app in APPS:
+        with probe.as_app(app) as connection:
+            visible = {row[0] for row in connection.execute("SELECT id FROM chat_session WHERE id = ANY(%s)", [stored])}
+        hidden[app] = ids([s for s in stored if s not in visible][:SAMPLE_SIZE])
+    return {"hidden_from": hidden}
+
+
+# Check name -> probe: the seed's five cases (the sweeps over every table are SWEEPS, below).
+CASES = {
+    f"isolation.{case.__name__}": case
+    for case in (
+        case1_audienceos_client_visible_from_revos,
+        case2_revos_lead_hidden_from_audienceos,
+        case3_chat_ai_provider_per_app,
+        case4_cartridges_per_app_context,
+        case5_shared_sessions_survive_app_switch,
+    )
+}
+
+
+# --- sweeps over every table -----------------------------------------------------------------
+
+
+def _readable_tables(probe: Probe, role: str) -> list[str]:
+    """Public tables the role may SELECT from; a denied table shows nothing, which is isolation too."""
+    rows = probe.owner(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'"
+        " WHERE c.relkind IN ('r', 'p') AND has_table_privilege(%s, c.oid, 'SELECT') ORDER BY 1",
+        [role],
+    )
+    return [row[0] for row in rows]
+
+
+def _moved_rows(probe: Probe) -> dict[str, dict[str, list[uuid.UUID]]]:
+    """Rows this agency's migration inserted that now belong to another agency: table -> agency -> ids."""
+    pairs = probe.owner(
+        sql.SQL("SELECT DISTINCT source_table, target_table FROM {} WHERE agency_id = %s AND inserted").format(ID_MAP),
+        [probe.scope.source_agency_id],
+    )
+    moved: dict[str, dict[str, list[uuid.UUID]]] = {}
+    for source_table, table in pairs:
+        if "agency_id" not in probe.catalog.column_names(table):
+            continue
+        rows = probe.owner(
+            sql.SQL(
+                "SELECT t.agency_id, t.id FROM {id_map} m JOIN {table} t ON t.id = m.target_id"
+                " WHERE m.agency_id = %s AND m.source_table = %s AND m.inserted AND t.agency_id <> %s"
+                " ORDER BY t.id LIMIT {limit}"
+            ).format(id_map=ID_MAP, table=sql.Identifier(table), limit=sql.Literal(SAMPLE_SIZE)),
+            [probe.scope.source_agency_id, source_table, probe.scope.target_agency_id],
+        )
+        for agency_id, row_id in rows:
+            moved.setdefault(table, {}).setdefault(str(agency_id), []).append(row_id)
+    return moved
+
+
+def _unrelated_agency(probe: Probe) -> uuid.UUID:
+    """Another agency of the unified database, or (if there is none) an id no agency has."""
+    rows = probe.owner(sql.SQL("SELECT id FROM agency WHERE id <> {} ORDER BY id LIMIT 1").format(probe.agency))
+    return rows[0][0] if rows else uuid.uuid5(uuid.NAMESPACE_URL, f"controlplane-verification-other:{probe.agency}")
+
+
+def other_agency_sees_nothing(probe: Probe) -> CheckOutcome:
+    """Claims of other agencies, for both apps, see no row of this agency in any table."""
+    tables = _readable_tables(probe, "authenticated")
+    moved = _moved_rows(probe)
+    others = sorted({str(_unrelated_agency(probe))} | {a for per_table in moved.values() for a in per_table})
+    leaks: dict[str, list[dict]] = {}
+    for other in others:
+        for app in APPS:
+            with probe.as_app(app, uuid.UUID(other)) as connection:
+                for table in tables:
+                    found = connection.execute(
+                        sql.SQL("SELECT id FROM {} WHERE {} = {} ORDER BY id LIMIT {}").format(
+                            sql.Identifier(table), probe.tenant_key(table), probe.agency, sql.Literal(SAMPLE_SIZE)
+                        )
+                    ).fetchall()
+                    moved_here = moved.get(table, {}).get(other)
+                    if moved_here:
+                        found += connection.execute(
+                            sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)), [moved_here]
+                        ).fetchall()
+                    if found:
+                        leaks.setdefault(table, []).append(
+                            {"agency_id": other, "app_context": app, "ids": ids(row[0] for row in found)}
+                        )
+    return CheckOutcome(
+        "isolation.other_agency_sees_nothing",
+        status_of(not leaks),
+        ", ".join(sorted(leaks))[:100],
+        expected=f"0 rows of this agency visible to {len(others)} other agencies' claims, in {len(tables)} tables",
+        actual=f"rows visible in {len(leaks)} tables" if leaks else "0 rows visible",
+        details={"other_agencies": others, **({"visible": leaks} if leaks else {})},
+    )
+
+
+def anon_sees_nothing(probe: Probe) -> CheckOutcome:
+    """The anonymous role, without claims, sees no row of any table (any agency's)."""
+    tables = _readable_tables(probe, "anon")
+    leaks = {}
+    with probe.acting("anon", None) as connection:
+        for table in tables:
+            found = connection.execute(
+                sql.SQL("SELECT id FROM {} ORDER BY id LIMIT {}").format(
+                    sql.Identifier(table), sql.Literal(SAMPLE_SIZE)
+                )
+            ).fetchall()
+            if found:
+                leaks[table] = ids(row[0] for row in found)
+    return CheckOutcome(
+        "isolation.anon_sees_nothing",
+        status_of(not leaks),
+        ", ".join(sorted(leaks))[:100],
+        expected=f"0 rows visible to anon in {len(tables)} readable tables",
+        actual=f"rows visible in {len(leaks)} tables" if leaks else "0 rows visible",
+        details={"visible": leaks} if leaks else {},
+    )
+
+
+SWEEPS = {f"isolation.{sweep.__name__}": sweep for sweep in (other_agency_sees_nothing, anon_sees_nothing)}

@@ -1,0 +1,99 @@
+"""References: no row of the agency in the unified database points at a parent that does not exist.
+
+The foreign keys themselves prevent this, unless they were bypassed (session_replication_role =
+replica, a restore, a constraint added NOT VALID) — which is what this check is for. It reads
+every foreign key of the unified schema, multi-column ones included, and follows MATCH SIMPLE
+semantics: a reference with a NULL column is not checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from migration_jobs.etl.catalog import Catalog
+from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    parent: str
+    parent_columns: tuple[str, ...]
+
+
+def foreign_keys_read(connection: psycopg.Connection) -> dict[str, list[ForeignKey]]:
+    """Every foreign key between tables of `public`, by child table."""
+    rows = connection.execute(
+        """
+        SELECT k.conname, c.relname, r.relname,
+               ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, o)
+                     JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o),
+               ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, o)
+                     JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.o)
+        FROM pg_constraint k
+        JOIN pg_class c ON c.oid = k.conrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+        JOIN pg_class r ON r.oid = k.confrelid
+        WHERE k.contype = 'f'
+        ORDER BY c.relname, k.conname
+        """
+    ).fetchall()
+    keys: dict[str, list[ForeignKey]] = {}
+    for name, table, parent, columns, parent_columns in rows:
+        keys.setdefault(table, []).append(ForeignKey(name, table, tuple(columns), parent, tuple(parent_columns)))
+    return keys
+
+
+def _orphans_query(key: ForeignKey, scope_condition: sql.Composable, *, select: sql.Composable) -> sql.Composed:
+    not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in key.columns)
+    matches = sql.SQL(" AND ").join(
+        sql.SQL("p.{} = c.{}").format(sql.Identifier(p), sql.Identifier(c))
+        for c, p in zip(key.columns, key.parent_columns, strict=True)
+    )
+    return sql.SQL(
+        "SELECT {select} FROM {child} c WHERE {scope} AND {not_null}"
+        " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {matches})"
+    ).format(
+        select=select,
+        child=sql.Identifier(key.table),
+        scope=scope_condition,
+        not_null=not_null,
+        parent=sql.Identifier(key.parent),
+        matches=matches,
+    )
+
+
+def references_check(
+    table: str, keys: list[ForeignKey], *, scope: AgencyScope, target: psycopg.Connection, target_catalog: Catalog
+) -> CheckOutcome:
+    """One unified table: the agency's rows whose parent is missing, per foreign key."""
+    column = "agency_id" if "agency_id" in target_catalog.column_names(table) else "id"
+    in_agency = sql.SQL("c.{} = {}").format(sql.Identifier(column), sql.Literal(scope.target_agency_id))
+    broken = {}
+    for key in keys:
+        sample = target.execute(
+            _orphans_query(key, in_agency, select=sql.SQL("c.id"))
+            + sql.SQL(" ORDER BY c.id LIMIT {}").format(sql.Literal(SAMPLE_SIZE))
+        ).fetchall()
+        if sample:
+            total = target.execute(_orphans_query(key, in_agency, select=sql.SQL("count(*)"))).fetchone()[0]
+            broken[key.name] = {
+                "columns": list(key.columns),
+                "parent": key.parent,
+                "orphans": total,
+                "sample_ids": ids(row[0] for row in sample),
+            }
+    orphans = sum(entry["orphans"] for entry in broken.values())
+    return CheckOutcome(
+        "references",
+        status_of(orphans == 0),
+        table,
+        expected=f"0 orphaned references ({len(keys)} foreign keys)",
+        actual=f"{orphans} rows reference a missing parent" if orphans else "0 orphaned references",
+        details={"foreign_keys": [k.name for k in keys], **({"orphaned": broken} if broken else {})},
+    )

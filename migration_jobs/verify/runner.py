@@ -1,0 +1,133 @@
+"""Run every check of one agency, handing each outcome over as soon as it is known.
+
+The data checks (counts, content, references) read each database through one REPEATABLE READ,
+read-only transaction, so RevOS writing meanwhile cannot make the two sides disagree halfway
+through a table. A check that breaks is handed over as an error and the others still run.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from migration_jobs.etl.catalog import Catalog, catalog_read
+from migration_jobs.etl.connections import connect
+from migration_jobs.etl.plan import TablePlan, migration_plan_build
+from migration_jobs.selectors import unified_model_drift
+from migration_jobs.verify import content, counts, isolation, references, schema
+from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
+
+logger = logging.getLogger(__name__)
+
+Record = Callable[[CheckOutcome], None]
+
+
+@contextmanager
+def _snapshot_reader(alias: str) -> Iterator[psycopg.Connection]:
+    with connect(alias, purpose="verification") as connection:
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        connection.read_only = True
+        yield connection
+
+
+def _guarded(
+    record: Record, check_name: str, table_name: str, connections: tuple, run: Callable[[], CheckOutcome]
+) -> None:
+    """Record what `run` found, or the error that stopped it; either way the next check runs."""
+    try:
+        outcome = run()
+    except Exception as error:
+        logger.exception("verification check %s %s failed to run", check_name, table_name)
+        for connection in connections:
+            if not connection.closed:
+                connection.rollback()
+        outcome = CheckOutcome(
+            check_name,
+            ERROR,
+            table_name,
+            expected="the check runs to completion",
+            actual=f"{type(error).__name__}: {str(error).strip()}",
+            details={"traceback": traceback.format_exc(limit=8)},
+        )
+    record(outcome)
+
+
+def agency_verify(*, scope: AgencyScope, record: Record) -> None:
+    """Counts, content, references, isolation and schema checks of one agency. Writes nothing."""
+    with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
+        target_catalog = catalog_read(target)
+        plans = _plans(source, target_catalog, record)
+        _data_checks(plans, scope=scope, source=source, target=target, target_catalog=target_catalog, record=record)
+    with connect("unified", purpose="verification-rls") as connection:
+        connection.read_only = True
+        probe = isolation.Probe(connection, scope, target_catalog)
+        for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
+            _guarded(record, name, "", (connection,), lambda case=case: case(probe))
+        for name, check in schema.SQL_CHECKS.items():
+            _guarded(record, name, "", (connection,), lambda check=check: check(connection))
+    _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
+
+
+def _plans(source: psycopg.Connection, target_catalog: Catalog, record: Record) -> list[TablePlan]:
+    """The migration's own plan, so verification expects exactly what the engine was told to do."""
+    try:
+        return migration_plan_build(source=catalog_read(source), target=target_catalog)
+    except Exception as error:
+        source.rollback()
+        for check_name in ("counts", "content"):
+            _guarded(record, check_name, "", (), lambda error=error: _raise(error))
+        return []
+
+
+def _raise(error: Exception) -> CheckOutcome:
+    raise error
+
+
+def _data_checks(
+    plans: list[TablePlan],
+    *,
+    scope: AgencyScope,
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    target_catalog: Catalog,
+    record: Record,
+) -> None:
+    both = (source, target)
+    for plan in plans:
+        _guarded(
+            record,
+            "counts",
+            plan.source,
+            both,
+            lambda plan=plan: counts.counts_check(
+                plan, scope=scope, source=source, target=target, target_catalog=target_catalog
+            ),
+        )
+    if not scope.migrated:
+        record(content.content_not_applicable())
+    else:
+        remap = content.reused_ids(target, scope)
+        for plan in plans:
+            _guarded(
+                record,
+                "content",
+                plan.source,
+                both,
+                lambda plan=plan: content.content_check(
+                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog, remap=remap
+                ),
+            )
+    for table, keys in references.foreign_keys_read(target).items():
+        _guarded(
+            record,
+            "references",
+            table,
+            (target,),
+            lambda table=table, keys=keys: references.references_check(
+                table, keys, scope=scope, target=target, target_catalog=target_catalog
+            ),
+        )

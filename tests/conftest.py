@@ -1,0 +1,159 @@
+"""Test fixtures: real PostgreSQL and real Redis, tenant databases built from the checked-in SQL."""
+
+from __future__ import annotations
+
+import django_rq
+import pytest
+from django.db import connections
+from rq import SimpleWorker
+
+from migration_jobs.services.schema import schema_apply
+
+TENANT_ALIASES = ("unified", "revos")
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Build the unified and RevOS test databases from sql/, exactly as production gets them."""
+    from django.conf import settings
+
+    with django_db_blocker.unblock():
+        for alias in TENANT_ALIASES:
+            # pytest-django creates test databases only for the aliases the collected tests use;
+            # the others still name the real databases, which the tests must never touch.
+            if settings.DATABASES[alias]["NAME"] == settings.DATABASES[alias]["TEST"]["NAME"]:
+                schema_apply(database=alias)
+
+
+def truncate_tenant_tables() -> None:
+    """Empty every tenant table (and the migration bookkeeping) in both tenant databases."""
+    for alias in TENANT_ALIASES:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                "WHERE schemaname = 'public' OR (schemaname = 'controlplane' AND tablename <> 'schema_version')"
+            )
+            tables = [row[0] for row in cursor.fetchall()]
+            if tables:
+                cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses tenant_db talks to all three databases, outside a wrapping transaction."""
+    for item in items:
+        if "tenant_db" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
+
+
+@pytest.fixture
+def tenant_db(transactional_db, django_db_blocker):
+    """Transactional access to all three databases, with empty tenant tables before and after."""
+    truncate_tenant_tables()
+    yield
+    truncate_tenant_tables()
+
+
+@pytest.fixture
+def rq_queues():
+    """The real RQ queues on the real Redis, emptied before and after the test."""
+    names = ("migrations", "verification", "audit")
+
+    def empty() -> None:
+        for name in names:
+            queue = django_rq.get_queue(name)
+            queue.empty()
+            registries = (
+                queue.failed_job_registry,
+                queue.finished_job_registry,
+                queue.started_job_registry,
+                queue.canceled_job_registry,
+            )
+            for registry in registries:
+                for job_id in registry.get_job_ids(cleanup=False):
+                    queue.connection.delete(f"rq:job:{job_id}")
+                queue.connection.delete(registry.key)
+
+    empty()
+    yield {name: django_rq.get_queue(name) for name in names}
+    empty()
+
+
+def run_worker(*queue_names: str) -> None:
+    """Drain the named queues with a real RQ worker in burst mode, in this process."""
+    queues = [django_rq.get_queue(name) for name in queue_names or ("migrations", "verification")]
+    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
+
+
+def database_url(alias: str) -> str:
+    """The URL of a database as the tests see it (the test database names included)."""
+    from urllib.parse import quote
+
+    from django.conf import settings
+
+    config = settings.DATABASES[alias]
+    port = f":{config['PORT']}" if config.get("PORT") else ""
+    password = f":{quote(config['PASSWORD'], safe='')}" if config.get("PASSWORD") else ""
+    socket_dir = config.get("OPTIONS", {}).get("host")
+    query = f"?host={quote(socket_dir, safe='/')}" if socket_dir and not config.get("HOST") else ""
+    host = config.get("HOST") or ("" if query else "localhost")
+    return f"postgres://{config.get('USER') or 'postgres'}{password}@{host}{port}/{config['NAME']}{query}"
+
+
+def worker_environment(**extra: str) -> dict[str, str]:
+    """The environment for a real worker process that works on the test databases."""
+    import os
+
+    from django.conf import settings
+
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url("default"),
+        "UNIFIED_DATABASE_URL": database_url("unified"),
+        "REVOS_DATABASE_URL": database_url("revos"),
+        "REDIS_URL": settings.REDIS_URL,
+        "DEBUG": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    environment.update(extra)
+    return environment
+
+
+def start_worker_process(*queues: str, burst: bool = True, **extra: str):
+    """A real `rqworker` process (its own Python, its own connections), as in production."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.conf import settings
+
+    command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "rqworker", *queues]
+    if burst:
+        command.append("--burst")
+    return subprocess.Popen(
+        command,
+        env=worker_environment(**extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def agency_checksums(unified_agency_id) -> dict[str, str]:
+    """A content checksum of each unified table's rows of one agency (every column, by id)."""
+    checksums = {}
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 1"
+        )
+        for (table,) in cursor.fetchall():
+            key = "id" if table == "agency" else "agency_id"
+            cursor.execute(
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM \"{table}\" t "
+                f"WHERE t.{key} = %s",
+                [unified_agency_id],
+            )
+            count, digest = cursor.fetchone()
+            checksums[table] = f"{count}:{digest}"
+    return checksums

@@ -1,0 +1,385 @@
+"""Per-agency migration: identity, mapping, idempotence, resume, catch-up, rollback, refusals.
+
+Everything runs against the real RevOS and unified test databases; jobs run through real RQ
+workers on real Redis (in-process burst workers, or worker processes where a test kills one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from django.db import connections
+
+from migration_jobs.etl.connections import connect
+from migration_jobs.etl.engine import AgencyBusy, AgencyMigration, agency_lock
+from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
+from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+from migration_jobs.services.demo import demo_agency_seed, demo_data_seed
+from migration_jobs.services.migration import (
+    RunRefused,
+    agency_link_resolve,
+    migration_run_control,
+    migration_run_request,
+)
+from tests.conftest import agency_checksums, run_worker, start_worker_process
+
+Status = MigrationRun.Status
+
+
+def revos(sql: str, params=()):
+    with connections["revos"].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+def unified(sql: str, params=()):
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+def link_for(revos_agency_id) -> AgencyLink:
+    agency_links_sync()
+    return AgencyLink.objects.get(revos_agency_id=revos_agency_id)
+
+
+def confirmed(link: AgencyLink) -> AgencyLink:
+    return agency_link_confirm(
+        link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None
+    )
+
+
+def migrate(link: AgencyLink, kind=MigrationRun.Kind.MIGRATE) -> MigrationRun:
+    run = migration_run_request(link=link, kind=kind, actor=None)
+    run_worker("migrations")
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def shared_agency(tenant_db, rq_queues):
+    """A demo agency that exists in both RevOS and AudienceOS, linked to its AudienceOS self."""
+    demo_data_seed(agencies=4, scale=1, seed=7)
+    agency_links_sync()
+    link = AgencyLink.objects.filter(suggested_kind=AgencyLink.Kind.EXISTING).order_by("name").first()
+    assert link is not None, "the demo data has agencies in both apps"
+    return confirmed(link)
+
+
+@pytest.fixture
+def large_agency(tenant_db, rq_queues, settings):
+    """A RevOS-only agency of some thousands of rows, migrated in small batches."""
+    settings.MIGRATION_BATCH_SIZE = 200
+    return confirmed(link_for(demo_agency_seed(scale=25, seed=11, name="Large Agency")))
+
+
+# Identity and mapping ----------------------------------------------------------------------
+
+
+def test_shared_agency_reuses_audienceos_agency_users_and_clients(shared_agency):
+    link = shared_agency
+    before = unified('SELECT count(*) FROM "user"')[0][0], unified("SELECT count(*) FROM agency")[0][0]
+    run = migrate(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert unified("SELECT count(*) FROM agency")[0][0] == before[1]
+    reused_users = unified(
+        "SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s AND source_table = 'users' AND NOT inserted",
+        [link.revos_agency_id],
+    )[0][0]
+    assert reused_users > 0, "some RevOS users share an email (in another case) with AudienceOS users"
+    revos_users = revos("SELECT count(*) FROM users WHERE agency_id = %s", [link.revos_agency_id])[0][0]
+    assert unified('SELECT count(*) FROM "user"')[0][0] == before[0] + revos_users - reused_users
+    duplicates = unified('SELECT lower(email) FROM "user" GROUP BY 1 HAVING count(*) > 1')
+    assert duplicates == []
+    assert run.report["clients"]["reused"] > 0
+
+
+def test_an_explicit_client_link_reuses_that_client_and_rewrites_references(shared_agency):
+    link = shared_agency
+    revos_client, revos_name, campaign = revos(
+        "SELECT c.id, c.name, k.id FROM clients c JOIN campaigns k ON k.client_id = c.id "
+        "WHERE c.agency_id = %s LIMIT 1",
+        [link.revos_agency_id],
+    )[0]
+    # An AudienceOS client that name matching would never pick for it.
+    audience_client = unified(
+        "SELECT id FROM client WHERE agency_id = %s AND lower(name) <> lower(%s) LIMIT 1",
+        [link.unified_agency_id, revos_name],
+    )[0][0]
+    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=audience_client)
+    assert migrate(link).status == Status.SUCCEEDED
+    assert unified("SELECT count(*) FROM client WHERE id = %s", [revos_client]) == [(0,)], "not duplicated"
+    assert unified("SELECT client_id FROM campaign WHERE id = %s", [campaign]) == [(audience_client,)]
+
+
+def test_rows_land_with_the_seeds_app_context_type_and_ai_provider(shared_agency):
+    link = shared_agency
+    assert migrate(link).status == Status.SUCCEEDED
+    agency = link.unified_agency_id
+    assert unified("SELECT DISTINCT app_context FROM lead WHERE agency_id = %s", [agency]) == [("revos",)]
+    cartridge_types = unified(
+        "SELECT type, app_context FROM cartridge c JOIN controlplane.id_map m ON m.target_id = c.id "
+        "WHERE m.agency_id = %s GROUP BY 1, 2 ORDER BY 1",
+        [link.revos_agency_id],
+    )
+    assert cartridge_types == [("brand", "both"), ("style", "both")]
+    providers = unified(
+        "SELECT DISTINCT ai_provider FROM chat_message c JOIN controlplane.id_map m ON m.target_id = c.id "
+        "WHERE m.agency_id = %s",
+        [link.revos_agency_id],
+    )
+    assert providers == [("agentkit",)]
+    # AudienceOS's own chat stays Gemini's.
+    assert ("gemini",) in unified("SELECT DISTINCT ai_provider FROM chat_message WHERE agency_id = %s", [agency])
+    brand_config = unified(
+        "SELECT config::text FROM cartridge WHERE type = 'brand' AND agency_id = %s AND app_context = 'both' LIMIT 1",
+        [agency],
+    )[0][0]
+    assert {"company_name", "industry", "tone", "logo_url"} <= set(json.loads(brand_config))
+
+
+def test_migrate_twice_changes_nothing(shared_agency):
+    link = shared_agency
+    assert migrate(link).status == Status.SUCCEEDED
+    first = agency_checksums(link.unified_agency_id)
+    second_run = migrate(link)
+    assert second_run.status == Status.SUCCEEDED
+    assert agency_checksums(link.unified_agency_id) == first
+    assert all(t["inserted"] == t["updated"] == t["deleted"] == 0 for t in second_run.report.values())
+
+
+def test_catch_up_brings_inserts_updates_and_deletes_and_leaves_audienceos_rows(shared_agency):
+    link = shared_agency
+    agency = link.unified_agency_id
+    assert migrate(link).status == Status.SUCCEEDED
+    audience_rows = unified(
+        "SELECT md5(string_agg(t::text, '' ORDER BY id)) FROM client t WHERE agency_id = %s "
+        "AND id NOT IN (SELECT target_id FROM controlplane.id_map WHERE inserted)",
+        [agency],
+    )
+    gone_lead, changed_lead = (
+        r[0] for r in revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 2", [link.revos_agency_id])
+    )
+    campaign = revos("SELECT id FROM campaigns WHERE agency_id = %s LIMIT 1", [link.revos_agency_id])[0][0]
+    new_lead = uuid.uuid4()
+    revos("DELETE FROM dm_messages WHERE lead_id = %s", [gone_lead])
+    revos("DELETE FROM dm_deliveries WHERE lead_id = %s", [gone_lead])
+    revos("DELETE FROM email_queue WHERE lead_id = %s", [gone_lead])
+    revos("DELETE FROM email_extraction_reviews WHERE lead_id = %s", [gone_lead])
+    revos("DELETE FROM leads WHERE id = %s", [gone_lead])
+    revos("UPDATE leads SET status = 'converted', name = 'Changed Name' WHERE id = %s", [changed_lead])
+    revos(
+        "INSERT INTO leads (id, agency_id, campaign_id, name, status) VALUES (%s, %s, %s, 'Newcomer', 'new')",
+        [new_lead, link.revos_agency_id, campaign],
+    )
+    run = migrate(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.report["leads"]["deleted"] == 1
+    assert run.report["leads"]["inserted"] == 1
+    assert run.report["leads"]["updated"] == 1
+    assert unified("SELECT count(*) FROM lead WHERE id = %s", [gone_lead])[0][0] == 0
+    assert unified("SELECT status, name FROM lead WHERE id = %s", [changed_lead]) == [("converted", "Changed Name")]
+    assert unified("SELECT name, agency_id FROM lead WHERE id = %s", [new_lead]) == [("Newcomer", agency)]
+    assert (
+        unified("SELECT count(*) FROM lead WHERE agency_id = %s", [agency])[0][0]
+        == revos("SELECT count(*) FROM leads WHERE agency_id = %s", [link.revos_agency_id])[0][0]
+    )
+    assert (
+        unified(
+            "SELECT md5(string_agg(t::text, '' ORDER BY id)) FROM client t WHERE agency_id = %s "
+            "AND id NOT IN (SELECT target_id FROM controlplane.id_map WHERE inserted)",
+            [agency],
+        )
+        == audience_rows
+    )
+
+
+def test_rollback_removes_exactly_what_the_runs_inserted(shared_agency):
+    link = shared_agency
+    agency = link.unified_agency_id
+    before = agency_checksums(agency)
+    assert migrate(link).status == Status.SUCCEEDED
+    assert agency_checksums(agency) != before
+    rollback = migrate(link, kind=MigrationRun.Kind.ROLLBACK)
+    assert rollback.status == Status.SUCCEEDED, rollback.error
+    assert agency_checksums(agency) == before
+    assert unified("SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s", [link.revos_agency_id]) == [(0,)]
+
+
+def test_plan_is_a_dry_run_that_writes_nothing(shared_agency):
+    link = shared_agency
+    before = agency_checksums(link.unified_agency_id)
+    run = migrate(link, kind=MigrationRun.Kind.PLAN)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert agency_checksums(link.unified_agency_id) == before
+    leads = revos("SELECT count(*) FROM leads WHERE agency_id = %s", [link.revos_agency_id])[0][0]
+    assert run.report["tables"]["leads"] == {
+        "target": "lead",
+        "source_rows": leads,
+        "reused": 0,
+        "to_write": leads,
+        "already_migrated": 0,
+    }
+    assert run.report["tables"]["users"]["reused"] > 0
+
+
+# Refusals: nothing queued, nothing written ----------------------------------------------------
+
+
+def test_unknown_and_malformed_agency_ids_are_refused(tenant_db):
+    with pytest.raises(RunRefused, match="is not an agency id"):
+        agency_link_resolve("not-a-uuid")
+    with pytest.raises(RunRefused, match="No RevOS agency"):
+        agency_link_resolve(str(uuid.uuid4()))
+
+
+def test_agency_without_a_confirmed_link_cannot_be_migrated(tenant_db, rq_queues):
+    link = link_for(demo_agency_seed(scale=1, seed=3))
+    with pytest.raises(RunRefused, match="no confirmed link"):
+        migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    assert MigrationRun.objects.count() == 0
+    assert rq_queues["migrations"].count == 0
+
+
+def test_a_second_request_while_one_is_queued_is_refused(shared_agency, rq_queues):
+    migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    with pytest.raises(RunRefused, match="already has a run queued"):
+        migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    assert rq_queues["migrations"].count == 1
+    assert rq_queues["migrations"].job_ids == [f"agency-{shared_agency.revos_agency_id}"]
+
+
+def test_redis_down_refuses_with_a_clear_message(shared_agency, settings):
+    settings.RQ_QUEUES = {name: {**queue, "URL": "redis://127.0.0.1:1/0"} for name, queue in settings.RQ_QUEUES.items()}
+    with pytest.raises(RunRefused, match=r"Redis .* cannot be reached"):
+        migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    assert MigrationRun.objects.count() == 0
+
+
+def test_revos_down_refuses_with_a_clear_message(shared_agency, monkeypatch):
+    from django.conf import settings
+
+    monkeypatch.setitem(settings.DATABASES["revos"], "PORT", "1")
+    monkeypatch.setitem(settings.DATABASES["revos"], "HOST", "127.0.0.1")
+    with pytest.raises(RunRefused, match=r"The revos database .* cannot be reached"):
+        migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    assert MigrationRun.objects.count() == 0
+
+
+def test_revos_down_during_a_run_fails_it_clearly_and_writes_nothing(shared_agency, monkeypatch):
+    from django.conf import settings
+
+    before = agency_checksums(shared_agency.unified_agency_id)
+    run = migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    monkeypatch.setitem(settings.DATABASES["revos"], "PORT", "1")
+    monkeypatch.setitem(settings.DATABASES["revos"], "HOST", "127.0.0.1")
+    run_worker("migrations")
+    run.refresh_from_db()
+    assert run.status == Status.FAILED
+    assert "The revos database" in run.error and "cannot be reached" in run.error
+    assert agency_checksums(shared_agency.unified_agency_id) == before
+
+
+def test_two_executions_of_one_agency_cannot_overlap(shared_agency):
+    link = shared_agency
+    with connect("unified") as holder, agency_lock(holder, link.revos_agency_id), pytest.raises(AgencyBusy):
+        AgencyMigration(link.revos_agency_id, link.unified_agency_id, True, batch_size=100).run()
+
+
+# Faults: a refused row, a killed worker, a pause ---------------------------------------------
+
+
+def test_a_row_the_schema_refuses_fails_the_run_by_name_and_resume_completes_it(shared_agency):
+    link = shared_agency
+    bad = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1 OFFSET 3", [link.revos_agency_id])[0][0]
+    revos("UPDATE leads SET status = 'maybe later' WHERE id = %s", [bad])
+    run = migrate(link)
+    assert run.status == Status.FAILED
+    assert run.failed_table == "leads"
+    assert str(bad) in run.error and "lead_status_check" in run.error
+    revos("UPDATE leads SET status = 'new' WHERE id = %s", [bad])
+    resumed = migrate(link)
+    assert resumed.status == Status.SUCCEEDED, resumed.error
+    assert unified("SELECT status FROM lead WHERE id = %s", [bad]) == [("new",)]
+    assert resumed.report["agencies"]["inserted"] == 0, "tables done before the failure are not redone"
+
+
+def test_a_source_id_already_taken_by_another_agencys_row_is_refused_and_never_touched(shared_agency):
+    link = shared_agency
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1", [link.revos_agency_id])[0][0]
+    other_agency = unified("SELECT id FROM agency WHERE id <> %s ORDER BY id LIMIT 1", [link.unified_agency_id])[0][0]
+    unified("INSERT INTO lead (id, agency_id, name) VALUES (%s, %s, 'Not RevOS')", [lead, other_agency])
+    run = migrate(link)
+    assert run.status == Status.FAILED
+    assert str(lead) in run.error and "already taken" in run.error
+    assert migrate(link, kind=MigrationRun.Kind.ROLLBACK).status == Status.SUCCEEDED
+    assert unified("SELECT agency_id, name FROM lead WHERE id = %s", [lead]) == [(other_agency, "Not RevOS")]
+
+
+def clean_run_checksums(link: AgencyLink) -> dict[str, str]:
+    """Migrate uninterrupted, take checksums, and roll back: the reference a faulted run must equal."""
+    assert migrate(link).status == Status.SUCCEEDED
+    reference = agency_checksums(link.unified_agency_id)
+    assert migrate(link, kind=MigrationRun.Kind.ROLLBACK).status == Status.SUCCEEDED
+    return reference
+
+
+def wait_for(condition, *, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_worker_killed_mid_table_then_resumed_equals_a_clean_run(large_agency):
+    link = large_agency
+    reference = clean_run_checksums(link)
+    run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    # A SimpleWorker runs the job in its own process: killing it kills the migration mid-batch.
+    worker = start_worker_process("migrations", "--worker-class", "rq.worker.SimpleWorker", MIGRATION_BATCH_SIZE="200")
+    wait_for(
+        lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=2000).exists(),
+        what="the run to be well into its tables",
+    )
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    run.refresh_from_db()
+    assert run.status == Status.RUNNING and run.rows_done < run.rows_total, "killed mid-run"
+    resumed = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and "stopped without finishing" in run.error
+    run_worker("migrations")
+    resumed.refresh_from_db()
+    assert resumed.status == Status.SUCCEEDED, resumed.error
+    assert agency_checksums(link.unified_agency_id) == reference
+
+
+def test_pause_mid_table_then_resume_equals_an_uninterrupted_run(large_agency):
+    link = large_agency
+    reference = clean_run_checksums(link)
+    run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    # Small batches keep the run going long enough to be paused from here.
+    worker = start_worker_process("migrations", MIGRATION_BATCH_SIZE="10")
+    wait_for(lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=500).exists(), what="progress")
+    migration_run_control(run=run, control="pause", actor=None)
+    worker.wait(timeout=60)
+    run.refresh_from_db()
+    assert run.status == Status.PAUSED, run.error
+    assert 0 < run.rows_done < run.rows_total
+    checkpoint = unified(
+        "SELECT completed, last_source_id IS NOT NULL FROM controlplane.checkpoint "
+        "WHERE agency_id = %s AND source_table = %s",
+        [link.revos_agency_id, run.current_table],
+    )
+    assert checkpoint in ([(False, True)], [(True, True)]), "the paused table keeps its checkpoint"
+    resumed = migrate(link)
+    assert resumed.status == Status.SUCCEEDED, resumed.error
+    assert agency_checksums(link.unified_agency_id) == reference

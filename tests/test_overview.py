@@ -1,0 +1,475 @@
+"""The agencies overview and the agency page without JavaScript: states, filters, bulk path, plain forms.
+
+The forms are read from the rendered HTML and sent as a browser with JavaScript off would send them
+(their own fields, the CSRF token from the page, the pressed button), through the real admin views;
+jobs run through a real RQ worker on real Redis and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from html.parser import HTMLParser
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
+from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.selectors import AGENCY_STATES, agency_cockpit
+from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+from migration_jobs.services.demo import demo_data_seed
+from migration_jobs.services.flags import agency_cutover_refusal, agency_flag_enabled, flag_set_for_agency
+from tests.conftest import run_worker
+
+OVERVIEW = "admin:migration_jobs_agencylink_overview"
+Status, Kind = MigrationRun.Status, MigrationRun.Kind
+
+
+# --- forms as a browser without JavaScript sees them ------------------------------------------------
+
+
+@dataclass
+class Form:
+    action: str
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    buttons: dict[str, tuple[str, str, bool]] = field(default_factory=dict)  # id -> (name, value, disabled)
+    disabled: set[str] = field(default_factory=set)
+
+
+class FormParser(HTMLParser):
+    """Every <form> of a page: its action, the values it would send, and its buttons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+        self.form: Form | None = None
+        self.select: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.form = Form(action=a.get("action", ""))
+            self.forms.append(self.form)
+        elif self.form is None:
+            return
+        elif tag == "input" and a.get("name"):
+            if "disabled" in a:
+                self.form.disabled.add(a["name"])
+            elif a.get("type") not in ("checkbox", "radio", "submit") or "checked" in a:
+                self.form.fields.append((a["name"], a.get("value") or ""))
+        elif tag == "select":
+            self.select = a.get("name")
+        elif tag == "option" and self.select and "selected" in a:
+            self.form.fields.append((self.select, a.get("value", "")))
+        elif tag == "button":
+            self.form.buttons[a.get("id") or a.get("value", "")] = (
+                a.get("name", ""),
+                a.get("value", ""),
+                "disabled" in a,
+            )
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.form = None
+        elif tag == "select":
+            self.select = None
+
+
+def forms_of(response) -> list[Form]:
+    parser = FormParser()
+    parser.feed(response.content.decode())
+    return parser.forms
+
+
+def press(client: Client, page, button: str, **typed):
+    """Submit the form holding `button` as a browser would: its fields, the typed values, the button."""
+    form = next((f for f in forms_of(page) if button in f.buttons), None)
+    assert form is not None, f"no button {button!r} on the page"
+    name, value, disabled = form.buttons[button]
+    assert not disabled, f"{button} is disabled"
+    data: dict[str, list[str]] = {}
+    for key, val in form.fields:
+        data.setdefault(key, []).append(val)
+    if name:
+        data[name] = [value]
+    for key, val in typed.items():
+        assert key not in form.disabled, f"{key} is disabled"
+        data[key] = val if isinstance(val, list) else [val]
+    return client.post(form.action or page.wsgi_request.get_full_path(), data, follow=True)
+
+
+def button_state(page, button: str) -> bool:
+    """Whether `button` is on the page and enabled."""
+    return any(button in f.buttons and not f.buttons[button][2] for f in forms_of(page))
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+# --- users and data -------------------------------------------------------------------------------
+
+
+def staff(*codenames: str, username: str | None = None) -> Client:
+    user = User.objects.create_user(username or f"staff{User.objects.count()}", password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="migration_jobs", codename__in=codenames)
+    )
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    return client
+
+
+OPERATOR = (
+    "view_agencylink",
+    "confirm_agencylink",
+    "plan_migrationrun",
+    "start_migrationrun",
+    "resume_migrationrun",
+    "rollback_migrationrun",
+    "start_verificationrun",
+    "view_verificationrun",
+    "view_migrationrun",
+    "view_featureflag",
+    "change_flag_state",
+)
+
+
+@pytest.fixture
+def flags():
+    """The seed flags (a transactional test elsewhere may have flushed the data migration's rows)."""
+    for name, gated in (("unified_db", True), ("app_toggle", False), ("shared_hgc", False)):
+        FeatureFlag.objects.update_or_create(
+            name=name, defaults={"requires_verification": gated, "enabled_globally": False, "rollout_percentage": 0}
+        )
+
+
+def new_link(name: str, *, confirmed: bool = True) -> AgencyLink:
+    return AgencyLink.objects.create(
+        revos_agency_id=uuid.uuid4(),
+        unified_agency_id=uuid.uuid4() if confirmed else None,
+        name=name,
+        domain=f"{name.lower().replace(' ', '')}.example",
+        suggested_kind=AgencyLink.Kind.NEW,
+        kind=AgencyLink.Kind.NEW if confirmed else "",
+        confirmed_at=timezone.now() if confirmed else None,
+    )
+
+
+def record_run(link: AgencyLink, status: str, *, kind: str = Kind.MIGRATE, minutes_ago: int = 30) -> MigrationRun:
+    finished = None if status in (Status.QUEUED, Status.RUNNING) else timezone.now() - timedelta(minutes=minutes_ago)
+    return MigrationRun.objects.create(
+        agency_link=link, revos_agency_id=link.revos_agency_id, kind=kind, status=status, finished_at=finished
+    )
+
+
+def record_verification(link: AgencyLink, verdict: str, *, minutes_ago: int = 10) -> VerificationRun:
+    finished = timezone.now() - timedelta(minutes=minutes_ago)
+    return VerificationRun.objects.create(
+        agency_link=link,
+        status=VerificationRun.Status.FINISHED,
+        verdict=verdict,
+        started_at=finished - timedelta(minutes=1),
+        finished_at=finished,
+    )
+
+
+def one_agency_per_state() -> dict[str, AgencyLink]:
+    """An agency in each state of the overview, recorded as the runs and verifications would leave it."""
+    links = {state: new_link(f"Agency {state}", confirmed=state != "not linked") for state in AGENCY_STATES}
+    record_run(links["migrating"], Status.RUNNING)
+    record_run(links["migrated"], Status.SUCCEEDED)
+    for state in ("verified", "cut over"):
+        record_run(links[state], Status.SUCCEEDED)
+        record_verification(links[state], VerificationRun.Verdict.PASS)
+    flag = FeatureFlag.objects.get(name="unified_db")
+    flag_set_for_agency(flag=flag, agency_link=links["cut over"], enabled=True, reason="test", actor=None)
+    record_run(links["failed"], Status.FAILED)
+    record_run(links["paused"], Status.PAUSED)
+    return links
+
+
+def overview_rows(response) -> dict[str, str]:
+    """Agency name -> state, as the overview page shows them."""
+    return {row.link.name: row.state for row in response.context["overview"].rows}
+
+
+# --- the overview ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_overview_shows_each_agency_state_and_the_count_per_state(flags):
+    links = one_agency_per_state()
+    response = staff("view_agencylink").get(reverse(OVERVIEW))
+    assert response.status_code == 200
+    assert overview_rows(response) == {link.name: state for state, link in links.items()}
+    assert response.context["overview"].counts == dict.fromkeys(AGENCY_STATES, 1)
+    body = response.content.decode()
+    for state, link in links.items():
+        assert f'data-agency="{link.pk}" data-state="{state}"' in body
+        assert reverse("admin:migration_jobs_agencylink_change", args=[link.pk]) in body
+    assert '<div class="breadcrumbs">' in body and "At a glance" in body
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_overview_state_agrees_with_the_agency_page(flags):
+    for state, link in one_agency_per_state().items():
+        cut_over = agency_flag_enabled(flag_name="unified_db", agency_link=link)
+        cockpit = agency_cockpit(link=link, cut_over=cut_over, cutover_refusal=agency_cutover_refusal(agency_link=link))
+        assert cockpit.state == state
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_state_filter_and_search_narrow_the_rows_but_not_the_counts(flags):
+    links = one_agency_per_state()
+    client = staff("view_agencylink")
+    response = client.get(reverse(OVERVIEW), {"state": "failed"})
+    assert overview_rows(response) == {links["failed"].name: "failed"}
+    assert sum(response.context["overview"].counts.values()) == len(AGENCY_STATES)
+    assert 'class="selected"' in response.content.decode()
+    response = client.get(reverse(OVERVIEW), {"q": "agency ver"})
+    assert overview_rows(response) == {links["verified"].name: "verified"}
+    response = client.get(reverse(OVERVIEW), {"state": "migrated", "q": "agency ver"})
+    assert overview_rows(response) == {}
+    assert "No agency is migrated" in response.content.decode()
+    # An unknown state is no filter at all, not an error.
+    assert len(overview_rows(client.get(reverse(OVERVIEW), {"state": "bogus"}))) == len(AGENCY_STATES)
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_overview_queries_do_not_grow_with_the_number_of_agencies(flags):
+    client = staff("view_agencylink")
+
+    def queries() -> int:
+        with (
+            CaptureQueriesContext(connections["default"]) as default,
+            CaptureQueriesContext(connections["unified"]) as unified,
+        ):
+            assert client.get(reverse(OVERVIEW)).status_code == 200
+        assert len(unified) == 0
+        return len(default)
+
+    one_agency_per_state()
+    few = queries()
+    one_agency_per_state()
+    one_agency_per_state()
+    assert queries() == few
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_overview_without_agencies_points_to_the_sync():
+    response = staff("view_agencylink").get(reverse(OVERVIEW))
+    assert "No RevOS agencies yet" in response.content.decode()
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_non_staff_are_sent_to_log_in_and_staff_without_view_permission_are_refused():
+    visitor = User.objects.create_user("visitor", password="pw")
+    client = Client()
+    client.force_login(visitor)
+    response = client.get(reverse(OVERVIEW))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login") + "?next=")
+    assert Client().get(reverse(OVERVIEW)).status_code == 302  # anonymous
+    assert staff("view_migrationrun").get(reverse(OVERVIEW)).status_code == 403
+    assert staff("view_migrationrun").post(reverse(OVERVIEW), {"action": "migrate_selected"}).status_code == 403
+
+
+@pytest.mark.django_db(databases=["default", "unified"])
+def test_the_agency_list_links_to_the_overview():
+    response = staff("view_agencylink").get(reverse("admin:migration_jobs_agencylink_changelist"))
+    assert reverse(OVERVIEW) in response.content.decode()
+
+
+# --- the bulk path --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def demo(tenant_db, rq_queues, flags) -> list[AgencyLink]:
+    demo_data_seed(agencies=3, scale=0.5, seed=31)
+    agency_links_sync()
+    return list(AgencyLink.objects.order_by("name"))
+
+
+def test_bulk_migrate_verify_and_cut_over_from_the_overview(demo):
+    first, second, unlinked = demo
+    for link in (first, second):
+        agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    client = staff(*OPERATOR)
+    page = client.get(reverse(OVERVIEW), {"state": "linked"})
+    ids = [str(link.pk) for link in demo]
+
+    response = press(client, page, "bulk-migrate_selected", _selected_action=ids)
+    assert response.redirect_chain[-1][0] == reverse(OVERVIEW) + "?state=linked"  # back where it started
+    lines = messages_of(response)
+    assert any(line.startswith("Queued 2") for line in lines), lines
+    assert any(unlinked.name in line and "no confirmed link" in line for line in lines), lines
+    run_worker("migrations", "verification")  # each migration queues its own verification
+    assert overview_rows(client.get(reverse(OVERVIEW))) == {
+        first.name: "verified",
+        second.name: "verified",
+        unlinked.name: "not linked",
+    }
+
+    response = press(client, client.get(reverse(OVERVIEW)), "bulk-verify_selected_agencies", _selected_action=ids[:1])
+    assert any("Verification queued for 1 agency" in line for line in messages_of(response))
+    run_worker("verification")
+    assert first.verifications.filter(verdict=VerificationRun.Verdict.PASS).count() == 2
+
+    # Cutover asks for a reason first, on an intermediate page that posts back to the overview.
+    reason_page = press(
+        client, client.get(reverse(OVERVIEW)), "bulk-enable_unified_db_for_selected", _selected_action=ids
+    )
+    assert reason_page.status_code == 200 and b"Switch them" in reason_page.content
+    form = next(f for f in forms_of(reason_page) if any(name == "apply" for name, _ in f.fields))
+    assert form.action == ""  # the same URL: the overview
+    response = client.post(
+        reverse(OVERVIEW), {**dict(form.fields), "_selected_action": ids, "reason": "Verified, bulk"}, follow=True
+    )
+    lines = messages_of(response)
+    assert any(line.startswith("Cut over 2 (unified_db on)") for line in lines), lines
+    assert any(line.startswith("Refused:") and unlinked.name in line for line in lines), lines
+    states = overview_rows(response)
+    assert states == {first.name: "cut over", second.name: "cut over", unlinked.name: "not linked"}
+
+
+def test_bulk_buttons_check_their_own_permissions(demo):
+    agency_link_confirm(link=demo[0], kind="new", unified_agency_id=None, actor=None)
+    viewer = staff("view_agencylink")
+    page = viewer.get(reverse(OVERVIEW))
+    ids = [str(demo[0].pk)]
+    assert messages_of(press(viewer, page, "bulk-migrate_selected", _selected_action=ids)) == [
+        "You may not start migrations."
+    ]
+    assert messages_of(press(viewer, page, "bulk-verify_selected_agencies", _selected_action=ids)) == [
+        "You may not verify agencies."
+    ]
+    response = press(viewer, page, "bulk-enable_unified_db_for_selected", _selected_action=ids)
+    assert messages_of(response) == ["You may not turn feature flags on or off."]
+    assert MigrationRun.objects.count() == 0 and VerificationRun.objects.count() == 0
+
+
+def test_bulk_without_a_selection_or_with_an_unknown_action_does_nothing(demo):
+    client = staff(*OPERATOR)
+    page = client.get(reverse(OVERVIEW))
+    response = press(client, page, "bulk-migrate_selected")
+    assert messages_of(response) == ["Select at least one agency first; nothing was done."]
+    response = press(
+        client, page, "bulk-migrate_selected", action="delete_selected", _selected_action=[str(demo[0].pk)]
+    )
+    assert messages_of(response) == ["There is no bulk action 'delete_selected' for you here."]
+    assert AgencyLink.objects.count() == 3 and MigrationRun.objects.count() == 0
+
+
+# --- the agency page with JavaScript off ----------------------------------------------------------
+
+
+def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
+    link = next(link for link in demo if link.suggested_kind == AgencyLink.Kind.EXISTING)
+    client = staff(*OPERATOR)
+    url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+    pressed = set()
+
+    def go(button: str, expect: str, **typed):
+        response = press(client, client.get(url), button, **typed)
+        assert response.redirect_chain[-1][0] == url
+        assert any(expect in line for line in messages_of(response)), (button, messages_of(response))
+        pressed.add(button)
+        return response
+
+    page = client.get(url)
+    assert not button_state(page, "action-migrate") and "confirm the link first" in page.content.decode()
+    go("confirm-link", "Link confirmed: Same agency as an AudienceOS one")  # the suggestion is preselected
+
+    go("action-plan", "Plan (dry run) of")
+    run_worker("migrations")
+    assert b'id="plan-report"' in client.get(url).content
+
+    go("action-migrate", "Migrate of")
+    go("action-cancel", "cancel requested")  # still queued: it stops at once
+    assert b">Resume</button>" in client.get(url).content
+    go("action-migrate", "Migrate of")  # Resume
+    run_worker("migrations", "verification")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "verified", page.context["cockpit"].last_run.error
+    assert b'data-verdict="pass"' in page.content
+    go("action-verify", "Verification of")
+    run_worker("verification")
+
+    go("action-rollback", "Roll back of")  # a plain POST: the confirm() dialog is JavaScript only
+    run_worker("migrations", "verification")
+    assert client.get(url).context["cockpit"].migrated_rows == 0
+    go("action-migrate", "Migrate of")
+    run_worker("migrations", "verification")
+
+    go("action-cutover", "A reason is required", reason="")  # `required` stops a browser; the server too
+    go("action-cutover", "is on for", reason="Verified; going live")
+    assert client.get(url).context["cockpit"].state == "cut over"
+
+    go("action-migrate", "Migrate of")  # a catch-up run: RevOS keeps writing until it is switched off
+    go("action-pause", "pause requested")
+    assert client.get(url).context["cockpit"].last_run.status == Status.PAUSED
+
+    agency_urls = url.removesuffix("change/")
+    buttons = {b for f in forms_of(client.get(url)) if f.action.startswith(agency_urls) for b in f.buttons}
+    assert buttons == pressed
+
+
+def test_unverified_agency_cutover_is_disabled_and_a_forged_post_is_refused(demo):
+    link = demo[0]
+    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    client = staff(*OPERATOR)
+    url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+    page = client.get(url)
+    assert not button_state(page, "action-cutover")
+    assert "Not yet: this agency has not been migrated yet." in page.content.decode()
+    # A forged POST (the button enabled by hand) gets the interlock's reason, and nothing changes.
+    token = client.cookies["csrftoken"].value
+    cutover = reverse("admin:migration_jobs_agencylink_cutover", args=[link.pk])
+    response = client.post(cutover, {"csrfmiddlewaretoken": token, "reason": "forged"}, follow=True)
+    assert messages_of(response) == [
+        f"Cutover refused: unified_db stays off for {link.name}: this agency has not been migrated yet."
+    ]
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
+
+
+def test_progress_endpoint_reports_the_run_and_the_verification_for_the_live_page(demo):
+    link = demo[0]
+    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    client = staff(*OPERATOR)
+    progress = reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])
+    assert client.get(progress).json() == {"run": None, "verification": None}
+    press(client, client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk])), "action-migrate")
+    data = client.get(progress).json()
+    assert (data["status"], data["active"], data["verification"]) == ("queued", True, None)
+    run_worker("migrations")
+    data = client.get(progress).json()
+    assert (data["status"], data["active"], data["percent"]) == ("succeeded", False, 100)
+    assert data["verification"]["active"] is True and data["verification"]["verdict"] == ""
+    run_worker("verification")
+    assert client.get(progress).json()["verification"] == {
+        "id": link.verifications.get().pk,
+        "verdict": "pass",
+        "active": False,
+    }
+
+
+def test_an_agency_shown_verified_after_a_pause_and_resume_offers_the_cutover(demo):
+    link = demo[0]
+    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    client = staff(*OPERATOR)
+    url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+    press(client, client.get(url), "action-migrate")
+    press(client, client.get(url), "action-pause")
+    press(client, client.get(url), "action-migrate")  # Resume
+    run_worker("migrations", "verification")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "verified"
+    assert button_state(page, "action-cutover"), agency_cutover_refusal(agency_link=link)
