@@ -36,6 +36,7 @@ from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.bulk import bulk_request_enforce
 from migration_jobs.services.capacity import capacity_slot_hold
+from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,13 @@ def migration_run_request(
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
+    with agency_request_lock(link):
+        return _request_locked(link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request)
+
+
+def _request_locked(
+    *, link: AgencyLink, kind: str, actor: AbstractBaseUser | None, enqueue: bool, bulk_request: UUID | None
+) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     if active:
@@ -369,4 +377,4 @@ def _after_success(run: MigrationRun) -> None:
     try:
         verification_run_request(link=run.agency_link, migration_run=run, actor=run.requested_by)
     except Exception:  # the migration stands; staff can press Verify
-        logger.exception("could not queue the verification after run %s", run.pk)
+        logger.exception("could not queue the verification after run %s", run.pk, extra=run_log_fields(run))

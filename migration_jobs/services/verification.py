@@ -23,6 +23,7 @@ from rq.job import Job
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
 from migration_jobs.services.migration import RunRefused
+from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.verify import ERROR, FAIL, AgencyScope, CheckOutcome
 from migration_jobs.verify.runner import agency_verify
 
@@ -48,6 +49,13 @@ def verification_run_request(
     has not started, so it will see the same data. With enqueue=False the run is only recorded,
     for a caller that executes it itself.
     """
+    with agency_request_lock(link):
+        return _request_locked(link=link, migration_run=migration_run, actor=actor, enqueue=enqueue)
+
+
+def _request_locked(
+    *, link: AgencyLink, migration_run: MigrationRun | None, actor: AbstractBaseUser | None, enqueue: bool
+) -> VerificationRun:
     _require_verifiable(link, migration_run)
     if enqueue:
         _require_queue()
