@@ -123,6 +123,9 @@ RQ_SHOW_ADMIN_LINK = True
 # Migration engine knobs: rows per batch (one transaction and one checkpoint each).
 MIGRATION_BATCH_SIZE = env.int("MIGRATION_BATCH_SIZE", default=20_000)
 MIGRATION_JOB_TIMEOUT = env.int("MIGRATION_JOB_TIMEOUT", default=6 * 3600)
+# A first load checks each batch's foreign keys with one query per key instead of row by row,
+# where the database role may turn row triggers off (superuser, Supabase's postgres). See etl/engine.py.
+MIGRATION_SET_BASED_FK_CHECKS = env.bool("MIGRATION_SET_BASED_FK_CHECKS", default=True)
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").

@@ -7,16 +7,26 @@ workers on real Redis (in-process burst workers, or worker processes where a tes
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
 import uuid
 
+import psycopg
 import pytest
 from django.db import connections
+from psycopg import sql
 
 from migration_jobs.etl.connections import connect
-from migration_jobs.etl.engine import AgencyBusy, AgencyMigration, agency_lock
+from migration_jobs.etl.engine import (
+    AgencyBusy,
+    AgencyMigration,
+    ReferenceCheck,
+    agency_lock,
+    agency_rollback,
+    row_triggers_skippable,
+)
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.demo import demo_agency_seed, demo_data_seed
@@ -319,6 +329,91 @@ def test_a_source_id_already_taken_by_another_agencys_row_is_refused_and_never_t
     assert str(lead) in run.error and "already taken" in run.error
     assert migrate(link, kind=MigrationRun.Kind.ROLLBACK).status == Status.SUCCEEDED
     assert unified("SELECT agency_id, name FROM lead WHERE id = %s", [lead]) == [(other_agency, "Not RevOS")]
+
+
+@pytest.mark.parametrize("set_based_checks", [True, False], ids=["set-based", "row-triggers"])
+def test_a_parent_missing_in_the_unified_database_fails_the_run_naming_the_row(
+    shared_agency, settings, set_based_checks
+):
+    """A post of this agency whose campaign belongs to another RevOS agency: valid in RevOS, an
+    orphan in the unified database. Either way of checking foreign keys names it and writes none of its batch."""
+    link = shared_agency
+    settings.MIGRATION_SET_BASED_FK_CHECKS = set_based_checks
+    post = revos("SELECT id FROM posts WHERE agency_id = %s ORDER BY id LIMIT 1", [link.revos_agency_id])[0][0]
+    elsewhere = revos("SELECT id FROM campaigns WHERE agency_id <> %s LIMIT 1", [link.revos_agency_id])[0][0]
+    original = revos("SELECT campaign_id FROM posts WHERE id = %s", [post])[0][0]
+    revos("UPDATE posts SET campaign_id = %s WHERE id = %s", [elsewhere, post])
+    run = migrate(link)
+    assert (run.status, run.failed_table) == (Status.FAILED, "posts")
+    assert str(post) in run.error and str(elsewhere) in run.error, run.error
+    assert unified("SELECT count(*) FROM post WHERE agency_id = %s", [link.unified_agency_id]) == [(0,)]
+    assert unified("SELECT count(*) FROM campaign WHERE id = %s", [elsewhere]) == [(0,)]
+    revos("UPDATE posts SET campaign_id = %s WHERE id = %s", [original, post])
+    assert migrate(link).status == Status.SUCCEEDED
+
+
+def id_map_rows(link: AgencyLink) -> list[tuple]:
+    return unified(
+        "SELECT source_table, source_id, target_table, target_id, inserted FROM controlplane.id_map"
+        " WHERE agency_id = %s ORDER BY source_table, source_id",
+        [link.revos_agency_id],
+    )
+
+
+def test_a_first_load_checked_set_wise_writes_exactly_what_the_row_triggers_write(large_agency, caplog):
+    link = large_agency
+
+    def migrate_directly(**options):
+        caplog.clear()
+        AgencyMigration(link.revos_agency_id, link.unified_agency_id, False, batch_size=200, **options).run()
+        return agency_checksums(link.unified_agency_id), id_map_rows(link)
+
+    caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
+    by_row_triggers = migrate_directly(set_based_checks=False)
+    assert "first load" not in caplog.text
+    agency_rollback(source_agency_id=link.revos_agency_id)
+    assert migrate_directly() == by_row_triggers
+    assert "posts -> post: first load, foreign keys checked per batch" in caplog.text
+    # A second run is a catch-up: the rows are there, so every table takes the upsert path.
+    assert migrate_directly() == by_row_triggers
+    assert "first load" not in caplog.text and "comments -> comment: upsert" in caplog.text
+
+
+def test_a_batch_checked_set_wise_holds_its_parents_until_it_commits(shared_agency):
+    """The set-based check locks the parents it found, as the row triggers do: a parent cannot be
+    deleted under a batch that references it."""
+    link = shared_agency
+    assert migrate(link).status == Status.SUCCEEDED
+    campaign = unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [link.unified_agency_id])[0][0]
+    check = ReferenceCheck.build("campaign_id", "campaign", sql.Identifier("staged_posts"))
+    with connect("unified") as batch, connect("unified") as other:
+        batch.execute("CREATE TEMP TABLE staged_posts (id uuid, campaign_id uuid)")
+        batch.execute("INSERT INTO staged_posts VALUES (gen_random_uuid(), %s), (gen_random_uuid(), NULL)", [campaign])
+        with batch.cursor() as cursor:
+            assert check.first_orphan(cursor) is None
+        other.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute("DELETE FROM campaign WHERE id = %s", [campaign])
+        other.rollback()
+        batch.execute("INSERT INTO staged_posts VALUES (gen_random_uuid(), gen_random_uuid())")
+        with batch.cursor() as cursor:
+            orphan = check.first_orphan(cursor)
+        assert orphan is not None and "references no campaign row" in orphan[1]
+
+
+def test_a_role_that_may_not_turn_row_triggers_off_keeps_them(tenant_db):
+    role = sql.Identifier(f"cp_plain_migrator_{uuid.uuid4().hex[:12]}")  # roles are server-wide
+    with connect("unified", autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER").format(role))
+        try:
+            with connect("unified") as connection:
+                assert row_triggers_skippable(connection)
+                connection.execute(sql.SQL("SET ROLE {}").format(role))
+                connection.commit()
+                assert not row_triggers_skippable(connection)
+                assert connection.execute("SHOW session_replication_role").fetchone()[0] == "origin"
+        finally:
+            admin.execute(sql.SQL("DROP ROLE {}").format(role))
 
 
 def clean_run_checksums(link: AgencyLink) -> dict[str, str]:

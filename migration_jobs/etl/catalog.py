@@ -21,6 +21,9 @@ class Column:
 class Catalog:
     columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
     foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
+    # Tables whose only triggers are single-column foreign keys to a parent's id: for these, one
+    # set-based check per batch can stand in for the row-by-row foreign-key triggers.
+    set_checkable: frozenset[str] = frozenset()
 
     def column_names(self, table: str) -> list[str]:
         return [c.name for c in self.columns[table]]
@@ -57,7 +60,29 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
         [schema],
     ).fetchall():
         foreign_keys.setdefault(table, {})[column] = referenced
-    return Catalog({t: tuple(cols) for t, cols in columns.items()}, foreign_keys)
+    unchecked = {
+        table
+        for (table,) in connection.execute(
+            """
+            SELECT c.relname FROM pg_trigger t
+            JOIN pg_class c ON c.oid = t.tgrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+            WHERE NOT t.tgisinternal
+            UNION
+            SELECT c.relname FROM pg_constraint k
+            JOIN pg_class c ON c.oid = k.conrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+            JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[1]
+            WHERE k.contype = 'f' AND (cardinality(k.conkey) > 1 OR r.attname <> 'id')
+            """,
+            [schema, schema],
+        ).fetchall()
+    }
+    return Catalog(
+        {t: tuple(cols) for t, cols in columns.items()},
+        foreign_keys,
+        frozenset(t for t in columns if t not in unchecked),
+    )
 
 
 def dependency_order(tables: list[str], foreign_keys: dict[str, dict[str, str]]) -> list[str]:

@@ -120,6 +120,8 @@ class AgencyMigration:
     target_agency_id: UUID
     link_existing: bool
     batch_size: int
+    # Check a first load's foreign keys set-wise, where the role may turn row triggers off.
+    set_based_checks: bool = True
     on_progress: Callable[[Progress], Control] = lambda progress: Control.CONTINUE
     on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
@@ -143,6 +145,7 @@ class AgencyMigration:
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
         had_previous = self._has_previous_rows(target)
+        self._set_checks = self.set_based_checks and row_triggers_skippable(target)
         remap = self._resolve_identities(source, target, plans, report)
         checkpoints = self._checkpoints(target)
         self._started = time.monotonic()
@@ -271,7 +274,15 @@ class AgencyMigration:
         query = plan.source_query(
             source_agency_id=self.source_agency_id, target_agency_id=self.target_agency_id, after_id=last_id
         )
-        writer = BatchWriter(target, plan, self.source_agency_id)
+        first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
+        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
+        logger.info(
+            "table %s -> %s: %s",
+            plan.source,
+            plan.target,
+            "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
+            extra={"agency_id": str(self.source_agency_id)},
+        )
         batches: queue.Queue = queue.Queue(maxsize=1)  # one batch read ahead: memory stays at ~3 batches
         stop = threading.Event()
         reader = threading.Thread(
@@ -293,6 +304,18 @@ class AgencyMigration:
         finally:
             stop.set()
             reader.join()
+
+    def _written_ahead(self, target: psycopg.Connection, plan: TablePlan, last_id: str | None) -> bool:
+        """Has a run of this agency already written rows of the table beyond its checkpoint?"""
+        row = target.execute(
+            sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s AND source_table = %s AND inserted"
+                " AND (%s::uuid IS NULL OR source_id > %s::uuid))"
+            ).format(ID_MAP),
+            [self.source_agency_id, plan.source, last_id, last_id],
+        ).fetchone()
+        target.commit()
+        return row[0]
 
     def _read_batches(self, source, plan: TablePlan, remap, statement, batches: queue.Queue, stop) -> None:
         """Reader thread: COPY rows as they come (bytes, one per row), reused rows dropped, ids rewritten.
@@ -406,8 +429,11 @@ class _Batch:
 class BatchWriter:
     """Writes batches of one table: staging COPY, upsert, id map and checkpoint in one commit."""
 
-    def __init__(self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID):
+    def __init__(
+        self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID, *, first_load: bool = False
+    ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
+        self.first_load = first_load
         self.id_at = plan.target_columns.index("id")
         self.stage = sql.Identifier(f"stage_{plan.source}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
@@ -445,6 +471,16 @@ class BatchWriter:
             "SELECT s.id FROM {stage} s WHERE NOT EXISTS"
             " (SELECT 1 FROM {id_map} m WHERE m.source_table = %s AND m.source_id = s.id) LIMIT 1"
         ).format(id_map=ID_MAP, stage=self.stage)
+        self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+            sql.Identifier(plan.target), self.column_list, self.column_list, self.stage
+        )
+        self.map_inserted = sql.SQL(
+            "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted)"
+            " SELECT %s, %s, id, %s, id, true FROM {}"
+        ).format(ID_MAP, self.stage)
+        self.reference_checks = [
+            ReferenceCheck.build(column, parent, self.stage) for column, parent in plan.references or ()
+        ]
         self.checkpoint = sql.SQL(
             "INSERT INTO {} AS c (agency_id, source_table, last_source_id, rows_done, completed)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (agency_id, source_table) DO UPDATE SET"
@@ -458,11 +494,45 @@ class BatchWriter:
     def write(self, rows: list[bytes], *, batch_no: int, completed: bool) -> tuple[int, int]:
         """Write one batch and its checkpoint atomically; RowRejected names a refused row."""
         try:
+            if self.first_load and rows:
+                try:
+                    return self._write_new(rows, batch_no=batch_no, completed=completed)
+                except psycopg.errors.UniqueViolation:
+                    # An id is taken already: the upsert path below sorts out by whom.
+                    self.connection.rollback()
             counts = self._write(rows, batch_no=batch_no, completed=completed)
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as error:
             self.connection.rollback()
             raise self._find_rejected_row(rows, batch_no, error) from error
         return counts
+
+    def _write_new(self, rows: list[bytes], *, batch_no: int, completed: bool) -> tuple[int, int]:
+        """Insert rows no run of this agency has written, checking their foreign keys set-wise.
+
+        The row-by-row foreign-key triggers cost most of a first load; in this transaction they are
+        off (session_replication_role) and one query per foreign key checks the whole batch and
+        takes the same FOR KEY SHARE locks on the parents that the triggers would, so a parent
+        cannot be deleted before the batch commits. Collisions on id still fail, as do CHECK and
+        NOT NULL constraints.
+        """
+        connection = self.connection
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)) as copy:
+                copy.write(b"".join(rows))
+            inserted = cursor.execute(self.insert).rowcount
+            for check in self.reference_checks:
+                orphan = check.first_orphan(cursor)
+                if orphan is not None:
+                    connection.rollback()
+                    raise RowRejected(table=self.plan.source, source_id=orphan[0], batch=batch_no, reason=orphan[1])
+            cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
+            cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
+        connection.execute(
+            self.checkpoint, [self.source_agency_id, self.plan.source, self._row_id(rows[-1]), len(rows), completed]
+        )
+        connection.commit()
+        return inserted, 0
 
     def _write(self, rows: list, *, batch_no: int, completed: bool) -> tuple[int, int]:
         connection = self.connection
@@ -510,18 +580,71 @@ class BatchWriter:
                         table=self.plan.source,
                         source_id=self._row_id(row),
                         batch=batch_no,
-                        reason=_first_line(row_error),
+                        reason=_reason(row_error),
                     )
         finally:
             connection.rollback()
-        return RowRejected(table=self.plan.source, source_id="(unknown)", batch=batch_no, reason=_first_line(error))
+        return RowRejected(table=self.plan.source, source_id="(unknown)", batch=batch_no, reason=_reason(error))
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """One foreign key of a staged batch, checked for the whole batch at once."""
+
+    column: str
+    parent: str
+    lock_parents: sql.Composed  # how many referenced ids are missing, locking those present
+    find_orphan: sql.Composed
+
+    @classmethod
+    def build(cls, column: str, parent: str, stage: sql.Identifier) -> ReferenceCheck:
+        ref, parent_table = sql.Identifier(column), sql.Identifier(parent)
+        return cls(
+            column,
+            parent,
+            sql.SQL(
+                "SELECT (SELECT count(DISTINCT {ref}) FROM {stage})"
+                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.id IN (SELECT {ref} FROM {stage})"
+                " FOR KEY SHARE) AS held)"
+            ).format(ref=ref, stage=stage, parent=parent_table),
+            sql.SQL(
+                "SELECT s.id::text, s.{ref}::text FROM {stage} s WHERE s.{ref} IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}) ORDER BY s.id LIMIT 1"
+            ).format(ref=ref, stage=stage, parent=parent_table),
+        )
+
+    def first_orphan(self, cursor: psycopg.Cursor) -> tuple[str, str] | None:
+        """(row id, why) of the first staged row whose parent is missing, or None."""
+        if cursor.execute(self.lock_parents).fetchone()[0] == 0:
+            return None
+        row_id, value = cursor.execute(self.find_orphan).fetchone()
+        return row_id, f"{self.column} {value} references no {self.parent} row (foreign key)"
+
+
+def row_triggers_skippable(connection: psycopg.Connection) -> bool:
+    """May this session turn row triggers off (session_replication_role)?
+
+    Superusers may, and so may Supabase's postgres role; where it is refused, batches keep the
+    row-by-row foreign-key triggers and the upsert path.
+    """
+    try:
+        connection.execute("SET LOCAL session_replication_role = replica")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    finally:
+        connection.rollback()
+    return True
 
 
 class _Undo(Exception):
     """Roll a trial savepoint back."""
 
 
-def _first_line(error: Exception) -> str:
+def _reason(error: Exception) -> str:
+    """PostgreSQL's message with its detail ("Key (campaign_id)=(...) is not present ..."), on one line."""
+    diag = getattr(error, "diag", None)
+    if diag is not None and diag.message_primary:
+        return f"{diag.message_primary}. {diag.message_detail}" if diag.message_detail else diag.message_primary
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

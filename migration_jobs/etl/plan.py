@@ -28,6 +28,9 @@ class TablePlan:
     # Positions of target columns that reference a shared table whose rows may be reused.
     remap_positions: tuple[int, ...]
     target_has_agency: bool
+    # (column, parent table) of every foreign key among the target columns, when a set-based
+    # check can stand in for the target's foreign-key triggers; None when it cannot.
+    references: tuple[tuple[str, str], ...] | None = None
 
     @property
     def source(self) -> str:
@@ -146,7 +149,17 @@ def table_plan_build(entry: TableMap, *, source: Catalog, target: Catalog) -> Ta
         sql_types=tuple(sql_types),
         remap_positions=remap,
         target_has_agency="agency_id" in columns,
+        references=_set_checked_references(entry.target, columns, target),
     )
+
+
+def _set_checked_references(table: str, columns: list[str], target: Catalog) -> tuple[tuple[str, str], ...] | None:
+    references = target.foreign_keys.get(table, {})
+    # A foreign key left to its column's default would go unchecked: keep the triggers there.
+    defaulted = any(c.has_default and c.name in references and c.name not in columns for c in target.columns[table])
+    if table not in target.set_checkable or defaulted:
+        return None
+    return tuple((c, references[c]) for c in columns if c in references)
 
 
 def migration_plan_build(*, source: Catalog, target: Catalog) -> list[TablePlan]:

@@ -281,6 +281,7 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
                         target_agency_id=link.unified_agency_id,
                         link_existing=link.kind == AgencyLink.Kind.EXISTING,
                         batch_size=settings.MIGRATION_BATCH_SIZE,
+                        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
                         on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
                         on_locked=mark_running,
                         client_links={
