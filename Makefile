@@ -30,18 +30,24 @@ $(INSTALLED):
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# The browser tests drive Debian's chromium; without it (not root, no apt-get) they skip with a reason.
-.PHONY: browser
-browser:
-	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+# $(call ensure_tools,COMMANDS,PACKAGES,WHAT IS MISSING WITHOUT THEM): install the Debian packages
+# when a command is missing and this is root with apt-get; otherwise say what will be missing.
+define ensure_tools
+	@if (for c in $(1); do command -v $$c >/dev/null 2>&1 || exit 1; done); then \
 		:; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing chromium and chromium-driver for the browser tests"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
-			|| echo "warning: could not install chromium; the browser tests will skip"; \
+		echo "installing $(2)"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; } \
+			|| echo "warning: could not install $(2); $(3)"; \
 	else \
-		echo "note: chromium/chromedriver not found and not installable here; the browser tests will skip"; \
+		echo "note: $(1) not found and not installable here; $(3)"; \
 	fi
+endef
+
+# The browser tests drive Debian's chromium.
+.PHONY: browser
+browser:
+	$(call ensure_tools,chromium chromedriver,chromium chromium-driver,the browser tests will skip)
 
 demo: install
 	$(STACK) demo --port $(PORT) $(DEMO_ARGS)
@@ -65,8 +71,13 @@ format: install
 	$(RUFF) check --fix $(LINTED)
 	$(RUFF) format $(LINTED)
 
-bench: install
+bench: install pgloader
 	$(STACK) run -- $(PY) -m benchmarks $(BENCH_ARGS)
+
+# The benchmark compares the migration with pgloader.
+.PHONY: pgloader
+pgloader:
+	$(call ensure_tools,pgloader,pgloader,its figure will be reported as not measured)
 
 # Stops private servers left running by `bin/stack env`.
 stop:

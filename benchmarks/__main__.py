@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -104,7 +105,7 @@ def _queues_check(*, empty: bool) -> None:
 
     for name in QUEUES:
         queue = django_rq.get_queue(name)
-        if workers := Worker.all(queue=queue):
+        if workers := [worker for worker in Worker.all(queue=queue) if not _dead_here(worker)]:
             raise BenchRefused(
                 f"{len(workers)} RQ worker(s) listen on the {name!r} queue of REDIS_URL and would take the "
                 "benchmark's jobs. Stop them (e.g. `make demo`'s worker) or point REDIS_URL at another database."
@@ -112,6 +113,20 @@ def _queues_check(*, empty: bool) -> None:
         if len(queue) and not empty:
             raise BenchRefused(f"The {name!r} queue holds {len(queue)} job(s); rerun with --empty-queues to drop them.")
         queue.empty()
+
+
+def _dead_here(worker) -> bool:
+    """A worker of this host whose process is gone (killed mid-job, its registration not expired yet)."""
+    if worker.hostname != socket.gethostname() or not worker.pid:
+        return False
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        worker.register_death()
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _queues_empty() -> None:

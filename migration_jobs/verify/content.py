@@ -149,16 +149,18 @@ def _split(low: int, high: int, parts: int) -> list[int]:
 
 def _checksums(side: Side, low: int, high: int, bounds: list[int]) -> dict[int, tuple[int, int]]:
     """Per sub-range (1-based, as width_bucket numbers them): rows and the sum of their row hashes."""
+    # The whole id space gets no condition at all: with stale statistics the planner takes
+    # "id BETWEEN min AND max" for a narrow range and re-scans the primary key once per parent row.
+    within = (
+        sql.SQL("")
+        if (low, high) == (0, UUID_MAX)
+        else sql.SQL(" WHERE r.id BETWEEN {} AND {}").format(sql.Literal(UUID(int=low)), sql.Literal(UUID(int=high)))
+    )
     query = sql.SQL(
         "SELECT width_bucket(r.id, {bounds}::uuid[]), count(*),"
         " sum(('x' || left(md5(r.vals::text), 15))::bit(60)::bigint)"
-        " FROM ({relation}) AS r WHERE r.id BETWEEN {low} AND {high} GROUP BY 1"
-    ).format(
-        bounds=sql.Literal([UUID(int=b) for b in bounds]),
-        relation=side.relation,
-        low=sql.Literal(UUID(int=low)),
-        high=sql.Literal(UUID(int=high)),
-    )
+        " FROM ({relation}) AS r{within} GROUP BY 1"
+    ).format(bounds=sql.Literal([UUID(int=b) for b in bounds]), relation=side.relation, within=within)
     return {bucket: (rows, total) for bucket, rows, total in side.connection.execute(query)}
 
 

@@ -22,6 +22,7 @@ import psycopg
 from psycopg import sql
 
 from migration_jobs.etl.catalog import Catalog
+from migration_jobs.mapping import TABLE_MAPS
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
 ID_MAP = sql.SQL("controlplane.id_map")
@@ -79,13 +80,14 @@ class Probe:
 
     def not_migrated(self, table: str, alias: str = "t") -> sql.Composed:
         """The row was not inserted by this agency's migration: AudienceOS created it."""
+        # An inserted row kept its RevOS id, so the id map's primary key finds it (sql/unified/0011).
         return sql.SQL(
-            "NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.agency_id = {source} AND m.inserted"
-            " AND m.target_table = {table} AND m.target_id = {alias}.id)"
+            "NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.source_table = ANY({sources}::text[])"
+            " AND m.source_id = {alias}.id AND m.inserted AND m.agency_id = {source})"
         ).format(
             id_map=ID_MAP,
+            sources=sql.Literal([entry.source for entry in TABLE_MAPS if entry.target == table]),
             source=sql.Literal(self.scope.source_agency_id),
-            table=sql.Literal(table),
             alias=sql.Identifier(alias),
         )
 
