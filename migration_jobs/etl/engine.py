@@ -337,25 +337,23 @@ class AgencyMigration:
             reused = {key.encode() for key in remap}
             rewrite = {key.encode(): value.encode() for key, value in remap.items()}
             positions, id_at = plan.remap_positions, plan.target_columns.index("id")
-            rows: list[bytes] = []
-            skipped = 0
+            rows, skipped = CopyRows(), 0
             with source.cursor() as cursor, cursor.copy(statement) as copy:
                 for data in copy:
-                    row = bytes(data)
                     if reused:
-                        fields = row[:-1].split(b"\t")
+                        fields = bytes(data)[:-1].split(b"\t")
                         if fields[id_at] in reused:
                             skipped += 1
                             continue
                         if positions:
                             for position in positions:
                                 fields[position] = rewrite.get(fields[position], fields[position])
-                            row = b"\t".join(fields) + b"\n"
-                    rows.append(row)
+                            data = b"\t".join(fields) + b"\n"
+                    rows.append(data)
                     if len(rows) >= self.batch_size:
                         if not hand_over(_Batch(rows, skipped, last=False)):
                             return
-                        rows, skipped = [], 0
+                        rows, skipped = CopyRows(), 0
             hand_over(_Batch(rows, skipped, last=True))
         except BaseException as error:  # handed to the writing thread, which raises it
             hand_over(error)
@@ -419,9 +417,41 @@ class AgencyMigration:
         return deleted
 
 
+class CopyRows:
+    """A batch of COPY text rows in one buffer, as they go to the server.
+
+    One bytes object per row cost more memory than the rows themselves, and joining them for the
+    COPY doubled it. COPY's text format escapes newlines inside values, so a newline byte always
+    ends a row.
+    """
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._count = self._last_start = 0
+
+    def append(self, row: bytes | memoryview) -> None:
+        self._last_start = len(self.data)
+        self.data += row
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[bytes]:
+        data, start = bytes(self.data), 0
+        while start < len(data):
+            end = data.index(b"\n", start) + 1
+            yield data[start:end]
+            start = end
+
+    @property
+    def last_row(self) -> bytes:
+        return bytes(self.data[self._last_start :])
+
+
 @dataclass
 class _Batch:
-    rows: list[bytes]  # COPY text rows, each ending in a newline
+    rows: CopyRows
     skipped: int  # source rows an existing unified row stands for
     last: bool
 
@@ -491,7 +521,7 @@ class BatchWriter:
     def _row_id(self, row: bytes) -> str:
         return row.rstrip(b"\n").split(b"\t")[self.id_at].decode()
 
-    def write(self, rows: list[bytes], *, batch_no: int, completed: bool) -> tuple[int, int]:
+    def write(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
         """Write one batch and its checkpoint atomically; RowRejected names a refused row."""
         try:
             if self.first_load and rows:
@@ -506,7 +536,7 @@ class BatchWriter:
             raise self._find_rejected_row(rows, batch_no, error) from error
         return counts
 
-    def _write_new(self, rows: list[bytes], *, batch_no: int, completed: bool) -> tuple[int, int]:
+    def _write_new(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
         """Insert rows no run of this agency has written, checking their foreign keys set-wise.
 
         The row-by-row foreign-key triggers cost most of a first load; in this transaction they are
@@ -519,7 +549,7 @@ class BatchWriter:
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")
             with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)) as copy:
-                copy.write(b"".join(rows))
+                copy.write(rows.data)
             inserted = cursor.execute(self.insert).rowcount
             for check in self.reference_checks:
                 orphan = check.first_orphan(cursor)
@@ -528,19 +558,18 @@ class BatchWriter:
                     raise RowRejected(table=self.plan.source, source_id=orphan[0], batch=batch_no, reason=orphan[1])
             cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
             cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
-        connection.execute(
-            self.checkpoint, [self.source_agency_id, self.plan.source, self._row_id(rows[-1]), len(rows), completed]
-        )
+        last_id = self._row_id(rows.last_row)
+        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
         connection.commit()
         return inserted, 0
 
-    def _write(self, rows: list, *, batch_no: int, completed: bool) -> tuple[int, int]:
+    def _write(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
         connection = self.connection
         inserted = updated = 0
         if rows:
             with connection.cursor() as cursor:
                 with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)) as copy:
-                    copy.write(b"".join(rows))
+                    copy.write(rows.data)
                 inserted, updated = cursor.execute(
                     self.upsert, [self.source_agency_id, self.plan.source, self.plan.target]
                 ).fetchone()
@@ -554,12 +583,12 @@ class BatchWriter:
                         reason=f"its id is already taken by a {self.plan.target} row this agency's runs did not write",
                     )
                 cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
-        last_id = self._row_id(rows[-1]) if rows else None
+        last_id = self._row_id(rows.last_row) if rows else None
         connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
         connection.commit()
         return inserted, updated
 
-    def _find_rejected_row(self, rows: list, batch_no: int, error: Exception) -> RowRejected:
+    def _find_rejected_row(self, rows: CopyRows, batch_no: int, error: Exception) -> RowRejected:
         """Replay the batch row by row under savepoints to name the first row the schema refuses."""
         connection = self.connection
         try:
