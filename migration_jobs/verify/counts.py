@@ -46,18 +46,20 @@ def counts_check(
         agency=sql.Literal(scope.source_agency_id),
         src=sql.Literal(plan.source),
     )
-    found, reused = target.execute(
+    mapped, found, reused = target.execute(
         sql.SQL(
-            "SELECT count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
+            "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
             " count(*) FILTER (WHERE NOT m.inserted) {joined}"
         ).format(in_agency=in_agency, joined=joined)
     ).fetchone()
-    lost = target.execute(
-        sql.SQL(
-            "SELECT m.target_id, CASE WHEN t.id IS NULL THEN 'missing' ELSE 'in another agency' END {joined}"
-            " AND (t.id IS NULL OR (m.inserted AND NOT {in_agency})) ORDER BY m.target_id LIMIT {limit}"
-        ).format(joined=joined, in_agency=in_agency, limit=sql.Literal(SAMPLE_SIZE))
-    ).fetchall()
+    lost = []
+    if found < mapped:  # only then is there a mapped row to name
+        lost = target.execute(
+            sql.SQL(
+                "SELECT m.target_id, CASE WHEN t.id IS NULL THEN 'missing' ELSE 'in another agency' END {joined}"
+                " AND (t.id IS NULL OR (m.inserted AND NOT {in_agency})) ORDER BY m.target_id LIMIT {limit}"
+            ).format(joined=joined, in_agency=in_agency, limit=sql.Literal(SAMPLE_SIZE))
+        ).fetchall()
     details = {"target_table": plan.target, "reused": reused}
     if lost:
         details["sample_ids"] = {
