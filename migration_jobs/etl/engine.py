@@ -11,7 +11,10 @@ releases it when that connection dies, so a crashed worker never leaves it behin
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import logging
+import platform
 import queue
 import threading
 import time
@@ -96,6 +99,22 @@ def lock_key(agency_id: UUID) -> sql.Composed:
     return sql.SQL("hashtextextended({}, 0)").format(sql.Literal(f"controlplane.agency:{agency_id}"))
 
 
+@functools.cache
+def large_buffers_returned() -> None:
+    """Serve buffers of 1 MiB and more with mmap, so that each batch's memory goes back to the
+    system once it is written.
+
+    After the first large free, glibc raises its mmap threshold and carves later batch buffers out
+    of the heap, where fragmentation keeps them: a worker's peak RSS then grew with the number of
+    batches (67 MiB for a 100k-row agency, 96 MiB for 5M). Fixing the threshold also stops that
+    adjustment. Elsewhere than glibc this does nothing.
+    """
+    if platform.libc_ver()[0] != "glibc":
+        return
+    m_mmap_threshold = -3  # <malloc.h>
+    ctypes.CDLL(None).mallopt(m_mmap_threshold, 1 << 20)
+
+
 @contextmanager
 def agency_lock(connection: psycopg.Connection, agency_id: UUID) -> Iterator[None]:
     """Hold the agency's session advisory lock, or raise AgencyBusy at once."""
@@ -127,6 +146,7 @@ class AgencyMigration:
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
 
     def run(self) -> MigrationReport:
+        large_buffers_returned()
         with connect("revos", purpose="migration-read") as source, connect("unified") as target:
             source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             source.read_only = True
