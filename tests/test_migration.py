@@ -18,6 +18,7 @@ import pytest
 from django.db import connections
 from psycopg import sql
 
+from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import (
     AgencyBusy,
@@ -399,6 +400,23 @@ def test_a_batch_checked_set_wise_holds_its_parents_until_it_commits(shared_agen
         with batch.cursor() as cursor:
             orphan = check.first_orphan(cursor)
         assert orphan is not None and "references no campaign row" in orphan[1]
+
+
+def test_tables_with_their_own_triggers_or_other_foreign_keys_keep_the_row_triggers(tenant_db):
+    with connect("unified") as connection:  # DDL is transactional: the rollback leaves nothing behind
+        for statement in (
+            "CREATE TABLE probe_parent (id uuid PRIMARY KEY, code int UNIQUE)",
+            "CREATE TABLE probe_plain (id uuid PRIMARY KEY, parent_id uuid REFERENCES probe_parent (id))",
+            "CREATE TABLE probe_by_code (id uuid PRIMARY KEY, code int REFERENCES probe_parent (code))",
+            "CREATE TABLE probe_triggered (id uuid PRIMARY KEY, parent_id uuid REFERENCES probe_parent (id))",
+            "CREATE FUNCTION probe_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+            "CREATE TRIGGER probe_t BEFORE INSERT ON probe_triggered FOR EACH ROW EXECUTE FUNCTION probe_noop()",
+        ):
+            connection.execute(statement)
+        checkable = catalog_read(connection).set_checkable
+        connection.rollback()
+    assert {"probe_parent", "probe_plain", "post", "comment"} <= checkable
+    assert not {"probe_by_code", "probe_triggered"} & checkable
 
 
 def test_a_role_that_may_not_turn_row_triggers_off_keeps_them(tenant_db):

@@ -21,8 +21,8 @@ class Column:
 class Catalog:
     columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
     foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
-    # Tables whose only triggers are single-column foreign keys to a parent's id: for these, one
-    # set-based check per batch can stand in for the row-by-row foreign-key triggers.
+    # Tables whose only triggers are single-column foreign keys to the id of a parent in the same
+    # schema: for these, one set-based check per batch can stand in for the row-by-row triggers.
     set_checkable: frozenset[str] = frozenset()
 
     def column_names(self, table: str) -> list[str]:
@@ -72,8 +72,10 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
             SELECT c.relname FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+            JOIN pg_class rc ON rc.oid = k.confrelid
             JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[1]
-            WHERE k.contype = 'f' AND (cardinality(k.conkey) > 1 OR r.attname <> 'id')
+            WHERE k.contype = 'f'
+              AND (cardinality(k.conkey) > 1 OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
             """,
             [schema, schema],
         ).fetchall()

@@ -4,7 +4,9 @@ Reads come from one REPEATABLE READ snapshot of RevOS (a consistent picture of t
 RevOS keeps writing) through COPY ... TO STDOUT. Writes go in batches: COPY into a temporary
 staging table, then INSERT ... ON CONFLICT (id) DO UPDATE, the id map and the table's checkpoint,
 all in one transaction. A killed run therefore resumes at its last committed batch, and a re-run
-converges to the same rows instead of duplicating them. A session advisory lock, held on the
+converges to the same rows instead of duplicating them. A table none of the agency's runs has
+written yet (a first load) takes a plain INSERT instead, its foreign keys checked once per batch
+rather than row by row (BatchWriter._write_new). A session advisory lock, held on the
 writing connection for the whole run, keeps a second run of the same agency out; PostgreSQL
 releases it when that connection dies, so a crashed worker never leaves it behind.
 """
@@ -477,7 +479,8 @@ class _Batch:
 
 
 class BatchWriter:
-    """Writes batches of one table: staging COPY, upsert, id map and checkpoint in one commit."""
+    """Writes batches of one table: staging COPY, upsert (or, on a first load, a plain insert),
+    id map and checkpoint in one commit."""
 
     def __init__(
         self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID, *, first_load: bool = False
