@@ -89,8 +89,9 @@ def test_revos_source_after_phase0_has_no_problems_and_reports_planned_vs_actual
 
 
 def test_audienceos_is_measured_against_its_own_19_planned_tables(tenant_db):
+    # The 26+ the seed found once it looked (RBAC and the audit trail, sql/unified/0050).
     detail = found(schema_audit_run(database="audience"), "table_count")["public."].detail
-    assert detail.startswith("AudienceOS baseline: 22 table(s) in schema public. Planned 19")
+    assert detail.startswith("AudienceOS baseline: 26 table(s) in schema public. Planned 19")
 
 
 # --- each Phase 0 problem, planted ------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_audienceos_user_with_policies_but_rls_off_and_unrestricted_permission_a
     assert set(found(findings, "rls_disabled_in_public")) == both
     assert set(found(findings, "anon_readable_without_policy")) == both
     user = found(findings, "policy_exists_rls_disabled")["public.user"]
-    assert "user_app_rls" in user.detail
+    assert "user_tenant" in user.detail
     assert user.suggested_fix == 'ALTER TABLE public."user" ENABLE ROW LEVEL SECURITY;'
 
 
