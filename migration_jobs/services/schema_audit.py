@@ -484,9 +484,8 @@ def _rls_policy_always_true(ctx: AuditContext) -> Iterable[Finding]:
         which = " and ".join(c for c, bad in (("USING", using_true), ("WITH CHECK", check_true)) if bad)
         detail = f"Policy {policy.name} on {table.qualified} lets every row through ({which} always true)."
         predicate = _tenant_predicate(table)
-        fix = f"ALTER POLICY {ctx.quote_ident(policy.name)} ON {table.qualified} USING ({predicate}) WITH CHECK ({predicate});"
-        if policy.command == "a":
-            fix = f"ALTER POLICY {ctx.quote_ident(policy.name)} ON {table.qualified} WITH CHECK ({predicate});"
+        using = "" if policy.command == "a" else f" USING ({predicate})"  # an INSERT policy has no USING
+        fix = f"ALTER POLICY {ctx.quote_ident(policy.name)} ON {table.qualified}{using} WITH CHECK ({predicate});"
         yield Finding("rls_policy_always_true", Severity.WARN, table.schema, table.name, detail, fix)
 
 
