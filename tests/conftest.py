@@ -29,13 +29,12 @@ def truncate_tenant_tables() -> None:
     """Empty every tenant table (and the migration bookkeeping) in both tenant databases."""
     for alias in TENANT_ALIASES:
         with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname = 'public' OR (schemaname = 'controlplane' AND tablename <> 'schema_version')"
-            )
-            tables = [row[0] for row in cursor.fetchall()]
-            if tables:
-                cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+            # The bookkeeping first: while an agency's changes are captured, RevOS refuses TRUNCATE.
+            for condition in ("schemaname = 'controlplane' AND tablename <> 'schema_version'", "schemaname = 'public'"):
+                cursor.execute(f"SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE {condition}")
+                tables = [row[0] for row in cursor.fetchall()]
+                if tables:
+                    cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
 def pytest_collection_modifyitems(items):
