@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import psycopg
 import pytest
-from django.db import connections
+from django.db import InternalError, connections
 
+from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import AgencyMigration
@@ -25,6 +27,7 @@ from migration_jobs.etl.reverse import (
     reverse_plan_build,
     reverse_verify,
 )
+from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_capture_stop, reverse_changes
 from migration_jobs.mapping import TABLE_MAPS, TableMap
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
@@ -382,3 +385,67 @@ def test_a_new_unified_row_whose_id_is_another_agencys_revos_row_is_refused(agen
     with pytest.raises(ReverseRefused, match="another agency"):
         reverse_apply(scope=scope_of(link))
     assert revos_scope_checksums(agency_id=other.revos_agency_id, inside=True) == before
+
+
+# --- reverse capture and the unified-side fence ---------------------------------------------------
+
+
+def as_app(statement: str, params, *, agency_id, app_context="revos"):
+    """Run one statement as the apps do: role authenticated with the agency's JWT claims."""
+    with connect("unified") as connection:
+        connection.execute("SET LOCAL ROLE authenticated")
+        connection.execute(
+            "SELECT set_config('request.jwt.claims', %s, true)",
+            [json.dumps({"agency_id": str(agency_id), "app_context": app_context, "role": "authenticated"})],
+        )
+        connection.execute(statement, params)
+        connection.commit()
+
+
+@pytest.fixture
+def captured(agencies):
+    """The shared agency recorded by the reverse capture, as its cutover leaves it."""
+    link, other = agencies
+    reverse_capture_start(unified_agency_id=link.unified_agency_id, agency_name=link.name, wait_seconds=10)
+    yield link, other
+    reverse_capture_stop(unified_agency_id=link.unified_agency_id)
+
+
+def test_reverse_capture_records_the_agencys_unified_writes_and_no_other_agencys(captured):
+    link, other = captured
+    campaign = unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [link.unified_agency_id])[0][0]
+    other_campaign = unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [other.unified_agency_id])[0][0]
+    lead, other_lead = uuid.uuid4(), uuid.uuid4()
+    as_app(
+        "INSERT INTO lead (id, agency_id, campaign_id, name) VALUES (%s, %s, %s, 'x')",
+        [lead, link.unified_agency_id, campaign],
+        agency_id=link.unified_agency_id,
+    )
+    as_app(
+        "INSERT INTO lead (id, agency_id, campaign_id, name) VALUES (%s, %s, %s, 'y')",
+        [other_lead, other.unified_agency_id, other_campaign],
+        agency_id=other.unified_agency_id,
+    )
+    client = unified("SELECT id FROM client WHERE agency_id = %s LIMIT 1", [link.unified_agency_id])[0][0]
+    unified("UPDATE client SET website = 'https://changed.example' WHERE id = %s", [client])
+    assert reverse_changes(unified_agency_id=link.unified_agency_id) == {
+        "lead": frozenset({lead}),
+        "client": frozenset({client}),
+    }
+    assert reverse_changes(unified_agency_id=other.unified_agency_id) == {}
+
+
+def test_the_unified_fence_refuses_the_agencys_writes_naming_it_and_not_another_agencys(captured):
+    link, other = captured
+    with connect("unified") as connection:
+        capture.fence_set(
+            connection, agency_id=link.unified_agency_id, owner="test", message=f'Agency "{link.name}" is fenced'
+        )
+    campaign = unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [link.unified_agency_id])[0][0]
+    other_campaign = unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [other.unified_agency_id])[0][0]
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match=f'Agency "{link.name}" is fenced'):
+        as_app("UPDATE campaign SET name = 'no' WHERE id = %s", [campaign], agency_id=link.unified_agency_id)
+    with pytest.raises(InternalError, match="is fenced"):  # psycopg's ReadOnlySqlTransaction, through Django
+        unified("DELETE FROM campaign_skill WHERE agency_id = %s", [link.unified_agency_id])  # the owner too
+    as_app("UPDATE campaign SET name = 'yes' WHERE id = %s", [other_campaign], agency_id=other.unified_agency_id)
+    assert unified("SELECT name FROM campaign WHERE id = %s", [other_campaign]) == [("yes",)]
