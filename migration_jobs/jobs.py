@@ -1,7 +1,7 @@
 """RQ jobs: each takes a primary key, loads nothing itself, and calls one service."""
 
-from migration_jobs.services.migration import migration_run_execute
+from migration_jobs.services.cutover import tracked_run_execute
 
 
 def execute_migration_run(run_id: int) -> str:
-    return migration_run_execute(run_id=run_id).status
+    return tracked_run_execute(run_id=run_id).status

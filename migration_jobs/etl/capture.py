@@ -328,26 +328,31 @@ def fenced_agencies(connection: psycopg.Connection) -> dict[UUID, str]:
 
 
 def transactions_older(connection: psycopg.Connection, *, xid: int) -> list[str]:
-    """Other sessions whose transaction or snapshot is older than transaction `xid`, described.
+    """Other sessions of this database whose transaction or snapshot is older than transaction `xid`.
 
     pg_stat_activity shows other roles' transactions to a superuser or a member of
-    pg_read_all_stats (pg_monitor); the snapshot's own xmin covers every transaction that wrote.
+    pg_read_all_stats (pg_monitor). A role without it falls back on the oldest running
+    transaction id of the whole server, which also waits for other databases' transactions.
     """
     rows = connection.execute(
-        "SELECT pid, usename, application_name, state, now() - xact_start FROM pg_stat_activity"
-        " WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'"
-        " AND application_name NOT LIKE %s"
+        "SELECT pid, usename, application_name, state, date_trunc('second', now() - xact_start)"
+        " FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
+        " AND backend_type = 'client backend' AND application_name NOT LIKE %s"
         " AND (age(backend_xid) >= age(%s::text::xid8::xid) OR age(backend_xmin) >= age(%s::text::xid8::xid))",
         [OWN_APPLICATION_PREFIX + "%", xid, xid],
     ).fetchall()
-    oldest_running = connection.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+    sees_all, oldest_running = connection.execute(
+        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+        " OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),"
+        " pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    ).fetchone()
     connection.commit()
     described = [
         f"pid {pid} ({user}, {app or 'no application name'}, {state}, open {age})"
         for pid, user, app, state, age in rows
     ]
-    if not described and oldest_running <= xid:
-        described.append(f"a transaction older than {xid} that this role cannot see in pg_stat_activity")
+    if not described and not sees_all and oldest_running <= xid:
+        described.append(f"a transaction older than {xid} (grant pg_monitor to see which)")
     return described
 
 

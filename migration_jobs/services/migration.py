@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
+from collections.abc import Callable
 from uuid import UUID
 
 import django_rq
@@ -20,10 +21,11 @@ from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl.capture import TransactionsStillOpen
+from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import (
     AgencyBusy,
-    AgencyMigration,
     Control,
     MigrationStopped,
     Progress,
@@ -36,16 +38,27 @@ from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.bulk import bulk_request_enforce
 from migration_jobs.services.capacity import capacity_slot_hold
+from migration_jobs.services.fence import agency_cut_over_refusal, cutover_recovery, fences_reconcile
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
+# Does a run's work: (run, mark_running) -> report; see migration_run_execute.
+Perform = Callable[[MigrationRun, Callable[[], None]], dict]
 QUEUE = "migrations"
 
 
 class RunRefused(Exception):
     """The run cannot be queued; the message tells staff why. Nothing was queued or written."""
+
+
+class RunStepFailed(Exception):
+    """A step of a run failed and everything before it was undone; the message says which step and why."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(message)
+        self.step = step
 
 
 def agency_link_resolve(reference: str) -> AgencyLink:
@@ -73,24 +86,36 @@ def migration_run_request(
     actor: AbstractBaseUser | None,
     enqueue: bool = True,
     bulk_request: UUID | None = None,
+    **options,
 ) -> MigrationRun:
-    """Queue a migrate, plan or rollback run of one agency, or raise RunRefused saying why not.
+    """Queue a migrate, plan, rollback or cutover run of one agency, or raise RunRefused saying why not.
 
-    With enqueue=False the run is only recorded, for a caller that executes it itself.
+    With enqueue=False the run is only recorded, for a caller that executes it itself. `options`
+    are fields of the run (full_reread, reason).
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
     with agency_request_lock(link):
-        return _request_locked(link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request)
+        return _request_locked(
+            link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request, options=options
+        )
 
 
 def _request_locked(
-    *, link: AgencyLink, kind: str, actor: AbstractBaseUser | None, enqueue: bool, bulk_request: UUID | None
+    *,
+    link: AgencyLink,
+    kind: str,
+    actor: AbstractBaseUser | None,
+    enqueue: bool,
+    bulk_request: UUID | None,
+    options: dict,
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
+    if refusal := agency_cut_over_refusal(link=link, kind=kind):
+        raise RunRefused(refusal)
     _require_services()
     try:
         with transaction.atomic():
@@ -102,6 +127,7 @@ def _request_locked(
                 job_id=job_id_for(link),
                 requested_by=actor if getattr(actor, "pk", None) else None,
                 bulk_request=bulk_request,
+                **options,
             )
             if enqueue:
                 transaction.on_commit(lambda: _enqueue(run))
@@ -164,10 +190,18 @@ def _forget_finished_job(connection, job_id: str) -> None:
 
 
 def migration_runs_reconcile(*, link: AgencyLink) -> None:
-    """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job."""
+    """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job.
+
+    A cutover whose worker died is finished if it had made the switch and undone otherwise, and
+    a RevOS fence that no running or succeeded cutover owns is lifted.
+    """
     for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
         if run.status == Status.RUNNING and not _lock_is_held(run.revos_agency_id):
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
+            if run.kind == MigrationRun.Kind.CUTOVER:
+                status, error = cutover_recovery(run=run)
+                _finish(run, status, error=error, note="" if error else "Finished after its worker stopped.")
+                continue
             _finish(
                 run,
                 Status.FAILED,
@@ -175,6 +209,7 @@ def migration_runs_reconcile(*, link: AgencyLink) -> None:
             )
         elif run.status == Status.QUEUED and not _job_pending(run.job_id):
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
+    fences_reconcile(link=link)
 
 
 def _lock_is_held(agency_id: UUID) -> bool:
@@ -230,8 +265,12 @@ def _cancel_queued_job(job_id: str) -> None:
 # In the worker ------------------------------------------------------------------------------
 
 
-def migration_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died."""
+def migration_run_execute(*, run_id: int, perform: Perform | None = None) -> MigrationRun:
+    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died.
+
+    `perform(run, mark_running)` does the work of a kind this module does not know (a cutover);
+    it calls mark_running once it holds the agency's lock and returns the run's report.
+    """
     run = MigrationRun.objects.select_related("agency_link").get(pk=run_id)
     with log_context(**run_log_fields(run)):
         if run.status not in MigrationRun.ACTIVE_STATUSES:
@@ -246,13 +285,13 @@ def migration_run_execute(*, run_id: int) -> MigrationRun:
             except Exception as error:
                 _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
                 raise
-            run = _run_execute(run)
+            run = _run_execute(run, perform)
     if run.status == Status.SUCCEEDED:
         _after_success(run)
     return run
 
 
-def _run_execute(run: MigrationRun) -> MigrationRun:
+def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     """The run itself, holding a slot when the concurrency limit applies to it."""
     link = run.agency_link
 
@@ -264,7 +303,9 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             raise MigrationStopped(Control.PAUSE)
 
     try:
-        if run.kind == MigrationRun.Kind.PLAN:
+        if perform is not None:
+            report = perform(run, mark_running)
+        elif run.kind == MigrationRun.Kind.PLAN:
             mark_running()
             report = agency_plan(
                 source_agency_id=link.revos_agency_id,
@@ -275,22 +316,23 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
         else:
             with health_throttle(run_id=run.pk) as throttle:
-                report = (
-                    AgencyMigration(
-                        source_agency_id=link.revos_agency_id,
-                        target_agency_id=link.unified_agency_id,
-                        link_existing=link.kind == AgencyLink.Kind.EXISTING,
-                        batch_size=settings.MIGRATION_BATCH_SIZE,
-                        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
-                        on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
-                        on_locked=mark_running,
-                        client_links={
-                            str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()
-                        },
-                    )
-                    .run()
-                    .as_dict()
+                migration = CapturedMigration(
+                    source_agency_id=link.revos_agency_id,
+                    target_agency_id=link.unified_agency_id,
+                    link_existing=link.kind == AgencyLink.Kind.EXISTING,
+                    batch_size=settings.MIGRATION_BATCH_SIZE,
+                    set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+                    on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
+                    on_locked=mark_running,
+                    client_links=client_links_of(link),
+                    full=run.full_reread,
+                    register_wait_seconds=settings.CAPTURE_REGISTER_WAIT_SECONDS,
                 )
+                report = migration.run().as_dict()
+                if migration.used_capture:
+                    MigrationRun.objects.filter(pk=run.pk).update(
+                        status_note=f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
+                    )
     except AgencyBusy as busy:
         # A live execution holds the lock: this is a second delivery of the job. Leave the run to it.
         logger.warning("run %s: %s", run.pk, busy)
@@ -301,6 +343,10 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             return run
         status = Status.PAUSED if stop.control is Control.PAUSE else Status.CANCELLED
         return _finish(run, status, error="", note=str(stop))
+    except RunStepFailed as failed:
+        return _finish(run, Status.FAILED, error=str(failed), failed_table=failed.step)
+    except TransactionsStillOpen as still_open:
+        return _finish(run, Status.FAILED, error=f"{still_open} Nothing was written; try again once they end.")
     except RowRejected as rejected:
         return _finish(
             run, Status.FAILED, error=str(rejected), failed_table=rejected.table, failed_batch=rejected.batch
@@ -311,6 +357,11 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
     return _finish(run, Status.SUCCEEDED, error="", report=report)
+
+
+def client_links_of(link: AgencyLink) -> dict[str, str]:
+    """Staff's explicit client matches: RevOS client id -> unified client id."""
+    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:
@@ -370,8 +421,8 @@ def _finish(
 
 def _after_success(run: MigrationRun) -> None:
     """A migration or rollback that changed data is verified straight away."""
-    if run.kind == MigrationRun.Kind.PLAN:
-        return
+    if run.kind in (MigrationRun.Kind.PLAN, MigrationRun.Kind.CUTOVER):
+        return  # a cutover verified its own changes; the unified database is the source of truth now
     # Imported here: verification builds on this module (RunRefused, the run model's lifecycle).
     from migration_jobs.services.verification import verification_run_request
 
