@@ -156,3 +156,17 @@ def agency_checksums(unified_agency_id) -> dict[str, str]:
             count, digest = cursor.fetchone()
             checksums[table] = f"{count}:{digest}"
     return checksums
+
+
+def childless_leads(unified_agency_id, count: int = 2) -> list:
+    """Ids of the agency's unified leads nothing references, so deleting one needs nothing else."""
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM lead l WHERE agency_id = %s"
+            " AND NOT EXISTS (SELECT 1 FROM dm_message d WHERE d.lead_id = l.id)"
+            " AND NOT EXISTS (SELECT 1 FROM dm_delivery d WHERE d.lead_id = l.id)"
+            " AND NOT EXISTS (SELECT 1 FROM email_queue d WHERE d.lead_id = l.id)"
+            " AND NOT EXISTS (SELECT 1 FROM email_extraction_review d WHERE d.lead_id = l.id) ORDER BY id LIMIT %s",
+            [unified_agency_id, count],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -32,6 +32,7 @@ from migration_jobs.mapping import TABLE_MAPS, TableMap
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.demo import demo_data_seed
+from tests.conftest import childless_leads
 
 
 def revos(statement: str, params=()):
@@ -210,17 +211,7 @@ def test_unified_writes_to_revos_only_tables_go_back_and_a_catch_up_then_changes
     agency, revos_agency = link.unified_agency_id, link.revos_agency_id
     others_before = revos_scope_checksums(agency_id=revos_agency, inside=False)
     campaign = unified("SELECT id FROM campaign WHERE agency_id = %s ORDER BY id LIMIT 1", [agency])[0][0]
-    changed_lead, gone_lead = (
-        r[0]
-        for r in unified(
-            "SELECT id FROM lead l WHERE agency_id = %s"
-            " AND NOT EXISTS (SELECT 1 FROM dm_message d WHERE d.lead_id = l.id)"
-            " AND NOT EXISTS (SELECT 1 FROM dm_delivery d WHERE d.lead_id = l.id)"
-            " AND NOT EXISTS (SELECT 1 FROM email_queue d WHERE d.lead_id = l.id)"
-            " AND NOT EXISTS (SELECT 1 FROM email_extraction_review d WHERE d.lead_id = l.id) ORDER BY id LIMIT 2",
-            [agency],
-        )
-    )
+    changed_lead, gone_lead = childless_leads(agency)
     new_lead = uuid.uuid4()
     unified("UPDATE lead SET status = 'qualified', name = 'Renamed in unified' WHERE id = %s", [changed_lead])
     unified("DELETE FROM lead WHERE id = %s", [gone_lead])
@@ -406,9 +397,14 @@ def as_app(statement: str, params, *, agency_id, app_context="revos"):
 def captured(agencies):
     """The shared agency recorded by the reverse capture, as its cutover leaves it."""
     link, other = agencies
-    reverse_capture_start(unified_agency_id=link.unified_agency_id, agency_name=link.name, wait_seconds=10)
+    reverse_capture_start(
+        source_agency_id=link.revos_agency_id,
+        unified_agency_id=link.unified_agency_id,
+        agency_name=link.name,
+        wait_seconds=10,
+    )
     yield link, other
-    reverse_capture_stop(unified_agency_id=link.unified_agency_id)
+    reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
 
 
 def test_reverse_capture_records_the_agencys_unified_writes_and_no_other_agencys(captured):

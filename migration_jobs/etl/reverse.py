@@ -40,6 +40,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import Catalog, catalog_read, dependency_order
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import MappingError, TablePlan, migration_plan_build
@@ -48,6 +49,7 @@ from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
 logger = logging.getLogger(__name__)
 
 ID_MAP = sql.SQL("controlplane.id_map")
+BASELINE = sql.SQL("controlplane.reverse_baseline")
 SAMPLES = 10  # ids named per problem; the counts are exact
 JSON_TYPES = frozenset({"json", "jsonb"})
 
@@ -207,9 +209,13 @@ def _picked(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
 
 
 def _rows_back(plan: ReverseTablePlan, scope: Scope, back: dict[str, str], *, with_keys: bool = False) -> sql.Composed:
-    """The RevOS rows the picked unified rows become, cast to RevOS's types.
+    """The RevOS rows the picked unified rows become, cast to RevOS's types, and `__changed`.
 
-    With `with_keys`, each row also carries `__uid` (its unified id) and `__reused`.
+    A reused row (AudienceOS's own, standing for a RevOS row) carries AudienceOS's values where the
+    two apps disagreed before the cutover (its created_at, website, ...); only the columns the apps
+    changed since go back, found by comparing with the row as it was at the cutover
+    (controlplane.reverse_baseline). `__changed` lists them; it is NULL for every other row, whose
+    columns all go back. With `with_keys`, rows also carry `__uid` (the unified id) and `__reused`.
     """
     values = []
     for column, expression, sql_type in zip(plan.columns, plan.expressions, plan.types, strict=True):
@@ -222,14 +228,31 @@ def _rows_back(plan: ReverseTablePlan, scope: Scope, back: dict[str, str], *, wi
             text = sql.SQL("CAST({} AS text)").format(expression)
             expression = sql.SQL("coalesce(back.m ->> {}, {})").format(text, text)
         values.append(sql.SQL("CAST({} AS {}) AS {}").format(expression, sql.SQL(sql_type), sql.Identifier(column)))
-    if with_keys:
-        values += [sql.SQL("p.uid AS __uid"), sql.SQL("p.reused AS __reused")]
+    changed = sql.SQL(", ").join(
+        sql.SQL("CASE WHEN now.{c} IS DISTINCT FROM base.{c} THEN {name} END").format(
+            c=sql.Identifier(column), name=sql.Literal(column)
+        )
+        for column in plan.columns
+    )
+    keys = sql.SQL(", p.uid AS __uid, p.reused AS __reused") if with_keys else sql.SQL("")
     joined = sql.SQL(" CROSS JOIN (SELECT {}::jsonb AS m) AS back").format(sql.Literal(Jsonb(back))) if back else None
-    return sql.SQL("SELECT {values} FROM ({picked}) AS p JOIN {target} t ON t.id = p.uid{back}").format(
-        values=sql.SQL(", ").join(values),
+    return sql.SQL(
+        "SELECT now.*, CASE WHEN p.reused THEN array_remove(ARRAY[{changed}], NULL) END AS __changed{keys}"
+        " FROM ({picked}) AS p{back}"
+        " CROSS JOIN LATERAL (SELECT {values} FROM {target} t WHERE t.id = p.uid) AS now"
+        " LEFT JOIN LATERAL (SELECT {values} FROM jsonb_populate_record(NULL::{target}, ("
+        "SELECT b.row_data FROM {baseline} b WHERE b.agency_id = {agency} AND b.table_name = {table}"
+        " AND b.row_id = p.uid)) AS t) AS base ON p.reused"
+    ).format(
+        changed=changed,
+        keys=keys,
         picked=_picked(plan, scope),
-        target=sql.Identifier(plan.target),
         back=joined or sql.SQL(""),
+        values=sql.SQL(", ").join(values),
+        target=sql.Identifier(plan.target),
+        baseline=BASELINE,
+        agency=sql.Literal(scope.source_agency_id),
+        table=sql.Literal(plan.target),
     )
 
 
@@ -398,7 +421,7 @@ class _Stage:
         # Base types (varchar, not varchar(200)): a value too long for RevOS is refused by the write,
         # where the plan's trial names it, not by the staging copy.
         revos.execute(
-            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({})").format(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}, __changed text[])").format(
                 self.rows,
                 sql.SQL(", ").join(
                     sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
@@ -419,7 +442,7 @@ class _Stage:
 
     def _fill(self, unified: psycopg.Connection, back: dict[str, str]) -> None:
         for query, stage, columns in (
-            (_rows_back(self.plan, self.scope, back), self.rows, self.column_list),
+            (_rows_back(self.plan, self.scope, back), self.rows, sql.SQL("{}, __changed").format(self.column_list)),
             (_gone(self.plan, self.scope), self.gone, sql.SQL("id")),
         ):
             with (
@@ -439,9 +462,11 @@ class _Stage:
 
     def compare(self, change: TableChange) -> None:
         """Count (and sample) the rows to insert, update and delete; refuse another agency's ids."""
-        differs = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-            sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in self.plan.columns),
-            sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in self.plan.columns),
+        differs = sql.SQL(" OR ").join(
+            sql.SQL("((s.__changed IS NULL OR {name} = ANY(s.__changed)) AND r.{c} IS DISTINCT FROM s.{c})").format(
+                c=sql.Identifier(c), name=sql.Literal(c)
+            )
+            for c in self.plan.columns
         )
         query = sql.SQL(
             "SELECT CASE WHEN r.id IS NULL THEN 'insert' WHEN NOT {in_scope} THEN 'foreign'"
@@ -471,9 +496,25 @@ class _Stage:
 
     def upsert(self) -> None:
         changed = [c for c in self.plan.columns if c != "id"]
+        # Reused rows: only the columns the apps changed since the cutover.
         self.revos.execute(
             sql.SQL(
-                "INSERT INTO {table} AS r ({columns}) SELECT {columns} FROM {rows}"
+                "UPDATE {table} AS r SET {assignments} FROM {rows} s"
+                " WHERE r.id = s.id AND s.__changed IS NOT NULL AND cardinality(s.__changed) > 0"
+            ).format(
+                table=self.table,
+                rows=self.rows,
+                assignments=sql.SQL(", ").join(
+                    sql.SQL("{c} = CASE WHEN {name} = ANY(s.__changed) THEN s.{c} ELSE r.{c} END").format(
+                        c=sql.Identifier(c), name=sql.Literal(c)
+                    )
+                    for c in changed
+                ),
+            )
+        )
+        self.revos.execute(
+            sql.SQL(
+                "INSERT INTO {table} AS r ({columns}) SELECT {columns} FROM {rows} WHERE __changed IS NULL"
                 " ON CONFLICT (id) DO UPDATE SET {assignments} WHERE ({current}) IS DISTINCT FROM ({incoming})"
             ).format(
                 table=self.table,
@@ -504,9 +545,12 @@ class _Stage:
 
 @contextmanager
 def _connections(purpose: str) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """RevOS for the writes, in one transaction that passes RevOS's fence (the agency is fenced
+    there since its cutover) unrecorded; the unified database read from one snapshot."""
     with connect("revos", purpose=purpose) as revos, connect("unified", purpose=f"{purpose}-read") as unified:
         unified.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         unified.read_only = True
+        capture.fence_bypass(revos)
         yield revos, unified
 
 
@@ -558,16 +602,13 @@ def _trial(revos: psycopg.Connection, plans: list[ReverseTablePlan], stages: dic
             change.refused = change.refused or _reason(error)
 
 
-def reverse_apply(*, scope: Scope, revos_session: list[str] = ()) -> ReverseReport:
+def reverse_apply(*, scope: Scope) -> ReverseReport:
     """Make the agency's RevOS rows equal to its unified rows in question, in one RevOS commit.
 
-    `revos_session` are statements run first on the RevOS connection (how the control plane's own
-    writes pass a fence). Raises ReverseRefused, with nothing written, when RevOS cannot hold a
+    Raises ReverseRefused, with nothing written, when RevOS cannot hold a
     value or refuses a row. Then records the new rows in the id map and forgets the deleted ones.
     """
     with _connections("switch-back") as (revos, unified):
-        for statement in revos_session:
-            revos.execute(statement)
         plans, stages, report, back = _compare_all(revos, unified, scope)
         problems = []
         for plan in plans:

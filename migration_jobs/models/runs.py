@@ -74,6 +74,8 @@ class MigrationRun(models.Model):
         PLAN = "plan", "Plan (dry run)"
         ROLLBACK = "rollback", "Roll back"
         CUTOVER = "cutover", "Cut over"
+        SWITCH_BACK = "switchback", "Switch back"
+        COMPLETE = "complete", "Complete"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -131,6 +133,8 @@ class MigrationRun(models.Model):
         get_latest_by = "created_at"
         permissions = [
             ("cutover_migrationrun", "Can cut an agency over to the unified database"),
+            ("switchback_migrationrun", "Can switch a cut-over agency back to RevOS"),
+            ("complete_migrationrun", "Can complete an agency's move (no switch back after it)"),
             ("plan_migrationrun", "Can plan (dry-run) an agency migration"),
             ("start_migrationrun", "Can migrate an agency"),
             ("resume_migrationrun", "Can pause, cancel and resume an agency migration"),

@@ -38,7 +38,12 @@ from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.bulk import bulk_request_enforce
 from migration_jobs.services.capacity import capacity_slot_hold
-from migration_jobs.services.fence import agency_cut_over_refusal, cutover_recovery, fences_reconcile
+from migration_jobs.services.fence import (
+    agency_cut_over_refusal,
+    cutover_recovery,
+    fences_reconcile,
+    switch_back_recovery,
+)
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
@@ -198,8 +203,9 @@ def migration_runs_reconcile(*, link: AgencyLink) -> None:
     for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
         if run.status == Status.RUNNING and not _lock_is_held(run.revos_agency_id):
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            if run.kind == MigrationRun.Kind.CUTOVER:
-                status, error = cutover_recovery(run=run)
+            if run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK):
+                recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
+                status, error = recovery(run=run)
                 _finish(run, status, error=error, note="" if error else "Finished after its worker stopped.")
                 continue
             _finish(
@@ -421,7 +427,7 @@ def _finish(
 
 def _after_success(run: MigrationRun) -> None:
     """A migration or rollback that changed data is verified straight away."""
-    if run.kind in (MigrationRun.Kind.PLAN, MigrationRun.Kind.CUTOVER):
+    if run.kind in (MigrationRun.Kind.PLAN, MigrationRun.Kind.CUTOVER, MigrationRun.Kind.COMPLETE):
         return  # a cutover verified its own changes; the unified database is the source of truth now
     # Imported here: verification builds on this module (RunRefused, the run model's lifecycle).
     from migration_jobs.services.verification import verification_run_request
