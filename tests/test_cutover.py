@@ -376,3 +376,111 @@ def test_after_cutover_migrate_catch_up_rollback_are_refused_everywhere_and_app_
     assert unified("SELECT name FROM lead WHERE id = %s", [lead]) == [("app wrote this",)]
     assert agency_cut_over(link=link) is not None
     assert MigrationRun.objects.filter(agency_link=link).exclude(kind=Kind.CUTOVER).count() == 1
+
+
+# --- the concurrent writer ---------------------------------------------------------------------
+
+
+def wait_until(condition, *, timeout: float = 60, what: str):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _still_running(link: AgencyLink) -> bool:
+    from migration_jobs.services.migration import migration_runs_reconcile
+
+    migration_runs_reconcile(link=link)
+    return link.runs.filter(status=Status.RUNNING).exists()
+
+
+def writer_log(path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_concurrent_writer_through_migrate_kill_resume_catch_ups_and_cutover_loses_nothing(
+    tenant_db, rq_queues, settings, tmp_path
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from migration_jobs.services.verification import verification_run_request
+
+    FeatureFlag.objects.update_or_create(
+        name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
+    )
+    settings.MIGRATION_BATCH_SIZE = 50
+    demo_data_seed(agencies=3, scale=2, seed=23)
+    agency_links_sync()
+    link, other = (
+        agency_link_confirm(link=lk, kind=lk.suggested_kind, unified_agency_id=lk.suggested_agency_id, actor=None)
+        for lk in AgencyLink.objects.order_by("name")[:2]
+    )
+    migrate(other)  # the second agency is captured too: its rows pass the same trigger
+    log, control = tmp_path / "writes.jsonl", tmp_path / "control"
+    control.mkdir()
+    writer = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("concurrent_writer.py")), database_url("revos"), str(log),
+         str(control), str(link.revos_agency_id), str(other.revos_agency_id)]
+    )  # fmt: skip
+    try:
+        # The first migration, killed mid-way by SIGKILL, then resumed, while the app writes.
+        run = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+        worker = start_worker_process(
+            "migrations", "--worker-class", "rq.worker.SimpleWorker", MIGRATION_BATCH_SIZE="20"
+        )
+        wait_until(lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=300).exists(), what="progress")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        # PostgreSQL ends the dead worker's sessions (and its lock) once it notices; then Resume.
+        wait_until(lambda: not _still_running(link), what="the killed run to be recognised as dead")
+        migrate(link)  # resumes from the checkpoints
+        migrate(link)  # catch-ups from the capture
+        migrate(link)
+        # A full verification needs a quiet moment; the cutover itself does not.
+        (control / "pause").touch()
+        wait_until(lambda: (control / "paused").exists(), what="the writer to pause")
+        migrate(link)
+        verification = verification_run_request(link=link, actor=None)
+        run_worker("verification")
+        verification.refresh_from_db()
+        assert verification.verdict == "pass"
+        (control / "pause").unlink()
+        wait_until(lambda: len(writer_log(log)) > 0 and not (control / "paused").exists(), what="writes again")
+        written = len(writer_log(log))
+        wait_until(lambda: len(writer_log(log)) > written + 100, what="writes after the verification")
+        cutover = cut_over(link)
+        assert cutover.status == Status.SUCCEEDED, cutover.error
+        after = len(writer_log(log))
+        wait_until(lambda: len(writer_log(log)) > after + 100, what="writes after the cutover")
+    finally:
+        (control / "stop").touch()
+        writer.wait(timeout=30)
+
+    entries = writer_log(log)
+    mine = [e for e in entries if e["agency"] == str(link.revos_agency_id)]
+    theirs = [e for e in entries if e["agency"] == str(other.revos_agency_id)]
+    assert theirs and all(e["ok"] for e in theirs), "the second agency was never refused"
+    refused = [e for e in mine if not e["ok"]]
+    assert refused, "writes after the cutover were refused"
+    assert all(e["sqlstate"] == "25006" and FENCE_ERROR in e["error"] and link.name in e["error"] for e in refused)
+    assert all(e["n"] > max(a["n"] for a in mine if a["ok"]) for e in refused), "nothing refused before the fence"
+    # Every acknowledged write of the agency is in the unified database, as its last one left it.
+    final: dict[tuple[str, str], str | None] = {}
+    for e in mine:
+        if e["ok"]:
+            final[(e["table"], e["id"])] = None if e["op"] == "delete" else e["value"]
+    for (table, row_id), value in final.items():
+        target, column = {"leads": ("lead", "name"), "comments": ("comment", "content")}[table]
+        rows = unified(f"SELECT {column} FROM {target} WHERE id = %s", [row_id])
+        assert rows == ([] if value is None else [(value,)]), (table, row_id, value)
+    # And the whole agency equals RevOS's final state, table by table (content checksums).
+    final_check = verification_run_request(link=link, actor=None)
+    run_worker("verification")
+    final_check.refresh_from_db()
+    failing = list(final_check.results.exclude(status="pass").values_list("check_name", "table_name", "actual"))
+    assert final_check.verdict == "pass", failing
