@@ -255,12 +255,17 @@ def changes_since(connection: psycopg.Connection, *, agency_id: UUID, since: dat
     return {table: sorted(ids) for table, ids in rows}
 
 
-def apply_begin(connection: psycopg.Connection, *, agency_id: UUID, xmin: int) -> None:
-    """An application from a snapshot with this xmin starts: keep the oldest such start as pending."""
+def apply_begin(connection: psycopg.Connection, *, agency_id: UUID, xmin: int, full: bool) -> None:
+    """An application from a snapshot with this xmin starts: keep the oldest such start as pending.
+
+    A full read clears the position: until it has finished, only another full read (resuming from
+    its checkpoints) may bring the target level, not the capture.
+    """
     connection.execute(
         "UPDATE controlplane.capture_agency SET pending_xmin = CASE WHEN pending_xmin IS NULL"
-        " OR pending_xmin > %s::text::xid8 THEN %s::text::xid8 ELSE pending_xmin END WHERE agency_id = %s",
-        [xmin, xmin, agency_id],
+        " OR pending_xmin > %s::text::xid8 THEN %s::text::xid8 ELSE pending_xmin END,"
+        " applied_xmin = CASE WHEN %s THEN NULL ELSE applied_xmin END WHERE agency_id = %s",
+        [xmin, xmin, full, agency_id],
     )
     connection.commit()
 

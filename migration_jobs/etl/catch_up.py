@@ -45,9 +45,10 @@ class CapturedMigration(AgencyMigration):
                     wait_seconds=self.register_wait_seconds,
                 )
             xmin = capture.snapshot_xmin(source)  # takes the run's snapshot
-            capture.apply_begin(control, agency_id=self.source_agency_id, xmin=xmin)
             from_capture = not self.full and state is not None and state.applied_xmin is not None
-            if from_capture and self._has_previous_rows(target):
+            from_capture = from_capture and self._has_previous_rows(target)  # not after a rollback
+            capture.apply_begin(control, agency_id=self.source_agency_id, xmin=xmin, full=not from_capture)
+            if from_capture:
                 self._from_capture(source, target, since=state.applied_xmin)
             report = super()._run_locked(source, target)
             capture.apply_finish(control, agency_id=self.source_agency_id)

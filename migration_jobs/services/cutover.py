@@ -316,6 +316,8 @@ def _cancel_requested(run_id: int) -> bool:
 def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
     if refusal := agency_cutover_refusal(agency_link=link):
         raise RunRefused(refusal)
+    if not FeatureFlag.objects.filter(name="unified_db").exists():
+        raise RunRefused("there is no unified_db flag to turn on; add it under Feature flags")
     state = capture.capture_state(connection, agency_id=link.revos_agency_id)
     if state is None or state.applied_xmin is None:
         raise RunRefused(

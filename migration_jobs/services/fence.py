@@ -83,7 +83,7 @@ def cutover_recovery(*, run: MigrationRun) -> tuple[str, str]:
     """(status, message) for a cutover whose worker died: finished if the switch was made, else undone."""
     if agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
         return Status.SUCCEEDED, ""
-    step = next((s["name"] for s in run.steps if s.get("status") == "running"), "an unknown step")
+    step = next((s["label"] for s in run.steps if s.get("status") == "running"), "an unknown step")
     return Status.FAILED, (
         f"The worker stopped during step {step}, before the switch: the fence is lifted and unified_db stays off. "
         "Nothing was lost; cut over again."

@@ -308,6 +308,7 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
         if not started:  # paused or cancelled while it waited in the queue
             raise MigrationStopped(Control.PAUSE)
 
+    note = ""
     try:
         if perform is not None:
             report = perform(run, mark_running)
@@ -336,9 +337,7 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
                 )
                 report = migration.run().as_dict()
                 if migration.used_capture:
-                    MigrationRun.objects.filter(pk=run.pk).update(
-                        status_note=f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
-                    )
+                    note = f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
     except AgencyBusy as busy:
         # A live execution holds the lock: this is a second delivery of the job. Leave the run to it.
         logger.warning("run %s: %s", run.pk, busy)
@@ -362,7 +361,7 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     except Exception as error:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
-    return _finish(run, Status.SUCCEEDED, error="", report=report)
+    return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
 
 
 def client_links_of(link: AgencyLink) -> dict[str, str]:
