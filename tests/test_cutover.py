@@ -20,13 +20,14 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.bulk import migration_runs_request_bulk
 from migration_jobs.services.cutover import cutover_run_request, cutover_runs_request_bulk
 from migration_jobs.services.demo import demo_data_seed
 from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
-from migration_jobs.services.flags import agency_flag_enabled
-from migration_jobs.services.migration import RunRefused, migration_run_control, migration_run_request
+from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.run_control import migration_run_control
 from tests.conftest import database_url, run_worker, start_worker_process
 
 Status, Kind = MigrationRun.Status, MigrationRun.Kind

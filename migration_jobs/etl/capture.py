@@ -14,14 +14,15 @@ snapshot's state: the last application of R copies R as the snapshot sees it, wh
 before. The record is written by the trigger inside the writing transaction, so it commits
 exactly when the write does.
 
-Positions are transaction ids (xid8, which only grow). A catch-up reads its changes and its rows
-in one REPEATABLE READ snapshot S, applies every record with xid >= the stored position, and then
-stores xmin(S) as the new position: every transaction older than xmin(S) had ended when S was
-taken, so all its records were visible to S and are applied. Records of transactions at or after
-xmin(S) that S already saw are simply read again next time (cheap and idempotent); those S did
-not see have xid >= xmin(S) and are read next time. A run that fails keeps the old position; the
-position it would have stored is kept as pending, and the oldest pending is what a later run
-stores, so an interrupted, resumed run never skips what its first attempt had not seen.
+Positions are snapshots. A catch-up reads its changes and its rows in one REPEATABLE READ
+snapshot S, applies every record whose transaction the stored position P did not see
+(`xid >= xmin(P) AND NOT pg_visible_in_snapshot(xid, P)`, the first half for the index), and then
+stores S as the new position. A record S saw was applied by this catch-up (its row was re-read in
+S); a record S did not see belongs to a transaction that committed after S, so the next catch-up,
+reading from S, finds it. A run that fails keeps the old position; the snapshot of its first
+attempt is kept as pending and becomes the position when a later attempt finishes, so a resumed
+run never skips what its first attempt had not seen (every later snapshot sees more, not less). A
+full read clears the position: until it finishes, only a full read may bring the target level.
 
 Before, during and after the first copy's snapshot. `capture_register` commits the agency's row
 in capture_agency (transaction G) and then waits until no other session has a transaction or a
@@ -29,7 +30,7 @@ snapshot older than G (`transactions_older_wait`). Only then is the first copy's
 taken. Take any write W to the agency's rows:
 - W committed before S0: S0 sees it; the first copy copies it.
 - W committed after S0: W's statement either saw G, and then the trigger recorded W in W's own
-  transaction, with xid >= xmin(S0), the position the first copy stores; or it did not see G,
+  transaction, and S0 (the position the first copy stores) did not see it; or it did not see G,
   which means its snapshot predates G's commit, so its transaction (or its snapshot) was older
   than G and the wait would not have ended before it did: W committed before S0 after all.
 So every write is either in the first copy or recorded after its position. The fence's drain
@@ -59,6 +60,11 @@ BYPASS_SETTING = "controlplane.fence_bypass"
 # The control plane's own sessions are named so (etl.connections.connect); none of them writes
 # an agency's rows behind the fence's back, so the drain does not wait for them.
 OWN_APPLICATION_PREFIX = "controlplane-"
+# A change_log record not seen by snapshot %s (given three times; NULL: every record).
+NOT_SEEN_BY = (
+    "(%s::pg_snapshot IS NULL OR (xid >= pg_snapshot_xmin(%s::pg_snapshot)"
+    " AND NOT pg_visible_in_snapshot(xid, %s::pg_snapshot)))"
+)
 
 
 class TransactionsStillOpen(Exception):
@@ -81,9 +87,9 @@ class CapturedTable:
 class CaptureState:
     agency_id: UUID
     registered_at: datetime
-    applied_xmin: int | None  # every change of a transaction older than this is applied
+    applied_snapshot: str | None  # every change of a transaction this snapshot saw is applied
     applied_at: datetime | None
-    pending_xmin: int | None
+    pending_snapshot: str | None
     fenced_at: datetime | None
     fence_owner: str
 
@@ -199,7 +205,7 @@ def capture_register(
 
 def capture_state(connection: psycopg.Connection, *, agency_id: UUID) -> CaptureState | None:
     row = connection.execute(
-        "SELECT agency_id, registered_at, applied_xmin::text::bigint, applied_at, pending_xmin::text::bigint,"
+        "SELECT agency_id, registered_at, applied_snapshot::text, applied_at, pending_snapshot::text,"
         " fenced_at, fence_owner FROM controlplane.capture_agency WHERE agency_id = %s",
         [agency_id],
     ).fetchone()
@@ -217,28 +223,29 @@ def capture_remove(connection: psycopg.Connection, *, agency_id: UUID) -> None:
 # --- positions --------------------------------------------------------------------------------
 
 
-def snapshot_xmin(snapshot: psycopg.Connection) -> int:
-    """The oldest transaction still running when this REPEATABLE READ transaction's snapshot was taken."""
-    return snapshot.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+def snapshot_of(snapshot: psycopg.Connection) -> str:
+    """This REPEATABLE READ transaction's snapshot (taking it, if no statement has yet)."""
+    return snapshot.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
 
 
-def changes_read(snapshot: psycopg.Connection, *, agency_id: UUID, since: int | None) -> dict[str, list[str]]:
-    """Source table -> ids of its rows written by transactions from `since` on, as `snapshot` sees them."""
+def changes_read(snapshot: psycopg.Connection, *, agency_id: UUID, since: str | None) -> dict[str, list[str]]:
+    """Source table -> ids of its rows written by transactions the snapshot `since` did not see."""
     rows = snapshot.execute(
         "SELECT table_name, array_agg(DISTINCT row_id::text) FROM controlplane.change_log"
-        " WHERE agency_id = %s AND xid >= %s::text::xid8 GROUP BY table_name",
-        [agency_id, since or 0],
+        f" WHERE agency_id = %s AND {NOT_SEEN_BY} GROUP BY table_name",
+        [agency_id, since, since, since],
     ).fetchall()
     return {table: sorted(ids) for table, ids in rows}
 
 
 def changes_pending_count(connection: psycopg.Connection, *, agency_id: UUID) -> tuple[int, int]:
     """(records, distinct rows) not applied yet: an estimate of the next catch-up's work."""
+    state = capture_state(connection, agency_id=agency_id)
+    since = state.applied_snapshot if state else None
     row = connection.execute(
-        "SELECT count(*), count(DISTINCT (l.table_name, l.row_id)) FROM controlplane.change_log l"
-        " JOIN controlplane.capture_agency a USING (agency_id)"
-        " WHERE l.agency_id = %s AND l.xid >= coalesce(a.applied_xmin, '0'::xid8)",
-        [agency_id],
+        "SELECT count(*), count(DISTINCT (table_name, row_id)) FROM controlplane.change_log"
+        f" WHERE agency_id = %s AND {NOT_SEEN_BY}",
+        [agency_id, since, since, since],
     ).fetchone()
     connection.commit()
     return row[0], row[1]
@@ -255,26 +262,25 @@ def changes_since(connection: psycopg.Connection, *, agency_id: UUID, since: dat
     return {table: sorted(ids) for table, ids in rows}
 
 
-def apply_begin(connection: psycopg.Connection, *, agency_id: UUID, xmin: int, full: bool) -> None:
-    """An application from a snapshot with this xmin starts: keep the oldest such start as pending.
+def apply_begin(connection: psycopg.Connection, *, agency_id: UUID, snapshot: str, full: bool) -> None:
+    """An application reading from `snapshot` starts: it becomes pending unless an earlier attempt's is.
 
     A full read clears the position: until it has finished, only another full read (resuming from
     its checkpoints) may bring the target level, not the capture.
     """
     connection.execute(
-        "UPDATE controlplane.capture_agency SET pending_xmin = CASE WHEN pending_xmin IS NULL"
-        " OR pending_xmin > %s::text::xid8 THEN %s::text::xid8 ELSE pending_xmin END,"
-        " applied_xmin = CASE WHEN %s THEN NULL ELSE applied_xmin END WHERE agency_id = %s",
-        [xmin, xmin, full, agency_id],
+        "UPDATE controlplane.capture_agency SET pending_snapshot = coalesce(pending_snapshot, %s::pg_snapshot),"
+        " applied_snapshot = CASE WHEN %s THEN NULL ELSE applied_snapshot END WHERE agency_id = %s",
+        [snapshot, full, agency_id],
     )
     connection.commit()
 
 
 def apply_finish(connection: psycopg.Connection, *, agency_id: UUID) -> None:
-    """Every change before the pending position is in the target now: it becomes the position."""
+    """Every change the pending snapshot saw is in the target now: it becomes the position."""
     connection.execute(
-        "UPDATE controlplane.capture_agency SET applied_xmin = pending_xmin, applied_at = now(),"
-        " pending_xmin = NULL WHERE agency_id = %s AND pending_xmin IS NOT NULL",
+        "UPDATE controlplane.capture_agency SET applied_snapshot = pending_snapshot, applied_at = now(),"
+        " pending_snapshot = NULL WHERE agency_id = %s AND pending_snapshot IS NOT NULL",
         [agency_id],
     )
     connection.commit()

@@ -44,17 +44,17 @@ class CapturedMigration(AgencyMigration):
                     tables=capture.revos_captured_tables(),
                     wait_seconds=self.register_wait_seconds,
                 )
-            xmin = capture.snapshot_xmin(source)  # takes the run's snapshot
-            from_capture = not self.full and state is not None and state.applied_xmin is not None
+            snapshot = capture.snapshot_of(source)  # takes the run's snapshot
+            from_capture = not self.full and state is not None and state.applied_snapshot is not None
             from_capture = from_capture and self._has_previous_rows(target)  # not after a rollback
-            capture.apply_begin(control, agency_id=self.source_agency_id, xmin=xmin, full=not from_capture)
+            capture.apply_begin(control, agency_id=self.source_agency_id, snapshot=snapshot, full=not from_capture)
             if from_capture:
-                self._from_capture(source, target, since=state.applied_xmin)
+                self._from_capture(source, target, since=state.applied_snapshot)
             report = super()._run_locked(source, target)
             capture.apply_finish(control, agency_id=self.source_agency_id)
         return report
 
-    def _from_capture(self, source: psycopg.Connection, target: psycopg.Connection, *, since: int) -> None:
+    def _from_capture(self, source: psycopg.Connection, target: psycopg.Connection, *, since: str) -> None:
         self.changed_ids = capture.changes_read(source, agency_id=self.source_agency_id, since=since)
         self.used_capture = True
         self.changed_rows = sum(len(ids) for ids in self.changed_ids.values())

@@ -4,12 +4,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError
 
 from migration_jobs.models import MigrationRun
-from migration_jobs.services.migration import (
-    RunRefused,
-    agency_link_resolve,
-    migration_run_execute,
-    migration_run_request,
-)
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
+from migration_jobs.services.follow_ups import migration_run_follow_ups
+from migration_jobs.services.migration import migration_run_execute, migration_run_request
 
 
 class RunCommand(BaseCommand):
@@ -32,7 +30,8 @@ class RunCommand(BaseCommand):
             run = self.request_run(link, {**options, "sync": sync})
             if sync:
                 try:
-                    run = self.execute_run(run)
+                    with migration_run_follow_ups(run_id=run.pk):  # as the job does
+                        run = self.execute_run(run)
                 except Exception:  # recorded on the run with its traceback; report it as the worker would
                     run.refresh_from_db()
         except RunRefused as refusal:

@@ -43,10 +43,11 @@ from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
 from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_capture_stop
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.flags import agency_cutover_refusal
 from migration_jobs.services.fence import agency_cut_over_refusal, fence_message, fence_owner
-from migration_jobs.services.flags import agency_cutover_refusal, flag_set_for_agency, flags_cache_invalidate
+from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
 from migration_jobs.services.migration import (
-    RunRefused,
     RunStepFailed,
     client_links_of,
     migration_run_execute,
@@ -319,7 +320,7 @@ def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
     if not FeatureFlag.objects.filter(name="unified_db").exists():
         raise RunRefused("there is no unified_db flag to turn on; add it under Feature flags")
     state = capture.capture_state(connection, agency_id=link.revos_agency_id)
-    if state is None or state.applied_xmin is None:
+    if state is None or state.applied_snapshot is None:
         raise RunRefused(
             "RevOS does not capture this agency's changes yet (it was migrated before capture existed, or its "
             "first load has not finished); run Catch up once, verify, and cut over again"

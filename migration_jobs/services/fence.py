@@ -14,7 +14,8 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.services.flags import agency_flag_enabled, flags_cache_invalidate
+from migration_jobs.selectors.flags import agency_flag_enabled
+from migration_jobs.services.flags import flags_cache_invalidate
 
 logger = logging.getLogger(__name__)
 OWNER_PREFIX = "migrationrun:"

@@ -43,15 +43,11 @@ from migration_jobs.etl.reverse import Scope, reverse_apply, reverse_plan, rever
 from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_capture_stop, reverse_changes
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.refusals import RunRefused
 from migration_jobs.services.cutover import BulkCutover, RunSteps, cutover_run_execute
 from migration_jobs.services.fence import agency_completed, agency_cut_over, agency_reopen_revos, fence_owner
 from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
-from migration_jobs.services.migration import (
-    RunRefused,
-    RunStepFailed,
-    migration_run_execute,
-    migration_run_request,
-)
+from migration_jobs.services.migration import RunStepFailed, migration_run_execute, migration_run_request
 from migration_jobs.verify import PASS, AgencyScope
 from migration_jobs.verify.counts import counts_check
 

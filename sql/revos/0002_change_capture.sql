@@ -21,16 +21,16 @@
 CREATE SCHEMA IF NOT EXISTS controlplane;
 
 -- One row per agency whose changes are captured (from its first migration until its move is
--- completed). The position says how far its changes are applied: every change of a transaction
--- older than applied_xmin is in the target. pending_xmin is the oldest snapshot of an
--- application that has not finished yet; it becomes the position when it does.
+-- completed). The position is the snapshot the last completed application read from: every change
+-- of a transaction visible to it is in the target. pending_snapshot is the snapshot of the first
+-- attempt of an application that has not finished yet; it becomes the position when one does.
 CREATE TABLE controlplane.capture_agency (
     agency_id uuid PRIMARY KEY,
     agency_name text NOT NULL DEFAULT '',
     registered_at timestamptz NOT NULL DEFAULT now(),
-    applied_xmin xid8,
+    applied_snapshot pg_snapshot,
     applied_at timestamptz,
-    pending_xmin xid8,
+    pending_snapshot pg_snapshot,
     -- The fence: while set, the agency's rows refuse every write except the control plane's own.
     fenced_at timestamptz,
     fence_owner text NOT NULL DEFAULT '',  -- the run that holds the fence and must finish or lift it

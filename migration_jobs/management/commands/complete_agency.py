@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from migration_jobs.services.migration import RunRefused, agency_link_resolve
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.switch_back import agency_complete
 
 

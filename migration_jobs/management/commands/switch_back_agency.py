@@ -2,7 +2,8 @@ from django.core.management.base import CommandError
 
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
-from migration_jobs.services.migration import RunRefused, agency_link_resolve
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.switch_back import switch_back_plan, switch_back_run_execute, switch_back_run_request
 
 
