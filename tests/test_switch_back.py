@@ -30,10 +30,10 @@ from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.cutover import cutover_run_execute, cutover_run_request
 from migration_jobs.services.demo import demo_data_seed
-from migration_jobs.services.flags import agency_flag_enabled
 from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.switch_back import (
     switch_back_plan,
