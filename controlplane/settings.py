@@ -20,6 +20,12 @@ env = environ.Env()
 _env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file:
     environ.Env.read_env(_env_file, overwrite=False)
+    # Then the URLs of the private servers a running `bin/stack` (`make demo`) started, so the
+    # README's `manage.py` commands work as printed in a second shell. bin/stack deletes the file
+    # when those servers stop.
+    _stack_env = Path(os.environ.get("STACK_DATA_DIR") or BASE_DIR / "var") / "stack.env"
+    if _stack_env.exists():
+        environ.Env.read_env(str(_stack_env), overwrite=False)
 
 
 def _database(var: str) -> dict:
