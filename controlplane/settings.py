@@ -28,6 +28,10 @@ if _env_file:
         environ.Env.read_env(str(_stack_env), overwrite=False)
 
 
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+_SERVER_KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+
+
 def _database(var: str) -> dict:
     """Parse one database URL, failing with a message that says what to set."""
     raw = env.str(var, default="")
@@ -42,7 +46,13 @@ def _database(var: str) -> dict:
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{var}={raw!r} names no database (postgres://user@host:5432/<name>).")
     config.setdefault("CONN_HEALTH_CHECKS", True)
-    config.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    options = config.setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    # Keepalives on both ends, so neither side waits hours for a host that vanished (the same values
+    # as the engine's connections, migration_jobs/etl/connections.py).
+    for parameter, value in _KEEPALIVES.items():
+        options.setdefault(parameter, value)
+    options["options"] = f"{options.get('options', '')} {_SERVER_KEEPALIVES}".strip()
     return config
 
 

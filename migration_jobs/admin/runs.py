@@ -24,7 +24,12 @@ from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.selectors import agency_cockpit
 from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
 from migration_jobs.services.bulk import bulk_requests_stopped, migration_runs_request_bulk
-from migration_jobs.services.migration import RunRefused, migration_run_control, migration_run_request
+from migration_jobs.services.migration import (
+    RunRefused,
+    migration_run_control,
+    migration_run_request,
+    migration_runs_reconcile_running,
+)
 
 Kind = MigrationRun.Kind
 
@@ -186,6 +191,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
+        migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     # Per-agency pages and buttons ---------------------------------------------------------
@@ -296,6 +302,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The latest run and verification as JSON, polled by the agency page while either is under way."""
         link = self._link(object_id)
+        migration_runs_reconcile_running()
         run = link.runs.first()
         verification = link.verifications.order_by("-created_at", "-id").first()
         if run is None:
@@ -320,6 +327,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self._link(object_id)
+        migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
             "cockpit": _cockpit_for(link),
@@ -380,6 +388,7 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
+        migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Progress")

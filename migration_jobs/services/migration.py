@@ -30,12 +30,18 @@ from migration_jobs.etl.engine import (
     RowRejected,
     agency_plan,
     agency_rollback,
-    lock_key,
 )
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.bulk import bulk_request_enforce
 from migration_jobs.services.capacity import capacity_slot_hold
+from migration_jobs.services.lock_holders import (
+    HEARTBEAT_TIMEOUT_SECONDS,
+    agency_lock_holders,
+    orphaned_holders,
+    worker_alive,
+    worker_backends_terminate,
+)
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
@@ -163,27 +169,70 @@ def _forget_finished_job(connection, job_id: str) -> None:
     job.delete()
 
 
-def migration_runs_reconcile(*, link: AgencyLink) -> None:
-    """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job."""
-    for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
-        if run.status == Status.RUNNING and not _lock_is_held(run.revos_agency_id):
-            _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            _finish(
-                run,
-                Status.FAILED,
-                error="The worker stopped without finishing. Resume continues from the last checkpoint.",
-            )
-        elif run.status == Status.QUEUED and not _job_pending(run.job_id):
+def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> None:
+    """Fail runs whose execution is gone: a running run nobody holds the lock of, or whose lock holder's
+    worker stopped sending heartbeats (its backends are ended, which frees the agency), and a queued
+    run without a job. Pages and `migration_status` call it with running_only (a queued run may be
+    recorded for a caller that executes it itself)."""
+    statuses = (Status.RUNNING,) if running_only else MigrationRun.ACTIVE_STATUSES
+    for run in link.runs.filter(status__in=statuses):
+        if run.status == Status.RUNNING:
+            error = _running_run_gone(run)
+            if error:
+                _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
+                _fail_if_running(run, error=error)
+        elif not _job_pending(run.job_id):
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
 
 
-def _lock_is_held(agency_id: UUID) -> bool:
-    with connect("unified", autocommit=True, purpose="reconcile") as connection:
-        granted = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND ((classid::bigint << 32) | objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
-        ).fetchone()[0]
-    return granted > 0
+def migration_runs_reconcile_running() -> None:
+    """Reconcile every running run, for the pages and `migration_status` that show them.
+
+    A run whose worker died is failed (and its agency freed) when someone looks, instead of showing
+    "running 40%" until the next request. If a database or Redis does not answer, the runs are left
+    as they are: the page that reads them reports that itself.
+    """
+    running = MigrationRun.objects.filter(status=Status.RUNNING).select_related("agency_link")
+    for link in {run.agency_link for run in running}:
+        try:
+            migration_runs_reconcile(link=link, running_only=True)
+        except (DatabaseUnreachable, RedisError) as error:
+            logger.warning("could not reconcile the runs of %s: %s", link.name, error)
+            return
+
+
+def _running_run_gone(run: MigrationRun) -> str:
+    """Why a running run's execution is gone, or "" while it lives."""
+    holders = agency_lock_holders(agency_id=run.revos_agency_id)
+    if not holders:
+        # A plan takes no lock: its job's worker tells whether it still runs.
+        if run.kind == MigrationRun.Kind.PLAN and _job_worker_alive(run.job_id):
+            return ""
+        return "The worker stopped without finishing. Resume continues from the last checkpoint."
+    orphans = orphaned_holders(holders)
+    if len(orphans) < len(holders):
+        return ""
+    ended = [pid for name in {h.worker_name for h in orphans} for pid in worker_backends_terminate(worker_name=name)]
+    return (
+        f"The worker {orphans[0].worker_name} stopped sending heartbeats (none for over "
+        f"{HEARTBEAT_TIMEOUT_SECONDS} s); its database sessions (pid {', '.join(map(str, ended))}) were ended "
+        "to free the agency. Resume continues from the last checkpoint."
+    )
+
+
+def _fail_if_running(run: MigrationRun, *, error: str) -> None:
+    # Conditional: the run may have finished by itself between the checks and now.
+    if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+        _finish(run, Status.FAILED, error=error)
+
+
+def _job_worker_alive(job_id: str) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
+    except NoSuchJobError:
+        return False
+    started = job.get_status(refresh=False) == JobStatus.STARTED
+    return started and bool(job.worker_name) and worker_alive(worker_name=job.worker_name)
 
 
 def _delete_job(job_id: str) -> None:
