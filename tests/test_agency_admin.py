@@ -190,3 +190,15 @@ def test_unknown_or_malformed_agency_urls_are_404_not_500(agencies):
         assert post(client, f"/admin/migration_jobs/agencylink/{object_id}/action/migrate/").status_code == 404
     link = agencies.first()
     assert post(client, action_url(link, "no-such-action")).status_code == 404
+
+
+def test_rolling_back_an_agency_never_linked_or_migrated_is_refused_everywhere(agencies):
+    never_linked, linked = agencies[0], agencies[1]
+    agency_link_confirm(link=linked, kind="new", unified_agency_id=None, actor=None)
+    client = staff("rollback_migrationrun")
+    for link, reason in ((never_linked, "never linked or migrated"), (linked, "nothing to roll back")):
+        response = post(client, action_url(link, "rollback"))  # a forged POST: the button is disabled
+        assert any(reason in m for m in messages_of(response)), messages_of(response)
+        with pytest.raises(CommandError, match=reason):
+            call_command("rollback_agency", str(link.revos_agency_id), "--sync")
+    assert MigrationRun.objects.count() == 0

@@ -98,6 +98,8 @@ def _request_locked(
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
     _require_services()
+    if kind == MigrationRun.Kind.ROLLBACK:
+        _require_something_to_roll_back(link)
     try:
         with transaction.atomic():
             run = MigrationRun.objects.create(
@@ -130,6 +132,20 @@ def _require_services() -> None:
             connect(alias, autocommit=True, purpose="preflight").close()
         except DatabaseUnreachable as error:
             raise RunRefused(f"{error}. Nothing was queued.") from error
+
+
+def _require_something_to_roll_back(link: AgencyLink) -> None:
+    """A rollback deletes the rows the agency's runs inserted; with none, it would only record a
+    rollback (and make the agency read "rolled back") for an agency nothing happened to."""
+    if not link.is_confirmed and not link.runs.filter(kind=MigrationRun.Kind.MIGRATE).exists():
+        raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
+    with connect("unified", autocommit=True, purpose="preflight") as connection:
+        inserted = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s AND inserted)",
+            [link.revos_agency_id],
+        ).fetchone()[0]
+    if not inserted:
+        raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
 
 
 def _enqueue(run: MigrationRun) -> None:
