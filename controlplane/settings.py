@@ -166,6 +166,10 @@ if not 0 <= BULK_AUTO_STOP_FAILURE_SHARE <= 1:
         f"BULK_AUTO_STOP_FAILURE_SHARE={BULK_AUTO_STOP_FAILURE_SHARE} is not a share; set it between 0 and 1."
     )
 
+# seed_demo may wipe (--reset) or open up (--with-phase0-problems) only databases marked as demo or
+# test ones (services/database_marks.py); with DEBUG off it refuses outright unless this is set.
+DEMO_COMMANDS_ALLOWED = env.bool("DEMO_COMMANDS_ALLOWED", default=False)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
