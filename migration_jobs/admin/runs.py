@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.db.models import OuterRef, Subquery
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -22,7 +23,12 @@ from redis.exceptions import RedisError
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.selectors import agency_cockpit
-from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
+from migration_jobs.services.agency_links import (
+    LinkError,
+    agency_link_confirm,
+    agency_links_sync,
+    client_link_check,
+)
 from migration_jobs.services.bulk import bulk_requests_stopped, migration_runs_request_bulk
 from migration_jobs.services.migration import (
     RunRefused,
@@ -44,7 +50,8 @@ def _run_action(kind: str):
 
 def _control_action(control: str):
     def apply(link: AgencyLink, user) -> str:
-        run = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
+        stoppable = MigrationRun.ACTIVE_STATUSES + ((MigrationRun.Status.PAUSED,) if control == "cancel" else ())
+        run = link.runs.filter(status__in=stoppable).first()
         if run is None:
             raise RunRefused(f"{link.name} has no run in progress.")
         run = migration_run_control(run=run, control=control, actor=user)
@@ -91,10 +98,30 @@ def _progress_bar(run: MigrationRun | None) -> str:
     )
 
 
+class ClientLinkFormSet(BaseInlineFormSet):
+    """Each link must name a RevOS client of this agency and a unified client of the agency it becomes."""
+
+    def clean(self):
+        super().clean()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("DELETE") or not (data.get("revos_client_id") and data.get("unified_client_id")):
+                continue
+            try:
+                client_link_check(
+                    link=self.instance,
+                    revos_client_id=data["revos_client_id"],
+                    unified_client_id=data["unified_client_id"],
+                )
+            except LinkError as error:
+                form.add_error(None, str(error))
+
+
 class ClientLinkInline(admin.TabularInline):
     """Staff's explicit client matches, for clients whose names differ between the apps."""
 
     model = ClientLink
+    formset = ClientLinkFormSet
     fields = ("revos_client_id", "unified_client_id", "created_by", "created_at")
     readonly_fields = ("created_by", "created_at")
     extra = 0

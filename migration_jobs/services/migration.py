@@ -33,6 +33,7 @@ from migration_jobs.etl.engine import (
 )
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.bulk import bulk_request_enforce
 from migration_jobs.services.capacity import capacity_slot_hold
 from migration_jobs.services.lock_holders import (
@@ -86,6 +87,11 @@ def migration_run_request(
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
+    if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN):
+        try:
+            client_links_check(link=link)
+        except LinkError as error:
+            raise RunRefused(str(error)) from None
     with agency_request_lock(link):
         return _request_locked(link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request)
 
@@ -267,18 +273,26 @@ def _job_pending(job_id: str) -> bool:
 
 
 def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBaseUser | None) -> MigrationRun:
-    """Ask a run to pause or cancel. A queued run stops at once; a running one at its next batch."""
+    """Ask a run to pause or cancel. A queued run stops at once, a running one at its next batch; a
+    paused run can still be cancelled."""
     if control not in (MigrationRun.Control.PAUSE, MigrationRun.Control.CANCEL):
         raise RunRefused(f"Unknown control {control!r}.")
     stopped = Status.PAUSED if control == MigrationRun.Control.PAUSE else Status.CANCELLED
+    runs = MigrationRun.objects.filter(pk=run.pk)
     # Conditional updates: the worker may be moving the run from queued to running right now.
-    if MigrationRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-        status=stopped, finished_at=timezone.now(), control=""
-    ):
+    if runs.filter(status=Status.QUEUED).update(status=stopped, finished_at=timezone.now(), control=""):
         _cancel_queued_job(run.job_id)
-    elif not MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(control=control):
+        return _refreshed(run)
+    # A paused run has no job left: cancelling it only records that staff gave it up.
+    paused = runs.filter(status=Status.PAUSED) if control == MigrationRun.Control.CANCEL else runs.none()
+    cancelled = paused.update(status=Status.CANCELLED, status_note="cancelled while paused")
+    if not cancelled and not runs.filter(status=Status.RUNNING).update(control=control):
         run.refresh_from_db()
         raise RunRefused(f"Run {run.pk} is {run.get_status_display().lower()}; there is nothing to {control}.")
+    return _refreshed(run)
+
+
+def _refreshed(run: MigrationRun) -> MigrationRun:
     run.refresh_from_db()
     return run
 
