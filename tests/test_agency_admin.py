@@ -167,7 +167,21 @@ def test_commands_refuse_bad_ids_and_run_a_migration(agencies, capsys):
     out = capsys.readouterr().out
     assert "Plan (dry run)" in out and "Succeeded" in out and "migrate succeeded 100%" in out
     call_command("rollback_agency", str(link.revos_agency_id), "--sync")
-    assert MigrationRun.objects.filter(kind="rollback", status="succeeded").count() == 1
+    rollback = MigrationRun.objects.get(kind="rollback", status="succeeded")
+    assert rollback.rows_done == rollback.rows_total == sum(t["deleted"] for t in rollback.report.values()) > 0
+
+
+def test_progress_shows_an_eta_and_the_live_inserted_row_count(agencies):
+    link = agency_link_confirm(link=agencies.first(), kind="new", unified_agency_id=None, actor=None)
+    run = MigrationRun.objects.create(
+        agency_link=link, revos_agency_id=link.revos_agency_id, kind="migrate", status="succeeded"
+    )
+    run.status, run.rows_done, run.rows_total, run.rows_per_second = "running", 1000, 31000, 100.0
+    assert (run.eta_seconds, run.eta_display) == (300, "ETA 5m 00s")
+    run.rows_per_second = 0
+    assert run.eta_display == ""
+    progress = staff().get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])).json()
+    assert progress["migrated_rows"] == 0 and progress["eta"] == ""
 
 
 def test_run_list_links_each_run_to_its_job_and_the_dashboard_is_superusers_only(agencies):

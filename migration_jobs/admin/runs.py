@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
-from migration_jobs.selectors import agency_cockpit
+from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
 from migration_jobs.services.agency_links import (
     LinkError,
     agency_link_confirm,
@@ -329,7 +329,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The latest run and verification as JSON, polled by the agency page while either is under way."""
         link = self._link(object_id)
-        migration_runs_reconcile_running()
+        migration_runs_reconcile_running(link=link)
         run = link.runs.first()
         verification = link.verifications.order_by("-created_at", "-id").first()
         if run is None:
@@ -337,6 +337,8 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return JsonResponse(
             {
                 "verification": _verification_json(verification),
+                "migrated_rows": agency_migrated_rows(link=link),
+                "eta": run.eta_display,
                 "run": run.pk,
                 "kind": run.get_kind_display(),
                 "status": run.status,

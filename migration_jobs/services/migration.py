@@ -207,14 +207,16 @@ def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) ->
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
 
 
-def migration_runs_reconcile_running() -> None:
-    """Reconcile every running run, for the pages and `migration_status` that show them.
+def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
+    """Reconcile every running run (of one agency, with `link`), for the pages and `migration_status`.
 
     A run whose worker died is failed (and its agency freed) when someone looks, instead of showing
     "running 40%" until the next request. If a database or Redis does not answer, the runs are left
     as they are: the page that reads them reports that itself.
     """
     running = MigrationRun.objects.filter(status=Status.RUNNING).select_related("agency_link")
+    if link is not None:
+        running = running.filter(agency_link=link)
     for link in {run.agency_link for run in running}:
         try:
             migration_runs_reconcile(link=link, running_only=True)
@@ -352,6 +354,9 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             )
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
+            # One transaction: the rows it deleted are its progress, all at once.
+            deleted = sum(table["deleted"] for table in report.values())
+            MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
         else:
             with health_throttle(run_id=run.pk) as throttle:
                 report = (
