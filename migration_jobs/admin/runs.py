@@ -12,6 +12,7 @@ import uuid
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
@@ -23,6 +24,7 @@ from redis.exceptions import RedisError
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
+from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
 from migration_jobs.services.agency_links import (
     LinkError,
     agency_link_confirm,
@@ -43,7 +45,14 @@ Kind = MigrationRun.Kind
 def _run_action(kind: str):
     def start(link: AgencyLink, user) -> str:
         run = migration_run_request(link=link, kind=kind, actor=user)
-        return f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+        message = f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+        plan = plan_latest(link=link) if kind == Kind.MIGRATE else None
+        if plan and plan.refused_total:
+            message += (
+                f" Warning: the last plan (#{plan.run.pk}) found {plan.refused_total} row(s) the unified schema"
+                " would refuse; the run will stop at the first of them."
+            )
+        return message
 
     return start
 
@@ -230,6 +239,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
             path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
+            path("<path:object_id>/plan.csv", view(self.plan_csv_view), name="migration_jobs_agencylink_plan_csv"),
             path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
@@ -354,11 +364,24 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             }
         )
 
+    def plan_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The latest plan's refused rows as CSV."""
+        link = self._link(object_id)
+        if not self.has_view_permission(request, link):
+            raise PermissionDenied
+        plan = plan_latest(link=link)
+        if plan is None:
+            raise Http404("This agency has no plan yet.")
+        response = HttpResponse(plan_refused_csv(plan=plan), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="plan-{plan.run.pk}-refused-rows.csv"'
+        return response
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self._link(object_id)
         migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
+            "plan": plan_latest(link=link),
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),

@@ -31,6 +31,7 @@ from migration_jobs.etl.engine import (
     agency_plan,
     agency_rollback,
 )
+from migration_jobs.etl.preflight import agency_preflight
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import LinkError, client_links_check
@@ -347,11 +348,13 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
     try:
         if run.kind == MigrationRun.Kind.PLAN:
             mark_running()
-            report = agency_plan(
-                source_agency_id=link.revos_agency_id,
-                target_agency_id=link.unified_agency_id,
-                link_existing=link.kind == AgencyLink.Kind.EXISTING,
-            )
+            agency = {
+                "source_agency_id": link.revos_agency_id,
+                "target_agency_id": link.unified_agency_id,
+                "link_existing": link.kind == AgencyLink.Kind.EXISTING,
+            }
+            # What would move, then every row the unified schema would refuse (etl/preflight.py).
+            report = {**agency_plan(**agency), **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
             # One transaction: the rows it deleted are its progress, all at once.
