@@ -288,3 +288,21 @@ def test_explicit_client_links_must_name_clients_of_this_agency_in_both_database
     with pytest.raises(CommandError, match="No unified client"):
         call_command("migrate_agency", str(link.revos_agency_id), "--dry-run")
     assert MigrationRun.objects.count() == 0
+
+
+def test_a_finished_run_shows_its_per_table_report(agencies):
+    link = agencies.first()
+    call_command("link_agency", str(link.revos_agency_id), "--new")
+    call_command("migrate_agency", str(link.revos_agency_id), "--sync")
+    run = MigrationRun.objects.get(kind="migrate")
+    client = staff()
+    page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+    report = page.context["run_report"]
+    assert report.run == run and [r.source for r in report.rows][:2] == ["agencies", "users"]
+    assert report.totals["inserted"] == page.context["cockpit"].migrated_rows > 0
+    assert all(r.seconds is not None and r.seconds >= 0 for r in report.rows)
+    assert f'id="run-report-{run.pk}"' in page.content.decode()
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", "", "x"))
+    detail = superuser.get(reverse("admin:migration_jobs_migrationrun_change", args=[run.pk])).content.decode()
+    assert f'id="run-report-{run.pk}"' in detail and "&lt;table" not in detail

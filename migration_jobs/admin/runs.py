@@ -17,6 +17,7 @@ from django.db.models import OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
@@ -25,6 +26,7 @@ from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
 from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
+from migration_jobs.selectors.run_report import run_report
 from migration_jobs.services.agency_links import (
     LinkError,
     agency_link_confirm,
@@ -382,6 +384,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "plan": plan_latest(link=link),
+            "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
@@ -436,7 +439,15 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", "kind")
     list_select_related = ("agency_link",)
     search_fields = ("agency_link__name", "=revos_agency_id")
-    readonly_fields = [f.name for f in MigrationRun._meta.fields] + ["progress"]
+    readonly_fields = [f.name for f in MigrationRun._meta.fields if f.name != "report"] + ["progress", "report_table"]
+    fields = readonly_fields
+
+    @admin.display(description="Report")
+    def report_table(self, run: MigrationRun) -> str:
+        report = run_report(run=run)
+        if report is None:
+            return "—" if run.kind != Kind.PLAN else "see the agency's page"
+        return render_to_string("admin/migration_jobs/migrationrun/report.html", {"report": report})
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
