@@ -76,6 +76,7 @@ class TableOutcome:
     updated: int = 0
     reused: int = 0
     deleted: int = 0
+    seconds: float = 0.0  # spent copying the table in this run (the per-table report shows it)
 
 
 @dataclass
@@ -185,7 +186,9 @@ class AgencyMigration:
         for index, plan in enumerate(plans):
             last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
             if not completed:
+                began = time.monotonic()
                 self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
+                report.tables[plan.source].seconds = round(time.monotonic() - began, 3)
         if had_previous or self.changed_ids is not None:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)

@@ -156,6 +156,23 @@ class MigrationRun(TrackedRun):
         return min(99, int(100 * self.rows_done / self.rows_total))
 
     @property
+    def eta_seconds(self) -> int | None:
+        """Seconds until a running run is done at its current rate (GitLab's batched migrations show
+        the same); None when it is not running or has no rate yet."""
+        if self.status != self.Status.RUNNING or self.rows_per_second <= 0 or not self.rows_total:
+            return None
+        return max(0, round((self.rows_total - self.rows_done) / self.rows_per_second))
+
+    @property
+    def eta_display(self) -> str:
+        """`ETA 4m 05s`, or "" when there is none."""
+        seconds = self.eta_seconds
+        if seconds is None:
+            return ""
+        hours, rest = divmod(seconds, 3600)
+        return f"ETA {hours}h {rest // 60:02d}m" if hours else f"ETA {rest // 60}m {rest % 60:02d}s"
+
+    @property
     def duration(self):
         if not self.started_at:
             return None
