@@ -34,7 +34,8 @@ def truncate_tenant_tables() -> None:
     for alias in TENANT_ALIASES:
         with connections[alias].cursor() as cursor:
             # The bookkeeping first: while an agency's changes are captured, RevOS refuses TRUNCATE.
-            for condition in ("schemaname = 'controlplane' AND tablename NOT IN ('schema_version', 'database_mark')", "schemaname = 'public'"):
+            bookkeeping = "schemaname = 'controlplane' AND tablename NOT IN ('schema_version', 'database_mark')"
+            for condition in (bookkeeping, "schemaname = 'public'"):
                 cursor.execute(f"SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE {condition}")
                 tables = [row[0] for row in cursor.fetchall()]
                 if tables:

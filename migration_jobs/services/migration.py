@@ -234,7 +234,8 @@ def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) ->
                 recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
                 status, recovery_error = recovery(run=run)
                 if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
-                    _finish(run, status, error=recovery_error, note="" if recovery_error else "Finished after its worker stopped.")
+                    note = "" if recovery_error else "Finished after its worker stopped."
+                    _finish(run, status, error=recovery_error, note=note)
             else:
                 _fail_if_running(run, error=error)
         elif not _job_pending(run.job_id):
