@@ -38,6 +38,9 @@ class AgencyLink(models.Model):
         verbose_name_plural = "RevOS agencies"
         permissions = [
             ("confirm_agencylink", "Can confirm which unified agency a RevOS agency becomes"),
+            # django-rq's dashboard shows every job's arguments and errors and can requeue or
+            # delete them: its own permission, never just is_staff (controlplane/urls.py).
+            ("view_job_queues", "Can view the job queues"),
         ]
 
     def __str__(self) -> str:
