@@ -18,7 +18,7 @@ from django.urls import reverse
 from migration_jobs.models import SchemaAuditRun, SchemaFinding
 from migration_jobs.services.phase0 import phase0_problems_clear, phase0_problems_plant
 from migration_jobs.services.schema_audit import Finding, schema_audit_run, schema_audit_start
-from tests.conftest import run_worker
+from tests.conftest import database_url, run_worker
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)
 
@@ -205,14 +205,13 @@ def test_planting_twice_changes_nothing(phase0):
 
 def audit_schema_command(database: str) -> subprocess.CompletedProcess:
     """manage.py audit_schema in a real process, pointed at this session's test databases."""
-    env = dict(os.environ)
-    for alias, variable in (
-        ("default", "DATABASE_URL"),
-        ("unified", "UNIFIED_DATABASE_URL"),
-        ("revos", "REVOS_DATABASE_URL"),
-    ):
-        config = connections[alias].settings_dict
-        env[variable] = f"postgres://{config['USER']}@{config['HOST']}:{config['PORT']}/{config['NAME']}"
+    # database_url() keeps a unix-socket server's socket folder (the embedded default) as ?host=.
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url("default"),
+        "UNIFIED_DATABASE_URL": database_url("unified"),
+        "REVOS_DATABASE_URL": database_url("revos"),
+    }
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "audit_schema", "--database", database]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 

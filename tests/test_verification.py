@@ -595,7 +595,15 @@ def test_admin_lists_verifications_filters_by_verdict_and_failed_check_and_shows
     html = detail.content.decode()
     assert detail.status_code == 200
     assert "check-fail" in html and "check-pass" in html
-    assert str(migrated.comments[2]) in html  # named in the pretty-printed details
+    assert str(migrated.comments[2]) in html  # named in the folded details
+    matrix = detail.context["matrix"]
+    assert matrix.columns == ("counts", "content", "references")
+    failing = [any(c and not c.passed for c in row) for _, row in matrix.rows]
+    assert failing[0] and failing == sorted(failing, reverse=True), "tables with a failure come first"
+    assert "comments" in [table for (table, _), bad in zip(matrix.rows, failing, strict=True) if bad]
+    assert {f.result.check_name for f in matrix.failures} >= {"counts"}
+    assert html.index('id="verification-failures"') < html.index('id="verification-matrix"')
+    assert "<pre" not in html  # no JSON column pushing the page sideways
     assert passed.pk != failed.pk
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migration_jobs', '0007_unified_user_names'),
+        ('migration_jobs', '0009_i13_switch_back'),
     ]
 
     operations = [
