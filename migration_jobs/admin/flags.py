@@ -13,11 +13,10 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
 from migration_jobs.selectors.flags import flag_agency_rows
@@ -73,7 +72,7 @@ class FlagChangeInline(ViewOnlyMixin, admin.TabularInline):
 
 
 @admin.register(FeatureFlag)
-class FeatureFlagAdmin(admin.ModelAdmin):
+class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "app_context",
@@ -117,7 +116,7 @@ class FeatureFlagAdmin(admin.ModelAdmin):
 
     def state_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Global switch, percentage and agency overrides of one flag; POSTs need `change_flag_state`."""
-        flag = get_object_or_404(FeatureFlag, pk=object_id)
+        flag = self.object_or_404(request, object_id)
         if not self.has_view_permission(request, flag):
             raise PermissionDenied
         can_toggle = request.user.has_perm(FLAG_STATE_PERMISSION)
@@ -189,7 +188,7 @@ class FeatureFlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(FlagChange)
-class FlagChangeAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class FlagChangeAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     """The audit trail, read-only: changes are made on a flag's state page."""
 
     list_display = ("created_at", "flag", "field", "agency_link", "old_value", "new_value", "actor", "reason")
