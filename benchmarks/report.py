@@ -26,6 +26,7 @@ TARGETS = (
     ("verification_vs_migration_time", "verification / migration wall time", "<= 0.25", lambda v: v <= 0.25),
     ("rss_max_over_min", "worker peak RSS max / min over sizes", "<= 1.2", lambda v: v <= 1.2),
     ("changelist_p95_ms", "changelist p95 (ms)", "< 300", lambda v: v < 300),
+    ("rls_read_vs_owner", "RLS read p95 authenticated / owner", "<= 1.5", lambda v: v <= 1.5),
 )
 
 
@@ -43,6 +44,7 @@ def report_evaluate(report: dict) -> dict:
         "verification_vs_migration_time_is_lower_bound": lower_bound,
         "rss_max_over_min": _rss_ratio(report["memory"]["sizes"]),
     }
+    ratios["rls_read_vs_owner"] = report["rls_read"]["authenticated_vs_owner_p95"]
     figures = {**ratios, "changelist_p95_ms": report["changelist"]["p95_ms"]}
     targets = []
     for key, label, wanted, test in TARGETS:
@@ -142,6 +144,16 @@ def _reverse_capture_lines(report: dict) -> list[str]:
     ]
 
 
+def _rls_read_lines(report: dict) -> list[str]:
+    rls = report["rls_read"]
+    return [
+        f"RLS read cost, {rls['leads']:,} leads over {rls['agencies']} agencies ({rls['agency_leads']:,} in the one"
+        f" read), a page of 50 by created_at and the count, {rls['requests']} requests each:",
+        f"  authenticated with claims p50 {rls['authenticated']['p50_ms']} ms, p95 {rls['authenticated']['p95_ms']} ms;"
+        f" owner p50 {rls['owner']['p50_ms']} ms, p95 {rls['owner']['p95_ms']} ms",
+    ]
+
+
 def report_table(report: dict) -> str:
     """The human summary: throughput, targets, memory per agency size, changelist latency."""
     machine, changelist = report["machine"], report["changelist"]
@@ -163,6 +175,7 @@ def report_table(report: dict) -> str:
             "",
             f"changelist, {changelist['clients']:,} clients, filtered app_context=revos, "
             f"{changelist['requests']} requests: p50 {changelist['p50_ms']} ms, p95 {changelist['p95_ms']} ms",
+            *_rls_read_lines(report),
             "",
             *_reverse_capture_lines(report),
             "",

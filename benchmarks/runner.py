@@ -18,6 +18,7 @@ from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
 from benchmarks.report import report_evaluate
 from benchmarks.reverse_capture import reverse_capture_measure
+from benchmarks.rls_read import rls_read_measure
 from benchmarks.workload import bench_agency_seed
 
 Say = Callable[[str], None]
@@ -47,6 +48,8 @@ class BenchOptions:
     requests: int = 30
     seed: int = 7
     capture_writes: int = 3000  # single-row transactions per set-up of the reverse capture measurement
+    rls_leads: int = 1_000_000  # unified leads for the RLS read cost, over rls_agencies agencies
+    rls_agencies: int = 50
     timeout: float = 3600  # seconds one worker may run before it is killed
     log_dir: Path = field(default_factory=lambda: Path("bench-results"))
 
@@ -152,6 +155,10 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")
     report["changelist"] = changelist_measure(clients=options.clients, requests=options.requests)
+    say(f"RLS read cost: {options.rls_leads:,} leads over {options.rls_agencies} agencies")
+    report["rls_read"] = rls_read_measure(
+        leads=options.rls_leads, agencies=options.rls_agencies, requests=options.requests
+    )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report.update(report_evaluate(report))
