@@ -37,10 +37,9 @@ def test_every_unified_table_is_declared_and_its_app_context_default_is_its_cate
 
 @pytest.fixture
 def last_version_pending():
-    """The newest file is recorded as not applied (so a refusal can be seen to apply nothing)."""
+    """0055 (the last tenant-key file) is recorded as not applied, so a refusal is seen to apply nothing."""
     version, name, checksum = execute(
-        "DELETE FROM controlplane.schema_version WHERE version = (SELECT max(version) FROM"
-        " controlplane.schema_version) RETURNING version, name, checksum"
+        "DELETE FROM controlplane.schema_version WHERE version = '0055' RETURNING version, name, checksum"
     )[0]
     yield version
     execute(
@@ -90,19 +89,20 @@ def test_the_plan_says_what_each_pending_file_locks(last_version_pending, capsys
     locks = {entry.schema_file.version: entry for entry in schema_lock_plan(database="unified")}
     assert list(locks) == [last_version_pending]
     entry = locks[last_version_pending]
-    # The newest file drops the single-column reference indexes concurrently.
+    # 0055 drops the single-column reference indexes concurrently.
     assert "ShareUpdateExclusiveLock on" in entry.lines()[0]
     assert "lead," in entry.lines()[0] and "each while its statement runs" in entry.lines()[0]
     call_command("apply_unified_schema", "--plan")
     out = capsys.readouterr().out
-    assert "pending  0056_drop_single_column_reference_indexes.sql" in out
+    assert "pending  0055_drop_single_column_reference_indexes.sql" in out
     assert "locks: ShareUpdateExclusiveLock on" in out
 
 
 def test_lock_plan_of_the_tenant_foreign_keys_names_the_modes_and_tables():
     """Replayed from 0052 on: adding the keys blocks writes only, validating blocks nothing."""
     recorded = execute(
-        "DELETE FROM controlplane.schema_version WHERE version >= '0052' RETURNING version, name, checksum"
+        "DELETE FROM controlplane.schema_version WHERE version BETWEEN '0052' AND '0055'"
+        " RETURNING version, name, checksum"
     )
     try:
         locks = {entry.schema_file.version: entry for entry in schema_lock_plan(database="unified")}
@@ -113,5 +113,7 @@ def test_lock_plan_of_the_tenant_foreign_keys_names_the_modes_and_tables():
     assert "lead" in locks["0053"].locks["ShareRowExclusiveLock"]
     assert "ShareRowExclusiveLock on ad_performance" in locks["0053"].lines()[0]
     assert "(writes wait, reads go on), until the file commits" in locks["0053"].lines()[0]
-    assert set(locks["0054"].locks) == {"ShareUpdateExclusiveLock", "RowShareLock"}
-    assert "AccessExclusiveLock" in locks["0055"].locks
+    # Validation, then the old keys' drop: the strongest lock each table sees is the drop's.
+    assert set(locks["0054"].locks) == {"AccessExclusiveLock"}
+    assert {"lead", "campaign"} <= set(locks["0054"].locks["AccessExclusiveLock"])
+    assert set(locks["0055"].locks) == {"ShareUpdateExclusiveLock"}

@@ -32,7 +32,7 @@ CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS webhook_endpoint_id_agency_key ON
 
 -- Children: (reference, agency_id), which the tenant foreign key checks on a parent's delete and
 -- the apps' joins use (every app query carries agency_id through the policy). It replaces the
--- single-column index 0008 made, which 0056 drops.
+-- single-column index 0008 made, which 0055 drops.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS ad_performance_client_id_agency_idx ON ad_performance (client_id, agency_id);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS alert_client_id_agency_idx ON alert (client_id, agency_id);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS audit_log_actor_id_agency_idx ON audit_log (actor_id, agency_id);

@@ -8,7 +8,7 @@
 -- this commit on without reading the existing ones. Each ADD takes a SHARE ROW EXCLUSIVE lock on
 -- the child and its parent (reads go on, writes wait) for the moment of the ALTER, all of them
 -- until this file commits; lock_timeout bounds the wait behind a long transaction. Step 2 (0054)
--- validates the existing rows without blocking writes, step 3 (0055) retires the old keys.
+-- validates the existing rows without blocking writes, step 3 (0054) retires the old keys.
 --
 -- Written as a loop over the catalog, so a table the migration files do not name gets the same
 -- treatment (its parent's (id, agency_id) key is then built here, blocking writes to the parent

@@ -1,5 +1,5 @@
 -- schema: no-transaction
--- The single-column indexes 0008 made for the foreign keys that 0053-0055 replaced: their
+-- The single-column indexes 0008 made for the foreign keys that 0053/0054 replaced: their
 -- (reference, agency_id) successors from 0052 serve every lookup they served. DROP INDEX
 -- CONCURRENTLY waits for running queries instead of blocking new ones.
 DROP INDEX CONCURRENTLY IF EXISTS ad_performance_client_id_idx;
