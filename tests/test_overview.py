@@ -187,11 +187,13 @@ def one_agency_per_state() -> dict[str, AgencyLink]:
     links = {state: new_link(f"Agency {state}", confirmed=state != "not linked") for state in AGENCY_STATES}
     record_run(links["migrating"], Status.RUNNING)
     record_run(links["migrated"], Status.SUCCEEDED)
-    for state in ("verified", "cut over"):
+    for state in ("verified", "cut over", "complete"):
         record_run(links[state], Status.SUCCEEDED)
         record_verification(links[state], VerificationRun.Verdict.PASS)
     flag = FeatureFlag.objects.get(name="unified_db")
-    flag_set_for_agency(flag=flag, agency_link=links["cut over"], enabled=True, reason="test", actor=None)
+    for state in ("cut over", "complete"):
+        flag_set_for_agency(flag=flag, agency_link=links[state], enabled=True, reason="test", actor=None)
+    record_run(links["complete"], Status.SUCCEEDED, kind=Kind.COMPLETE, minutes_ago=1)
     record_run(links["failed"], Status.FAILED)
     record_run(links["paused"], Status.PAUSED)
     return links

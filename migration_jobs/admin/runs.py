@@ -20,15 +20,22 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.switch_back import (
+    REASONED_ACTIONS,
+    reasoned_action_view,
+    switch_back_plan_view,
+    switch_back_selected,
+)
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors import agency_cockpit
 from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_cut_over
+from migration_jobs.services.fence import agency_completed, agency_cut_over
 from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.switch_back import agency_switch_back_refusal
 
 Kind = MigrationRun.Kind
 
@@ -145,7 +152,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         from migration_jobs.admin.flags import enable_unified_db_for_selected
         from migration_jobs.admin.verification import verify_selected_agencies
 
-        for function in (verify_selected_agencies, enable_unified_db_for_selected):
+        for function in (verify_selected_agencies, enable_unified_db_for_selected, switch_back_selected):
             actions[function.__name__] = (function, function.__name__, function.short_description)
         return actions
 
@@ -200,6 +207,16 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
             path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
+            path(
+                "<path:object_id>/switch-back-plan/",
+                view(self.switch_back_plan_view),
+                name="migration_jobs_agencylink_switch_back_plan",
+            ),
+            path(
+                "<path:object_id>/reasoned/<str:action>/",
+                view(self.reasoned_view),
+                name="migration_jobs_agencylink_reasoned",
+            ),
             path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
@@ -264,6 +281,15 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             self.log_change(request, link, message)
             self.message_user(request, message, messages.SUCCESS)
         return self._back(link)
+
+    def reasoned_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        """Switch back or Complete: buttons that need a typed reason (admin/switch_back.py)."""
+        if action not in REASONED_ACTIONS:
+            raise Http404(f"No action {action!r}.")
+        return reasoned_action_view(self, request, self._link(object_id), action)
+
+    def switch_back_plan_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return switch_back_plan_view(self, request, self._link(object_id))
 
     def confirm_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         if request.method != "POST":
@@ -332,6 +358,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
             "cutover_run": agency_cut_over(link=link),
+            "complete_run": agency_completed(link=link),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -343,6 +370,7 @@ def _cockpit_for(link: AgencyLink):
         link=link,
         cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
         cutover_refusal=agency_cutover_refusal(agency_link=link),
+        switch_back_refusal=agency_switch_back_refusal(link=link),
     )
 
 
