@@ -400,3 +400,11 @@ def agencies_registered(connection: psycopg.Connection, agency_ids: Iterable[UUI
     ).fetchall()
     connection.commit()
     return {row[0] for row in rows}
+
+
+def changes_forget(connection: psycopg.Connection, *, agency_id: UUID) -> int:
+    """Forget the agency's recorded changes but keep its row (and fence): a completed move stays
+    read-only, and a fenced agency's writes are refused before anything is recorded."""
+    forgotten = connection.execute("DELETE FROM controlplane.change_log WHERE agency_id = %s", [agency_id]).rowcount
+    connection.commit()
+    return forgotten

@@ -98,11 +98,17 @@ def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal:
     cancellable = active if active and active.kind in (Kind.MIGRATE, Kind.CUTOVER) else None
     # Once cut over, the unified database is the source of truth: the services refuse these too.
     moved = "the agency is cut over: the unified database is its source of truth" if cut_over else ""
+    paused = last_migration is not None and last_migration.status == Status.PAUSED
     actions = [
         action("plan", "Plan (dry run)", unlinked or busy),
         action("migrate", migrate_label, unlinked or busy or moved),
         action("pause", "Pause", "" if running_migration else "no migration is running"),
-        action("cancel", "Cancel", "" if cancellable else "no migration or cutover is running", danger=True),
+        action(
+            "cancel",
+            "Cancel",
+            "" if cancellable or paused else "no migration or cutover is running or paused",
+            danger=True,
+        ),
         action(
             "rollback",
             "Roll back",

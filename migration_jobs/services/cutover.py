@@ -40,6 +40,7 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
+from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_capture_stop
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
@@ -132,31 +133,24 @@ def cutover_runs_request_bulk(
 # --- executing --------------------------------------------------------------------------------
 
 
-def tracked_run_execute(*, run_id: int) -> MigrationRun:
-    """Execute a queued run of any kind (what the RQ job calls)."""
-    if MigrationRun.objects.filter(pk=run_id, kind=Kind.CUTOVER).exists():
-        return cutover_run_execute(run_id=run_id)
-    return migration_run_execute(run_id=run_id)
-
-
 def cutover_run_execute(*, run_id: int) -> MigrationRun:
     """Carry out a cutover run (in the worker, or here for `cutover_agency --sync`)."""
     return migration_run_execute(run_id=run_id, perform=_cutover_perform)
 
 
-class _Steps:
+class RunSteps:
     """The run's steps as staff see them, saved on the run as each one starts and ends."""
 
-    def __init__(self, run: MigrationRun):
-        self.run = run
+    def __init__(self, run: MigrationRun, labels: dict[str, str] = STEPS):
+        self.run, self.labels = run, labels
         self.items = {name: {"name": name, "label": label, "status": "pending", "seconds": None, "detail": ""}
-                      for name, label in STEPS.items()}  # fmt: skip
+                      for name, label in labels.items()}  # fmt: skip
         self.current = ""
         self._save()
 
     def _save(self) -> None:
         MigrationRun.objects.filter(pk=self.run.pk).update(
-            steps=list(self.items.values()), current_table=STEPS.get(self.current, "")
+            steps=list(self.items.values()), current_table=self.labels.get(self.current, "")
         )
 
     @contextmanager
@@ -219,7 +213,7 @@ class _Fence:
 
 def _cutover_perform(run: MigrationRun, mark_running) -> dict:
     link = run.agency_link
-    steps = _Steps(run)
+    steps = RunSteps(run)
     with (
         connect("revos", purpose="cutover-read") as source,
         connect("unified", purpose="cutover") as target,
@@ -247,7 +241,7 @@ def _cutover_perform(run: MigrationRun, mark_running) -> dict:
 
 
 def _cutover_steps(
-    run: MigrationRun, steps: _Steps, fence: _Fence, *, source: psycopg.Connection, target: psycopg.Connection
+    run: MigrationRun, steps: RunSteps, fence: _Fence, *, source: psycopg.Connection, target: psycopg.Connection
 ) -> dict:
     link = run.agency_link
     with steps.step("preflight") as step:
@@ -284,14 +278,27 @@ def _cutover_steps(
         step["detail"] = _verify_changes(link, fence.connection)
     steps.check_cancel()
     with steps.step("switch") as step:
-        flag_set_for_agency(
-            flag=FeatureFlag.objects.get(name="unified_db"),
-            agency_link=link,
-            enabled=True,
-            reason=run.reason or "cutover",
-            actor=run.requested_by,
+        # From here on the apps write the unified database: record it, so the agency can switch back
+        # with those writes (services/switch_back.py). A fresh record: nothing before this counts.
+        reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+        reverse_capture_start(
+            source_agency_id=link.revos_agency_id,
+            unified_agency_id=link.unified_agency_id,
+            agency_name=link.name,
+            wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
         )
-        step["detail"] = "unified_db is on; RevOS stays fenced for the agency"
+        try:
+            flag_set_for_agency(
+                flag=FeatureFlag.objects.get(name="unified_db"),
+                agency_link=link,
+                enabled=True,
+                reason=run.reason or "cutover",
+                actor=run.requested_by,
+            )
+        except BaseException:
+            reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+            raise
+        step["detail"] = "unified_db is on; RevOS stays fenced for the agency; unified changes are recorded"
     window = time.monotonic() - fence.set_at
     logger.info("cutover of %s: write downtime %.2f s", link, window, extra={"agency_id": str(link.revos_agency_id)})
     return {
