@@ -337,8 +337,10 @@ def test_bulk_migrate_verify_and_cut_over_from_the_overview(demo):
         reverse(OVERVIEW), {**dict(form.fields), "_selected_action": ids, "reason": "Verified, bulk"}, follow=True
     )
     lines = messages_of(response)
-    assert any(line.startswith("Cut over 2 (unified_db on)") for line in lines), lines
+    assert any(line.startswith("Cutover queued for 2") for line in lines), lines
     assert any(line.startswith("Refused:") and unlinked.name in line for line in lines), lines
+    run_worker("migrations")  # each cutover: fence, catch up, verify the changes, switch
+    response = client.get(reverse(OVERVIEW))
     states = overview_rows(response)
     assert states == {first.name: "cut over", second.name: "cut over", unlinked.name: "not linked"}
 
@@ -412,13 +414,19 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
     go("action-migrate", "Migrate of")
     run_worker("migrations", "verification")
 
-    go("action-cutover", "A reason is required", reason="")  # `required` stops a browser; the server too
-    go("action-cutover", "is on for", reason="Verified; going live")
-    assert client.get(url).context["cockpit"].state == "cut over"
-
-    go("action-migrate", "Migrate of")  # a catch-up run: RevOS keeps writing until it is switched off
+    go("action-migrate", "Migrate of")  # a catch-up run: RevOS keeps writing until the cutover
     go("action-pause", "pause requested")
     assert client.get(url).context["cockpit"].last_run.status == Status.PAUSED
+    go("action-migrate", "Migrate of")  # Resume
+    run_worker("migrations", "verification")
+
+    go("action-cutover", "A reason is required", reason="")  # `required` stops a browser; the server too
+    go("action-cutover", "Cutover of", reason="Verified; going live")
+    run_worker("migrations")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "cut over"
+    assert not button_state(page, "action-migrate") and not button_state(page, "action-rollback")
+    assert "the agency is cut over" in page.content.decode()
 
     agency_urls = url.removesuffix("change/")
     buttons = {b for f in forms_of(client.get(url)) if f.action.startswith(agency_urls) for b in f.buttons}
@@ -438,7 +446,7 @@ def test_unverified_agency_cutover_is_disabled_and_a_forged_post_is_refused(demo
     cutover = reverse("admin:migration_jobs_agencylink_cutover", args=[link.pk])
     response = client.post(cutover, {"csrfmiddlewaretoken": token, "reason": "forged"}, follow=True)
     assert messages_of(response) == [
-        f"Cutover refused: unified_db stays off for {link.name}: this agency has not been migrated yet."
+        f"Cutover refused: {link.name} cannot be cut over: this agency has not been migrated yet."
     ]
     assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
 

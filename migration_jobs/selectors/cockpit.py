@@ -110,21 +110,24 @@ def agency_cockpit(
     )
     migrate_label = "Resume" if resumable else ("Catch up" if migrated_rows else "Migrate")
     running_migration = active if active and active.kind == Kind.MIGRATE else None
+    cancellable = active if active and active.kind in (Kind.MIGRATE, Kind.CUTOVER) else None
+    # Once cut over, the unified database is the source of truth: the services refuse these too.
+    moved = "the agency is cut over: the unified database is its source of truth" if cut_over else ""
     paused = last_migration is not None and last_migration.status == Status.PAUSED
     actions = [
         action("plan", "Plan (dry run)", unlinked or busy),
-        action("migrate", migrate_label, unlinked or busy),
+        action("migrate", migrate_label, unlinked or busy or moved),
         action("pause", "Pause", "" if running_migration else "no migration is running"),
         action(
             "cancel",
             "Cancel",
-            "" if running_migration or paused else "no migration is running or paused",
+            "" if cancellable or paused else "no migration or cutover is running or paused",
             danger=True,
         ),
         action(
             "rollback",
             "Roll back",
-            busy or ("" if migrated_rows else "nothing of this agency has been migrated"),
+            busy or moved or ("" if migrated_rows else "nothing of this agency has been migrated"),
             danger=True,
         ),
         action("verify", "Verify", busy or ("" if migrated_rows else "migrate the agency first")),
