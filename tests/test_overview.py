@@ -140,6 +140,8 @@ OPERATOR = (
     "view_migrationrun",
     "view_featureflag",
     "change_flag_state",
+    "switchback_migrationrun",
+    "complete_migrationrun",
 )
 
 
@@ -427,6 +429,19 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
     assert page.context["cockpit"].state == "cut over"
     assert not button_state(page, "action-migrate") and not button_state(page, "action-rollback")
     assert "the agency is cut over" in page.content.decode()
+
+    plan = press(client, page, "action-switchback-plan")  # a page of its own, not a redirect
+    assert b'id="switch-back-plan"' in plan.content and b"Nothing changed since the cutover" in plan.content
+    pressed.add("action-switchback-plan")
+    go("action-switchback", "Switch back of", reason="RevOS feature misbehaves")
+    run_worker("migrations", "verification")
+    assert client.get(url).context["cockpit"].state == "verified"
+    go("action-cutover", "Cutover of", reason="Fixed; going live again")
+    run_worker("migrations")
+    go("action-complete", "move is complete", reason="A week without trouble")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "complete" and 'id="complete-by"' in page.content.decode()
+    assert not button_state(page, "action-switchback") and not button_state(page, "action-complete")
 
     agency_urls = url.removesuffix("change/")
     buttons = {b for f in forms_of(client.get(url)) if f.action.startswith(agency_urls) for b in f.buttons}

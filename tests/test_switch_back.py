@@ -466,3 +466,86 @@ def test_a_worker_killed_mid_switch_back_is_undone_by_the_next_request(agencies,
     assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
     # And a switch back then goes through.
     assert switch_back(link).status == Status.SUCCEEDED
+
+
+# --- the admin ----------------------------------------------------------------------------------
+
+
+def staff_client(*permissions: str):
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_agencylink", *permissions]))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_admin_switch_back_checks_permission_and_reason_then_queues_the_run(agencies, rq_queues):
+    from django.urls import reverse
+
+    link, _ = agencies
+    url = reverse("admin:migration_jobs_agencylink_reasoned", args=[link.pk, "switchback"])
+    assert staff_client("switchback_migrationrun").get(url).status_code == 405
+    response = staff_client().post(url, {"reason": "why"}, follow=True)
+    assert messages_of(response) == ["You may not switch agencies back."]
+    allowed = staff_client("switchback_migrationrun")
+    response = allowed.post(url, {"reason": " "}, follow=True)
+    assert messages_of(response) == [
+        "Refused: A switch back needs a reason; it is kept with the run and the unified_db change."
+    ]
+    assert not link.runs.filter(kind=Kind.SWITCH_BACK).exists()
+    plan = allowed.post(reverse("admin:migration_jobs_agencylink_switch_back_plan", args=[link.pk]))
+    assert plan.status_code == 200 and b"Nothing changed since the cutover" in plan.content
+    response = allowed.post(url, {"reason": "RevOS feature broke"}, follow=True)
+    assert any(m.startswith(f"Switch back of {link.name} queued") for m in messages_of(response))
+    run = link.runs.get(kind=Kind.SWITCH_BACK)
+    assert run.status == Status.QUEUED and run.reason == "RevOS feature broke"
+    run_worker("migrations")
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED, run.error
+
+
+def test_admin_bulk_switch_back_asks_a_reason_and_says_why_an_agency_is_refused(agencies, rq_queues):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    link, other = agencies
+    url = reverse("admin:migration_jobs_agencylink_changelist")
+    client = staff_client("switchback_migrationrun")
+    selection = {"action": "switch_back_selected", helpers.ACTION_CHECKBOX_NAME: [link.pk, other.pk]}
+    asked = client.post(url, selection)
+    assert asked.status_code == 200 and b"Switch them back" in asked.content
+    response = client.post(url, {**selection, "apply": "yes", "reason": "RevOS feature broke"}, follow=True)
+    said = messages_of(response)
+    assert said[0] == f"Switch back queued for 1: {link.name}."
+    assert said[1] == f"Refused: {other.name} is not cut over: switching back applies after a cutover" + (
+        " (before it, RevOS is its source)."
+    )
+    assert link.runs.filter(kind=Kind.SWITCH_BACK, status=Status.QUEUED).count() == 1
+
+
+def test_admin_complete_is_refused_before_cutover_and_the_page_then_says_complete(agencies):
+    from django.urls import reverse
+
+    link, other = agencies
+    client = staff_client("complete_migrationrun")
+    refused = client.post(
+        reverse("admin:migration_jobs_agencylink_reasoned", args=[other.pk, "complete"]),
+        {"reason": "done"},
+        follow=True,
+    )
+    assert messages_of(refused) == [
+        f"Refused: {other.name} is not cut over: a move is completed only after its cutover."
+    ]
+    done = client.post(
+        reverse("admin:migration_jobs_agencylink_reasoned", args=[link.pk, "complete"]), {"reason": "done"}, follow=True
+    )
+    assert any("move is complete" in m for m in messages_of(done))
+    assert done.context["cockpit"].state == "complete"
+    assert 'id="complete-by"' in done.content.decode()
