@@ -417,6 +417,18 @@ def test_a_concurrent_unified_writer_loses_no_acknowledged_write_and_sees_the_fe
 # --- a worker killed mid-switch-back ----------------------------------------------------------
 
 
+def flags_api(link: AgencyLink) -> dict:
+    """What the apps read: GET /api/flags/<agency id>/."""
+    from django.test import Client, override_settings
+
+    with override_settings(FLAGS_API_TOKEN="t0ken"):
+        response = Client().get(
+            f"/api/flags/{link.unified_agency_id}/?app_context=revos", HTTP_AUTHORIZATION="Bearer t0ken"
+        )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
 def kill_worker(worker) -> None:
     """SIGKILL a worker and the work horse it forked (the horse runs in a session of its own)."""
     children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
@@ -446,6 +458,8 @@ def test_a_worker_killed_mid_switch_back_is_undone_by_the_next_request(agencies,
                     f" {worker.stdout.read()[-3000:]}"
                 )
             assert reverse_capture_state(unified_agency_id=link.unified_agency_id).fenced_at is not None
+            answer = flags_api(link)
+            assert answer["unified_read_only"] is True and answer["flags"]["unified_db"] is True
             kill_worker(worker)
             worker.wait(timeout=30)
         finally:
@@ -464,6 +478,7 @@ def test_a_worker_killed_mid_switch_back_is_undone_by_the_next_request(agencies,
     assert "before unified_db was turned off: the unified fence is lifted" in run.error
     assert reverse_capture_state(unified_agency_id=link.unified_agency_id).fenced_at is None
     assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    assert flags_api(link)["unified_read_only"] is False
     # And a switch back then goes through.
     assert switch_back(link).status == Status.SUCCEEDED
 
