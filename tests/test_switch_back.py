@@ -564,3 +564,24 @@ def test_admin_complete_is_refused_before_cutover_and_the_page_then_says_complet
     assert any("move is complete" in m for m in messages_of(done))
     assert done.context["cockpit"].state == "complete"
     assert 'id="complete-by"' in done.content.decode()
+
+
+def test_a_reopen_that_fails_after_the_switch_leaves_it_to_the_next_request(agencies, rq_queues, monkeypatch):
+    link, _ = agencies
+    from migration_jobs.services import switch_back as module
+
+    def unreachable(**kwargs):
+        raise RuntimeError("RevOS did not answer")
+
+    monkeypatch.setattr(module, "agency_reopen_revos", unreachable)
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s LIMIT 1", [link.revos_agency_id])[0][0]
+    run = switch_back(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert "not yet (RevOS did not answer)" in run.steps[-1]["detail"]
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    with pytest.raises(Exception, match="moved to the unified database"):
+        revos("UPDATE leads SET name = 'still fenced' WHERE id = %s", [lead])
+    # The next request on the agency (a catch-up, allowed again) lifts what no live run stands for.
+    migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+    revos("UPDATE leads SET name = 'RevOS again' WHERE id = %s", [lead])
+    assert reverse_capture_state(unified_agency_id=link.unified_agency_id) is None
