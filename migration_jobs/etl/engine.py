@@ -29,6 +29,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
@@ -36,7 +37,6 @@ from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
 
-ID_MAP = sql.SQL("controlplane.id_map")
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
 
@@ -192,16 +192,15 @@ class AgencyMigration:
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), ID_MAP]:
+        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
 
     def _has_previous_rows(self, target: psycopg.Connection) -> bool:
-        row = target.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s)").format(ID_MAP), [self.source_agency_id]
-        ).fetchone()
+        with target.cursor() as cursor:
+            previous = id_map.agency_has_mapped_rows(cursor, agency_id=self.source_agency_id)
         target.commit()
-        return row[0]
+        return previous
 
     def _checkpoints(self, target: psycopg.Connection) -> dict[str, tuple[str | None, int, bool]]:
         rows = target.execute(
@@ -228,21 +227,8 @@ class AgencyMigration:
             elif plan.entry.identity is Identity.CLIENT_NAME:
                 matches += self._match_by_client_name(source, target, plan)
         with target.cursor() as cursor:
-            cursor.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted) "
-                    "VALUES (%s, %s, %s, %s, %s, false) ON CONFLICT (source_table, source_id) DO NOTHING"
-                ).format(ID_MAP),
-                [(self.source_agency_id, *match) for match in matches],
-            )
-            remap = dict(
-                cursor.execute(
-                    sql.SQL(
-                        "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
-                    ).format(ID_MAP),
-                    [self.source_agency_id],
-                ).fetchall()
-            )
+            id_map.identities_record(cursor, agency_id=self.source_agency_id, matches=matches)
+            remap = id_map.agency_reused_ids(cursor, agency_id=self.source_agency_id)
         target.commit()
         for source_table, _, _, _ in matches:
             report.tables[source_table].reused += 1
@@ -329,15 +315,12 @@ class AgencyMigration:
 
     def _written_ahead(self, target: psycopg.Connection, plan: TablePlan, last_id: str | None) -> bool:
         """Has a run of this agency already written rows of the table beyond its checkpoint?"""
-        row = target.execute(
-            sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s AND source_table = %s AND inserted"
-                " AND (%s::uuid IS NULL OR source_id > %s::uuid))"
-            ).format(ID_MAP),
-            [self.source_agency_id, plan.source, last_id, last_id],
-        ).fetchone()
+        with target.cursor() as cursor:
+            ahead = id_map.table_written_ahead(
+                cursor, agency_id=self.source_agency_id, source_table=plan.source, last_id=last_id
+            )
         target.commit()
-        return row[0]
+        return ahead
 
     def _read_batches(self, source, plan: TablePlan, remap, statement, batches: queue.Queue, stop) -> None:
         """Reader thread: COPY rows as they come (bytes, one per row), reused rows dropped, ids rewritten.
@@ -425,16 +408,7 @@ class AgencyMigration:
         ):
             for data in ids_out:
                 ids_in.write(data)
-        deleted = target.execute(
-            sql.SQL(
-                "WITH gone AS ("
-                " DELETE FROM {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
-                " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
-                " RETURNING m.target_id, m.inserted)"
-                " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
-            ).format(id_map=ID_MAP, target=sql.Identifier(plan.target)),
-            [self.source_agency_id, plan.source],
-        ).rowcount
+        deleted = target.execute(id_map.vanished_delete(plan.target), [self.source_agency_id, plan.source]).rowcount
         target.commit()
         return deleted
 
@@ -507,30 +481,23 @@ class BatchWriter:
             " ON CONFLICT (id) DO UPDATE SET {assignments}"
             " WHERE {guard}({current}) IS DISTINCT FROM ({incoming})"
             " RETURNING t.id, (xmax = 0) AS inserted),"
-            " mapped AS (INSERT INTO {id_map} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-            " SELECT %s, %s, id, %s, id, true FROM up WHERE inserted ON CONFLICT (source_table, source_id) DO NOTHING)"
+            " mapped AS ({mapped})"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
             target=sql.Identifier(plan.target),
             columns=self.column_list,
             stage=self.stage,
-            id_map=ID_MAP,
+            mapped=id_map.record_inserted(sql.SQL("up WHERE inserted"), skip_recorded=True),
             assignments=sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in changed),
             guard=guard,
             current=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in changed),
             incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in changed),
         )
-        self.unrecorded = sql.SQL(
-            "SELECT s.id FROM {stage} s WHERE NOT EXISTS"
-            " (SELECT 1 FROM {id_map} m WHERE m.source_table = %s AND m.source_id = s.id) LIMIT 1"
-        ).format(id_map=ID_MAP, stage=self.stage)
+        self.unrecorded = id_map.first_unrecorded(self.stage)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
             sql.Identifier(plan.target), self.column_list, self.column_list, self.stage
         )
-        self.map_inserted = sql.SQL(
-            "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-            " SELECT %s, %s, id, %s, id, true FROM {}"
-        ).format(ID_MAP, self.stage)
+        self.map_inserted = id_map.record_inserted(self.stage)
         self.reference_checks = [
             ReferenceCheck.build(column, parent, self.stage) for column, parent in plan.references or ()
         ]
@@ -715,16 +682,13 @@ def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = l
         on_locked()
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
-        for plan in reversed(plans):
-            report.tables[plan.source].deleted = target.execute(
-                sql.SQL(
-                    "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
-                    " AND m.inserted AND t.id = m.target_id"
-                ).format(target=sql.Identifier(plan.target), id_map=ID_MAP),
-                [source_agency_id, plan.source],
-            ).rowcount
-        for table in (ID_MAP, CHECKPOINT):
-            target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(table), [source_agency_id])
+        with target.cursor() as cursor:
+            for plan in reversed(plans):
+                report.tables[plan.source].deleted = id_map.inserted_rows_delete(
+                    cursor, agency_id=source_agency_id, source_table=plan.source, target_table=plan.target
+                )
+            id_map.agency_forget(cursor, agency_id=source_agency_id)
+            cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [source_agency_id])
         target.commit()
         return report
 
@@ -735,12 +699,8 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
         source.read_only = target.read_only = True
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         probe = AgencyMigration(source_agency_id, target_agency_id, link_existing, batch_size=1)
-        already = dict(
-            target.execute(
-                sql.SQL("SELECT source_table, count(*) FROM {} WHERE agency_id = %s GROUP BY 1").format(ID_MAP),
-                [source_agency_id],
-            ).fetchall()
-        )
+        with target.cursor() as cursor:
+            already = id_map.agency_mapped_counts(cursor, agency_id=source_agency_id)
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
         tables = {}
         for plan in plans:

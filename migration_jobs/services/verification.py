@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
@@ -204,10 +205,8 @@ def _expects_migrated(run: VerificationRun) -> bool:
     """
     if run.migration_run is not None and run.migration_run.kind != MigrationRun.Kind.PLAN:
         return run.migration_run.kind == MigrationRun.Kind.MIGRATE
-    with connect("unified", autocommit=True, purpose="verification") as connection:
-        return connection.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s)", [run.agency_link.revos_agency_id]
-        ).fetchone()[0]
+    with connect("unified", autocommit=True, purpose="verification") as connection, connection.cursor() as cursor:
+        return id_map.agency_has_mapped_rows(cursor, agency_id=run.agency_link.revos_agency_id)
 
 
 def _finish(run_id: int, status: str, verdict: str, *, error: str) -> VerificationRun:
