@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from migration_jobs.services.demo import (
+from migration_jobs.demo.demo import (
     DM_DIRECTIONS,
     LEAD_STATUSES,
     DemoDataError,
@@ -256,7 +256,7 @@ def test_bad_arguments_are_refused_with_a_message(tenant_db):
 
 
 def test_with_phase0_problems_plants_them_in_both_databases(tenant_db):
-    from migration_jobs.services.phase0 import phase0_problems_clear
+    from migration_jobs.demo.phase0 import phase0_problems_clear
 
     try:
         call_command("seed_demo", agencies=1, scale=0.2, seed=5, with_phase0_problems=True)

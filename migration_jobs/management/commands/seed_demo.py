@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, OperationalError
 
-from migration_jobs.services.demo import (
+from migration_jobs.demo.demo import (
     DemoDataError,
     demo_data_reset,
     demo_data_seed,

@@ -1272,12 +1272,12 @@ def demo_data_reset() -> None:
 
 
 def demo_phase0_problems_plant() -> None:
-    """Put the seed's Phase 0 problems back into both databases (migration_jobs.services.phase0)."""
+    """Put the seed's Phase 0 problems back into both databases (migration_jobs.demo.phase0)."""
     try:
-        from migration_jobs.services.phase0 import phase0_problems_plant
+        from migration_jobs.demo.phase0 import phase0_problems_plant
     except ImportError as error:
         raise DemoDataError(
-            "--with-phase0-problems needs migration_jobs.services.phase0 (phase0_problems_plant), "
+            "--with-phase0-problems needs migration_jobs.demo.phase0 (phase0_problems_plant), "
             f"which cannot be imported: {error}"
         ) from error
     for database in ("revos", "unified"):
