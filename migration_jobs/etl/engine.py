@@ -146,6 +146,9 @@ class AgencyMigration:
     on_progress: Callable[[Progress], Control] = lambda progress: Control.CONTINUE
     on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
+    # Source table -> the only ids to bring level (a catch-up from the change capture, see
+    # etl/catch_up.py); None re-reads every row of the agency.
+    changed_ids: dict[str, list[str]] | None = None
 
     def run(self) -> MigrationReport:
         large_buffers_returned()
@@ -161,8 +164,13 @@ class AgencyMigration:
     def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
+        if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
+            plans = [p for p in plans if p.source in self.changed_ids]
         totals = {
-            p.source: source.execute(p.count_query(source_agency_id=self.source_agency_id)).fetchone()[0] for p in plans
+            p.source: source.execute(
+                p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
+            ).fetchone()[0]
+            for p in plans
         }
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
@@ -178,13 +186,17 @@ class AgencyMigration:
             last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
             if not completed:
                 self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
-        if had_previous:
+        if had_previous or self.changed_ids is not None:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
         target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
         target.commit()
-        self._analyze(target, plans)
+        if self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
+            self._analyze(target, plans)
         return report
+
+    def _ids(self, plan: TablePlan) -> list[str] | None:
+        return None if self.changed_ids is None else self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
         """Refresh the planner's statistics of what the run wrote.
@@ -280,7 +292,10 @@ class AgencyMigration:
     def _copy_table(self, source, target, plan: TablePlan, remap, last_id, report, index, count) -> None:
         """Stream one table: a reader thread fills batches while this thread writes the previous one."""
         query = plan.source_query(
-            source_agency_id=self.source_agency_id, target_agency_id=self.target_agency_id, after_id=last_id
+            source_agency_id=self.source_agency_id,
+            target_agency_id=self.target_agency_id,
+            after_id=last_id,
+            ids=self._ids(plan),
         )
         first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
@@ -402,13 +417,18 @@ class AgencyMigration:
         with (
             source.cursor() as reader,
             reader.copy(
-                sql.SQL("COPY ({}) TO STDOUT").format(plan.source_ids_query(source_agency_id=self.source_agency_id))
+                sql.SQL("COPY ({}) TO STDOUT").format(
+                    plan.source_ids_query(source_agency_id=self.source_agency_id, ids=self._ids(plan))
+                )
             ) as ids_out,
             target.cursor().copy("COPY seen_source_id (id) FROM STDIN") as ids_in,
         ):
             for data in ids_out:
                 ids_in.write(data)
-        deleted = target.execute(id_map.vanished_delete(plan.target), [self.source_agency_id, plan.source]).rowcount
+        ids = self._ids(plan)
+        deleted = target.execute(
+            id_map.vanished_delete(plan.target), [self.source_agency_id, plan.source, ids, ids]
+        ).rowcount
         target.commit()
         return deleted
 

@@ -119,10 +119,12 @@ def first_unrecorded(stage: sql.Composable) -> sql.Composed:
 
 def vanished_delete(target_table: str) -> sql.Composed:
     """Forget the agency's rows of a source table missing from temp table `seen_source_id`, and delete
-    the unified rows among them that a run inserted. Parameters: agency id, source table."""
+    the unified rows among them that a run inserted. Parameters: agency id, source table, and the
+    source ids to consider twice (NULL: all of them)."""
     return sql.SQL(
         "WITH gone AS ("
         " DELETE FROM {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
+        " AND (%s::uuid[] IS NULL OR m.source_id = ANY(%s::uuid[]))"
         " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
         " RETURNING m.target_id, m.inserted)"
         " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -60,13 +61,25 @@ class TablePlan:
             for expression, sql_type in zip(self.expressions, self.sql_types, strict=True)
         )
 
-    def source_query(
-        self, *, source_agency_id: UUID, target_agency_id: UUID, after_id: UUID | None = None
-    ) -> sql.Composed:
-        """The agency's rows, transformed and ordered by id, optionally after a checkpoint."""
+    def conditions(self, source_agency_id: UUID, ids: Sequence[str] | None = None) -> list[sql.Composable]:
+        """The agency's rows the mapping selects; with `ids`, only those of them (a catch-up's changes)."""
         conditions = [self.scope_condition(source_agency_id)]
         if self.entry.where:
             conditions.append(sql.SQL(self.entry.where))
+        if ids is not None:
+            conditions.append(sql.SQL("id = ANY({}::uuid[])").format(sql.Literal(list(ids))))
+        return conditions
+
+    def source_query(
+        self,
+        *,
+        source_agency_id: UUID,
+        target_agency_id: UUID,
+        after_id: UUID | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> sql.Composed:
+        """The agency's rows, transformed and ordered by id, optionally after a checkpoint."""
+        conditions = self.conditions(source_agency_id, ids)
         if after_id is not None:
             conditions.append(sql.SQL("id > {}").format(sql.Literal(after_id)))
         return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY id").format(
@@ -75,18 +88,13 @@ class TablePlan:
             sql.SQL(" AND ").join(conditions),
         )
 
-    def source_ids_query(self, *, source_agency_id: UUID) -> sql.Composed:
-        conditions = [self.scope_condition(source_agency_id)]
-        if self.entry.where:
-            conditions.append(sql.SQL(self.entry.where))
+    def source_ids_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
         return sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(
-            sql.Identifier(self.entry.source), sql.SQL(" AND ").join(conditions)
+            sql.Identifier(self.entry.source), sql.SQL(" AND ").join(self.conditions(source_agency_id, ids))
         )
 
-    def count_query(self, *, source_agency_id: UUID) -> sql.Composed:
-        conditions = [self.scope_condition(source_agency_id)]
-        if self.entry.where:
-            conditions.append(sql.SQL(self.entry.where))
+    def count_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
+        conditions = self.conditions(source_agency_id, ids)
         return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
             sql.Identifier(self.entry.source), sql.SQL(" AND ").join(conditions)
         )
