@@ -63,6 +63,20 @@ def agency_inserted_tables() -> sql.Composed:
     )
 
 
+def agency_back_map(cursor, *, agency_id: UUID) -> dict[str, str]:
+    """Unified id -> RevOS id of the rows AudienceOS already had: `agency_reused_ids` turned around."""
+    return {target: source for source, target in agency_reused_ids(cursor, agency_id=agency_id).items()}
+
+
+def table_source_ids(cursor, *, agency_id: UUID, source_table: str) -> set[str]:
+    """The RevOS ids of one source table the map knows for the agency."""
+    cursor.execute(
+        sql.SQL("SELECT source_id::text FROM {} WHERE agency_id = %s AND source_table = %s").format(ID_MAP),
+        [agency_id, source_table],
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
 def table_mapped_count(cursor, *, agency_id: UUID, source_table: str) -> int:
     """Mapped rows of one source table of the agency."""
     cursor.execute(
@@ -94,6 +108,24 @@ def identities_record(cursor, *, agency_id: UUID, matches: Iterable[tuple[str, s
             "INSERT INTO {} {} VALUES (%s, %s, %s, %s, %s, false) ON CONFLICT (source_table, source_id) DO NOTHING"
         ).format(ID_MAP, COLUMNS),
         [(agency_id, *match) for match in matches],
+    )
+
+
+def rows_record(cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str, str, bool]]) -> None:
+    """Record (source table, target table, id, inserted) rows that keep one id on both sides."""
+    cursor.executemany(
+        sql.SQL(
+            "INSERT INTO {} {} VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_table, source_id) DO NOTHING"
+        ).format(ID_MAP, COLUMNS),
+        [(agency_id, source, row_id, target, row_id, inserted) for source, target, row_id, inserted in rows],
+    )
+
+
+def rows_forget(cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str]]) -> None:
+    """Forget (source table, source id) rows of the agency."""
+    cursor.executemany(
+        sql.SQL("DELETE FROM {} WHERE agency_id = %s AND source_table = %s AND source_id = %s").format(ID_MAP),
+        [(agency_id, source, row_id) for source, row_id in rows],
     )
 
 

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from redis.exceptions import RedisError
 from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -48,7 +47,7 @@ from migration_jobs.services.fence import (
     switch_back_recovery,
 )
 from migration_jobs.services.request_lock import agency_request_lock
-from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once
+from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once, run_queue_require
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
@@ -162,25 +161,31 @@ def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractB
 
     The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
     """
+    return runs_request_bulk(
+        links=links,
+        request=lambda link, bulk: migration_run_request(
+            link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=bulk
+        ),
+    )
+
+
+def runs_request_bulk(
+    *, links: Iterable[AgencyLink], request: Callable[[AgencyLink, UUID], MigrationRun]
+) -> BulkOutcome:
+    """Call `request(link, bulk_request)` for each agency under one new bulk request id; collect
+    the runs queued and, saying why, the agencies refused."""
     outcome = BulkOutcome(bulk_request=uuid.uuid4())
     for link in links:
         try:
-            run = migration_run_request(
-                link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=outcome.bulk_request
-            )
+            outcome.queued.append(request(link, outcome.bulk_request))
         except RunRefused as refusal:
             outcome.skipped.append((link, str(refusal)))
-        else:
-            outcome.queued.append(run)
     return outcome
 
 
 def _require_services() -> None:
     """Fail before queueing when a database or Redis the run needs does not answer."""
-    try:
-        django_rq.get_connection(QUEUE).ping()
-    except RedisError as error:
-        raise RunRefused(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
+    run_queue_require(queue=QUEUE)
     for alias in ("revos", "unified"):
         try:
             connect(alias, autocommit=True, purpose="preflight").close()
