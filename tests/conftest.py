@@ -7,6 +7,7 @@ import pytest
 from django.db import connections
 from rq import SimpleWorker
 
+from migration_jobs.services.database_marks import database_mark
 from migration_jobs.services.schema import schema_apply
 
 TENANT_ALIASES = ("unified", "revos")
@@ -23,6 +24,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
             # the others still name the real databases, which the tests must never touch.
             if settings.DATABASES[alias]["NAME"] == settings.DATABASES[alias]["TEST"]["NAME"]:
                 schema_apply(database=alias)
+                database_mark(database=alias, purpose="test", reason="built by the test suite")
+    # The suite runs with DEBUG off (pytest-django) on databases it built: demo data is allowed there.
+    settings.DEMO_COMMANDS_ALLOWED = True
 
 
 def truncate_tenant_tables() -> None:
@@ -30,7 +34,8 @@ def truncate_tenant_tables() -> None:
     for alias in TENANT_ALIASES:
         with connections[alias].cursor() as cursor:
             # The bookkeeping first: while an agency's changes are captured, RevOS refuses TRUNCATE.
-            for condition in ("schemaname = 'controlplane' AND tablename <> 'schema_version'", "schemaname = 'public'"):
+            bookkeeping = "schemaname = 'controlplane' AND tablename NOT IN ('schema_version', 'database_mark')"
+            for condition in (bookkeeping, "schemaname = 'public'"):
                 cursor.execute(f"SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE {condition}")
                 tables = [row[0] for row in cursor.fetchall()]
                 if tables:

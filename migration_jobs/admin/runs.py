@@ -12,10 +12,12 @@ import uuid
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
@@ -26,7 +28,7 @@ from migration_jobs.admin.overview import agency_overview_view
 from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors import agency_cockpit
+from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
 from migration_jobs.selectors.flags import (
     Agency,
     agency_cutover_refusal,
@@ -34,12 +36,23 @@ from migration_jobs.selectors.flags import (
     agency_flag_id,
     flags_for_agency,
 )
-from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
+from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
+from migration_jobs.selectors.run_report import run_report
+from migration_jobs.services.agency_links import (
+    LinkError,
+    agency_link_confirm,
+    agency_links_sync,
+    client_link_check,
+)
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
 from migration_jobs.services.fence import agency_cut_over
 from migration_jobs.services.flags import CutoverRefused
-from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.migration import (
+    migration_run_request,
+    migration_runs_reconcile_running,
+    migration_runs_request_bulk,
+)
 from migration_jobs.services.run_control import migration_run_control
 from migration_jobs.services.verification import verification_run_request
 
@@ -49,14 +62,22 @@ Kind = MigrationRun.Kind
 def _run_action(kind: str):
     def start(link: AgencyLink, user) -> str:
         run = migration_run_request(link=link, kind=kind, actor=user)
-        return f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+        message = f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+        plan = plan_latest(link=link) if kind == Kind.MIGRATE else None
+        if plan and plan.refused_total:
+            message += (
+                f" Warning: the last plan (#{plan.run.pk}) found {plan.refused_total} row(s) the unified schema"
+                " would refuse; the run will stop at the first of them."
+            )
+        return message
 
     return start
 
 
 def _control_action(control: str):
     def apply(link: AgencyLink, user) -> str:
-        run = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
+        stoppable = MigrationRun.ACTIVE_STATUSES + ((MigrationRun.Status.PAUSED,) if control == "cancel" else ())
+        run = link.runs.filter(status__in=stoppable).first()
         if run is None:
             raise RunRefused(f"{link.name} has no run in progress.")
         run = migration_run_control(run=run, control=control, actor=user)
@@ -100,10 +121,30 @@ def _progress_bar(run: MigrationRun | None) -> str:
     )
 
 
+class ClientLinkFormSet(BaseInlineFormSet):
+    """Each link must name a RevOS client of this agency and a unified client of the agency it becomes."""
+
+    def clean(self):
+        super().clean()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("DELETE") or not (data.get("revos_client_id") and data.get("unified_client_id")):
+                continue
+            try:
+                client_link_check(
+                    link=self.instance,
+                    revos_client_id=data["revos_client_id"],
+                    unified_client_id=data["unified_client_id"],
+                )
+            except LinkError as error:
+                form.add_error(None, str(error))
+
+
 class ClientLinkInline(admin.TabularInline):
     """Staff's explicit client matches, for clients whose names differ between the apps."""
 
     model = ClientLink
+    formset = ClientLinkFormSet
     fields = ("revos_client_id", "unified_client_id", "created_by", "created_at")
     readonly_fields = ("created_by", "created_at")
     extra = 0
@@ -191,6 +232,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
+        migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     # Per-agency pages and buttons ---------------------------------------------------------
@@ -204,6 +246,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
             path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
+            path("<path:object_id>/plan.csv", view(self.plan_csv_view), name="migration_jobs_agencylink_plan_csv"),
             path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
@@ -305,6 +348,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The latest run and verification as JSON, polled by the agency page while either is under way."""
         link = self._link(object_id)
+        migration_runs_reconcile_running(link=link)
         run = link.runs.first()
         verification = link.verifications.order_by("-created_at", "-id").first()
         if run is None:
@@ -312,6 +356,8 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return JsonResponse(
             {
                 "verification": _verification_json(verification),
+                "migrated_rows": agency_migrated_rows(link=link),
+                "eta": run.eta_display,
                 "run": run.pk,
                 "kind": run.get_kind_display(),
                 "status": run.status,
@@ -327,10 +373,25 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             }
         )
 
+    def plan_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The latest plan's refused rows as CSV."""
+        link = self._link(object_id)
+        if not self.has_view_permission(request, link):
+            raise PermissionDenied
+        plan = plan_latest(link=link)
+        if plan is None:
+            raise Http404("This agency has no plan yet.")
+        response = HttpResponse(plan_refused_csv(plan=plan), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="plan-{plan.run.pk}-refused-rows.csv"'
+        return response
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self._link(object_id)
+        migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
+            "plan": plan_latest(link=link),
+            "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
@@ -382,10 +443,19 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", "kind")
     list_select_related = ("agency_link",)
     search_fields = ("agency_link__name", "=revos_agency_id")
-    readonly_fields = [f.name for f in MigrationRun._meta.fields] + ["progress"]
+    readonly_fields = [f.name for f in MigrationRun._meta.fields if f.name != "report"] + ["progress", "report_table"]
+    fields = readonly_fields
+
+    @admin.display(description="Report")
+    def report_table(self, run: MigrationRun) -> str:
+        report = run_report(run=run)
+        if report is None:
+            return "—" if run.kind != Kind.PLAN else "see the agency's page"
+        return render_to_string("admin/migration_jobs/migrationrun/report.html", {"report": report})
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
+        migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Progress")

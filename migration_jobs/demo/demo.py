@@ -32,6 +32,7 @@ from psycopg import sql
 
 from migration_jobs.demo.phase0 import phase0_problems_plant
 from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
 
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 SPAN_SECONDS = 365 * 86400
@@ -1218,6 +1219,14 @@ def _require_schemas() -> None:
                 raise DemoDataError(f"The {database} database has no {table} table: run `manage.py {command}` first.")
 
 
+def _claim(*, destructive: str | None) -> None:
+    """Only demo and test databases (services/database_marks.py); the refusal is a DemoDataError."""
+    try:
+        demo_databases_claim(destructive=destructive)
+    except DatabaseNotMarked as refusal:
+        raise DemoDataError(str(refusal)) from refusal
+
+
 def _check_scale(scale: float) -> None:
     if not scale > 0:
         raise DemoDataError(f"--scale must be greater than 0 (got {scale}).")
@@ -1233,6 +1242,7 @@ def demo_data_seed(*, agencies: int, scale: float, seed: int) -> DemoSummary:
         raise DemoDataError(f"--agencies must be at least 1 (got {agencies}).")
     _check_scale(scale)
     _require_schemas()
+    _claim(destructive=None)
     plan = _demo_plan(agencies=agencies, scale=scale, seed=seed, taken=_Taken.load())
     return _write(plan)
 
@@ -1241,6 +1251,7 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
     """Add one RevOS-only agency of the given scale (for benchmarks and tests); returns its id."""
     _check_scale(scale)
     _require_schemas()
+    _claim(destructive=None)
     rng = random.Random(f"agency:{seed}")
     base = name or f"{rng.choice(AGENCY_WORDS)} {rng.choice(AGENCY_KINDS)}"
     agency = _revos_agency(key=f"agency:{seed}:{name or ''}", scale=scale, base=base, taken=_Taken.load(), dirty=True)
@@ -1252,6 +1263,8 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
 
 def demo_data_reset() -> None:
     """Empty every tenant table in the RevOS and unified databases, and the migration bookkeeping."""
+    _require_schemas()
+    _claim(destructive="--reset")
     for database in ("revos", "unified"):
         with connections[database].cursor() as cursor:
             cursor.execute(
@@ -1266,6 +1279,7 @@ def demo_data_reset() -> None:
 
 def demo_phase0_problems_plant() -> None:
     """Put the seed's Phase 0 problems back into both databases (migration_jobs.demo.phase0)."""
+    _claim(destructive="--with-phase0-problems")
     for database in ("revos", "unified"):
         phase0_problems_plant(database=database)
 

@@ -76,6 +76,7 @@ class TableOutcome:
     updated: int = 0
     reused: int = 0
     deleted: int = 0
+    seconds: float = 0.0  # spent copying the table in this run (the per-table report shows it)
 
 
 @dataclass
@@ -200,7 +201,9 @@ class AgencyMigration:
         for index, plan in enumerate(plans):
             last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
             if not completed:
+                began = time.monotonic()
                 self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
+                report.tables[plan.source].seconds = round(time.monotonic() - began, 3)
         if had_previous or self.changed_ids is not None:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
@@ -499,7 +502,8 @@ class BatchWriter:
         )
         self.map_inserted = id_map.record_inserted(self.stage)
         self.reference_checks = [
-            ReferenceCheck.build(column, parent, self.stage) for column, parent in plan.references or ()
+            ReferenceCheck.build(column, parent, self.stage, same_agency=same_agency)
+            for column, parent, same_agency in plan.references or ()
         ]
         self.checkpoint = sql.SQL(
             "INSERT INTO {} AS c (agency_id, source_table, last_source_id, rows_done, completed)"
@@ -608,28 +612,40 @@ class BatchWriter:
 
 @dataclass(frozen=True)
 class ReferenceCheck:
-    """One foreign key of a staged batch, checked for the whole batch at once."""
+    """One foreign key of a staged batch, checked for the whole batch at once.
+
+    A tenant key (sql/unified/0053) matches the parent on (id, agency_id), as its trigger would:
+    a parent of another agency counts as missing.
+    """
 
     column: str
     parent: str
-    lock_parents: sql.Composed  # how many referenced ids are missing, locking those present
+    lock_parents: sql.Composed  # how many referenced keys are missing, locking those present
     find_orphan: sql.Composed
 
     @classmethod
-    def build(cls, column: str, parent: str, stage: sql.Identifier) -> ReferenceCheck:
+    def build(cls, column: str, parent: str, stage: sql.Identifier, *, same_agency: bool = False) -> ReferenceCheck:
         ref, parent_table = sql.Identifier(column), sql.Identifier(parent)
+        key, parent_key = sql.SQL("{}").format(ref), sql.SQL("p.id")
+        if same_agency:
+            key, parent_key = sql.SQL("{}, agency_id").format(ref), sql.SQL("(p.id, p.agency_id)")
         return cls(
             column,
             parent,
             sql.SQL(
-                "SELECT (SELECT count(DISTINCT {ref}) FROM {stage})"
-                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.id IN (SELECT {ref} FROM {stage})"
-                " FOR KEY SHARE) AS held)"
-            ).format(ref=ref, stage=stage, parent=parent_table),
+                "SELECT (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {stage} WHERE {ref} IS NOT NULL) AS refs)"
+                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE {parent_key} IN"
+                " (SELECT {key} FROM {stage} WHERE {ref} IS NOT NULL) FOR KEY SHARE) AS held)"
+            ).format(key=key, ref=ref, stage=stage, parent=parent_table, parent_key=parent_key),
             sql.SQL(
                 "SELECT s.id::text, s.{ref}::text FROM {stage} s WHERE s.{ref} IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}) ORDER BY s.id LIMIT 1"
-            ).format(ref=ref, stage=stage, parent=parent_table),
+                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}{same}) ORDER BY s.id LIMIT 1"
+            ).format(
+                ref=ref,
+                stage=stage,
+                parent=parent_table,
+                same=sql.SQL(" AND p.agency_id = s.agency_id") if same_agency else sql.SQL(""),
+            ),
         )
 
     def first_orphan(self, cursor: psycopg.Cursor) -> tuple[str, str] | None:
@@ -637,7 +653,7 @@ class ReferenceCheck:
         if cursor.execute(self.lock_parents).fetchone()[0] == 0:
             return None
         row_id, value = cursor.execute(self.find_orphan).fetchone()
-        return row_id, f"{self.column} {value} references no {self.parent} row (foreign key)"
+        return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
 
 
 def row_triggers_skippable(connection: psycopg.Connection) -> bool:

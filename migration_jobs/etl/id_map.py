@@ -20,6 +20,8 @@ from psycopg import sql
 
 TABLE = "controlplane.id_map"
 ID_MAP = sql.SQL(TABLE)
+# For Django's RawSQL (a plain string): the ids of a unified table's rows that migrations inserted.
+INSERTED_IN_TABLE = f"SELECT target_id FROM {TABLE} WHERE target_table = %s AND inserted"
 COLUMNS = sql.SQL("(agency_id, source_table, source_id, target_table, target_id, inserted)")
 
 

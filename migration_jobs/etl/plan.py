@@ -29,9 +29,10 @@ class TablePlan:
     # Positions of target columns that reference a shared table whose rows may be reused.
     remap_positions: tuple[int, ...]
     target_has_agency: bool
-    # (column, parent table) of every foreign key among the target columns, when a set-based
-    # check can stand in for the target's foreign-key triggers; None when it cannot.
-    references: tuple[tuple[str, str], ...] | None = None
+    # (column, parent table, parent must share the row's agency) of every foreign key among the
+    # target columns, when a set-based check can stand in for the target's foreign-key triggers;
+    # None when it cannot.
+    references: tuple[tuple[str, str, bool], ...] | None = None
 
     @property
     def source(self) -> str:
@@ -161,13 +162,16 @@ def table_plan_build(entry: TableMap, *, source: Catalog, target: Catalog) -> Ta
     )
 
 
-def _set_checked_references(table: str, columns: list[str], target: Catalog) -> tuple[tuple[str, str], ...] | None:
+def _set_checked_references(
+    table: str, columns: list[str], target: Catalog
+) -> tuple[tuple[str, str, bool], ...] | None:
     references = target.foreign_keys.get(table, {})
     # A foreign key left to its column's default would go unchecked: keep the triggers there.
     defaulted = any(c.has_default and c.name in references and c.name not in columns for c in target.columns[table])
     if table not in target.set_checkable or defaulted:
         return None
-    return tuple((c, references[c]) for c in columns if c in references)
+    tenant = target.tenant_references.get(table, frozenset())
+    return tuple((c, references[c], c in tenant) for c in columns if c in references)
 
 
 def migration_plan_build(*, source: Catalog, target: Catalog) -> list[TablePlan]:

@@ -1,8 +1,9 @@
 """The shared body of migrate_agency and rollback_agency: resolve, queue (or run here), report."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import OperationalError
 
+from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -10,7 +11,7 @@ from migration_jobs.services.follow_ups import migration_run_follow_ups
 from migration_jobs.services.migration import migration_run_execute, migration_run_request
 
 
-class RunCommand(BaseCommand):
+class RunCommand(DatabaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
         parser.add_argument("--sync", action="store_true", help="Run in this process instead of queueing for a worker.")

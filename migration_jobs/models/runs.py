@@ -38,6 +38,9 @@ class AgencyLink(models.Model):
         verbose_name_plural = "RevOS agencies"
         permissions = [
             ("confirm_agencylink", "Can confirm which unified agency a RevOS agency becomes"),
+            # django-rq's dashboard shows every job's arguments and errors and can requeue or
+            # delete them: its own permission, never just is_staff (controlplane/urls.py).
+            ("view_job_queues", "Can view the job queues"),
         ]
 
     def __str__(self) -> str:
@@ -154,6 +157,23 @@ class MigrationRun(TrackedRun):
         if not self.rows_total:
             return 0
         return min(99, int(100 * self.rows_done / self.rows_total))
+
+    @property
+    def eta_seconds(self) -> int | None:
+        """Seconds until a running run is done at its current rate (GitLab's batched migrations show
+        the same); None when it is not running or has no rate yet."""
+        if self.status != self.Status.RUNNING or self.rows_per_second <= 0 or not self.rows_total:
+            return None
+        return max(0, round((self.rows_total - self.rows_done) / self.rows_per_second))
+
+    @property
+    def eta_display(self) -> str:
+        """`ETA 4m 05s`, or "" when there is none."""
+        seconds = self.eta_seconds
+        if seconds is None:
+            return ""
+        hours, rest = divmod(seconds, 3600)
+        return f"ETA {hours}h {rest // 60:02d}m" if hours else f"ETA {rest // 60}m {rest % 60:02d}s"
 
     @property
     def duration(self):

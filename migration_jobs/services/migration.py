@@ -18,10 +18,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.capture import TransactionsStillOpen
 from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
@@ -33,11 +35,12 @@ from migration_jobs.etl.engine import (
     RowRejected,
     agency_plan,
     agency_rollback,
-    lock_key,
 )
+from migration_jobs.etl.preflight import agency_preflight
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
 from migration_jobs.services.fence import (
@@ -45,6 +48,13 @@ from migration_jobs.services.fence import (
     cutover_recovery,
     fences_reconcile,
     switch_back_recovery,
+)
+from migration_jobs.services.lock_holders import (
+    HEARTBEAT_TIMEOUT_SECONDS,
+    agency_lock_holders,
+    orphaned_holders,
+    worker_alive,
+    worker_backends_terminate,
 )
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once, run_queue_require
@@ -103,6 +113,11 @@ def migration_run_request(
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
+    if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN):
+        try:
+            client_links_check(link=link)
+        except LinkError as error:
+            raise RunRefused(str(error)) from None
     with agency_request_lock(link):
         return _request_locked(
             link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request, options=options
@@ -125,6 +140,8 @@ def _request_locked(
     if refusal := agency_cut_over_refusal(link=link, kind=kind):
         raise RunRefused(refusal)
     _require_services()
+    if kind == MigrationRun.Kind.ROLLBACK:
+        _require_something_to_roll_back(link)
     try:
         with transaction.atomic():
             run = MigrationRun.objects.create(
@@ -193,30 +210,39 @@ def _require_services() -> None:
             raise RunRefused(f"{error}. Nothing was queued.") from error
 
 
-def migration_runs_reconcile(*, link: AgencyLink) -> None:
-    """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job.
+def _require_something_to_roll_back(link: AgencyLink) -> None:
+    """A rollback deletes the rows the agency's runs inserted; with none, it would only record a
+    rollback (and make the agency read "rolled back") for an agency nothing happened to."""
+    if not link.is_confirmed and not link.runs.filter(kind=MigrationRun.Kind.MIGRATE).exists():
+        raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
+    with connect("unified", autocommit=True, purpose="preflight") as connection, connection.cursor() as cursor:
+        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
+    if not inserted:
+        raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
 
-    A cutover whose worker died is finished if it had made the switch and undone otherwise, and
-    a RevOS fence that no running or succeeded cutover owns is lifted.
-    """
-    for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
-        if (
-            run.status == Status.RUNNING
-            and not _lock_is_held(run.revos_agency_id)
-            and run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK)
-        ):
+
+def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> None:
+    """Fail runs whose execution is gone: a running run nobody holds the lock of, or whose lock holder's
+    worker stopped sending heartbeats (its backends are ended, which frees the agency), and a queued
+    run without a job. Pages and `migration_status` call it with running_only (a queued run may be
+    recorded for a caller that executes it itself)."""
+    statuses = (Status.RUNNING,) if running_only else MigrationRun.ACTIVE_STATUSES
+    for run in link.runs.filter(status__in=statuses):
+        if run.status == Status.RUNNING:
+            error = _running_run_gone(run)
+            if not error:
+                continue
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
-            status, error = recovery(run=run)
-            _finish(run, status, error=error, note="" if error else "Finished after its worker stopped.")
-        elif run.status == Status.RUNNING and not _lock_is_held(run.revos_agency_id):
-            _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            _finish(
-                run,
-                Status.FAILED,
-                error="The worker stopped without finishing. Resume continues from the last checkpoint.",
-            )
-        elif run.status == Status.QUEUED and not _job_pending(run.job_id):
+            if run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK):
+                # A switch whose worker died is finished if it had flipped the flag, undone otherwise.
+                recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
+                status, recovery_error = recovery(run=run)
+                if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+                    note = "" if recovery_error else "Finished after its worker stopped."
+                    _finish(run, status, error=recovery_error, note=note)
+            else:
+                _fail_if_running(run, error=error)
+        elif not _job_pending(run.job_id):
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
         else:
             continue
@@ -224,13 +250,56 @@ def migration_runs_reconcile(*, link: AgencyLink) -> None:
     fences_reconcile(link=link)
 
 
-def _lock_is_held(agency_id: UUID) -> bool:
-    with connect("unified", autocommit=True, purpose="reconcile") as connection:
-        granted = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND ((classid::bigint << 32) | objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
-        ).fetchone()[0]
-    return granted > 0
+def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
+    """Reconcile every running run (of one agency, with `link`), for the pages and `migration_status`.
+
+    A run whose worker died is failed (and its agency freed) when someone looks, instead of showing
+    "running 40%" until the next request. If a database or Redis does not answer, the runs are left
+    as they are: the page that reads them reports that itself.
+    """
+    running = MigrationRun.objects.filter(status=Status.RUNNING).select_related("agency_link")
+    if link is not None:
+        running = running.filter(agency_link=link)
+    for link in {run.agency_link for run in running}:
+        try:
+            migration_runs_reconcile(link=link, running_only=True)
+        except (DatabaseUnreachable, RedisError) as error:
+            logger.warning("could not reconcile the runs of %s: %s", link.name, error)
+            return
+
+
+def _running_run_gone(run: MigrationRun) -> str:
+    """Why a running run's execution is gone, or "" while it lives."""
+    holders = agency_lock_holders(agency_id=run.revos_agency_id)
+    if not holders:
+        # A plan takes no lock: its job's worker tells whether it still runs.
+        if run.kind == MigrationRun.Kind.PLAN and _job_worker_alive(run.job_id):
+            return ""
+        return "The worker stopped without finishing. Resume continues from the last checkpoint."
+    orphans = orphaned_holders(holders)
+    if len(orphans) < len(holders):
+        return ""
+    ended = [pid for name in {h.worker_name for h in orphans} for pid in worker_backends_terminate(worker_name=name)]
+    return (
+        f"The worker {orphans[0].worker_name} stopped sending heartbeats (none for over "
+        f"{HEARTBEAT_TIMEOUT_SECONDS} s); its database sessions (pid {', '.join(map(str, ended))}) were ended "
+        "to free the agency. Resume continues from the last checkpoint."
+    )
+
+
+def _fail_if_running(run: MigrationRun, *, error: str) -> None:
+    # Conditional: the run may have finished by itself between the checks and now.
+    if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+        _finish(run, Status.FAILED, error=error)
+
+
+def _job_worker_alive(job_id: str) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
+    except NoSuchJobError:
+        return False
+    started = job.get_status(refresh=False) == JobStatus.STARTED
+    return started and bool(job.worker_name) and worker_alive(worker_name=job.worker_name)
 
 
 def _delete_job(job_id: str) -> None:
@@ -289,13 +358,18 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
             report = perform(run, mark_running)
         elif run.kind == MigrationRun.Kind.PLAN:
             mark_running()
-            report = agency_plan(
-                source_agency_id=link.revos_agency_id,
-                target_agency_id=link.unified_agency_id,
-                link_existing=link.kind == AgencyLink.Kind.EXISTING,
-            )
+            agency = {
+                "source_agency_id": link.revos_agency_id,
+                "target_agency_id": link.unified_agency_id,
+                "link_existing": link.kind == AgencyLink.Kind.EXISTING,
+            }
+            # What would move, then every row the unified schema would refuse (etl/preflight.py).
+            report = {**agency_plan(**agency), **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
+            # One transaction: the rows it deleted are its progress, all at once.
+            deleted = sum(table["deleted"] for table in report.values())
+            MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
         else:
             with health_throttle(run_id=run.pk) as throttle:
                 migration = CapturedMigration(
