@@ -8,6 +8,8 @@ agency are AudienceOS's own and are not counted.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 from psycopg import sql
 
@@ -35,9 +37,33 @@ def counts_check(
     """One source table: every row the mapping selects has its unified row."""
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
-    expected = source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
+    # Each database counts its side at the same time (the cutover waits for these, fenced).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="counts-source") as source_side:
+        expected_future = source_side.submit(
+            lambda: source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
+        )
+        try:
+            found_figures = _target_counts(plan, scope=scope, target=target, target_catalog=target_catalog)
+        finally:
+            expected = expected_future.result()
+    return _counts_outcome(
+        plan, scope=scope, target=target, target_catalog=target_catalog, expected=expected, figures=found_figures
+    )
+
+
+def _target_counts(plan: TablePlan, *, scope: AgencyScope, target, target_catalog: Catalog) -> tuple[int, int, int]:
+    """(id map rows, rows found in the agency or reused, reused) of one source table's unified rows."""
     in_agency = _in_agency(plan.target, target_catalog, scope)
-    joined = sql.SQL(
+    return target.execute(
+        sql.SQL(
+            "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
+            " count(*) FILTER (WHERE NOT m.inserted) {joined}"
+        ).format(in_agency=in_agency, joined=_joined(plan, scope))
+    ).fetchone()
+
+
+def _joined(plan: TablePlan, scope: AgencyScope) -> sql.Composed:
+    return sql.SQL(
         "FROM {id_map} m LEFT JOIN {target} t ON t.id = m.target_id"
         " WHERE m.agency_id = {agency} AND m.source_table = {src}"
     ).format(
@@ -46,12 +72,14 @@ def counts_check(
         agency=sql.Literal(scope.source_agency_id),
         src=sql.Literal(plan.source),
     )
-    mapped, found, reused = target.execute(
-        sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
-            " count(*) FILTER (WHERE NOT m.inserted) {joined}"
-        ).format(in_agency=in_agency, joined=joined)
-    ).fetchone()
+
+
+def _counts_outcome(
+    plan: TablePlan, *, scope: AgencyScope, target, target_catalog: Catalog, expected: int, figures
+) -> CheckOutcome:
+    mapped, found, reused = figures
+    in_agency = _in_agency(plan.target, target_catalog, scope)
+    joined = _joined(plan, scope)
     lost = []
     if found < mapped:  # only then is there a mapped row to name
         lost = target.execute(
