@@ -100,8 +100,11 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
     )
 
 
-def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> sql.Composed:
-    """The unified rows this agency's migration inserted from `plan.source`: (id, vals)."""
+def target_relation(
+    plan: TablePlan, *, scope: AgencyScope, target: Catalog, ids: Sequence[str] | None = None
+) -> sql.Composed:
+    """The unified rows this agency's migration inserted from `plan.source`: (id, vals); with `ids`, of
+    those source ids only (looked up by the id map's primary key, not by scanning the agency's)."""
     types = _full_types(plan, target)
     values = sql.SQL(", ").join(
         sql.SQL("CAST(CAST(t.{} AS {}) AS text)").format(sql.Identifier(column), sql.SQL(sql_type))
@@ -109,13 +112,17 @@ def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> 
     )
     return sql.SQL(
         "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ("
-        "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted)"
+        "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted"
+        "{only})"
     ).format(
         values=values,
         target=sql.Identifier(plan.target),
         id_map=ID_MAP,
         agency=sql.Literal(scope.source_agency_id),
         source=sql.Literal(plan.source),
+        only=sql.SQL("")
+        if ids is None
+        else sql.SQL(" AND m.source_id = ANY({}::uuid[])").format(sql.Literal(list(ids))),
     )
 
 
@@ -251,7 +258,7 @@ def content_check(
     """
     relations = (
         source_relation(plan, scope=scope, target=target_catalog, remap=remap),
-        target_relation(plan, scope=scope, target=target_catalog),
+        target_relation(plan, scope=scope, target=target_catalog, ids=ids),
     )
     if ids is not None:
         relations = tuple(
