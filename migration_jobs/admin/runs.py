@@ -15,9 +15,10 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
@@ -256,12 +257,29 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             raise Http404("No such agency.")
         return get_object_or_404(AgencyLink, pk=unquote(object_id))
 
+    def _post_only(self, request: HttpRequest, link: AgencyLink | None) -> HttpResponse:
+        """A GET of a button's URL (a bookmark, a reload): a page that says so and links back, as a 405."""
+        back = (
+            reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+            if link
+            else reverse("admin:migration_jobs_agencylink_changelist")
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "This address is a button",
+            "back": back,
+            "back_label": link.name if link else "RevOS agencies",
+        }
+        response = TemplateResponse(request, "admin/migration_jobs/post_only.html", context, status=405)
+        response["Allow"] = "POST"
+        return response
+
     def _back(self, link: AgencyLink) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
 
     def action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
         if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+            return self._post_only(request, self._link(object_id))
         if action not in AGENCY_ACTIONS:
             raise Http404(f"No action {action!r}.")
         link = self._link(object_id)
@@ -285,9 +303,9 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         from migration_jobs.services.flags import CutoverRefused
 
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         link = self._link(object_id)
+        if request.method != "POST":
+            return self._post_only(request, link)
         if not request.user.has_perm("migration_jobs.change_flag_state"):
             self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
             return self._back(link)
@@ -306,9 +324,9 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return self._back(link)
 
     def confirm_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         link = self._link(object_id)
+        if request.method != "POST":
+            return self._post_only(request, link)
         if not request.user.has_perm("migration_jobs.confirm_agencylink"):
             self.message_user(request, "You do not have permission to confirm agency links.", messages.ERROR)
             return self._back(link)
@@ -331,7 +349,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def sync_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+            return self._post_only(request, None)
         if not request.user.has_perm("migration_jobs.confirm_agencylink"):
             self.message_user(request, "You do not have permission to sync agencies.", messages.ERROR)
         else:
@@ -384,6 +402,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
+            "title": "Migration cockpit",
             "plan": plan_latest(link=link),
             "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": _cockpit_for(link),
@@ -430,7 +449,6 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "kind",
         "status",
         "progress",
-        "started_at",
         "finished_at",
         "duration_display",
         "rows_per_second",
@@ -455,6 +473,15 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
         migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        if run:
+            extra_context = {
+                **(extra_context or {}),
+                "title": f"{run.get_kind_display()} #{run.pk} of {run.agency_link}",
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="Progress")
     def progress(self, run: MigrationRun) -> str:
         return _progress_bar(run)
@@ -469,4 +496,5 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
         if not run.job_id:
             return "—"
         url = reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index("migrations"), run.job_id])
-        return format_html('<a href="{}">{}</a>', url, run.job_id)
+        # The id is long (agency-<uuid>): the link says what it is, the tooltip has the id.
+        return format_html('<a href="{}" title="{}">job</a>', url, run.job_id)
