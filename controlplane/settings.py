@@ -142,6 +142,11 @@ MIGRATION_JOB_TIMEOUT = env.int("MIGRATION_JOB_TIMEOUT", default=6 * 3600)
 # A first load checks each batch's foreign keys with one query per key instead of row by row,
 # where the database role may turn row triggers off (superuser, Supabase's postgres). See etl/engine.py.
 MIGRATION_SET_BASED_FK_CHECKS = env.bool("MIGRATION_SET_BASED_FK_CHECKS", default=True)
+# Change capture and cutover (etl/capture.py, services/cutover.py). Registering an agency for capture
+# waits for RevOS transactions older than the registration (so the first copy misses none); the
+# cutover's drain waits for transactions older than its fence, and aborts (lifting the fence) past it.
+CAPTURE_REGISTER_WAIT_SECONDS = env.float("CAPTURE_REGISTER_WAIT_SECONDS", default=120)
+CUTOVER_DRAIN_TIMEOUT_SECONDS = env.float("CUTOVER_DRAIN_TIMEOUT_SECONDS", default=10)
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").

@@ -36,6 +36,8 @@ from migration_jobs.services.agency_links import (
     client_link_check,
 )
 from migration_jobs.services.bulk import bulk_requests_stopped
+from migration_jobs.services.cutover import cutover_run_request
+from migration_jobs.services.fence import agency_cut_over
 from migration_jobs.services.migration import (
     migration_run_request,
     migration_runs_reconcile_running,
@@ -81,12 +83,11 @@ def _verify(link: AgencyLink, user) -> str:
 
 
 def _cutover(link: AgencyLink, user, reason: str) -> str:
-    from migration_jobs.models.flags import FeatureFlag
-    from migration_jobs.services.flags import flag_set_for_agency
-
-    flag = FeatureFlag.objects.get(name="unified_db")
-    flag_set_for_agency(flag=flag, agency_link=link, enabled=True, reason=reason, actor=user)
-    return f"Cut over: unified_db is on for {link.name}; RevOS now reads and writes the unified database for it."
+    run = cutover_run_request(link=link, reason=reason, actor=user)
+    return (
+        f"Cutover of {link.name} queued (run {run.pk}): RevOS writes are fenced, the last changes applied and "
+        "verified, then unified_db is on for it."
+    )
 
 
 # name -> (permission, service caller)
@@ -310,9 +311,12 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
             return self._back(link)
         reason = request.POST.get("reason", "").strip()
+        if not reason:
+            self.message_user(request, "A reason is required for every flag change.", messages.ERROR)
+            return self._back(link)
         try:
             message = _cutover(link, request.user, reason)
-        except CutoverRefused as refusal:
+        except (CutoverRefused, RunRefused) as refusal:
             self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
         except Exception as error:  # a ValidationError for a missing reason, mostly
             if not hasattr(error, "messages"):
@@ -408,6 +412,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
+            "cutover_run": agency_cut_over(link=link),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -19,14 +19,20 @@ class RunCommand(DatabaseCommand):
     def kind(self, options) -> str:
         raise NotImplementedError
 
+    def request_run(self, link, options) -> MigrationRun:
+        return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
+
+    def execute_run(self, run: MigrationRun) -> MigrationRun:
+        return migration_run_execute(run_id=run.pk)
+
     def handle(self, *args, agency_id: str, sync: bool, **options):
         try:
             link = agency_link_resolve(agency_id)
-            run = migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not sync)
+            run = self.request_run(link, {**options, "sync": sync})
             if sync:
                 try:
                     with migration_run_follow_ups(run_id=run.pk):  # as the job does
-                        run = migration_run_execute(run_id=run.pk)
+                        run = self.execute_run(run)
                 except Exception:  # recorded on the run with its traceback; report it as the worker would
                     run.refresh_from_db()
         except RunRefused as refusal:

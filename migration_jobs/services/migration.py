@@ -9,7 +9,7 @@ import contextlib
 import logging
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -23,10 +23,11 @@ from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl.capture import TransactionsStillOpen
+from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import (
     AgencyBusy,
-    AgencyMigration,
     Control,
     MigrationStopped,
     Progress,
@@ -41,6 +42,12 @@ from migration_jobs.refusals import RunRefused
 from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
+from migration_jobs.services.fence import (
+    agency_cut_over_refusal,
+    cutover_recovery,
+    fences_reconcile,
+    switch_back_recovery,
+)
 from migration_jobs.services.lock_holders import (
     HEARTBEAT_TIMEOUT_SECONDS,
     agency_lock_holders,
@@ -55,6 +62,16 @@ from migration_jobs.services.throttle import HealthThrottle, health_throttle
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 QUEUE = MIGRATIONS_QUEUE
+# Does a run's work: (run, mark_running) -> report; see migration_run_execute.
+Perform = Callable[[MigrationRun, Callable[[], None]], dict]
+
+
+class RunStepFailed(Exception):
+    """A step of a run failed and everything before it was undone; the message says which step and why."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(message)
+        self.step = step
 
 
 def migration_job() -> RunJob:
@@ -86,10 +103,12 @@ def migration_run_request(
     actor: AbstractBaseUser | None,
     enqueue: bool = True,
     bulk_request: UUID | None = None,
+    **options,
 ) -> MigrationRun:
-    """Queue a migrate, plan or rollback run of one agency, or raise RunRefused saying why not.
+    """Queue a migrate, plan, rollback or cutover run of one agency, or raise RunRefused saying why not.
 
-    With enqueue=False the run is only recorded, for a caller that executes it itself.
+    With enqueue=False the run is only recorded, for a caller that executes it itself. `options`
+    are fields of the run (full_reread, reason).
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
@@ -99,16 +118,26 @@ def migration_run_request(
         except LinkError as error:
             raise RunRefused(str(error)) from None
     with agency_request_lock(link):
-        return _request_locked(link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request)
+        return _request_locked(
+            link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request, options=options
+        )
 
 
 def _request_locked(
-    *, link: AgencyLink, kind: str, actor: AbstractBaseUser | None, enqueue: bool, bulk_request: UUID | None
+    *,
+    link: AgencyLink,
+    kind: str,
+    actor: AbstractBaseUser | None,
+    enqueue: bool,
+    bulk_request: UUID | None,
+    options: dict,
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
+    if refusal := agency_cut_over_refusal(link=link, kind=kind):
+        raise RunRefused(refusal)
     _require_services()
     if kind == MigrationRun.Kind.ROLLBACK:
         _require_something_to_roll_back(link)
@@ -122,6 +151,7 @@ def _request_locked(
                 job_id=job_id_for(link),
                 requested_by=actor if getattr(actor, "pk", None) else None,
                 bulk_request=bulk_request,
+                **options,
             )
             if enqueue:
                 run_enqueue_once(run=run, job=migration_job())
@@ -199,12 +229,21 @@ def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) ->
             if not error:
                 continue
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            _fail_if_running(run, error=error)
+            if run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK):
+                # A switch whose worker died is finished if it had flipped the flag, undone otherwise.
+                recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
+                status, recovery_error = recovery(run=run)
+                if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+                    note = "" if recovery_error else "Finished after its worker stopped."
+                    _finish(run, status, error=recovery_error, note=note)
+            else:
+                _fail_if_running(run, error=error)
         elif not _job_pending(run.job_id):
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
         else:
             continue
         bulk_auto_stop_after(run=run)
+    fences_reconcile(link=link)
 
 
 def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
@@ -277,8 +316,12 @@ def _job_pending(job_id: str) -> bool:
 # In the worker ------------------------------------------------------------------------------
 
 
-def migration_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died."""
+def migration_run_execute(*, run_id: int, perform: Perform | None = None) -> MigrationRun:
+    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died.
+
+    `perform(run, mark_running)` does the work of a kind this module does not know (a cutover);
+    it calls mark_running once it holds the agency's lock and returns the run's report.
+    """
     run = MigrationRun.objects.select_related("agency_link").get(pk=run_id)
     with log_context(**run_log_fields(run)):
         if run.status not in MigrationRun.ACTIVE_STATUSES:
@@ -293,10 +336,10 @@ def migration_run_execute(*, run_id: int) -> MigrationRun:
             except Exception as error:
                 _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
                 raise
-            return _run_execute(run)
+            return _run_execute(run, perform)
 
 
-def _run_execute(run: MigrationRun) -> MigrationRun:
+def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     """The run itself, holding a slot when the concurrency limit applies to it."""
     link = run.agency_link
 
@@ -305,8 +348,11 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
         if not run.start(started_at=run.started_at or timezone.now(), status_note=""):
             raise MigrationStopped(Control.PAUSE)  # paused or cancelled while it waited in the queue
 
+    note = ""
     try:
-        if run.kind == MigrationRun.Kind.PLAN:
+        if perform is not None:
+            report = perform(run, mark_running)
+        elif run.kind == MigrationRun.Kind.PLAN:
             mark_running()
             agency = {
                 "source_agency_id": link.revos_agency_id,
@@ -322,22 +368,21 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
         else:
             with health_throttle(run_id=run.pk) as throttle:
-                report = (
-                    AgencyMigration(
-                        source_agency_id=link.revos_agency_id,
-                        target_agency_id=link.unified_agency_id,
-                        link_existing=link.kind == AgencyLink.Kind.EXISTING,
-                        batch_size=settings.MIGRATION_BATCH_SIZE,
-                        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
-                        on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
-                        on_locked=mark_running,
-                        client_links={
-                            str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()
-                        },
-                    )
-                    .run()
-                    .as_dict()
+                migration = CapturedMigration(
+                    source_agency_id=link.revos_agency_id,
+                    target_agency_id=link.unified_agency_id,
+                    link_existing=link.kind == AgencyLink.Kind.EXISTING,
+                    batch_size=settings.MIGRATION_BATCH_SIZE,
+                    set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+                    on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
+                    on_locked=mark_running,
+                    client_links=client_links_of(link),
+                    full=run.full_reread,
+                    register_wait_seconds=settings.CAPTURE_REGISTER_WAIT_SECONDS,
                 )
+                report = migration.run().as_dict()
+                if migration.used_capture:
+                    note = f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
     except AgencyBusy as busy:
         # A live execution holds the lock: this is a second delivery of the job. Leave the run to it.
         logger.warning("run %s: %s", run.pk, busy)
@@ -348,6 +393,10 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             return run
         status = Status.PAUSED if stop.control is Control.PAUSE else Status.CANCELLED
         return _finish(run, status, error="", note=str(stop))
+    except RunStepFailed as failed:
+        return _finish(run, Status.FAILED, error=str(failed), failed_table=failed.step)
+    except TransactionsStillOpen as still_open:
+        return _finish(run, Status.FAILED, error=f"{still_open} Nothing was written; try again once they end.")
     except RowRejected as rejected:
         return _finish(
             run, Status.FAILED, error=str(rejected), failed_table=rejected.table, failed_batch=rejected.batch
@@ -357,7 +406,12 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
     except Exception as error:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
-    return _finish(run, Status.SUCCEEDED, error="", report=report)
+    return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
+
+
+def client_links_of(link: AgencyLink) -> dict[str, str]:
+    """Staff's explicit client matches: RevOS client id -> unified client id."""
+    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:
