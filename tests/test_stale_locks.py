@@ -124,3 +124,29 @@ def test_every_connection_the_control_plane_opens_sets_keepalives(db):
         parameters = connections[alias].connection.info.get_parameters()
         assert parameters["keepalives_count"] == "3", alias
         assert "-c tcp_keepalives_interval=10" in parameters["options"], alias
+
+
+def test_the_agency_page_shows_the_running_runs_worker_and_its_heartbeat(running):
+    from django.contrib.auth.models import User
+    from rq.job import Job
+
+    link, run = running
+    redis = django_rq.get_connection("migrations")
+    worker = Worker(["migrations"], connection=redis, name=f"beating-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    job = Job.create("migration_jobs.jobs.execute_migration_run", args=[run.pk], id=run.job_id, connection=redis)
+    job.worker_name = worker.name
+    job.save()
+    holder = holding_lock(link.revos_agency_id, worker.name)
+    client = Client()
+    client.force_login(User.objects.create_superuser("boss", "", "x"))
+    try:
+        page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+        assert f"worker {worker.name} · last heartbeat" in page.content.decode()
+        assert "silent for 90 s" in page.content.decode()
+        progress = client.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])).json()
+        assert progress["heartbeat"].startswith(f"worker {worker.name}")
+    finally:
+        holder.close()
+        worker.register_death()
+        job.delete()

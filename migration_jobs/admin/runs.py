@@ -38,6 +38,7 @@ from migration_jobs.services.agency_links import (
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
 from migration_jobs.services.fence import agency_cut_over
+from migration_jobs.services.lock_holders import HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
 from migration_jobs.services.migration import (
     migration_run_request,
     migration_runs_reconcile_running,
@@ -374,6 +375,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
                 "verification": _verification_json(verification),
                 "migrated_rows": agency_migrated_rows(link=link),
                 "eta": run.eta_display,
+                "heartbeat": _heartbeat_text(run),
                 "run": run.pk,
                 "kind": run.get_kind_display(),
                 "status": run.status,
@@ -407,6 +409,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "title": "Migration cockpit",
+            "heartbeat": _heartbeat_text(link.runs.first()),
             "plan": plan_latest(link=link),
             "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": _cockpit_for(link),
@@ -431,6 +434,24 @@ def _flags_for(link: AgencyLink) -> dict[str, bool]:
     from migration_jobs.selectors.flags import Agency, agency_flag_id, flags_for_agency
 
     return flags_for_agency(agency=Agency(agency_id=agency_flag_id(agency_link=link), link=link))
+
+
+def _heartbeat_text(run: MigrationRun | None) -> str:
+    """Which worker runs it and when it last said so: the bound after which a dead one's agency is freed."""
+    if run is None or run.status != MigrationRun.Status.RUNNING:
+        return ""
+    try:
+        heartbeat = run_heartbeat(job_id=run.job_id)
+    except RedisError:
+        return ""
+    if heartbeat is None:
+        return ""
+    if heartbeat.seconds_ago is None:
+        return f"worker {heartbeat.worker_name}: no heartbeat any more; the agency is freed when this page reloads"
+    return (
+        f"worker {heartbeat.worker_name} · last heartbeat {heartbeat.seconds_ago} s ago "
+        f"(a worker silent for {HEARTBEAT_TIMEOUT_SECONDS} s is taken for dead: its run fails and the agency is freed)"
+    )
 
 
 def _verification_json(verification) -> dict | None:
