@@ -150,3 +150,26 @@ def test_the_agency_page_shows_the_running_runs_worker_and_its_heartbeat(running
         holder.close()
         worker.register_death()
         job.delete()
+
+
+def test_a_killed_worker_of_this_host_is_dead_at_once_though_its_key_lives(running):
+    import subprocess
+    import sys
+
+    link, run = running
+    redis = django_rq.get_connection("migrations")
+    worker = Worker(["migrations"], connection=redis, name=f"killed-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    redis.hset(worker.key, "pid", gone.pid)  # its process has exited; the key would live for minutes
+    holder = holding_lock(link.revos_agency_id, worker.name)
+    pid = holder.info.backend_pid
+    try:
+        migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None, enqueue=False)
+    finally:
+        holder.close()
+        redis.delete(worker.key)
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and str(pid) in run.error
+    assert not backend_alive(pid)

@@ -12,12 +12,14 @@ frees the agency.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 import django_rq
+import psutil
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -62,8 +64,17 @@ def agency_lock_holders(*, agency_id: UUID) -> list[LockHolder]:
 
 
 def worker_alive(*, worker_name: str) -> bool:
-    """Does the worker's heartbeat key still exist? It expires when the heartbeats stop."""
-    return bool(django_rq.get_connection(QUEUE).exists(Worker.redis_worker_namespace_prefix + worker_name))
+    """Does the worker's heartbeat key still exist? It expires when the heartbeats stop.
+
+    A worker of this very host whose process is gone is dead at once, whatever its key says: a
+    SimpleWorker's key outlives it by the job's timeout, and a killed forking worker's by 90 s.
+    """
+    key = Worker.redis_worker_namespace_prefix + worker_name
+    hostname, pid = django_rq.get_connection(QUEUE).hmget(key, "hostname", "pid")
+    if hostname is None:
+        return False
+    on_this_host = hostname.decode() == socket.gethostname()
+    return not (on_this_host and pid and not psutil.pid_exists(int(pid)))
 
 
 def worker_last_heartbeat(*, worker_name: str) -> datetime | None:
