@@ -24,6 +24,7 @@ from migration_jobs.etl.engine import lock_key
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.demo import demo_data_seed
+from migration_jobs.services.lock_holders import agency_lock_holders, worker_backends_terminate
 from migration_jobs.services.migration import migration_run_request
 from tests.conftest import database_url
 
@@ -173,3 +174,19 @@ def test_a_killed_worker_of_this_host_is_dead_at_once_though_its_key_lives(runni
     run.refresh_from_db()
     assert run.status == Status.FAILED and str(pid) in run.error
     assert not backend_alive(pid)
+
+
+def test_a_lock_of_the_same_agency_in_another_database_is_neither_a_holder_nor_ended(running):
+    """pg_locks spans the cluster: the same agency id in another database (a second control plane, a
+    test database beside this one) takes a lock of the same key there, which is none of ours."""
+    link, _ = running
+    elsewhere = psycopg.connect(
+        database_url("default"), autocommit=True, application_name="controlplane-migration w=gone-elsewhere"
+    )
+    try:
+        elsewhere.execute(sql.SQL("SELECT pg_advisory_lock({})").format(lock_key(link.revos_agency_id)))
+        assert agency_lock_holders(agency_id=link.revos_agency_id) == []
+        assert worker_backends_terminate(worker_name="gone-elsewhere", wait_seconds=0) == []
+        assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        elsewhere.close()

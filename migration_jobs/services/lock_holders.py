@@ -57,24 +57,26 @@ def agency_lock_holders(*, agency_id: UUID) -> list[LockHolder]:
         rows = connection.execute(
             "SELECT a.pid, coalesce(a.application_name, ''), a.backend_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            # pg_locks and pg_stat_activity span the cluster; another database's agency of the same
+            # id (a second control plane, a test database) holds a lock of the same key there.
             " WHERE l.locktype = 'advisory' AND l.granted"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND ((l.classid::bigint << 32) | l.objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
         ).fetchall()
     return [LockHolder(pid=pid, application_name=name, backend_start=started) for pid, name, started in rows]
 
 
 def worker_alive(*, worker_name: str) -> bool:
-    """Does the worker's heartbeat key still exist? It expires when the heartbeats stop.
-
-    A worker of this very host whose process is gone is dead at once, whatever its key says: a
-    SimpleWorker's key outlives it by the job's timeout, and a killed forking worker's by 90 s.
-    """
-    key = Worker.redis_worker_namespace_prefix + worker_name
-    hostname, pid = django_rq.get_connection(QUEUE).hmget(key, "hostname", "pid")
+    """Is the worker still there? Its heartbeat key expires when the heartbeats stop; a worker on this
+    host is also looked up in the process table, which knows of a killed one at once."""
+    hostname, pid = django_rq.get_connection(QUEUE).hmget(
+        Worker.redis_worker_namespace_prefix + worker_name, "hostname", "pid"
+    )
     if hostname is None:
         return False
-    on_this_host = hostname.decode() == socket.gethostname()
-    return not (on_this_host and pid and not psutil.pid_exists(int(pid)))
+    if pid and hostname.decode() == socket.gethostname():
+        return psutil.pid_exists(int(pid))
+    return True
 
 
 def worker_last_heartbeat(*, worker_name: str) -> datetime | None:
@@ -100,7 +102,7 @@ def worker_backends_terminate(*, worker_name: str, wait_seconds: float = 10) -> 
         with connect(alias, autocommit=True, purpose="reconcile") as connection:
             rows = connection.execute(
                 "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+                " WHERE application_name LIKE %s AND datname = current_database() AND pid <> pg_backend_pid()",
                 [pattern],
             ).fetchall()
             ended += [pid for pid, _ in rows]
