@@ -190,3 +190,32 @@ def test_a_lock_of_the_same_agency_in_another_database_is_neither_a_holder_nor_e
         assert elsewhere.execute("SELECT 1").fetchone() == (1,)
     finally:
         elsewhere.close()
+
+
+def test_a_run_between_its_lock_and_its_last_word_is_not_taken_for_dead(running):
+    """A run records how it ended just after releasing its lock; a page read in that moment must not
+    fail it while its job's worker is alive and busy with it."""
+    from django.contrib.auth.models import User
+    from rq.job import Job, JobStatus
+
+    link, run = running
+    redis = django_rq.get_connection("migrations")
+    worker = Worker(["migrations"], connection=redis, name=f"finishing-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    job = Job.create("migration_jobs.jobs.execute_migration_run", args=[run.pk], id=run.job_id, connection=redis)
+    job.worker_name = worker.name
+    job.save()
+    job.set_status(JobStatus.STARTED)
+    client = Client()
+    client.force_login(User.objects.create_superuser("boss", "", "x"))
+    try:
+        client.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk]))
+        run.refresh_from_db()
+        assert run.status == Status.RUNNING
+    finally:
+        worker.register_death()
+        job.delete()
+    redis.delete(worker.key)  # now the worker is gone: the next read fails the run
+    client.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk]))
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and "stopped without finishing" in run.error
