@@ -18,7 +18,14 @@ from tests.conftest import worker_environment
 @pytest.fixture
 def report(tenant_db, rq_queues, tmp_path):
     options = BenchOptions(
-        rows=1_500, sizes=(800, 1_500), clients=2_000, requests=3, capture_writes=60, log_dir=tmp_path
+        rows=1_500,
+        sizes=(800, 1_500),
+        clients=2_000,
+        requests=3,
+        capture_writes=60,
+        changes=20,
+        writes=30,
+        log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
 
@@ -40,6 +47,12 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     assert report["changelist"]["clients"] == 2_000
     assert 0 < report["changelist"]["p50_ms"] <= report["changelist"]["p95_ms"]
     assert report["changelist"]["rows_on_page"] == 50
+    cutover = report["cutover"]
+    assert cutover["cutover"]["status"] == "succeeded", cutover["cutover"].get("error")
+    assert cutover["cutover"]["window_seconds"] > 0 and cutover["cutover"]["changed_rows"] >= 20
+    assert cutover["capture_catch_up"]["status"] == cutover["full_catch_up"]["status"] == "succeeded"
+    assert cutover["capture_overhead"]["writes"] == 30
+    assert cutover["capture_overhead"]["with_capture_rows_per_second"] > 0
     assert [t["name"] for t in report["targets"]] == [label for _, label, _, _ in TARGETS]
     capture = report["reverse_capture"]
     assert capture["status"] == "ok" and capture["writes"] == 60
@@ -56,6 +69,8 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "peak RSS",
         "p95",
         "while an agency is captured",
+        "write downtime",
+        "rows/s without capture",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table

@@ -19,11 +19,11 @@ from django.urls import reverse
 from psycopg import sql
 from rq import Worker
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import lock_key
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from migration_jobs.services.lock_holders import agency_lock_holders, worker_backends_terminate
 from migration_jobs.services.migration import migration_run_request
 from tests.conftest import database_url
