@@ -96,8 +96,10 @@ def _reverse_capture_measure(*, agency_id: UUID, migrated: dict, writes: int, sa
         return {"status": "not run: the migration did not succeed"}
     say("reverse capture: another agency's unified writes without the trigger, with it idle, with an agency captured")
     figures = reverse_capture_measure(agency_id=agency_id, writes=writes)
+    if figures["status"] != "ok":
+        return figures
     say(f"reverse capture: {figures['captured_vs_without']}x the writes/s while another agency is captured")
-    return {"status": "ok", **figures}
+    return figures
 
 
 def _cutover_measure(*, agency_id: UUID, options: BenchOptions, main: tuple[dict, dict], worker_env, say: Say) -> dict:
@@ -168,11 +170,12 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     report.update(_copy_tools_measure(agency_id=agency_id, say=say))
     main = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
     report["migration"], report["verification"] = main
-    report["cutover"] = _cutover_measure(
-        agency_id=agency_id, options=options, main=main, worker_env=worker_env, say=say
-    )
+    # Before the cutover: it starts the reverse capture of this agency, whose writes are measured here.
     report["reverse_capture"] = _reverse_capture_measure(
         agency_id=agency_id, migrated=main[0], writes=options.capture_writes, say=say
+    )
+    report["cutover"] = _cutover_measure(
+        agency_id=agency_id, options=options, main=main, worker_env=worker_env, say=say
     )
     report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")

@@ -20,12 +20,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors import AGENCY_STATES, agency_cockpit
 from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from migration_jobs.services.flags import flag_set_for_agency
 from tests.conftest import run_worker
 
@@ -140,6 +140,8 @@ OPERATOR = (
     "view_migrationrun",
     "view_featureflag",
     "change_flag_state",
+    "switchback_migrationrun",
+    "complete_migrationrun",
 )
 
 
@@ -187,11 +189,13 @@ def one_agency_per_state() -> dict[str, AgencyLink]:
     links = {state: new_link(f"Agency {state}", confirmed=state != "not linked") for state in AGENCY_STATES}
     record_run(links["migrating"], Status.RUNNING)
     record_run(links["migrated"], Status.SUCCEEDED)
-    for state in ("verified", "cut over"):
+    for state in ("verified", "cut over", "complete"):
         record_run(links[state], Status.SUCCEEDED)
         record_verification(links[state], VerificationRun.Verdict.PASS)
     flag = FeatureFlag.objects.get(name="unified_db")
-    flag_set_for_agency(flag=flag, agency_link=links["cut over"], enabled=True, reason="test", actor=None)
+    for state in ("cut over", "complete"):
+        flag_set_for_agency(flag=flag, agency_link=links[state], enabled=True, reason="test", actor=None)
+    record_run(links["complete"], Status.SUCCEEDED, kind=Kind.COMPLETE, minutes_ago=1)
     record_run(links["failed"], Status.FAILED)
     record_run(links["paused"], Status.PAUSED)
     return links
@@ -425,6 +429,19 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
     assert page.context["cockpit"].state == "cut over"
     assert not button_state(page, "action-migrate") and not button_state(page, "action-rollback")
     assert "the agency is cut over" in page.content.decode()
+
+    plan = press(client, page, "action-switchback-plan")  # a page of its own, not a redirect
+    assert b'id="switch-back-plan"' in plan.content and b"Nothing changed since the cutover" in plan.content
+    pressed.add("action-switchback-plan")
+    go("action-switchback", "Switch back of", reason="RevOS feature misbehaves")
+    run_worker("migrations", "verification")
+    assert client.get(url).context["cockpit"].state == "verified"
+    go("action-cutover", "Cutover of", reason="Fixed; going live again")
+    run_worker("migrations")
+    go("action-complete", "move is complete", reason="A week without trouble")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "complete" and 'id="complete-by"' in page.content.decode()
+    assert not button_state(page, "action-switchback") and not button_state(page, "action-complete")
 
     agency_urls = url.removesuffix("change/")
     buttons = {b for f in forms_of(client.get(url)) if f.action.startswith(agency_urls) for b in f.buttons}
