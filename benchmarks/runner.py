@@ -13,6 +13,7 @@ from uuid import UUID
 
 from benchmarks.baseline import baseline_measure
 from benchmarks.changelist import changelist_measure
+from benchmarks.cutover import cutover_measure
 from benchmarks.machine import code_describe, machine_describe
 from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
@@ -51,6 +52,8 @@ class BenchOptions:
     rls_leads: int = 1_000_000  # unified leads for the RLS read cost, over rls_agencies agencies
     rls_agencies: int = 50
     timeout: float = 3600  # seconds one worker may run before it is killed
+    changes: int = 1000  # RevOS rows changed before each catch-up and the cutover
+    writes: int = 2000  # single-row updates in each capture-overhead loop
     log_dir: Path = field(default_factory=lambda: Path("bench-results"))
 
 
@@ -96,8 +99,29 @@ def _reverse_capture_measure(*, agency_id: UUID, migrated: dict, writes: int, sa
         return {"status": "not run: the migration did not succeed"}
     say("reverse capture: another agency's unified writes without the trigger, with it idle, with an agency captured")
     figures = reverse_capture_measure(agency_id=agency_id, writes=writes)
+    if figures["status"] != "ok":
+        return figures
     say(f"reverse capture: {figures['captured_vs_without']}x the writes/s while another agency is captured")
-    return {"status": "ok", **figures}
+    return figures
+
+
+def _cutover_measure(*, agency_id: UUID, options: BenchOptions, main: tuple[dict, dict], worker_env, say: Say) -> dict:
+    """The cutover of the main agency, once it is migrated and verified (else: why not)."""
+    migration, verification = main
+    if migration["status"] != "succeeded" or verification["verdict"] != "pass":
+        return {"status": "not run: the migration or its verification did not succeed"}
+    say(f"cutover: capture overhead, catch-ups of {options.changes:,} changed rows, the cutover")
+    figures = cutover_measure(
+        agency_id=agency_id,
+        worker_env=worker_env,
+        log_dir=options.log_dir,
+        timeout=options.timeout,
+        changes=options.changes,
+        writes=options.writes,
+    )
+    cutover = figures["cutover"]
+    say(f"cutover {cutover['status']}: write downtime {cutover.get('window_seconds')} s")
+    return {"status": "measured", **figures}
 
 
 def _size_entry(requested: int, migration: dict, verification: dict) -> dict:
@@ -149,8 +173,12 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     report.update(_copy_tools_measure(agency_id=agency_id, say=say))
     main = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
     report["migration"], report["verification"] = main
+    # Before the cutover: it starts the reverse capture of this agency, whose writes are measured here.
     report["reverse_capture"] = _reverse_capture_measure(
         agency_id=agency_id, migrated=main[0], writes=options.capture_writes, say=say
+    )
+    report["cutover"] = _cutover_measure(
+        agency_id=agency_id, options=options, main=main, worker_env=worker_env, say=say
     )
     report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")

@@ -24,6 +24,8 @@ def _wrapped(patterns):
 admin.site.site_header = "Unified database control plane"
 admin.site.site_title = "Unified DB control plane"
 admin.site.index_title = "RevOS → AudienceOS, agency by agency"
+# The list pages need the width (runs and verifications have many columns); the index lists every page.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -12,9 +12,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from tests.conftest import run_worker
 
 
@@ -307,3 +307,24 @@ def test_a_finished_run_shows_its_per_table_report(agencies):
     superuser.force_login(User.objects.create_superuser("root", "", "x"))
     detail = superuser.get(reverse("admin:migration_jobs_migrationrun_change", args=[run.pk])).content.decode()
     assert f'id="run-report-{run.pk}"' in detail and "&lt;table" not in detail
+
+
+def test_pages_say_what_they_are_and_the_cockpit_comes_first(agencies):
+    link = agencies.first()
+    client = staff()
+    page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk])).content.decode()
+    assert f"<title>{link.name} | Migration cockpit |" in page and "Change RevOS agency" not in page
+    index = client.get(reverse("admin:index")).content.decode()
+    assert index.index('id="cockpit-first"') < index.index('class="app-migration_jobs')
+    assert "Unified agencies" in index and "RevOS agencies" in index
+
+
+def test_a_get_of_a_button_url_is_a_page_with_a_link_back(agencies):
+    link = agencies.first()
+    client = staff("start_migrationrun")
+    for url in (action_url(link, "migrate"), reverse("admin:migration_jobs_agencylink_confirm", args=[link.pk])):
+        response = client.get(url)
+        assert response.status_code == 405 and response["Allow"] == "POST"
+        body = response.content.decode()
+        assert 'id="back-link"' in body and reverse("admin:migration_jobs_agencylink_change", args=[link.pk]) in body
+    assert MigrationRun.objects.count() == 0

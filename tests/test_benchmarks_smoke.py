@@ -25,6 +25,8 @@ def report(tenant_db, rq_queues, tmp_path):
         capture_writes=60,
         rls_leads=5_000,
         rls_agencies=50,
+        changes=20,
+        writes=30,
         log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
@@ -51,6 +53,12 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     assert rls["leads"] >= 5_000 and rls["agency_leads"] == 100
     assert 0 < rls["authenticated"]["p50_ms"] <= rls["authenticated"]["p95_ms"]
     assert rls["authenticated_vs_owner_p95"] == round(rls["authenticated"]["p95_ms"] / rls["owner"]["p95_ms"], 3)
+    cutover = report["cutover"]
+    assert cutover["cutover"]["status"] == "succeeded", cutover["cutover"].get("error")
+    assert cutover["cutover"]["window_seconds"] > 0 and cutover["cutover"]["changed_rows"] >= 20
+    assert cutover["capture_catch_up"]["status"] == cutover["full_catch_up"]["status"] == "succeeded"
+    assert cutover["capture_overhead"]["writes"] == 30
+    assert cutover["capture_overhead"]["with_capture_rows_per_second"] > 0
     assert [t["name"] for t in report["targets"]] == [label for _, label, _, _ in TARGETS]
     capture = report["reverse_capture"]
     assert capture["status"] == "ok" and capture["writes"] == 60
@@ -68,6 +76,8 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "p95",
         "while an agency is captured",
         "RLS read cost",
+        "write downtime",
+        "rows/s without capture",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table

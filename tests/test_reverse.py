@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from django.db import InternalError, connections
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
@@ -31,7 +32,6 @@ from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_ca
 from migration_jobs.mapping import TABLE_MAPS, TableMap
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from tests.conftest import childless_leads
 
 
@@ -365,11 +365,14 @@ def test_rows_revos_refuses_are_named_by_the_plan_and_nothing_moves(agencies):
 
 def test_a_new_unified_row_whose_id_is_another_agencys_revos_row_is_refused(agencies):
     link, other = agencies
-    foreign_lead = revos("SELECT id, campaign_id FROM leads WHERE agency_id = %s LIMIT 1", [other.revos_agency_id])[0][
-        0
-    ]
+    # Another agency's RevOS lead, its unified row gone; a unified lead of this agency takes its id.
+    foreign_lead = childless_leads(other.unified_agency_id, 1)[0]
+    unified("DELETE FROM lead WHERE id = %s", [foreign_lead])
     unified("DELETE FROM controlplane.id_map WHERE source_id = %s", [foreign_lead])
-    unified("UPDATE lead SET agency_id = %s, campaign_id = NULL WHERE id = %s", [link.unified_agency_id, foreign_lead])
+    unified(
+        "INSERT INTO lead (id, agency_id, name, app_context) VALUES (%s, %s, 'taken id', 'revos')",
+        [foreign_lead, link.unified_agency_id],
+    )
     before = revos_scope_checksums(agency_id=other.revos_agency_id, inside=True)
     with pytest.raises(ReverseRefused, match=f"id {foreign_lead} .* another agency"):
         reverse_plan(scope=scope_of(link))

@@ -138,6 +138,8 @@ class VerificationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
         extra_context = {**(extra_context or {}), "matrix": verification_matrix(run=run) if run else None}
+        if run:
+            extra_context["title"] = f"Verification #{run.pk} of {run.agency_link}"
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):

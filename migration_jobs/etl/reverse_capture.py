@@ -22,11 +22,10 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl import capture
+from migration_jobs.etl import capture, id_map
 from migration_jobs.etl.connections import connect
 from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
 
-ID_MAP = sql.SQL("controlplane.id_map")
 BASELINE = sql.SQL("controlplane.reverse_baseline")
 
 
@@ -61,7 +60,7 @@ def _baseline_record(connection: psycopg.Connection, *, source_agency_id: UUID) 
                 "INSERT INTO {baseline} (agency_id, table_name, row_id, row_data)"
                 " SELECT %s, %s, t.id, to_jsonb(t) FROM {table} t WHERE t.id IN (SELECT target_id FROM {id_map}"
                 " WHERE agency_id = %s AND target_table = %s AND NOT inserted)"
-            ).format(baseline=BASELINE, table=sql.Identifier(table), id_map=ID_MAP),
+            ).format(baseline=BASELINE, table=sql.Identifier(table), id_map=id_map.ID_MAP),
             [source_agency_id, table, source_agency_id, table],
         )
     connection.commit()

@@ -24,11 +24,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, not_applicable, status_of
 
-ID_MAP = sql.SQL("controlplane.id_map")
 UUID_MAX = (1 << 128) - 1
 FANOUT = 16  # sub-ranges per split
 LEAF_ROWS = 256  # a differing range this small is fetched and compared row by row
@@ -100,22 +100,26 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
     )
 
 
-def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> sql.Composed:
-    """The unified rows this agency's migration inserted from `plan.source`: (id, vals)."""
+def target_relation(
+    plan: TablePlan, *, scope: AgencyScope, target: Catalog, ids: Sequence[str] | None = None
+) -> sql.Composed:
+    """The unified rows this agency's migration inserted from `plan.source`: (id, vals); with `ids`, of
+    those source ids only (found by the id map's primary key rather than by all the agency's rows)."""
     types = _full_types(plan, target)
     values = sql.SQL(", ").join(
         sql.SQL("CAST(CAST(t.{} AS {}) AS text)").format(sql.Identifier(column), sql.SQL(sql_type))
         for column, sql_type in zip(plan.target_columns, types, strict=True)
     )
     return sql.SQL(
-        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ("
-        "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted)"
+        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ({inserted})"
     ).format(
         values=values,
         target=sql.Identifier(plan.target),
-        id_map=ID_MAP,
-        agency=sql.Literal(scope.source_agency_id),
-        source=sql.Literal(plan.source),
+        inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source)
+        if ids is None
+        else sql.SQL("{} AND m.source_id = ANY({}::uuid[])").format(
+            id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source), sql.Literal(list(ids))
+        ),
     )
 
 
@@ -127,14 +131,8 @@ def _full_types(plan: TablePlan, target: Catalog) -> list[str]:
 
 def reused_ids(target: psycopg.Connection, scope: AgencyScope) -> dict[str, str]:
     """Source id -> unified id of the rows AudienceOS already had (agency, users, clients)."""
-    return dict(
-        target.execute(
-            sql.SQL("SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(
-                ID_MAP
-            ),
-            [scope.source_agency_id],
-        ).fetchall()
-    )
+    with target.cursor() as cursor:
+        return id_map.agency_reused_ids(cursor, agency_id=scope.source_agency_id)
 
 
 # --- checksums and bisection -----------------------------------------------------------------
@@ -251,7 +249,7 @@ def content_check(
     """
     relations = (
         source_relation(plan, scope=scope, target=target_catalog, remap=remap),
-        target_relation(plan, scope=scope, target=target_catalog),
+        target_relation(plan, scope=scope, target=target_catalog, ids=ids),
     )
     if ids is not None:
         relations = tuple(

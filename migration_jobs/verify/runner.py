@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 
@@ -61,51 +63,44 @@ def agency_verify(*, scope: AgencyScope, record: Record) -> None:
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        _data_checks(plans, scope=scope, source=source, target=target, target_catalog=target_catalog, record=record)
+        _data_checks(plans, _Reading(scope, source, target, target_catalog, record))
     _isolation_checks(scope, target_catalog, record, with_schema=True)
     _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
 
 def agency_verify_changes(*, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record) -> None:
     """The cutover's check (ghostferry's reverify): counts of every table, content of the changed rows
-    only (`changed_ids`, source table -> ids), and the isolation cases. Writes nothing."""
+    only (`changed_ids`, source table -> ids), and the isolation cases. Writes nothing.
+
+    The isolation cases run on their own connection beside the data checks: RevOS is fenced while
+    this runs, so the two share the wait. `record` is called from both threads.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-isolation") as beside:
+        isolation_done = beside.submit(_isolation_checks, scope, None, record, with_schema=False)
+        try:
+            _changed_data_checks(scope=scope, changed_ids=changed_ids, record=record)
+        finally:
+            isolation_done.result()
+
+
+def _changed_data_checks(*, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record) -> None:
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        both = (source, target)
+        reading = _Reading(scope, source, target, target_catalog, record)
         remap = content.reused_ids(target, scope)
         for plan in plans:
-            _guarded(
-                record,
-                "counts",
-                plan.source,
-                both,
-                lambda plan=plan: counts.counts_check(
-                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog
-                ),
-            )
+            reading.counts(plan)
             if changed_ids.get(plan.source):
-                _guarded(
-                    record,
-                    "content",
-                    plan.source,
-                    both,
-                    lambda plan=plan: content.content_check(
-                        plan,
-                        scope=scope,
-                        source=source,
-                        target=target,
-                        target_catalog=target_catalog,
-                        remap=remap,
-                        ids=changed_ids[plan.source],
-                    ),
-                )
-    _isolation_checks(scope, target_catalog, record, with_schema=False)
+                reading.content(plan, remap=remap, ids=changed_ids[plan.source])
 
 
-def _isolation_checks(scope: AgencyScope, target_catalog: Catalog, record: Record, *, with_schema: bool) -> None:
+def _isolation_checks(scope: AgencyScope, target_catalog: Catalog | None, record: Record, *, with_schema: bool) -> None:
     with connect("unified", purpose="verification-rls") as connection:
         connection.read_only = True
+        if target_catalog is None:  # read here when this runs beside the data checks
+            target_catalog = catalog_read(connection)
+            connection.rollback()
         probe = isolation.Probe(connection, scope, target_catalog)
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             _guarded(record, name, "", (connection,), lambda case=case: case(probe))
@@ -128,40 +123,55 @@ def _raise(error: Exception) -> CheckOutcome:
     raise error
 
 
-def _data_checks(
-    plans: list[TablePlan],
-    *,
-    scope: AgencyScope,
-    source: psycopg.Connection,
-    target: psycopg.Connection,
-    target_catalog: Catalog,
-    record: Record,
-) -> None:
-    both = (source, target)
-    for plan in plans:
+@dataclass(frozen=True)
+class _Reading:
+    """What every table check of one verification reads: the agency, both snapshots, the unified catalog."""
+
+    scope: AgencyScope
+    source: psycopg.Connection
+    target: psycopg.Connection
+    target_catalog: Catalog
+    record: Record
+
+    def counts(self, plan: TablePlan) -> None:
         _guarded(
-            record,
+            self.record,
             "counts",
             plan.source,
-            both,
-            lambda plan=plan: counts.counts_check(
-                plan, scope=scope, source=source, target=target, target_catalog=target_catalog
+            (self.source, self.target),
+            lambda: counts.counts_check(
+                plan, scope=self.scope, source=self.source, target=self.target, target_catalog=self.target_catalog
             ),
         )
+
+    def content(self, plan: TablePlan, *, remap: dict[str, str], ids: list[str] | None = None) -> None:
+        _guarded(
+            self.record,
+            "content",
+            plan.source,
+            (self.source, self.target),
+            lambda: content.content_check(
+                plan,
+                scope=self.scope,
+                source=self.source,
+                target=self.target,
+                target_catalog=self.target_catalog,
+                remap=remap,
+                ids=ids,
+            ),
+        )
+
+
+def _data_checks(plans: list[TablePlan], reading: _Reading) -> None:
+    scope, target, record = reading.scope, reading.target, reading.record
+    for plan in plans:
+        reading.counts(plan)
     if not scope.migrated:
         record(content.content_not_applicable())
     else:
         remap = content.reused_ids(target, scope)
         for plan in plans:
-            _guarded(
-                record,
-                "content",
-                plan.source,
-                both,
-                lambda plan=plan: content.content_check(
-                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog, remap=remap
-                ),
-            )
+            reading.content(plan, remap=remap)
     for table, keys in references.foreign_keys_read(target).items():
         _guarded(
             record,
@@ -169,6 +179,6 @@ def _data_checks(
             table,
             (target,),
             lambda table=table, keys=keys: references.references_check(
-                table, keys, scope=scope, target=target, target_catalog=target_catalog
+                table, keys, scope=scope, target=target, target_catalog=reading.target_catalog
             ),
         )
