@@ -19,6 +19,12 @@ from django.db import connections
 from psycopg import sql
 
 from migration_jobs.demo.demo import demo_agency_seed, demo_data_seed
+from migration_jobs.etl.capture import (
+    capture_register,
+    capture_remove,
+    capture_triggers_install,
+    capture_triggers_remove,
+)
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import (
@@ -29,6 +35,7 @@ from migration_jobs.etl.engine import (
     agency_rollback,
     row_triggers_skippable,
 )
+from migration_jobs.etl.reverse_capture import unified_captured_tables
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -415,6 +422,42 @@ def test_tables_with_their_own_triggers_or_other_foreign_keys_keep_the_row_trigg
         connection.rollback()
     assert {"probe_parent", "probe_plain", "post", "comment"} <= checkable
     assert not {"probe_by_code", "probe_triggered"} & checkable
+
+
+def test_capture_triggers_left_by_a_cutover_keep_first_loads_set_wise_but_a_captured_agency_keeps_row_triggers(
+    tenant_db, caplog
+):
+    # A cutover attaches the capture triggers to every unified table RevOS rows go to, and they stay
+    # there: later agencies' first loads still take the set-based path. An agency whose own writes
+    # are captured on unified does not: turning row triggers off would leave its writes unrecorded.
+    link = confirmed(link_for(demo_agency_seed(scale=2, seed=12, name="Captured Agency")))
+    tables, added = unified_captured_tables(), []
+    try:
+        with connect("unified") as connection:
+            added = capture_triggers_install(connection, tables=tables)
+            assert {"post", "comment"} <= catalog_read(connection).set_checkable
+        caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
+        AgencyMigration(link.revos_agency_id, link.unified_agency_id, False, batch_size=200).run()
+        assert "posts -> post: first load, foreign keys checked per batch" in caplog.text
+        agency_rollback(source_agency_id=link.revos_agency_id)
+
+        with connect("unified") as connection:
+            capture_register(
+                connection, agency_id=link.unified_agency_id, agency_name=link.name, tables=tables, wait_seconds=10
+            )
+        caplog.clear()
+        AgencyMigration(link.revos_agency_id, link.unified_agency_id, False, batch_size=200).run()
+        assert "first load" not in caplog.text and "posts -> post: upsert" in caplog.text
+        posts = unified("SELECT count(*) FROM post WHERE agency_id = %s", [link.unified_agency_id])[0][0]
+        recorded = unified(
+            "SELECT count(DISTINCT row_id) FROM controlplane.change_log WHERE agency_id = %s AND table_name = 'post'",
+            [link.unified_agency_id],
+        )[0][0]
+        assert recorded == posts > 0
+    finally:
+        with connect("unified") as connection:
+            capture_remove(connection, agency_id=link.unified_agency_id)
+            capture_triggers_remove(connection, tables=[t for t in tables if t.name in added])
 
 
 def test_a_role_that_may_not_turn_row_triggers_off_keeps_them(tenant_db):

@@ -7,6 +7,8 @@ from graphlib import CycleError, TopologicalSorter
 
 import psycopg
 
+from migration_jobs.etl.capture import TRIGGER, TRUNCATE_TRIGGER
+
 # A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
 # ordering, remapping and the set-based checks it is the reference column's key, which also
 # binds the agency.
@@ -30,7 +32,10 @@ class Catalog:
     columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
     foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
     # Tables whose only triggers are foreign keys to the id of a parent in the same schema (single
-    # column, or tenant keys): one set-based check per batch can stand in for the row triggers.
+    # column, or tenant keys), besides the control plane's own change capture: one set-based check
+    # per batch can stand in for the row triggers. The capture triggers stay on every table once an
+    # agency was captured there, so they must not rule the set-based path out for good; whether the
+    # capture of the agency being written may be skipped is the engine's call (it may not).
     set_checkable: frozenset[str] = frozenset()
     # table -> reference columns whose key is a tenant key (the parent must be of the row's agency)
     tenant_references: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -80,7 +85,7 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
             SELECT c.relname FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
-            WHERE NOT t.tgisinternal
+            WHERE NOT t.tgisinternal AND t.tgname NOT IN (%s, %s)
             UNION
             SELECT c.relname FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
@@ -91,7 +96,7 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
               AND ((cardinality(k.conkey) > 1 AND NOT {TENANT_KEY_SQL})
                    OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
             """,
-            [schema, schema],
+            [schema, TRIGGER, TRUNCATE_TRIGGER, schema],
         ).fetchall()
     }
     return Catalog(

@@ -29,7 +29,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl import id_map
+from migration_jobs.etl import capture, id_map
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
@@ -138,7 +138,8 @@ def agency_lock(connection: psycopg.Connection, agency_id: UUID) -> Iterator[Non
 class RunState:
     """What one execution learns and counts as it goes, kept apart from what it was asked to do."""
 
-    # Check a first load's foreign keys set-wise: asked for, and the role may turn row triggers off.
+    # Check a first load's foreign keys set-wise: asked for, the role may turn row triggers off, and
+    # the target agency's writes are not captured there (the capture trigger is a row trigger too).
     set_checks: bool = False
     started: float = 0.0  # time.monotonic() once the tables start copying
     rows_done: int = 0
@@ -175,6 +176,14 @@ class AgencyMigration:
 
     # The run, under the lock -------------------------------------------------------------
 
+    def _captured_here(self, target: psycopg.Connection) -> bool:
+        """Are the target agency's writes captured on the target (a cut-over agency's reverse capture)?
+
+        Turning row triggers off for a set-based check turns the capture trigger off too: its
+        writes would then be neither recorded for the switch back nor held by its fence.
+        """
+        return bool(capture.agencies_registered(target, [self.target_agency_id]))
+
     def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
@@ -189,7 +198,7 @@ class AgencyMigration:
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
         had_previous = self._has_previous_rows(target)
-        set_checks = self.set_based_checks and row_triggers_skippable(target)
+        set_checks = self.set_based_checks and row_triggers_skippable(target) and not self._captured_here(target)
         remap = self._resolve_identities(source, target, plans, report)
         checkpoints = self._checkpoints(target)
         self.state = RunState(
