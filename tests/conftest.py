@@ -31,7 +31,8 @@ def truncate_tenant_tables() -> None:
         with connections[alias].cursor() as cursor:
             cursor.execute(
                 "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname = 'public' OR (schemaname = 'controlplane' AND tablename <> 'schema_version')"
+                "WHERE schemaname = 'public' OR (schemaname = 'controlplane' AND tablename <> 'schema_version') "
+                "OR (schemaname = 'auth' AND tablename IN ('users', 'identities'))"
             )
             tables = [row[0] for row in cursor.fetchall()]
             if tables:

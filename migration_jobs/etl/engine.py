@@ -20,6 +20,7 @@ import platform
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +30,8 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.accounts import AccountConflict, Match, accounts_match, identities_match, merged_people
+from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
 from migration_jobs.mapping import Identity
@@ -192,7 +194,7 @@ class AgencyMigration:
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), ID_MAP]:
+        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
 
@@ -219,14 +221,10 @@ class AgencyMigration:
         self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan], report: MigrationReport
     ) -> dict[str, str]:
         """Record which source rows are existing unified rows; return source id -> unified id."""
-        matches: list[tuple[str, str, str, str]] = []  # source table, source id, target table, target id
-        if self.link_existing:
-            matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
-        for plan in plans:
-            if plan.entry.identity is Identity.EMAIL:
-                matches += self._match_by_email(source, target, plan)
-            elif plan.entry.identity is Identity.CLIENT_NAME:
-                matches += self._match_by_client_name(source, target, plan)
+        matches, conflicts = self._identity_matches(source, target, plans)
+        if conflicts:
+            target.rollback()
+            raise RowRejected(table="auth.users", source_id=conflicts[0].source_id, batch=0, reason=str(conflicts[0]))
         with target.cursor() as cursor:
             cursor.executemany(
                 sql.SQL(
@@ -248,20 +246,41 @@ class AgencyMigration:
             report.tables[source_table].reused += 1
         return remap
 
+    def _identity_matches(
+        self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan]
+    ) -> tuple[list[Match], list[AccountConflict]]:
+        """Source rows that are unified rows already (see mapping.Identity), and accounts refused."""
+        matches: list[Match] = []
+        conflicts: list[AccountConflict] = []
+        if self.link_existing:
+            matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
+        scope = {"source_agency_id": self.source_agency_id}
+        # Identities last: they join the accounts the people were matched to.
+        for plan in sorted(plans, key=lambda p: p.entry.identity is Identity.PROVIDER):
+            if plan.entry.identity is Identity.EMAIL:
+                matches += self._match_by_email(source, target, plan)
+            elif plan.entry.identity is Identity.CLIENT_NAME:
+                matches += self._match_by_client_name(source, target, plan)
+            elif plan.entry.identity is Identity.ACCOUNT:
+                found, refused = accounts_match(source, target, plan, target_agency_id=self.target_agency_id, **scope)
+                matches, conflicts = matches + found, conflicts + refused
+            elif plan.entry.identity is Identity.PROVIDER:
+                people = {source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"}
+                matches += identities_match(source, target, plan, people=people, **scope)
+        return matches, conflicts
+
     def _match_by_email(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
         emails = dict(
             source.execute(
                 sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
-                    sql.Identifier(plan.source), plan.scope_condition(self.source_agency_id)
+                    plan.source_table, plan.scope_condition(self.source_agency_id)
                 )
             ).fetchall()
         )
         if not emails:
             return []
         found = target.execute(
-            sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(
-                sql.Identifier(plan.target)
-            ),
+            sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(plan.target_table),
             [list(emails)],
         ).fetchall()
         return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
@@ -270,14 +289,14 @@ class AgencyMigration:
         names = source.execute(
             sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
                 sql.SQL(NORMALIZED_NAME.format("name")),
-                sql.Identifier(plan.source),
+                plan.source_table,
                 plan.scope_condition(self.source_agency_id),
             )
         ).fetchall()
         existing = dict(
             target.execute(
                 sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
-                    sql.SQL(NORMALIZED_NAME.format("name")), sql.Identifier(plan.target)
+                    sql.SQL(NORMALIZED_NAME.format("name")), plan.target_table
                 ),
                 [self.target_agency_id],
             ).fetchall()
@@ -432,7 +451,7 @@ class AgencyMigration:
                 " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
                 " RETURNING m.target_id, m.inserted)"
                 " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
-            ).format(id_map=ID_MAP, target=sql.Identifier(plan.target)),
+            ).format(id_map=ID_MAP, target=plan.target_table),
             [self.source_agency_id, plan.source],
         ).rowcount
         target.commit()
@@ -488,12 +507,12 @@ class BatchWriter:
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load = first_load
         self.id_at = plan.target_columns.index("id")
-        self.stage = sql.Identifier(f"stage_{plan.source}")
+        self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
         self.column_list = sql.SQL(", ").join(columns)
         connection.execute(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
-                self.stage, self.column_list, sql.Identifier(plan.target)
+                self.stage, self.column_list, plan.target_table
             )
         )
         connection.commit()
@@ -511,7 +530,7 @@ class BatchWriter:
             " SELECT %s, %s, id, %s, id, true FROM up WHERE inserted ON CONFLICT (source_table, source_id) DO NOTHING)"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
-            target=sql.Identifier(plan.target),
+            target=plan.target_table,
             columns=self.column_list,
             stage=self.stage,
             id_map=ID_MAP,
@@ -525,7 +544,7 @@ class BatchWriter:
             " (SELECT 1 FROM {id_map} m WHERE m.source_table = %s AND m.source_id = s.id) LIMIT 1"
         ).format(id_map=ID_MAP, stage=self.stage)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            sql.Identifier(plan.target), self.column_list, self.column_list, self.stage
+            plan.target_table, self.column_list, self.column_list, self.stage
         )
         self.map_inserted = sql.SQL(
             "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted)"
@@ -650,7 +669,7 @@ class ReferenceCheck:
 
     @classmethod
     def build(cls, column: str, parent: str, stage: sql.Identifier) -> ReferenceCheck:
-        ref, parent_table = sql.Identifier(column), sql.Identifier(parent)
+        ref, parent_table = sql.Identifier(column), table_identifier(parent)
         return cls(
             column,
             parent,
@@ -720,7 +739,7 @@ def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = l
                 sql.SQL(
                     "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
                     " AND m.inserted AND t.id = m.target_id"
-                ).format(target=sql.Identifier(plan.target), id_map=ID_MAP),
+                ).format(target=plan.target_table, id_map=ID_MAP),
                 [source_agency_id, plan.source],
             ).rowcount
         for table in (ID_MAP, CHECKPOINT):
@@ -742,14 +761,12 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
             ).fetchall()
         )
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
+        matches, refused = probe._identity_matches(source, target, plans)
+        conflicts += [f"refused: {conflict}" for conflict in refused]
+        reused_per_table = Counter(table for table, *_ in matches)
         tables = {}
         for plan in plans:
-            matches = []
-            if plan.entry.identity is Identity.EMAIL:
-                matches = probe._match_by_email(source, target, plan)
-            elif plan.entry.identity is Identity.CLIENT_NAME:
-                matches = probe._match_by_client_name(source, target, plan)
-            reused = len(matches) + (1 if plan.source == "agencies" and link_existing else 0)
+            reused = reused_per_table[plan.source]
             rows = source.execute(plan.count_query(source_agency_id=source_agency_id)).fetchone()[0]
             tables[plan.source] = {
                 "target": plan.target,
@@ -758,7 +775,13 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
                 "to_write": rows - reused,
                 "already_migrated": already.get(plan.source, 0),
             }
-        return {"tables": tables, "conflicts": conflicts}
+        people = merged_people(
+            source,
+            target,
+            accounts=[m for m in matches if m[0] == "auth.users"],
+            identities=[m for m in matches if m[0] == "auth.identities"],
+        )
+        return {"tables": tables, "conflicts": conflicts, "merged_people": people}
 
 
 def _email_conflicts(source, target, source_agency_id: UUID, target_agency_id: UUID) -> list[str]:

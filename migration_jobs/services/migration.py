@@ -180,7 +180,10 @@ def migration_runs_reconcile(*, link: AgencyLink) -> None:
 def _lock_is_held(agency_id: UUID) -> bool:
     with connect("unified", autocommit=True, purpose="reconcile") as connection:
         granted = connection.execute(
+            # Advisory locks are listed for the whole cluster: another database's run of the same
+            # agency id (a staging copy on the same server) holds a lock of the same key.
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND ((classid::bigint << 32) | objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
         ).fetchone()[0]
     return granted > 0

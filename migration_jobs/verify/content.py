@@ -78,7 +78,7 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
         conditions.append(sql.SQL(plan.entry.where))
     transformed = sql.SQL("SELECT {} FROM {} WHERE {}").format(
         plan.select_list(scope.target_agency_id),
-        sql.Identifier(plan.source),
+        plan.source_table,
         sql.SQL(" AND ").join(conditions),
     )
     values = []
@@ -111,7 +111,7 @@ def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> 
         "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted)"
     ).format(
         values=values,
-        target=sql.Identifier(plan.target),
+        target=plan.target_table,
         id_map=ID_MAP,
         agency=sql.Literal(scope.source_agency_id),
         source=sql.Literal(plan.source),

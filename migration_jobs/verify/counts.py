@@ -19,9 +19,8 @@ ID_MAP = sql.SQL("controlplane.id_map")
 ID_CHUNK = 5000  # source ids probed in the target per query, after a rollback
 
 
-def _in_agency(table: str, catalog: Catalog, scope: AgencyScope) -> sql.Composed:
-    column = "agency_id" if "agency_id" in catalog.column_names(table) else "id"
-    return sql.SQL("t.{} = {}").format(sql.Identifier(column), sql.Literal(scope.target_agency_id))
+def _in_agency(plan: TablePlan, scope: AgencyScope) -> sql.Composed:
+    return sql.SQL("{} = {}").format(plan.target_agency("t"), sql.Literal(scope.target_agency_id))
 
 
 def counts_check(
@@ -36,13 +35,13 @@ def counts_check(
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
     expected = source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
-    in_agency = _in_agency(plan.target, target_catalog, scope)
+    in_agency = _in_agency(plan, scope)
     joined = sql.SQL(
         "FROM {id_map} m LEFT JOIN {target} t ON t.id = m.target_id"
         " WHERE m.agency_id = {agency} AND m.source_table = {src}"
     ).format(
         id_map=ID_MAP,
-        target=sql.Identifier(plan.target),
+        target=plan.target_table,
         agency=sql.Literal(scope.source_agency_id),
         src=sql.Literal(plan.source),
     )
@@ -86,11 +85,11 @@ def _absent_check(
         [scope.source_agency_id, plan.source],
     ).fetchone()[0]
     present, sample = 0, []
-    with source.cursor(name=f"verify_ids_{plan.source}") as cursor:
+    with source.cursor(name=f"verify_ids_{plan.source.replace('.', '_')}") as cursor:
         cursor.execute(plan.source_ids_query(source_agency_id=scope.source_agency_id))
         while chunk := [row[0] for row in cursor.fetchmany(ID_CHUNK)]:
             found = target.execute(
-                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY id").format(sql.Identifier(plan.target)),
+                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY id").format(plan.target_table),
                 [chunk],
             ).fetchall()
             present += len(found)
