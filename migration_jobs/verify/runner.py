@@ -18,7 +18,7 @@ from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
 from migration_jobs.selectors import unified_model_drift
-from migration_jobs.verify import content, counts, isolation, references, schema
+from migration_jobs.verify import auth, content, counts, isolation, references, schema
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
 
 logger = logging.getLogger(__name__)
@@ -57,11 +57,18 @@ def _guarded(
 
 
 def agency_verify(*, scope: AgencyScope, record: Record) -> None:
-    """Counts, content, references, isolation and schema checks of one agency. Writes nothing."""
+    """Counts, content, references, auth, isolation and schema checks of one agency. Writes nothing."""
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
         _data_checks(plans, scope=scope, source=source, target=target, target_catalog=target_catalog, record=record)
+        _guarded(
+            record,
+            "auth",
+            "auth.users",
+            (source,),
+            lambda: auth.auth_check(scope=scope, source=source, catalog=target_catalog),
+        )
     with connect("unified", purpose="verification-rls") as connection:
         connection.read_only = True
         probe = isolation.Probe(connection, scope, target_catalog)
