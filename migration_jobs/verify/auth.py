@@ -242,11 +242,11 @@ def app_switch_proof(*, scope: AgencyScope, catalog: Catalog) -> CheckOutcome:
     return CheckOutcome(
         name,
         status_of(same_session and contexts == {app: app for app in APPS} and not wrong),
-        "chat_session",
+        ", ".join(sorted({table for tables in wrong.values() for table in tables}))[:100] or "chat_session",
         expected=f"one session {session} switching revos -> audience; {shared} shared rows visible in both apps, "
         "app-only rows only in their app",
         actual=f"session kept: {same_session}; app_context {contexts['revos']} -> {contexts['audience']}; "
-        f"tables seen wrong: {sorted(wrong) or 'none'}",
+        f"seen wrong in: {sorted(wrong) or 'neither app'}",
         details={
             "person": str(person),
             "tokens": {
@@ -281,13 +281,12 @@ def _token_in(connection: psycopg.Connection, person: uuid.UUID, session: uuid.U
 
 
 def _visible_by_app_context(connection: psycopg.Connection, scope: AgencyScope, catalog: Catalog) -> dict:
-    """Per public table: rows of the agency by app_context, as the current role sees them."""
+    """Per public table `authenticated` may read: rows of the agency by app_context, as the current
+    role sees them (a table it may not read shows nothing, which the sweeps report)."""
     counts = {}
-    for table, columns in sorted(catalog.columns.items()):
-        names = {c.name for c in columns}
-        if "." in table or "app_context" not in names:
+    for table, key in _tenant_tables(connection, catalog):
+        if "app_context" not in catalog.column_names(table):
             continue
-        key = "agency_id" if "agency_id" in names else "id"
         rows = connection.execute(
             sql.SQL("SELECT app_context, count(*) FROM {} WHERE {} = %s GROUP BY 1").format(
                 sql.Identifier(table), sql.Identifier(key)
