@@ -17,7 +17,9 @@ from tests.conftest import worker_environment
 
 @pytest.fixture
 def report(tenant_db, rq_queues, tmp_path):
-    options = BenchOptions(rows=1_500, sizes=(800, 1_500), clients=2_000, requests=3, log_dir=tmp_path)
+    options = BenchOptions(
+        rows=1_500, sizes=(800, 1_500), clients=2_000, requests=3, capture_writes=60, log_dir=tmp_path
+    )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
 
 
@@ -41,6 +43,9 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     assert 0 < report["changelist"]["p50_ms"] <= report["changelist"]["p95_ms"]
     assert report["changelist"]["rows_on_page"] == 50
     assert [t["name"] for t in report["targets"]] == [label for _, label, _, _ in TARGETS]
+    capture = report["reverse_capture"]
+    assert capture["status"] == "ok" and capture["writes"] == 60
+    assert all(capture[k] > 0 for k in ("without_trigger_per_second", "another_agency_captured_per_second"))
     measured = [t for t in report["targets"] if t["name"] != "migration / pgloader rows/s"]
     assert all(isinstance(t["met"], bool) for t in measured)
 
@@ -52,6 +57,7 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "verification",
         "peak RSS",
         "p95",
+        "while an agency is captured",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table

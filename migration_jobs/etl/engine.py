@@ -78,6 +78,7 @@ class TableOutcome:
     updated: int = 0
     reused: int = 0
     deleted: int = 0
+    seconds: float = 0.0  # spent copying the table in this run (the per-table report shows it)
 
 
 @dataclass
@@ -148,6 +149,9 @@ class AgencyMigration:
     on_progress: Callable[[Progress], Control] = lambda progress: Control.CONTINUE
     on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
+    # Source table -> the only ids to bring level (a catch-up from the change capture, see
+    # etl/catch_up.py); None re-reads every row of the agency.
+    changed_ids: dict[str, list[str]] | None = None
 
     def run(self) -> MigrationReport:
         large_buffers_returned()
@@ -163,8 +167,13 @@ class AgencyMigration:
     def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
+        if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
+            plans = [p for p in plans if p.source in self.changed_ids or not p.entry.captured]
         totals = {
-            p.source: source.execute(p.count_query(source_agency_id=self.source_agency_id)).fetchone()[0] for p in plans
+            p.source: source.execute(
+                p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
+            ).fetchone()[0]
+            for p in plans
         }
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
@@ -179,14 +188,22 @@ class AgencyMigration:
         for index, plan in enumerate(plans):
             last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
             if not completed:
+                began = time.monotonic()
                 self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
-        if had_previous:
+                report.tables[plan.source].seconds = round(time.monotonic() - began, 3)
+        if had_previous or self.changed_ids is not None:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
         target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
         target.commit()
-        self._analyze(target, plans)
+        if self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
+            self._analyze(target, plans)
         return report
+
+    def _ids(self, plan: TablePlan) -> list[str] | None:
+        if self.changed_ids is None or not plan.entry.captured:
+            return None  # every row of the agency
+        return self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
         """Refresh the planner's statistics of what the run wrote.
@@ -265,9 +282,23 @@ class AgencyMigration:
                 found, refused = accounts_match(source, target, plan, target_agency_id=self.target_agency_id, **scope)
                 matches, conflicts = matches + found, conflicts + refused
             elif plan.entry.identity is Identity.PROVIDER:
-                people = {source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"}
+                people = self._people_merged(target)  # earlier runs' (a catch-up may not match users again)
+                people.update(
+                    {source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"}
+                )
                 matches += identities_match(source, target, plan, people=people, **scope)
         return matches, conflicts
+
+    def _people_merged(self, target: psycopg.Connection) -> dict[str, str]:
+        """RevOS person id -> the unified person they were merged into, as the id map records it."""
+        rows = target.execute(
+            sql.SQL(
+                "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
+                " AND source_table IN ('users', 'auth.users')"
+            ).format(ID_MAP),
+            [self.source_agency_id],
+        ).fetchall()
+        return dict(rows)
 
     def _match_by_email(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
         emails = dict(
@@ -313,7 +344,10 @@ class AgencyMigration:
     def _copy_table(self, source, target, plan: TablePlan, remap, last_id, report, index, count) -> None:
         """Stream one table: a reader thread fills batches while this thread writes the previous one."""
         query = plan.source_query(
-            source_agency_id=self.source_agency_id, target_agency_id=self.target_agency_id, after_id=last_id
+            source_agency_id=self.source_agency_id,
+            target_agency_id=self.target_agency_id,
+            after_id=last_id,
+            ids=self._ids(plan),
         )
         first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
@@ -438,7 +472,9 @@ class AgencyMigration:
         with (
             source.cursor() as reader,
             reader.copy(
-                sql.SQL("COPY ({}) TO STDOUT").format(plan.source_ids_query(source_agency_id=self.source_agency_id))
+                sql.SQL("COPY ({}) TO STDOUT").format(
+                    plan.source_ids_query(source_agency_id=self.source_agency_id, ids=self._ids(plan))
+                )
             ) as ids_out,
             target.cursor().copy("COPY seen_source_id (id) FROM STDIN") as ids_in,
         ):
@@ -448,11 +484,12 @@ class AgencyMigration:
             sql.SQL(
                 "WITH gone AS ("
                 " DELETE FROM {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
+                " AND (%s::uuid[] IS NULL OR m.source_id = ANY(%s::uuid[]))"
                 " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
                 " RETURNING m.target_id, m.inserted)"
                 " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
             ).format(id_map=ID_MAP, target=plan.target_table),
-            [self.source_agency_id, plan.source],
+            [self.source_agency_id, plan.source, self._ids(plan), self._ids(plan)],
         ).rowcount
         target.commit()
         return deleted
@@ -551,7 +588,8 @@ class BatchWriter:
             " SELECT %s, %s, id, %s, id, true FROM {}"
         ).format(ID_MAP, self.stage)
         self.reference_checks = [
-            ReferenceCheck.build(column, parent, self.stage) for column, parent in plan.references or ()
+            ReferenceCheck.build(column, parent, self.stage, same_agency=same_agency)
+            for column, parent, same_agency in plan.references or ()
         ]
         self.checkpoint = sql.SQL(
             "INSERT INTO {} AS c (agency_id, source_table, last_source_id, rows_done, completed)"
@@ -660,28 +698,40 @@ class BatchWriter:
 
 @dataclass(frozen=True)
 class ReferenceCheck:
-    """One foreign key of a staged batch, checked for the whole batch at once."""
+    """One foreign key of a staged batch, checked for the whole batch at once.
+
+    A tenant key (sql/unified/0053) matches the parent on (id, agency_id), as its trigger would:
+    a parent of another agency counts as missing.
+    """
 
     column: str
     parent: str
-    lock_parents: sql.Composed  # how many referenced ids are missing, locking those present
+    lock_parents: sql.Composed  # how many referenced keys are missing, locking those present
     find_orphan: sql.Composed
 
     @classmethod
-    def build(cls, column: str, parent: str, stage: sql.Identifier) -> ReferenceCheck:
+    def build(cls, column: str, parent: str, stage: sql.Identifier, *, same_agency: bool = False) -> ReferenceCheck:
         ref, parent_table = sql.Identifier(column), table_identifier(parent)
+        key, parent_key = sql.SQL("{}").format(ref), sql.SQL("p.id")
+        if same_agency:
+            key, parent_key = sql.SQL("{}, agency_id").format(ref), sql.SQL("(p.id, p.agency_id)")
         return cls(
             column,
             parent,
             sql.SQL(
-                "SELECT (SELECT count(DISTINCT {ref}) FROM {stage})"
-                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.id IN (SELECT {ref} FROM {stage})"
-                " FOR KEY SHARE) AS held)"
-            ).format(ref=ref, stage=stage, parent=parent_table),
+                "SELECT (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {stage} WHERE {ref} IS NOT NULL) AS refs)"
+                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE {parent_key} IN"
+                " (SELECT {key} FROM {stage} WHERE {ref} IS NOT NULL) FOR KEY SHARE) AS held)"
+            ).format(key=key, ref=ref, stage=stage, parent=parent_table, parent_key=parent_key),
             sql.SQL(
                 "SELECT s.id::text, s.{ref}::text FROM {stage} s WHERE s.{ref} IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}) ORDER BY s.id LIMIT 1"
-            ).format(ref=ref, stage=stage, parent=parent_table),
+                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}{same}) ORDER BY s.id LIMIT 1"
+            ).format(
+                ref=ref,
+                stage=stage,
+                parent=parent_table,
+                same=sql.SQL(" AND p.agency_id = s.agency_id") if same_agency else sql.SQL(""),
+            ),
         )
 
     def first_orphan(self, cursor: psycopg.Cursor) -> tuple[str, str] | None:
@@ -689,7 +739,7 @@ class ReferenceCheck:
         if cursor.execute(self.lock_parents).fetchone()[0] == 0:
             return None
         row_id, value = cursor.execute(self.find_orphan).fetchone()
-        return row_id, f"{self.column} {value} references no {self.parent} row (foreign key)"
+        return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
 
 
 def row_triggers_skippable(connection: psycopg.Connection) -> bool:

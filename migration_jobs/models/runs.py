@@ -6,11 +6,11 @@ across databases): `revos_agency_id` in the RevOS source, `unified_agency_id` in
 
 from __future__ import annotations
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from migration_jobs.models.tracked import TrackedRun
 
 
 class AgencyLink(models.Model):
@@ -38,6 +38,9 @@ class AgencyLink(models.Model):
         verbose_name_plural = "RevOS agencies"
         permissions = [
             ("confirm_agencylink", "Can confirm which unified agency a RevOS agency becomes"),
+            # django-rq's dashboard shows every job's arguments and errors and can requeue or
+            # delete them: its own permission, never just is_staff (controlplane/urls.py).
+            ("view_job_queues", "Can view the job queues"),
         ]
 
     def __str__(self) -> str:
@@ -66,13 +69,16 @@ class ClientLink(models.Model):
         return f"{self.revos_client_id} -> {self.unified_client_id}"
 
 
-class MigrationRun(models.Model):
+class MigrationRun(TrackedRun):
     """One migration (or dry run, or rollback) of one agency, tracked as its RQ job runs."""
 
     class Kind(models.TextChoices):
         MIGRATE = "migrate", "Migrate"
         PLAN = "plan", "Plan (dry run)"
         ROLLBACK = "rollback", "Roll back"
+        CUTOVER = "cutover", "Cut over"
+        SWITCH_BACK = "switchback", "Switch back"
+        COMPLETE = "complete", "Complete"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -82,7 +88,8 @@ class MigrationRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FAILED_STATUS = Status.FAILED
     RESUMABLE_STATUSES = (Status.PAUSED, Status.CANCELLED, Status.FAILED)
 
     class Control(models.TextChoices):
@@ -98,13 +105,8 @@ class MigrationRun(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MIGRATE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     control = models.CharField(max_length=10, choices=Control.choices, blank=True, default="")
-    job_id = models.CharField(max_length=100, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     # Runs queued together by one "Migrate selected agencies" share an id; the auto-stop counts by it.
     bulk_request = models.UUIDField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     current_table = models.CharField(max_length=100, blank=True)
     tables_done = models.PositiveIntegerField(default=0)
     tables_total = models.PositiveIntegerField(default=0)
@@ -113,15 +115,24 @@ class MigrationRun(models.Model):
     rows_per_second = models.FloatField(default=0)
     status_note = models.CharField(max_length=300, blank=True)
     report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)
     failed_table = models.CharField(max_length=100, blank=True)
     failed_batch = models.IntegerField(null=True, blank=True)
+    # A migrate run that re-reads every row instead of only those the change capture recorded.
+    full_reread = models.BooleanField(default=False)
+    # A cutover: staff's typed reason, its steps as they ran ({name, status, seconds, detail}), and
+    # whether RevOS refuses the agency's writes on this run's behalf (the flags API says so).
+    reason = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    fence_held = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
         get_latest_by = "created_at"
         permissions = [
+            ("cutover_migrationrun", "Can cut an agency over to the unified database"),
+            ("switchback_migrationrun", "Can switch a cut-over agency back to RevOS"),
+            ("complete_migrationrun", "Can complete an agency's move (no switch back after it)"),
             ("plan_migrationrun", "Can plan (dry-run) an agency migration"),
             ("start_migrationrun", "Can migrate an agency"),
             ("resume_migrationrun", "Can pause, cancel and resume an agency migration"),
@@ -148,21 +159,30 @@ class MigrationRun(models.Model):
         return min(99, int(100 * self.rows_done / self.rows_total))
 
     @property
+    def eta_seconds(self) -> int | None:
+        """Seconds until a running run is done at its current rate (GitLab's batched migrations show
+        the same); None when it is not running or has no rate yet."""
+        if self.status != self.Status.RUNNING or self.rows_per_second <= 0 or not self.rows_total:
+            return None
+        return max(0, round((self.rows_total - self.rows_done) / self.rows_per_second))
+
+    @property
+    def eta_display(self) -> str:
+        """`ETA 4m 05s`, or "" when there is none."""
+        seconds = self.eta_seconds
+        if seconds is None:
+            return ""
+        hours, rest = divmod(seconds, 3600)
+        return f"ETA {hours}h {rest // 60:02d}m" if hours else f"ETA {rest // 60}m {rest % 60:02d}s"
+
+    @property
     def duration(self):
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
 
-    @staticmethod
-    def new_job_id() -> str:
-        return f"migration-{uuid.uuid4()}"
-
-
-class VerificationRun(models.Model):
+class VerificationRun(TrackedRun):
     """One read-only verification of one migrated agency; its checks are CheckResult rows."""
 
     class Status(models.TextChoices):
@@ -170,6 +190,10 @@ class VerificationRun(models.Model):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
         ERROR = "error", "Error"
+
+    ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FAILED_STATUS = Status.ERROR
+    JOB_PREFIX = "verification"
 
     class Verdict(models.TextChoices):
         PENDING = "", "Pending"
@@ -183,12 +207,6 @@ class VerificationRun(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, default="", db_index=True)
-    job_id = models.CharField(max_length=100, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -197,6 +215,10 @@ class VerificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"Verification of {self.agency_link} ({self.get_verdict_display()})"
+
+    def fail(self, error: str, **fields) -> bool:
+        """A verification that could not check ends with verdict error, which keeps the cutover closed."""
+        return super().fail(error, verdict=self.Verdict.ERROR, **fields)
 
 
 class CheckResult(models.Model):

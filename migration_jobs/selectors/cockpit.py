@@ -95,11 +95,17 @@ def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal:
     )
     migrate_label = "Resume" if resumable else ("Catch up" if migrated_rows else "Migrate")
     running_migration = active if active and active.kind == Kind.MIGRATE else None
+    paused = last_migration is not None and last_migration.status == Status.PAUSED
     actions = [
         action("plan", "Plan (dry run)", unlinked or busy),
         action("migrate", migrate_label, unlinked or busy),
         action("pause", "Pause", "" if running_migration else "no migration is running"),
-        action("cancel", "Cancel", "" if running_migration else "no migration is running", danger=True),
+        action(
+            "cancel",
+            "Cancel",
+            "" if running_migration or paused else "no migration is running or paused",
+            danger=True,
+        ),
         action(
             "rollback",
             "Roll back",

@@ -32,6 +32,8 @@ from django.db import connections, transaction
 from django.utils.text import slugify
 from psycopg import sql
 
+from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
+
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 SPAN_SECONDS = 365 * 86400
 
@@ -1348,6 +1350,14 @@ def _require_schemas() -> None:
                 raise DemoDataError(f"The {database} database has no {table} table: run `manage.py {command}` first.")
 
 
+def _claim(*, destructive: str | None) -> None:
+    """Only demo and test databases (services/database_marks.py); the refusal is a DemoDataError."""
+    try:
+        demo_databases_claim(destructive=destructive)
+    except DatabaseNotMarked as refusal:
+        raise DemoDataError(str(refusal)) from refusal
+
+
 def _check_scale(scale: float) -> None:
     if not scale > 0:
         raise DemoDataError(f"--scale must be greater than 0 (got {scale}).")
@@ -1363,6 +1373,7 @@ def demo_data_seed(*, agencies: int, scale: float, seed: int) -> DemoSummary:
         raise DemoDataError(f"--agencies must be at least 1 (got {agencies}).")
     _check_scale(scale)
     _require_schemas()
+    _claim(destructive=None)
     plan = _demo_plan(agencies=agencies, scale=scale, seed=seed, taken=_Taken.load())
     return _write(plan)
 
@@ -1371,6 +1382,7 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
     """Add one RevOS-only agency of the given scale (for benchmarks and tests); returns its id."""
     _check_scale(scale)
     _require_schemas()
+    _claim(destructive=None)
     rng = random.Random(f"agency:{seed}")
     base = name or f"{rng.choice(AGENCY_WORDS)} {rng.choice(AGENCY_KINDS)}"
     agency = _revos_agency(key=f"agency:{seed}:{name or ''}", scale=scale, base=base, taken=_Taken.load(), dirty=True)
@@ -1382,6 +1394,8 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
 
 def demo_data_reset() -> None:
     """Empty every tenant table in the RevOS and unified databases, and the migration bookkeeping."""
+    _require_schemas()
+    _claim(destructive="--reset")
     for database in ("revos", "unified"):
         with connections[database].cursor() as cursor:
             cursor.execute(
@@ -1404,6 +1418,7 @@ def demo_phase0_problems_plant() -> None:
             "--with-phase0-problems needs migration_jobs.services.phase0 (phase0_problems_plant), "
             f"which cannot be imported: {error}"
         ) from error
+    _claim(destructive="--with-phase0-problems")
     for database in ("revos", "unified"):
         phase0_problems_plant(database=database)
 

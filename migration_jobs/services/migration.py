@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import django_rq
@@ -20,45 +23,72 @@ from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl.capture import TransactionsStillOpen
+from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import (
     AgencyBusy,
-    AgencyMigration,
     Control,
     MigrationStopped,
     Progress,
     RowRejected,
     agency_plan,
     agency_rollback,
-    lock_key,
 )
+from migration_jobs.etl.preflight import agency_preflight
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.services.bulk import bulk_request_enforce
+from migration_jobs.refusals import RunRefused
+from migration_jobs.services.agency_links import LinkError, client_links_check
+from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
+from migration_jobs.services.fence import (
+    agency_cut_over_refusal,
+    cutover_recovery,
+    fences_reconcile,
+    switch_back_recovery,
+)
+from migration_jobs.services.lock_holders import (
+    HEARTBEAT_TIMEOUT_SECONDS,
+    agency_lock_holders,
+    orphaned_holders,
+    worker_alive,
+    worker_backends_terminate,
+)
 from migration_jobs.services.request_lock import agency_request_lock
+from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
-QUEUE = "migrations"
+QUEUE = MIGRATIONS_QUEUE
+# Does a run's work: (run, mark_running) -> report; see migration_run_execute.
+Perform = Callable[[MigrationRun, Callable[[], None]], dict]
 
 
-class RunRefused(Exception):
-    """The run cannot be queued; the message tells staff why. Nothing was queued or written."""
+class RunStepFailed(Exception):
+    """A step of a run failed and everything before it was undone; the message says which step and why."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(message)
+        self.step = step
 
 
-def agency_link_resolve(reference: str) -> AgencyLink:
-    """Find the RevOS agency by its RevOS id or its unified id, as typed by a person."""
-    try:
-        agency_id = UUID(str(reference).strip())
-    except ValueError:
-        raise RunRefused(f"{reference!r} is not an agency id (a UUID such as 4f0c...-...).") from None
-    link = AgencyLink.objects.filter(revos_agency_id=agency_id).first()
-    link = link or AgencyLink.objects.filter(unified_agency_id=agency_id).first()
-    if link is None:
-        raise RunRefused(f"No RevOS agency {agency_id} is known. Sync agencies from RevOS first.")
-    return link
+def migration_job() -> RunJob:
+    """How a migration run is queued; settings are read per request so tests can change them."""
+    return RunJob(
+        queue=QUEUE,
+        function="migration_jobs.jobs.execute_migration_run",
+        failure="Could not queue the job: {error}. Nothing was written.",
+        options={
+            "unique": True,
+            "job_timeout": settings.MIGRATION_JOB_TIMEOUT,
+            "result_ttl": 24 * 3600,
+            # A job whose worker died is handed to another worker, which resumes from the checkpoints.
+            "retry": Retry(max=2, interval=[5, 30]),
+            "failure_ttl": 7 * 24 * 3600,
+        },
+    )
 
 
 def job_id_for(link: AgencyLink) -> str:
@@ -73,25 +103,44 @@ def migration_run_request(
     actor: AbstractBaseUser | None,
     enqueue: bool = True,
     bulk_request: UUID | None = None,
+    **options,
 ) -> MigrationRun:
-    """Queue a migrate, plan or rollback run of one agency, or raise RunRefused saying why not.
+    """Queue a migrate, plan, rollback or cutover run of one agency, or raise RunRefused saying why not.
 
-    With enqueue=False the run is only recorded, for a caller that executes it itself.
+    With enqueue=False the run is only recorded, for a caller that executes it itself. `options`
+    are fields of the run (full_reread, reason).
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
+    if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN):
+        try:
+            client_links_check(link=link)
+        except LinkError as error:
+            raise RunRefused(str(error)) from None
     with agency_request_lock(link):
-        return _request_locked(link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request)
+        return _request_locked(
+            link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request, options=options
+        )
 
 
 def _request_locked(
-    *, link: AgencyLink, kind: str, actor: AbstractBaseUser | None, enqueue: bool, bulk_request: UUID | None
+    *,
+    link: AgencyLink,
+    kind: str,
+    actor: AbstractBaseUser | None,
+    enqueue: bool,
+    bulk_request: UUID | None,
+    options: dict,
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
+    if refusal := agency_cut_over_refusal(link=link, kind=kind):
+        raise RunRefused(refusal)
     _require_services()
+    if kind == MigrationRun.Kind.ROLLBACK:
+        _require_something_to_roll_back(link)
     try:
         with transaction.atomic():
             run = MigrationRun.objects.create(
@@ -102,15 +151,43 @@ def _request_locked(
                 job_id=job_id_for(link),
                 requested_by=actor if getattr(actor, "pk", None) else None,
                 bulk_request=bulk_request,
+                **options,
             )
             if enqueue:
-                transaction.on_commit(lambda: _enqueue(run))
+                run_enqueue_once(run=run, job=migration_job())
     except IntegrityError:
         raise RunRefused(f"{link.name} already has a run queued or running.") from None
     run.refresh_from_db()
     if run.status == Status.FAILED:
+        logger.info("run %s of agency %s: failed %s", run.pk, run.revos_agency_id, run.error, extra=run_log_fields(run))
+        bulk_auto_stop_after(run=run)
         raise RunRefused(run.error)
     return run
+
+
+@dataclass
+class BulkOutcome:
+    bulk_request: UUID
+    queued: list[MigrationRun] = field(default_factory=list)
+    skipped: list[tuple[AgencyLink, str]] = field(default_factory=list)  # (agency, why)
+
+
+def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractBaseUser | None) -> BulkOutcome:
+    """Queue a migration of each agency under one bulk request id; skip (saying why) those refused.
+
+    The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
+    """
+    outcome = BulkOutcome(bulk_request=uuid.uuid4())
+    for link in links:
+        try:
+            run = migration_run_request(
+                link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=outcome.bulk_request
+            )
+        except RunRefused as refusal:
+            outcome.skipped.append((link, str(refusal)))
+        else:
+            outcome.queued.append(run)
+    return outcome
 
 
 def _require_services() -> None:
@@ -126,67 +203,99 @@ def _require_services() -> None:
             raise RunRefused(f"{error}. Nothing was queued.") from error
 
 
-def _enqueue(run: MigrationRun) -> None:
-    queue = django_rq.get_queue(QUEUE)
-    try:
-        _forget_finished_job(queue.connection, run.job_id)
-        queue.enqueue(
-            "migration_jobs.jobs.execute_migration_run",
-            run.pk,
-            job_id=run.job_id,
-            unique=True,
-            job_timeout=settings.MIGRATION_JOB_TIMEOUT,
-            result_ttl=24 * 3600,
-            # A job whose worker died is handed to another worker, which resumes from the checkpoints.
-            retry=Retry(max=2, interval=[5, 30]),
-            failure_ttl=7 * 24 * 3600,
-            description=str(run),
-        )
-    except Exception as error:  # whatever Redis said, the run must not stay "queued"
-        logger.exception("could not queue run %s", run.pk, extra=run_log_fields(run))
-        _finish(run, Status.FAILED, error=f"Could not queue the job: {str(error).rstrip('.')}. Nothing was written.")
-
-
-def _forget_finished_job(connection, job_id: str) -> None:
-    """Drop the agency's previous job so its id can be used again.
-
-    Called only when the agency has no active run, so a job still under that id belongs to a run
-    that has ended (or was cancelled while queued). One still executing would find its run over and
-    return; it is left alone and the new run waits for a second click.
-    """
-    try:
-        job = Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
-        return
-    if job.get_status(refresh=False) == JobStatus.STARTED:
-        raise RunRefused("The agency's previous job is still winding down; try again in a few seconds.")
-    job.delete()
-
-
-def migration_runs_reconcile(*, link: AgencyLink) -> None:
-    """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job."""
-    for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
-        if run.status == Status.RUNNING and not _lock_is_held(run.revos_agency_id):
-            _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            _finish(
-                run,
-                Status.FAILED,
-                error="The worker stopped without finishing. Resume continues from the last checkpoint.",
-            )
-        elif run.status == Status.QUEUED and not _job_pending(run.job_id):
-            _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
-
-
-def _lock_is_held(agency_id: UUID) -> bool:
-    with connect("unified", autocommit=True, purpose="reconcile") as connection:
-        granted = connection.execute(
-            # Advisory locks are listed for the whole cluster: another database's run of the same
-            # agency id (a staging copy on the same server) holds a lock of the same key.
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            " AND ((classid::bigint << 32) | objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
+def _require_something_to_roll_back(link: AgencyLink) -> None:
+    """A rollback deletes the rows the agency's runs inserted; with none, it would only record a
+    rollback (and make the agency read "rolled back") for an agency nothing happened to."""
+    if not link.is_confirmed and not link.runs.filter(kind=MigrationRun.Kind.MIGRATE).exists():
+        raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
+    with connect("unified", autocommit=True, purpose="preflight") as connection:
+        inserted = connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s AND inserted)",
+            [link.revos_agency_id],
         ).fetchone()[0]
-    return granted > 0
+    if not inserted:
+        raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
+
+
+def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> None:
+    """Fail runs whose execution is gone: a running run nobody holds the lock of, or whose lock holder's
+    worker stopped sending heartbeats (its backends are ended, which frees the agency), and a queued
+    run without a job. Pages and `migration_status` call it with running_only (a queued run may be
+    recorded for a caller that executes it itself)."""
+    statuses = (Status.RUNNING,) if running_only else MigrationRun.ACTIVE_STATUSES
+    for run in link.runs.filter(status__in=statuses):
+        if run.status == Status.RUNNING:
+            error = _running_run_gone(run)
+            if not error:
+                continue
+            _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
+            if run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK):
+                # A switch whose worker died is finished if it had flipped the flag, undone otherwise.
+                recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
+                status, recovery_error = recovery(run=run)
+                if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+                    note = "" if recovery_error else "Finished after its worker stopped."
+                    _finish(run, status, error=recovery_error, note=note)
+            else:
+                _fail_if_running(run, error=error)
+        elif not _job_pending(run.job_id):
+            _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
+        else:
+            continue
+        bulk_auto_stop_after(run=run)
+    fences_reconcile(link=link)
+
+
+def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
+    """Reconcile every running run (of one agency, with `link`), for the pages and `migration_status`.
+
+    A run whose worker died is failed (and its agency freed) when someone looks, instead of showing
+    "running 40%" until the next request. If a database or Redis does not answer, the runs are left
+    as they are: the page that reads them reports that itself.
+    """
+    running = MigrationRun.objects.filter(status=Status.RUNNING).select_related("agency_link")
+    if link is not None:
+        running = running.filter(agency_link=link)
+    for link in {run.agency_link for run in running}:
+        try:
+            migration_runs_reconcile(link=link, running_only=True)
+        except (DatabaseUnreachable, RedisError) as error:
+            logger.warning("could not reconcile the runs of %s: %s", link.name, error)
+            return
+
+
+def _running_run_gone(run: MigrationRun) -> str:
+    """Why a running run's execution is gone, or "" while it lives."""
+    holders = agency_lock_holders(agency_id=run.revos_agency_id)
+    if not holders:
+        # A plan takes no lock: its job's worker tells whether it still runs.
+        if run.kind == MigrationRun.Kind.PLAN and _job_worker_alive(run.job_id):
+            return ""
+        return "The worker stopped without finishing. Resume continues from the last checkpoint."
+    orphans = orphaned_holders(holders)
+    if len(orphans) < len(holders):
+        return ""
+    ended = [pid for name in {h.worker_name for h in orphans} for pid in worker_backends_terminate(worker_name=name)]
+    return (
+        f"The worker {orphans[0].worker_name} stopped sending heartbeats (none for over "
+        f"{HEARTBEAT_TIMEOUT_SECONDS} s); its database sessions (pid {', '.join(map(str, ended))}) were ended "
+        "to free the agency. Resume continues from the last checkpoint."
+    )
+
+
+def _fail_if_running(run: MigrationRun, *, error: str) -> None:
+    # Conditional: the run may have finished by itself between the checks and now.
+    if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+        _finish(run, Status.FAILED, error=error)
+
+
+def _job_worker_alive(job_id: str) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
+    except NoSuchJobError:
+        return False
+    started = job.get_status(refresh=False) == JobStatus.STARTED
+    return started and bool(job.worker_name) and worker_alive(worker_name=job.worker_name)
 
 
 def _delete_job(job_id: str) -> None:
@@ -204,37 +313,15 @@ def _job_pending(job_id: str) -> bool:
     return job.get_status(refresh=False) not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 
 
-def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBaseUser | None) -> MigrationRun:
-    """Ask a run to pause or cancel. A queued run stops at once; a running one at its next batch."""
-    if control not in (MigrationRun.Control.PAUSE, MigrationRun.Control.CANCEL):
-        raise RunRefused(f"Unknown control {control!r}.")
-    stopped = Status.PAUSED if control == MigrationRun.Control.PAUSE else Status.CANCELLED
-    # Conditional updates: the worker may be moving the run from queued to running right now.
-    if MigrationRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-        status=stopped, finished_at=timezone.now(), control=""
-    ):
-        _cancel_queued_job(run.job_id)
-    elif not MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(control=control):
-        run.refresh_from_db()
-        raise RunRefused(f"Run {run.pk} is {run.get_status_display().lower()}; there is nothing to {control}.")
-    run.refresh_from_db()
-    return run
-
-
-def _cancel_queued_job(job_id: str) -> None:
-    with contextlib.suppress(NoSuchJobError):
-        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
-        # A started job of a queued run is waiting for a slot: it sees the run stopped and returns by
-        # itself, and cancelling it would let a new run reuse its job id before that.
-        if job.get_status(refresh=False) != JobStatus.STARTED:
-            job.cancel()
-
-
 # In the worker ------------------------------------------------------------------------------
 
 
-def migration_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died."""
+def migration_run_execute(*, run_id: int, perform: Perform | None = None) -> MigrationRun:
+    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died.
+
+    `perform(run, mark_running)` does the work of a kind this module does not know (a cutover);
+    it calls mark_running once it holds the agency's lock and returns the run's report.
+    """
     run = MigrationRun.objects.select_related("agency_link").get(pk=run_id)
     with log_context(**run_log_fields(run)):
         if run.status not in MigrationRun.ACTIVE_STATUSES:
@@ -249,51 +336,53 @@ def migration_run_execute(*, run_id: int) -> MigrationRun:
             except Exception as error:
                 _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
                 raise
-            run = _run_execute(run)
-    if run.status == Status.SUCCEEDED:
-        _after_success(run)
-    return run
+            return _run_execute(run, perform)
 
 
-def _run_execute(run: MigrationRun) -> MigrationRun:
+def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     """The run itself, holding a slot when the concurrency limit applies to it."""
     link = run.agency_link
 
     def mark_running() -> None:
-        started = MigrationRun.objects.filter(pk=run.pk, status__in=MigrationRun.ACTIVE_STATUSES).update(
-            status=Status.RUNNING, started_at=run.started_at or timezone.now(), status_note=""
-        )
-        if not started:  # paused or cancelled while it waited in the queue
-            raise MigrationStopped(Control.PAUSE)
+        # A redelivered job takes over its run where the dead worker left it, first start time kept.
+        if not run.start(started_at=run.started_at or timezone.now(), status_note=""):
+            raise MigrationStopped(Control.PAUSE)  # paused or cancelled while it waited in the queue
 
+    note = ""
     try:
-        if run.kind == MigrationRun.Kind.PLAN:
+        if perform is not None:
+            report = perform(run, mark_running)
+        elif run.kind == MigrationRun.Kind.PLAN:
             mark_running()
-            report = agency_plan(
-                source_agency_id=link.revos_agency_id,
-                target_agency_id=link.unified_agency_id,
-                link_existing=link.kind == AgencyLink.Kind.EXISTING,
-            )
+            agency = {
+                "source_agency_id": link.revos_agency_id,
+                "target_agency_id": link.unified_agency_id,
+                "link_existing": link.kind == AgencyLink.Kind.EXISTING,
+            }
+            # What would move, then every row the unified schema would refuse (etl/preflight.py).
+            report = {**agency_plan(**agency), **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
+            # One transaction: the rows it deleted are its progress, all at once.
+            deleted = sum(table["deleted"] for table in report.values())
+            MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
         else:
             with health_throttle(run_id=run.pk) as throttle:
-                report = (
-                    AgencyMigration(
-                        source_agency_id=link.revos_agency_id,
-                        target_agency_id=link.unified_agency_id,
-                        link_existing=link.kind == AgencyLink.Kind.EXISTING,
-                        batch_size=settings.MIGRATION_BATCH_SIZE,
-                        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
-                        on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
-                        on_locked=mark_running,
-                        client_links={
-                            str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()
-                        },
-                    )
-                    .run()
-                    .as_dict()
+                migration = CapturedMigration(
+                    source_agency_id=link.revos_agency_id,
+                    target_agency_id=link.unified_agency_id,
+                    link_existing=link.kind == AgencyLink.Kind.EXISTING,
+                    batch_size=settings.MIGRATION_BATCH_SIZE,
+                    set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+                    on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
+                    on_locked=mark_running,
+                    client_links=client_links_of(link),
+                    full=run.full_reread,
+                    register_wait_seconds=settings.CAPTURE_REGISTER_WAIT_SECONDS,
                 )
+                report = migration.run().as_dict()
+                if migration.used_capture:
+                    note = f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
     except AgencyBusy as busy:
         # A live execution holds the lock: this is a second delivery of the job. Leave the run to it.
         logger.warning("run %s: %s", run.pk, busy)
@@ -304,6 +393,10 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             return run
         status = Status.PAUSED if stop.control is Control.PAUSE else Status.CANCELLED
         return _finish(run, status, error="", note=str(stop))
+    except RunStepFailed as failed:
+        return _finish(run, Status.FAILED, error=str(failed), failed_table=failed.step)
+    except TransactionsStillOpen as still_open:
+        return _finish(run, Status.FAILED, error=f"{still_open} Nothing was written; try again once they end.")
     except RowRejected as rejected:
         return _finish(
             run, Status.FAILED, error=str(rejected), failed_table=rejected.table, failed_batch=rejected.batch
@@ -313,7 +406,12 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
     except Exception as error:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
-    return _finish(run, Status.SUCCEEDED, error="", report=report)
+    return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
+
+
+def client_links_of(link: AgencyLink) -> dict[str, str]:
+    """Staff's explicit client matches: RevOS client id -> unified client id."""
+    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:
@@ -348,9 +446,8 @@ def _finish(
     failed_table: str = "",
     failed_batch: int | None = None,
 ) -> MigrationRun:
+    """End an active run (a run that already ended is left as it is) and log how it ended."""
     fields = {
-        "status": status,
-        "finished_at": timezone.now(),
         "error": error,
         "error_traceback": trace,
         "failed_table": failed_table,
@@ -360,25 +457,6 @@ def _finish(
     }
     if report is not None:
         fields["report"] = report
-    MigrationRun.objects.filter(pk=run.pk).update(**fields)
-    run.refresh_from_db()
+    run.finish(status, **fields)
     logger.info("run %s of agency %s: %s %s", run.pk, run.revos_agency_id, status, error, extra=run_log_fields(run))
-    if run.bulk_request and status in (Status.SUCCEEDED, Status.FAILED):
-        try:
-            bulk_request_enforce(bulk_request=run.bulk_request)
-        except Exception:  # the run's own outcome stands; the next finished run of the bulk tries again
-            logger.exception("could not apply the auto-stop of bulk request %s", run.bulk_request)
     return run
-
-
-def _after_success(run: MigrationRun) -> None:
-    """A migration or rollback that changed data is verified straight away."""
-    if run.kind == MigrationRun.Kind.PLAN:
-        return
-    # Imported here: verification builds on this module (RunRefused, the run model's lifecycle).
-    from migration_jobs.services.verification import verification_run_request
-
-    try:
-        verification_run_request(link=run.agency_link, migration_run=run, actor=run.requested_by)
-    except Exception:  # the migration stands; staff can press Verify
-        logger.exception("could not queue the verification after run %s", run.pk, extra=run_log_fields(run))

@@ -15,6 +15,7 @@ own and are compared on neither side.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -242,13 +243,24 @@ def content_check(
     target: psycopg.Connection,
     target_catalog: Catalog,
     remap: dict[str, str],
+    ids: Sequence[str] | None = None,
 ) -> CheckOutcome:
-    """One source table: do the unified rows hold exactly the transformed source rows?"""
-    diff = relation_diff(
-        Side(source, source_relation(plan, scope=scope, target=target_catalog, remap=remap)),
-        Side(target, target_relation(plan, scope=scope, target=target_catalog)),
-        columns=plan.target_columns,
+    """One source table: do the unified rows hold exactly the transformed source rows?
+
+    With `ids`, only those rows are compared (the rows changed since the last full verification).
+    """
+    relations = (
+        source_relation(plan, scope=scope, target=target_catalog, remap=remap),
+        target_relation(plan, scope=scope, target=target_catalog),
     )
+    if ids is not None:
+        relations = tuple(
+            sql.SQL("SELECT * FROM ({}) AS changed WHERE changed.id = ANY({}::uuid[])").format(
+                r, sql.Literal(list(ids))
+            )
+            for r in relations
+        )
+    diff = relation_diff(Side(source, relations[0]), Side(target, relations[1]), columns=plan.target_columns)
     details = {
         "target_table": plan.target,
         "source_rows": diff.source_rows,

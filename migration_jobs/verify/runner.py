@@ -17,8 +17,8 @@ import psycopg
 from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
-from migration_jobs.selectors import unified_model_drift
 from migration_jobs.verify import auth, content, counts, isolation, references, schema
+from migration_jobs.verify.model_drift import unified_model_drift
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
 
 logger = logging.getLogger(__name__)
@@ -69,14 +69,55 @@ def agency_verify(*, scope: AgencyScope, record: Record) -> None:
             (source,),
             lambda: auth.auth_check(scope=scope, source=source, catalog=target_catalog),
         )
+    _isolation_checks(scope, target_catalog, record, with_schema=True)
+    _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
+
+
+def agency_verify_changes(*, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record) -> None:
+    """The cutover's check (ghostferry's reverify): counts of every table, content of the changed rows
+    only (`changed_ids`, source table -> ids), and the isolation cases. Writes nothing."""
+    with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
+        target_catalog = catalog_read(target)
+        plans = _plans(source, target_catalog, record)
+        both = (source, target)
+        remap = content.reused_ids(target, scope)
+        for plan in plans:
+            _guarded(
+                record,
+                "counts",
+                plan.source,
+                both,
+                lambda plan=plan: counts.counts_check(
+                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog
+                ),
+            )
+            if changed_ids.get(plan.source):
+                _guarded(
+                    record,
+                    "content",
+                    plan.source,
+                    both,
+                    lambda plan=plan: content.content_check(
+                        plan,
+                        scope=scope,
+                        source=source,
+                        target=target,
+                        target_catalog=target_catalog,
+                        remap=remap,
+                        ids=changed_ids[plan.source],
+                    ),
+                )
+    _isolation_checks(scope, target_catalog, record, with_schema=False)
+
+
+def _isolation_checks(scope: AgencyScope, target_catalog: Catalog, record: Record, *, with_schema: bool) -> None:
     with connect("unified", purpose="verification-rls") as connection:
         connection.read_only = True
         probe = isolation.Probe(connection, scope, target_catalog)
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             _guarded(record, name, "", (connection,), lambda case=case: case(probe))
-        for name, check in schema.SQL_CHECKS.items():
+        for name, check in schema.SQL_CHECKS.items() if with_schema else ():
             _guarded(record, name, "", (connection,), lambda check=check: check(connection))
-    _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
 
 def _plans(source: psycopg.Connection, target_catalog: Catalog, record: Record) -> list[TablePlan]:
