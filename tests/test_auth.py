@@ -299,3 +299,25 @@ def test_switch_app_without_claims_or_as_anon_is_refused(migrated):
             connection.execute("SELECT public.switch_app('audience')")
         connection.rollback()
         assert rows("unified", "SELECT count(*) FROM private.app_choice") == [(0,)]
+
+
+def test_the_agency_page_lists_the_merged_people_after_a_plan(demo, rq_queues, admin_client):
+    from django.urls import reverse
+
+    from migration_jobs.models import AgencyLink, MigrationRun
+    from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+    from migration_jobs.services.migration import migration_run_request
+    from tests.conftest import run_worker
+
+    agency_links_sync()
+    link = AgencyLink.objects.get(revos_agency_id=demo["both"][0].revos_id)
+    link = agency_link_confirm(
+        link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None
+    )
+    run = migration_run_request(link=link, kind=MigrationRun.Kind.PLAN, actor=None)
+    run_worker("migrations")
+    run.refresh_from_db()
+    assert run.status == MigrationRun.Status.SUCCEEDED, run.error
+    page = admin_client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk])).content.decode()
+    assert "People already in AudienceOS: 2 keep their one account" in page
+    assert page.count("their AudienceOS password (the RevOS one stops working)") == 2
