@@ -12,9 +12,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from tests.conftest import run_worker
 
 

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from migration_jobs.demo.demo import demo_data_seed, demo_password
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import AgencyMigration, RowRejected, agency_plan, agency_rollback
-from migration_jobs.services.demo import demo_data_seed, demo_password
 from migration_jobs.verify.auth import access_token_event, acting_as, hook_claims
 
 

@@ -16,6 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.models import AgencyLink, MigrationRun
@@ -24,7 +25,6 @@ from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.cutover import cutover_run_request, cutover_runs_request_bulk
-from migration_jobs.services.demo import demo_data_seed
 from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
 from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from django.db import InternalError, connections
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
@@ -31,7 +32,6 @@ from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_ca
 from migration_jobs.mapping import TABLE_MAPS, TableMap
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from tests.conftest import childless_leads
 
 

@@ -15,8 +15,8 @@ from django.db import connections
 from django.test import override_settings
 from django.urls import reverse
 
+from migration_jobs.demo.phase0 import phase0_problems_clear, phase0_problems_plant
 from migration_jobs.models import SchemaAuditRun, SchemaFinding
-from migration_jobs.services.phase0 import phase0_problems_clear, phase0_problems_plant
 from migration_jobs.services.schema_audit import Finding, schema_audit_run, schema_audit_start
 from tests.conftest import database_url, run_worker
 

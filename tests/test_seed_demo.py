@@ -8,8 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from migration_jobs.services.database_marks import database_mark, database_mark_read
-from migration_jobs.services.demo import (
+from migration_jobs.demo.demo import (
     DM_DIRECTIONS,
     LEAD_STATUSES,
     DemoDataError,
@@ -18,6 +17,7 @@ from migration_jobs.services.demo import (
     demo_name_normalize,
     demo_table_names,
 )
+from migration_jobs.services.database_marks import database_mark, database_mark_read
 from tests.conftest import truncate_tenant_tables
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)
@@ -266,7 +266,7 @@ def test_bad_arguments_are_refused_with_a_message(tenant_db):
 
 
 def test_with_phase0_problems_plants_them_in_both_databases(tenant_db):
-    from migration_jobs.services.phase0 import phase0_problems_clear
+    from migration_jobs.demo.phase0 import phase0_problems_clear
 
     try:
         call_command("seed_demo", agencies=1, scale=0.2, seed=5, with_phase0_problems=True)

@@ -19,11 +19,12 @@ from django.urls import reverse
 from psycopg import sql
 from rq import Worker
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import lock_key
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
+from migration_jobs.services.lock_holders import agency_lock_holders, worker_backends_terminate
 from migration_jobs.services.migration import migration_run_request
 from tests.conftest import database_url
 
@@ -124,3 +125,19 @@ def test_every_connection_the_control_plane_opens_sets_keepalives(db):
         parameters = connections[alias].connection.info.get_parameters()
         assert parameters["keepalives_count"] == "3", alias
         assert "-c tcp_keepalives_interval=10" in parameters["options"], alias
+
+
+def test_a_lock_of_the_same_agency_in_another_database_is_neither_a_holder_nor_ended(running):
+    """pg_locks spans the cluster: the same agency id in another database (a second control plane, a
+    test database beside this one) takes a lock of the same key there, which is none of ours."""
+    link, _ = running
+    elsewhere = psycopg.connect(
+        database_url("default"), autocommit=True, application_name="controlplane-migration w=gone-elsewhere"
+    )
+    try:
+        elsewhere.execute(sql.SQL("SELECT pg_advisory_lock({})").format(lock_key(link.revos_agency_id)))
+        assert agency_lock_holders(agency_id=link.revos_agency_id) == []
+        assert worker_backends_terminate(worker_name="gone-elsewhere", wait_seconds=0) == []
+        assert elsewhere.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        elsewhere.close()

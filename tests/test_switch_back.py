@@ -22,6 +22,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
@@ -33,7 +34,6 @@ from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.cutover import cutover_run_execute, cutover_run_request
-from migration_jobs.services.demo import demo_data_seed
 from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.switch_back import (
     switch_back_plan,

@@ -12,7 +12,7 @@ import uuid
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
@@ -22,10 +22,20 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
 
+from migration_jobs.admin.flags import enable_unified_db_for_selected
 from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.overview import agency_overview_view
+from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
+from migration_jobs.selectors.flags import (
+    Agency,
+    agency_cutover_refusal,
+    agency_flag_enabled,
+    agency_flag_id,
+    flags_for_agency,
+)
 from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
 from migration_jobs.selectors.run_report import run_report
 from migration_jobs.services.agency_links import (
@@ -37,12 +47,14 @@ from migration_jobs.services.agency_links import (
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
 from migration_jobs.services.fence import agency_cut_over
+from migration_jobs.services.flags import CutoverRefused
 from migration_jobs.services.migration import (
     migration_run_request,
     migration_runs_reconcile_running,
     migration_runs_request_bulk,
 )
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.verification import verification_run_request
 
 Kind = MigrationRun.Kind
 
@@ -75,8 +87,6 @@ def _control_action(control: str):
 
 
 def _verify(link: AgencyLink, user) -> str:
-    from migration_jobs.services.verification import verification_run_request
-
     verification = verification_run_request(link=link, migration_run=None, actor=user)
     return f"Verification of {link.name} queued (verification {verification.pk})."
 
@@ -159,7 +169,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     list_filter = ("kind", "suggested_kind")
     search_fields = ("name", "domain", "=revos_agency_id", "=unified_agency_id")
     readonly_fields = [f.name for f in AgencyLink._meta.fields]
-    actions = ["migrate_selected"]
+    actions = ["migrate_selected", verify_selected_agencies, enable_unified_db_for_selected]
     change_form_template = "admin/migration_jobs/agencylink/change_form.html"
     change_list_template = "admin/migration_jobs/agencylink/change_list.html"
     inlines = [ClientLinkInline]
@@ -181,15 +191,6 @@ class AgencyLinkAdmin(admin.ModelAdmin):
                 latest_run_status=Subquery(latest.values("status")[:1]),
             )
         )
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        from migration_jobs.admin.flags import enable_unified_db_for_selected
-        from migration_jobs.admin.verification import verify_selected_agencies
-
-        for function in (verify_selected_agencies, enable_unified_db_for_selected):
-            actions[function.__name__] = (function, function.__name__, function.short_description)
-        return actions
 
     def has_add_permission(self, request) -> bool:
         return False  # agencies come from RevOS: "Sync from RevOS"
@@ -239,6 +240,8 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
+            # Before the object URLs, so `overview` is not taken for an agency's id.
+            path("overview/", view(self.overview_view), name="migration_jobs_agencylink_overview"),
             path("sync/", view(self.sync_view), name="migration_jobs_agencylink_sync"),
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
@@ -251,6 +254,9 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        return agency_overview_view(request, self)
 
     def _link(self, object_id: str) -> AgencyLink:
         if not str(object_id).isdigit():
@@ -284,8 +290,6 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return self._back(link)
 
     def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        from migration_jobs.services.flags import CutoverRefused
-
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         link = self._link(object_id)
@@ -300,9 +304,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             message = _cutover(link, request.user, reason)
         except (CutoverRefused, RunRefused) as refusal:
             self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
-        except Exception as error:  # a ValidationError for a missing reason, mostly
-            if not hasattr(error, "messages"):
-                raise
+        except ValidationError as error:  # a reason the flag service will not take
             self.message_user(request, " ".join(error.messages), messages.ERROR)
         else:
             self.log_change(request, link, message)
@@ -399,8 +401,6 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
 
 def _cockpit_for(link: AgencyLink):
-    from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
-
     return agency_cockpit(
         link=link,
         cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
@@ -409,8 +409,6 @@ def _cockpit_for(link: AgencyLink):
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:
-    from migration_jobs.selectors.flags import Agency, agency_flag_id, flags_for_agency
-
     return flags_for_agency(agency=Agency(agency_id=agency_flag_id(agency_link=link), link=link))
 
 

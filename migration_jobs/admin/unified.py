@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.text import capfirst
 
 from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.etl import id_map
 from migration_jobs.models.unified import (
     Agency,
     AppContext,
@@ -57,10 +58,7 @@ class VisibilityFilter(admin.SimpleListFilter):
             return queryset.filter(app_context__in=(value, AppContext.BOTH))
         if value == "migrated":
             # The id map says which unified rows the migration inserted (reused AudienceOS rows are not).
-            inserted = RawSQL(
-                "SELECT target_id FROM controlplane.id_map WHERE target_table = %s AND inserted",
-                [queryset.model._meta.db_table],
-            )
+            inserted = RawSQL(id_map.INSERTED_IN_TABLE, [queryset.model._meta.db_table])
             return queryset.filter(pk__in=inserted)
         return queryset
 

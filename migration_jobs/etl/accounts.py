@@ -35,6 +35,17 @@ class AccountConflict:
         )
 
 
+def source_emails(source: psycopg.Connection, plan: TablePlan, *, source_agency_id: UUID) -> dict[str, str]:
+    """Lower-cased email -> id of the agency's rows of a table with emails (people, accounts)."""
+    return dict(
+        source.execute(
+            sql.SQL("SELECT lower(email), id::text FROM {} WHERE email IS NOT NULL AND {}").format(
+                plan.source_table, plan.scope_condition(source_agency_id)
+            )
+        ).fetchall()
+    )
+
+
 def accounts_match(
     source: psycopg.Connection,
     target: psycopg.Connection,
@@ -44,13 +55,7 @@ def accounts_match(
     target_agency_id: UUID,
 ) -> tuple[list[Match], list[AccountConflict]]:
     """RevOS accounts of the agency that are unified accounts already (same email, any case)."""
-    by_email = dict(
-        source.execute(
-            sql.SQL("SELECT lower(email), id::text FROM {} WHERE email IS NOT NULL AND {}").format(
-                plan.source_table, plan.scope_condition(source_agency_id)
-            )
-        ).fetchall()
-    )
+    by_email = source_emails(source, plan, source_agency_id=source_agency_id)
     if not by_email:
         return [], []
     found = target.execute(

@@ -30,7 +30,15 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl.accounts import AccountConflict, Match, accounts_match, identities_match, merged_people
+from migration_jobs.etl import id_map
+from migration_jobs.etl.accounts import (
+    AccountConflict,
+    Match,
+    accounts_match,
+    identities_match,
+    merged_people,
+    source_emails,
+)
 from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
@@ -38,7 +46,6 @@ from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
 
-ID_MAP = sql.SQL("controlplane.id_map")
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
 
@@ -137,6 +144,18 @@ def agency_lock(connection: psycopg.Connection, agency_id: UUID) -> Iterator[Non
 
 
 @dataclass
+class RunState:
+    """What one execution learns and counts as it goes, kept apart from what it was asked to do."""
+
+    # Check a first load's foreign keys set-wise: asked for, and the role may turn row triggers off.
+    set_checks: bool = False
+    started: float = 0.0  # time.monotonic() once the tables start copying
+    rows_done: int = 0
+    rows_total: int = 0
+    batch_no: int = 0
+
+
+@dataclass
 class AgencyMigration:
     """One execution of one agency's migration; see the module docstring for the guarantees."""
 
@@ -152,6 +171,7 @@ class AgencyMigration:
     # Source table -> the only ids to bring level (a catch-up from the change capture, see
     # etl/catch_up.py); None re-reads every row of the agency.
     changed_ids: dict[str, list[str]] | None = None
+    state: RunState = field(default_factory=RunState, init=False, repr=False)
 
     def run(self) -> MigrationReport:
         large_buffers_returned()
@@ -178,13 +198,15 @@ class AgencyMigration:
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
         had_previous = self._has_previous_rows(target)
-        self._set_checks = self.set_based_checks and row_triggers_skippable(target)
+        set_checks = self.set_based_checks and row_triggers_skippable(target)
         remap = self._resolve_identities(source, target, plans, report)
         checkpoints = self._checkpoints(target)
-        self._started = time.monotonic()
-        self._rows_done = sum(c[1] for c in checkpoints.values())
-        self._rows_total = sum(totals.values())
-        self._batch_no = 0
+        self.state = RunState(
+            set_checks=set_checks,
+            started=time.monotonic(),
+            rows_done=sum(c[1] for c in checkpoints.values()),
+            rows_total=sum(totals.values()),
+        )
         for index, plan in enumerate(plans):
             last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
             if not completed:
@@ -211,16 +233,15 @@ class AgencyMigration:
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), ID_MAP]:
+        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
 
     def _has_previous_rows(self, target: psycopg.Connection) -> bool:
-        row = target.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s)").format(ID_MAP), [self.source_agency_id]
-        ).fetchone()
+        with target.cursor() as cursor:
+            previous = id_map.agency_has_mapped_rows(cursor, agency_id=self.source_agency_id)
         target.commit()
-        return row[0]
+        return previous
 
     def _checkpoints(self, target: psycopg.Connection) -> dict[str, tuple[str | None, int, bool]]:
         rows = target.execute(
@@ -238,106 +259,25 @@ class AgencyMigration:
         self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan], report: MigrationReport
     ) -> dict[str, str]:
         """Record which source rows are existing unified rows; return source id -> unified id."""
-        matches, conflicts = self._identity_matches(source, target, plans)
+        matches, conflicts = agency_identity_matches(
+            source,
+            target,
+            plans,
+            source_agency_id=self.source_agency_id,
+            target_agency_id=self.target_agency_id,
+            link_existing=self.link_existing,
+            client_links=self.client_links,
+        )
         if conflicts:
             target.rollback()
             raise RowRejected(table="auth.users", source_id=conflicts[0].source_id, batch=0, reason=str(conflicts[0]))
         with target.cursor() as cursor:
-            cursor.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted) "
-                    "VALUES (%s, %s, %s, %s, %s, false) ON CONFLICT (source_table, source_id) DO NOTHING"
-                ).format(ID_MAP),
-                [(self.source_agency_id, *match) for match in matches],
-            )
-            remap = dict(
-                cursor.execute(
-                    sql.SQL(
-                        "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
-                    ).format(ID_MAP),
-                    [self.source_agency_id],
-                ).fetchall()
-            )
+            id_map.identities_record(cursor, agency_id=self.source_agency_id, matches=matches)
+            remap = id_map.agency_reused_ids(cursor, agency_id=self.source_agency_id)
         target.commit()
         for source_table, _, _, _ in matches:
             report.tables[source_table].reused += 1
         return remap
-
-    def _identity_matches(
-        self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan]
-    ) -> tuple[list[Match], list[AccountConflict]]:
-        """Source rows that are unified rows already (see mapping.Identity), and accounts refused."""
-        matches: list[Match] = []
-        conflicts: list[AccountConflict] = []
-        if self.link_existing:
-            matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
-        scope = {"source_agency_id": self.source_agency_id}
-        # Identities last: they join the accounts the people were matched to.
-        for plan in sorted(plans, key=lambda p: p.entry.identity is Identity.PROVIDER):
-            if plan.entry.identity is Identity.EMAIL:
-                matches += self._match_by_email(source, target, plan)
-            elif plan.entry.identity is Identity.CLIENT_NAME:
-                matches += self._match_by_client_name(source, target, plan)
-            elif plan.entry.identity is Identity.ACCOUNT:
-                found, refused = accounts_match(source, target, plan, target_agency_id=self.target_agency_id, **scope)
-                matches, conflicts = matches + found, conflicts + refused
-            elif plan.entry.identity is Identity.PROVIDER:
-                people = self._people_merged(target)  # earlier runs' (a catch-up may not match users again)
-                people.update(
-                    {source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"}
-                )
-                matches += identities_match(source, target, plan, people=people, **scope)
-        return matches, conflicts
-
-    def _people_merged(self, target: psycopg.Connection) -> dict[str, str]:
-        """RevOS person id -> the unified person they were merged into, as the id map records it."""
-        rows = target.execute(
-            sql.SQL(
-                "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
-                " AND source_table IN ('users', 'auth.users')"
-            ).format(ID_MAP),
-            [self.source_agency_id],
-        ).fetchall()
-        return dict(rows)
-
-    def _match_by_email(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
-        emails = dict(
-            source.execute(
-                sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
-                    plan.source_table, plan.scope_condition(self.source_agency_id)
-                )
-            ).fetchall()
-        )
-        if not emails:
-            return []
-        found = target.execute(
-            sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(plan.target_table),
-            [list(emails)],
-        ).fetchall()
-        return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
-
-    def _match_by_client_name(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
-        names = source.execute(
-            sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
-                sql.SQL(NORMALIZED_NAME.format("name")),
-                plan.source_table,
-                plan.scope_condition(self.source_agency_id),
-            )
-        ).fetchall()
-        existing = dict(
-            target.execute(
-                sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
-                    sql.SQL(NORMALIZED_NAME.format("name")), plan.target_table
-                ),
-                [self.target_agency_id],
-            ).fetchall()
-        )
-        matches = []
-        for name, source_id in names:
-            target_id = self.client_links.get(source_id) or existing.get(name)
-            if target_id and target_id != source_id:
-                matches.append((plan.source, source_id, plan.target, target_id))
-        return matches
 
     # Copy: stream the source, write batches ------------------------------------------------
 
@@ -349,7 +289,9 @@ class AgencyMigration:
             after_id=last_id,
             ids=self._ids(plan),
         )
-        first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
+        first_load = (
+            self.state.set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
+        )
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
         logger.info(
             "table %s -> %s: %s",
@@ -372,7 +314,7 @@ class AgencyMigration:
                 batch = batches.get()
                 if isinstance(batch, BaseException):
                     raise batch
-                self._rows_done += batch.skipped  # existing unified rows stand for them: counted, not written
+                self.state.rows_done += batch.skipped  # existing unified rows stand for them: counted, not written
                 self._flush(writer, batch.rows, report, index, count, completed=batch.last)
                 if batch.last:
                     return
@@ -382,15 +324,12 @@ class AgencyMigration:
 
     def _written_ahead(self, target: psycopg.Connection, plan: TablePlan, last_id: str | None) -> bool:
         """Has a run of this agency already written rows of the table beyond its checkpoint?"""
-        row = target.execute(
-            sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s AND source_table = %s AND inserted"
-                " AND (%s::uuid IS NULL OR source_id > %s::uuid))"
-            ).format(ID_MAP),
-            [self.source_agency_id, plan.source, last_id, last_id],
-        ).fetchone()
+        with target.cursor() as cursor:
+            ahead = id_map.table_written_ahead(
+                cursor, agency_id=self.source_agency_id, source_table=plan.source, last_id=last_id
+            )
         target.commit()
-        return row[0]
+        return ahead
 
     def _read_batches(self, source, plan: TablePlan, remap, statement, batches: queue.Queue, stop) -> None:
         """Reader thread: COPY rows as they come (bytes, one per row), reused rows dropped, ids rewritten.
@@ -434,12 +373,12 @@ class AgencyMigration:
             hand_over(error)
 
     def _flush(self, writer: BatchWriter, batch, report, index, count, *, completed: bool) -> None:
-        self._batch_no += 1
-        inserted, updated = writer.write(batch, batch_no=self._batch_no, completed=completed)
+        self.state.batch_no += 1
+        inserted, updated = writer.write(batch, batch_no=self.state.batch_no, completed=completed)
         outcome = report.tables[writer.plan.source]
         outcome.inserted += inserted
         outcome.updated += updated
-        self._rows_done += len(batch)
+        self.state.rows_done += len(batch)
         if completed:
             logger.info(
                 "table %s -> %s done: %s inserted, %s updated",
@@ -449,16 +388,16 @@ class AgencyMigration:
                 outcome.updated,
                 extra={"agency_id": str(self.source_agency_id)},
             )
-        elapsed = max(time.monotonic() - self._started, 1e-6)
+        elapsed = max(time.monotonic() - self.state.started, 1e-6)
         control = self.on_progress(
             Progress(
                 table=writer.plan.source,
                 tables_done=index + (1 if completed else 0),
                 tables_total=count,
-                rows_done=self._rows_done,
-                rows_total=self._rows_total,
-                rows_per_second=self._rows_done / elapsed,
-                batch=self._batch_no,
+                rows_done=self.state.rows_done,
+                rows_total=self.state.rows_total,
+                rows_per_second=self.state.rows_done / elapsed,
+                batch=self.state.batch_no,
             )
         )
         if control is not Control.CONTINUE and not (completed and index == count - 1):
@@ -480,16 +419,9 @@ class AgencyMigration:
         ):
             for data in ids_out:
                 ids_in.write(data)
+        ids = self._ids(plan)
         deleted = target.execute(
-            sql.SQL(
-                "WITH gone AS ("
-                " DELETE FROM {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
-                " AND (%s::uuid[] IS NULL OR m.source_id = ANY(%s::uuid[]))"
-                " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
-                " RETURNING m.target_id, m.inserted)"
-                " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
-            ).format(id_map=ID_MAP, target=plan.target_table),
-            [self.source_agency_id, plan.source, self._ids(plan), self._ids(plan)],
+            id_map.vanished_delete(plan.target), [self.source_agency_id, plan.source, ids, ids]
         ).rowcount
         target.commit()
         return deleted
@@ -563,30 +495,23 @@ class BatchWriter:
             " ON CONFLICT (id) DO UPDATE SET {assignments}"
             " WHERE {guard}({current}) IS DISTINCT FROM ({incoming})"
             " RETURNING t.id, (xmax = 0) AS inserted),"
-            " mapped AS (INSERT INTO {id_map} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-            " SELECT %s, %s, id, %s, id, true FROM up WHERE inserted ON CONFLICT (source_table, source_id) DO NOTHING)"
+            " mapped AS ({mapped})"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
             target=plan.target_table,
             columns=self.column_list,
             stage=self.stage,
-            id_map=ID_MAP,
+            mapped=id_map.record_inserted(sql.SQL("up WHERE inserted"), skip_recorded=True),
             assignments=sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in changed),
             guard=guard,
             current=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in changed),
             incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in changed),
         )
-        self.unrecorded = sql.SQL(
-            "SELECT s.id FROM {stage} s WHERE NOT EXISTS"
-            " (SELECT 1 FROM {id_map} m WHERE m.source_table = %s AND m.source_id = s.id) LIMIT 1"
-        ).format(id_map=ID_MAP, stage=self.stage)
+        self.unrecorded = id_map.first_unrecorded(self.stage)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
             plan.target_table, self.column_list, self.column_list, self.stage
         )
-        self.map_inserted = sql.SQL(
-            "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-            " SELECT %s, %s, id, %s, id, true FROM {}"
-        ).format(ID_MAP, self.stage)
+        self.map_inserted = id_map.record_inserted(self.stage)
         self.reference_checks = [
             ReferenceCheck.build(column, parent, self.stage, same_agency=same_agency)
             for column, parent, same_agency in plan.references or ()
@@ -770,6 +695,105 @@ def _reason(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+# Identity: rows AudienceOS already has are reused, never duplicated --------------------------
+
+
+def agency_identity_matches(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plans: list[TablePlan],
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    link_existing: bool,
+    client_links: dict[str, str] | None = None,
+) -> tuple[list[Match], list[AccountConflict]]:
+    """Every source row of the agency the unified database already has (see mapping.Identity), and
+    the accounts that may not be merged into (another agency's people)."""
+    matches: list[Match] = []
+    conflicts: list[AccountConflict] = []
+    if link_existing:
+        matches.append(("agencies", str(source_agency_id), "agency", str(target_agency_id)))
+    scope = {"source_agency_id": source_agency_id}
+    # Identities last: they join the accounts the people were matched to.
+    for plan in sorted(plans, key=lambda p: p.entry.identity is Identity.PROVIDER):
+        if plan.entry.identity is Identity.ACCOUNT:
+            found, refused = accounts_match(source, target, plan, target_agency_id=target_agency_id, **scope)
+            matches, conflicts = matches + found, conflicts + refused
+        elif plan.entry.identity is Identity.PROVIDER:
+            with target.cursor() as cursor:  # earlier runs' merges: a catch-up may not match users again
+                people = id_map.agency_people_merged(cursor, agency_id=source_agency_id)
+            people.update({source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"})
+            matches += identities_match(source, target, plan, people=people, **scope)
+        else:
+            matches += identity_matches(
+                source, target, plan, target_agency_id=target_agency_id, client_links=client_links, **scope
+            )
+    return matches, conflicts
+
+
+def identity_matches(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plan: TablePlan,
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    client_links: dict[str, str] | None = None,
+) -> list[tuple[str, str, str, str]]:
+    """(source table, source id, target table, target id) of the table's rows the unified database
+    already has: users by email, clients by staff's explicit link or else by normalized name."""
+    if plan.entry.identity is Identity.EMAIL:
+        return _match_by_email(source, target, plan, source_agency_id=source_agency_id)
+    if plan.entry.identity is Identity.CLIENT_NAME:
+        return _match_by_client_name(
+            source,
+            target,
+            plan,
+            source_agency_id=source_agency_id,
+            target_agency_id=target_agency_id,
+            client_links=client_links or {},
+        )
+    return []
+
+
+def _match_by_email(source, target, plan: TablePlan, *, source_agency_id: UUID) -> list[tuple[str, str, str, str]]:
+    emails = source_emails(source, plan, source_agency_id=source_agency_id)
+    if not emails:
+        return []
+    found = target.execute(
+        sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(plan.target_table),
+        [list(emails)],
+    ).fetchall()
+    return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
+
+
+def _match_by_client_name(
+    source, target, plan: TablePlan, *, source_agency_id: UUID, target_agency_id: UUID, client_links: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
+    names = source.execute(
+        sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
+            sql.SQL(NORMALIZED_NAME.format("name")),
+            plan.source_table,
+            plan.scope_condition(source_agency_id),
+        )
+    ).fetchall()
+    existing = dict(
+        target.execute(
+            sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
+                sql.SQL(NORMALIZED_NAME.format("name")), plan.target_table
+            ),
+            [target_agency_id],
+        ).fetchall()
+    )
+    matches = []
+    for name, source_id in names:
+        target_id = client_links.get(source_id) or existing.get(name)
+        if target_id and target_id != source_id:
+            matches.append((plan.source, source_id, plan.target, target_id))
+    return matches
+
+
 def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = lambda: None) -> MigrationReport:
     """Delete exactly the unified rows this agency's runs inserted, children first, in one commit.
 
@@ -784,16 +808,13 @@ def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = l
         on_locked()
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
-        for plan in reversed(plans):
-            report.tables[plan.source].deleted = target.execute(
-                sql.SQL(
-                    "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
-                    " AND m.inserted AND t.id = m.target_id"
-                ).format(target=plan.target_table, id_map=ID_MAP),
-                [source_agency_id, plan.source],
-            ).rowcount
-        for table in (ID_MAP, CHECKPOINT):
-            target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(table), [source_agency_id])
+        with target.cursor() as cursor:
+            for plan in reversed(plans):
+                report.tables[plan.source].deleted = id_map.inserted_rows_delete(
+                    cursor, agency_id=source_agency_id, source_table=plan.source, target_table=plan.target
+                )
+            id_map.agency_forget(cursor, agency_id=source_agency_id)
+            cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [source_agency_id])
         target.commit()
         return report
 
@@ -803,15 +824,17 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
     with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-read") as target:
         source.read_only = target.read_only = True
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
-        probe = AgencyMigration(source_agency_id, target_agency_id, link_existing, batch_size=1)
-        already = dict(
-            target.execute(
-                sql.SQL("SELECT source_table, count(*) FROM {} WHERE agency_id = %s GROUP BY 1").format(ID_MAP),
-                [source_agency_id],
-            ).fetchall()
-        )
+        with target.cursor() as cursor:
+            already = id_map.agency_mapped_counts(cursor, agency_id=source_agency_id)
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
-        matches, refused = probe._identity_matches(source, target, plans)
+        matches, refused = agency_identity_matches(
+            source,
+            target,
+            plans,
+            source_agency_id=source_agency_id,
+            target_agency_id=target_agency_id,
+            link_existing=link_existing,
+        )
         conflicts += [f"refused: {conflict}" for conflict in refused]
         reused_per_table = Counter(table for table, *_ in matches)
         tables = {}

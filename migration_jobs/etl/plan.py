@@ -10,7 +10,7 @@ from uuid import UUID
 from psycopg import sql
 
 from migration_jobs.etl.catalog import Catalog, dependency_order, table_identifier
-from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS, TableMap
+from migration_jobs.mapping import NOT_MIGRATED, SHARED_TARGETS, TABLE_MAPS, TableMap
 
 
 class MappingError(Exception):
@@ -201,7 +201,5 @@ def migration_plan_build(*, source: Catalog, target: Catalog) -> list[TablePlan]
 
 def unmapped_source_tables(source: Catalog) -> list[str]:
     """RevOS tables that neither the mapping nor NOT_MIGRATED accounts for."""
-    from migration_jobs.mapping import NOT_MIGRATED
-
     mapped = {m.source for m in TABLE_MAPS}
     return sorted(t for t in source.columns if t not in mapped and t not in NOT_MIGRATED)

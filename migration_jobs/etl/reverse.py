@@ -40,7 +40,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from migration_jobs.etl import capture
+from migration_jobs.etl import capture, id_map
 from migration_jobs.etl.catalog import Catalog, catalog_read, dependency_order
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import MappingError, TablePlan, migration_plan_build
@@ -48,7 +48,6 @@ from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
 
 logger = logging.getLogger(__name__)
 
-ID_MAP = sql.SQL("controlplane.id_map")
 BASELINE = sql.SQL("controlplane.reverse_baseline")
 SAMPLES = 10  # ids named per problem; the counts are exact
 JSON_TYPES = frozenset({"json", "jsonb"})
@@ -182,7 +181,10 @@ def _picked(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
         "SELECT m.target_id AS uid, m.source_id AS rid, NOT m.inserted AS reused FROM {id_map} m"
         " WHERE m.agency_id = {agency} AND m.source_table = {source}{filter}"
     ).format(
-        id_map=ID_MAP, agency=sql.Literal(scope.source_agency_id), source=sql.Literal(plan.source), filter=origin_filter
+        id_map=id_map.ID_MAP,
+        agency=sql.Literal(scope.source_agency_id),
+        source=sql.Literal(plan.source),
+        filter=origin_filter,
     )
     entry = plan.forward.entry
     if entry.new_rows is None:
@@ -203,7 +205,7 @@ def _picked(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
         target_agency=sql.Literal(scope.target_agency_id),
         condition=sql.SQL(entry.new_rows),
         new_filter=new_filter,
-        id_map=ID_MAP,
+        id_map=id_map.ID_MAP,
         sources=sql.Literal(list(plan.sources_of_target)),
     )
     return sql.SQL("{} UNION ALL {}").format(from_revos, new)
@@ -264,7 +266,7 @@ def _gone(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
         "SELECT m.source_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source}"
         " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = m.target_id){filter}"
     ).format(
-        id_map=ID_MAP,
+        id_map=id_map.ID_MAP,
         agency=sql.Literal(scope.source_agency_id),
         source=sql.Literal(plan.source),
         target=sql.Identifier(plan.target),
@@ -279,7 +281,7 @@ def _gone(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
     ).format(
         changed=sql.Literal(changed),
         target=sql.Identifier(plan.target),
-        id_map=ID_MAP,
+        id_map=id_map.ID_MAP,
         sources=sql.Literal(list(plan.sources_of_target)),
     )
     return sql.SQL("{} UNION {}").format(mapped, unknown)
@@ -287,14 +289,8 @@ def _gone(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
 
 def _back_map(target: psycopg.Connection, scope: Scope) -> dict[str, str]:
     """Unified id -> RevOS id of the rows AudienceOS already had (the agency, users, clients)."""
-    return dict(
-        target.execute(
-            sql.SQL("SELECT target_id::text, source_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(
-                ID_MAP
-            ),
-            [scope.source_agency_id],
-        ).fetchall()
-    )
+    with target.cursor() as cursor:
+        return id_map.agency_back_map(cursor, agency_id=scope.source_agency_id)
 
 
 def unholdable_values(
@@ -635,13 +631,8 @@ def reverse_apply(*, scope: Scope) -> ReverseReport:
 
 
 def _known_ids(unified: psycopg.Connection, plan: ReverseTablePlan, scope: Scope) -> set[str]:
-    return {
-        str(source_id)
-        for (source_id,) in unified.execute(
-            sql.SQL("SELECT source_id FROM {} WHERE agency_id = %s AND source_table = %s").format(ID_MAP),
-            [scope.source_agency_id, plan.source],
-        )
-    }
+    with unified.cursor() as cursor:
+        return id_map.table_source_ids(cursor, agency_id=scope.source_agency_id, source_table=plan.source)
 
 
 def id_map_record(*, scope: Scope, report: ReverseReport) -> None:
@@ -651,20 +642,14 @@ def id_map_record(*, scope: Scope, report: ReverseReport) -> None:
     shared_sources = {e.source for e in TABLE_MAPS if e.identity is not None}
     with connect("unified", purpose="switch-back-id-map") as unified:
         with unified.cursor() as cursor:
-            cursor.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-                    " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (source_table, source_id) DO NOTHING"
-                ).format(ID_MAP),
-                [
-                    (scope.source_agency_id, source, row_id, target, row_id, source not in shared_sources)
-                    for source, target, row_id in report.new_rows
+            id_map.rows_record(
+                cursor,
+                agency_id=scope.source_agency_id,
+                rows=[
+                    (source, target, row_id, source not in shared_sources) for source, target, row_id in report.new_rows
                 ],
             )
-            cursor.executemany(
-                sql.SQL("DELETE FROM {} WHERE agency_id = %s AND source_table = %s AND source_id = %s").format(ID_MAP),
-                [(scope.source_agency_id, source, row_id) for source, row_id in report.deleted],
-            )
+            id_map.rows_forget(cursor, agency_id=scope.source_agency_id, rows=report.deleted)
         unified.commit()
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import connections
 from django.utils import timezone
 
+from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 
 Kind, Status = MigrationRun.Kind, MigrationRun.Status
@@ -42,10 +43,7 @@ class Cockpit:
 def agency_migrated_rows(*, link: AgencyLink) -> int:
     """How many unified rows this agency's runs inserted (what a rollback would delete)."""
     with connections["unified"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s AND inserted", [link.revos_agency_id]
-        )
-        return cursor.fetchone()[0]
+        return id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
 
 
 def agency_state(

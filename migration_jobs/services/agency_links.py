@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections, transaction
 from django.utils import timezone
 
+from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink
 
 LEGAL_SUFFIXES = re.compile(r"\b(inc|llc|ltd|gmbh|co|corp|corporation|company|agency)\b")
@@ -110,11 +111,7 @@ def agency_link_confirm(
 
 def _has_migrated_rows(link: AgencyLink) -> bool:
     with connections["unified"].cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s AND inserted)",
-            [link.revos_agency_id],
-        )
-        return cursor.fetchone()[0]
+        return id_map.agency_has_mapped_rows(cursor, agency_id=link.revos_agency_id)
 
 
 def client_link_check(*, link: AgencyLink, revos_client_id: UUID, unified_client_id: UUID) -> None:

@@ -28,9 +28,9 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import psycopg
 from django.conf import settings
@@ -48,10 +48,12 @@ from migration_jobs.selectors.flags import agency_cutover_refusal
 from migration_jobs.services.fence import agency_cut_over_refusal, fence_message, fence_owner
 from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
 from migration_jobs.services.migration import (
+    BulkOutcome,
     RunStepFailed,
     client_links_of,
     migration_run_execute,
     migration_run_request,
+    runs_request_bulk,
 )
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
 from migration_jobs.verify.runner import agency_verify_changes
@@ -108,26 +110,14 @@ def cutover_run_request(
     )
 
 
-@dataclass
-class BulkCutover:
-    bulk_request: UUID
-    queued: list[MigrationRun] = field(default_factory=list)
-    skipped: list[tuple[AgencyLink, str]] = field(default_factory=list)
-
-
 def cutover_runs_request_bulk(
     *, links: Iterable[AgencyLink], reason: str, actor: AbstractBaseUser | None
-) -> BulkCutover:
+) -> BulkOutcome:
     """Queue a cutover of each agency (they run within MIGRATION_MAX_CONCURRENT_AGENCIES); skip those refused."""
-    outcome = BulkCutover(bulk_request=uuid4())
-    for link in links:
-        try:
-            outcome.queued.append(
-                cutover_run_request(link=link, reason=reason, actor=actor, bulk_request=outcome.bulk_request)
-            )
-        except RunRefused as refusal:
-            outcome.skipped.append((link, str(refusal)))
-    return outcome
+    return runs_request_bulk(
+        links=links,
+        request=lambda link, bulk: cutover_run_request(link=link, reason=reason, actor=actor, bulk_request=bulk),
+    )
 
 
 # --- executing --------------------------------------------------------------------------------

@@ -74,15 +74,15 @@ def _record(*, flag: FeatureFlag, field: str, old: str, new: str, reason: str, a
         reason=reason,
         actor=actor,
     )
-    if actor is not None:
-        LogEntry.objects.log_actions(
-            user_id=actor.pk,
-            queryset=[flag],
-            action_flag=CHANGE,
-            change_message=f"{change}. Reason: {reason}",
-        )
+    _admin_log(actor=actor, obj=flag, message=f"{change}. Reason: {reason}")
     flags_cache_invalidate_on_commit()
     return change
+
+
+def _admin_log(*, actor, obj, message: str) -> None:
+    """The change in the admin's own history of `obj` too, when a person made it."""
+    if actor is not None:
+        LogEntry.objects.log_actions(user_id=actor.pk, queryset=[obj], action_flag=CHANGE, change_message=message)
 
 
 def _on_off(value: bool | None) -> str:
@@ -225,12 +225,6 @@ def ai_provider_set(
             reason=reason,
             actor=actor,
         )
-        if actor is not None:
-            LogEntry.objects.log_actions(
-                user_id=actor.pk,
-                queryset=[agency_link],
-                action_flag=CHANGE,
-                change_message=f"HGC backend {change}. Reason: {reason}",
-            )
+        _admin_log(actor=actor, obj=agency_link, message=f"HGC backend {change}. Reason: {reason}")
         flags_cache_invalidate_on_commit()
     return change

@@ -12,12 +12,14 @@ frees the agency.
 
 from __future__ import annotations
 
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import django_rq
+import psutil
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL
 from rq.utils import utcparse
 from rq.worker import Worker
@@ -53,8 +55,8 @@ def agency_lock_holders(*, agency_id: UUID) -> list[LockHolder]:
         rows = connection.execute(
             "SELECT a.pid, coalesce(a.application_name, ''), a.backend_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            # Advisory locks are listed for the whole cluster: a run of the same agency id in another
-            # database of the server (a staging copy, another test database) holds the same key.
+            # pg_locks and pg_stat_activity span the cluster; another database's agency of the same
+            # id (a second control plane, a test database) holds a lock of the same key there.
             " WHERE l.locktype = 'advisory' AND l.granted"
             " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND ((l.classid::bigint << 32) | l.objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
@@ -63,8 +65,16 @@ def agency_lock_holders(*, agency_id: UUID) -> list[LockHolder]:
 
 
 def worker_alive(*, worker_name: str) -> bool:
-    """Does the worker's heartbeat key still exist? It expires when the heartbeats stop."""
-    return bool(django_rq.get_connection(QUEUE).exists(Worker.redis_worker_namespace_prefix + worker_name))
+    """Is the worker still there? Its heartbeat key expires when the heartbeats stop; a worker on this
+    host is also looked up in the process table, which knows of a killed one at once."""
+    hostname, pid = django_rq.get_connection(QUEUE).hmget(
+        Worker.redis_worker_namespace_prefix + worker_name, "hostname", "pid"
+    )
+    if hostname is None:
+        return False
+    if pid and hostname.decode() == socket.gethostname():
+        return psutil.pid_exists(int(pid))
+    return True
 
 
 def worker_last_heartbeat(*, worker_name: str) -> datetime | None:
@@ -90,7 +100,7 @@ def worker_backends_terminate(*, worker_name: str, wait_seconds: float = 10) -> 
         with connect(alias, autocommit=True, purpose="reconcile") as connection:
             rows = connection.execute(
                 "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name LIKE %s AND pid <> pg_backend_pid()",
+                " WHERE application_name LIKE %s AND datname = current_database() AND pid <> pg_backend_pid()",
                 [pattern],
             ).fetchall()
             ended += [pid for pid, _ in rows]

@@ -23,6 +23,7 @@ from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.capture import TransactionsStillOpen
 from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
@@ -56,7 +57,7 @@ from migration_jobs.services.lock_holders import (
     worker_backends_terminate,
 )
 from migration_jobs.services.request_lock import agency_request_lock
-from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once
+from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once, run_queue_require
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
@@ -177,25 +178,31 @@ def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractB
 
     The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
     """
+    return runs_request_bulk(
+        links=links,
+        request=lambda link, bulk: migration_run_request(
+            link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=bulk
+        ),
+    )
+
+
+def runs_request_bulk(
+    *, links: Iterable[AgencyLink], request: Callable[[AgencyLink, UUID], MigrationRun]
+) -> BulkOutcome:
+    """Call `request(link, bulk_request)` for each agency under one new bulk request id; collect
+    the runs queued and, saying why, the agencies refused."""
     outcome = BulkOutcome(bulk_request=uuid.uuid4())
     for link in links:
         try:
-            run = migration_run_request(
-                link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=outcome.bulk_request
-            )
+            outcome.queued.append(request(link, outcome.bulk_request))
         except RunRefused as refusal:
             outcome.skipped.append((link, str(refusal)))
-        else:
-            outcome.queued.append(run)
     return outcome
 
 
 def _require_services() -> None:
     """Fail before queueing when a database or Redis the run needs does not answer."""
-    try:
-        django_rq.get_connection(QUEUE).ping()
-    except RedisError as error:
-        raise RunRefused(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
+    run_queue_require(queue=QUEUE)
     for alias in ("revos", "unified"):
         try:
             connect(alias, autocommit=True, purpose="preflight").close()
@@ -208,11 +215,8 @@ def _require_something_to_roll_back(link: AgencyLink) -> None:
     rollback (and make the agency read "rolled back") for an agency nothing happened to."""
     if not link.is_confirmed and not link.runs.filter(kind=MigrationRun.Kind.MIGRATE).exists():
         raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
-    with connect("unified", autocommit=True, purpose="preflight") as connection:
-        inserted = connection.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s AND inserted)",
-            [link.revos_agency_id],
-        ).fetchone()[0]
+    with connect("unified", autocommit=True, purpose="preflight") as connection, connection.cursor() as cursor:
+        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
     if not inserted:
         raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
 

@@ -14,6 +14,7 @@ from functools import partial
 import django_rq
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -34,6 +35,14 @@ class RunJob:
     function: str
     failure: str = "Could not queue the job: {error}."
     options: dict = field(default_factory=dict)
+
+
+def run_queue_require(*, queue: str, refusal: type[RunRefused] = RunRefused) -> None:
+    """Refuse before recording a run when Redis, which would hold its job, does not answer."""
+    try:
+        django_rq.get_connection(queue).ping()
+    except RedisError as error:
+        raise refusal(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
 
 
 def run_enqueue_once(*, run: TrackedRun, job: RunJob) -> None:

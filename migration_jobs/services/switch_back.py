@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import psycopg
 from django.conf import settings
@@ -44,10 +44,16 @@ from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_ca
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
-from migration_jobs.services.cutover import BulkCutover, RunSteps, cutover_run_execute
+from migration_jobs.services.cutover import RunSteps, cutover_run_execute
 from migration_jobs.services.fence import agency_completed, agency_cut_over, agency_reopen_revos, fence_owner
 from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
-from migration_jobs.services.migration import RunStepFailed, migration_run_execute, migration_run_request
+from migration_jobs.services.migration import (
+    BulkOutcome,
+    RunStepFailed,
+    migration_run_execute,
+    migration_run_request,
+    runs_request_bulk,
+)
 from migration_jobs.verify import PASS, AgencyScope
 from migration_jobs.verify.counts import counts_check
 
@@ -124,17 +130,12 @@ def switch_back_run_request(
     )
 
 
-def switch_back_runs_request_bulk(*, links, reason: str, actor: AbstractBaseUser | None) -> BulkCutover:
+def switch_back_runs_request_bulk(*, links, reason: str, actor: AbstractBaseUser | None) -> BulkOutcome:
     """Queue a switch back of each agency; skip (with the reason) those refused."""
-    outcome = BulkCutover(bulk_request=uuid4())
-    for link in links:
-        try:
-            outcome.queued.append(
-                switch_back_run_request(link=link, reason=reason, actor=actor, bulk_request=outcome.bulk_request)
-            )
-        except RunRefused as refusal:
-            outcome.skipped.append((link, str(refusal)))
-    return outcome
+    return runs_request_bulk(
+        links=links,
+        request=lambda link, bulk: switch_back_run_request(link=link, reason=reason, actor=actor, bulk_request=bulk),
+    )
 
 
 def switch_back_plan(*, link: AgencyLink) -> dict:

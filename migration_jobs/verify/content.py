@@ -24,11 +24,11 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, not_applicable, status_of
 
-ID_MAP = sql.SQL("controlplane.id_map")
 UUID_MAX = (1 << 128) - 1
 FANOUT = 16  # sub-ranges per split
 LEAF_ROWS = 256  # a differing range this small is fetched and compared row by row
@@ -108,14 +108,11 @@ def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> 
         for column, sql_type in zip(plan.target_columns, types, strict=True)
     )
     return sql.SQL(
-        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ("
-        "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted)"
+        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ({inserted})"
     ).format(
         values=values,
         target=plan.target_table,
-        id_map=ID_MAP,
-        agency=sql.Literal(scope.source_agency_id),
-        source=sql.Literal(plan.source),
+        inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source),
     )
 
 
@@ -127,14 +124,8 @@ def _full_types(plan: TablePlan, target: Catalog) -> list[str]:
 
 def reused_ids(target: psycopg.Connection, scope: AgencyScope) -> dict[str, str]:
     """Source id -> unified id of the rows AudienceOS already had (agency, users, clients)."""
-    return dict(
-        target.execute(
-            sql.SQL("SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(
-                ID_MAP
-            ),
-            [scope.source_agency_id],
-        ).fetchall()
-    )
+    with target.cursor() as cursor:
+        return id_map.agency_reused_ids(cursor, agency_id=scope.source_agency_id)
 
 
 # --- checksums and bisection -----------------------------------------------------------------

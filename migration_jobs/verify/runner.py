@@ -11,6 +11,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 
@@ -61,7 +62,7 @@ def agency_verify(*, scope: AgencyScope, record: Record) -> None:
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        _data_checks(plans, scope=scope, source=source, target=target, target_catalog=target_catalog, record=record)
+        _data_checks(plans, _Reading(scope, source, target, target_catalog, record))
         _guarded(
             record,
             "auth",
@@ -79,34 +80,12 @@ def agency_verify_changes(*, scope: AgencyScope, changed_ids: dict[str, list[str
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        both = (source, target)
+        reading = _Reading(scope, source, target, target_catalog, record)
         remap = content.reused_ids(target, scope)
         for plan in plans:
-            _guarded(
-                record,
-                "counts",
-                plan.source,
-                both,
-                lambda plan=plan: counts.counts_check(
-                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog
-                ),
-            )
+            reading.counts(plan)
             if changed_ids.get(plan.source):
-                _guarded(
-                    record,
-                    "content",
-                    plan.source,
-                    both,
-                    lambda plan=plan: content.content_check(
-                        plan,
-                        scope=scope,
-                        source=source,
-                        target=target,
-                        target_catalog=target_catalog,
-                        remap=remap,
-                        ids=changed_ids[plan.source],
-                    ),
-                )
+                reading.content(plan, remap=remap, ids=changed_ids[plan.source])
     _isolation_checks(scope, target_catalog, record, with_schema=False)
 
 
@@ -135,40 +114,55 @@ def _raise(error: Exception) -> CheckOutcome:
     raise error
 
 
-def _data_checks(
-    plans: list[TablePlan],
-    *,
-    scope: AgencyScope,
-    source: psycopg.Connection,
-    target: psycopg.Connection,
-    target_catalog: Catalog,
-    record: Record,
-) -> None:
-    both = (source, target)
-    for plan in plans:
+@dataclass(frozen=True)
+class _Reading:
+    """What every table check of one verification reads: the agency, both snapshots, the unified catalog."""
+
+    scope: AgencyScope
+    source: psycopg.Connection
+    target: psycopg.Connection
+    target_catalog: Catalog
+    record: Record
+
+    def counts(self, plan: TablePlan) -> None:
         _guarded(
-            record,
+            self.record,
             "counts",
             plan.source,
-            both,
-            lambda plan=plan: counts.counts_check(
-                plan, scope=scope, source=source, target=target, target_catalog=target_catalog
+            (self.source, self.target),
+            lambda: counts.counts_check(
+                plan, scope=self.scope, source=self.source, target=self.target, target_catalog=self.target_catalog
             ),
         )
+
+    def content(self, plan: TablePlan, *, remap: dict[str, str], ids: list[str] | None = None) -> None:
+        _guarded(
+            self.record,
+            "content",
+            plan.source,
+            (self.source, self.target),
+            lambda: content.content_check(
+                plan,
+                scope=self.scope,
+                source=self.source,
+                target=self.target,
+                target_catalog=self.target_catalog,
+                remap=remap,
+                ids=ids,
+            ),
+        )
+
+
+def _data_checks(plans: list[TablePlan], reading: _Reading) -> None:
+    scope, target, record = reading.scope, reading.target, reading.record
+    for plan in plans:
+        reading.counts(plan)
     if not scope.migrated:
         record(content.content_not_applicable())
     else:
         remap = content.reused_ids(target, scope)
         for plan in plans:
-            _guarded(
-                record,
-                "content",
-                plan.source,
-                both,
-                lambda plan=plan: content.content_check(
-                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog, remap=remap
-                ),
-            )
+            reading.content(plan, remap=remap)
     for table, keys in references.foreign_keys_read(target).items():
         _guarded(
             record,
@@ -176,6 +170,6 @@ def _data_checks(
             table,
             (target,),
             lambda table=table, keys=keys: references.references_check(
-                table, keys, scope=scope, target=target, target_catalog=target_catalog
+                table, keys, scope=scope, target=target, target_catalog=reading.target_catalog
             ),
         )

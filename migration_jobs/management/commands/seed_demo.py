@@ -1,13 +1,13 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, OperationalError
 
-from migration_jobs.services.demo import (
+from migration_jobs.demo.bad_rows import demo_bad_rows_plant
+from migration_jobs.demo.demo import (
     DemoDataError,
     demo_data_reset,
     demo_data_seed,
     demo_phase0_problems_plant,
 )
-from migration_jobs.services.demo_bad_rows import demo_bad_rows_plant
 
 
 class Command(BaseCommand):
