@@ -16,7 +16,7 @@ from migration_jobs.selectors.flags import (
     ai_providers_for_agency_cached,
     flags_for_agency_cached,
 )
-from migration_jobs.services.fence import agency_revos_read_only
+from migration_jobs.services.fence import agency_revos_read_only, agency_unified_read_only
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -63,9 +63,17 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     flags = flags_for_agency_cached(agency=agency, app_context=app_context)
     # True while RevOS refuses the agency's writes (a cutover fenced it): the apps show it read-only.
     read_only = agency.link is not None and agency_revos_read_only(link=agency.link)
+    # True while the unified database refuses them (a switch back fenced it).
+    unified_read_only = agency.link is not None and agency_unified_read_only(link=agency.link)
     providers = ai_providers_for_agency_cached(agency=agency)
-    answer = {"agency_id": str(parsed_id), "app_context": app_context, "flags": flags, "revos_read_only": read_only}
-    answer["ai_providers"] = providers
+    answer = {
+        "agency_id": str(parsed_id),
+        "app_context": app_context,
+        "flags": flags,
+        "revos_read_only": read_only,
+        "unified_read_only": unified_read_only,
+        "ai_providers": providers,
+    }
     if app_context is not None:
         answer["ai_provider"] = providers[app_context]  # what the shared HGC component loads here
     return JsonResponse(answer)

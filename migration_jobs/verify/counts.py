@@ -8,6 +8,8 @@ agency are AudienceOS's own and are not counted.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 from psycopg import sql
 
@@ -34,15 +36,22 @@ def counts_check(
     """One source table: every row the mapping selects has its unified row."""
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
-    expected = source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
     in_agency = _in_agency(plan, scope)
     joined = id_map.mapped_join(plan.target, agency_id=scope.source_agency_id, source_table=plan.source)
-    mapped, found, reused = target.execute(
-        sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
-            " count(*) FILTER (WHERE NOT m.inserted) {joined}"
-        ).format(in_agency=in_agency, joined=joined)
-    ).fetchone()
+    # Each database counts its side at the same time (a cutover waits for these, RevOS fenced).
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="counts-source") as source_side:
+        expected_future = source_side.submit(
+            lambda: source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
+        )
+        try:
+            mapped, found, reused = target.execute(
+                sql.SQL(
+                    "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
+                    " count(*) FILTER (WHERE NOT m.inserted) {joined}"
+                ).format(in_agency=in_agency, joined=joined)
+            ).fetchone()
+        finally:
+            expected = expected_future.result()
     lost = []
     if found < mapped:  # only then is there a mapped row to name
         lost = target.execute(
