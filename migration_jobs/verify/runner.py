@@ -19,7 +19,7 @@ import psycopg
 from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
-from migration_jobs.verify import content, counts, isolation, references, schema
+from migration_jobs.verify import auth, content, counts, isolation, references, schema
 from migration_jobs.verify.model_drift import unified_model_drift
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
 
@@ -59,11 +59,18 @@ def _guarded(
 
 
 def agency_verify(*, scope: AgencyScope, record: Record) -> None:
-    """Counts, content, references, isolation and schema checks of one agency. Writes nothing."""
+    """Counts, content, references, auth, isolation and schema checks of one agency. Writes nothing."""
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
         _data_checks(plans, _Reading(scope, source, target, target_catalog, record))
+        _guarded(
+            record,
+            "auth",
+            "auth.users",
+            (source,),
+            lambda: auth.auth_check(scope=scope, source=source, catalog=target_catalog),
+        )
     _isolation_checks(scope, target_catalog, record, with_schema=True)
     _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
