@@ -17,6 +17,12 @@ from tests.conftest import worker_environment
 
 @pytest.fixture
 def report(tenant_db, rq_queues, tmp_path):
+    from migration_jobs.models.flags import FeatureFlag
+
+    # The cutover needs the unified_db flag, which a transactional test run before may have flushed.
+    FeatureFlag.objects.update_or_create(
+        name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
+    )
     options = BenchOptions(
         rows=1_500,
         sizes=(800, 1_500),
