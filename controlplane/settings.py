@@ -126,6 +126,14 @@ MIGRATION_JOB_TIMEOUT = env.int("MIGRATION_JOB_TIMEOUT", default=6 * 3600)
 # A first load checks each batch's foreign keys with one query per key instead of row by row,
 # where the database role may turn row triggers off (superuser, Supabase's postgres). See etl/engine.py.
 MIGRATION_SET_BASED_FK_CHECKS = env.bool("MIGRATION_SET_BASED_FK_CHECKS", default=True)
+# Parallelism: tables a migration writes at once (one unified connection each) and verification
+# checks run at once (one connection to each database each). 0: the database host's CPU count
+# when it is this machine, else 2 (etl/parallel.py).
+MIGRATION_WRITERS = env.int("MIGRATION_WRITERS", default=0)
+VERIFICATION_WORKERS = env.int("VERIFICATION_WORKERS", default=0)
+for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is negative; set a count, or 0 for the default.")
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").

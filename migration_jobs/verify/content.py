@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from uuid import UUID
 
 import psycopg
@@ -26,6 +27,7 @@ from psycopg.types.json import Jsonb
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, not_applicable, status_of
+from migration_jobs.verify.pool import both_sides
 
 ID_MAP = sql.SQL("controlplane.id_map")
 UUID_MAX = (1 << 128) - 1
@@ -174,29 +176,32 @@ def _rows(side: Side, low: int, high: int) -> list[tuple[UUID, list[str | None]]
     return side.connection.execute(query).fetchall()
 
 
-def relation_diff(source: Side, target: Side, *, columns: tuple[str, ...]) -> Diff:
-    """Narrow the differences of two (id, vals) relations down to ids, depth first, in id order."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as source_side:
-        return _relation_diff(source, target, columns=columns, source_side=source_side)
+def relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], source_side: Executor | None = None) -> Diff:
+    """Narrow the differences of two (id, vals) relations down to ids, depth first, in id order.
+
+    Each database works on its side at the same time: the source's queries run in `source_side`
+    (a helper thread of its own when none is given) while this thread waits for the target's.
+    """
+    if source_side is None:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as helper:
+            return _relation_diff(source, target, columns=columns, source_side=helper)
+    return _relation_diff(source, target, columns=columns, source_side=source_side)
 
 
 def _relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], source_side: Executor) -> Diff:
-    # Each database works on its side at the same time: the source's query runs in the helper
-    # thread while this thread waits for the target's.
     diff = Diff()
     pending: list[tuple[int, int, bool]] = [(0, UUID_MAX, False)]  # (low, high, small enough to fetch)
     top = True
     while pending and not diff.truncated:
         low, high, fetch = pending.pop()
         if fetch:
-            ours = source_side.submit(_rows, source, low, high)
-            theirs = _rows(target, low, high)
-            _compare_rows(diff, ours.result(), theirs, columns)
+            ours, theirs = both_sides(source_side, partial(_rows, source, low, high), partial(_rows, target, low, high))
+            _compare_rows(diff, ours, theirs, columns)
             continue
         bounds = _split(low, high, FANOUT)
-        ours_future = source_side.submit(_checksums, source, low, high, bounds)
-        theirs = _checksums(target, low, high, bounds)
-        ours = ours_future.result()
+        ours, theirs = both_sides(
+            source_side, partial(_checksums, source, low, high, bounds), partial(_checksums, target, low, high, bounds)
+        )
         diff.ranges_compared += len(bounds)
         if top:
             diff.source_rows = sum(rows for rows, _ in ours.values())
@@ -242,12 +247,14 @@ def content_check(
     target: psycopg.Connection,
     target_catalog: Catalog,
     remap: dict[str, str],
+    source_side: Executor | None = None,
 ) -> CheckOutcome:
     """One source table: do the unified rows hold exactly the transformed source rows?"""
     diff = relation_diff(
         Side(source, source_relation(plan, scope=scope, target=target_catalog, remap=remap)),
         Side(target, target_relation(plan, scope=scope, target=target_catalog)),
         columns=plan.target_columns,
+        source_side=source_side,
     )
     details = {
         "target_table": plan.target,

@@ -8,12 +8,15 @@ agency are AudienceOS's own and are not counted.
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
+
 import psycopg
 from psycopg import sql
 
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
+from migration_jobs.verify.pool import both_sides
 
 ID_MAP = sql.SQL("controlplane.id_map")
 ID_CHUNK = 5000  # source ids probed in the target per query, after a rollback
@@ -31,11 +34,14 @@ def counts_check(
     source: psycopg.Connection,
     target: psycopg.Connection,
     target_catalog: Catalog,
+    source_side: Executor | None = None,
 ) -> CheckOutcome:
-    """One source table: every row the mapping selects has its unified row."""
+    """One source table: every row the mapping selects has its unified row.
+
+    With `source_side`, RevOS counts there while the unified database counts in this thread.
+    """
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
-    expected = source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
     in_agency = _in_agency(plan.target, target_catalog, scope)
     joined = sql.SQL(
         "FROM {id_map} m LEFT JOIN {target} t ON t.id = m.target_id"
@@ -46,12 +52,15 @@ def counts_check(
         agency=sql.Literal(scope.source_agency_id),
         src=sql.Literal(plan.source),
     )
-    mapped, found, reused = target.execute(
-        sql.SQL(
-            "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
-            " count(*) FILTER (WHERE NOT m.inserted) {joined}"
-        ).format(in_agency=in_agency, joined=joined)
-    ).fetchone()
+    mapped_query = sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
+        " count(*) FILTER (WHERE NOT m.inserted) {joined}"
+    ).format(in_agency=in_agency, joined=joined)
+    (expected,), (mapped, found, reused) = both_sides(
+        source_side,
+        lambda: source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone(),
+        lambda: target.execute(mapped_query).fetchone(),
+    )
     lost = []
     if found < mapped:  # only then is there a mapped row to name
         lost = target.execute(

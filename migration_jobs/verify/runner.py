@@ -1,8 +1,9 @@
 """Run every check of one agency, handing each outcome over as soon as it is known.
 
-The data checks (counts, content, references) read each database through one REPEATABLE READ,
-read-only transaction, so RevOS writing meanwhile cannot make the two sides disagree halfway
-through a table. A check that breaks is handed over as an error and the others still run.
+The data checks (counts, content, references) read each database as of one REPEATABLE READ,
+read-only snapshot, so RevOS writing meanwhile cannot make the two sides disagree halfway
+through a table; several workers share those snapshots and check tables side by side
+(verify/pool.py). A check that breaks is handed over as an error and the others still run.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
+from django.conf import settings
 
 from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
+from migration_jobs.etl.parallel import parallelism
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
 from migration_jobs.selectors import unified_model_drift
 from migration_jobs.verify import content, counts, isolation, references, schema
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
+from migration_jobs.verify.pool import Check, Pair, check_pool
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +38,14 @@ def _snapshot_reader(alias: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _guarded(
-    record: Record, check_name: str, table_name: str, connections: tuple, run: Callable[[], CheckOutcome]
-) -> None:
-    """Record what `run` found, or the error that stopped it; either way the next check runs."""
+def _outcome_of(check_name: str, table_name: str, run: Callable[[], CheckOutcome], reset: Callable[[], None]):
+    """What `run` found, or the error that stopped it (after `reset` readies its connections again)."""
     try:
-        outcome = run()
+        return run()
     except Exception as error:
         logger.exception("verification check %s %s failed to run", check_name, table_name)
-        for connection in connections:
-            if not connection.closed:
-                connection.rollback()
-        outcome = CheckOutcome(
+        reset()
+        return CheckOutcome(
             check_name,
             ERROR,
             table_name,
@@ -53,15 +53,39 @@ def _guarded(
             actual=f"{type(error).__name__}: {str(error).strip()}",
             details={"traceback": traceback.format_exc(limit=8)},
         )
-    record(outcome)
 
 
-def agency_verify(*, scope: AgencyScope, record: Record) -> None:
-    """Counts, content, references, isolation and schema checks of one agency. Writes nothing."""
+def _guarded(
+    record: Record, check_name: str, table_name: str, connections: tuple, run: Callable[[], CheckOutcome]
+) -> None:
+    """Record what `run` found, or the error that stopped it; either way the next check runs."""
+
+    def rollback() -> None:
+        for connection in connections:
+            if not connection.closed:
+                connection.rollback()
+
+    record(_outcome_of(check_name, table_name, run, rollback))
+
+
+def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = None) -> None:
+    """Counts, content, references, isolation and schema checks of one agency. Writes nothing.
+
+    The data checks run `workers` at a time (default: the VERIFICATION_WORKERS setting).
+    """
+    workers = workers or parallelism(settings.VERIFICATION_WORKERS)
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        _data_checks(plans, scope=scope, source=source, target=target, target_catalog=target_catalog, record=record)
+        _data_checks(
+            plans,
+            scope=scope,
+            source=source,
+            target=target,
+            target_catalog=target_catalog,
+            record=record,
+            workers=workers,
+        )
     with connect("unified", purpose="verification-rls") as connection:
         connection.read_only = True
         probe = isolation.Probe(connection, scope, target_catalog)
@@ -95,39 +119,53 @@ def _data_checks(
     target: psycopg.Connection,
     target_catalog: Catalog,
     record: Record,
+    workers: int,
 ) -> None:
-    both = (source, target)
+    """Counts and content per source table, references per unified table, `workers` at a time."""
+    checks: list[Check] = []
+
+    def add(check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome]) -> None:
+        checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
+
     for plan in plans:
-        _guarded(
-            record,
+        add(
             "counts",
             plan.source,
-            both,
-            lambda plan=plan: counts.counts_check(
-                plan, scope=scope, source=source, target=target, target_catalog=target_catalog
+            lambda pair, plan=plan: counts.counts_check(
+                plan,
+                scope=scope,
+                source=pair.source,
+                target=pair.target,
+                target_catalog=target_catalog,
+                source_side=pair.source_side,
             ),
         )
     if not scope.migrated:
-        record(content.content_not_applicable())
+        checks.append(lambda pair: content.content_not_applicable())
     else:
         remap = content.reused_ids(target, scope)
         for plan in plans:
-            _guarded(
-                record,
+            add(
                 "content",
                 plan.source,
-                both,
-                lambda plan=plan: content.content_check(
-                    plan, scope=scope, source=source, target=target, target_catalog=target_catalog, remap=remap
+                lambda pair, plan=plan: content.content_check(
+                    plan,
+                    scope=scope,
+                    source=pair.source,
+                    target=pair.target,
+                    target_catalog=target_catalog,
+                    remap=remap,
+                    source_side=pair.source_side,
                 ),
             )
     for table, keys in references.foreign_keys_read(target).items():
-        _guarded(
-            record,
+        add(
             "references",
             table,
-            (target,),
-            lambda table=table, keys=keys: references.references_check(
-                table, keys, scope=scope, target=target, target_catalog=target_catalog
+            lambda pair, table=table, keys=keys: references.references_check(
+                table, keys, scope=scope, target=pair.target, target_catalog=target_catalog
             ),
         )
+    with check_pool(source=source, target=target, workers=workers) as pool:
+        for outcome in pool.outcomes(checks):
+            record(outcome)
