@@ -67,3 +67,18 @@ def database_backends_stop(*, application_prefix: str) -> None:
                 " AND application_name NOT LIKE 'controlplane-benchmark%%'",
                 [f"{application_prefix}%"],
             )
+
+
+def unified_reset() -> None:
+    """Empty the unified tables and the migration bookkeeping, as before the first migration."""
+    with connect("unified", autocommit=True, purpose="benchmark") as connection:
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = 'public'"
+                " OR (schemaname = 'controlplane' AND tablename IN ('id_map', 'checkpoint'))"
+            )
+        ]
+        if tables:
+            connection.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
