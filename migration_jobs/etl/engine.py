@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import logging
 import platform
 import queue
@@ -23,7 +24,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from uuid import UUID
 
 import psycopg
@@ -32,6 +32,16 @@ from psycopg import sql
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
+from migration_jobs.etl.scheduler import (
+    BatchDone,
+    Control,
+    Flight,
+    Lane,
+    ReportBatch,
+    table_dependencies,
+    table_parents,
+    tables_write,
+)
 from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
@@ -39,12 +49,6 @@ logger = logging.getLogger(__name__)
 ID_MAP = sql.SQL("controlplane.id_map")
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
-
-
-class Control(StrEnum):
-    CONTINUE = "continue"
-    PAUSE = "pause"
-    CANCEL = "cancel"
 
 
 class AgencyBusy(Exception):
@@ -80,13 +84,14 @@ class TableOutcome:
 
 @dataclass
 class Progress:
-    table: str
+    table: str  # the table whose batch was just committed
     tables_done: int
     tables_total: int
     rows_done: int
     rows_total: int
     rows_per_second: float
     batch: int
+    in_flight: tuple[str, ...] = ()  # every table being written now
 
 
 @dataclass
@@ -146,6 +151,7 @@ class AgencyMigration:
     on_progress: Callable[[Progress], Control] = lambda progress: Control.CONTINUE
     on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
+    writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
 
     def run(self) -> MigrationReport:
         large_buffers_returned()
@@ -173,11 +179,22 @@ class AgencyMigration:
         self._started = time.monotonic()
         self._rows_done = sum(c[1] for c in checkpoints.values())
         self._rows_total = sum(totals.values())
-        self._batch_no = 0
-        for index, plan in enumerate(plans):
-            last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
-            if not completed:
-                self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
+        self._batch_numbers = itertools.count(1)  # shared by the writers: next() is atomic
+        self._tables_total = len(plans)
+        control = tables_write(
+            pending=[p for p in plans if not checkpoints.get(p.source, (None, 0, False))[2]],
+            parents=table_parents(plans, table_dependencies(target)),
+            tables_done=sum(1 for p in plans if checkpoints.get(p.source, (None, 0, False))[2]),
+            writers=self.writers,
+            source=source,
+            target=target,
+            copy=lambda plan, lane, report_batch: self._copy_table(
+                lane, plan, remap, checkpoints.get(plan.source, (None, 0, False))[0], report, report_batch
+            ),
+            on_batch=self._progress,
+        )
+        if control is not Control.CONTINUE:
+            raise MigrationStopped(control)
         if had_previous:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
@@ -291,15 +308,17 @@ class AgencyMigration:
 
     # Copy: stream the source, write batches ------------------------------------------------
 
-    def _copy_table(self, source, target, plan: TablePlan, remap, last_id, report, index, count) -> None:
+    def _copy_table(self, lane: Lane, plan: TablePlan, remap, last_id, report, report_batch: ReportBatch) -> None:
         """Stream one table: a reader thread fills batches while this thread writes the previous one."""
+        source, target = lane.source, lane.target
         query = plan.source_query(
             source_agency_id=self.source_agency_id, target_agency_id=self.target_agency_id, after_id=last_id
         )
         first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
         logger.info(
-            "table %s -> %s: %s",
+            "writer %s: table %s -> %s: %s",
+            lane.number,
             plan.source,
             plan.target,
             "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
@@ -319,8 +338,8 @@ class AgencyMigration:
                 batch = batches.get()
                 if isinstance(batch, BaseException):
                     raise batch
-                self._rows_done += batch.skipped  # existing unified rows stand for them: counted, not written
-                self._flush(writer, batch.rows, report, index, count, completed=batch.last)
+                # Rows an existing unified row stands for (batch.skipped) are counted, not written.
+                self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
                     return
         finally:
@@ -380,13 +399,13 @@ class AgencyMigration:
         except BaseException as error:  # handed to the writing thread, which raises it
             hand_over(error)
 
-    def _flush(self, writer: BatchWriter, batch, report, index, count, *, completed: bool) -> None:
-        self._batch_no += 1
-        inserted, updated = writer.write(batch, batch_no=self._batch_no, completed=completed)
+    def _flush(self, writer: BatchWriter, batch, report, report_batch: ReportBatch, *, skipped: int, completed: bool):
+        """Write one batch on a writer's thread, then stop there if the run's thread says so."""
+        number = next(self._batch_numbers)
+        inserted, updated = writer.write(batch, batch_no=number, completed=completed)
         outcome = report.tables[writer.plan.source]
         outcome.inserted += inserted
         outcome.updated += updated
-        self._rows_done += len(batch)
         if completed:
             logger.info(
                 "table %s -> %s done: %s inserted, %s updated",
@@ -396,20 +415,26 @@ class AgencyMigration:
                 outcome.updated,
                 extra={"agency_id": str(self.source_agency_id)},
             )
+        control = report_batch(BatchDone(writer.plan.source, number, len(batch) + skipped, completed))
+        if control is not Control.CONTINUE and not completed:
+            raise MigrationStopped(control)
+
+    def _progress(self, batch: BatchDone, flight: Flight) -> Control:
+        """On the run's thread: count the batch and hand progress over, which answers with a control."""
+        self._rows_done += batch.rows
         elapsed = max(time.monotonic() - self._started, 1e-6)
-        control = self.on_progress(
+        return self.on_progress(
             Progress(
-                table=writer.plan.source,
-                tables_done=index + (1 if completed else 0),
-                tables_total=count,
+                table=batch.table,
+                tables_done=flight.tables_done,
+                tables_total=self._tables_total,
                 rows_done=self._rows_done,
                 rows_total=self._rows_total,
                 rows_per_second=self._rows_done / elapsed,
-                batch=self._batch_no,
+                batch=batch.number,
+                in_flight=flight.in_flight,
             )
         )
-        if control is not Control.CONTINUE and not (completed and index == count - 1):
-            raise MigrationStopped(control)
 
     # Catch-up: rows deleted at the source leave the unified database -----------------------
 
