@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 import uuid
 from types import SimpleNamespace
@@ -648,3 +649,24 @@ def test_a_row_refused_in_one_table_stops_the_other_writers_and_resume_completes
     revos("UPDATE leads SET status = %s WHERE id = %s", [status, bad])
     migrate_in_process(link, writers=3)
     assert agency_checksums(link.unified_agency_id) == reference
+
+
+def test_an_error_on_the_runs_thread_stops_every_writer_before_it_is_raised(large_agency):
+    link = large_agency
+    reported = []
+
+    def fail_on_the_fifth_batch(progress):
+        reported.append(progress)
+        if len(reported) == 5:
+            raise RuntimeError("progress could not be recorded")
+        return Control.CONTINUE
+
+    with pytest.raises(RuntimeError, match="could not be recorded"):
+        migrate_in_process(link, writers=3, on_progress=fail_on_the_fifth_batch)
+    assert len(reported) == 5, "no batch is reported after the error"
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("write-", "read-"))]
+    assert not unified(
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'controlplane-migration%%'"
+        " AND datname = current_database()"
+    ), "every writer's connection is closed"
+    migrate_in_process(link, writers=3)  # and the agency's lock was released: a resume runs
