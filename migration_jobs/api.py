@@ -10,7 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from migration_jobs.services.flags import APP_CONTEXTS, agency_resolve, flags_for_agency_cached
+from migration_jobs.selectors.flags import APP_CONTEXTS, agency_resolve, flags_for_agency_cached
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:

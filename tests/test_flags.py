@@ -20,11 +20,9 @@ from django.utils import timezone
 from migration_jobs.admin.flags import enable_unified_db_for_selected
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag, FlagChange
+from migration_jobs.selectors.flags import agency_flag_enabled, flag_bucket, flag_evaluate
 from migration_jobs.services.flags import (
     CutoverRefused,
-    agency_flag_enabled,
-    flag_bucket,
-    flag_evaluate,
     flag_set_for_agency,
     flag_set_global,
     flag_set_percentage,

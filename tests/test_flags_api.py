@@ -10,7 +10,8 @@ from django.db import connections
 from django.urls import reverse
 
 from migration_jobs.models.flags import FeatureFlag
-from migration_jobs.services.flags import flag_set_for_agency, flag_set_global, flags_cache_version
+from migration_jobs.selectors.flags import flags_cache_version
+from migration_jobs.services.flags import flag_set_for_agency, flag_set_global
 from tests.test_flags import SEED_FLAGS, make_link, make_run, make_verification
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified"], transaction=True)

@@ -37,14 +37,12 @@ from migration_jobs.etl.engine import (
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.scheduler import table_dependencies, table_parents
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.demo import demo_agency_seed, demo_data_seed
-from migration_jobs.services.migration import (
-    RunRefused,
-    agency_link_resolve,
-    migration_run_control,
-    migration_run_request,
-)
+from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.run_control import migration_run_control
 from tests.conftest import agency_checksums, run_worker, start_worker_process
 
 Status = MigrationRun.Status

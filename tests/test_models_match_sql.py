@@ -4,7 +4,7 @@ import pytest
 from django.db import connections, transaction
 
 from migration_jobs.models.unified import Client, Post
-from migration_jobs.selectors import unified_model_drift, unified_models
+from migration_jobs.verify.model_drift import unified_model_drift, unified_models
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified"])
 

@@ -6,7 +6,7 @@ from django.db import router
 
 from migration_jobs.models.runs import MigrationRun
 from migration_jobs.models.unified import Agency, Client
-from migration_jobs.selectors import unified_models
+from migration_jobs.verify.model_drift import unified_models
 
 UNIFIED_MODELS = unified_models()
 CONTROL_PLANE_MODELS = [m for m in apps.get_models() if m not in UNIFIED_MODELS]

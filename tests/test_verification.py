@@ -29,9 +29,9 @@ from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import AgencyMigration, agency_rollback
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
-from migration_jobs.services import migration as migration_module
-from migration_jobs.services import verification as verification_module
-from migration_jobs.services.migration import RunRefused, migration_run_request
+from migration_jobs.refusals import RunRefused
+from migration_jobs.services import run_control as run_control_module
+from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.verification import (
     VerificationRefused,
     verification_run_execute,
@@ -630,21 +630,21 @@ def test_a_queued_verification_whose_job_vanished_is_closed_and_replaced(migrate
     assert (first.status, first.error) == ("error", "Its job is no longer in the queue; nothing was checked.")
 
 
-def overlapping_requests(monkeypatch, module, request):
+def overlapping_requests(monkeypatch, request):
     """Call request() twice, the second time while the first sits between its commit and its enqueue.
 
     RQ redelivery makes such overlapping requests for one agency routine. Returns the first's
     result and the second's result (or the exception it raised).
     """
-    enqueue, committed, second_started = module._enqueue, threading.Event(), threading.Event()
+    enqueue, committed, second_started = run_control_module._enqueue, threading.Event(), threading.Event()
 
-    def slow_enqueue(run):
+    def slow_enqueue(run, job):
         committed.set()
         second_started.wait(timeout=10)
         time.sleep(0.5)  # the second request is now waiting on the agency's request lock
-        enqueue(run)
+        enqueue(run, job)
 
-    monkeypatch.setattr(module, "_enqueue", slow_enqueue)
+    monkeypatch.setattr(run_control_module, "_enqueue", slow_enqueue)
     outcome = {}
 
     def first_request():
@@ -667,9 +667,7 @@ def overlapping_requests(monkeypatch, module, request):
 
 
 def test_a_verification_requested_while_another_is_being_enqueued_joins_it(migrated, rq_queues, monkeypatch):
-    first, second = overlapping_requests(
-        monkeypatch, verification_module, lambda: verification_run_request(link=migrated.link, actor=None)
-    )
+    first, second = overlapping_requests(monkeypatch, lambda: verification_run_request(link=migrated.link, actor=None))
     assert second.pk == first.pk and first.status == VerificationRun.Status.QUEUED, first.error
     assert rq_queues["verification"].job_ids == [first.job_id]
 
@@ -679,7 +677,6 @@ def test_a_migration_requested_while_another_is_being_enqueued_is_refused_and_fa
 ):
     first, second = overlapping_requests(
         monkeypatch,
-        migration_module,
         lambda: migration_run_request(link=agency.link, kind=MigrationRun.Kind.MIGRATE, actor=None),
     )
     assert isinstance(second, RunRefused) and "already has a run queued" in str(second)

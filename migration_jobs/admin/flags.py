@@ -20,9 +20,9 @@ from django.urls import path
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
+from migration_jobs.selectors.flags import flag_agency_rows
 from migration_jobs.services.flags import (
     CutoverRefused,
-    flag_agency_rows,
     flag_enable_for_agencies,
     flag_set_for_agency,
     flag_set_global,

@@ -21,10 +21,12 @@ from redis.exceptions import RedisError
 
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
+from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors import agency_cockpit
 from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
-from migration_jobs.services.bulk import bulk_requests_stopped, migration_runs_request_bulk
-from migration_jobs.services.migration import RunRefused, migration_run_control, migration_run_request
+from migration_jobs.services.bulk import bulk_requests_stopped
+from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.run_control import migration_run_control
 
 Kind = MigrationRun.Kind
 
@@ -330,7 +332,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
 
 def _cockpit_for(link: AgencyLink):
-    from migration_jobs.services.flags import agency_cutover_refusal, agency_flag_enabled
+    from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
 
     return agency_cockpit(
         link=link,
@@ -340,7 +342,7 @@ def _cockpit_for(link: AgencyLink):
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:
-    from migration_jobs.services.flags import Agency, agency_flag_id, flags_for_agency
+    from migration_jobs.selectors.flags import Agency, agency_flag_id, flags_for_agency
 
     return flags_for_agency(agency=Agency(agency_id=agency_flag_id(agency_link=link), link=link))
 

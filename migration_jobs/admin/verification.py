@@ -19,7 +19,7 @@ from django.utils.timesince import timesince
 
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, CheckResult, VerificationRun
-from migration_jobs.services.migration import RunRefused
+from migration_jobs.refusals import RunRefused
 from migration_jobs.services.verification import verification_run_request
 
 COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "": "#757575"}

@@ -4,12 +4,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError
 
 from migration_jobs.models import MigrationRun
-from migration_jobs.services.migration import (
-    RunRefused,
-    agency_link_resolve,
-    migration_run_execute,
-    migration_run_request,
-)
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
+from migration_jobs.services.follow_ups import migration_run_follow_ups
+from migration_jobs.services.migration import migration_run_execute, migration_run_request
 
 
 class RunCommand(BaseCommand):
@@ -26,7 +24,8 @@ class RunCommand(BaseCommand):
             run = migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not sync)
             if sync:
                 try:
-                    run = migration_run_execute(run_id=run.pk)
+                    with migration_run_follow_ups(run_id=run.pk):  # as the job does
+                        run = migration_run_execute(run_id=run.pk)
                 except Exception:  # recorded on the run with its traceback; report it as the worker would
                     run.refresh_from_db()
         except RunRefused as refusal:

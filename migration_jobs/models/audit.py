@@ -6,14 +6,12 @@ finding's `suggested_fix` is SQL shown to staff, never executed by the control p
 
 from __future__ import annotations
 
-import uuid
-
-from django.conf import settings
 from django.db import models
-from django.utils import timezone
+
+from migration_jobs.models.tracked import TrackedRun
 
 
-class SchemaAuditRun(models.Model):
+class SchemaAuditRun(TrackedRun):
     """One audit of one database, tracked as its RQ job runs; its findings are SchemaFinding rows."""
 
     class Database(models.TextChoices):
@@ -29,17 +27,17 @@ class SchemaAuditRun(models.Model):
         FINISHED = "finished", "Finished"
         FAILED = "failed", "Failed"
 
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    # An audit is short and read-only: a redelivered job leaves a running audit to its first worker.
+    STARTABLE_STATUSES = (Status.QUEUED,)
+    FAILED_STATUS = Status.FAILED
+    JOB_PREFIX = "schema-audit"
+
     database = models.CharField(max_length=10, choices=Database.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    job_id = models.CharField(max_length=100, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     error_count = models.PositiveIntegerField(default=0)
     warn_count = models.PositiveIntegerField(default=0)
     info_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -50,32 +48,15 @@ class SchemaAuditRun(models.Model):
     def __str__(self) -> str:
         return f"Audit of {self.get_database_display()} ({self.get_status_display()})"
 
-    @staticmethod
-    def new_job_id() -> str:
-        return f"schema-audit-{uuid.uuid4()}"
-
-    def start(self) -> bool:
-        """Claim a queued run for this worker; False when another worker (or a retry) already has it."""
-        claimed = SchemaAuditRun.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
-            status=self.Status.RUNNING, started_at=timezone.now()
-        )
-        self.refresh_from_db()
-        return bool(claimed)
-
-    def finish(self) -> None:
+    def finish_with_counts(self) -> bool:
+        """Finish the run, keeping how many findings of each severity it stored."""
         counts = dict(self.findings.order_by().values_list("severity").annotate(n=models.Count("id")))
-        self.error_count = counts.get(SchemaFinding.Severity.ERROR, 0)
-        self.warn_count = counts.get(SchemaFinding.Severity.WARN, 0)
-        self.info_count = counts.get(SchemaFinding.Severity.INFO, 0)
-        self.status = self.Status.FINISHED
-        self.finished_at = timezone.now()
-        self.save(update_fields=["error_count", "warn_count", "info_count", "status", "finished_at"])
-
-    def fail(self, error: str) -> None:
-        self.status = self.Status.FAILED
-        self.error = error
-        self.finished_at = timezone.now()
-        self.save(update_fields=["status", "error", "finished_at"])
+        return self.finish(
+            self.Status.FINISHED,
+            error_count=counts.get(SchemaFinding.Severity.ERROR, 0),
+            warn_count=counts.get(SchemaFinding.Severity.WARN, 0),
+            info_count=counts.get(SchemaFinding.Severity.INFO, 0),
+        )
 
 
 class SchemaFinding(models.Model):

@@ -6,11 +6,11 @@ across databases): `revos_agency_id` in the RevOS source, `unified_agency_id` in
 
 from __future__ import annotations
 
-import uuid
-
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from migration_jobs.models.tracked import TrackedRun
 
 
 class AgencyLink(models.Model):
@@ -66,7 +66,7 @@ class ClientLink(models.Model):
         return f"{self.revos_client_id} -> {self.unified_client_id}"
 
 
-class MigrationRun(models.Model):
+class MigrationRun(TrackedRun):
     """One migration (or dry run, or rollback) of one agency, tracked as its RQ job runs."""
 
     class Kind(models.TextChoices):
@@ -82,7 +82,8 @@ class MigrationRun(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
 
-    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FAILED_STATUS = Status.FAILED
     RESUMABLE_STATUSES = (Status.PAUSED, Status.CANCELLED, Status.FAILED)
 
     class Control(models.TextChoices):
@@ -98,13 +99,8 @@ class MigrationRun(models.Model):
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MIGRATE)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     control = models.CharField(max_length=10, choices=Control.choices, blank=True, default="")
-    job_id = models.CharField(max_length=100, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     # Runs queued together by one "Migrate selected agencies" share an id; the auto-stop counts by it.
     bulk_request = models.UUIDField(null=True, blank=True, db_index=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     current_table = models.CharField(max_length=100, blank=True)
     tables_done = models.PositiveIntegerField(default=0)
     tables_total = models.PositiveIntegerField(default=0)
@@ -113,7 +109,6 @@ class MigrationRun(models.Model):
     rows_per_second = models.FloatField(default=0)
     status_note = models.CharField(max_length=300, blank=True)
     report = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)
     failed_table = models.CharField(max_length=100, blank=True)
     failed_batch = models.IntegerField(null=True, blank=True)
@@ -153,16 +148,8 @@ class MigrationRun(models.Model):
             return None
         return (self.finished_at or timezone.now()) - self.started_at
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in self.ACTIVE_STATUSES
 
-    @staticmethod
-    def new_job_id() -> str:
-        return f"migration-{uuid.uuid4()}"
-
-
-class VerificationRun(models.Model):
+class VerificationRun(TrackedRun):
     """One read-only verification of one migrated agency; its checks are CheckResult rows."""
 
     class Status(models.TextChoices):
@@ -170,6 +157,10 @@ class VerificationRun(models.Model):
         RUNNING = "running", "Running"
         FINISHED = "finished", "Finished"
         ERROR = "error", "Error"
+
+    ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
+    FAILED_STATUS = Status.ERROR
+    JOB_PREFIX = "verification"
 
     class Verdict(models.TextChoices):
         PENDING = "", "Pending"
@@ -183,12 +174,6 @@ class VerificationRun(models.Model):
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     verdict = models.CharField(max_length=10, choices=Verdict.choices, blank=True, default="", db_index=True)
-    job_id = models.CharField(max_length=100, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -197,6 +182,10 @@ class VerificationRun(models.Model):
 
     def __str__(self) -> str:
         return f"Verification of {self.agency_link} ({self.get_verdict_display()})"
+
+    def fail(self, error: str, **fields) -> bool:
+        """A verification that could not check ends with verdict error, which keeps the cutover closed."""
+        return super().fail(error, verdict=self.Verdict.ERROR, **fields)
 
 
 class CheckResult(models.Model):

@@ -10,7 +10,7 @@ from django.db.models import Q
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag
 from migration_jobs.selectors.cockpit import agency_state
-from migration_jobs.services.flags import agency_flag_id, flag_evaluate
+from migration_jobs.selectors.flags import agency_flag_id, flag_evaluate
 
 Kind = MigrationRun.Kind
 

@@ -5,49 +5,24 @@ looks at the request: once BULK_AUTO_STOP_MIN_FINISHED of its runs have finished
 in a smaller request), if more than BULK_AUTO_STOP_FAILURE_SHARE of the finished ones failed,
 something is wrong beyond one agency, and the request's queued runs are paused rather than left
 to fail one by one overnight. Each paused run says why in its note; the admin repeats it.
+The request itself (`migration_runs_request_bulk`) is a migration request and lives with them.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, Q
 
-from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.models import MigrationRun
+from migration_jobs.refusals import RunRefused
+from migration_jobs.services.run_control import migration_run_control
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 AUTO_STOP_PREFIX = "auto-stopped: "
-
-
-@dataclass
-class BulkOutcome:
-    bulk_request: UUID
-    queued: list[MigrationRun] = field(default_factory=list)
-    skipped: list[tuple[AgencyLink, str]] = field(default_factory=list)  # (agency, why)
-
-
-def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractBaseUser | None) -> BulkOutcome:
-    """Queue a migration of each agency under one bulk request id; skip (saying why) those refused."""
-    from migration_jobs.services.migration import RunRefused, migration_run_request
-
-    outcome = BulkOutcome(bulk_request=uuid.uuid4())
-    for link in links:
-        try:
-            run = migration_run_request(
-                link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=outcome.bulk_request
-            )
-        except RunRefused as refusal:
-            outcome.skipped.append((link, str(refusal)))
-        else:
-            outcome.queued.append(run)
-    return outcome
 
 
 def bulk_request_enforce(*, bulk_request: UUID) -> int:
@@ -55,8 +30,6 @@ def bulk_request_enforce(*, bulk_request: UUID) -> int:
     reason = _auto_stop_reason(bulk_request)
     if reason is None:
         return 0
-    from migration_jobs.services.migration import RunRefused, migration_run_control
-
     paused = 0
     for run in MigrationRun.objects.filter(bulk_request=bulk_request, status=Status.QUEUED):
         try:
@@ -68,6 +41,16 @@ def bulk_request_enforce(*, bulk_request: UUID) -> int:
     if paused:
         logger.warning("bulk request %s: paused %s queued runs; %s", bulk_request, paused, reason)
     return paused
+
+
+def bulk_auto_stop_after(*, run: MigrationRun) -> None:
+    """Apply the auto-stop of the run's bulk request now that the run succeeded or failed."""
+    if not run.bulk_request or run.status not in (Status.SUCCEEDED, Status.FAILED):
+        return
+    try:
+        bulk_request_enforce(bulk_request=run.bulk_request)
+    except Exception:  # the run's own outcome stands; the next finished run of the bulk tries again
+        logger.exception("could not apply the auto-stop of bulk request %s", run.bulk_request)
 
 
 def _auto_stop_reason(bulk_request: UUID) -> str | None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import traceback
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import django_rq
@@ -35,31 +38,33 @@ from migration_jobs.etl.engine import (
 from migration_jobs.etl.parallel import parallelism
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.services.bulk import bulk_request_enforce
+from migration_jobs.refusals import RunRefused
+from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
 from migration_jobs.services.request_lock import agency_request_lock
+from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
-QUEUE = "migrations"
+QUEUE = MIGRATIONS_QUEUE
 
 
-class RunRefused(Exception):
-    """The run cannot be queued; the message tells staff why. Nothing was queued or written."""
-
-
-def agency_link_resolve(reference: str) -> AgencyLink:
-    """Find the RevOS agency by its RevOS id or its unified id, as typed by a person."""
-    try:
-        agency_id = UUID(str(reference).strip())
-    except ValueError:
-        raise RunRefused(f"{reference!r} is not an agency id (a UUID such as 4f0c...-...).") from None
-    link = AgencyLink.objects.filter(revos_agency_id=agency_id).first()
-    link = link or AgencyLink.objects.filter(unified_agency_id=agency_id).first()
-    if link is None:
-        raise RunRefused(f"No RevOS agency {agency_id} is known. Sync agencies from RevOS first.")
-    return link
+def migration_job() -> RunJob:
+    """How a migration run is queued; settings are read per request so tests can change them."""
+    return RunJob(
+        queue=QUEUE,
+        function="migration_jobs.jobs.execute_migration_run",
+        failure="Could not queue the job: {error}. Nothing was written.",
+        options={
+            "unique": True,
+            "job_timeout": settings.MIGRATION_JOB_TIMEOUT,
+            "result_ttl": 24 * 3600,
+            # A job whose worker died is handed to another worker, which resumes from the checkpoints.
+            "retry": Retry(max=2, interval=[5, 30]),
+            "failure_ttl": 7 * 24 * 3600,
+        },
+    )
 
 
 def job_id_for(link: AgencyLink) -> str:
@@ -105,13 +110,40 @@ def _request_locked(
                 bulk_request=bulk_request,
             )
             if enqueue:
-                transaction.on_commit(lambda: _enqueue(run))
+                run_enqueue_once(run=run, job=migration_job())
     except IntegrityError:
         raise RunRefused(f"{link.name} already has a run queued or running.") from None
     run.refresh_from_db()
     if run.status == Status.FAILED:
+        logger.info("run %s of agency %s: failed %s", run.pk, run.revos_agency_id, run.error, extra=run_log_fields(run))
+        bulk_auto_stop_after(run=run)
         raise RunRefused(run.error)
     return run
+
+
+@dataclass
+class BulkOutcome:
+    bulk_request: UUID
+    queued: list[MigrationRun] = field(default_factory=list)
+    skipped: list[tuple[AgencyLink, str]] = field(default_factory=list)  # (agency, why)
+
+
+def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractBaseUser | None) -> BulkOutcome:
+    """Queue a migration of each agency under one bulk request id; skip (saying why) those refused.
+
+    The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
+    """
+    outcome = BulkOutcome(bulk_request=uuid.uuid4())
+    for link in links:
+        try:
+            run = migration_run_request(
+                link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=outcome.bulk_request
+            )
+        except RunRefused as refusal:
+            outcome.skipped.append((link, str(refusal)))
+        else:
+            outcome.queued.append(run)
+    return outcome
 
 
 def _require_services() -> None:
@@ -127,43 +159,6 @@ def _require_services() -> None:
             raise RunRefused(f"{error}. Nothing was queued.") from error
 
 
-def _enqueue(run: MigrationRun) -> None:
-    queue = django_rq.get_queue(QUEUE)
-    try:
-        _forget_finished_job(queue.connection, run.job_id)
-        queue.enqueue(
-            "migration_jobs.jobs.execute_migration_run",
-            run.pk,
-            job_id=run.job_id,
-            unique=True,
-            job_timeout=settings.MIGRATION_JOB_TIMEOUT,
-            result_ttl=24 * 3600,
-            # A job whose worker died is handed to another worker, which resumes from the checkpoints.
-            retry=Retry(max=2, interval=[5, 30]),
-            failure_ttl=7 * 24 * 3600,
-            description=str(run),
-        )
-    except Exception as error:  # whatever Redis said, the run must not stay "queued"
-        logger.exception("could not queue run %s", run.pk, extra=run_log_fields(run))
-        _finish(run, Status.FAILED, error=f"Could not queue the job: {str(error).rstrip('.')}. Nothing was written.")
-
-
-def _forget_finished_job(connection, job_id: str) -> None:
-    """Drop the agency's previous job so its id can be used again.
-
-    Called only when the agency has no active run, so a job still under that id belongs to a run
-    that has ended (or was cancelled while queued). One still executing would find its run over and
-    return; it is left alone and the new run waits for a second click.
-    """
-    try:
-        job = Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
-        return
-    if job.get_status(refresh=False) == JobStatus.STARTED:
-        raise RunRefused("The agency's previous job is still winding down; try again in a few seconds.")
-    job.delete()
-
-
 def migration_runs_reconcile(*, link: AgencyLink) -> None:
     """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job."""
     for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
@@ -176,6 +171,9 @@ def migration_runs_reconcile(*, link: AgencyLink) -> None:
             )
         elif run.status == Status.QUEUED and not _job_pending(run.job_id):
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
+        else:
+            continue
+        bulk_auto_stop_after(run=run)
 
 
 def _lock_is_held(agency_id: UUID) -> bool:
@@ -202,32 +200,6 @@ def _job_pending(job_id: str) -> bool:
     return job.get_status(refresh=False) not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
 
 
-def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBaseUser | None) -> MigrationRun:
-    """Ask a run to pause or cancel. A queued run stops at once; a running one at its next batch."""
-    if control not in (MigrationRun.Control.PAUSE, MigrationRun.Control.CANCEL):
-        raise RunRefused(f"Unknown control {control!r}.")
-    stopped = Status.PAUSED if control == MigrationRun.Control.PAUSE else Status.CANCELLED
-    # Conditional updates: the worker may be moving the run from queued to running right now.
-    if MigrationRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-        status=stopped, finished_at=timezone.now(), control=""
-    ):
-        _cancel_queued_job(run.job_id)
-    elif not MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(control=control):
-        run.refresh_from_db()
-        raise RunRefused(f"Run {run.pk} is {run.get_status_display().lower()}; there is nothing to {control}.")
-    run.refresh_from_db()
-    return run
-
-
-def _cancel_queued_job(job_id: str) -> None:
-    with contextlib.suppress(NoSuchJobError):
-        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
-        # A started job of a queued run is waiting for a slot: it sees the run stopped and returns by
-        # itself, and cancelling it would let a new run reuse its job id before that.
-        if job.get_status(refresh=False) != JobStatus.STARTED:
-            job.cancel()
-
-
 # In the worker ------------------------------------------------------------------------------
 
 
@@ -247,10 +219,7 @@ def migration_run_execute(*, run_id: int) -> MigrationRun:
             except Exception as error:
                 _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
                 raise
-            run = _run_execute(run)
-    if run.status == Status.SUCCEEDED:
-        _after_success(run)
-    return run
+            return _run_execute(run)
 
 
 def _run_execute(run: MigrationRun) -> MigrationRun:
@@ -258,11 +227,9 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
     link = run.agency_link
 
     def mark_running() -> None:
-        started = MigrationRun.objects.filter(pk=run.pk, status__in=MigrationRun.ACTIVE_STATUSES).update(
-            status=Status.RUNNING, started_at=run.started_at or timezone.now(), status_note=""
-        )
-        if not started:  # paused or cancelled while it waited in the queue
-            raise MigrationStopped(Control.PAUSE)
+        # A redelivered job takes over its run where the dead worker left it, first start time kept.
+        if not run.start(started_at=run.started_at or timezone.now(), status_note=""):
+            raise MigrationStopped(Control.PAUSE)  # paused or cancelled while it waited in the queue
 
     try:
         if run.kind == MigrationRun.Kind.PLAN:
@@ -349,9 +316,8 @@ def _finish(
     failed_table: str = "",
     failed_batch: int | None = None,
 ) -> MigrationRun:
+    """End an active run (a run that already ended is left as it is) and log how it ended."""
     fields = {
-        "status": status,
-        "finished_at": timezone.now(),
         "error": error,
         "error_traceback": trace,
         "failed_table": failed_table,
@@ -361,25 +327,6 @@ def _finish(
     }
     if report is not None:
         fields["report"] = report
-    MigrationRun.objects.filter(pk=run.pk).update(**fields)
-    run.refresh_from_db()
+    run.finish(status, **fields)
     logger.info("run %s of agency %s: %s %s", run.pk, run.revos_agency_id, status, error, extra=run_log_fields(run))
-    if run.bulk_request and status in (Status.SUCCEEDED, Status.FAILED):
-        try:
-            bulk_request_enforce(bulk_request=run.bulk_request)
-        except Exception:  # the run's own outcome stands; the next finished run of the bulk tries again
-            logger.exception("could not apply the auto-stop of bulk request %s", run.bulk_request)
     return run
-
-
-def _after_success(run: MigrationRun) -> None:
-    """A migration or rollback that changed data is verified straight away."""
-    if run.kind == MigrationRun.Kind.PLAN:
-        return
-    # Imported here: verification builds on this module (RunRefused, the run model's lifecycle).
-    from migration_jobs.services.verification import verification_run_request
-
-    try:
-        verification_run_request(link=run.agency_link, migration_run=run, actor=run.requested_by)
-    except Exception:  # the migration stands; staff can press Verify
-        logger.exception("could not queue the verification after run %s", run.pk, extra=run_log_fields(run))

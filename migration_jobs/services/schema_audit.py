@@ -22,14 +22,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import partial
 
-import django_rq
 from django.conf import settings
 from django.db import connections, transaction
-from redis.exceptions import RedisError
 
 from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
+from migration_jobs.refusals import RunRefused
+from migration_jobs.services.run_control import RunJob, run_enqueue_once
 from migration_jobs.services.schema import schema_files
 
 Severity = SchemaFinding.Severity
@@ -379,8 +378,15 @@ def schema_audit_run(*, database: str) -> list[Finding]:
 # --- runs: queued from the admin, executed by the RQ worker ----------------------------------
 
 
-class AuditQueueUnavailable(Exception):
+class AuditQueueUnavailable(RunRefused):
     """Redis could not take the job; the run is marked failed and says so."""
+
+
+AUDIT_JOB = RunJob(
+    queue=AUDIT_QUEUE,
+    function="migration_jobs.jobs_audit.run_schema_audit",
+    failure="Could not queue the audit: Redis (the job queue) is unreachable: {error}.",
+)
 
 
 def schema_audit_start(*, database: str, requested_by=None) -> SchemaAuditRun:
@@ -390,17 +396,11 @@ def schema_audit_start(*, database: str, requested_by=None) -> SchemaAuditRun:
     run = SchemaAuditRun.objects.create(
         database=database, requested_by=requested_by, job_id=SchemaAuditRun.new_job_id()
     )
-    transaction.on_commit(partial(_enqueue, run), using="default")
+    run_enqueue_once(run=run, job=AUDIT_JOB)
+    run.refresh_from_db()
+    if run.status == SchemaAuditRun.Status.FAILED:
+        raise AuditQueueUnavailable(run.error)
     return run
-
-
-def _enqueue(run: SchemaAuditRun) -> None:
-    queue = django_rq.get_queue(AUDIT_QUEUE, commit_mode="auto")
-    try:
-        queue.enqueue("migration_jobs.jobs_audit.run_schema_audit", run.pk, job_id=run.job_id)
-    except RedisError as error:
-        run.fail(f"Could not queue the audit: Redis (the job queue) is unreachable. {error}".strip())
-        raise AuditQueueUnavailable(run.error) from error
 
 
 def schema_audit_execute(*, run: SchemaAuditRun) -> None:
@@ -415,7 +415,7 @@ def schema_audit_execute(*, run: SchemaAuditRun) -> None:
     SchemaFinding.objects.bulk_create(
         SchemaFinding(run=run, **{name: getattr(finding, name) for name in FINDING_FIELDS}) for finding in findings
     )
-    run.finish()
+    run.finish_with_counts()
 
 
 FINDING_FIELDS = ("rule", "severity", "schema", "table", "detail", "suggested_fix")

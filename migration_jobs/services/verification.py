@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import logging
 import traceback
-import uuid
 from collections import Counter
 
 import django_rq
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
-from migration_jobs.services.migration import RunRefused
+from migration_jobs.refusals import RunRefused
 from migration_jobs.services.request_lock import agency_request_lock
+from migration_jobs.services.run_control import RunJob, run_enqueue_once
 from migration_jobs.verify import ERROR, FAIL, AgencyScope, CheckOutcome
 from migration_jobs.verify.runner import agency_verify
 
 logger = logging.getLogger(__name__)
 QUEUE = "verification"
 Status, Verdict = VerificationRun.Status, VerificationRun.Verdict
+JOB = RunJob(
+    queue=QUEUE,
+    function="migration_jobs.jobs_verify.execute_verification_run",
+    failure="Could not queue the job: {error}. Nothing was checked.",
+    options={"result_ttl": 24 * 3600, "failure_ttl": 7 * 24 * 3600},
+)
 
 
 class VerificationRefused(RunRefused):
@@ -69,12 +74,11 @@ def _request_locked(
         run = VerificationRun.objects.create(
             agency_link=link,
             migration_run=migration_run,
-            job_id=f"verification-{uuid.uuid4()}" if enqueue else "",
+            job_id=VerificationRun.new_job_id() if enqueue else "",
             requested_by=actor if getattr(actor, "pk", None) else None,
         )
         if enqueue:
-            # django-rq defers an enqueue inside atomic() and returns None; the id is ours already.
-            transaction.on_commit(lambda: _enqueue(run))
+            run_enqueue_once(run=run, job=JOB)
     run.refresh_from_db()
     if run.status == Status.ERROR:
         raise VerificationRefused(run.error)
@@ -121,21 +125,6 @@ def _job_exists(job_id: str) -> bool:
     return True
 
 
-def _enqueue(run: VerificationRun) -> None:
-    try:
-        django_rq.get_queue(QUEUE).enqueue(
-            "migration_jobs.jobs_verify.execute_verification_run",
-            run.pk,
-            job_id=run.job_id,
-            result_ttl=24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            description=str(run),
-        )
-    except Exception as error:  # whatever Redis said, the run must not stay "queued"
-        logger.exception("could not queue verification %s", run.pk)
-        _finish(run.pk, Status.ERROR, Verdict.ERROR, error=f"Could not queue the job: {error}. Nothing was checked.")
-
-
 # In the worker ------------------------------------------------------------------------------
 
 
@@ -154,9 +143,8 @@ def verification_run_execute(*, verification_run_id: int) -> VerificationRun:
             error=f"Run {migrating.pk} is migrating this agency; verify after it ends.",
         )
     run.results.all().delete()  # a redelivered job starts over rather than adding to a partial run
-    VerificationRun.objects.filter(pk=run.pk).update(
-        status=Status.RUNNING, started_at=timezone.now(), finished_at=None, verdict="", error=""
-    )
+    if not run.start(finished_at=None, verdict="", error=""):
+        return run  # ended meanwhile: there is nothing left to check
     tally: Counter[str] = Counter()
     errored: list[str] = []
 
@@ -223,9 +211,8 @@ def _expects_migrated(run: VerificationRun) -> bool:
 
 
 def _finish(run_id: int, status: str, verdict: str, *, error: str) -> VerificationRun:
-    VerificationRun.objects.filter(pk=run_id).update(
-        status=status, verdict=verdict, error=error, finished_at=timezone.now()
-    )
-    run = VerificationRun.objects.get(pk=run_id)
+    """End a queued or running verification (one that already ended is left as it is)."""
+    run = VerificationRun.objects.select_related("agency_link").get(pk=run_id)
+    run.finish(status, verdict=verdict, error=error)
     logger.info("verification %s of %s: %s %s", run.pk, run.agency_link.name, verdict, error)
     return run

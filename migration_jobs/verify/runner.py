@@ -20,8 +20,8 @@ from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.parallel import parallelism
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
-from migration_jobs.selectors import unified_model_drift
 from migration_jobs.verify import content, counts, isolation, references, schema
+from migration_jobs.verify.model_drift import unified_model_drift
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
 from migration_jobs.verify.pool import Check, Pair, check_pool
 

@@ -2,7 +2,7 @@
 
 Every public table has RLS on and at least one policy; no policy sits on a table whose RLS is off
 (it would look like protection and be none); every column a policy filters on is indexed; and the
-Django models describe the SQL (migration_jobs.selectors.unified_model_drift).
+Django models describe the SQL (migration_jobs.verify.model_drift).
 """
 
 from __future__ import annotations

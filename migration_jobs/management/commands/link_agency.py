@@ -2,8 +2,9 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.agency_links import LinkError, agency_link_confirm
-from migration_jobs.services.migration import RunRefused, agency_link_resolve
 
 
 class Command(BaseCommand):

@@ -10,7 +10,8 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 
 from migration_jobs.models import VerificationRun
-from migration_jobs.services.migration import RunRefused, agency_link_resolve
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.verification import verification_run_execute, verification_run_request
 
 Verdict = VerificationRun.Verdict

@@ -1,0 +1,98 @@
+"""What every tracked run's request path shares: the refusal, the enqueue-once helper, pause and cancel.
+
+Its own module so that migration, verification, the bulk auto-stop and the schema audit can all
+build on it without importing one another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+import django_rq
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from migration_jobs.models import MigrationRun
+from migration_jobs.models.tracked import TrackedRun
+from migration_jobs.refusals import RunRefused
+
+logger = logging.getLogger(__name__)
+MIGRATIONS_QUEUE = "migrations"
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """How one kind of tracked run is queued: its queue, the RQ job that takes its primary key, RQ's
+    options, and the error the run is left with when Redis refuses the job (`{error}` is Redis's word)."""
+
+    queue: str
+    function: str
+    failure: str = "Could not queue the job: {error}."
+    options: dict = field(default_factory=dict)
+
+
+def run_enqueue_once(*, run: TrackedRun, job: RunJob) -> None:
+    """Enqueue the run's job under the job id the run already carries, once the row is committed.
+
+    The worker must find the row, so the enqueue waits for the commit (and runs at once outside a
+    transaction). A finished job still holding that id is dropped first so the id can be used
+    again; a job still executing under it is not, and the run fails saying so. Whatever Redis
+    says, the run never stays queued without a job: it fails with `job.failure`.
+    """
+    transaction.on_commit(partial(_enqueue, run, job), using="default")
+
+
+def _enqueue(run: TrackedRun, job: RunJob) -> None:
+    # Already deferred to the commit by run_enqueue_once: django-rq must not defer it a second time.
+    queue = django_rq.get_queue(job.queue, commit_mode="auto")
+    try:
+        _forget_finished_job(queue.connection, run.job_id)
+        queue.enqueue(job.function, run.pk, job_id=run.job_id, description=str(run), **job.options)
+    except Exception as error:  # whatever Redis said, the run must not stay "queued"
+        logger.exception("could not queue %s %s", type(run).__name__, run.pk)
+        run.fail(job.failure.format(error=str(error).rstrip(".")))
+
+
+def _forget_finished_job(connection, job_id: str) -> None:
+    """Drop a previous job under this id (runs that reuse an id, one per agency, have ended).
+
+    One still executing would find its run over and return; it is left alone and the new run
+    waits for a second click.
+    """
+    try:
+        previous = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return
+    if previous.get_status(refresh=False) == JobStatus.STARTED:
+        raise RunRefused("The agency's previous job is still winding down; try again in a few seconds.")
+    previous.delete()
+
+
+def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBaseUser | None) -> MigrationRun:
+    """Ask a run to pause or cancel. A queued run stops at once; a running one at its next batch."""
+    if control not in (MigrationRun.Control.PAUSE, MigrationRun.Control.CANCEL):
+        raise RunRefused(f"Unknown control {control!r}.")
+    Status = MigrationRun.Status
+    stopped = Status.PAUSED if control == MigrationRun.Control.PAUSE else Status.CANCELLED
+    # Conditional updates: the worker may be moving the run from queued to running right now.
+    if run.finish(stopped, from_statuses=(Status.QUEUED,), control=""):
+        _cancel_queued_job(run.job_id)
+    elif not MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(control=control):
+        run.refresh_from_db()
+        raise RunRefused(f"Run {run.pk} is {run.get_status_display().lower()}; there is nothing to {control}.")
+    run.refresh_from_db()
+    return run
+
+
+def _cancel_queued_job(job_id: str) -> None:
+    with contextlib.suppress(NoSuchJobError):
+        job = Job.fetch(job_id, connection=django_rq.get_connection(MIGRATIONS_QUEUE))
+        # A started job of a queued run is waiting for a slot: it sees the run stopped and returns by
+        # itself, and cancelling it would let a new run reuse its job id before that.
+        if job.get_status(refresh=False) != JobStatus.STARTED:
+            job.cancel()
