@@ -663,8 +663,13 @@ def test_an_error_on_the_runs_thread_stops_every_writer_before_it_is_raised(larg
         migrate_in_process(link, writers=3, on_progress=fail_on_the_fifth_batch)
     assert len(reported) == 5, "no batch is reported after the error"
     assert not [t.name for t in threading.enumerate() if t.name.startswith(("write-", "read-"))]
-    assert not unified(
-        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'controlplane-migration%%'"
-        " AND datname = current_database()"
-    ), "every writer's connection is closed"
+    # A closed connection's backend leaves pg_stat_activity a moment later.
+    wait_for(
+        lambda: not unified(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'controlplane-migration%%'"
+            " AND datname = current_database()"
+        ),
+        timeout=20,
+        what="every writer's connection to be closed",
+    )
     migrate_in_process(link, writers=3)  # and the agency's lock was released: a resume runs
