@@ -131,9 +131,14 @@ MIGRATION_SET_BASED_FK_CHECKS = env.bool("MIGRATION_SET_BASED_FK_CHECKS", defaul
 # when it is this machine, else 2 (etl/parallel.py).
 MIGRATION_WRITERS = env.int("MIGRATION_WRITERS", default=0)
 VERIFICATION_WORKERS = env.int("VERIFICATION_WORKERS", default=0)
-for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS"):
+# A table with more source rows than this is written by every writer at once, each an id range
+# with its own checkpoint (a 1M-row agency is mostly a few tables).
+MIGRATION_SPLIT_ROWS = env.int("MIGRATION_SPLIT_ROWS", default=200_000)
+for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS", "MIGRATION_SPLIT_ROWS"):
     if globals()[_name] < 0:
-        raise ImproperlyConfigured(f"{_name}={globals()[_name]} is negative; set a count, or 0 for the default.")
+        raise ImproperlyConfigured(
+            f"{_name}={globals()[_name]} is negative; set 0 or more (0 writers or workers: the default)."
+        )
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").

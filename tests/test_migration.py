@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import uuid
+from collections import Counter
 from types import SimpleNamespace
 
 import psycopg
@@ -35,7 +36,7 @@ from migration_jobs.etl.engine import (
     row_triggers_skippable,
 )
 from migration_jobs.etl.plan import migration_plan_build
-from migration_jobs.etl.scheduler import table_dependencies, table_parents
+from migration_jobs.etl.scheduler import table_dependencies, table_parents, units_plan
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -522,9 +523,9 @@ def table_log(records: list[logging.LogRecord]) -> list[tuple[str, str, int]]:
     events = []
     for record in records:
         message = record.getMessage()
-        if started := re.match(r"writer (\d+): table (\w+) -> \w+: ", message):
+        if started := re.match(r"writer (\d+): table (\w+)(?: part \d+/\d+)? -> \w+: ", message):
             events.append(("start", started[2], int(started[1])))
-        elif ended := re.match(r"table (\w+) -> \w+ done: ", message):
+        elif ended := re.match(r"table (\w+)(?: part \d+/\d+)? -> \w+ done: ", message):
             events.append(("end", ended[1], 0))
     return events
 
@@ -544,9 +545,13 @@ def test_parallel_writers_write_exactly_what_one_writer_writes(large_agency):
 def test_no_table_starts_before_the_tables_it_references_have_finished(large_agency, caplog):
     link = large_agency
     caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
-    migrate_in_process(link, writers=3)
+    migrate_in_process(link, writers=3, split_rows=1000)
     events = table_log(caplog.records)
-    position = {(event, table): index for index, (event, table, _) in enumerate(events)}
+    # A table's start is its first part's start; its end, its last part's end.
+    position = {}
+    for index, (event, table, _) in enumerate(events):
+        if event == "end" or ("start", table) not in position:
+            position[(event, table)] = index
     with connect("revos", purpose="test") as source, connect("unified", purpose="test") as target:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         parents = table_parents(plans, table_dependencies(target))
@@ -558,10 +563,10 @@ def test_no_table_starts_before_the_tables_it_references_have_finished(large_age
             checked += 1
     assert checked > 20
     # Side by side: some table started while another was still being written, by another writer.
-    in_flight, overlapped = set(), False
+    in_flight, overlapped = Counter(), False
     for event, table, _ in events:
-        overlapped = overlapped or (event == "start" and bool(in_flight))
-        (in_flight.add if event == "start" else in_flight.discard)(table)
+        overlapped = overlapped or (event == "start" and sum(in_flight.values()) > 0)
+        in_flight[table] += 1 if event == "start" else -1
     assert overlapped
     assert {writer for event, _, writer in events if event == "start"} == {1, 2, 3}
 
@@ -665,11 +670,82 @@ def test_an_error_on_the_runs_thread_stops_every_writer_before_it_is_raised(larg
     assert not [t.name for t in threading.enumerate() if t.name.startswith(("write-", "read-"))]
     # A closed connection's backend leaves pg_stat_activity a moment later.
     wait_for(
-        lambda: not unified(
-            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'controlplane-migration%%'"
-            " AND datname = current_database()"
+        lambda: (
+            not unified(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'controlplane-migration%%'"
+                " AND datname = current_database()"
+            )
         ),
         timeout=20,
         what="every writer's connection to be closed",
     )
     migrate_in_process(link, writers=3)  # and the agency's lock was released: a resume runs
+
+
+def test_a_large_table_is_written_in_id_ranges_by_several_writers_exactly_as_by_one(large_agency, caplog):
+    link = large_agency
+    migrate_in_process(link, writers=1)
+    serial = agency_checksums(link.unified_agency_id), id_map_rows(link)
+    agency_rollback(source_agency_id=link.revos_agency_id)
+    caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
+    migrate_in_process(link, writers=3, split_rows=1000)
+    assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial
+    parts = re.findall(r"writer (\d+): table (\w+) part (\d)/3 -> ", caplog.text)
+    split_tables = {table for _, table, _ in parts}
+    assert split_tables, "some table has more than 1000 rows"
+    for table in split_tables:
+        assert sorted(part for _, t, part in parts if t == table) == ["1", "2", "3"]
+    assert len({writer for writer, _, _ in parts}) > 1
+
+
+def test_a_split_table_paused_resumes_range_by_range_whatever_the_writer_count(large_agency):
+    link = large_agency
+    reference = clean_run_checksums(link)
+
+    def pause_once_parts_are_in_flight(progress):
+        parts = [unit for unit in progress.in_flight if " part " in unit]
+        return Control.PAUSE if len(parts) >= 2 and progress.rows_done > 1000 else Control.CONTINUE
+
+    with pytest.raises(MigrationStopped):
+        migrate_in_process(link, writers=3, split_rows=1000, on_progress=pause_once_parts_are_in_flight)
+    keys = unified(
+        "SELECT source_table, completed FROM controlplane.checkpoint"
+        " WHERE agency_id = %s AND source_table LIKE '%% part %%'",
+        [link.revos_agency_id],
+    )
+    assert len(keys) >= 2, "each part keeps a checkpoint of its own"
+    assert all(re.fullmatch(r"\w+ part [123]/3", key) for key, _ in keys)
+    # One writer now, and a split threshold that would not split: the earlier split stands.
+    migrate_in_process(link, writers=1)
+    assert agency_checksums(link.unified_agency_id) == reference
+    assert not unified("SELECT 1 FROM controlplane.checkpoint WHERE agency_id = %s", [link.revos_agency_id])
+
+
+def test_units_keep_an_earlier_split_keep_a_table_begun_whole_and_never_split_a_self_referencing_table():
+    def plan(source, target):
+        return SimpleNamespace(source=source, target=target)
+
+    plans = [plan("leads", "lead"), plan("comments", "comment"), plan("posts", "post"), plan("notes", "note")]
+    rows = {"leads": 5000, "comments": 5000, "posts": 5000, "notes": 10}
+    units = units_plan(
+        plans,
+        rows=rows,
+        checkpoint_keys=["leads part 1/2", "posts"],
+        references={"comment": {"comment", "post"}},
+        writers=4,
+        split_rows=1000,
+    )
+    assert [unit.name for unit in units] == ["leads part 1/2", "leads part 2/2", "comments", "posts", "notes"]
+    low, high = units[0].id_range
+    assert low is None and high == uuid.UUID(int=1 << 127)
+    assert units[1].id_range == (uuid.UUID(int=1 << 127), None)
+    fresh = units_plan(plans, rows=rows, checkpoint_keys=[], references={}, writers=3, split_rows=1000)
+    assert [u.name for u in fresh if u.table == "posts"] == ["posts part 1/3", "posts part 2/3", "posts part 3/3"]
+    assert [
+        u.name for u in units_plan(plans, rows=rows, checkpoint_keys=[], references={}, writers=1, split_rows=1)
+    ] == [
+        "leads",
+        "comments",
+        "posts",
+        "notes",
+    ]

@@ -38,9 +38,11 @@ from migration_jobs.etl.scheduler import (
     Flight,
     Lane,
     ReportBatch,
+    Unit,
     table_dependencies,
     table_parents,
     tables_write,
+    units_plan,
 )
 from migration_jobs.mapping import Identity
 
@@ -152,6 +154,7 @@ class AgencyMigration:
     on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
     writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
+    split_rows: int = 200_000  # a table with more rows is written by all the writers, in id ranges
 
     def run(self) -> MigrationReport:
         large_buffers_returned()
@@ -180,16 +183,27 @@ class AgencyMigration:
         self._rows_done = sum(c[1] for c in checkpoints.values())
         self._rows_total = sum(totals.values())
         self._batch_numbers = itertools.count(1)  # shared by the writers: next() is atomic
+        self._report_lock = threading.Lock()  # the parts of a split table add to one outcome
         self._tables_total = len(plans)
+        references = table_dependencies(target)
+        units = units_plan(
+            plans,
+            rows=totals,
+            checkpoint_keys=list(checkpoints),
+            references=references,
+            writers=self.writers,
+            split_rows=self.split_rows,
+        )
+        completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
         control = tables_write(
-            pending=[p for p in plans if not checkpoints.get(p.source, (None, 0, False))[2]],
-            parents=table_parents(plans, table_dependencies(target)),
-            tables_done=sum(1 for p in plans if checkpoints.get(p.source, (None, 0, False))[2]),
+            pending=[unit for unit in units if unit.name not in completed],
+            parents=table_parents(plans, references),
+            tables_done=len({u.table for u in units} - {u.table for u in units if u.name not in completed}),
             writers=self.writers,
             source=source,
             target=target,
-            copy=lambda plan, lane, report_batch: self._copy_table(
-                lane, plan, remap, checkpoints.get(plan.source, (None, 0, False))[0], report, report_batch
+            copy=lambda unit, lane, report_batch: self._copy_table(
+                lane, unit, remap, checkpoints.get(unit.name, (None, 0, False))[0], report, report_batch
             ),
             on_batch=self._progress,
         )
@@ -308,18 +322,22 @@ class AgencyMigration:
 
     # Copy: stream the source, write batches ------------------------------------------------
 
-    def _copy_table(self, lane: Lane, plan: TablePlan, remap, last_id, report, report_batch: ReportBatch) -> None:
-        """Stream one table: a reader thread fills batches while this thread writes the previous one."""
-        source, target = lane.source, lane.target
+    def _copy_table(self, lane: Lane, unit: Unit, remap, last_id, report, report_batch: ReportBatch) -> None:
+        """Stream one table (or one part of it): a reader thread fills batches while this thread
+        writes the previous one."""
+        source, target, plan = lane.source, lane.target, unit.plan
         query = plan.source_query(
-            source_agency_id=self.source_agency_id, target_agency_id=self.target_agency_id, after_id=last_id
+            source_agency_id=self.source_agency_id,
+            target_agency_id=self.target_agency_id,
+            after_id=last_id,
+            id_range=unit.id_range,
         )
-        first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
-        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
+        first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
+        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         logger.info(
             "writer %s: table %s -> %s: %s",
             lane.number,
-            plan.source,
+            unit.name,
             plan.target,
             "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
             extra={"agency_id": str(self.source_agency_id)},
@@ -329,7 +347,7 @@ class AgencyMigration:
         reader = threading.Thread(
             target=self._read_batches,
             args=(source, plan, remap, sql.SQL("COPY ({}) TO STDOUT").format(query), batches, stop),
-            name=f"read-{plan.source}",
+            name=f"read-{unit.name}",
             daemon=True,
         )
         reader.start()
@@ -346,14 +364,18 @@ class AgencyMigration:
             stop.set()
             reader.join()
 
-    def _written_ahead(self, target: psycopg.Connection, plan: TablePlan, last_id: str | None) -> bool:
-        """Has a run of this agency already written rows of the table beyond its checkpoint?"""
+    def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: str | None) -> bool:
+        """Has a run of this agency already written rows of the table (of the unit's id range)
+        beyond its checkpoint?"""
+        low, high = unit.id_range
         row = target.execute(
             sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s AND source_table = %s AND inserted"
-                " AND (%s::uuid IS NULL OR source_id > %s::uuid))"
+                "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %(agency)s AND source_table = %(table)s AND inserted"
+                " AND (%(after)s::uuid IS NULL OR source_id > %(after)s::uuid)"
+                " AND (%(low)s::uuid IS NULL OR source_id >= %(low)s::uuid)"
+                " AND (%(high)s::uuid IS NULL OR source_id < %(high)s::uuid))"
             ).format(ID_MAP),
-            [self.source_agency_id, plan.source, last_id, last_id],
+            {"agency": self.source_agency_id, "table": unit.table, "after": last_id, "low": low, "high": high},
         ).fetchone()
         target.commit()
         return row[0]
@@ -404,18 +426,20 @@ class AgencyMigration:
         number = next(self._batch_numbers)
         inserted, updated = writer.write(batch, batch_no=number, completed=completed)
         outcome = report.tables[writer.plan.source]
-        outcome.inserted += inserted
-        outcome.updated += updated
+        with self._report_lock:
+            outcome.inserted += inserted
+            outcome.updated += updated
         if completed:
             logger.info(
                 "table %s -> %s done: %s inserted, %s updated",
-                writer.plan.source,
+                writer.checkpoint_key,
                 writer.plan.target,
                 outcome.inserted,
                 outcome.updated,
                 extra={"agency_id": str(self.source_agency_id)},
             )
-        control = report_batch(BatchDone(writer.plan.source, number, len(batch) + skipped, completed))
+        done = BatchDone(writer.plan.source, writer.checkpoint_key, number, len(batch) + skipped, completed)
+        control = report_batch(done)
         if control is not Control.CONTINUE and not completed:
             raise MigrationStopped(control)
 
@@ -425,7 +449,7 @@ class AgencyMigration:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         return self.on_progress(
             Progress(
-                table=batch.table,
+                table=batch.unit,
                 tables_done=flight.tables_done,
                 tables_total=self._tables_total,
                 rows_done=self._rows_done,
@@ -508,10 +532,17 @@ class BatchWriter:
     id map and checkpoint in one commit."""
 
     def __init__(
-        self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID, *, first_load: bool = False
+        self,
+        connection: psycopg.Connection,
+        plan: TablePlan,
+        source_agency_id: UUID,
+        *,
+        first_load: bool = False,
+        checkpoint_key: str | None = None,  # a part of a split table keeps a checkpoint of its own
     ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load = first_load
+        self.checkpoint_key = checkpoint_key or plan.source
         self.id_at = plan.target_columns.index("id")
         self.stage = sql.Identifier(f"stage_{plan.source}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
@@ -607,7 +638,7 @@ class BatchWriter:
             cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
             cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         last_id = self._row_id(rows.last_row)
-        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
         connection.commit()
         return inserted, 0
 
@@ -632,7 +663,7 @@ class BatchWriter:
                     )
                 cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         last_id = self._row_id(rows.last_row) if rows else None
-        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
         connection.commit()
         return inserted, updated
 

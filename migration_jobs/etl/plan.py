@@ -61,14 +61,25 @@ class TablePlan:
         )
 
     def source_query(
-        self, *, source_agency_id: UUID, target_agency_id: UUID, after_id: UUID | None = None
+        self,
+        *,
+        source_agency_id: UUID,
+        target_agency_id: UUID,
+        after_id: UUID | None = None,
+        id_range: tuple[UUID | None, UUID | None] = (None, None),
     ) -> sql.Composed:
-        """The agency's rows, transformed and ordered by id, optionally after a checkpoint."""
+        """The agency's rows, transformed and ordered by id, optionally after a checkpoint and
+        within [low, high) of the ids (one part of a table written by several writers)."""
         conditions = [self.scope_condition(source_agency_id)]
         if self.entry.where:
             conditions.append(sql.SQL(self.entry.where))
         if after_id is not None:
             conditions.append(sql.SQL("id > {}").format(sql.Literal(after_id)))
+        low, high = id_range
+        if low is not None:
+            conditions.append(sql.SQL("id >= {}").format(sql.Literal(low)))
+        if high is not None:
+            conditions.append(sql.SQL("id < {}").format(sql.Literal(high)))
         return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY id").format(
             self.select_list(target_agency_id),
             sql.Identifier(self.entry.source),

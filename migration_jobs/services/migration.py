@@ -251,6 +251,7 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
                         batch_size=settings.MIGRATION_BATCH_SIZE,
                         set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
                         writers=parallelism(settings.MIGRATION_WRITERS),
+                        split_rows=settings.MIGRATION_SPLIT_ROWS,
                         on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
                         on_locked=mark_running,
                         client_links={
