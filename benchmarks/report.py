@@ -165,6 +165,19 @@ def _verify_seconds(size: dict) -> str:
     return _number(size["verification_seconds"], 1)
 
 
+def _reverse_capture_lines(report: dict) -> list[str]:
+    figures = report.get("reverse_capture") or {"status": "not measured"}
+    if figures["status"] != "ok":
+        return [f"reverse capture cost on other agencies' unified writes: {figures['status']}"]
+    return [
+        f"another agency's unified writes/s, one row per transaction ({figures['writes']:,} writes,"
+        f" median of {figures['repeats']}): {figures['without_trigger_per_second']:,} without the capture trigger,"
+        f" {figures['trigger_idle_per_second']:,} ({figures['idle_vs_without']}x) with it idle,"
+        f" {figures['another_agency_captured_per_second']:,} ({figures['captured_vs_without']}x)"
+        " while an agency is captured (no target; reported)"
+    ]
+
+
 def report_table(report: dict) -> str:
     """The human summary: throughput, targets, memory per agency size, changelist latency."""
     machine, changelist = report["machine"], report["changelist"]
@@ -192,6 +205,8 @@ def report_table(report: dict) -> str:
             "",
             f"changelist, {changelist['clients']:,} clients, filtered app_context=revos, "
             f"{changelist['requests']} requests: p50 {changelist['p50_ms']} ms, p95 {changelist['p95_ms']} ms",
+            "",
+            *_reverse_capture_lines(report),
             "",
             *_target_lines(report),
             *_problem_lines(report),

@@ -20,6 +20,7 @@ from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
 from benchmarks.repeats import measurement_summary
 from benchmarks.report import report_evaluate
+from benchmarks.reverse_capture import reverse_capture_measure
 from benchmarks.workload import bench_agency_seed, unified_reset
 from migration_jobs.etl.parallel import parallelism
 
@@ -51,6 +52,7 @@ class BenchOptions:
     requests: int = 30
     repeats: int = 3  # of the baseline, pgloader, migration and verification measurements
     seed: int = 7
+    capture_writes: int = 3000  # single-row transactions per set-up of the reverse capture measurement
     timeout: float = 3600  # seconds one worker may run before it is killed
     log_dir: Path = field(default_factory=lambda: Path("bench-results"))
 
@@ -89,6 +91,16 @@ def _project_measure(
     seconds = verification["seconds"] or f"more than {verification['waited_seconds']:.0f}"
     say(f"verification {verification['verdict'] or verification['status']} in {seconds} s")
     return migration, verification
+
+
+def _reverse_capture_measure(*, agency_id: UUID, migrated: dict, writes: int, say: Say) -> dict:
+    """The reverse capture's cost on another agency's unified writes (the migrated agency's rows)."""
+    if migrated["status"] != "succeeded":
+        return {"status": "not run: the migration did not succeed"}
+    say("reverse capture: another agency's unified writes without the trigger, with it idle, with an agency captured")
+    figures = reverse_capture_measure(agency_id=agency_id, writes=writes)
+    say(f"reverse capture: {figures['captured_vs_without']}x the writes/s while another agency is captured")
+    return {"status": "ok", **figures}
 
 
 def _size_entry(requested: int, migration: dict, verification: dict) -> dict:
@@ -164,6 +176,9 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     for name in MEASUREMENTS:
         report[name] = measurement_summary([repeat[name] for repeat in report["repeats"]])
     main = report["migration"], report["verification"]
+    report["reverse_capture"] = _reverse_capture_measure(
+        agency_id=agency_id, migrated=main[0], writes=options.capture_writes, say=say
+    )
     report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")
     report["changelist"] = changelist_measure(clients=options.clients, requests=options.requests)

@@ -7,10 +7,10 @@ from uuid import UUID
 
 import psycopg
 
+from migration_jobs.demo.demo import demo_agency_seed, demo_data_reset
 from migration_jobs.etl.connections import connect
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_agency_seed, demo_data_reset
 
 logger = logging.getLogger(__name__)
 

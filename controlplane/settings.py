@@ -20,6 +20,16 @@ env = environ.Env()
 _env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 if _env_file:
     environ.Env.read_env(_env_file, overwrite=False)
+    # Then the URLs of the private servers a running `bin/stack` (`make demo`) started, so the
+    # README's `manage.py` commands work as printed in a second shell. bin/stack deletes the file
+    # when those servers stop.
+    _stack_env = Path(os.environ.get("STACK_DATA_DIR") or BASE_DIR / "var") / "stack.env"
+    if _stack_env.exists():
+        environ.Env.read_env(str(_stack_env), overwrite=False)
+
+
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+_SERVER_KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
 
 
 def _database(var: str) -> dict:
@@ -36,7 +46,13 @@ def _database(var: str) -> dict:
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{var}={raw!r} names no database (postgres://user@host:5432/<name>).")
     config.setdefault("CONN_HEALTH_CHECKS", True)
-    config.setdefault("OPTIONS", {}).setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    options = config.setdefault("OPTIONS", {})
+    options.setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=5))
+    # Keepalives on both ends, so neither side waits hours for a host that vanished (the same values
+    # as the engine's connections, migration_jobs/etl/connections.py).
+    for parameter, value in _KEEPALIVES.items():
+        options.setdefault(parameter, value)
+    options["options"] = f"{options.get('options', '')} {_SERVER_KEEPALIVES}".strip()
     return config
 
 
@@ -139,6 +155,11 @@ for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS", "MIGRATION_SPLIT_ROWS
         raise ImproperlyConfigured(
             f"{_name}={globals()[_name]} is negative; set 0 or more (0 writers or workers: the default)."
         )
+# Change capture and cutover (etl/capture.py, services/cutover.py). Registering an agency for capture
+# waits for RevOS transactions older than the registration (so the first copy misses none); the
+# cutover's drain waits for transactions older than its fence, and aborts (lifting the fence) past it.
+CAPTURE_REGISTER_WAIT_SECONDS = env.float("CAPTURE_REGISTER_WAIT_SECONDS", default=120)
+CUTOVER_DRAIN_TIMEOUT_SECONDS = env.float("CUTOVER_DRAIN_TIMEOUT_SECONDS", default=10)
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").
@@ -162,6 +183,10 @@ if not 0 <= BULK_AUTO_STOP_FAILURE_SHARE <= 1:
     raise ImproperlyConfigured(
         f"BULK_AUTO_STOP_FAILURE_SHARE={BULK_AUTO_STOP_FAILURE_SHARE} is not a share; set it between 0 and 1."
     )
+
+# seed_demo may wipe (--reset) or open up (--with-phase0-problems) only databases marked as demo or
+# test ones (services/database_marks.py); with DEBUG off it refuses outright unless this is set.
+DEMO_COMMANDS_ALLOWED = env.bool("DEMO_COMMANDS_ALLOWED", default=False)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from migration_jobs.selectors.flags import APP_CONTEXTS, agency_resolve, flags_for_agency_cached
+from migration_jobs.services.fence import agency_revos_read_only
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -54,4 +55,8 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     if agency is None:
         return _error(404, f"No agency {parsed_id} in the unified database or among the RevOS agencies.")
     flags = flags_for_agency_cached(agency=agency, app_context=app_context)
-    return JsonResponse({"agency_id": str(parsed_id), "app_context": app_context, "flags": flags})
+    # True while RevOS refuses the agency's writes (a cutover fenced it): the apps show it read-only.
+    read_only = agency.link is not None and agency_revos_read_only(link=agency.link)
+    return JsonResponse(
+        {"agency_id": str(parsed_id), "app_context": app_context, "flags": flags, "revos_read_only": read_only}
+    )

@@ -11,6 +11,17 @@ A unified column is filled, in this order of precedence, from:
 Unified columns none of these fill are left to their defaults. Foreign keys to the shared
 tables (agency, user, client) are rewritten through the id map; every other row keeps its UUID.
 
+The same entry says how a unified row goes back to its RevOS table (a switch back after cutover).
+A RevOS column is filled, in this order, from:
+  - `id`: the RevOS id the id map names for the unified row, else the unified row's own id;
+  - `agency_id`: always the RevOS agency being switched back;
+  - `inverse`: an SQL expression over the unified row (the renames and splits undone);
+  - `config`, when `config_from_rest`: the column's key unfolded from the unified `config`;
+  - the unified column of the same name (references to agency, user and client rewritten back
+    through the id map).
+A unified row the apps created after cutover has no id map entry; it goes back to the entry whose
+`new_rows` condition it meets (`None`: never to this table), under its own id.
+
 Adding a RevOS table to the migration means adding one entry to TABLE_MAPS.
 """
 
@@ -42,10 +53,21 @@ class TableMap:
     identity: Identity | None = None
     # An extra SQL condition on the source rows; rows it excludes are not migrated.
     where: str | None = None
+    # The way back: RevOS column -> SQL expression over the unified row, where a name differs.
+    inverse: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    # Which unified rows created after cutover go back to this RevOS table (SQL over the unified
+    # row); None: none do. Rows from RevOS always go back to the table they came from.
+    new_rows: str | None = "true"
+
+
+# A chat message whose session came from RevOS's hgc_sessions (SQL over the unified chat_message).
+FROM_HGC_SESSION = (
+    "session_id IN (SELECT target_id FROM controlplane.id_map WHERE source_table = 'hgc_sessions' AND inserted)"
+)
 
 
 def _map(source: str, target: str, **options) -> TableMap:
-    for key in ("constants", "expressions"):
+    for key in ("constants", "expressions", "inverse"):
         if key in options:
             options[key] = MappingProxyType(options[key])
     return TableMap(source=source, target=target, **options)
@@ -63,6 +85,8 @@ TABLE_MAPS: tuple[TableMap, ...] = (
             " || '-' || left(id::text, 8)",
             "settings": "jsonb_build_object('revos_plan', plan)",
         },
+        inverse={"plan": "settings ->> 'revos_plan'"},
+        new_rows=None,  # the agency row itself always comes from RevOS
     ),
     _map(
         "users",
@@ -74,28 +98,60 @@ TABLE_MAPS: tuple[TableMap, ...] = (
             "last_name": "nullif(substr(full_name, length(split_part(full_name, ' ', 1)) + 2), '')",
             "updated_at": "created_at",
         },
+        inverse={"full_name": "nullif(concat_ws(' ', first_name, last_name), '')"},
     ),
-    _map("clients", "client", app_context="both", identity=Identity.CLIENT_NAME, expressions={"stage": "status"}),
+    _map(
+        "clients",
+        "client",
+        app_context="both",
+        identity=Identity.CLIENT_NAME,
+        expressions={"stage": "status"},
+        inverse={"status": "stage"},
+    ),
     # HGC: both RevOS chat generations become unified chat, answered by AgentKit.
     _map("chat_sessions", "chat_session", app_context="both"),
+    # New sessions go back to chat_sessions, the live generation; a new message follows its session.
     _map(
         "chat_messages",
         "chat_message",
         app_context="both",
         scope=(("session_id", "chat_sessions"),),
         constants={"ai_provider": "agentkit"},
+        new_rows=f"NOT ({FROM_HGC_SESSION})",
     ),
-    _map("hgc_sessions", "chat_session", app_context="both", expressions={"context": "metadata"}),
+    _map(
+        "hgc_sessions",
+        "chat_session",
+        app_context="both",
+        expressions={"context": "metadata"},
+        inverse={"metadata": "context"},
+        new_rows=None,
+    ),
     _map(
         "hgc_messages",
         "chat_message",
         app_context="both",
         scope=(("session_id", "hgc_sessions"),),
         constants={"ai_provider": "agentkit"},
+        new_rows=FROM_HGC_SESSION,
     ),
     # Cartridges: brand and style become typed rows of the one cartridge table.
-    _map("brand_cartridges", "cartridge", app_context="both", constants={"type": "brand"}, config_from_rest=True),
-    _map("style_cartridges", "cartridge", app_context="both", constants={"type": "style"}, config_from_rest=True),
+    _map(
+        "brand_cartridges",
+        "cartridge",
+        app_context="both",
+        constants={"type": "brand"},
+        config_from_rest=True,
+        new_rows="type = 'brand'",
+    ),
+    _map(
+        "style_cartridges",
+        "cartridge",
+        app_context="both",
+        constants={"type": "style"},
+        config_from_rest=True,
+        new_rows="type = 'style'",
+    ),
     # RevOS-only tables.
     _map("linkedin_accounts", "linkedin_account"),
     _map("campaigns", "campaign"),
@@ -151,6 +207,11 @@ NOT_MIGRATED: MappingProxyType = MappingProxyType(
 
 # Unified tables whose rows the migration may reuse instead of insert (see Identity).
 SHARED_TARGETS = frozenset(m.target for m in TABLE_MAPS if m.identity is not None)
+
+
+def entries_for_target(target: str) -> tuple[TableMap, ...]:
+    """Every entry that fills one unified table (chat_session has two origins, cartridge two types)."""
+    return tuple(entry for entry in TABLE_MAPS if entry.target == target)
 
 
 def table_map(source: str) -> TableMap:

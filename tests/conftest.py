@@ -7,6 +7,7 @@ import pytest
 from django.db import connections
 from rq import SimpleWorker
 
+from migration_jobs.services.database_marks import database_mark
 from migration_jobs.services.schema import schema_apply
 
 TENANT_ALIASES = ("unified", "revos")
@@ -23,19 +24,22 @@ def django_db_setup(django_db_setup, django_db_blocker):
             # the others still name the real databases, which the tests must never touch.
             if settings.DATABASES[alias]["NAME"] == settings.DATABASES[alias]["TEST"]["NAME"]:
                 schema_apply(database=alias)
+                database_mark(database=alias, purpose="test", reason="built by the test suite")
+    # The suite runs with DEBUG off (pytest-django) on databases it built: demo data is allowed there.
+    settings.DEMO_COMMANDS_ALLOWED = True
 
 
 def truncate_tenant_tables() -> None:
     """Empty every tenant table (and the migration bookkeeping) in both tenant databases."""
     for alias in TENANT_ALIASES:
         with connections[alias].cursor() as cursor:
-            cursor.execute(
-                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname = 'public' OR (schemaname = 'controlplane' AND tablename <> 'schema_version')"
-            )
-            tables = [row[0] for row in cursor.fetchall()]
-            if tables:
-                cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+            # The bookkeeping first: while an agency's changes are captured, RevOS refuses TRUNCATE.
+            bookkeeping = "schemaname = 'controlplane' AND tablename NOT IN ('schema_version', 'database_mark')"
+            for condition in (bookkeeping, "schemaname = 'public'"):
+                cursor.execute(f"SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE {condition}")
+                tables = [row[0] for row in cursor.fetchall()]
+                if tables:
+                    cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
 def pytest_collection_modifyitems(items):
@@ -157,3 +161,17 @@ def agency_checksums(unified_agency_id) -> dict[str, str]:
             count, digest = cursor.fetchone()
             checksums[table] = f"{count}:{digest}"
     return checksums
+
+
+def childless_leads(unified_agency_id, count: int = 2) -> list:
+    """Ids of the agency's unified leads nothing references, so deleting one needs nothing else."""
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM lead l WHERE agency_id = %s"
+            " AND NOT EXISTS (SELECT 1 FROM dm_message d WHERE d.lead_id = l.id)"
+            " AND NOT EXISTS (SELECT 1 FROM dm_delivery d WHERE d.lead_id = l.id)"
+            " AND NOT EXISTS (SELECT 1 FROM email_queue d WHERE d.lead_id = l.id)"
+            " AND NOT EXISTS (SELECT 1 FROM email_extraction_review d WHERE d.lead_id = l.id) ORDER BY id LIMIT %s",
+            [unified_agency_id, count],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -148,6 +148,27 @@ def test_filtering_by_app_context_shows_only_matching_rows(staff, agency):
     assert shown(staff.get(changelist_url(Client), {"app_context__exact": "both"})) == {both.pk}
 
 
+def test_visibility_filters_follow_the_rls_rule_and_the_id_map(staff, agency):
+    from django.db import connections
+
+    audience = new_client(agency, app_context="audience")
+    revos = new_client(agency, app_context="revos")
+    both = new_client(agency)
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO controlplane.id_map (agency_id, source_table, source_id, target_table, target_id, inserted)"
+            " VALUES (gen_random_uuid(), 'clients', gen_random_uuid(), 'client', %s, true),"
+            " (gen_random_uuid(), 'clients', gen_random_uuid(), 'client', %s, false)",
+            [revos.pk, audience.pk],
+        )
+
+    assert shown(staff.get(changelist_url(Client), {"visible": "revos"})) == {revos.pk, both.pk}
+    assert shown(staff.get(changelist_url(Client), {"visible": "audience"})) == {audience.pk, both.pk}
+    assert shown(staff.get(changelist_url(Client), {"visible": "migrated"})) == {revos.pk}
+    page = staff.get(changelist_url(Client)).content.decode()
+    assert "Visible in RevOS" in page and "Came from RevOS (migrated)" in page
+
+
 def test_cartridges_filter_by_type_and_chat_messages_by_ai_provider(staff, agency):
     brand = new_cartridge(agency, type="brand", app_context="revos")
     new_cartridge(agency, type="training", app_context="audience")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
@@ -10,9 +12,9 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from tests.conftest import run_worker
 
 
@@ -165,7 +167,21 @@ def test_commands_refuse_bad_ids_and_run_a_migration(agencies, capsys):
     out = capsys.readouterr().out
     assert "Plan (dry run)" in out and "Succeeded" in out and "migrate succeeded 100%" in out
     call_command("rollback_agency", str(link.revos_agency_id), "--sync")
-    assert MigrationRun.objects.filter(kind="rollback", status="succeeded").count() == 1
+    rollback = MigrationRun.objects.get(kind="rollback", status="succeeded")
+    assert rollback.rows_done == rollback.rows_total == sum(t["deleted"] for t in rollback.report.values()) > 0
+
+
+def test_progress_shows_an_eta_and_the_live_inserted_row_count(agencies):
+    link = agency_link_confirm(link=agencies.first(), kind="new", unified_agency_id=None, actor=None)
+    run = MigrationRun.objects.create(
+        agency_link=link, revos_agency_id=link.revos_agency_id, kind="migrate", status="succeeded"
+    )
+    run.status, run.rows_done, run.rows_total, run.rows_per_second = "running", 1000, 31000, 100.0
+    assert (run.eta_seconds, run.eta_display) == (300, "ETA 5m 00s")
+    run.rows_per_second = 0
+    assert run.eta_display == ""
+    progress = staff().get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])).json()
+    assert progress["migrated_rows"] == 0 and progress["eta"] == ""
 
 
 def test_run_list_links_each_run_to_its_job_and_the_dashboard_is_superusers_only(agencies):
@@ -190,3 +206,103 @@ def test_unknown_or_malformed_agency_urls_are_404_not_500(agencies):
         assert post(client, f"/admin/migration_jobs/agencylink/{object_id}/action/migrate/").status_code == 404
     link = agencies.first()
     assert post(client, action_url(link, "no-such-action")).status_code == 404
+
+
+def test_rolling_back_an_agency_never_linked_or_migrated_is_refused_everywhere(agencies):
+    never_linked, linked = agencies[0], agencies[1]
+    agency_link_confirm(link=linked, kind="new", unified_agency_id=None, actor=None)
+    client = staff("rollback_migrationrun")
+    for link, reason in ((never_linked, "never linked or migrated"), (linked, "nothing to roll back")):
+        response = post(client, action_url(link, "rollback"))  # a forged POST: the button is disabled
+        assert any(reason in m for m in messages_of(response)), messages_of(response)
+        with pytest.raises(CommandError, match=reason):
+            call_command("rollback_agency", str(link.revos_agency_id), "--sync")
+    assert MigrationRun.objects.count() == 0
+
+
+def test_a_paused_run_can_be_cancelled_from_the_page(agencies):
+    link = agency_link_confirm(link=agencies.first(), kind="new", unified_agency_id=None, actor=None)
+    run = MigrationRun.objects.create(
+        agency_link=link, revos_agency_id=link.revos_agency_id, kind="migrate", status="paused"
+    )
+    client = staff("resume_migrationrun")
+    page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+    assert {a.name: a.enabled for a in page.context["cockpit"].actions}["cancel"]
+    response = post(client, action_url(link, "cancel"))
+    assert any("cancel requested" in m for m in messages_of(response)), messages_of(response)
+    run.refresh_from_db()
+    assert (run.status, run.status_note) == ("cancelled", "cancelled while paused")
+    response = post(client, action_url(link, "cancel"))
+    assert any("no run in progress" in m for m in messages_of(response))
+
+
+def test_create_demo_staff_validates_the_username_like_django(agencies):
+    for bad, reason in (("", "cannot be blank"), ("no spaces", "Enter a valid username"), ("x" * 151, "at most 150")):
+        with pytest.raises(CommandError, match=reason):
+            call_command("create_demo_staff", "--username", bad)
+    assert not User.objects.filter(is_superuser=True).exists()
+
+
+def test_explicit_client_links_must_name_clients_of_this_agency_in_both_databases(agencies):
+    from django.db import connections
+
+    from migration_jobs.models import ClientLink
+    from migration_jobs.services.agency_links import LinkError, client_link_check
+
+    link = agencies.filter(suggested_kind="existing").first()
+    link = agency_link_confirm(link=link, kind="existing", unified_agency_id=link.suggested_agency_id, actor=None)
+    with connections["revos"].cursor() as cursor:
+        cursor.execute("SELECT id FROM clients WHERE agency_id = %s LIMIT 1", [link.revos_agency_id])
+        (revos_client,) = cursor.fetchone()
+        cursor.execute("SELECT id FROM clients WHERE agency_id <> %s LIMIT 1", [link.revos_agency_id])
+        (foreign_revos_client,) = cursor.fetchone()
+    with connections["unified"].cursor() as cursor:
+        cursor.execute("SELECT id FROM client WHERE agency_id = %s LIMIT 1", [link.unified_agency_id])
+        (unified_client,) = cursor.fetchone()
+        cursor.execute("SELECT id FROM client WHERE agency_id <> %s LIMIT 1", [link.unified_agency_id])
+        (foreign_unified_client,) = cursor.fetchone()
+    nowhere = uuid.uuid4()
+    for revos_id, unified_id, reason in (
+        (nowhere, unified_client, "No RevOS client"),
+        (foreign_revos_client, unified_client, "belongs to another agency"),
+        (revos_client, nowhere, "No unified client"),
+        (revos_client, foreign_unified_client, "belongs to another agency"),
+    ):
+        with pytest.raises(LinkError, match=reason):
+            client_link_check(link=link, revos_client_id=revos_id, unified_client_id=unified_id)
+    client_link_check(link=link, revos_client_id=revos_client, unified_client_id=unified_client)
+
+    # The admin's inline refuses it; a link whose client vanished later stops plan and migrate.
+    client = staff("confirm_agencylink")
+    url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+    form = {
+        "client_links-TOTAL_FORMS": "1",
+        "client_links-INITIAL_FORMS": "0",
+        "client_links-0-revos_client_id": str(nowhere),
+        "client_links-0-unified_client_id": str(unified_client),
+    }
+    response = post(client, url, form)
+    assert f"No RevOS client {nowhere} exists." in response.content.decode()
+    assert not ClientLink.objects.exists()
+    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=nowhere)
+    with pytest.raises(CommandError, match="No unified client"):
+        call_command("migrate_agency", str(link.revos_agency_id), "--dry-run")
+    assert MigrationRun.objects.count() == 0
+
+
+def test_a_finished_run_shows_its_per_table_report(agencies):
+    link = agencies.first()
+    call_command("link_agency", str(link.revos_agency_id), "--new")
+    call_command("migrate_agency", str(link.revos_agency_id), "--sync")
+    run = MigrationRun.objects.get(kind="migrate")
+    client = staff()
+    page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+    report = page.context["run_report"]
+    assert report.run == run and [r.source for r in report.rows][:2] == ["agencies", "users"]
+    assert report.totals["inserted"] == page.context["cockpit"].migrated_rows > 0
+    assert all(r.seconds is not None and r.seconds >= 0 for r in report.rows)
+    assert f'id="run-report-{run.pk}"' in page.content.decode()
+    superuser = Client()
+    superuser.force_login(User.objects.create_superuser("root", "", "x"))
+    detail = superuser.get(reverse("admin:migration_jobs_migrationrun_change", args=[run.pk])).content.decode()
+    assert f'id="run-report-{run.pk}"' in detail and "&lt;table" not in detail

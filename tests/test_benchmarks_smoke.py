@@ -20,7 +20,9 @@ from tests.conftest import worker_environment
 @pytest.fixture
 def report(tenant_db, rq_queues, tmp_path):
     # Two repeats: the fewest that exercise the medians and spreads.
-    options = BenchOptions(rows=1_500, sizes=(800, 1_500), clients=2_000, requests=3, repeats=2, log_dir=tmp_path)
+    options = BenchOptions(
+        rows=1_500, sizes=(800, 1_500), clients=2_000, requests=3, capture_writes=60, repeats=2, log_dir=tmp_path
+    )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
 
 
@@ -52,6 +54,9 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     assert 0 < report["changelist"]["p50_ms"] <= report["changelist"]["p95_ms"]
     assert report["changelist"]["rows_on_page"] == 50
     assert [t["name"] for t in report["targets"]] == [label for _, label, _, _ in TARGETS]
+    capture = report["reverse_capture"]
+    assert capture["status"] == "ok" and capture["writes"] == 60
+    assert all(capture[k] > 0 for k in ("without_trigger_per_second", "another_agency_captured_per_second"))
     measured = [t for t in report["targets"] if t["name"] != "migration / pgloader rows/s"]
     assert all(isinstance(t["met"], bool) for t in measured)
 
@@ -65,6 +70,7 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "p95",
         "migration writers",
         "median of 2 repeat(s)",
+        "while an agency is captured",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table

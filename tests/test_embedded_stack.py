@@ -191,3 +191,25 @@ def test_with_every_url_set_nothing_is_started(tmp_path):
     for var, url in given.items():
         assert f"export {var}={url}\n" in exported.stdout
     assert not data_dir.exists()
+
+
+def test_manage_py_in_a_second_shell_finds_the_running_servers(data_dir):
+    """The README's shell commands, typed in another terminal beside `make demo`, need no exports."""
+    env = stack_env(data_dir)
+    assert stack("--embedded", "env", env=env, stdout=subprocess.DEVNULL).wait(timeout=120) == 0
+    second_shell = {k: v for k, v in env.items() if k not in ("DEBUG", "SECRET_KEY", "ENV_FILE")}
+    try:
+        assert "REDIS_URL=unix://" in (data_dir / "stack.env").read_text()
+        for args in (["migrate", "--no-input"], ["migration_status"]):
+            result = subprocess.run(
+                [sys.executable, "manage.py", *args], cwd=PROJECT, env=second_shell, capture_output=True, text=True
+            )
+            assert result.returncode == 0, result.stderr
+        assert "No RevOS agencies known yet" in result.stdout
+    finally:
+        assert stack("stop", env=env).wait(timeout=60) == 0
+    assert not (data_dir / "stack.env").exists()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migration_status"], cwd=PROJECT, env=second_shell, capture_output=True, text=True
+    )
+    assert "is not set" in result.stderr

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
+from migration_jobs.demo.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.capacity import SLOT_CLASS
-from migration_jobs.services.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
 from tests.conftest import database_url, start_worker_process

@@ -22,6 +22,7 @@ import pytest
 from django.db import connections
 from psycopg import sql
 
+from migration_jobs.demo.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import (
@@ -41,7 +42,6 @@ from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.run_control import migration_run_control
 from tests.conftest import agency_checksums, run_worker, start_worker_process

@@ -20,12 +20,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors import AGENCY_STATES, agency_cockpit
 from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_data_seed
 from migration_jobs.services.flags import flag_set_for_agency
 from tests.conftest import run_worker
 

@@ -23,12 +23,12 @@ import pytest
 from django.conf import settings
 from django.db import connections
 
+from migration_jobs.demo.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.throttle import unified_health_problems
 from tests.conftest import database_url, run_worker, worker_environment

@@ -15,10 +15,10 @@ from django.db import connections
 from django.test import override_settings
 from django.urls import reverse
 
+from migration_jobs.demo.phase0 import phase0_problems_clear, phase0_problems_plant
 from migration_jobs.models import SchemaAuditRun, SchemaFinding
-from migration_jobs.services.phase0 import phase0_problems_clear, phase0_problems_plant
 from migration_jobs.services.schema_audit import Finding, schema_audit_run, schema_audit_start
-from tests.conftest import run_worker
+from tests.conftest import database_url, run_worker
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)
 
@@ -89,8 +89,9 @@ def test_revos_source_after_phase0_has_no_problems_and_reports_planned_vs_actual
 
 
 def test_audienceos_is_measured_against_its_own_19_planned_tables(tenant_db):
+    # The 26+ the seed found once it looked (RBAC and the audit trail, sql/unified/0050).
     detail = found(schema_audit_run(database="audience"), "table_count")["public."].detail
-    assert detail.startswith("AudienceOS baseline: 22 table(s) in schema public. Planned 19")
+    assert detail.startswith("AudienceOS baseline: 26 table(s) in schema public. Planned 19")
 
 
 # --- each Phase 0 problem, planted ------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_audienceos_user_with_policies_but_rls_off_and_unrestricted_permission_a
     assert set(found(findings, "rls_disabled_in_public")) == both
     assert set(found(findings, "anon_readable_without_policy")) == both
     user = found(findings, "policy_exists_rls_disabled")["public.user"]
-    assert "user_app_rls" in user.detail
+    assert "user_tenant" in user.detail
     assert user.suggested_fix == 'ALTER TABLE public."user" ENABLE ROW LEVEL SECURITY;'
 
 
@@ -204,14 +205,13 @@ def test_planting_twice_changes_nothing(phase0):
 
 def audit_schema_command(database: str) -> subprocess.CompletedProcess:
     """manage.py audit_schema in a real process, pointed at this session's test databases."""
-    env = dict(os.environ)
-    for alias, variable in (
-        ("default", "DATABASE_URL"),
-        ("unified", "UNIFIED_DATABASE_URL"),
-        ("revos", "REVOS_DATABASE_URL"),
-    ):
-        config = connections[alias].settings_dict
-        env[variable] = f"postgres://{config['USER']}@{config['HOST']}:{config['PORT']}/{config['NAME']}"
+    # database_url() keeps a unix-socket server's socket folder (the embedded default) as ?host=.
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url("default"),
+        "UNIFIED_DATABASE_URL": database_url("unified"),
+        "REVOS_DATABASE_URL": database_url("revos"),
+    }
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "audit_schema", "--database", database]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
@@ -240,8 +240,10 @@ def test_audit_job_on_a_real_worker_stores_the_findings(phase0, rq_queues):
     run_worker("audit")
     run.refresh_from_db()
     assert run.status == SchemaAuditRun.Status.FINISHED
-    assert (run.error_count, run.warn_count, run.info_count) == (4, 5, 2)
+    # Info: two table counts and the leftover chat_message's unindexed session_id key.
+    assert (run.error_count, run.warn_count, run.info_count) == (4, 5, 3)
     stored = set(run.findings.values_list("rule", "table"))
+    assert ("unindexed_foreign_keys", "chat_message") in stored
     assert ("backup_table_without_rls", "backup_dm_sequences") in stored
     assert ("contamination_table", "outfit_history") in stored
 
@@ -304,3 +306,134 @@ def test_run_page_shows_findings_coloured_by_severity_with_the_fix_sql(phase0, s
     assert "<pre" in page and "ALTER TABLE public.&quot;user&quot; ENABLE ROW LEVEL SECURITY;" in page
     assert "background:#ba2121" in page
     assert "Run this audit again" in page
+
+
+# --- Supabase linter rules: each finds its planted problem, and its fix SQL removes it -----------
+
+
+@pytest.fixture
+def plant_table(tenant_db):
+    """A tenant-shaped table with RLS on and no policy, dropped afterwards."""
+    execute(
+        "unified",
+        "CREATE TABLE plant (id uuid PRIMARY KEY, agency_id uuid NOT NULL, app_context varchar(20) NOT NULL,"
+        " parent_id uuid REFERENCES plant (id)); ALTER TABLE plant ENABLE ROW LEVEL SECURITY;"
+        " CREATE INDEX plant_agency_app_idx ON plant (agency_id, app_context);"
+        " CREATE INDEX plant_parent_idx ON plant (parent_id)",
+    )
+    yield "public.plant"
+    execute("unified", "DROP TABLE IF EXISTS plant")
+
+
+def findings_of(rule: str, database: str = "unified") -> dict[str, Finding]:
+    return found(schema_audit_run(database=database), rule)
+
+
+def test_shipped_schema_passes_every_supabase_linter_rule(tenant_db):
+    rules = {
+        "auth_rls_initplan",
+        "multiple_permissive_policies",
+        "rls_policy_always_true",
+        "unindexed_foreign_keys",
+        "duplicate_index",
+        "function_search_path_mutable",
+    }
+    for database in ("unified", "audience", "revos"):
+        assert [f for f in schema_audit_run(database=database) if f.rule in rules] == []
+
+
+def test_auth_rls_initplan_finds_a_per_row_jwt_call_and_its_fix_wraps_it(plant_table):
+    # The policy exactly as sql/unified/0007 wrote it before 0051.
+    execute(
+        "unified",
+        "CREATE POLICY plant_per_row ON plant FOR ALL TO authenticated USING (agency_id = (auth.jwt() ->> "
+        "'agency_id')::uuid AND (app_context = 'both' OR app_context = (auth.jwt() ->> 'app_context')))",
+    )
+    finding = findings_of("auth_rls_initplan")[plant_table]
+    assert finding.severity == "warn" and "plant_per_row" in finding.detail
+    assert finding.suggested_fix.startswith("ALTER POLICY plant_per_row ON public.plant USING (")
+    assert finding.suggested_fix.count("(select auth.jwt())") == 2
+    execute("unified", finding.suggested_fix)
+    assert plant_table not in findings_of("auth_rls_initplan")
+
+
+def test_multiple_permissive_policies_for_one_role_and_action_are_found(plant_table):
+    execute(
+        "unified",
+        "CREATE POLICY plant_tenant ON plant FOR ALL TO authenticated USING (agency_id = (SELECT auth.jwt() ->> "
+        "'agency_id')::uuid); CREATE POLICY plant_extra ON plant FOR SELECT TO authenticated USING (false)",
+    )
+    finding = findings_of("multiple_permissive_policies")[plant_table]
+    assert "plant_extra, plant_tenant" in finding.detail and "authenticated SELECT" in finding.detail
+    assert "authenticated INSERT" not in finding.detail, "only the overlapping action"
+    execute("unified", finding.suggested_fix.splitlines()[-1])
+    assert plant_table not in findings_of("multiple_permissive_policies")
+
+
+def test_rls_policy_always_true_is_found_and_its_fix_scopes_by_tenant(plant_table):
+    execute("unified", "CREATE POLICY plant_open ON plant FOR UPDATE TO authenticated USING (true)")
+    finding = findings_of("rls_policy_always_true")[plant_table]
+    assert "USING and WITH CHECK always true" in finding.detail
+    assert "agency_id = ((select auth.jwt()) ->> 'agency_id')::uuid" in finding.suggested_fix
+    execute("unified", finding.suggested_fix)
+    assert plant_table not in findings_of("rls_policy_always_true")
+    assert plant_table not in findings_of("auth_rls_initplan"), "the fix is itself initplan-safe"
+
+
+def test_a_select_policy_open_to_all_is_not_reported_as_always_true(plant_table):
+    # splinter leaves USING (true) for SELECT alone: public read access is often deliberate.
+    execute("unified", "CREATE POLICY plant_read ON plant FOR SELECT TO authenticated USING (true)")
+    assert plant_table not in findings_of("rls_policy_always_true")
+
+
+def test_unindexed_foreign_key_is_found_and_its_fix_indexes_it(plant_table):
+    execute("unified", "DROP INDEX plant_parent_idx; CREATE INDEX plant_parent_later_idx ON plant (id, parent_id)")
+    finding = findings_of("unindexed_foreign_keys")[plant_table]
+    assert "plant_parent_id_fkey" in finding.detail
+    assert finding.suggested_fix == "CREATE INDEX CONCURRENTLY plant_parent_id_idx ON public.plant (parent_id);"
+    execute("unified", finding.suggested_fix)
+    assert plant_table not in findings_of("unindexed_foreign_keys")
+
+
+def test_a_tenant_key_led_by_either_column_counts_as_indexed(tenant_db):
+    # lead_campaign_id_fkey is (campaign_id, agency_id), indexed as (campaign_id, agency_id) by 0052.
+    execute("unified", "DROP INDEX lead_campaign_id_agency_idx")
+    try:
+        assert "public.lead" in findings_of("unindexed_foreign_keys")
+        execute("unified", "CREATE INDEX lead_campaign_id_agency_idx ON lead (agency_id, campaign_id)")
+        assert "public.lead" not in findings_of("unindexed_foreign_keys")
+    finally:
+        execute("unified", "DROP INDEX IF EXISTS lead_campaign_id_agency_idx")
+        execute("unified", "CREATE INDEX lead_campaign_id_agency_idx ON lead (campaign_id, agency_id)")
+
+
+def test_duplicate_index_is_found_and_its_fix_keeps_one(tenant_db):
+    with planted(
+        "unified", "CREATE INDEX lead_dup_idx ON lead (agency_id, app_context)", "DROP INDEX IF EXISTS lead_dup_idx"
+    ):
+        finding = findings_of("duplicate_index")["public.lead"]
+        assert "keep lead_agency_app_idx" in finding.detail
+        assert finding.suggested_fix == "DROP INDEX CONCURRENTLY lead_dup_idx;"
+        execute("unified", finding.suggested_fix)
+        assert "public.lead" not in findings_of("duplicate_index")
+
+
+def test_a_duplicate_of_a_constraint_index_keeps_the_constraint_one(tenant_db):
+    with planted(
+        "unified", "CREATE UNIQUE INDEX a_lead_pkey_copy ON lead (id)", "DROP INDEX IF EXISTS a_lead_pkey_copy"
+    ):
+        finding = findings_of("duplicate_index")["public.lead"]
+        assert finding.suggested_fix == "DROP INDEX CONCURRENTLY a_lead_pkey_copy;"
+
+
+def test_function_with_mutable_search_path_is_found_and_its_fix_pins_it(tenant_db):
+    with planted(
+        "unified",
+        "CREATE FUNCTION public.lead_total(agency uuid) RETURNS bigint LANGUAGE sql"
+        " AS 'SELECT count(*) FROM public.lead WHERE agency_id = agency'",
+        "DROP FUNCTION IF EXISTS public.lead_total(uuid)",
+    ):
+        finding = findings_of("function_search_path_mutable")["public.lead_total"]
+        assert finding.detail == "Function public.lead_total(agency uuid) has a role-mutable search_path."
+        execute("unified", finding.suggested_fix.splitlines()[0])
+        assert "public.lead_total" not in findings_of("function_search_path_mutable")

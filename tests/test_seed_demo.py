@@ -8,7 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from migration_jobs.services.demo import (
+from migration_jobs.demo.demo import (
     DM_DIRECTIONS,
     LEAD_STATUSES,
     DemoDataError,
@@ -17,6 +17,7 @@ from migration_jobs.services.demo import (
     demo_name_normalize,
     demo_table_names,
 )
+from migration_jobs.services.database_marks import database_mark, database_mark_read
 from tests.conftest import truncate_tenant_tables
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)
@@ -256,7 +257,7 @@ def test_bad_arguments_are_refused_with_a_message(tenant_db):
 
 
 def test_with_phase0_problems_plants_them_in_both_databases(tenant_db):
-    from migration_jobs.services.phase0 import phase0_problems_clear
+    from migration_jobs.demo.phase0 import phase0_problems_clear
 
     try:
         call_command("seed_demo", agencies=1, scale=0.2, seed=5, with_phase0_problems=True)
@@ -264,3 +265,56 @@ def test_with_phase0_problems_plants_them_in_both_databases(tenant_db):
     finally:
         for database in ("revos", "unified"):
             phase0_problems_clear(database=database)
+
+
+# --- only demo and test databases ---------------------------------------------------------------
+
+
+@pytest.fixture
+def unmarked_production_like(tenant_db):
+    """The unified database as production is: AudienceOS tenant rows, no demo/test mark."""
+    with connections["unified"].cursor() as cursor:
+        cursor.execute("DELETE FROM controlplane.database_mark")
+        cursor.execute("INSERT INTO agency (name, slug) VALUES ('Live customer', 'live-customer')")
+    yield
+    truncate_tenant_tables()
+    database_mark(database="unified", purpose="test", reason="built by the test suite")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"reset": True}, {"with_phase0_problems": True}, {}],
+    ids=["--reset", "--with-phase0-problems", "plain seed"],
+)
+def test_demo_commands_refuse_an_unmarked_database_with_tenant_rows(unmarked_production_like, options):
+    before = checksums()
+    with pytest.raises(
+        CommandError, match=r"Refusing .*the unified database \(test_unified_\w+\): it holds tenant rows"
+    ):
+        call_command("seed_demo", "--agencies", "1", **options)
+    assert checksums() == before
+    assert fetch("unified", "SELECT relrowsecurity FROM pg_class WHERE relname = 'agency'") == [(True,)]
+    assert database_mark_read(database="unified") is None
+
+
+def test_seeding_an_empty_unmarked_database_marks_it_as_a_demo_one(tenant_db):
+    with connections["revos"].cursor() as cursor:
+        cursor.execute("DELETE FROM controlplane.database_mark")
+    try:
+        demo_data_seed(agencies=1, scale=0.2, seed=3)
+        assert database_mark_read(database="revos") == "demo"
+        call_command("seed_demo", "--agencies", "1", "--scale", "0.2", "--seed", "3", "--reset")  # now allowed
+    finally:
+        with connections["revos"].cursor() as cursor:
+            cursor.execute("DELETE FROM controlplane.database_mark")
+        database_mark(database="revos", purpose="test", reason="built by the test suite")
+
+
+def test_the_production_profile_refuses_demo_commands_unless_allowed(tenant_db, settings):
+    settings.DEBUG, settings.DEMO_COMMANDS_ALLOWED = False, False
+    with pytest.raises(CommandError, match=r"DEBUG is off .* DEMO_COMMANDS_ALLOWED=true"):
+        call_command("seed_demo", "--agencies", "1", "--reset")
+    assert row_counts("revos")["agencies"] == 0
+    settings.DEMO_COMMANDS_ALLOWED = True
+    call_command("seed_demo", "--agencies", "1", "--scale", "0.2", "--reset")
+    assert row_counts("revos")["agencies"] == 1

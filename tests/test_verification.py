@@ -354,8 +354,38 @@ def test_orphaned_comment_fails_only_references_naming_it(migrated):
     problems = failing(run)
     assert set(problems) == {("references", "comment")}
     assert problems[("references", "comment")]["orphaned"] == {
-        "comment_post_id_fkey": {"columns": ["post_id"], "parent": "post", "orphans": 1, "sample_ids": [str(orphan)]}
+        "comment_post_id_fkey": {
+            "columns": ["post_id", "agency_id"],
+            "parent": "post",
+            "orphans": 1,
+            "sample_ids": [str(orphan)],
+        }
     }
+
+
+def test_reference_to_another_agencys_parent_fails_references_naming_it(migrated):
+    # Only with the foreign keys bypassed: the tenant key (post_id, agency_id) refuses it otherwise.
+    other_post, stray = new_id(), new_id()
+    execute(
+        "unified",
+        "INSERT INTO linkedin_account (id, agency_id, profile_url) VALUES (%s, %s, 'https://li/x')",
+        [other_post, migrated.other_unified_id],
+    )
+    execute(
+        "unified",
+        "INSERT INTO post (id, agency_id, linkedin_account_id, content) VALUES (%s, %s, %s, 'B post')",
+        [other_post, migrated.other_unified_id, other_post],
+    )
+    with transaction.atomic(using="unified"):
+        execute("unified", "SET LOCAL session_replication_role = replica")
+        execute(
+            "unified",
+            "INSERT INTO comment (id, agency_id, post_id, content) VALUES (%s, %s, %s, 'on B post')",
+            [stray, migrated.unified_id, other_post],
+        )
+    problems = failing(verify(migrated))
+    assert ("references", "comment") in problems
+    assert problems[("references", "comment")]["orphaned"]["comment_post_id_fkey"]["sample_ids"] == [str(stray)]
 
 
 def test_rls_disabled_on_one_table_fails_schema_and_isolation_for_that_table(migrated, restore_schema):
@@ -375,29 +405,30 @@ def test_rls_disabled_on_one_table_fails_schema_and_isolation_for_that_table(mig
 def test_policy_using_true_fails_only_isolation_naming_the_rows(migrated, restore_schema):
     original = execute(
         "unified",
-        "SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'lead_app_rls'",
+        "SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'lead_tenant'",
     )[0][0]
-    execute("unified", "ALTER POLICY lead_app_rls ON lead USING (true)")
-    restore_schema.append(f"ALTER POLICY lead_app_rls ON lead USING ({original})")
+    execute("unified", "ALTER POLICY lead_tenant ON lead USING (true)")
+    restore_schema.append(f"ALTER POLICY lead_tenant ON lead USING ({original})")
     run = verify(migrated)
     problems = failing(run)
     assert set(problems) == {
         ("isolation.case2_revos_lead_hidden_from_audienceos", "lead"),
         ("isolation.other_agency_sees_nothing", "lead"),
-        ("isolation.anon_sees_nothing", "lead"),
-    }
+    }, "the policy binds authenticated only: anon still sees nothing"
     seen_by_others = problems[("isolation.other_agency_sees_nothing", "lead")]["visible"]["lead"]
     assert {entry["app_context"] for entry in seen_by_others} == {"revos", "audience"}
     assert all(set(entry["ids"]) == set(map(str, migrated.leads)) for entry in seen_by_others)
-    # Another RevOS agency's lead is not in the unified database; anon sees exactly this agency's.
-    assert set(problems[("isolation.anon_sees_nothing", "lead")]["visible"]["lead"]) == set(map(str, migrated.leads))
 
 
 def test_row_moved_to_another_agency_fails_counts_content_and_isolation_naming_it(migrated):
     moved = migrated.leads[2]
-    execute("unified", "UPDATE lead SET agency_id = %s WHERE id = %s", [migrated.other_unified_id, moved])
+    # The tenant keys refuse the move (its campaign stays in this agency): bypass them, as a restore would.
+    with transaction.atomic(using="unified"):
+        execute("unified", "SET LOCAL session_replication_role = replica")
+        execute("unified", "UPDATE lead SET agency_id = %s WHERE id = %s", [migrated.other_unified_id, moved])
     run = verify(migrated)
     problems = failing(run)
+    # references checks this agency's rows, and none of them points at the moved lead.
     assert set(problems) == {
         ("counts", "leads"),
         ("content", "leads"),
@@ -568,7 +599,15 @@ def test_admin_lists_verifications_filters_by_verdict_and_failed_check_and_shows
     html = detail.content.decode()
     assert detail.status_code == 200
     assert "check-fail" in html and "check-pass" in html
-    assert str(migrated.comments[2]) in html  # named in the pretty-printed details
+    assert str(migrated.comments[2]) in html  # named in the folded details
+    matrix = detail.context["matrix"]
+    assert matrix.columns == ("counts", "content", "references")
+    failing = [any(c and not c.passed for c in row) for _, row in matrix.rows]
+    assert failing[0] and failing == sorted(failing, reverse=True), "tables with a failure come first"
+    assert "comments" in [table for (table, _), bad in zip(matrix.rows, failing, strict=True) if bad]
+    assert {f.result.check_name for f in matrix.failures} >= {"counts"}
+    assert html.index('id="verification-failures"') < html.index('id="verification-matrix"')
+    assert "<pre" not in html  # no JSON column pushing the page sideways
     assert passed.pk != failed.pk
 
 

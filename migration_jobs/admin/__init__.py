@@ -1,7 +1,3 @@
 """The admin, one module per area; importing each registers its ModelAdmins on the default site."""
 
-import importlib
-import pkgutil
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+from migration_jobs.admin import audit, flags, overview, runs, unified, verification  # noqa: F401

@@ -21,9 +21,9 @@ from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
 from migration_jobs.selectors.flags import flag_agency_rows
+from migration_jobs.services.cutover import cutover_runs_request_bulk
 from migration_jobs.services.flags import (
     CutoverRefused,
-    flag_enable_for_agencies,
     flag_set_for_agency,
     flag_set_global,
     flag_set_percentage,
@@ -199,12 +199,13 @@ class FlagChangeAdmin(ViewOnlyMixin, admin.ModelAdmin):
     date_hierarchy = "created_at"
 
 
-@admin.action(description="Switch selected agencies to the unified database (turn unified_db on)")
+@admin.action(description="Cut over selected agencies… (fence RevOS, catch up, verify, turn unified_db on)")
 def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset):
-    """Bulk cutover for the RevOS agency admin: asks for a reason, then enables each agency it may.
+    """Bulk cutover for the RevOS agency admin: asks for a reason, then queues a cutover run per agency.
 
-    Each agency is checked by the interlock on its own; the result lists which were switched and,
-    for the others, why not.
+    Each agency is checked by the interlock on its own; the result lists which were queued and, for
+    the others, why not. The runs take slots like migrations, so at most
+    MIGRATION_MAX_CONCURRENT_AGENCIES agencies are cut over at once.
     """
     if not request.user.has_perm(FLAG_STATE_PERMISSION):
         modeladmin.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
@@ -217,7 +218,7 @@ def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRe
     if not form.is_valid():
         context = {
             **modeladmin.admin_site.each_context(request),
-            "title": "Switch agencies to the unified database",
+            "title": "Cut over agencies to the unified database",
             "opts": modeladmin.opts,
             "queryset": queryset,
             "form": form,
@@ -225,13 +226,15 @@ def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRe
             "action_name": "enable_unified_db_for_selected",
         }
         return TemplateResponse(request, "admin/migration_jobs/featureflag/enable_unified_db.html", context)
-    enabled, refused = flag_enable_for_agencies(
-        flag=flag, agency_links=queryset, reason=form.cleaned_data["reason"], actor=request.user
-    )
-    if enabled:
-        names = ", ".join(str(link) for link in enabled)
-        modeladmin.message_user(request, f"Cut over {len(enabled)} (unified_db on): {names}.", messages.SUCCESS)
-    for why in refused.values():
+    bulk = cutover_runs_request_bulk(links=queryset, reason=form.cleaned_data["reason"], actor=request.user)
+    if bulk.queued:
+        names = ", ".join(str(run.agency_link) for run in bulk.queued)
+        modeladmin.message_user(
+            request,
+            f"Cutover queued for {len(bulk.queued)} (they run within the concurrency limit): {names}.",
+            messages.SUCCESS,
+        )
+    for _, why in bulk.skipped:
         modeladmin.message_user(request, f"Refused: {why}", messages.ERROR)
     return None
 

@@ -1,7 +1,7 @@
 """The agencies overview: every RevOS agency's migration state at a glance, and a bulk path through them.
 
-It is one more page of the default admin site, at `agencylink/overview/`, behind the site's staff
-check and the RevOS agency view permission. Its bulk buttons run the RevOS agency admin's own
+It is one more page of the RevOS agency admin, at `agencylink/overview/` (AgencyLinkAdmin.get_urls),
+behind the site's staff check and the RevOS agency view permission. Its bulk buttons run the RevOS agency admin's own
 actions (each checks its own permission and reports with the messages framework), so there is one
 implementation of "migrate / verify / cut over these agencies", whichever page it starts from.
 """
@@ -13,7 +13,6 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
 
 from migration_jobs.models import AgencyLink
 from migration_jobs.selectors import AGENCY_STATES, agencies_overview
@@ -26,13 +25,8 @@ BULK_ACTIONS = {
 }
 
 
-def _agency_admin() -> admin.ModelAdmin:
-    return admin.site.get_model_admin(AgencyLink)
-
-
-def agency_overview_view(request: HttpRequest) -> HttpResponse:
+def agency_overview_view(request: HttpRequest, agency_admin: admin.ModelAdmin) -> HttpResponse:
     """GET: the overview, filtered by `?state=` and `?q=`. POST: one bulk action on the selected agencies."""
-    agency_admin = _agency_admin()
     if not agency_admin.has_view_permission(request):
         raise PermissionDenied
     if request.method == "POST":
@@ -42,7 +36,7 @@ def agency_overview_view(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("q", "").strip()
     available = agency_admin.get_actions(request)
     context = {
-        **admin.site.each_context(request),
+        **agency_admin.admin_site.each_context(request),
         "title": "RevOS agencies at a glance",
         "opts": AgencyLink._meta,
         "overview": agencies_overview(state=state, search=search),
@@ -69,19 +63,3 @@ def _bulk_action(request: HttpRequest, agency_admin: admin.ModelAdmin) -> HttpRe
     action = available[name][0]
     response = action(agency_admin, request, AgencyLink.objects.filter(pk__in=selected).order_by("name"))
     return response or back
-
-
-def _with_overview(get_urls):
-    # The project uses the default admin site, so the page joins its URLs here rather than in a
-    # custom AdminSite; it comes first so `overview/` is not taken for an agency's object id.
-    def urls():
-        view = admin.site.admin_view(agency_overview_view)
-        return [
-            path("migration_jobs/agencylink/overview/", view, name="migration_jobs_agencylink_overview"),
-            *get_urls(),
-        ]
-
-    return urls
-
-
-admin.site.get_urls = _with_overview(admin.site.get_urls)

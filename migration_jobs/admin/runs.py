@@ -12,21 +12,49 @@ import uuid
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
+from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
 
+from migration_jobs.admin.flags import enable_unified_db_for_selected
 from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.overview import agency_overview_view
+from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors import agency_cockpit
-from migration_jobs.services.agency_links import LinkError, agency_link_confirm, agency_links_sync
+from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
+from migration_jobs.selectors.flags import (
+    Agency,
+    agency_cutover_refusal,
+    agency_flag_enabled,
+    agency_flag_id,
+    flags_for_agency,
+)
+from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
+from migration_jobs.selectors.run_report import run_report
+from migration_jobs.services.agency_links import (
+    LinkError,
+    agency_link_confirm,
+    agency_links_sync,
+    client_link_check,
+)
 from migration_jobs.services.bulk import bulk_requests_stopped
-from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.cutover import cutover_run_request
+from migration_jobs.services.fence import agency_cut_over
+from migration_jobs.services.flags import CutoverRefused
+from migration_jobs.services.migration import (
+    migration_run_request,
+    migration_runs_reconcile_running,
+    migration_runs_request_bulk,
+)
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.verification import verification_run_request
 
 Kind = MigrationRun.Kind
 
@@ -34,14 +62,22 @@ Kind = MigrationRun.Kind
 def _run_action(kind: str):
     def start(link: AgencyLink, user) -> str:
         run = migration_run_request(link=link, kind=kind, actor=user)
-        return f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+        message = f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
+        plan = plan_latest(link=link) if kind == Kind.MIGRATE else None
+        if plan and plan.refused_total:
+            message += (
+                f" Warning: the last plan (#{plan.run.pk}) found {plan.refused_total} row(s) the unified schema"
+                " would refuse; the run will stop at the first of them."
+            )
+        return message
 
     return start
 
 
 def _control_action(control: str):
     def apply(link: AgencyLink, user) -> str:
-        run = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
+        stoppable = MigrationRun.ACTIVE_STATUSES + ((MigrationRun.Status.PAUSED,) if control == "cancel" else ())
+        run = link.runs.filter(status__in=stoppable).first()
         if run is None:
             raise RunRefused(f"{link.name} has no run in progress.")
         run = migration_run_control(run=run, control=control, actor=user)
@@ -51,19 +87,16 @@ def _control_action(control: str):
 
 
 def _verify(link: AgencyLink, user) -> str:
-    from migration_jobs.services.verification import verification_run_request
-
     verification = verification_run_request(link=link, migration_run=None, actor=user)
     return f"Verification of {link.name} queued (verification {verification.pk})."
 
 
 def _cutover(link: AgencyLink, user, reason: str) -> str:
-    from migration_jobs.models.flags import FeatureFlag
-    from migration_jobs.services.flags import flag_set_for_agency
-
-    flag = FeatureFlag.objects.get(name="unified_db")
-    flag_set_for_agency(flag=flag, agency_link=link, enabled=True, reason=reason, actor=user)
-    return f"Cut over: unified_db is on for {link.name}; RevOS now reads and writes the unified database for it."
+    run = cutover_run_request(link=link, reason=reason, actor=user)
+    return (
+        f"Cutover of {link.name} queued (run {run.pk}): RevOS writes are fenced, the last changes applied and "
+        "verified, then unified_db is on for it."
+    )
 
 
 # name -> (permission, service caller)
@@ -88,10 +121,30 @@ def _progress_bar(run: MigrationRun | None) -> str:
     )
 
 
+class ClientLinkFormSet(BaseInlineFormSet):
+    """Each link must name a RevOS client of this agency and a unified client of the agency it becomes."""
+
+    def clean(self):
+        super().clean()
+        for form in self.forms:
+            data = getattr(form, "cleaned_data", None) or {}
+            if data.get("DELETE") or not (data.get("revos_client_id") and data.get("unified_client_id")):
+                continue
+            try:
+                client_link_check(
+                    link=self.instance,
+                    revos_client_id=data["revos_client_id"],
+                    unified_client_id=data["unified_client_id"],
+                )
+            except LinkError as error:
+                form.add_error(None, str(error))
+
+
 class ClientLinkInline(admin.TabularInline):
     """Staff's explicit client matches, for clients whose names differ between the apps."""
 
     model = ClientLink
+    formset = ClientLinkFormSet
     fields = ("revos_client_id", "unified_client_id", "created_by", "created_at")
     readonly_fields = ("created_by", "created_at")
     extra = 0
@@ -116,7 +169,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     list_filter = ("kind", "suggested_kind")
     search_fields = ("name", "domain", "=revos_agency_id", "=unified_agency_id")
     readonly_fields = [f.name for f in AgencyLink._meta.fields]
-    actions = ["migrate_selected"]
+    actions = ["migrate_selected", verify_selected_agencies, enable_unified_db_for_selected]
     change_form_template = "admin/migration_jobs/agencylink/change_form.html"
     change_list_template = "admin/migration_jobs/agencylink/change_list.html"
     inlines = [ClientLinkInline]
@@ -138,15 +191,6 @@ class AgencyLinkAdmin(admin.ModelAdmin):
                 latest_run_status=Subquery(latest.values("status")[:1]),
             )
         )
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        from migration_jobs.admin.flags import enable_unified_db_for_selected
-        from migration_jobs.admin.verification import verify_selected_agencies
-
-        for function in (verify_selected_agencies, enable_unified_db_for_selected):
-            actions[function.__name__] = (function, function.__name__, function.short_description)
-        return actions
 
     def has_add_permission(self, request) -> bool:
         return False  # agencies come from RevOS: "Sync from RevOS"
@@ -188,6 +232,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
+        migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     # Per-agency pages and buttons ---------------------------------------------------------
@@ -195,10 +240,13 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
+            # Before the object URLs, so `overview` is not taken for an agency's id.
+            path("overview/", view(self.overview_view), name="migration_jobs_agencylink_overview"),
             path("sync/", view(self.sync_view), name="migration_jobs_agencylink_sync"),
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
             path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
+            path("<path:object_id>/plan.csv", view(self.plan_csv_view), name="migration_jobs_agencylink_plan_csv"),
             path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
@@ -206,6 +254,9 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             ),
             *super().get_urls(),
         ]
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        return agency_overview_view(request, self)
 
     def _link(self, object_id: str) -> AgencyLink:
         if not str(object_id).isdigit():
@@ -239,8 +290,6 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return self._back(link)
 
     def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        from migration_jobs.services.flags import CutoverRefused
-
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         link = self._link(object_id)
@@ -248,13 +297,14 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
             return self._back(link)
         reason = request.POST.get("reason", "").strip()
+        if not reason:
+            self.message_user(request, "A reason is required for every flag change.", messages.ERROR)
+            return self._back(link)
         try:
             message = _cutover(link, request.user, reason)
-        except CutoverRefused as refusal:
+        except (CutoverRefused, RunRefused) as refusal:
             self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
-        except Exception as error:  # a ValidationError for a missing reason, mostly
-            if not hasattr(error, "messages"):
-                raise
+        except ValidationError as error:  # a reason the flag service will not take
             self.message_user(request, " ".join(error.messages), messages.ERROR)
         else:
             self.log_change(request, link, message)
@@ -298,6 +348,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
         """The latest run and verification as JSON, polled by the agency page while either is under way."""
         link = self._link(object_id)
+        migration_runs_reconcile_running(link=link)
         run = link.runs.first()
         verification = link.verifications.order_by("-created_at", "-id").first()
         if run is None:
@@ -305,6 +356,8 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return JsonResponse(
             {
                 "verification": _verification_json(verification),
+                "migrated_rows": agency_migrated_rows(link=link),
+                "eta": run.eta_display,
                 "run": run.pk,
                 "kind": run.get_kind_display(),
                 "status": run.status,
@@ -320,20 +373,34 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             }
         )
 
+    def plan_csv_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The latest plan's refused rows as CSV."""
+        link = self._link(object_id)
+        if not self.has_view_permission(request, link):
+            raise PermissionDenied
+        plan = plan_latest(link=link)
+        if plan is None:
+            raise Http404("This agency has no plan yet.")
+        response = HttpResponse(plan_refused_csv(plan=plan), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="plan-{plan.run.pk}-refused-rows.csv"'
+        return response
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self._link(object_id)
+        migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
+            "plan": plan_latest(link=link),
+            "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
+            "cutover_run": agency_cut_over(link=link),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
 
 def _cockpit_for(link: AgencyLink):
-    from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
-
     return agency_cockpit(
         link=link,
         cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
@@ -342,8 +409,6 @@ def _cockpit_for(link: AgencyLink):
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:
-    from migration_jobs.selectors.flags import Agency, agency_flag_id, flags_for_agency
-
     return flags_for_agency(agency=Agency(agency_id=agency_flag_id(agency_link=link), link=link))
 
 
@@ -378,10 +443,19 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_filter = ("status", "kind")
     list_select_related = ("agency_link",)
     search_fields = ("agency_link__name", "=revos_agency_id")
-    readonly_fields = [f.name for f in MigrationRun._meta.fields] + ["progress"]
+    readonly_fields = [f.name for f in MigrationRun._meta.fields if f.name != "report"] + ["progress", "report_table"]
+    fields = readonly_fields
+
+    @admin.display(description="Report")
+    def report_table(self, run: MigrationRun) -> str:
+        report = run_report(run=run)
+        if report is None:
+            return "—" if run.kind != Kind.PLAN else "see the agency's page"
+        return render_to_string("admin/migration_jobs/migrationrun/report.html", {"report": report})
 
     def changelist_view(self, request, extra_context=None):
         _warn_stopped_bulks(self, request)
+        migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="Progress")

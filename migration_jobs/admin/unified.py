@@ -11,10 +11,12 @@ from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils.text import capfirst
 
 from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.etl import id_map
 from migration_jobs.models.unified import (
     Agency,
     AppContext,
@@ -32,6 +34,35 @@ from migration_jobs.paginators import EstimatedCountPaginator
 from migration_jobs.selectors import AGENCY_COUNTED_MODELS, agency_app_context_counts
 
 
+class VisibilityFilter(admin.SimpleListFilter):
+    """What staff mean by "the RevOS clients": what each app sees, and where a row came from.
+
+    The exact app_context value stays beside it; shared rows are 'both', so "revos" alone misses them.
+    """
+
+    title = "visibility"
+    parameter_name = "visible"
+    CHOICES = {
+        "revos": "Visible in RevOS",
+        "audience": "Visible in AudienceOS",
+        "migrated": "Came from RevOS (migrated)",
+    }
+
+    def lookups(self, request, model_admin):
+        return list(self.CHOICES.items())
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value in (AppContext.REVOS, AppContext.AUDIENCE):
+            # The RLS rule (sql/unified/0007_rls.sql): an app sees its own rows and the shared ones.
+            return queryset.filter(app_context__in=(value, AppContext.BOTH))
+        if value == "migrated":
+            # The id map says which unified rows the migration inserted (reused AudienceOS rows are not).
+            inserted = RawSQL(id_map.INSERTED_IN_TABLE, [queryset.model._meta.db_table])
+            return queryset.filter(pk__in=inserted)
+        return queryset
+
+
 class ReadOnlyUnifiedAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """List, filter, search and view; never add, change or delete.
 
@@ -42,7 +73,7 @@ class ReadOnlyUnifiedAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """
 
     actions = None
-    list_filter: tuple = ("app_context",)
+    list_filter: tuple = (VisibilityFilter, "app_context")
     list_per_page = 50
     paginator = EstimatedCountPaginator
     search_help_text = "Or paste a UUID: the row with that id, or the rows that refer to it."
@@ -108,7 +139,7 @@ class ClientAdmin(ReadOnlyUnifiedAdmin):
 @admin.register(Cartridge)
 class CartridgeAdmin(ReadOnlyUnifiedAdmin):
     list_display = ("name", "type", "agency", "user", "is_active", "app_context", "updated_at")
-    list_filter = ("app_context", "type", "is_active")
+    list_filter = (VisibilityFilter, "app_context", "type", "is_active")
     list_select_related = ("agency", "user")
     search_fields = ("name",)
 
@@ -123,7 +154,7 @@ class ChatSessionAdmin(ReadOnlyUnifiedAdmin):
 @admin.register(ChatMessage)
 class ChatMessageAdmin(ReadOnlyUnifiedAdmin):
     list_display = ("__str__", "session", "ai_provider", "agency", "app_context", "created_at")
-    list_filter = ("app_context", "ai_provider")
+    list_filter = (VisibilityFilter, "app_context", "ai_provider")
     list_select_related = ("session", "agency")
     search_fields = ("content",)
 
@@ -131,7 +162,7 @@ class ChatMessageAdmin(ReadOnlyUnifiedAdmin):
 @admin.register(Lead)
 class LeadAdmin(ReadOnlyUnifiedAdmin):
     list_display = ("__str__", "email", "status", "campaign", "agency", "app_context", "created_at")
-    list_filter = ("app_context", "status")
+    list_filter = (VisibilityFilter, "app_context", "status")
     list_select_related = ("campaign", "agency")
     search_fields = ("name", "email", "linkedin_url")
 

@@ -7,8 +7,6 @@ agency admin attaches), `verify_agency`, or automatically after every migration 
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.http import HttpRequest
@@ -20,6 +18,7 @@ from django.utils.timesince import timesince
 from migration_jobs.admin.mixins import ViewOnlyMixin
 from migration_jobs.models import AgencyLink, CheckResult, VerificationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.verification import verification_matrix
 from migration_jobs.services.verification import verification_run_request
 
 COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "": "#757575"}
@@ -105,28 +104,6 @@ class FailedCheckFilter(admin.SimpleListFilter):
         return queryset.filter(pk__in=matching.values("verification_run_id"))
 
 
-class CheckResultInline(ViewOnlyMixin, admin.TabularInline):
-    model = CheckResult
-    fields = ("check_name", "table_name", "outcome", "expected", "actual", "details_json")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    verbose_name_plural = "Check results"
-
-    @admin.display(description="Status")
-    def outcome(self, result: CheckResult):
-        return _badge("check", result.status, result.get_status_display())
-
-    @admin.display(description="Details")
-    def details_json(self, result: CheckResult):
-        if not result.details:
-            return "—"
-        return format_html(
-            '<pre style="white-space:pre-wrap;max-width:60em;max-height:24em;overflow:auto;margin:0">{}</pre>',
-            json.dumps(result.details, indent=2, sort_keys=True),
-        )
-
-
 @admin.register(VerificationRun)
 class VerificationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_display = (
@@ -143,7 +120,7 @@ class VerificationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
     list_select_related = ("agency_link", "migration_run")
     search_fields = ("agency_link__name", "=agency_link__revos_agency_id", "=agency_link__unified_agency_id")
     date_hierarchy = "created_at"
-    inlines = [CheckResultInline]
+    change_form_template = "admin/migration_jobs/verificationrun/change_form.html"
     fields = (
         "agency_link",
         "migration_run",
@@ -157,6 +134,11 @@ class VerificationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "error",
     )
     readonly_fields = fields
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        extra_context = {**(extra_context or {}), "matrix": verification_matrix(run=run) if run else None}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         failing = Count("results", filter=~Q(results__status=CheckResult.Status.PASS))

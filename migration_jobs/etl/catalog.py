@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 import psycopg
+
+# A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
+# ordering, remapping and the set-based checks it is the reference column's key, which also
+# binds the agency.
+TENANT_KEY_SQL = """(cardinality(k.conkey) = 2
+    AND (SELECT attname FROM pg_attribute WHERE attrelid = k.conrelid AND attnum = k.conkey[2]) = 'agency_id'
+    AND (SELECT attname FROM pg_attribute WHERE attrelid = k.confrelid AND attnum = k.confkey[1]) = 'id'
+    AND (SELECT attname FROM pg_attribute WHERE attrelid = k.confrelid AND attnum = k.confkey[2]) = 'agency_id')"""
 
 
 @dataclass(frozen=True)
@@ -21,16 +29,18 @@ class Column:
 class Catalog:
     columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
     foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
-    # Tables whose only triggers are single-column foreign keys to the id of a parent in the same
-    # schema: for these, one set-based check per batch can stand in for the row-by-row triggers.
+    # Tables whose only triggers are foreign keys to the id of a parent in the same schema (single
+    # column, or tenant keys): one set-based check per batch can stand in for the row triggers.
     set_checkable: frozenset[str] = frozenset()
+    # table -> reference columns whose key is a tenant key (the parent must be of the row's agency)
+    tenant_references: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def column_names(self, table: str) -> list[str]:
         return [c.name for c in self.columns[table]]
 
 
 def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> Catalog:
-    """Read the tables of `schema` with their columns and single-column foreign keys."""
+    """Read the tables of `schema` with their columns and (single-column or tenant) foreign keys."""
     columns: dict[str, list[Column]] = {}
     rows = connection.execute(
         """
@@ -47,23 +57,26 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
     for table, name, sql_type, base_type, nullable, has_default in rows:
         columns.setdefault(table, []).append(Column(name, sql_type, base_type, nullable, has_default))
     foreign_keys: dict[str, dict[str, str]] = {}
-    for table, column, referenced in connection.execute(
-        """
-        SELECT c.relname, a.attname, r.relname
+    tenant_references: dict[str, set[str]] = {}
+    for table, column, referenced, tenant in connection.execute(
+        f"""
+        SELECT c.relname, a.attname, r.relname, {TENANT_KEY_SQL}
         FROM pg_constraint k
         JOIN pg_class c ON c.oid = k.conrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
         JOIN pg_class r ON r.oid = k.confrelid
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
-        WHERE k.contype = 'f' AND cardinality(k.conkey) = 1
+        WHERE k.contype = 'f' AND (cardinality(k.conkey) = 1 OR {TENANT_KEY_SQL})
         """,
         [schema],
     ).fetchall():
         foreign_keys.setdefault(table, {})[column] = referenced
+        if tenant:
+            tenant_references.setdefault(table, set()).add(column)
     unchecked = {
         table
         for (table,) in connection.execute(
-            """
+            f"""
             SELECT c.relname FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
@@ -75,7 +88,8 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
             JOIN pg_class rc ON rc.oid = k.confrelid
             JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[1]
             WHERE k.contype = 'f'
-              AND (cardinality(k.conkey) > 1 OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
+              AND ((cardinality(k.conkey) > 1 AND NOT {TENANT_KEY_SQL})
+                   OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
             """,
             [schema, schema],
         ).fetchall()
@@ -84,6 +98,7 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
         {t: tuple(cols) for t, cols in columns.items()},
         foreign_keys,
         frozenset(t for t in columns if t not in unchecked),
+        {table: frozenset(names) for table, names in tenant_references.items()},
     )
 
 

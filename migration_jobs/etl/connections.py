@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 from django.conf import settings
+from rq import get_current_job
 
 DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "assume_role", "server_side_binding", "pool", "cursor_factory"})
+
+
+# PostgreSQL keeps a backend (and the advisory lock it holds) until it notices the client is gone;
+# a host that vanishes without closing its sockets goes unnoticed for the kernel's keepalive time
+# (two hours by default). These make both ends probe an idle connection after 30 s and give up
+# after 3 unanswered probes 10 s apart. libpq and PostgreSQL ignore them on unix sockets.
+KEEPALIVE_PARAMETERS = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+SERVER_KEEPALIVE_OPTIONS = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+# How messages name each database alias.
+DATABASE_LABELS = {"default": "control-plane"}
+# The application_name tag of a connection opened inside an RQ job; the rest of it is `controlplane-<purpose>`.
+WORKER_TAG = " w="
+
+
+def application_name(purpose: str) -> str:
+    """`controlplane-<purpose>`, plus who holds it: the RQ worker's name inside a job, else the process.
+
+    A run's lock holder is found by this name in pg_stat_activity and its worker's heartbeat looked
+    up in Redis (services/lock_holders.py). PostgreSQL keeps the first 63 bytes.
+    """
+    job = get_current_job()
+    holder = f"{WORKER_TAG}{job.worker_name}" if job is not None and job.worker_name else f" pid={os.getpid()}"
+    return f"controlplane-{purpose}{holder}"[:63]
 
 
 class DatabaseUnreachable(Exception):
@@ -27,13 +53,17 @@ def connect(alias: str, *, autocommit: bool = False, purpose: str = "migration")
         if config.get(setting):
             parameters[key] = config[setting]
     parameters.setdefault("connect_timeout", 5)
+    parameters = {**KEEPALIVE_PARAMETERS, **parameters}
+    # Session settings from the URL (settings.py adds the server keepalives there) come after ours.
+    session = parameters.pop("options", SERVER_KEEPALIVE_OPTIONS)
     try:
         return psycopg.connect(
             **parameters,
             autocommit=autocommit,
-            application_name=f"controlplane-{purpose}",
-            options="-c timezone=UTC -c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3",
+            application_name=application_name(purpose),
+            options="-c timezone=UTC -c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 " + session,
         )
     except psycopg.OperationalError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise DatabaseUnreachable(f"The {alias} database ({config['NAME']}) cannot be reached: {reason}") from error
+        name = DATABASE_LABELS.get(alias, alias)
+        raise DatabaseUnreachable(f"The {name} database ({config['NAME']}) cannot be reached: {reason}") from error

@@ -29,6 +29,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
@@ -48,7 +49,6 @@ from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
 
-ID_MAP = sql.SQL("controlplane.id_map")
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
 
@@ -82,18 +82,19 @@ class TableOutcome:
     updated: int = 0
     reused: int = 0
     deleted: int = 0
+    seconds: float = 0.0  # spent copying the table in this run (the per-table report shows it)
 
 
 @dataclass
 class Progress:
-    table: str  # the table whose batch was just committed
+    table: str
     tables_done: int
     tables_total: int
     rows_done: int
     rows_total: int
     rows_per_second: float
     batch: int
-    in_flight: tuple[str, ...] = ()  # every table being written now
+    in_flight: tuple[str, ...] = ()  # every table (or part of a split table) being written now
 
 
 @dataclass
@@ -141,6 +142,21 @@ def agency_lock(connection: psycopg.Connection, agency_id: UUID) -> Iterator[Non
 
 
 @dataclass
+class RunState:
+    """What one execution learns and counts as it goes, kept apart from what it was asked to do."""
+
+    # Check a first load's foreign keys set-wise: asked for, and the role may turn row triggers off.
+    set_checks: bool = False
+    started: float = 0.0  # time.monotonic() once the tables start copying
+    rows_done: int = 0  # counted on the run's thread, as the writers report their batches
+    rows_total: int = 0
+    tables_total: int = 0
+    batch_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))  # next() is atomic
+    # The parts of a split table add to one outcome from several writer threads.
+    report_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
 class AgencyMigration:
     """One execution of one agency's migration; see the module docstring for the guarantees."""
 
@@ -153,8 +169,12 @@ class AgencyMigration:
     on_progress: Callable[[Progress], Control] = lambda progress: Control.CONTINUE
     on_locked: Callable[[], None] = lambda: None  # called once the run holds the agency's lock
     client_links: dict[str, str] = field(default_factory=dict)  # source client id -> unified id
+    # Source table -> the only ids to bring level (a catch-up from the change capture, see
+    # etl/catch_up.py); None re-reads every row of the agency.
+    changed_ids: dict[str, list[str]] | None = None
     writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
     split_rows: int = 200_000  # a table with more rows is written by all the writers, in id ranges
+    state: RunState = field(default_factory=RunState, init=False, repr=False)
 
     def run(self) -> MigrationReport:
         large_buffers_returned()
@@ -170,21 +190,39 @@ class AgencyMigration:
     def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
+        if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
+            plans = [p for p in plans if p.source in self.changed_ids]
         totals = {
-            p.source: source.execute(p.count_query(source_agency_id=self.source_agency_id)).fetchone()[0] for p in plans
+            p.source: source.execute(
+                p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
+            ).fetchone()[0]
+            for p in plans
         }
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
         had_previous = self._has_previous_rows(target)
-        self._set_checks = self.set_based_checks and row_triggers_skippable(target)
+        set_checks = self.set_based_checks and row_triggers_skippable(target)
         remap = self._resolve_identities(source, target, plans, report)
         checkpoints = self._checkpoints(target)
-        self._started = time.monotonic()
-        self._rows_done = sum(c[1] for c in checkpoints.values())
-        self._rows_total = sum(totals.values())
-        self._batch_numbers = itertools.count(1)  # shared by the writers: next() is atomic
-        self._report_lock = threading.Lock()  # the parts of a split table add to one outcome
-        self._tables_total = len(plans)
+        self.state = RunState(
+            set_checks=set_checks,
+            started=time.monotonic(),
+            rows_done=sum(c[1] for c in checkpoints.values()),
+            rows_total=sum(totals.values()),
+            tables_total=len(plans),
+        )
+        self._copy_tables(source, target, plans, remap, checkpoints, report, totals)
+        if had_previous or self.changed_ids is not None:
+            for plan in reversed(plans):
+                report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
+        target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
+        target.commit()
+        if self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
+            self._analyze(target, plans)
+        return report
+
+    def _copy_tables(self, source, target, plans: list[TablePlan], remap, checkpoints, report, totals) -> None:
+        """Every table (or part) not completed yet, `writers` at a time, parents first (etl/scheduler.py)."""
         references = table_dependencies(target)
         units = units_plan(
             plans,
@@ -195,10 +233,11 @@ class AgencyMigration:
             split_rows=self.split_rows,
         )
         completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
+        unfinished_tables = {unit.table for unit in units if unit.name not in completed}
         control = tables_write(
             pending=[unit for unit in units if unit.name not in completed],
             parents=table_parents(plans, references),
-            tables_done=len({u.table for u in units} - {u.table for u in units if u.name not in completed}),
+            tables_done=len({unit.table for unit in units} - unfinished_tables),
             writers=self.writers,
             source=source,
             target=target,
@@ -209,13 +248,9 @@ class AgencyMigration:
         )
         if control is not Control.CONTINUE:
             raise MigrationStopped(control)
-        if had_previous:
-            for plan in reversed(plans):
-                report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
-        target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
-        target.commit()
-        self._analyze(target, plans)
-        return report
+
+    def _ids(self, plan: TablePlan) -> list[str] | None:
+        return None if self.changed_ids is None else self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
         """Refresh the planner's statistics of what the run wrote.
@@ -223,16 +258,15 @@ class AgencyMigration:
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), ID_MAP]:
+        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
 
     def _has_previous_rows(self, target: psycopg.Connection) -> bool:
-        row = target.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s)").format(ID_MAP), [self.source_agency_id]
-        ).fetchone()
+        with target.cursor() as cursor:
+            previous = id_map.agency_has_mapped_rows(cursor, agency_id=self.source_agency_id)
         target.commit()
-        return row[0]
+        return previous
 
     def _checkpoints(self, target: psycopg.Connection) -> dict[str, tuple[str | None, int, bool]]:
         rows = target.execute(
@@ -254,85 +288,39 @@ class AgencyMigration:
         if self.link_existing:
             matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
         for plan in plans:
-            if plan.entry.identity is Identity.EMAIL:
-                matches += self._match_by_email(source, target, plan)
-            elif plan.entry.identity is Identity.CLIENT_NAME:
-                matches += self._match_by_client_name(source, target, plan)
+            matches += identity_matches(
+                source,
+                target,
+                plan,
+                source_agency_id=self.source_agency_id,
+                target_agency_id=self.target_agency_id,
+                client_links=self.client_links,
+            )
         with target.cursor() as cursor:
-            cursor.executemany(
-                sql.SQL(
-                    "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted) "
-                    "VALUES (%s, %s, %s, %s, %s, false) ON CONFLICT (source_table, source_id) DO NOTHING"
-                ).format(ID_MAP),
-                [(self.source_agency_id, *match) for match in matches],
-            )
-            remap = dict(
-                cursor.execute(
-                    sql.SQL(
-                        "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
-                    ).format(ID_MAP),
-                    [self.source_agency_id],
-                ).fetchall()
-            )
+            id_map.identities_record(cursor, agency_id=self.source_agency_id, matches=matches)
+            remap = id_map.agency_reused_ids(cursor, agency_id=self.source_agency_id)
         target.commit()
         for source_table, _, _, _ in matches:
             report.tables[source_table].reused += 1
         return remap
 
-    def _match_by_email(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
-        emails = dict(
-            source.execute(
-                sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
-                    sql.Identifier(plan.source), plan.scope_condition(self.source_agency_id)
-                )
-            ).fetchall()
-        )
-        if not emails:
-            return []
-        found = target.execute(
-            sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(
-                sql.Identifier(plan.target)
-            ),
-            [list(emails)],
-        ).fetchall()
-        return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
-
-    def _match_by_client_name(self, source, target, plan: TablePlan) -> list[tuple[str, str, str, str]]:
-        names = source.execute(
-            sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
-                sql.SQL(NORMALIZED_NAME.format("name")),
-                sql.Identifier(plan.source),
-                plan.scope_condition(self.source_agency_id),
-            )
-        ).fetchall()
-        existing = dict(
-            target.execute(
-                sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
-                    sql.SQL(NORMALIZED_NAME.format("name")), sql.Identifier(plan.target)
-                ),
-                [self.target_agency_id],
-            ).fetchall()
-        )
-        matches = []
-        for name, source_id in names:
-            target_id = self.client_links.get(source_id) or existing.get(name)
-            if target_id and target_id != source_id:
-                matches.append((plan.source, source_id, plan.target, target_id))
-        return matches
-
     # Copy: stream the source, write batches ------------------------------------------------
 
     def _copy_table(self, lane: Lane, unit: Unit, remap, last_id, report, report_batch: ReportBatch) -> None:
-        """Stream one table (or one part of it): a reader thread fills batches while this thread
-        writes the previous one."""
+        """Stream one table (or one part of it) on a writer's connections: a reader thread fills
+        batches while this thread writes the previous one."""
+        began = time.monotonic()
         source, target, plan = lane.source, lane.target, unit.plan
         query = plan.source_query(
             source_agency_id=self.source_agency_id,
             target_agency_id=self.target_agency_id,
             after_id=last_id,
+            ids=self._ids(plan),
             id_range=unit.id_range,
         )
-        first_load = self._set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
+        first_load = (
+            self.state.set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
+        )
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         logger.info(
             "writer %s: table %s -> %s: %s",
@@ -363,22 +351,24 @@ class AgencyMigration:
         finally:
             stop.set()
             reader.join()
+            with self.state.report_lock:  # a split table's seconds are its parts' writer-seconds
+                report.tables[plan.source].seconds = round(
+                    report.tables[plan.source].seconds + time.monotonic() - began, 3
+                )
 
     def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: str | None) -> bool:
-        """Has a run of this agency already written rows of the table (of the unit's id range)
+        """Has a run of this agency already written rows of the table (within the unit's id range)
         beyond its checkpoint?"""
-        low, high = unit.id_range
-        row = target.execute(
-            sql.SQL(
-                "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %(agency)s AND source_table = %(table)s AND inserted"
-                " AND (%(after)s::uuid IS NULL OR source_id > %(after)s::uuid)"
-                " AND (%(low)s::uuid IS NULL OR source_id >= %(low)s::uuid)"
-                " AND (%(high)s::uuid IS NULL OR source_id < %(high)s::uuid))"
-            ).format(ID_MAP),
-            {"agency": self.source_agency_id, "table": unit.table, "after": last_id, "low": low, "high": high},
-        ).fetchone()
+        with target.cursor() as cursor:
+            ahead = id_map.table_written_ahead(
+                cursor,
+                agency_id=self.source_agency_id,
+                source_table=unit.table,
+                last_id=last_id,
+                id_range=unit.id_range,
+            )
         target.commit()
-        return row[0]
+        return ahead
 
     def _read_batches(self, source, plan: TablePlan, remap, statement, batches: queue.Queue, stop) -> None:
         """Reader thread: COPY rows as they come (bytes, one per row), reused rows dropped, ids rewritten.
@@ -423,10 +413,10 @@ class AgencyMigration:
 
     def _flush(self, writer: BatchWriter, batch, report, report_batch: ReportBatch, *, skipped: int, completed: bool):
         """Write one batch on a writer's thread, then stop there if the run's thread says so."""
-        number = next(self._batch_numbers)
+        number = next(self.state.batch_numbers)
         inserted, updated = writer.write(batch, batch_no=number, completed=completed)
         outcome = report.tables[writer.plan.source]
-        with self._report_lock:
+        with self.state.report_lock:
             outcome.inserted += inserted
             outcome.updated += updated
         if completed:
@@ -445,16 +435,16 @@ class AgencyMigration:
 
     def _progress(self, batch: BatchDone, flight: Flight) -> Control:
         """On the run's thread: count the batch and hand progress over, which answers with a control."""
-        self._rows_done += batch.rows
-        elapsed = max(time.monotonic() - self._started, 1e-6)
+        self.state.rows_done += batch.rows
+        elapsed = max(time.monotonic() - self.state.started, 1e-6)
         return self.on_progress(
             Progress(
                 table=batch.unit,
                 tables_done=flight.tables_done,
-                tables_total=self._tables_total,
-                rows_done=self._rows_done,
-                rows_total=self._rows_total,
-                rows_per_second=self._rows_done / elapsed,
+                tables_total=self.state.tables_total,
+                rows_done=self.state.rows_done,
+                rows_total=self.state.rows_total,
+                rows_per_second=self.state.rows_done / elapsed,
                 batch=batch.number,
                 in_flight=flight.in_flight,
             )
@@ -468,21 +458,17 @@ class AgencyMigration:
         with (
             source.cursor() as reader,
             reader.copy(
-                sql.SQL("COPY ({}) TO STDOUT").format(plan.source_ids_query(source_agency_id=self.source_agency_id))
+                sql.SQL("COPY ({}) TO STDOUT").format(
+                    plan.source_ids_query(source_agency_id=self.source_agency_id, ids=self._ids(plan))
+                )
             ) as ids_out,
             target.cursor().copy("COPY seen_source_id (id) FROM STDIN") as ids_in,
         ):
             for data in ids_out:
                 ids_in.write(data)
+        ids = self._ids(plan)
         deleted = target.execute(
-            sql.SQL(
-                "WITH gone AS ("
-                " DELETE FROM {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
-                " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
-                " RETURNING m.target_id, m.inserted)"
-                " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
-            ).format(id_map=ID_MAP, target=sql.Identifier(plan.target)),
-            [self.source_agency_id, plan.source],
+            id_map.vanished_delete(plan.target), [self.source_agency_id, plan.source, ids, ids]
         ).rowcount
         target.commit()
         return deleted
@@ -563,32 +549,26 @@ class BatchWriter:
             " ON CONFLICT (id) DO UPDATE SET {assignments}"
             " WHERE {guard}({current}) IS DISTINCT FROM ({incoming})"
             " RETURNING t.id, (xmax = 0) AS inserted),"
-            " mapped AS (INSERT INTO {id_map} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-            " SELECT %s, %s, id, %s, id, true FROM up WHERE inserted ON CONFLICT (source_table, source_id) DO NOTHING)"
+            " mapped AS ({mapped})"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
             target=sql.Identifier(plan.target),
             columns=self.column_list,
             stage=self.stage,
-            id_map=ID_MAP,
+            mapped=id_map.record_inserted(sql.SQL("up WHERE inserted"), skip_recorded=True),
             assignments=sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(c, c) for c in changed),
             guard=guard,
             current=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in changed),
             incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in changed),
         )
-        self.unrecorded = sql.SQL(
-            "SELECT s.id FROM {stage} s WHERE NOT EXISTS"
-            " (SELECT 1 FROM {id_map} m WHERE m.source_table = %s AND m.source_id = s.id) LIMIT 1"
-        ).format(id_map=ID_MAP, stage=self.stage)
+        self.unrecorded = id_map.first_unrecorded(self.stage)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
             sql.Identifier(plan.target), self.column_list, self.column_list, self.stage
         )
-        self.map_inserted = sql.SQL(
-            "INSERT INTO {} (agency_id, source_table, source_id, target_table, target_id, inserted)"
-            " SELECT %s, %s, id, %s, id, true FROM {}"
-        ).format(ID_MAP, self.stage)
+        self.map_inserted = id_map.record_inserted(self.stage)
         self.reference_checks = [
-            ReferenceCheck.build(column, parent, self.stage) for column, parent in plan.references or ()
+            ReferenceCheck.build(column, parent, self.stage, same_agency=same_agency)
+            for column, parent, same_agency in plan.references or ()
         ]
         self.checkpoint = sql.SQL(
             "INSERT INTO {} AS c (agency_id, source_table, last_source_id, rows_done, completed)"
@@ -697,28 +677,40 @@ class BatchWriter:
 
 @dataclass(frozen=True)
 class ReferenceCheck:
-    """One foreign key of a staged batch, checked for the whole batch at once."""
+    """One foreign key of a staged batch, checked for the whole batch at once.
+
+    A tenant key (sql/unified/0053) matches the parent on (id, agency_id), as its trigger would:
+    a parent of another agency counts as missing.
+    """
 
     column: str
     parent: str
-    lock_parents: sql.Composed  # how many referenced ids are missing, locking those present
+    lock_parents: sql.Composed  # how many referenced keys are missing, locking those present
     find_orphan: sql.Composed
 
     @classmethod
-    def build(cls, column: str, parent: str, stage: sql.Identifier) -> ReferenceCheck:
+    def build(cls, column: str, parent: str, stage: sql.Identifier, *, same_agency: bool = False) -> ReferenceCheck:
         ref, parent_table = sql.Identifier(column), sql.Identifier(parent)
+        key, parent_key = sql.SQL("{}").format(ref), sql.SQL("p.id")
+        if same_agency:
+            key, parent_key = sql.SQL("{}, agency_id").format(ref), sql.SQL("(p.id, p.agency_id)")
         return cls(
             column,
             parent,
             sql.SQL(
-                "SELECT (SELECT count(DISTINCT {ref}) FROM {stage})"
-                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE p.id IN (SELECT {ref} FROM {stage})"
-                " FOR KEY SHARE) AS held)"
-            ).format(ref=ref, stage=stage, parent=parent_table),
+                "SELECT (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {stage} WHERE {ref} IS NOT NULL) AS refs)"
+                " - (SELECT count(*) FROM (SELECT 1 FROM {parent} p WHERE {parent_key} IN"
+                " (SELECT {key} FROM {stage} WHERE {ref} IS NOT NULL) FOR KEY SHARE) AS held)"
+            ).format(key=key, ref=ref, stage=stage, parent=parent_table, parent_key=parent_key),
             sql.SQL(
                 "SELECT s.id::text, s.{ref}::text FROM {stage} s WHERE s.{ref} IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}) ORDER BY s.id LIMIT 1"
-            ).format(ref=ref, stage=stage, parent=parent_table),
+                " AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE p.id = s.{ref}{same}) ORDER BY s.id LIMIT 1"
+            ).format(
+                ref=ref,
+                stage=stage,
+                parent=parent_table,
+                same=sql.SQL(" AND p.agency_id = s.agency_id") if same_agency else sql.SQL(""),
+            ),
         )
 
     def first_orphan(self, cursor: psycopg.Cursor) -> tuple[str, str] | None:
@@ -726,7 +718,7 @@ class ReferenceCheck:
         if cursor.execute(self.lock_parents).fetchone()[0] == 0:
             return None
         row_id, value = cursor.execute(self.find_orphan).fetchone()
-        return row_id, f"{self.column} {value} references no {self.parent} row (foreign key)"
+        return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
 
 
 def row_triggers_skippable(connection: psycopg.Connection) -> bool:
@@ -757,6 +749,79 @@ def _reason(error: Exception) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+# Identity: rows AudienceOS already has are reused, never duplicated --------------------------
+
+
+def identity_matches(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plan: TablePlan,
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    client_links: dict[str, str] | None = None,
+) -> list[tuple[str, str, str, str]]:
+    """(source table, source id, target table, target id) of the table's rows the unified database
+    already has: users by email, clients by staff's explicit link or else by normalized name."""
+    if plan.entry.identity is Identity.EMAIL:
+        return _match_by_email(source, target, plan, source_agency_id=source_agency_id)
+    if plan.entry.identity is Identity.CLIENT_NAME:
+        return _match_by_client_name(
+            source,
+            target,
+            plan,
+            source_agency_id=source_agency_id,
+            target_agency_id=target_agency_id,
+            client_links=client_links or {},
+        )
+    return []
+
+
+def _match_by_email(source, target, plan: TablePlan, *, source_agency_id: UUID) -> list[tuple[str, str, str, str]]:
+    emails = dict(
+        source.execute(
+            sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
+                sql.Identifier(plan.source), plan.scope_condition(source_agency_id)
+            )
+        ).fetchall()
+    )
+    if not emails:
+        return []
+    found = target.execute(
+        sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(
+            sql.Identifier(plan.target)
+        ),
+        [list(emails)],
+    ).fetchall()
+    return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
+
+
+def _match_by_client_name(
+    source, target, plan: TablePlan, *, source_agency_id: UUID, target_agency_id: UUID, client_links: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
+    names = source.execute(
+        sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
+            sql.SQL(NORMALIZED_NAME.format("name")),
+            sql.Identifier(plan.source),
+            plan.scope_condition(source_agency_id),
+        )
+    ).fetchall()
+    existing = dict(
+        target.execute(
+            sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
+                sql.SQL(NORMALIZED_NAME.format("name")), sql.Identifier(plan.target)
+            ),
+            [target_agency_id],
+        ).fetchall()
+    )
+    matches = []
+    for name, source_id in names:
+        target_id = client_links.get(source_id) or existing.get(name)
+        if target_id and target_id != source_id:
+            matches.append((plan.source, source_id, plan.target, target_id))
+    return matches
+
+
 def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = lambda: None) -> MigrationReport:
     """Delete exactly the unified rows this agency's runs inserted, children first, in one commit.
 
@@ -771,16 +836,13 @@ def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = l
         on_locked()
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
-        for plan in reversed(plans):
-            report.tables[plan.source].deleted = target.execute(
-                sql.SQL(
-                    "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
-                    " AND m.inserted AND t.id = m.target_id"
-                ).format(target=sql.Identifier(plan.target), id_map=ID_MAP),
-                [source_agency_id, plan.source],
-            ).rowcount
-        for table in (ID_MAP, CHECKPOINT):
-            target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(table), [source_agency_id])
+        with target.cursor() as cursor:
+            for plan in reversed(plans):
+                report.tables[plan.source].deleted = id_map.inserted_rows_delete(
+                    cursor, agency_id=source_agency_id, source_table=plan.source, target_table=plan.target
+                )
+            id_map.agency_forget(cursor, agency_id=source_agency_id)
+            cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [source_agency_id])
         target.commit()
         return report
 
@@ -790,21 +852,14 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
     with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-read") as target:
         source.read_only = target.read_only = True
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
-        probe = AgencyMigration(source_agency_id, target_agency_id, link_existing, batch_size=1)
-        already = dict(
-            target.execute(
-                sql.SQL("SELECT source_table, count(*) FROM {} WHERE agency_id = %s GROUP BY 1").format(ID_MAP),
-                [source_agency_id],
-            ).fetchall()
-        )
+        with target.cursor() as cursor:
+            already = id_map.agency_mapped_counts(cursor, agency_id=source_agency_id)
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
         tables = {}
         for plan in plans:
-            matches = []
-            if plan.entry.identity is Identity.EMAIL:
-                matches = probe._match_by_email(source, target, plan)
-            elif plan.entry.identity is Identity.CLIENT_NAME:
-                matches = probe._match_by_client_name(source, target, plan)
+            matches = identity_matches(
+                source, target, plan, source_agency_id=source_agency_id, target_agency_id=target_agency_id
+            )
             reused = len(matches) + (1 if plan.source == "agencies" and link_existing else 0)
             rows = source.execute(plan.count_query(source_agency_id=source_agency_id)).fetchone()[0]
             tables[plan.source] = {

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from psycopg import sql
 
 from migration_jobs.etl.catalog import Catalog, dependency_order
-from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS, TableMap
+from migration_jobs.mapping import NOT_MIGRATED, SHARED_TARGETS, TABLE_MAPS, TableMap
 
 
 class MappingError(Exception):
@@ -28,9 +29,10 @@ class TablePlan:
     # Positions of target columns that reference a shared table whose rows may be reused.
     remap_positions: tuple[int, ...]
     target_has_agency: bool
-    # (column, parent table) of every foreign key among the target columns, when a set-based
-    # check can stand in for the target's foreign-key triggers; None when it cannot.
-    references: tuple[tuple[str, str], ...] | None = None
+    # (column, parent table, parent must share the row's agency) of every foreign key among the
+    # target columns, when a set-based check can stand in for the target's foreign-key triggers;
+    # None when it cannot.
+    references: tuple[tuple[str, str, bool], ...] | None = None
 
     @property
     def source(self) -> str:
@@ -60,19 +62,27 @@ class TablePlan:
             for expression, sql_type in zip(self.expressions, self.sql_types, strict=True)
         )
 
+    def conditions(self, source_agency_id: UUID, ids: Sequence[str] | None = None) -> list[sql.Composable]:
+        """The agency's rows the mapping selects; with `ids`, only those of them (a catch-up's changes)."""
+        conditions = [self.scope_condition(source_agency_id)]
+        if self.entry.where:
+            conditions.append(sql.SQL(self.entry.where))
+        if ids is not None:
+            conditions.append(sql.SQL("id = ANY({}::uuid[])").format(sql.Literal(list(ids))))
+        return conditions
+
     def source_query(
         self,
         *,
         source_agency_id: UUID,
         target_agency_id: UUID,
         after_id: UUID | None = None,
+        ids: Sequence[str] | None = None,
         id_range: tuple[UUID | None, UUID | None] = (None, None),
     ) -> sql.Composed:
         """The agency's rows, transformed and ordered by id, optionally after a checkpoint and
         within [low, high) of the ids (one part of a table written by several writers)."""
-        conditions = [self.scope_condition(source_agency_id)]
-        if self.entry.where:
-            conditions.append(sql.SQL(self.entry.where))
+        conditions = self.conditions(source_agency_id, ids)
         if after_id is not None:
             conditions.append(sql.SQL("id > {}").format(sql.Literal(after_id)))
         low, high = id_range
@@ -86,18 +96,13 @@ class TablePlan:
             sql.SQL(" AND ").join(conditions),
         )
 
-    def source_ids_query(self, *, source_agency_id: UUID) -> sql.Composed:
-        conditions = [self.scope_condition(source_agency_id)]
-        if self.entry.where:
-            conditions.append(sql.SQL(self.entry.where))
+    def source_ids_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
         return sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(
-            sql.Identifier(self.entry.source), sql.SQL(" AND ").join(conditions)
+            sql.Identifier(self.entry.source), sql.SQL(" AND ").join(self.conditions(source_agency_id, ids))
         )
 
-    def count_query(self, *, source_agency_id: UUID) -> sql.Composed:
-        conditions = [self.scope_condition(source_agency_id)]
-        if self.entry.where:
-            conditions.append(sql.SQL(self.entry.where))
+    def count_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
+        conditions = self.conditions(source_agency_id, ids)
         return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
             sql.Identifier(self.entry.source), sql.SQL(" AND ").join(conditions)
         )
@@ -164,13 +169,16 @@ def table_plan_build(entry: TableMap, *, source: Catalog, target: Catalog) -> Ta
     )
 
 
-def _set_checked_references(table: str, columns: list[str], target: Catalog) -> tuple[tuple[str, str], ...] | None:
+def _set_checked_references(
+    table: str, columns: list[str], target: Catalog
+) -> tuple[tuple[str, str, bool], ...] | None:
     references = target.foreign_keys.get(table, {})
     # A foreign key left to its column's default would go unchecked: keep the triggers there.
     defaulted = any(c.has_default and c.name in references and c.name not in columns for c in target.columns[table])
     if table not in target.set_checkable or defaulted:
         return None
-    return tuple((c, references[c]) for c in columns if c in references)
+    tenant = target.tenant_references.get(table, frozenset())
+    return tuple((c, references[c], c in tenant) for c in columns if c in references)
 
 
 def migration_plan_build(*, source: Catalog, target: Catalog) -> list[TablePlan]:
@@ -183,7 +191,5 @@ def migration_plan_build(*, source: Catalog, target: Catalog) -> list[TablePlan]
 
 def unmapped_source_tables(source: Catalog) -> list[str]:
     """RevOS tables that neither the mapping nor NOT_MIGRATED accounts for."""
-    from migration_jobs.mapping import NOT_MIGRATED
-
     mapped = {m.source for m in TABLE_MAPS}
     return sorted(t for t in source.columns if t not in mapped and t not in NOT_MIGRATED)

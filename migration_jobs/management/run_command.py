@@ -1,8 +1,9 @@
 """The shared body of migrate_agency and rollback_agency: resolve, queue (or run here), report."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import OperationalError
 
+from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -10,7 +11,7 @@ from migration_jobs.services.follow_ups import migration_run_follow_ups
 from migration_jobs.services.migration import migration_run_execute, migration_run_request
 
 
-class RunCommand(BaseCommand):
+class RunCommand(DatabaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
         parser.add_argument("--sync", action="store_true", help="Run in this process instead of queueing for a worker.")
@@ -18,14 +19,20 @@ class RunCommand(BaseCommand):
     def kind(self, options) -> str:
         raise NotImplementedError
 
+    def request_run(self, link, options) -> MigrationRun:
+        return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
+
+    def execute_run(self, run: MigrationRun) -> MigrationRun:
+        return migration_run_execute(run_id=run.pk)
+
     def handle(self, *args, agency_id: str, sync: bool, **options):
         try:
             link = agency_link_resolve(agency_id)
-            run = migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not sync)
+            run = self.request_run(link, {**options, "sync": sync})
             if sync:
                 try:
                     with migration_run_follow_ups(run_id=run.pk):  # as the job does
-                        run = migration_run_execute(run_id=run.pk)
+                        run = self.execute_run(run)
                 except Exception:  # recorded on the run with its traceback; report it as the worker would
                     run.refresh_from_db()
         except RunRefused as refusal:

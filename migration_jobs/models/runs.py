@@ -38,6 +38,9 @@ class AgencyLink(models.Model):
         verbose_name_plural = "RevOS agencies"
         permissions = [
             ("confirm_agencylink", "Can confirm which unified agency a RevOS agency becomes"),
+            # django-rq's dashboard shows every job's arguments and errors and can requeue or
+            # delete them: its own permission, never just is_staff (controlplane/urls.py).
+            ("view_job_queues", "Can view the job queues"),
         ]
 
     def __str__(self) -> str:
@@ -73,6 +76,9 @@ class MigrationRun(TrackedRun):
         MIGRATE = "migrate", "Migrate"
         PLAN = "plan", "Plan (dry run)"
         ROLLBACK = "rollback", "Roll back"
+        CUTOVER = "cutover", "Cut over"
+        SWITCH_BACK = "switchback", "Switch back"
+        COMPLETE = "complete", "Complete"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -112,11 +118,21 @@ class MigrationRun(TrackedRun):
     error_traceback = models.TextField(blank=True)
     failed_table = models.CharField(max_length=100, blank=True)
     failed_batch = models.IntegerField(null=True, blank=True)
+    # A migrate run that re-reads every row instead of only those the change capture recorded.
+    full_reread = models.BooleanField(default=False)
+    # A cutover: staff's typed reason, its steps as they ran ({name, status, seconds, detail}), and
+    # whether RevOS refuses the agency's writes on this run's behalf (the flags API says so).
+    reason = models.TextField(blank=True)
+    steps = models.JSONField(default=list, blank=True)
+    fence_held = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
         get_latest_by = "created_at"
         permissions = [
+            ("cutover_migrationrun", "Can cut an agency over to the unified database"),
+            ("switchback_migrationrun", "Can switch a cut-over agency back to RevOS"),
+            ("complete_migrationrun", "Can complete an agency's move (no switch back after it)"),
             ("plan_migrationrun", "Can plan (dry-run) an agency migration"),
             ("start_migrationrun", "Can migrate an agency"),
             ("resume_migrationrun", "Can pause, cancel and resume an agency migration"),
@@ -141,6 +157,23 @@ class MigrationRun(TrackedRun):
         if not self.rows_total:
             return 0
         return min(99, int(100 * self.rows_done / self.rows_total))
+
+    @property
+    def eta_seconds(self) -> int | None:
+        """Seconds until a running run is done at its current rate (GitLab's batched migrations show
+        the same); None when it is not running or has no rate yet."""
+        if self.status != self.Status.RUNNING or self.rows_per_second <= 0 or not self.rows_total:
+            return None
+        return max(0, round((self.rows_total - self.rows_done) / self.rows_per_second))
+
+    @property
+    def eta_display(self) -> str:
+        """`ETA 4m 05s`, or "" when there is none."""
+        seconds = self.eta_seconds
+        if seconds is None:
+            return ""
+        hours, rest = divmod(seconds, 3600)
+        return f"ETA {hours}h {rest // 60:02d}m" if hours else f"ETA {rest // 60}m {rest % 60:02d}s"
 
     @property
     def duration(self):

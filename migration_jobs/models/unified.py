@@ -203,6 +203,69 @@ class Permission(UnifiedModel):
         return f"{self.role}: {self.action} {self.resource}"
 
 
+class Role(UnifiedModel):
+    """A named role of one agency (RBAC beside `permission`, sql/unified/0050)."""
+
+    agency = agency_fk("roles")
+    name = models.CharField(max_length=50)
+    description = models.TextField(null=True, blank=True)
+    created_at = timestamp()
+
+    class Meta(UnifiedModel.Meta):
+        db_table = "role"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class UserRole(UnifiedModel):
+    """A user holds a role."""
+
+    agency = agency_fk("user_roles")
+    user = required_fk("UnifiedUser", "user_roles")
+    role = required_fk("Role", "user_roles")
+    created_at = timestamp()
+
+    class Meta(UnifiedModel.Meta):
+        db_table = "user_role"
+
+    def __str__(self) -> str:
+        return f"{self.user_id} as {self.role_id}"
+
+
+class RolePermission(UnifiedModel):
+    """A role is granted a permission."""
+
+    agency = agency_fk("role_permissions")
+    role = required_fk("Role", "role_permissions")
+    permission = required_fk("Permission", "role_permissions")
+    created_at = timestamp()
+
+    class Meta(UnifiedModel.Meta):
+        db_table = "role_permission"
+
+    def __str__(self) -> str:
+        return f"{self.role_id}: {self.permission_id}"
+
+
+class AuditLog(UnifiedModel):
+    """Who did what to which row, in either app."""
+
+    agency = agency_fk("audit_logs")
+    actor = optional_fk("UnifiedUser", "audit_logs")
+    action = models.CharField(max_length=100)
+    entity_table = models.CharField(max_length=100, null=True, blank=True)
+    entity_id = models.UUIDField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = timestamp()
+
+    class Meta(UnifiedModel.Meta):
+        db_table = "audit_log"
+
+    def __str__(self) -> str:
+        return f"{self.action} at {self.created_at}"
+
+
 class Cartridge(UnifiedModel):
     """The unified cartridge: AudienceOS training cartridges and RevOS brand and style cartridges."""
 

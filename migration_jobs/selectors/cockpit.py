@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import connections
 from django.utils import timezone
 
+from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 
 Kind, Status = MigrationRun.Kind, MigrationRun.Status
@@ -42,10 +43,7 @@ class Cockpit:
 def agency_migrated_rows(*, link: AgencyLink) -> int:
     """How many unified rows this agency's runs inserted (what a rollback would delete)."""
     with connections["unified"].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s AND inserted", [link.revos_agency_id]
-        )
-        return cursor.fetchone()[0]
+        return id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
 
 
 def agency_state(
@@ -95,11 +93,17 @@ def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal:
     )
     migrate_label = "Resume" if resumable else ("Catch up" if migrated_rows else "Migrate")
     running_migration = active if active and active.kind == Kind.MIGRATE else None
+    paused = last_migration is not None and last_migration.status == Status.PAUSED
     actions = [
         action("plan", "Plan (dry run)", unlinked or busy),
         action("migrate", migrate_label, unlinked or busy),
         action("pause", "Pause", "" if running_migration else "no migration is running"),
-        action("cancel", "Cancel", "" if running_migration else "no migration is running", danger=True),
+        action(
+            "cancel",
+            "Cancel",
+            "" if running_migration or paused else "no migration is running or paused",
+            danger=True,
+        ),
         action(
             "rollback",
             "Roll back",

@@ -29,7 +29,8 @@ CACHE_VERSION_KEY = "flags:version"
 CACHE_TIMEOUT = 300
 
 # Runs that wrote or removed an agency's unified rows; a verification must come after the last one.
-DATA_CHANGING_KINDS = (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.ROLLBACK)
+# A switch back changed RevOS and the id map: a later cutover needs a verification after it too.
+DATA_CHANGING_KINDS = (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.ROLLBACK, MigrationRun.Kind.SWITCH_BACK)
 UNFINISHED_STATUSES = (MigrationRun.Status.QUEUED, MigrationRun.Status.RUNNING, MigrationRun.Status.PAUSED)
 
 

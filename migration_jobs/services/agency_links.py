@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connections, transaction
 from django.utils import timezone
 
+from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink
 
 LEGAL_SUFFIXES = re.compile(r"\b(inc|llc|ltd|gmbh|co|corp|corporation|company|agency)\b")
@@ -110,8 +111,39 @@ def agency_link_confirm(
 
 def _has_migrated_rows(link: AgencyLink) -> bool:
     with connections["unified"].cursor() as cursor:
-        cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s AND inserted)",
-            [link.revos_agency_id],
+        return id_map.agency_has_mapped_rows(cursor, agency_id=link.revos_agency_id)
+
+
+def client_link_check(*, link: AgencyLink, revos_client_id: UUID, unified_client_id: UUID) -> None:
+    """An explicit client link must name a RevOS client of this agency and an existing unified client
+    of the agency it becomes; otherwise the migration would silently match by name instead."""
+    if not link.is_confirmed:
+        raise LinkError(f"Confirm {link.name}'s link first: client links name clients of its unified agency.")
+    with connections["revos"].cursor() as cursor:
+        cursor.execute("SELECT agency_id FROM clients WHERE id = %s", [revos_client_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise LinkError(f"No RevOS client {revos_client_id} exists.")
+    if row[0] != link.revos_agency_id:
+        raise LinkError(f"RevOS client {revos_client_id} belongs to another agency, not {link.name}.")
+    with connections["unified"].cursor() as cursor:
+        cursor.execute("SELECT agency_id FROM client WHERE id = %s", [unified_client_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise LinkError(f"No unified client {unified_client_id} exists.")
+    if row[0] != link.unified_agency_id:
+        raise LinkError(
+            f"Unified client {unified_client_id} belongs to another agency, "
+            f"not {link.name}'s ({link.unified_agency_id})."
         )
-        return cursor.fetchone()[0]
+
+
+def client_links_check(*, link: AgencyLink) -> None:
+    """Every explicit client link of the agency still holds (rows may have gone since it was made)."""
+    for client_link in link.client_links.all():
+        try:
+            client_link_check(
+                link=link, revos_client_id=client_link.revos_client_id, unified_client_id=client_link.unified_client_id
+            )
+        except LinkError as error:
+            raise LinkError(f"Explicit client link {client_link.pk}: {error} Fix or delete it.") from None

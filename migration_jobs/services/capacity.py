@@ -28,7 +28,12 @@ Status = MigrationRun.Status
 
 # The first key of the two-key advisory locks, so slots never collide with the agency locks.
 SLOT_CLASS = "hashtext('controlplane.migration-slot')"
-WRITING_KINDS = (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.ROLLBACK)
+WRITING_KINDS = (
+    MigrationRun.Kind.MIGRATE,
+    MigrationRun.Kind.ROLLBACK,
+    MigrationRun.Kind.CUTOVER,
+    MigrationRun.Kind.SWITCH_BACK,
+)
 
 
 @contextmanager

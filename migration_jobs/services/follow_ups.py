@@ -38,8 +38,8 @@ def migration_run_follow_ups(*, run_id: int) -> Iterator[None]:
 
 def _verify_after(run: MigrationRun) -> None:
     """A migration or rollback that changed data is verified straight away."""
-    if run.kind == MigrationRun.Kind.PLAN:
-        return
+    if run.kind in (MigrationRun.Kind.PLAN, MigrationRun.Kind.CUTOVER, MigrationRun.Kind.COMPLETE):
+        return  # a cutover verified its own changes; the unified database is the source of truth now
     try:
         verification_run_request(link=run.agency_link, migration_run=run, actor=run.requested_by)
     except Exception:  # the migration stands; staff can press Verify

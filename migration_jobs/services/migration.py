@@ -9,7 +9,7 @@ import contextlib
 import logging
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -23,31 +23,57 @@ from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl import id_map
+from migration_jobs.etl.capture import TransactionsStillOpen
+from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import (
     AgencyBusy,
-    AgencyMigration,
     Control,
     MigrationStopped,
     Progress,
     RowRejected,
     agency_plan,
     agency_rollback,
-    lock_key,
 )
 from migration_jobs.etl.parallel import parallelism
+from migration_jobs.etl.preflight import agency_preflight
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
+from migration_jobs.services.fence import (
+    agency_cut_over_refusal,
+    cutover_recovery,
+    fences_reconcile,
+    switch_back_recovery,
+)
+from migration_jobs.services.lock_holders import (
+    HEARTBEAT_TIMEOUT_SECONDS,
+    agency_lock_holders,
+    orphaned_holders,
+    worker_alive,
+    worker_backends_terminate,
+)
 from migration_jobs.services.request_lock import agency_request_lock
-from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once
+from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once, run_queue_require
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 QUEUE = MIGRATIONS_QUEUE
+# Does a run's work: (run, mark_running) -> report; see migration_run_execute.
+Perform = Callable[[MigrationRun, Callable[[], None]], dict]
+
+
+class RunStepFailed(Exception):
+    """A step of a run failed and everything before it was undone; the message says which step and why."""
+
+    def __init__(self, step: str, message: str):
+        super().__init__(message)
+        self.step = step
 
 
 def migration_job() -> RunJob:
@@ -79,25 +105,44 @@ def migration_run_request(
     actor: AbstractBaseUser | None,
     enqueue: bool = True,
     bulk_request: UUID | None = None,
+    **options,
 ) -> MigrationRun:
-    """Queue a migrate, plan or rollback run of one agency, or raise RunRefused saying why not.
+    """Queue a migrate, plan, rollback or cutover run of one agency, or raise RunRefused saying why not.
 
-    With enqueue=False the run is only recorded, for a caller that executes it itself.
+    With enqueue=False the run is only recorded, for a caller that executes it itself. `options`
+    are fields of the run (full_reread, reason).
     """
     if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
         raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
+    if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN):
+        try:
+            client_links_check(link=link)
+        except LinkError as error:
+            raise RunRefused(str(error)) from None
     with agency_request_lock(link):
-        return _request_locked(link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request)
+        return _request_locked(
+            link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request, options=options
+        )
 
 
 def _request_locked(
-    *, link: AgencyLink, kind: str, actor: AbstractBaseUser | None, enqueue: bool, bulk_request: UUID | None
+    *,
+    link: AgencyLink,
+    kind: str,
+    actor: AbstractBaseUser | None,
+    enqueue: bool,
+    bulk_request: UUID | None,
+    options: dict,
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
+    if refusal := agency_cut_over_refusal(link=link, kind=kind):
+        raise RunRefused(refusal)
     _require_services()
+    if kind == MigrationRun.Kind.ROLLBACK:
+        _require_something_to_roll_back(link)
     try:
         with transaction.atomic():
             run = MigrationRun.objects.create(
@@ -108,6 +153,7 @@ def _request_locked(
                 job_id=job_id_for(link),
                 requested_by=actor if getattr(actor, "pk", None) else None,
                 bulk_request=bulk_request,
+                **options,
             )
             if enqueue:
                 run_enqueue_once(run=run, job=migration_job())
@@ -133,25 +179,31 @@ def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractB
 
     The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
     """
+    return runs_request_bulk(
+        links=links,
+        request=lambda link, bulk: migration_run_request(
+            link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=bulk
+        ),
+    )
+
+
+def runs_request_bulk(
+    *, links: Iterable[AgencyLink], request: Callable[[AgencyLink, UUID], MigrationRun]
+) -> BulkOutcome:
+    """Call `request(link, bulk_request)` for each agency under one new bulk request id; collect
+    the runs queued and, saying why, the agencies refused."""
     outcome = BulkOutcome(bulk_request=uuid.uuid4())
     for link in links:
         try:
-            run = migration_run_request(
-                link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=outcome.bulk_request
-            )
+            outcome.queued.append(request(link, outcome.bulk_request))
         except RunRefused as refusal:
             outcome.skipped.append((link, str(refusal)))
-        else:
-            outcome.queued.append(run)
     return outcome
 
 
 def _require_services() -> None:
     """Fail before queueing when a database or Redis the run needs does not answer."""
-    try:
-        django_rq.get_connection(QUEUE).ping()
-    except RedisError as error:
-        raise RunRefused(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
+    run_queue_require(queue=QUEUE)
     for alias in ("revos", "unified"):
         try:
             connect(alias, autocommit=True, purpose="preflight").close()
@@ -159,30 +211,96 @@ def _require_services() -> None:
             raise RunRefused(f"{error}. Nothing was queued.") from error
 
 
-def migration_runs_reconcile(*, link: AgencyLink) -> None:
-    """Fail runs whose execution is gone: a running run nobody holds the lock of, a queued run without a job."""
-    for run in link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES):
-        if run.status == Status.RUNNING and not _lock_is_held(run.revos_agency_id):
+def _require_something_to_roll_back(link: AgencyLink) -> None:
+    """A rollback deletes the rows the agency's runs inserted; with none, it would only record a
+    rollback (and make the agency read "rolled back") for an agency nothing happened to."""
+    if not link.is_confirmed and not link.runs.filter(kind=MigrationRun.Kind.MIGRATE).exists():
+        raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
+    with connect("unified", autocommit=True, purpose="preflight") as connection, connection.cursor() as cursor:
+        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
+    if not inserted:
+        raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
+
+
+def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> None:
+    """Fail runs whose execution is gone: a running run nobody holds the lock of, or whose lock holder's
+    worker stopped sending heartbeats (its backends are ended, which frees the agency), and a queued
+    run without a job. Pages and `migration_status` call it with running_only (a queued run may be
+    recorded for a caller that executes it itself)."""
+    statuses = (Status.RUNNING,) if running_only else MigrationRun.ACTIVE_STATUSES
+    for run in link.runs.filter(status__in=statuses):
+        if run.status == Status.RUNNING:
+            error = _running_run_gone(run)
+            if not error:
+                continue
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            _finish(
-                run,
-                Status.FAILED,
-                error="The worker stopped without finishing. Resume continues from the last checkpoint.",
-            )
-        elif run.status == Status.QUEUED and not _job_pending(run.job_id):
+            if run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK):
+                # A switch whose worker died is finished if it had flipped the flag, undone otherwise.
+                recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
+                status, recovery_error = recovery(run=run)
+                if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+                    note = "" if recovery_error else "Finished after its worker stopped."
+                    _finish(run, status, error=recovery_error, note=note)
+            else:
+                _fail_if_running(run, error=error)
+        elif not _job_pending(run.job_id):
             _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
         else:
             continue
         bulk_auto_stop_after(run=run)
+    fences_reconcile(link=link)
 
 
-def _lock_is_held(agency_id: UUID) -> bool:
-    with connect("unified", autocommit=True, purpose="reconcile") as connection:
-        granted = connection.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND ((classid::bigint << 32) | objid::bigint) = (" + lock_key(agency_id).as_string(connection) + ")"
-        ).fetchone()[0]
-    return granted > 0
+def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
+    """Reconcile every running run (of one agency, with `link`), for the pages and `migration_status`.
+
+    A run whose worker died is failed (and its agency freed) when someone looks, instead of showing
+    "running 40%" until the next request. If a database or Redis does not answer, the runs are left
+    as they are: the page that reads them reports that itself.
+    """
+    running = MigrationRun.objects.filter(status=Status.RUNNING).select_related("agency_link")
+    if link is not None:
+        running = running.filter(agency_link=link)
+    for link in {run.agency_link for run in running}:
+        try:
+            migration_runs_reconcile(link=link, running_only=True)
+        except (DatabaseUnreachable, RedisError) as error:
+            logger.warning("could not reconcile the runs of %s: %s", link.name, error)
+            return
+
+
+def _running_run_gone(run: MigrationRun) -> str:
+    """Why a running run's execution is gone, or "" while it lives."""
+    holders = agency_lock_holders(agency_id=run.revos_agency_id)
+    if not holders:
+        # A plan takes no lock: its job's worker tells whether it still runs.
+        if run.kind == MigrationRun.Kind.PLAN and _job_worker_alive(run.job_id):
+            return ""
+        return "The worker stopped without finishing. Resume continues from the last checkpoint."
+    orphans = orphaned_holders(holders)
+    if len(orphans) < len(holders):
+        return ""
+    ended = [pid for name in {h.worker_name for h in orphans} for pid in worker_backends_terminate(worker_name=name)]
+    return (
+        f"The worker {orphans[0].worker_name} stopped sending heartbeats (none for over "
+        f"{HEARTBEAT_TIMEOUT_SECONDS} s); its database sessions (pid {', '.join(map(str, ended))}) were ended "
+        "to free the agency. Resume continues from the last checkpoint."
+    )
+
+
+def _fail_if_running(run: MigrationRun, *, error: str) -> None:
+    # Conditional: the run may have finished by itself between the checks and now.
+    if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+        _finish(run, Status.FAILED, error=error)
+
+
+def _job_worker_alive(job_id: str) -> bool:
+    try:
+        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
+    except NoSuchJobError:
+        return False
+    started = job.get_status(refresh=False) == JobStatus.STARTED
+    return started and bool(job.worker_name) and worker_alive(worker_name=job.worker_name)
 
 
 def _delete_job(job_id: str) -> None:
@@ -203,8 +321,12 @@ def _job_pending(job_id: str) -> bool:
 # In the worker ------------------------------------------------------------------------------
 
 
-def migration_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died."""
+def migration_run_execute(*, run_id: int, perform: Perform | None = None) -> MigrationRun:
+    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died.
+
+    `perform(run, mark_running)` does the work of a kind this module does not know (a cutover);
+    it calls mark_running once it holds the agency's lock and returns the run's report.
+    """
     run = MigrationRun.objects.select_related("agency_link").get(pk=run_id)
     with log_context(**run_log_fields(run)):
         if run.status not in MigrationRun.ACTIVE_STATUSES:
@@ -219,10 +341,10 @@ def migration_run_execute(*, run_id: int) -> MigrationRun:
             except Exception as error:
                 _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
                 raise
-            return _run_execute(run)
+            return _run_execute(run, perform)
 
 
-def _run_execute(run: MigrationRun) -> MigrationRun:
+def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     """The run itself, holding a slot when the concurrency limit applies to it."""
     link = run.agency_link
 
@@ -231,36 +353,43 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
         if not run.start(started_at=run.started_at or timezone.now(), status_note=""):
             raise MigrationStopped(Control.PAUSE)  # paused or cancelled while it waited in the queue
 
+    note = ""
     try:
-        if run.kind == MigrationRun.Kind.PLAN:
+        if perform is not None:
+            report = perform(run, mark_running)
+        elif run.kind == MigrationRun.Kind.PLAN:
             mark_running()
-            report = agency_plan(
-                source_agency_id=link.revos_agency_id,
-                target_agency_id=link.unified_agency_id,
-                link_existing=link.kind == AgencyLink.Kind.EXISTING,
-            )
+            agency = {
+                "source_agency_id": link.revos_agency_id,
+                "target_agency_id": link.unified_agency_id,
+                "link_existing": link.kind == AgencyLink.Kind.EXISTING,
+            }
+            # What would move, then every row the unified schema would refuse (etl/preflight.py).
+            report = {**agency_plan(**agency), **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
+            # One transaction: the rows it deleted are its progress, all at once.
+            deleted = sum(table["deleted"] for table in report.values())
+            MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
         else:
             with health_throttle(run_id=run.pk) as throttle:
-                report = (
-                    AgencyMigration(
-                        source_agency_id=link.revos_agency_id,
-                        target_agency_id=link.unified_agency_id,
-                        link_existing=link.kind == AgencyLink.Kind.EXISTING,
-                        batch_size=settings.MIGRATION_BATCH_SIZE,
-                        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
-                        writers=parallelism(settings.MIGRATION_WRITERS),
-                        split_rows=settings.MIGRATION_SPLIT_ROWS,
-                        on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
-                        on_locked=mark_running,
-                        client_links={
-                            str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()
-                        },
-                    )
-                    .run()
-                    .as_dict()
+                migration = CapturedMigration(
+                    source_agency_id=link.revos_agency_id,
+                    target_agency_id=link.unified_agency_id,
+                    link_existing=link.kind == AgencyLink.Kind.EXISTING,
+                    batch_size=settings.MIGRATION_BATCH_SIZE,
+                    set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+                    writers=parallelism(settings.MIGRATION_WRITERS),
+                    split_rows=settings.MIGRATION_SPLIT_ROWS,
+                    on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
+                    on_locked=mark_running,
+                    client_links=client_links_of(link),
+                    full=run.full_reread,
+                    register_wait_seconds=settings.CAPTURE_REGISTER_WAIT_SECONDS,
                 )
+                report = migration.run().as_dict()
+                if migration.used_capture:
+                    note = f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
     except AgencyBusy as busy:
         # A live execution holds the lock: this is a second delivery of the job. Leave the run to it.
         logger.warning("run %s: %s", run.pk, busy)
@@ -271,6 +400,10 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
             return run
         status = Status.PAUSED if stop.control is Control.PAUSE else Status.CANCELLED
         return _finish(run, status, error="", note=str(stop))
+    except RunStepFailed as failed:
+        return _finish(run, Status.FAILED, error=str(failed), failed_table=failed.step)
+    except TransactionsStillOpen as still_open:
+        return _finish(run, Status.FAILED, error=f"{still_open} Nothing was written; try again once they end.")
     except RowRejected as rejected:
         return _finish(
             run, Status.FAILED, error=str(rejected), failed_table=rejected.table, failed_batch=rejected.batch
@@ -280,7 +413,12 @@ def _run_execute(run: MigrationRun) -> MigrationRun:
     except Exception as error:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
-    return _finish(run, Status.SUCCEEDED, error="", report=report)
+    return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
+
+
+def client_links_of(link: AgencyLink) -> dict[str, str]:
+    """Staff's explicit client matches: RevOS client id -> unified client id."""
+    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:

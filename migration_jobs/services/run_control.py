@@ -14,6 +14,7 @@ from functools import partial
 import django_rq
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -34,6 +35,14 @@ class RunJob:
     function: str
     failure: str = "Could not queue the job: {error}."
     options: dict = field(default_factory=dict)
+
+
+def run_queue_require(*, queue: str, refusal: type[RunRefused] = RunRefused) -> None:
+    """Refuse before recording a run when Redis, which would hold its job, does not answer."""
+    try:
+        django_rq.get_connection(queue).ping()
+    except RedisError as error:
+        raise refusal(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
 
 
 def run_enqueue_once(*, run: TrackedRun, job: RunJob) -> None:
@@ -74,15 +83,21 @@ def _forget_finished_job(connection, job_id: str) -> None:
 
 
 def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBaseUser | None) -> MigrationRun:
-    """Ask a run to pause or cancel. A queued run stops at once; a running one at its next batch."""
+    """Ask a run to pause or cancel. A queued run stops at once, a running one at its next batch; a
+    paused run can still be cancelled."""
     if control not in (MigrationRun.Control.PAUSE, MigrationRun.Control.CANCEL):
         raise RunRefused(f"Unknown control {control!r}.")
     Status = MigrationRun.Status
     stopped = Status.PAUSED if control == MigrationRun.Control.PAUSE else Status.CANCELLED
+    runs = MigrationRun.objects.filter(pk=run.pk)
+    # A paused run has no job left: cancelling it only records that staff gave it up.
+    paused = runs.filter(status=Status.PAUSED) if control == MigrationRun.Control.CANCEL else runs.none()
     # Conditional updates: the worker may be moving the run from queued to running right now.
     if run.finish(stopped, from_statuses=(Status.QUEUED,), control=""):
         _cancel_queued_job(run.job_id)
-    elif not MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(control=control):
+    elif not paused.update(status=Status.CANCELLED, status_note="cancelled while paused") and not runs.filter(
+        status=Status.RUNNING
+    ).update(control=control):
         run.refresh_from_db()
         raise RunRefused(f"Run {run.pk} is {run.get_status_display().lower()}; there is nothing to {control}.")
     run.refresh_from_db()

@@ -3,6 +3,13 @@
 Each database records the files applied to it, with their checksums, in
 controlplane.schema_version. Applying runs only the new files, each in its own transaction, and
 refuses to run at all when a file that was already applied has changed since.
+
+A file whose first line is `-- schema: no-transaction` runs statement by statement outside a
+transaction instead, for what PostgreSQL refuses inside one (CREATE INDEX CONCURRENTLY); its
+statements must be safe to run again, since an interrupted file is re-run from its start.
+
+On the unified database, every live public table must be declared in migration_jobs/tenancy.py
+with its tenant key before anything runs (the files loop over the live tables).
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections, transaction
 
+from migration_jobs.tenancy import tenancy_problems
+
 SQL_ROOT = Path(settings.BASE_DIR) / "sql"
 SCHEMA_DIRECTORIES = {"unified": SQL_ROOT / "unified", "revos": SQL_ROOT / "revos"}
 VERSION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+NO_TRANSACTION = "-- schema: no-transaction"
 
 BOOKKEEPING_SQL = """
 CREATE SCHEMA IF NOT EXISTS controlplane;
@@ -49,6 +59,14 @@ class SchemaFile:
     def checksum(self) -> str:
         return hashlib.sha256(self.path.read_bytes()).hexdigest()
 
+    @property
+    def in_transaction(self) -> bool:
+        return not self.sql.startswith(NO_TRANSACTION)
+
+    @property
+    def statements(self) -> list[str]:
+        return sql_statements(self.sql)
+
 
 @dataclass(frozen=True)
 class SchemaPlan:
@@ -68,13 +86,51 @@ def schema_files(*, database: str) -> list[SchemaFile]:
     return files
 
 
-def schema_plan(*, database: str) -> SchemaPlan:
-    """What is applied and what would be applied; raises SchemaError on an edited file."""
+def sql_statements(text: str) -> list[str]:
+    """Split a file into statements at `;` ending a line, outside dollar-quoted bodies."""
+    statements, current, quoted = [], [], False
+    for line in text.splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        current.append(line)
+        quoted ^= line.count("$$") % 2 == 1
+        if not quoted and line.rstrip().endswith(";"):
+            statements.append("\n".join(current))
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements
+
+
+def _check_tenancy(cursor) -> None:
+    """Refuse, naming each table, when a live public table is undeclared or lacks its tenant key."""
+    cursor.execute(
+        "SELECT c.relname, array_agg(a.attname::text) FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition GROUP BY c.relname"
+    )
+    problems = tenancy_problems(dict(cursor.fetchall()))
+    if problems:
+        raise SchemaError(
+            "Nothing was applied: the unified schema files scope every public table by its tenant key, and "
+            + "; ".join(problems)
+            + "."
+        )
+
+
+def schema_plan(*, database: str, using: str | None = None) -> SchemaPlan:
+    """What is applied and what would be applied; raises SchemaError on an edited file.
+
+    `using` names another connection alias holding a database of the same kind (a scratch copy).
+    """
     files = schema_files(database=database)
-    with connections[database].cursor() as cursor:
+    with connections[using or database].cursor() as cursor:
         cursor.execute(BOOKKEEPING_SQL)
         cursor.execute("SELECT version, checksum FROM controlplane.schema_version")
         recorded = dict(cursor.fetchall())
+        if database == "unified":
+            _check_tenancy(cursor)
     known = {f.version for f in files}
     missing = sorted(set(recorded) - known)
     if missing:
@@ -95,18 +151,26 @@ def schema_plan(*, database: str) -> SchemaPlan:
     )
 
 
-def schema_apply(*, database: str, baseline_through: str | None = None) -> list[SchemaFile]:
+def schema_apply(
+    *, database: str, baseline_through: str | None = None, using: str | None = None, through: str | None = None
+) -> list[SchemaFile]:
     """Apply every pending file to `database`, each in one transaction; return what ran.
 
     `baseline_through` records files up to that version as applied without running them, for a
     database that already has them (the production AudienceOS project has 0002 already).
+    `using` applies to another alias (a scratch copy); `through` stops after that version.
     """
-    plan = schema_plan(database=database)
+    alias = using or database
+    plan = schema_plan(database=database, using=alias)
     applied = []
     for schema_file in plan.pending:
+        if through is not None and schema_file.version > through:
+            break
         as_baseline = baseline_through is not None and schema_file.version <= baseline_through
-        with transaction.atomic(using=database), connections[database].cursor() as cursor:
-            if not as_baseline:
+        if not as_baseline and not schema_file.in_transaction:
+            _run_outside_transaction(alias, schema_file)
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            if not as_baseline and schema_file.in_transaction:
                 cursor.execute(schema_file.sql)
             cursor.execute(
                 "INSERT INTO controlplane.schema_version (version, name, checksum, baseline) VALUES (%s, %s, %s, %s)",
@@ -114,3 +178,18 @@ def schema_apply(*, database: str, baseline_through: str | None = None) -> list[
             )
         applied.append(schema_file)
     return applied
+
+
+def _run_outside_transaction(alias: str, schema_file: SchemaFile) -> None:
+    """Run a no-transaction file statement by statement (autocommit), after dropping what an
+    interrupted earlier attempt left: an INVALID index it names, which IF NOT EXISTS would keep."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indexrelid::regclass::text, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE NOT i.indisvalid"
+        )
+        for qualified, name in cursor.fetchall():
+            if re.search(rf"\b{re.escape(name)}\b", schema_file.sql):
+                cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
+        for statement in schema_file.statements:
+            cursor.execute(statement)

@@ -30,6 +30,7 @@ from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.run_control import RunJob, run_enqueue_once
 from migration_jobs.services.schema import schema_files
+from migration_jobs.tenancy import TABLES
 
 Severity = SchemaFinding.Severity
 
@@ -350,6 +351,218 @@ def _backup_tables_without_rls(ctx: AuditContext) -> Iterable[Finding]:
             )
 
 
+# --- Supabase linter (splinter) rules for policies, keys, indexes and functions ----------------
+# Each follows the lint of the same name (github.com/supabase/splinter, lints/00NN_<name>.sql);
+# where this differs, the rule's docstring says how and why.
+
+AUTH_CALL = re.compile(r"(auth)\.(uid|jwt|role|email)\(\)")
+AUTH_CALL_WRAPPED = re.compile(r"select\s+(auth)\.(uid|jwt|role|email)\(\)")
+ALWAYS_TRUE = ("true", "(true)", "1=1", "(1=1)")
+ACTIONS = {"r": ("SELECT",), "a": ("INSERT",), "w": ("UPDATE",), "d": ("DELETE",)}
+ACTIONS["*"] = ACTIONS["r"] + ACTIONS["a"] + ACTIONS["w"] + ACTIONS["d"]
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    table: TableInfo
+    name: str
+    permissive: bool
+    command: str  # pg_policy.polcmd: r, a, w, d or *
+    roles: tuple[str, ...]  # ("public",) for every role
+    qual: str | None
+    with_check: str | None
+
+
+def _policies(ctx: AuditContext) -> list[PolicyInfo]:
+    by_name = {table.qualified: table for table in ctx.tables}
+    ctx.cursor.execute(
+        "SELECT format('%I.%I', n.nspname, c.relname), p.polname, p.polpermissive, p.polcmd::text,"
+        " CASE WHEN p.polroles = '{0}' THEN ARRAY['public'] ELSE"
+        " ARRAY(SELECT r.rolname::text FROM pg_roles r WHERE r.oid = ANY (p.polroles) ORDER BY 1) END,"
+        " pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)"
+        " FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " ORDER BY 1, 2"
+    )
+    return [
+        PolicyInfo(by_name[qualified], name, permissive, command, tuple(roles), qual, check)
+        for qualified, name, permissive, command, roles, qual, check in ctx.cursor.fetchall()
+        if qualified in by_name
+    ]
+
+
+def _initplan(expression: str | None) -> bool:
+    """Does the expression call auth.<function>() per row (not wrapped in a SELECT)? As splinter."""
+    return bool(expression and AUTH_CALL.search(expression) and not AUTH_CALL_WRAPPED.search(expression.lower()))
+
+
+def _wrap_auth_calls(expression: str) -> str:
+    return re.sub(r"(?<!select )\bauth\.(uid|jwt|role|email)\(\)", r"(select auth.\1())", expression)
+
+
+def _auth_rls_initplan(ctx: AuditContext) -> Iterable[Finding]:
+    """splinter 0003: a policy that calls auth.jwt() per row instead of once per statement."""
+    for policy in _policies(ctx):
+        table = policy.table
+        if not table.rls_enabled or not (_initplan(policy.qual) or _initplan(policy.with_check)):
+            continue
+        detail = (
+            f"Policy {policy.name} on {table.qualified} re-evaluates auth.<function>() for each row; "
+            "wrapped in (select auth.<function>()) it runs once per statement."
+        )
+        clauses = [f"USING ({_wrap_auth_calls(policy.qual)})"] if policy.qual else []
+        if policy.with_check:
+            clauses.append(f"WITH CHECK ({_wrap_auth_calls(policy.with_check)})")
+        fix = f"ALTER POLICY {ctx.quote_ident(policy.name)} ON {table.qualified} {' '.join(clauses)};"
+        yield Finding("auth_rls_initplan", Severity.WARN, table.schema, table.name, detail, fix)
+
+
+def _policy_roles(ctx: AuditContext, policy: PolicyInfo) -> set[str]:
+    """The roles a policy binds, as splinter counts them: `public` is every role RLS applies to."""
+    if policy.roles != ("public",):
+        return set(policy.roles)
+    ctx.cursor.execute(
+        "SELECT rolname FROM pg_roles WHERE NOT rolbypassrls AND rolname NOT LIKE 'pg\\_%%'"
+        " AND rolname NOT LIKE 'supabase%%admin'"
+    )
+    return {row[0] for row in ctx.cursor.fetchall()}
+
+
+def _multiple_permissive_policies(ctx: AuditContext) -> Iterable[Finding]:
+    """splinter 0006: two permissive policies for one role and action are both evaluated (ORed) per row."""
+    overlaps: dict[tuple[TableInfo, str, str], list[PolicyInfo]] = {}
+    for policy in _policies(ctx):
+        if policy.permissive:
+            for role in _policy_roles(ctx, policy):
+                for action in ACTIONS[policy.command]:
+                    overlaps.setdefault((policy.table, role, action), []).append(policy)
+    by_table: dict[TableInfo, dict[tuple[str, ...], list[str]]] = {}
+    for (table, role, action), policies in overlaps.items():
+        if len(policies) > 1:
+            by_table.setdefault(table, {}).setdefault(tuple(p.name for p in policies), []).append(f"{role} {action}")
+    for table, groups in by_table.items():
+        for names, uses in groups.items():
+            detail = (
+                f"Table {table.qualified} has permissive policies {', '.join(names)} for the same role and "
+                f"action ({', '.join(sorted(uses)[:6])}{', ...' if len(uses) > 6 else ''}): each is evaluated for "
+                "every row. Merge them into one policy (their conditions ORed)."
+            )
+            fix = "\n".join(f"DROP POLICY {ctx.quote_ident(name)} ON {table.qualified};" for name in names[1:])
+            note = f"-- first fold the dropped policies' conditions into {names[0]}: ALTER POLICY ... USING (a OR b)"
+            fix = f"{note}\n{fix}"
+            yield Finding("multiple_permissive_policies", Severity.WARN, table.schema, table.name, detail, fix)
+
+
+def _normalized(expression: str | None) -> str:
+    return re.sub(r"\s+", "", (expression or "").lower())
+
+
+def _tenant_predicate(table: TableInfo) -> str:
+    key = TABLES[table.name].tenant_key if table.name in TABLES else "agency_id"
+    return (
+        f"{key} = ((select auth.jwt()) ->> 'agency_id')::uuid"
+        " AND app_context IN ('both', (select auth.jwt()) ->> 'app_context')"
+    )
+
+
+def _rls_policy_always_true(ctx: AuditContext) -> Iterable[Finding]:
+    """splinter 0024: a permissive policy for the API roles whose USING or WITH CHECK lets every row through."""
+    for policy in _policies(ctx):
+        api_facing = policy.roles == ("public",) or {"anon", "authenticated"} & set(policy.roles)
+        if not (policy.table.rls_enabled and policy.permissive and api_facing):
+            continue
+        qual, check = _normalized(policy.qual), _normalized(policy.with_check)
+        using_true = policy.command in ("w", "d", "*") and (qual in ALWAYS_TRUE or policy.qual is None)
+        check_true = (
+            check in ALWAYS_TRUE
+            or (policy.with_check is None and policy.command == "a")
+            or (policy.with_check is None and policy.command in ("w", "*") and qual in ALWAYS_TRUE)
+        )
+        if not (using_true or check_true):
+            continue
+        table = policy.table
+        which = " and ".join(c for c, bad in (("USING", using_true), ("WITH CHECK", check_true)) if bad)
+        detail = f"Policy {policy.name} on {table.qualified} lets every row through ({which} always true)."
+        predicate = _tenant_predicate(table)
+        using = "" if policy.command == "a" else f" USING ({predicate})"  # an INSERT policy has no USING
+        fix = f"ALTER POLICY {ctx.quote_ident(policy.name)} ON {table.qualified}{using} WITH CHECK ({predicate});"
+        yield Finding("rls_policy_always_true", Severity.WARN, table.schema, table.name, detail, fix)
+
+
+def _unindexed_foreign_keys(ctx: AuditContext) -> Iterable[Finding]:
+    """splinter 0001: a foreign key no index covers, so deleting a parent scans the child.
+
+    splinter wants an index on exactly the key's columns; here an index whose leading columns
+    are the key's (in any order) covers it, as it does for PostgreSQL's lookup. Info, as in
+    splinter: a slow delete, not a hole.
+    """
+    tables = {table.qualified: table for table in ctx.tables}
+    ctx.cursor.execute(
+        "SELECT format('%I.%I', n.nspname, c.relname), k.conname,"
+        " ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, o)"
+        "       JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.o)"
+        " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE k.contype = 'f' AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = k.conrelid"
+        "   AND i.indisvalid AND i.indnkeyatts >= cardinality(k.conkey)"
+        "   AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] @> k.conkey"
+        "   AND (i.indkey::int2[])[0:cardinality(k.conkey) - 1] <@ k.conkey)"
+        " ORDER BY 1, 2"
+    )
+    for qualified, name, columns in ctx.cursor.fetchall():
+        table = tables.get(qualified)
+        if table is None:
+            continue
+        detail = (
+            f"Foreign key {name} on {table.qualified} ({', '.join(columns)}) has no index leading with its columns."
+        )
+        index = ctx.quote_ident(f"{table.name}_{'_'.join(columns)}_idx"[:63])
+        column_list = ", ".join(ctx.quote_ident(c) for c in columns)
+        fix = f"CREATE INDEX CONCURRENTLY {index} ON {table.qualified} ({column_list});"
+        yield Finding("unindexed_foreign_keys", Severity.INFO, table.schema, table.name, detail, fix)
+
+
+def _duplicate_index(ctx: AuditContext) -> Iterable[Finding]:
+    """splinter 0009: identical indexes cost every write twice and serve no read better."""
+    tables = {table.qualified: table for table in ctx.tables}
+    # Indexes backing a constraint sort first: they are the ones to keep (they cannot be dropped alone).
+    ctx.cursor.execute(
+        "SELECT format('%%I.%%I', n.nspname, t.relname),"
+        " array_agg(i.indexrelid::regclass::text ORDER BY k.oid IS NULL, ic.relname)"
+        " FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+        " JOIN pg_namespace n ON n.oid = t.relnamespace"
+        " LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid"
+        " WHERE n.nspname <> ALL (%s)"
+        " GROUP BY n.nspname, t.relname, replace(pg_get_indexdef(i.indexrelid), quote_ident(ic.relname), '')"
+        " HAVING count(*) > 1",
+        [list(SYSTEM_SCHEMAS)],
+    )
+    for qualified, indexes in ctx.cursor.fetchall():
+        table = tables.get(qualified)
+        if table is None:
+            continue
+        detail = f"Table {table.qualified} has identical indexes {', '.join(indexes)}; keep {indexes[0]}."
+        fix = "\n".join(f"DROP INDEX CONCURRENTLY {index};" for index in indexes[1:])
+        yield Finding("duplicate_index", Severity.WARN, table.schema, table.name, detail, fix)
+
+
+def _function_search_path_mutable(ctx: AuditContext) -> Iterable[Finding]:
+    """splinter 0011: the project's own functions (not PostgreSQL's, Supabase's or an extension's)
+    must pin search_path, or a caller's search_path decides which tables and functions they use."""
+    ctx.cursor.execute(
+        "SELECT n.nspname, p.proname, format('%%I.%%I(%%s)', n.nspname, p.proname,"
+        "   pg_get_function_identity_arguments(p.oid))"
+        " FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname <> ALL (%s) AND n.nspname NOT LIKE 'pg\\_%%'"
+        " AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')"
+        " AND NOT EXISTS (SELECT 1 FROM unnest(coalesce(p.proconfig, '{}')) c WHERE c LIKE 'search\\_path=%%')"
+        " ORDER BY 1, 3",
+        [list(SYSTEM_SCHEMAS)],
+    )
+    for schema, name, signature in ctx.cursor.fetchall():
+        detail = f"Function {signature} has a role-mutable search_path."
+        fix = f"ALTER FUNCTION {signature} SET search_path = '';\n-- then qualify every table and function it names"
+        yield Finding("function_search_path_mutable", Severity.WARN, schema, name, detail, fix)
+
+
 RULES = (
     _table_counts,
     _rls_disabled_in_public,
@@ -359,6 +572,12 @@ RULES = (
     _duplicate_singular_plural,
     _plural_table_names,
     _backup_tables_without_rls,
+    _auth_rls_initplan,
+    _multiple_permissive_policies,
+    _rls_policy_always_true,
+    _unindexed_foreign_keys,
+    _duplicate_index,
+    _function_search_path_mutable,
 )
 
 

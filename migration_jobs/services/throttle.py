@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import psycopg
 from django.conf import settings
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control
 from migration_jobs.mapping import TABLE_MAPS
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 # Every table a migration writes: the mapped targets and the control plane's bookkeeping.
 WRITTEN_TABLES = (
     *sorted({f"public.{m.target}" for m in TABLE_MAPS}),
-    "controlplane.id_map",
+    id_map.TABLE,
     "controlplane.checkpoint",
 )
 # Lock modes a RowExclusiveLock (INSERT/UPDATE/DELETE) conflicts with.

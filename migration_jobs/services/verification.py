@@ -14,15 +14,15 @@ from collections import Counter
 import django_rq
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.request_lock import agency_request_lock
-from migration_jobs.services.run_control import RunJob, run_enqueue_once
+from migration_jobs.services.run_control import RunJob, run_enqueue_once, run_queue_require
 from migration_jobs.verify import ERROR, FAIL, AgencyScope, CheckOutcome
 from migration_jobs.verify.runner import agency_verify
 
@@ -63,7 +63,7 @@ def _request_locked(
 ) -> VerificationRun:
     _require_verifiable(link, migration_run)
     if enqueue:
-        _require_queue()
+        run_queue_require(queue=QUEUE, refusal=VerificationRefused)
         waiting = _waiting_verification(link)
         if waiting is not None:
             if migration_run is not None:
@@ -106,13 +106,6 @@ def _waiting_verification(link: AgencyLink) -> VerificationRun | None:
             return run
         _finish(run.pk, Status.ERROR, Verdict.ERROR, error="Its job is no longer in the queue; nothing was checked.")
     return None
-
-
-def _require_queue() -> None:
-    try:
-        django_rq.get_connection(QUEUE).ping()
-    except RedisError as error:
-        raise VerificationRefused(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
 
 
 def _job_exists(job_id: str) -> bool:
@@ -204,10 +197,8 @@ def _expects_migrated(run: VerificationRun) -> bool:
     """
     if run.migration_run is not None and run.migration_run.kind != MigrationRun.Kind.PLAN:
         return run.migration_run.kind == MigrationRun.Kind.MIGRATE
-    with connect("unified", autocommit=True, purpose="verification") as connection:
-        return connection.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.id_map WHERE agency_id = %s)", [run.agency_link.revos_agency_id]
-        ).fetchone()[0]
+    with connect("unified", autocommit=True, purpose="verification") as connection, connection.cursor() as cursor:
+        return id_map.agency_has_mapped_rows(cursor, agency_id=run.agency_link.revos_agency_id)
 
 
 def _finish(run_id: int, status: str, verdict: str, *, error: str) -> VerificationRun:

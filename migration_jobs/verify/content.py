@@ -15,6 +15,7 @@ own and are compared on neither side.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,12 +25,12 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, not_applicable, status_of
 from migration_jobs.verify.pool import both_sides
 
-ID_MAP = sql.SQL("controlplane.id_map")
 UUID_MAX = (1 << 128) - 1
 FANOUT = 16  # sub-ranges per split
 LEAF_ROWS = 256  # a differing range this small is fetched and compared row by row
@@ -109,14 +110,11 @@ def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> 
         for column, sql_type in zip(plan.target_columns, types, strict=True)
     )
     return sql.SQL(
-        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ("
-        "SELECT m.target_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source} AND m.inserted)"
+        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ({inserted})"
     ).format(
         values=values,
         target=sql.Identifier(plan.target),
-        id_map=ID_MAP,
-        agency=sql.Literal(scope.source_agency_id),
-        source=sql.Literal(plan.source),
+        inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source),
     )
 
 
@@ -128,14 +126,8 @@ def _full_types(plan: TablePlan, target: Catalog) -> list[str]:
 
 def reused_ids(target: psycopg.Connection, scope: AgencyScope) -> dict[str, str]:
     """Source id -> unified id of the rows AudienceOS already had (agency, users, clients)."""
-    return dict(
-        target.execute(
-            sql.SQL("SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(
-                ID_MAP
-            ),
-            [scope.source_agency_id],
-        ).fetchall()
-    )
+    with target.cursor() as cursor:
+        return id_map.agency_reused_ids(cursor, agency_id=scope.source_agency_id)
 
 
 # --- checksums and bisection -----------------------------------------------------------------
@@ -247,14 +239,26 @@ def content_check(
     target: psycopg.Connection,
     target_catalog: Catalog,
     remap: dict[str, str],
+    ids: Sequence[str] | None = None,
     source_side: Executor | None = None,
 ) -> CheckOutcome:
-    """One source table: do the unified rows hold exactly the transformed source rows?"""
+    """One source table: do the unified rows hold exactly the transformed source rows?
+
+    With `ids`, only those rows are compared (the rows changed since the last full verification).
+    """
+    relations = (
+        source_relation(plan, scope=scope, target=target_catalog, remap=remap),
+        target_relation(plan, scope=scope, target=target_catalog),
+    )
+    if ids is not None:
+        relations = tuple(
+            sql.SQL("SELECT * FROM ({}) AS changed WHERE changed.id = ANY({}::uuid[])").format(
+                r, sql.Literal(list(ids))
+            )
+            for r in relations
+        )
     diff = relation_diff(
-        Side(source, source_relation(plan, scope=scope, target=target_catalog, remap=remap)),
-        Side(target, target_relation(plan, scope=scope, target=target_catalog)),
-        columns=plan.target_columns,
-        source_side=source_side,
+        Side(source, relations[0]), Side(target, relations[1]), columns=plan.target_columns, source_side=source_side
     )
     details = {
         "target_table": plan.target,

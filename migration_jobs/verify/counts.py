@@ -13,12 +13,12 @@ from concurrent.futures import Executor
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
 from migration_jobs.verify.pool import both_sides
 
-ID_MAP = sql.SQL("controlplane.id_map")
 ID_CHUNK = 5000  # source ids probed in the target per query, after a rollback
 
 
@@ -43,15 +43,7 @@ def counts_check(
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
     in_agency = _in_agency(plan.target, target_catalog, scope)
-    joined = sql.SQL(
-        "FROM {id_map} m LEFT JOIN {target} t ON t.id = m.target_id"
-        " WHERE m.agency_id = {agency} AND m.source_table = {src}"
-    ).format(
-        id_map=ID_MAP,
-        target=sql.Identifier(plan.target),
-        agency=sql.Literal(scope.source_agency_id),
-        src=sql.Literal(plan.source),
-    )
+    joined = id_map.mapped_join(plan.target, agency_id=scope.source_agency_id, source_table=plan.source)
     mapped_query = sql.SQL(
         "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
         " count(*) FILTER (WHERE NOT m.inserted) {joined}"
@@ -90,10 +82,8 @@ def _absent_check(
     plan: TablePlan, *, scope: AgencyScope, source: psycopg.Connection, target: psycopg.Connection
 ) -> CheckOutcome:
     """Not migrated (or rolled back): no id map row, and no unified row carries a source row's id."""
-    mapped = target.execute(
-        sql.SQL("SELECT count(*) FROM {} WHERE agency_id = %s AND source_table = %s").format(ID_MAP),
-        [scope.source_agency_id, plan.source],
-    ).fetchone()[0]
+    with target.cursor() as cursor:
+        mapped = id_map.table_mapped_count(cursor, agency_id=scope.source_agency_id, source_table=plan.source)
     present, sample = 0, []
     with source.cursor(name=f"verify_ids_{plan.source}") as cursor:
         cursor.execute(plan.source_ids_query(source_agency_id=scope.source_agency_id))

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.mapping import TABLE_MAPS
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
-ID_MAP = sql.SQL("controlplane.id_map")
 REVOS, AUDIENCE = "revos", "audience"
 APPS = (REVOS, AUDIENCE)
 CASE1_PROBED = 500  # AudienceOS clients probed, at most
@@ -80,15 +80,10 @@ class Probe:
 
     def not_migrated(self, table: str, alias: str = "t") -> sql.Composed:
         """The row was not inserted by this agency's migration: AudienceOS created it."""
-        # An inserted row kept its RevOS id, so the id map's primary key finds it (sql/unified/0011).
-        return sql.SQL(
-            "NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.source_table = ANY({sources}::text[])"
-            " AND m.source_id = {alias}.id AND m.inserted AND m.agency_id = {source})"
-        ).format(
-            id_map=ID_MAP,
-            sources=sql.Literal([entry.source for entry in TABLE_MAPS if entry.target == table]),
-            source=sql.Literal(self.scope.source_agency_id),
-            alias=sql.Identifier(alias),
+        return id_map.not_inserted_by(
+            agency_id=self.scope.source_agency_id,
+            source_tables=[entry.source for entry in TABLE_MAPS if entry.target == table],
+            alias=alias,
         )
 
     def tenant_key(self, table: str) -> sql.Identifier:
@@ -290,20 +285,13 @@ def _readable_tables(probe: Probe, role: str) -> list[str]:
 
 def _moved_rows(probe: Probe) -> dict[str, dict[str, list[uuid.UUID]]]:
     """Rows this agency's migration inserted that now belong to another agency: table -> agency -> ids."""
-    pairs = probe.owner(
-        sql.SQL("SELECT DISTINCT source_table, target_table FROM {} WHERE agency_id = %s AND inserted").format(ID_MAP),
-        [probe.scope.source_agency_id],
-    )
+    pairs = probe.owner(id_map.agency_inserted_tables(), [probe.scope.source_agency_id])
     moved: dict[str, dict[str, list[uuid.UUID]]] = {}
     for source_table, table in pairs:
         if "agency_id" not in probe.catalog.column_names(table):
             continue
         rows = probe.owner(
-            sql.SQL(
-                "SELECT t.agency_id, t.id FROM {id_map} m JOIN {table} t ON t.id = m.target_id"
-                " WHERE m.agency_id = %s AND m.source_table = %s AND m.inserted AND t.agency_id <> %s"
-                " ORDER BY t.id LIMIT {limit}"
-            ).format(id_map=ID_MAP, table=sql.Identifier(table), limit=sql.Literal(SAMPLE_SIZE)),
+            id_map.moved_rows(table, limit=SAMPLE_SIZE),
             [probe.scope.source_agency_id, source_table, probe.scope.target_agency_id],
         )
         for agency_id, row_id in rows:

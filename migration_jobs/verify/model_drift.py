@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.db import connections, models
 
+from migration_jobs.etl.catalog import TENANT_KEY_SQL
+
 
 @dataclass(frozen=True)
 class Column:
@@ -135,17 +137,20 @@ def _public_columns(database: str) -> dict[str, dict[str, Column]]:
 
 
 def _public_keys(database: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """Single-column primary keys by table, and foreign keys as {table: {column: referenced table}}."""
+    """Single-column primary keys by table, and foreign keys as {table: {column: referenced table}}.
+
+    A tenant foreign key (reference, agency_id) -> (id, agency_id) is the reference's key.
+    """
     with connections[database].cursor() as cursor:
         cursor.execute(
-            """
+            f"""
             SELECT k.contype, src.relname, a.attname, dst.relname
             FROM pg_constraint k
             JOIN pg_class src ON src.oid = k.conrelid
             JOIN pg_namespace n ON n.oid = src.relnamespace AND n.nspname = 'public'
             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
             LEFT JOIN pg_class dst ON dst.oid = k.confrelid
-            WHERE k.contype IN ('p', 'f') AND cardinality(k.conkey) = 1
+            WHERE k.contype IN ('p', 'f') AND (cardinality(k.conkey) = 1 OR (k.contype = 'f' AND {TENANT_KEY_SQL}))
             """
         )
         rows = cursor.fetchall()

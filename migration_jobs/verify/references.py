@@ -1,9 +1,12 @@
-"""References: no row of the agency in the unified database points at a parent that does not exist.
+"""References: no row of the agency in the unified database points at a parent that does not exist,
+or at a parent of another agency.
 
 The foreign keys themselves prevent this, unless they were bypassed (session_replication_role =
 replica, a restore, a constraint added NOT VALID) — which is what this check is for. It reads
 every foreign key of the unified schema, multi-column ones included, and follows MATCH SIMPLE
-semantics: a reference with a NULL column is not checked.
+semantics: a reference with a NULL column is not checked. A key between two tenant tables that
+does not carry agency_id itself (a database without sql/unified/0053's tenant keys) is checked
+as if it did: its parent must belong to the row's agency.
 """
 
 from __future__ import annotations
@@ -68,6 +71,20 @@ def _orphans_query(key: ForeignKey, scope_condition: sql.Composable, *, select: 
     )
 
 
+def tenant_scoped(key: ForeignKey, catalog: Catalog) -> ForeignKey:
+    """The key as a tenant key: (column, agency_id) -> (id, agency_id) where both tables have agency_id."""
+    scoped = (
+        "agency_id" not in key.columns
+        and key.parent_columns == ("id",)
+        and "agency_id" in catalog.column_names(key.table)
+        and key.parent in catalog.columns
+        and "agency_id" in catalog.column_names(key.parent)
+    )
+    if not scoped:
+        return key
+    return ForeignKey(key.name, key.table, (*key.columns, "agency_id"), key.parent, (*key.parent_columns, "agency_id"))
+
+
 def references_check(
     table: str, keys: list[ForeignKey], *, scope: AgencyScope, target: psycopg.Connection, target_catalog: Catalog
 ) -> CheckOutcome:
@@ -75,7 +92,7 @@ def references_check(
     column = "agency_id" if "agency_id" in target_catalog.column_names(table) else "id"
     in_agency = sql.SQL("c.{} = {}").format(sql.Identifier(column), sql.Literal(scope.target_agency_id))
     broken = {}
-    for key in keys:
+    for key in (tenant_scoped(k, target_catalog) for k in keys):
         sample = target.execute(
             _orphans_query(key, in_agency, select=sql.SQL("c.id"))
             + sql.SQL(" ORDER BY c.id LIMIT {}").format(sql.Literal(SAMPLE_SIZE))
@@ -94,6 +111,6 @@ def references_check(
         status_of(orphans == 0),
         table,
         expected=f"0 orphaned references ({len(keys)} foreign keys)",
-        actual=f"{orphans} rows reference a missing parent" if orphans else "0 orphaned references",
+        actual=f"{orphans} rows reference a missing parent or another agency's" if orphans else "0 orphaned references",
         details={"foreign_keys": [k.name for k in keys], **({"orphaned": broken} if broken else {})},
     )

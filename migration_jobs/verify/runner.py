@@ -12,6 +12,7 @@ import logging
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
@@ -73,27 +74,43 @@ def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = N
 
     The data checks run `workers` at a time (default: the VERIFICATION_WORKERS setting).
     """
-    workers = workers or parallelism(settings.VERIFICATION_WORKERS)
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        _data_checks(
-            plans,
-            scope=scope,
-            source=source,
-            target=target,
-            target_catalog=target_catalog,
-            record=record,
-            workers=workers,
-        )
+        reading = _Reading(scope, target_catalog)
+        _data_checks(plans, reading, target)
+        reading.run(source=source, target=target, record=record, workers=workers)
+    _isolation_checks(scope, target_catalog, record, with_schema=True)
+    _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
+
+
+def agency_verify_changes(
+    *, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record, workers: int | None = None
+) -> None:
+    """The cutover's check (ghostferry's reverify): counts of every table, content of the changed rows
+    only (`changed_ids`, source table -> ids), and the isolation cases, the table checks `workers` at
+    a time. Writes nothing."""
+    with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
+        target_catalog = catalog_read(target)
+        plans = _plans(source, target_catalog, record)
+        reading = _Reading(scope, target_catalog)
+        remap = content.reused_ids(target, scope)
+        for plan in plans:
+            reading.counts(plan)
+            if changed_ids.get(plan.source):
+                reading.content(plan, remap=remap, ids=changed_ids[plan.source])
+        reading.run(source=source, target=target, record=record, workers=workers)
+    _isolation_checks(scope, target_catalog, record, with_schema=False)
+
+
+def _isolation_checks(scope: AgencyScope, target_catalog: Catalog, record: Record, *, with_schema: bool) -> None:
     with connect("unified", purpose="verification-rls") as connection:
         connection.read_only = True
         probe = isolation.Probe(connection, scope, target_catalog)
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             _guarded(record, name, "", (connection,), lambda case=case: case(probe))
-        for name, check in schema.SQL_CHECKS.items():
+        for name, check in schema.SQL_CHECKS.items() if with_schema else ():
             _guarded(record, name, "", (connection,), lambda check=check: check(connection))
-    _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
 
 def _plans(source: psycopg.Connection, target_catalog: Catalog, record: Record) -> list[TablePlan]:
@@ -111,61 +128,75 @@ def _raise(error: Exception) -> CheckOutcome:
     raise error
 
 
-def _data_checks(
-    plans: list[TablePlan],
-    *,
-    scope: AgencyScope,
-    source: psycopg.Connection,
-    target: psycopg.Connection,
-    target_catalog: Catalog,
-    record: Record,
-    workers: int,
-) -> None:
-    """Counts and content per source table, references per unified table, `workers` at a time."""
-    checks: list[Check] = []
+@dataclass
+class _Reading:
+    """The table checks of one verification, queued, then run side by side on the shared snapshots."""
 
-    def add(check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome]) -> None:
-        checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
+    scope: AgencyScope
+    target_catalog: Catalog
+    checks: list[Check] = field(default_factory=list)
 
-    for plan in plans:
-        add(
+    def add(self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome]) -> None:
+        self.checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
+
+    def counts(self, plan: TablePlan) -> None:
+        self.add(
             "counts",
             plan.source,
-            lambda pair, plan=plan: counts.counts_check(
+            lambda pair: counts.counts_check(
                 plan,
-                scope=scope,
+                scope=self.scope,
                 source=pair.source,
                 target=pair.target,
-                target_catalog=target_catalog,
+                target_catalog=self.target_catalog,
                 source_side=pair.source_side,
             ),
         )
-    if not scope.migrated:
-        checks.append(lambda pair: content.content_not_applicable())
-    else:
-        remap = content.reused_ids(target, scope)
-        for plan in plans:
-            add(
-                "content",
-                plan.source,
-                lambda pair, plan=plan: content.content_check(
-                    plan,
-                    scope=scope,
-                    source=pair.source,
-                    target=pair.target,
-                    target_catalog=target_catalog,
-                    remap=remap,
-                    source_side=pair.source_side,
-                ),
-            )
-    for table, keys in references.foreign_keys_read(target).items():
-        add(
-            "references",
-            table,
-            lambda pair, table=table, keys=keys: references.references_check(
-                table, keys, scope=scope, target=pair.target, target_catalog=target_catalog
+
+    def content(self, plan: TablePlan, *, remap: dict[str, str], ids: list[str] | None = None) -> None:
+        self.add(
+            "content",
+            plan.source,
+            lambda pair: content.content_check(
+                plan,
+                scope=self.scope,
+                source=pair.source,
+                target=pair.target,
+                target_catalog=self.target_catalog,
+                remap=remap,
+                ids=ids,
+                source_side=pair.source_side,
             ),
         )
-    with check_pool(source=source, target=target, workers=workers) as pool:
-        for outcome in pool.outcomes(checks):
-            record(outcome)
+
+    def references(self, table: str, keys: list[references.ForeignKey]) -> None:
+        self.add(
+            "references",
+            table,
+            lambda pair: references.references_check(
+                table, keys, scope=self.scope, target=pair.target, target_catalog=self.target_catalog
+            ),
+        )
+
+    def run(
+        self, *, source: psycopg.Connection, target: psycopg.Connection, record: Record, workers: int | None
+    ) -> None:
+        """Every queued check, `workers` at a time; outcomes recorded in the order they were queued."""
+        with check_pool(
+            source=source, target=target, workers=workers or parallelism(settings.VERIFICATION_WORKERS)
+        ) as pool:
+            for outcome in pool.outcomes(self.checks):
+                record(outcome)
+
+
+def _data_checks(plans: list[TablePlan], reading: _Reading, target: psycopg.Connection) -> None:
+    for plan in plans:
+        reading.counts(plan)
+    if not reading.scope.migrated:
+        reading.checks.append(lambda pair: content.content_not_applicable())
+    else:
+        remap = content.reused_ids(target, reading.scope)
+        for plan in plans:
+            reading.content(plan, remap=remap)
+    for table, keys in references.foreign_keys_read(target).items():
+        reading.references(table, keys)

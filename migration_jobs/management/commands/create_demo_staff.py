@@ -4,6 +4,7 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, transaction
 
@@ -28,6 +29,12 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="ops")
 
     def handle(self, *args, username: str, **options):
+        user_model = get_user_model()
+        # Validated as Django's own createsuperuser does: required, the field's length and validators.
+        try:
+            user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
+        except ValidationError as error:
+            raise CommandError(f"--username {username!r}: {' '.join(error.messages)}") from error
         # A new password each run: a demo login that never changes would end up in screenshots and notes.
         password = secrets.token_urlsafe(12)
         try:

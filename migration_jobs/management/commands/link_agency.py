@@ -1,13 +1,14 @@
 import uuid
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.agency_links import LinkError, agency_link_confirm
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Confirm which unified agency a RevOS agency becomes: --new, --existing UNIFIED_ID, or --suggested."
 
     def add_arguments(self, parser):

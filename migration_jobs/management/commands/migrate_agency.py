@@ -1,5 +1,6 @@
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
+from migration_jobs.services.migration import migration_run_request
 
 
 class Command(RunCommand):
@@ -8,6 +9,20 @@ class Command(RunCommand):
     def add_arguments(self, parser):
         super().add_arguments(parser)
         parser.add_argument("--dry-run", action="store_true", help="Plan only: count, match, write nothing.")
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help="Re-read every row of the agency instead of only those RevOS's change capture recorded.",
+        )
+
+    def request_run(self, link, options) -> MigrationRun:
+        return migration_run_request(
+            link=link,
+            kind=self.kind(options),
+            actor=None,
+            enqueue=not options["sync"],
+            full_reread=options["full"] and not options["dry_run"],
+        )
 
     def kind(self, options) -> str:
         return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE

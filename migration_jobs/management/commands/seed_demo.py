@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, OperationalError
 
-from migration_jobs.services.demo import (
+from migration_jobs.demo.bad_rows import demo_bad_rows_plant
+from migration_jobs.demo.demo import (
     DemoDataError,
     demo_data_reset,
     demo_data_seed,
@@ -30,12 +31,17 @@ class Command(BaseCommand):
             help="TRUNCATE every tenant table in the RevOS and unified databases before seeding.",
         )
         parser.add_argument(
+            "--with-bad-rows",
+            action="store_true",
+            help="Make a few rows of one RevOS-only agency ones the unified schema refuses (the plan lists them).",
+        )
+        parser.add_argument(
             "--with-phase0-problems",
             action="store_true",
             help="Afterwards, put back the problems Phase 0 fixed, so the schema audit has findings.",
         )
 
-    def handle(self, *args, agencies, scale, seed, reset, with_phase0_problems, **options):
+    def handle(self, *args, agencies, scale, seed, reset, with_phase0_problems, with_bad_rows, **options):
         try:
             if reset:
                 demo_data_reset()
@@ -43,6 +49,7 @@ class Command(BaseCommand):
             summary = demo_data_seed(agencies=agencies, scale=scale, seed=seed)
             if with_phase0_problems:
                 demo_phase0_problems_plant()
+            bad_rows = self._bad_rows(summary) if with_bad_rows else []
         except DemoDataError as error:
             raise CommandError(str(error)) from error
         except OperationalError as error:
@@ -57,3 +64,13 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Seeded {summary.total:,} rows (seed {seed}, scale {scale:g})."))
         if with_phase0_problems:
             self.stdout.write("Planted the Phase 0 problems in both databases.")
+        for row in bad_rows:
+            self.stdout.write(f"  bad row: {row.table} {row.source_id} (refused by {row.constraint})")
+
+    def _bad_rows(self, summary) -> list:
+        revos_only = [a for a in summary.agencies if a.kind == "revos"]
+        if not revos_only:
+            raise DemoDataError("--with-bad-rows needs a RevOS-only agency: seed more --agencies.")
+        agency = revos_only[0]
+        self.stdout.write(f"Bad rows planted in {agency.revos_name} ({agency.revos_id}):")
+        return demo_bad_rows_plant(agency_id=agency.revos_id)

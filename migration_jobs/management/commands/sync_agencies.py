@@ -1,9 +1,8 @@
-from django.core.management.base import BaseCommand
-
+from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.services.agency_links import agency_links_sync
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "Read the RevOS agencies and suggest, for each new one, the unified agency it is."
 
     def handle(self, *args, **options):

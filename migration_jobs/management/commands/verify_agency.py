@@ -7,8 +7,9 @@ refused (unknown or malformed id, no confirmed link, a run in progress, Redis do
 import json
 from collections import Counter
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -18,7 +19,8 @@ Verdict = VerificationRun.Verdict
 EXIT_STATUS = {Verdict.FAIL: 1, Verdict.ERROR: 3}
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
+    unreachable_returncode = 3  # an error, as documented: the verification could not run
     help = "Verify one migrated agency (counts, content, references, RLS isolation, schema); --sync runs it here."
 
     def add_arguments(self, parser):

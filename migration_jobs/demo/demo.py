@@ -30,6 +30,10 @@ from django.db import connections, transaction
 from django.utils.text import slugify
 from psycopg import sql
 
+from migration_jobs.demo.phase0 import phase0_problems_plant
+from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
+
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 SPAN_SECONDS = 365 * 86400
 
@@ -120,7 +124,7 @@ class _Table:
     """One table to fill: its columns, its rows per agency at scale 1, and its row generator."""
 
     name: str
-    columns: tuple[str, ...]
+    columns: tuple[str, ...] | None  # None: every column, as the database's catalog lists them
     base: int
     rows: Callable[..., Iterator[tuple]]
     scaled: bool = True
@@ -874,82 +878,66 @@ def _campaigns_trigger_word_backup(a: _RevosAgency, rng: random.Random) -> Itera
         yield row_id, campaign_id, _maybe(rng, 0.2, rng.choice(TRIGGER_WORDS)), _stamp(row_id)
 
 
-def _t(name: str, columns: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
+def _t(name: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
+    """A RevOS table: its rows carry every column, in the order sql/revos creates them."""
+    return _Table(name, None, base, rows, scaled)
+
+
+def _aos(name: str, columns: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
+    """An AudienceOS table: its rows carry the named columns; the rest (app_context and the other
+    columns the unified migrations added) keep the defaults they had for AudienceOS's own rows."""
     return _Table(name, tuple(columns.split()), base, rows, scaled)
 
 
-# In foreign-key order. Rows per agency at scale 1 (about 1,000; posts, comments, leads and DMs are
-# nine tenths of them, so --scale 1000 makes an agency of about a million rows).
+# In foreign-key order; each generator yields every column of its table in the order sql/revos
+# creates them, and the writer reads their names from the database's catalog. Rows per agency at
+# scale 1 (about 1,000; posts, comments, leads and DMs are nine tenths of them, so --scale 1000
+# makes an agency of about a million rows).
 REVOS_TABLES: tuple[_Table, ...] = (
-    _t("agencies", "id name domain plan created_at updated_at", 1, _agencies, scaled=False),
-    _t("users", "id agency_id email full_name role created_at", 5, _users),
-    _t("clients", "id agency_id name website status created_at updated_at", 8, _clients),
-    _t("chat_sessions", "id agency_id user_id client_id title created_at updated_at", 6, _chat_sessions),
-    _t("chat_messages", "id session_id role content created_at", 24, _chat_messages),
-    _t("hgc_sessions", "id agency_id user_id title metadata created_at updated_at", 4, _hgc_sessions),
-    _t("hgc_messages", "id session_id role content tool_calls created_at", 16, _hgc_messages),
-    _t(
-        "brand_cartridges",
-        "id agency_id user_id name company_name industry tone logo_url is_active created_at updated_at",
-        2,
-        _brand_cartridges,
-    ),
-    _t(
-        "style_cartridges",
-        "id agency_id user_id name writing_style examples is_active created_at updated_at",
-        2,
-        _style_cartridges,
-    ),
-    _t(
-        "linkedin_accounts",
-        "id agency_id user_id profile_url display_name unipile_account_id status created_at",
-        3,
-        _linkedin_accounts,
-    ),
-    _t("campaigns", "id agency_id client_id name trigger_word status settings created_at updated_at", 4, _campaigns),
-    _t("posts", "id agency_id linkedin_account_id campaign_id content status published_at created_at", 30, _posts),
-    _t("comments", "id post_id author_name author_profile_url content created_at", 240, _comments),
-    _t("lead_magnets", "id agency_id campaign_id title url created_at", 4, _lead_magnets),
-    _t("lead_magnet_library", "id agency_id title description file_url created_at", 3, _lead_magnet_library),
-    _t("leads", "id agency_id campaign_id lead_magnet_id name email linkedin_url status created_at", 160, _leads),
-    _t("dm_sequences", "id agency_id campaign_id name steps status created_at", 4, _dm_sequences),
-    _t("dm_messages", "id sequence_id lead_id direction body sent_at", 320, _dm_messages),
-    _t("dm_deliveries", "id sequence_id lead_id step status delivered_at", 60, _dm_deliveries),
-    _t("webhook_configs", "id agency_id url secret events is_active created_at", 2, _webhook_configs),
-    _t("webhook_deliveries", "id webhook_config_id payload status_code delivered_at", 8, _webhook_deliveries),
-    _t("webhook_endpoints", "id agency_id url created_at", 1, _webhook_endpoints),
-    _t("webhook_logs", "id webhook_endpoint_id payload received_at", 6, _webhook_logs),
-    _t("pods", "id agency_id name created_at", 2, _pods),
-    _t("pod_members", "id pod_id linkedin_account_id joined_at", 6, _pod_members),
-    _t("pod_activities", "id pod_id pod_member_id post_id activity_type created_at", 20, _pod_activities),
-    _t("console_workflows", "id agency_id name definition created_at", 2, _console_workflows),
-    _t("console_prompts", "id agency_id workflow_id name prompt created_at", 4, _console_prompts),
-    _t("campaign_skills", "id campaign_id skill_name config", 4, _campaign_skills),
-    _t("skill_executions", "id campaign_skill_id status input output started_at finished_at", 12, _skill_executions),
-    _t("memories", "id agency_id user_id content metadata created_at", 8, _memories),
-    _t("queue_jobs", "id agency_id job_type payload status run_at", 8, _queue_jobs),
-    _t("notifications", "id agency_id user_id title body read_at created_at", 10, _notifications),
-    _t("processed_comments", "id agency_id comment_id processed_at", 20, _processed_comments),
-    _t("processed_messages", "id agency_id external_message_id processed_at", 10, _processed_messages),
-    _t("triggered_comments", "id agency_id comment_id campaign_id triggered_at", 10, _triggered_comments),
-    _t("pending_connections", "id agency_id linkedin_account_id profile_url requested_at", 6, _pending_connections),
-    _t("connected_accounts", "id agency_id user_id provider external_id connected_at", 3, _connected_accounts),
-    _t("scrape_jobs", "id agency_id target_url status result created_at", 4, _scrape_jobs),
-    _t("email_queue", "id agency_id lead_id to_email subject body status scheduled_at", 10, _email_queue),
-    _t(
-        "email_extraction_reviews",
-        "id agency_id lead_id extracted_email status reviewed_at",
-        6,
-        _email_extraction_reviews,
-    ),
-    _t("unipile_webhook_logs", "id agency_id event payload received_at", 8, _unipile_webhook_logs),
-    _t(
-        "backup_dm_sequences",
-        "id agency_id campaign_id name steps status created_at backed_up_at",
-        3,
-        _backup_dm_sequences,
-    ),
-    _t("campaigns_trigger_word_backup", "id campaign_id trigger_word backed_up_at", 3, _campaigns_trigger_word_backup),
+    _t("agencies", 1, _agencies, scaled=False),
+    _t("users", 5, _users),
+    _t("clients", 8, _clients),
+    _t("chat_sessions", 6, _chat_sessions),
+    _t("chat_messages", 24, _chat_messages),
+    _t("hgc_sessions", 4, _hgc_sessions),
+    _t("hgc_messages", 16, _hgc_messages),
+    _t("brand_cartridges", 2, _brand_cartridges),
+    _t("style_cartridges", 2, _style_cartridges),
+    _t("linkedin_accounts", 3, _linkedin_accounts),
+    _t("campaigns", 4, _campaigns),
+    _t("posts", 30, _posts),
+    _t("comments", 240, _comments),
+    _t("lead_magnets", 4, _lead_magnets),
+    _t("lead_magnet_library", 3, _lead_magnet_library),
+    _t("leads", 160, _leads),
+    _t("dm_sequences", 4, _dm_sequences),
+    _t("dm_messages", 320, _dm_messages),
+    _t("dm_deliveries", 60, _dm_deliveries),
+    _t("webhook_configs", 2, _webhook_configs),
+    _t("webhook_deliveries", 8, _webhook_deliveries),
+    _t("webhook_endpoints", 1, _webhook_endpoints),
+    _t("webhook_logs", 6, _webhook_logs),
+    _t("pods", 2, _pods),
+    _t("pod_members", 6, _pod_members),
+    _t("pod_activities", 20, _pod_activities),
+    _t("console_workflows", 2, _console_workflows),
+    _t("console_prompts", 4, _console_prompts),
+    _t("campaign_skills", 4, _campaign_skills),
+    _t("skill_executions", 12, _skill_executions),
+    _t("memories", 8, _memories),
+    _t("queue_jobs", 8, _queue_jobs),
+    _t("notifications", 10, _notifications),
+    _t("processed_comments", 20, _processed_comments),
+    _t("processed_messages", 10, _processed_messages),
+    _t("triggered_comments", 10, _triggered_comments),
+    _t("pending_connections", 6, _pending_connections),
+    _t("connected_accounts", 3, _connected_accounts),
+    _t("scrape_jobs", 4, _scrape_jobs),
+    _t("email_queue", 10, _email_queue),
+    _t("email_extraction_reviews", 6, _email_extraction_reviews),
+    _t("unipile_webhook_logs", 8, _unipile_webhook_logs),
+    _t("backup_dm_sequences", 3, _backup_dm_sequences),
+    _t("campaigns_trigger_word_backup", 3, _campaigns_trigger_word_backup),
 )
 
 
@@ -1126,24 +1114,28 @@ def _aos_kpi_snapshots(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple
 
 
 UNIFIED_TABLES: tuple[_Table, ...] = (
-    _t("agency", "id name slug domain settings created_at updated_at", 1, _aos_agency, scaled=False),
-    _t("user", "id agency_id email first_name last_name role created_at updated_at", 4, _aos_users),
-    _t("client", "id agency_id name website contact_email stage health_status created_at updated_at", 6, _aos_clients),
-    _t("chat_session", "id agency_id user_id client_id title context created_at updated_at", 4, _aos_chat_sessions),
-    _t("chat_message", "id agency_id session_id role content created_at ai_provider", 16, _aos_chat_messages),
+    _aos("agency", "id name slug domain settings created_at updated_at", 1, _aos_agency, scaled=False),
+    _aos("user", "id agency_id email first_name last_name role created_at updated_at", 4, _aos_users),
+    _aos(
+        "client", "id agency_id name website contact_email stage health_status created_at updated_at", 6, _aos_clients
+    ),
+    _aos("chat_session", "id agency_id user_id client_id title context created_at updated_at", 4, _aos_chat_sessions),
+    _aos("chat_message", "id agency_id session_id role content created_at ai_provider", 16, _aos_chat_messages),
     # RBAC is configuration, not volume: the same matrix at every scale.
-    _t("permission", "id agency_id role resource action created_at", len(PERMISSIONS), _aos_permissions, scaled=False),
-    _t(
+    _aos(
+        "permission", "id agency_id role resource action created_at", len(PERMISSIONS), _aos_permissions, scaled=False
+    ),
+    _aos(
         "cartridge",
         "id agency_id user_id name type app_context config is_active created_at updated_at",
         4,
         _aos_cartridges,
     ),
-    _t("client_assignment", "id agency_id client_id user_id role created_at", 6, _aos_client_assignments),
-    _t("task", "id agency_id client_id assignee_id title status due_date created_at", 10, _aos_tasks),
-    _t("alert", "id agency_id client_id severity message resolved_at created_at", 3, _aos_alerts),
-    _t("document", "id agency_id client_id title url created_at", 5, _aos_documents),
-    _t("kpi_snapshot", "id agency_id client_id metric value captured_on", 12, _aos_kpi_snapshots),
+    _aos("client_assignment", "id agency_id client_id user_id role created_at", 6, _aos_client_assignments),
+    _aos("task", "id agency_id client_id assignee_id title status due_date created_at", 10, _aos_tasks),
+    _aos("alert", "id agency_id client_id severity message resolved_at created_at", 3, _aos_alerts),
+    _aos("document", "id agency_id client_id title url created_at", 5, _aos_documents),
+    _aos("kpi_snapshot", "id agency_id client_id metric value captured_on", 12, _aos_kpi_snapshots),
 )
 
 
@@ -1157,10 +1149,12 @@ def _copy(*, database: str, tables: Sequence[_Table], tenants: Sequence[_Tenant]
         return
     connections[database].ensure_connection()
     raw = connections[database].connection
+    catalog = catalog_read(raw)
     with raw.cursor() as cursor:
         for table in tables:
+            columns = table.columns or catalog.column_names(table.name)
             statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.columns))
+                sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
             )
             try:
                 summary.rows[f"{database}.{table.name}"] += _copy_table(cursor, statement, table, tenants)
@@ -1225,6 +1219,14 @@ def _require_schemas() -> None:
                 raise DemoDataError(f"The {database} database has no {table} table: run `manage.py {command}` first.")
 
 
+def _claim(*, destructive: str | None) -> None:
+    """Only demo and test databases (services/database_marks.py); the refusal is a DemoDataError."""
+    try:
+        demo_databases_claim(destructive=destructive)
+    except DatabaseNotMarked as refusal:
+        raise DemoDataError(str(refusal)) from refusal
+
+
 def _check_scale(scale: float) -> None:
     if not scale > 0:
         raise DemoDataError(f"--scale must be greater than 0 (got {scale}).")
@@ -1240,6 +1242,7 @@ def demo_data_seed(*, agencies: int, scale: float, seed: int) -> DemoSummary:
         raise DemoDataError(f"--agencies must be at least 1 (got {agencies}).")
     _check_scale(scale)
     _require_schemas()
+    _claim(destructive=None)
     plan = _demo_plan(agencies=agencies, scale=scale, seed=seed, taken=_Taken.load())
     return _write(plan)
 
@@ -1248,6 +1251,7 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
     """Add one RevOS-only agency of the given scale (for benchmarks and tests); returns its id."""
     _check_scale(scale)
     _require_schemas()
+    _claim(destructive=None)
     rng = random.Random(f"agency:{seed}")
     base = name or f"{rng.choice(AGENCY_WORDS)} {rng.choice(AGENCY_KINDS)}"
     agency = _revos_agency(key=f"agency:{seed}:{name or ''}", scale=scale, base=base, taken=_Taken.load(), dirty=True)
@@ -1259,6 +1263,8 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
 
 def demo_data_reset() -> None:
     """Empty every tenant table in the RevOS and unified databases, and the migration bookkeeping."""
+    _require_schemas()
+    _claim(destructive="--reset")
     for database in ("revos", "unified"):
         with connections[database].cursor() as cursor:
             cursor.execute(
@@ -1272,14 +1278,8 @@ def demo_data_reset() -> None:
 
 
 def demo_phase0_problems_plant() -> None:
-    """Put the seed's Phase 0 problems back into both databases (migration_jobs.services.phase0)."""
-    try:
-        from migration_jobs.services.phase0 import phase0_problems_plant
-    except ImportError as error:
-        raise DemoDataError(
-            "--with-phase0-problems needs migration_jobs.services.phase0 (phase0_problems_plant), "
-            f"which cannot be imported: {error}"
-        ) from error
+    """Put the seed's Phase 0 problems back into both databases (migration_jobs.demo.phase0)."""
+    _claim(destructive="--with-phase0-problems")
     for database in ("revos", "unified"):
         phase0_problems_plant(database=database)
 

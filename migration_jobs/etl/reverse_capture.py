@@ -1,0 +1,86 @@
+"""Reverse capture: from its cutover on, what changes in an agency's unified rows, for a switch back.
+
+The mechanism is the RevOS change capture (etl/capture.py) installed on the unified database: the
+same SQL objects (sql/unified/0030_reverse_capture.sql is sql/revos/0002_change_capture.sql), the
+same trigger, here on every unified table that RevOS rows go to (the shared ones included), keyed
+by the unified agency id. Its fence is the unified-side fence of a switch back: the apps' writes
+to the agency's rows fail with a message naming it, other agencies write on.
+
+The same correctness argument holds: the agency is registered before unified_db is turned on for
+it, and registering waits until no older unified transaction is left, so every write of the apps
+to its rows from the cutover on is recorded (none can come earlier: RevOS is the agency's source
+until the flag is on, and RevOS is fenced meanwhile).
+
+With it, the rows AudienceOS already had and the agency reused are kept as they were at the
+cutover (controlplane.reverse_baseline), so that a switch back sends back only what changed.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import psycopg
+from psycopg import sql
+
+from migration_jobs.etl import capture, id_map
+from migration_jobs.etl.connections import connect
+from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
+
+BASELINE = sql.SQL("controlplane.reverse_baseline")
+
+
+def unified_captured_tables() -> list[capture.CapturedTable]:
+    """Every unified table a RevOS table goes to; each carries agency_id (the agency its own id)."""
+    targets = dict.fromkeys(entry.target for entry in TABLE_MAPS)
+    return [capture.CapturedTable(t, ("id",) if t == "agency" else ("agency_id",)) for t in targets]
+
+
+def reverse_capture_start(
+    *, source_agency_id: UUID, unified_agency_id: UUID, agency_name: str, wait_seconds: float
+) -> bool:
+    """Record the agency's unified changes from now on, and keep its reused rows as they are now
+    (the baseline a switch back compares with); True if it was not recorded before."""
+    with connect("unified", purpose="reverse-capture") as connection:
+        started = capture.capture_register(
+            connection,
+            agency_id=unified_agency_id,
+            agency_name=agency_name,
+            tables=unified_captured_tables(),
+            wait_seconds=wait_seconds,
+        )
+        _baseline_record(connection, source_agency_id=source_agency_id)
+        return started
+
+
+def _baseline_record(connection: psycopg.Connection, *, source_agency_id: UUID) -> None:
+    connection.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(BASELINE), [source_agency_id])
+    for table in sorted(SHARED_TARGETS):
+        connection.execute(
+            sql.SQL(
+                "INSERT INTO {baseline} (agency_id, table_name, row_id, row_data)"
+                " SELECT %s, %s, t.id, to_jsonb(t) FROM {table} t WHERE t.id IN (SELECT target_id FROM {id_map}"
+                " WHERE agency_id = %s AND target_table = %s AND NOT inserted)"
+            ).format(baseline=BASELINE, table=sql.Identifier(table), id_map=id_map.ID_MAP),
+            [source_agency_id, table, source_agency_id, table],
+        )
+    connection.commit()
+
+
+def reverse_capture_stop(*, source_agency_id: UUID, unified_agency_id: UUID) -> None:
+    """Stop recording (and fencing) the agency's unified rows and forget what was recorded."""
+    with connect("unified", purpose="reverse-capture") as connection:
+        capture.capture_remove(connection, agency_id=unified_agency_id)
+        connection.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(BASELINE), [source_agency_id])
+        connection.commit()
+
+
+def reverse_capture_state(*, unified_agency_id: UUID) -> capture.CaptureState | None:
+    with connect("unified", purpose="reverse-capture") as connection:
+        return capture.capture_state(connection, agency_id=unified_agency_id)
+
+
+def reverse_changes(*, unified_agency_id: UUID) -> dict[str, frozenset[UUID]]:
+    """Unified table -> ids of the agency's rows written since the cutover."""
+    with connect("unified", purpose="reverse-capture") as connection:
+        changed = capture.changes_since(connection, agency_id=unified_agency_id, since=None)
+    return {table: frozenset(UUID(i) for i in ids) for table, ids in changed.items()}

@@ -1,0 +1,177 @@
+"""Where an agency stands with the RevOS fence and the cutover, and putting right what a dead worker left.
+
+RevOS's controlplane.capture_agency says whether an agency is fenced and which run holds the
+fence ("migrationrun:<pk>"). A fence is only ever held by a running cutover or by one that
+succeeded (RevOS stays read-only for a cut-over agency); `fences_reconcile` lifts any other,
+so no agency stays fenced without a run that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from migration_jobs.etl import capture
+from migration_jobs.etl.connections import DatabaseUnreachable, connect
+from migration_jobs.etl.reverse_capture import reverse_capture_stop
+from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.selectors.flags import agency_flag_enabled
+from migration_jobs.services.flags import flags_cache_invalidate
+
+logger = logging.getLogger(__name__)
+OWNER_PREFIX = "migrationrun:"
+Kind, Status = MigrationRun.Kind, MigrationRun.Status
+
+
+def fence_owner(run: MigrationRun) -> str:
+    return f"{OWNER_PREFIX}{run.pk}"
+
+
+def fence_message(link: AgencyLink) -> str:
+    """What a refused RevOS write says: which agency, and where its data lives now."""
+    return (
+        f'Agency "{link.name}" ({link.revos_agency_id}) has moved to the unified database: '
+        "RevOS no longer accepts writes to its rows."
+    )
+
+
+def agency_cut_over(*, link: AgencyLink) -> MigrationRun | None:
+    """The cutover that made the unified database this agency's source of truth, or None
+    (never cut over, or switched back to RevOS since)."""
+    latest = (
+        link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK), status=Status.SUCCEEDED)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
+    return latest if latest is not None and latest.kind == Kind.CUTOVER else None
+
+
+def agency_completed(*, link: AgencyLink) -> MigrationRun | None:
+    """The run that completed this agency's move (no switching back after it), or None."""
+    return link.runs.filter(kind=Kind.COMPLETE, status=Status.SUCCEEDED).order_by("-finished_at", "-id").first()
+
+
+def agency_cut_over_refusal(*, link: AgencyLink, kind: str) -> str | None:
+    """Why a run of this kind would harm a cut-over agency, or None (not cut over, or harmless)."""
+    cutover = agency_cut_over(link=link)
+    # A switch back and Complete are what a cut-over agency is for; their own refusals say the rest.
+    if cutover is None or kind in (Kind.PLAN, Kind.SWITCH_BACK, Kind.COMPLETE):
+        return None
+    who = cutover.requested_by or "a command"
+    when = cutover.finished_at.strftime("%Y-%m-%d %H:%M UTC")
+    consequence = {
+        Kind.MIGRATE: "a migration or catch-up would overwrite the apps' writes there with RevOS's stale rows",
+        Kind.ROLLBACK: "a rollback would delete its rows from the database the apps now use",
+        Kind.CUTOVER: "it is cut over already",
+    }.get(kind, "the unified database is its source of truth")
+    return f"{link.name} was cut over to the unified database on {when} by {who} (run {cutover.pk}): {consequence}."
+
+
+def agency_revos_read_only(*, link: AgencyLink) -> bool:
+    """Does RevOS refuse this agency's writes (a cutover under way or done)? What the flags API tells the apps."""
+    return link.runs.filter(fence_held=True).exists()
+
+
+def fence_lift_for_run(*, run: MigrationRun) -> bool:
+    """Lift the fence this run holds (raises DatabaseUnreachable if RevOS does not answer)."""
+    with connect("revos", purpose="fence") as connection:
+        lifted = capture.fence_lift(connection, agency_id=run.revos_agency_id, owner=fence_owner(run))
+    MigrationRun.objects.filter(pk=run.pk).update(fence_held=False)
+    flags_cache_invalidate()
+    return lifted
+
+
+def cutover_recovery(*, run: MigrationRun) -> tuple[str, str]:
+    """(status, message) for a cutover whose worker died: finished if the switch was made, else undone."""
+    if agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
+        return Status.SUCCEEDED, ""
+    step = next((s["label"] for s in run.steps if s.get("status") == "running"), "an unknown step")
+    return Status.FAILED, (
+        f"The worker stopped during step {step}, before the switch: the fence is lifted and unified_db stays off. "
+        "Nothing was lost; cut over again."
+    )
+
+
+def switch_back_recovery(*, run: MigrationRun) -> tuple[str, str]:
+    """(status, message) for a switch back whose worker died: finished if unified_db was off already
+    (RevOS is the source again), else undone (the unified fence lifted, the agency still cut over)."""
+    link = run.agency_link
+    step = next((s["name"] for s in run.steps if s.get("status") == "running"), "an unknown step")
+    if not agency_flag_enabled(flag_name="unified_db", agency_link=link):
+        agency_reopen_revos(link=link, cutover=agency_cut_over(link=link))
+        return Status.SUCCEEDED, ""
+    with connect("unified", purpose="fence") as connection:
+        capture.fence_lift(connection, agency_id=run.unified_agency_id, owner=fence_owner(run))
+    MigrationRun.objects.filter(pk=run.pk).update(fence_held=False)
+    flags_cache_invalidate()
+    return Status.FAILED, (
+        f"The worker stopped during step {step}, before unified_db was turned off: the unified fence is lifted"
+        " and the agency stays cut over. Nothing was lost; switch back again."
+    )
+
+
+def agency_reopen_revos(*, link: AgencyLink, cutover: MigrationRun | None) -> str:
+    """Once unified_db is off after a switch back: RevOS accepts the agency's writes again and the
+    unified database stops recording them (which lifts its fence too)."""
+    if cutover is not None:
+        fence_lift_for_run(run=cutover)
+    reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+    if link.runs.filter(kind=Kind.SWITCH_BACK, fence_held=True).update(fence_held=False):
+        flags_cache_invalidate()
+    return "RevOS accepts the agency's writes again; the unified database no longer records them"
+
+
+def fences_reconcile(*, link: AgencyLink) -> None:
+    """Lift a fence no live run stands for (its run failed, or its worker died).
+
+    RevOS's fence belongs to the cutover in force (the agency is cut over, or complete) or to a
+    running cutover; the unified fence only to a running switch back. The reverse capture stays
+    only while the agency is cut over, or a cutover or switch back runs.
+    """
+    current = agency_cut_over(link=link)
+    running = link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK), status=Status.RUNNING)
+    owners_ok = {fence_owner(run) for run in running.filter(kind=Kind.CUTOVER)}
+    if current is not None:
+        owners_ok.add(fence_owner(current))
+    try:
+        with connect("revos", purpose="fence") as connection:
+            state = capture.capture_state(connection, agency_id=link.revos_agency_id)
+            if state is not None and state.fenced_at is not None and state.fence_owner not in owners_ok:
+                capture.fence_lift(connection, agency_id=link.revos_agency_id, owner=state.fence_owner)
+                logger.warning("lifted the RevOS fence of %s held by %s, which no longer runs", link, state.fence_owner)
+    except DatabaseUnreachable:
+        logger.warning("RevOS unreachable: the fence of %s is checked at the next request", link)
+        return
+    try:
+        _unified_fence_reconcile(link, keep_capture=current is not None or running.exists(), running=running)
+    except DatabaseUnreachable:
+        logger.warning("unified database unreachable: the fence of %s is checked at the next request", link)
+        return
+    stale = link.runs.filter(fence_held=True).exclude(status__in=(Status.RUNNING, Status.SUCCEEDED))
+    if stale.update(fence_held=False):
+        flags_cache_invalidate()
+
+
+def _unified_fence_reconcile(link: AgencyLink, *, keep_capture: bool, running) -> None:
+    if link.unified_agency_id is None:
+        return
+    with connect("unified", purpose="fence") as connection:
+        state = capture.capture_state(connection, agency_id=link.unified_agency_id)
+        if state is None:
+            return
+        if not keep_capture:
+            capture.capture_remove(connection, agency_id=link.unified_agency_id)
+            logger.warning("stopped the reverse capture of %s, which is not cut over", link)
+        elif state.fenced_at is not None and state.fence_owner not in {fence_owner(r) for r in running}:
+            capture.fence_lift(connection, agency_id=link.unified_agency_id, owner=state.fence_owner)
+            logger.warning("lifted the unified fence of %s held by %s, which no longer runs", link, state.fence_owner)
+
+
+def agency_capture_remove(*, link: AgencyLink) -> None:
+    """Stop capturing the agency's RevOS changes and forget them: its move is complete.
+
+    The fence of a cut-over agency goes with it, so call this only once RevOS no longer serves it.
+    """
+    with connect("revos", purpose="capture") as connection:
+        capture.capture_remove(connection, agency_id=link.revos_agency_id)
+    if link.runs.filter(fence_held=True).update(fence_held=False):
+        flags_cache_invalidate()

@@ -1,0 +1,1 @@
+../revos/0002_change_capture.sql

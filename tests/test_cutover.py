@@ -1,0 +1,487 @@
+"""RevOS change capture, the write fence, capture-based catch-up and the cutover run.
+
+Real RevOS and unified test databases, real RQ workers (in-process, or processes where one is
+killed), a real second PostgreSQL role for the fence.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+
+from migration_jobs.demo.demo import demo_data_seed
+from migration_jobs.etl import capture
+from migration_jobs.etl.connections import connect
+from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.flags import agency_flag_enabled
+from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+from migration_jobs.services.cutover import cutover_run_request, cutover_runs_request_bulk
+from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
+from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.run_control import migration_run_control
+from tests.conftest import database_url, run_worker, start_worker_process
+
+Status, Kind = MigrationRun.Status, MigrationRun.Kind
+FENCE_ERROR = "has moved to the unified database"
+
+
+def revos(statement: str, params=()):
+    with connections["revos"].cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+def unified(statement: str, params=()):
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else None
+
+
+def migrate(link: AgencyLink, **options) -> MigrationRun:
+    run = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None, **options)
+    run_worker("migrations", "verification")
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED, run.error
+    return run
+
+
+def cut_over(link: AgencyLink, reason: str = "going live") -> MigrationRun:
+    run = cutover_run_request(link=link, reason=reason, actor=None)
+    run_worker("migrations")
+    run.refresh_from_db()
+    return run
+
+
+def revos_write_error(agency_id, *, dsn: str | None = None) -> str | None:
+    """Try one update of one of the agency's leads in RevOS, as an app would: the error, or None."""
+    try:
+        with psycopg.connect(dsn or database_url("revos"), autocommit=True) as connection:
+            connection.execute(
+                "UPDATE leads SET name = left(coalesce(name, '') || '+', 200)"
+                " WHERE id = (SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1)",
+                [agency_id],
+            )
+    except psycopg.errors.ReadOnlySqlTransaction as error:
+        return str(error)
+    return None
+
+
+@pytest.fixture
+def agencies(tenant_db, rq_queues, settings) -> tuple[AgencyLink, AgencyLink]:
+    """Two confirmed RevOS agencies; the first migrated and verified, ready for cutover."""
+    settings.CUTOVER_DRAIN_TIMEOUT_SECONDS = 5
+    # The seed flag (a transactional test elsewhere may have flushed the data migration's row).
+    FeatureFlag.objects.update_or_create(
+        name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
+    )
+    demo_data_seed(agencies=3, scale=1, seed=5)
+    agency_links_sync()
+    links = []
+    for link in AgencyLink.objects.order_by("name")[:2]:
+        links.append(
+            agency_link_confirm(
+                link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None
+            )
+        )
+    migrate(links[0])
+    return links[0], links[1]
+
+
+# --- capture -----------------------------------------------------------------------------------
+
+
+def test_capture_records_the_agencys_rows_children_through_parents_and_no_other_agencys(agencies):
+    link, other = agencies
+    agency = link.revos_agency_id
+    revos("UPDATE leads SET name = 'w1' WHERE agency_id IN (%s, %s)", [agency, other.revos_agency_id])
+    revos(
+        "UPDATE skill_executions SET status = status WHERE campaign_skill_id IN (SELECT s.id FROM campaign_skills s"
+        " JOIN campaigns c ON c.id = s.campaign_id WHERE c.agency_id IN (%s, %s))",
+        [agency, other.revos_agency_id],
+    )
+    captured = revos(
+        "SELECT table_name, agency_id, count(DISTINCT row_id) FROM controlplane.change_log GROUP BY 1, 2 ORDER BY 1"
+    )
+    leads = revos("SELECT count(*) FROM leads WHERE agency_id = %s", [agency])[0][0]
+    executions = revos(
+        "SELECT count(*) FROM skill_executions e JOIN campaign_skills s ON s.id = e.campaign_skill_id"
+        " JOIN campaigns c ON c.id = s.campaign_id WHERE c.agency_id = %s",
+        [agency],
+    )[0][0]
+    assert captured == [("leads", agency, leads), ("skill_executions", agency, executions)]
+
+
+def test_a_catch_up_reads_only_the_changed_rows_and_the_full_reread_stays_available(agencies):
+    link, _ = agencies
+    agency = link.revos_agency_id
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1", [agency])[0][0]
+    revos("UPDATE leads SET status = 'contacted' WHERE id = %s", [lead])
+    comment = revos(
+        "SELECT c.id FROM comments c JOIN posts p ON p.id = c.post_id WHERE p.agency_id = %s"
+        " AND NOT EXISTS (SELECT 1 FROM triggered_comments t WHERE t.comment_id = c.id)"
+        " AND NOT EXISTS (SELECT 1 FROM processed_comments t WHERE t.comment_id = c.id) LIMIT 1",
+        [agency],
+    )[0][0]
+    revos("DELETE FROM comments WHERE id = %s", [comment])
+    run = migrate(link)
+    assert run.status_note == "Caught up from the RevOS change capture: 2 changed rows."
+    touched = {table for table, outcome in run.report.items() if outcome["source_rows"] or outcome["deleted"]}
+    assert touched == {"leads", "comments"}
+    assert run.report["leads"]["updated"] == 1 and run.report["comments"]["deleted"] == 1
+    assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("contacted",)]
+    assert unified("SELECT count(*) FROM comment WHERE id = %s", [comment]) == [(0,)]
+    # Nothing changed since: the next catch-up reads nothing.
+    assert migrate(link).status_note == "Caught up from the RevOS change capture: 0 changed rows."
+    full = migrate(link, full_reread=True)
+    assert full.status_note == "" and full.report["leads"]["source_rows"] > 1
+
+
+def test_registration_waits_for_an_older_transaction_and_names_it(agencies):
+    _, other = agencies
+    with psycopg.connect(database_url("revos"), application_name="app-writer") as app:
+        app.execute("UPDATE leads SET name = 'w2' WHERE agency_id = %s", [other.revos_agency_id])  # still open
+        with connect("revos") as control, pytest.raises(capture.TransactionsStillOpen, match="app-writer"):
+            capture.capture_register(
+                control,
+                agency_id=other.revos_agency_id,
+                agency_name=other.name,
+                tables=capture.revos_captured_tables(),
+                wait_seconds=0.5,
+            )
+
+
+# --- the fence ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_role(agencies):
+    """A non-superuser login role with the rights an app has on RevOS's tables (not on controlplane)."""
+    revos("DROP ROLE IF EXISTS revos_app_test")
+    revos("CREATE ROLE revos_app_test LOGIN PASSWORD 'app'")
+    revos("GRANT USAGE ON SCHEMA public TO revos_app_test")
+    revos("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO revos_app_test")
+    revos("ALTER TABLE leads NO FORCE ROW LEVEL SECURITY")
+    revos("CREATE POLICY app_all ON leads TO revos_app_test USING (true) WITH CHECK (true)")
+    yield database_url("revos").replace("postgres://postgres@", "postgres://revos_app_test:app@")
+    revos("DROP POLICY app_all ON leads")
+    revos("DROP OWNED BY revos_app_test")
+    revos("DROP ROLE revos_app_test")
+
+
+def test_the_fence_holds_for_an_app_role_and_the_owner_and_names_the_agency(agencies, app_role):
+    link, other = agencies
+    with connect("revos") as control:
+        capture.fence_set(
+            control,
+            agency_id=link.revos_agency_id,
+            owner="test",
+            message=f'Agency "{link.name}" has moved to the unified database',
+        )
+        for dsn in (app_role, None):  # the app's role, then the owner (a superuser here)
+            assert f'Agency "{link.name}" {FENCE_ERROR}' in (revos_write_error(link.revos_agency_id, dsn=dsn) or "")
+            assert revos_write_error(other.revos_agency_id, dsn=dsn) is None
+        # The control plane's own work passes, and is not recorded as a change.
+        before = revos("SELECT count(*) FROM controlplane.change_log")[0][0]
+        capture.fence_bypass(control)
+        control.execute("UPDATE leads SET name = 'w7' WHERE agency_id = %s", [link.revos_agency_id])
+        control.commit()
+        assert revos("SELECT count(*) FROM controlplane.change_log")[0][0] == before
+        # Setting the bypass by hand, without the key only the control plane can read, does not.
+        with psycopg.connect(app_role) as app, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            app.execute("SELECT set_config('controlplane.fence_bypass', 'guess', true)")
+            app.execute("DELETE FROM leads WHERE agency_id = %s", [link.revos_agency_id])
+        capture.fence_lift(control, agency_id=link.revos_agency_id)
+    assert revos_write_error(link.revos_agency_id) is None
+
+
+# --- the cutover -------------------------------------------------------------------------------
+
+
+def verified(link: AgencyLink) -> AgencyLink:
+    from migration_jobs.services.verification import verification_run_request
+
+    verification_run_request(link=link, actor=None)
+    run_worker("verification")
+    return link
+
+
+def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, client, admin_user):
+    link, other = agencies
+    verified(link)
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1", [link.revos_agency_id])[0][0]
+    revos("UPDATE leads SET status = 'converted' WHERE id = %s", [lead])  # after the verification
+    run = cut_over(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert [s["status"] for s in run.steps] == ["done"] * 6
+    assert all(s["seconds"] is not None for s in run.steps)
+    assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("converted",)]
+    assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    assert f'Agency "{link.name}" ({link.revos_agency_id}) {FENCE_ERROR}' in revos_write_error(link.revos_agency_id)
+    assert revos_write_error(other.revos_agency_id) is None
+    assert agency_revos_read_only(link=link) and not agency_revos_read_only(link=other)
+    assert run.report["window_seconds"] < 30
+    client.force_login(admin_user)
+    page = client.get(f"/admin/migration_jobs/agencylink/{link.pk}/change/").content.decode()
+    assert "Cut over on" in page and "by a command" in page
+
+
+def test_the_flags_api_says_the_agency_is_read_only_while_fenced(agencies, client, settings):
+    settings.FLAGS_API_TOKEN = "token"
+    link, _ = agencies
+    cut_over(verified(link))
+    answer = client.get(f"/api/flags/{link.revos_agency_id}/", HTTP_AUTHORIZATION="Bearer token").json()
+    assert answer["revos_read_only"] is True and answer["flags"]["unified_db"] is True
+
+
+def assert_undone(run: MigrationRun, link: AgencyLink, step: str) -> None:
+    run.refresh_from_db()
+    assert run.status in (Status.FAILED, Status.CANCELLED)
+    assert step in (run.error or run.status_note), (run.error, run.status_note)
+    assert "unified_db stays off" in (run.error or run.status_note)
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    assert revos_write_error(link.revos_agency_id) is None, "the fence is lifted"
+    assert not agency_revos_read_only(link=link)
+
+
+def test_a_failed_delta_verification_lifts_the_fence_and_leaves_unified_db_off(agencies):
+    link, _ = agencies
+    verified(link)
+    # A unified row lost behind the migration's back: the counts check of the cutover catches it.
+    unified("DELETE FROM pod_activity WHERE id = (SELECT id FROM pod_activity WHERE agency_id = %s LIMIT 1)",
+            [link.unified_agency_id])  # fmt: skip
+    run = cut_over(link)
+    assert_undone(run, link, "Delta verification")
+    assert "counts pod_activities" in run.error
+
+
+def test_revos_down_during_the_catch_up_fails_the_cutover_and_a_later_request_lifts_the_fence(agencies, monkeypatch):
+    from django.conf import settings
+
+    from migration_jobs.etl import catch_up
+    from migration_jobs.etl.connections import DatabaseUnreachable
+
+    link, _ = agencies
+    verified(link)
+
+    def unreachable(*args, **kwargs):
+        raise DatabaseUnreachable("The revos database (test) cannot be reached: connection refused")
+
+    monkeypatch.setattr(catch_up, "connect", unreachable)
+    run = cut_over(link)
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and "Final catch-up" in run.error and "cannot be reached" in run.error
+    assert_undone(run, link, "Final catch-up")
+    assert settings.CUTOVER_DRAIN_TIMEOUT_SECONDS == 5
+
+
+def test_a_transaction_older_than_the_fence_past_the_drain_limit_aborts_the_cutover(agencies, settings):
+    link, _ = agencies
+    verified(link)
+    settings.CUTOVER_DRAIN_TIMEOUT_SECONDS = 0.5
+    with psycopg.connect(database_url("revos"), application_name="slow-app") as app:
+        app.execute("UPDATE leads SET name = 'w3' WHERE agency_id = %s", [link.revos_agency_id])  # open, uncommitted
+        run = cut_over(link)
+        app.rollback()
+    assert_undone(run, link, "Drain older transactions")
+    assert "slow-app" in run.error
+
+
+def test_cancel_during_the_drain_lifts_the_fence(agencies, settings):
+    link, _ = agencies
+    verified(link)
+    settings.CUTOVER_DRAIN_TIMEOUT_SECONDS = 60
+    with psycopg.connect(database_url("revos"), application_name="slow-app") as app:
+        app.execute("UPDATE leads SET name = 'w3' WHERE agency_id = %s", [link.revos_agency_id])
+        run = cutover_run_request(link=link, reason="go", actor=None)
+
+        def cancel_when_draining():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                run.refresh_from_db()
+                if run.current_table == "Drain older transactions":
+                    migration_run_control(run=run, control="cancel", actor=None)
+                    return
+                time.sleep(0.05)
+
+        canceller = threading.Thread(target=cancel_when_draining)
+        canceller.start()
+        run_worker("migrations")
+        canceller.join()
+        app.rollback()
+    assert_undone(run, link, "Drain older transactions")
+    run.refresh_from_db()
+    assert run.status == Status.CANCELLED
+
+
+def test_a_worker_killed_mid_cutover_leaves_nothing_fenced_after_the_next_request(agencies, settings):
+    link, _ = agencies
+    verified(link)
+    with psycopg.connect(database_url("revos"), application_name="slow-app") as app:
+        app.execute("UPDATE leads SET name = 'w3' WHERE agency_id = %s", [link.revos_agency_id])
+        run = cutover_run_request(link=link, reason="go", actor=None)
+        worker = start_worker_process(
+            "migrations", "--worker-class", "rq.worker.SimpleWorker", CUTOVER_DRAIN_TIMEOUT_SECONDS="120"
+        )
+        deadline = time.monotonic() + 60
+        while not MigrationRun.objects.filter(pk=run.pk, fence_held=True).exists():
+            assert time.monotonic() < deadline, "the cutover fenced RevOS"
+            time.sleep(0.05)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        app.rollback()
+    assert revos_write_error(link.revos_agency_id) is not None, "killed while fenced"
+    # The next request on the agency finds the run dead: undone, fence lifted, then queued anew.
+    again = cutover_run_request(link=link, reason="again", actor=None)
+    assert_undone(run, link, "Drain older transactions")
+    run_worker("migrations")
+    again.refresh_from_db()
+    assert again.status == Status.SUCCEEDED, again.error
+
+
+# --- after the cutover -------------------------------------------------------------------------
+
+
+def test_after_cutover_migrate_catch_up_rollback_are_refused_everywhere_and_app_writes_survive(
+    agencies, client, admin_user
+):
+    link, _ = agencies
+    assert cut_over(verified(link)).status == Status.SUCCEEDED
+    lead = unified("SELECT id FROM lead WHERE agency_id = %s ORDER BY id LIMIT 1", [link.unified_agency_id])[0][0]
+    unified("UPDATE lead SET name = 'app wrote this' WHERE id = %s", [lead])  # an app write in unified
+    for kind in (Kind.MIGRATE, Kind.ROLLBACK):
+        with pytest.raises(RunRefused, match=r"was cut over to the unified database on .* by a command"):
+            migration_run_request(link=link, kind=kind, actor=None)
+    with pytest.raises(RunRefused, match="is cut over already"):
+        cutover_run_request(link=link, reason="again", actor=None)
+    for command in ("migrate_agency", "rollback_agency"):
+        with pytest.raises(CommandError, match="was cut over"):
+            call_command(command, str(link.revos_agency_id), "--sync")
+    assert migration_runs_request_bulk(links=[link], actor=None).skipped[0][1].startswith(link.name)
+    assert cutover_runs_request_bulk(links=[link], reason="bulk", actor=None).skipped
+    client.force_login(admin_user)
+    for action in ("migrate", "rollback"):
+        response = client.post(f"/admin/migration_jobs/agencylink/{link.pk}/action/{action}/", follow=True)
+        assert "was cut over" in response.content.decode()
+    response = client.post(f"/admin/migration_jobs/agencylink/{link.pk}/cutover/", {"reason": "x"}, follow=True)
+    assert "cut over already" in response.content.decode()
+    run_worker("migrations", "verification")
+    assert unified("SELECT name FROM lead WHERE id = %s", [lead]) == [("app wrote this",)]
+    assert agency_cut_over(link=link) is not None
+    assert MigrationRun.objects.filter(agency_link=link).exclude(kind=Kind.CUTOVER).count() == 1
+
+
+# --- the concurrent writer ---------------------------------------------------------------------
+
+
+def wait_until(condition, *, timeout: float = 60, what: str):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _still_running(link: AgencyLink) -> bool:
+    from migration_jobs.services.migration import migration_runs_reconcile
+
+    migration_runs_reconcile(link=link)
+    return link.runs.filter(status=Status.RUNNING).exists()
+
+
+def writer_log(path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_concurrent_writer_through_migrate_kill_resume_catch_ups_and_cutover_loses_nothing(
+    tenant_db, rq_queues, settings, tmp_path
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from migration_jobs.services.verification import verification_run_request
+
+    FeatureFlag.objects.update_or_create(
+        name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
+    )
+    settings.MIGRATION_BATCH_SIZE = 50
+    demo_data_seed(agencies=3, scale=2, seed=23)
+    agency_links_sync()
+    link, other = (
+        agency_link_confirm(link=lk, kind=lk.suggested_kind, unified_agency_id=lk.suggested_agency_id, actor=None)
+        for lk in AgencyLink.objects.order_by("name")[:2]
+    )
+    migrate(other)  # the second agency is captured too: its rows pass the same trigger
+    log, control = tmp_path / "writes.jsonl", tmp_path / "control"
+    control.mkdir()
+    writer = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("concurrent_writer.py")), database_url("revos"), str(log),
+         str(control), str(link.revos_agency_id), str(other.revos_agency_id)]
+    )  # fmt: skip
+    try:
+        # The first migration, killed mid-way by SIGKILL, then resumed, while the app writes.
+        run = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+        worker = start_worker_process(
+            "migrations", "--worker-class", "rq.worker.SimpleWorker", MIGRATION_BATCH_SIZE="20"
+        )
+        wait_until(lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=300).exists(), what="progress")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        # PostgreSQL ends the dead worker's sessions (and its lock) once it notices; then Resume.
+        wait_until(lambda: not _still_running(link), what="the killed run to be recognised as dead")
+        migrate(link)  # resumes from the checkpoints
+        migrate(link)  # catch-ups from the capture
+        migrate(link)
+        # A full verification needs a quiet moment; the cutover itself does not.
+        (control / "pause").touch()
+        wait_until(lambda: (control / "paused").exists(), what="the writer to pause")
+        migrate(link)
+        verification = verification_run_request(link=link, actor=None)
+        run_worker("verification")
+        verification.refresh_from_db()
+        assert verification.verdict == "pass"
+        (control / "pause").unlink()
+        wait_until(lambda: len(writer_log(log)) > 0 and not (control / "paused").exists(), what="writes again")
+        written = len(writer_log(log))
+        wait_until(lambda: len(writer_log(log)) > written + 100, what="writes after the verification")
+        cutover = cut_over(link)
+        assert cutover.status == Status.SUCCEEDED, cutover.error
+        after = len(writer_log(log))
+        wait_until(lambda: len(writer_log(log)) > after + 100, what="writes after the cutover")
+    finally:
+        (control / "stop").touch()
+        writer.wait(timeout=30)
+
+    entries = writer_log(log)
+    mine = [e for e in entries if e["agency"] == str(link.revos_agency_id)]
+    theirs = [e for e in entries if e["agency"] == str(other.revos_agency_id)]
+    assert theirs and all(e["ok"] for e in theirs), "the second agency was never refused"
+    refused = [e for e in mine if not e["ok"]]
+    assert refused, "writes after the cutover were refused"
+    assert all(e["sqlstate"] == "25006" and FENCE_ERROR in e["error"] and link.name in e["error"] for e in refused)
+    assert all(e["n"] > max(a["n"] for a in mine if a["ok"]) for e in refused), "nothing refused before the fence"
+    # Every acknowledged write of the agency is in the unified database, as its last one left it.
+    final: dict[tuple[str, str], str | None] = {}
+    for e in mine:
+        if e["ok"]:
+            final[(e["table"], e["id"])] = None if e["op"] == "delete" else e["value"]
+    for (table, row_id), value in final.items():
+        target, column = {"leads": ("lead", "name"), "comments": ("comment", "content")}[table]
+        rows = unified(f"SELECT {column} FROM {target} WHERE id = %s", [row_id])
+        assert rows == ([] if value is None else [(value,)]), (table, row_id, value)
+    # And the whole agency equals RevOS's final state, table by table (content checksums).
+    final_check = verification_run_request(link=link, actor=None)
+    run_worker("verification")
+    final_check.refresh_from_db()
+    failing = list(final_check.results.exclude(status="pass").values_list("check_name", "table_name", "actual"))
+    assert final_check.verdict == "pass", failing
