@@ -149,7 +149,7 @@ MIGRATION_WRITERS = env.int("MIGRATION_WRITERS", default=0)
 VERIFICATION_WORKERS = env.int("VERIFICATION_WORKERS", default=0)
 # A table with more source rows than this is written by every writer at once, each an id range
 # with its own checkpoint (a 1M-row agency is mostly a few tables).
-MIGRATION_SPLIT_ROWS = env.int("MIGRATION_SPLIT_ROWS", default=200_000)
+MIGRATION_SPLIT_ROWS = env.int("MIGRATION_SPLIT_ROWS", default=100_000)
 for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS", "MIGRATION_SPLIT_ROWS"):
     if globals()[_name] < 0:
         raise ImproperlyConfigured(

@@ -173,7 +173,7 @@ class AgencyMigration:
     # etl/catch_up.py); None re-reads every row of the agency.
     changed_ids: dict[str, list[str]] | None = None
     writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
-    split_rows: int = 200_000  # a table with more rows is written by all the writers, in id ranges
+    split_rows: int = 100_000  # a table with more rows is written by all the writers, in id ranges
     state: RunState = field(default_factory=RunState, init=False, repr=False)
 
     def run(self) -> MigrationReport:
