@@ -29,7 +29,7 @@ from benchmarks.databases import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_VARS = ("DATABASE_URL", "UNIFIED_DATABASE_URL", "REVOS_DATABASE_URL")
 QUEUES = ("migrations", "verification")
-QUICK = {"rows": 100_000, "sizes": (10_000, 50_000, 100_000), "clients": 100_000}
+QUICK = {"rows": 100_000, "sizes": (10_000, 50_000, 100_000), "clients": 100_000, "rls_leads": 100_000}
 
 
 class BenchRefused(Exception):
@@ -66,6 +66,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         default=3,
         help="times each throughput figure is measured; the report gives the median and spread (default 3)",
     )
+    parser.add_argument(
+        "--rls-leads", type=_count, help="unified leads for the RLS read cost (default 1M; --quick 100k)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a first look in a few minutes")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds a worker may run before it is killed")
@@ -80,13 +83,18 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 def _options(args: argparse.Namespace):
     from benchmarks.runner import DEFAULT_SIZES, BenchOptions
 
-    defaults = QUICK if args.quick else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000}
+    defaults = (
+        QUICK
+        if args.quick
+        else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000, "rls_leads": 1_000_000}
+    )
     return BenchOptions(
         rows=args.rows or defaults["rows"],
         sizes=args.sizes or defaults["sizes"],
         clients=args.clients or defaults["clients"],
         requests=args.requests,
         repeats=args.repeats,
+        rls_leads=args.rls_leads or defaults["rls_leads"],
         seed=args.seed,
         timeout=args.timeout,
         log_dir=args.out.parent / "logs",

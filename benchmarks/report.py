@@ -28,6 +28,9 @@ TARGETS = (
     ("verification_vs_migration_time", "verification / migration wall time", "<= 0.2", lambda v: v <= 0.2),
     ("rss_max_over_min", "worker peak RSS max / min over sizes", "<= 1.2", lambda v: v <= 1.2),
     ("changelist_p95_ms", "changelist p95 (ms)", "< 300", lambda v: v < 300),
+    ("rls_read_vs_owner", "RLS read p95 authenticated / owner", "<= 1.5", lambda v: v <= 1.5),
+    ("cutover_window_seconds", "cutover write downtime (s)", "<= 5", lambda v: v <= 5),
+    ("cutover_window_vs_full_catch_up", "cutover window / full re-read catch-up", "<= 0.1", lambda v: v <= 0.1),
 )
 REPEATED_RATIOS = ("migration_vs_baseline", "migration_vs_baseline_fk", "migration_vs_pgloader")
 
@@ -59,7 +62,18 @@ def report_evaluate(report: dict) -> dict:
         r["verification_vs_migration_time_is_lower_bound"] for r in per_repeat
     )
     ratios["rss_max_over_min"] = _rss_ratio(report["memory"]["sizes"])
-    figures = {**ratios, "changelist_p95_ms": report["changelist"]["p95_ms"]}
+    cutover = report.get("cutover", {})
+    window = cutover.get("cutover", {}).get("window_seconds")
+    ratios["cutover_window_vs_full_catch_up"] = _ratio(window, cutover.get("full_catch_up", {}).get("seconds"))
+    ratios["capture_catch_up_vs_full_catch_up"] = _ratio(
+        cutover.get("capture_catch_up", {}).get("seconds"), cutover.get("full_catch_up", {}).get("seconds")
+    )
+    overhead = cutover.get("capture_overhead", {})
+    ratios["writes_with_capture_vs_without"] = _ratio(
+        overhead.get("with_capture_rows_per_second"), overhead.get("without_capture_rows_per_second")
+    )
+    ratios["rls_read_vs_owner"] = report["rls_read"]["authenticated_vs_owner_p95"]
+    figures = {**ratios, "changelist_p95_ms": report["changelist"]["p95_ms"], "cutover_window_seconds": window}
     targets = []
     for key, label, wanted, test in TARGETS:
         value = figures[key]
@@ -137,11 +151,34 @@ def _memory_lines(report: dict) -> list[str]:
     return lines
 
 
+def _cutover_lines(report: dict) -> list[str]:
+    cutover = report.get("cutover", {})
+    if cutover.get("status") != "measured":
+        return [f"cutover: {cutover.get('status', 'not run')}"]
+    run, ratios, overhead = cutover["cutover"], report["ratios"], cutover["capture_overhead"]
+    capture_catch_up, full = cutover["capture_catch_up"], cutover["full_catch_up"]
+    return [
+        f"cutover ({cutover['changes']:,} rows changed before each step): {run['status']},"
+        f" write downtime (fence to switch) {_number(run.get('window_seconds'), 2)} s,"
+        f" final catch-up {_number(run.get('catch_up_seconds'), 2)} s ({_number(run.get('changed_rows'))} rows)",
+        "  steps (s): " + ", ".join(f"{name} {_number(sec, 2)}" for name, sec in run.get("steps", {}).items()),
+        f"catch-up from the capture {_number(capture_catch_up['seconds'], 2)} s vs full re-read"
+        f" {_number(full['seconds'], 2)} s (ratio {_number(ratios['capture_catch_up_vs_full_catch_up'], 3)})",
+        f"RevOS single-row writes: {_number(overhead['without_capture_rows_per_second'])} rows/s without capture,"
+        f" {_number(overhead['with_capture_rows_per_second'])} with"
+        f" (ratio {_number(ratios['writes_with_capture_vs_without'], 2)}, {overhead['writes']} writes each)",
+    ]
+
+
 def _problem_lines(report: dict) -> list[str]:
     """Anything that makes a figure missing or suspect, said next to the figures."""
     lines = []
     for name in ("pgloader", "migration", "verification"):
         if error := report[name].get("error") or report[name].get("output"):
+            lines.append(f"{name}: {error.strip()}")
+    cutover = report.get("cutover", {})
+    for name in ("capture_catch_up", "full_catch_up", "cutover"):
+        if error := cutover.get(name, {}).get("error"):
             lines.append(f"{name}: {error.strip()}")
     if report["verification"].get("not_passed"):
         lines.append(f"verification checks not passed: {', '.join(report['verification']['not_passed'])}")
@@ -178,6 +215,16 @@ def _reverse_capture_lines(report: dict) -> list[str]:
     ]
 
 
+def _rls_read_lines(report: dict) -> list[str]:
+    rls = report["rls_read"]
+    return [
+        f"RLS read cost, {rls['leads']:,} leads over {rls['agencies']} agencies ({rls['agency_leads']:,} in the one"
+        f" read), a page of 50 by created_at and the count, {rls['requests']} requests each:",
+        f"  authenticated with claims p50 {rls['authenticated']['p50_ms']} ms, p95 {rls['authenticated']['p95_ms']} ms;"
+        f" owner p50 {rls['owner']['p50_ms']} ms, p95 {rls['owner']['p95_ms']} ms",
+    ]
+
+
 def report_table(report: dict) -> str:
     """The human summary: throughput, targets, memory per agency size, changelist latency."""
     machine, changelist = report["machine"], report["changelist"]
@@ -205,6 +252,9 @@ def report_table(report: dict) -> str:
             "",
             f"changelist, {changelist['clients']:,} clients, filtered app_context=revos, "
             f"{changelist['requests']} requests: p50 {changelist['p50_ms']} ms, p95 {changelist['p95_ms']} ms",
+            *_rls_read_lines(report),
+            "",
+            *_cutover_lines(report),
             "",
             *_reverse_capture_lines(report),
             "",

@@ -57,6 +57,9 @@ def reverse_capture_measure(*, agency_id: uuid.UUID, writes: int = 3000, repeats
     """Writes/s of another agency's rows without the trigger, with it idle, and with an agency captured."""
     tables = unified_captured_tables()
     with connect("unified", purpose="benchmark") as connection:
+        if connection.execute("SELECT count(*) FROM controlplane.capture_agency").fetchone()[0]:
+            connection.rollback()
+            return {"status": "not run: an agency is captured on the unified database already"}
         for table in ("client", "lead"):  # the agency's rows to update, if it has none of its own
             if not connection.execute(f"SELECT 1 FROM {table} WHERE agency_id = %s LIMIT 1", [agency_id]).fetchone():
                 connection.execute(
@@ -84,6 +87,7 @@ def reverse_capture_measure(*, agency_id: uuid.UUID, writes: int = 3000, repeats
             capture.capture_triggers_remove(connection, tables=tables)
     without, idle, captured = (round(writes / statistics.median(seconds[k])) for k in ("without", "idle", "captured"))
     return {
+        "status": "ok",
         "writes": writes,
         "repeats": repeats,
         "without_trigger_per_second": without,

@@ -15,12 +15,14 @@ from django.conf import settings
 
 from benchmarks.baseline import baseline_measure
 from benchmarks.changelist import changelist_measure
+from benchmarks.cutover import cutover_measure
 from benchmarks.machine import code_describe, machine_describe
 from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
 from benchmarks.repeats import measurement_summary
 from benchmarks.report import report_evaluate
 from benchmarks.reverse_capture import reverse_capture_measure
+from benchmarks.rls_read import rls_read_measure
 from benchmarks.workload import bench_agency_seed, unified_reset
 from migration_jobs.etl.parallel import parallelism
 
@@ -53,7 +55,11 @@ class BenchOptions:
     repeats: int = 3  # of the baseline, pgloader, migration and verification measurements
     seed: int = 7
     capture_writes: int = 3000  # single-row transactions per set-up of the reverse capture measurement
+    rls_leads: int = 1_000_000  # unified leads for the RLS read cost, over rls_agencies agencies
+    rls_agencies: int = 50
     timeout: float = 3600  # seconds one worker may run before it is killed
+    changes: int = 1000  # RevOS rows changed before each catch-up and the cutover
+    writes: int = 2000  # single-row updates in each capture-overhead loop
     log_dir: Path = field(default_factory=lambda: Path("bench-results"))
 
 
@@ -99,8 +105,29 @@ def _reverse_capture_measure(*, agency_id: UUID, migrated: dict, writes: int, sa
         return {"status": "not run: the migration did not succeed"}
     say("reverse capture: another agency's unified writes without the trigger, with it idle, with an agency captured")
     figures = reverse_capture_measure(agency_id=agency_id, writes=writes)
+    if figures["status"] != "ok":
+        return figures
     say(f"reverse capture: {figures['captured_vs_without']}x the writes/s while another agency is captured")
-    return {"status": "ok", **figures}
+    return figures
+
+
+def _cutover_measure(*, agency_id: UUID, options: BenchOptions, main: tuple[dict, dict], worker_env, say: Say) -> dict:
+    """The cutover of the main agency, once it is migrated and verified (else: why not)."""
+    migration, verification = main
+    if migration["status"] != "succeeded" or verification["verdict"] != "pass":
+        return {"status": "not run: the migration or its verification did not succeed"}
+    say(f"cutover: capture overhead, catch-ups of {options.changes:,} changed rows, the cutover")
+    figures = cutover_measure(
+        agency_id=agency_id,
+        worker_env=worker_env,
+        log_dir=options.log_dir,
+        timeout=options.timeout,
+        changes=options.changes,
+        writes=options.writes,
+    )
+    cutover = figures["cutover"]
+    say(f"cutover {cutover['status']}: write downtime {cutover.get('window_seconds')} s")
+    return {"status": "measured", **figures}
 
 
 def _size_entry(requested: int, migration: dict, verification: dict) -> dict:
@@ -176,12 +203,20 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     for name in MEASUREMENTS:
         report[name] = measurement_summary([repeat[name] for repeat in report["repeats"]])
     main = report["migration"], report["verification"]
+    # Before the cutover: it starts the reverse capture of this agency, whose writes are measured here.
     report["reverse_capture"] = _reverse_capture_measure(
         agency_id=agency_id, migrated=main[0], writes=options.capture_writes, say=say
+    )
+    report["cutover"] = _cutover_measure(
+        agency_id=agency_id, options=options, main=main, worker_env=worker_env, say=say
     )
     report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")
     report["changelist"] = changelist_measure(clients=options.clients, requests=options.requests)
+    say(f"RLS read cost: {options.rls_leads:,} leads over {options.rls_agencies} agencies")
+    report["rls_read"] = rls_read_measure(
+        leads=options.rls_leads, agencies=options.rls_agencies, requests=options.requests
+    )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report.update(report_evaluate(report))

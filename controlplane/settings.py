@@ -240,6 +240,10 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["run_context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # Django gives its `django` logger a console handler of its own (with DEBUG on) and lets records
+    # propagate to the root too, so every django.* line was printed twice: only the root prints here.
+    # (`django.server`, runserver's request lines, keeps Django's handler and does not propagate.)
+    "loggers": {"django": {"handlers": [], "level": "INFO", "propagate": True}},
 }
 
 # The flag read API's per-agency answers are cached here; every flag change bumps a version key.

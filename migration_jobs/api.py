@@ -11,7 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from migration_jobs.selectors.flags import APP_CONTEXTS, agency_resolve, flags_for_agency_cached
-from migration_jobs.services.fence import agency_revos_read_only
+from migration_jobs.services.fence import agency_revos_read_only, agency_unified_read_only
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -57,6 +57,14 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     flags = flags_for_agency_cached(agency=agency, app_context=app_context)
     # True while RevOS refuses the agency's writes (a cutover fenced it): the apps show it read-only.
     read_only = agency.link is not None and agency_revos_read_only(link=agency.link)
+    # True while the unified database refuses them (a switch back fenced it).
+    unified_read_only = agency.link is not None and agency_unified_read_only(link=agency.link)
     return JsonResponse(
-        {"agency_id": str(parsed_id), "app_context": app_context, "flags": flags, "revos_read_only": read_only}
+        {
+            "agency_id": str(parsed_id),
+            "app_context": app_context,
+            "flags": flags,
+            "revos_read_only": read_only,
+            "unified_read_only": unified_read_only,
+        }
     )

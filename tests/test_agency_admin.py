@@ -184,7 +184,7 @@ def test_progress_shows_an_eta_and_the_live_inserted_row_count(agencies):
     assert progress["migrated_rows"] == 0 and progress["eta"] == ""
 
 
-def test_run_list_links_each_run_to_its_job_and_the_dashboard_is_superusers_only(agencies):
+def test_run_list_links_each_run_to_its_job_and_the_dashboard_needs_its_own_permission(agencies):
     link = agencies.first()
     call_command("link_agency", str(link.revos_agency_id), "--new")
     call_command("migrate_agency", str(link.revos_agency_id), "--sync")
@@ -193,7 +193,8 @@ def test_run_list_links_each_run_to_its_job_and_the_dashboard_is_superusers_only
     assert response.status_code == 200
     job_url = reverse("django_rq:job_detail", args=[0, f"agency-{link.revos_agency_id}"])
     assert job_url in response.content.decode()
-    assert client.get(reverse("django_rq:home")).status_code == 302, "staff is sent to log in as a superuser"
+    assert client.get(reverse("django_rq:home")).status_code == 403, "staff without 'view the job queues'"
+    assert staff("view_job_queues").get(reverse("django_rq:home")).status_code == 200
     superuser = User.objects.create_superuser("root", password="x")
     client.force_login(superuser)
     assert client.get(reverse("django_rq:home")).status_code == 200
@@ -306,3 +307,24 @@ def test_a_finished_run_shows_its_per_table_report(agencies):
     superuser.force_login(User.objects.create_superuser("root", "", "x"))
     detail = superuser.get(reverse("admin:migration_jobs_migrationrun_change", args=[run.pk])).content.decode()
     assert f'id="run-report-{run.pk}"' in detail and "&lt;table" not in detail
+
+
+def test_pages_say_what_they_are_and_the_cockpit_comes_first(agencies):
+    link = agencies.first()
+    client = staff()
+    page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk])).content.decode()
+    assert f"<title>{link.name} | Migration cockpit |" in page and "Change RevOS agency" not in page
+    index = client.get(reverse("admin:index")).content.decode()
+    assert index.index('id="cockpit-first"') < index.index('class="app-migration_jobs')
+    assert "Unified agencies" in index and "RevOS agencies" in index
+
+
+def test_a_get_of_a_button_url_is_a_page_with_a_link_back(agencies):
+    link = agencies.first()
+    client = staff("start_migrationrun")
+    for url in (action_url(link, "migrate"), reverse("admin:migration_jobs_agencylink_confirm", args=[link.pk])):
+        response = client.get(url)
+        assert response.status_code == 405 and response["Allow"] == "POST"
+        body = response.content.decode()
+        assert 'id="back-link"' in body and reverse("admin:migration_jobs_agencylink_change", args=[link.pk]) in body
+    assert MigrationRun.objects.count() == 0

@@ -21,7 +21,17 @@ from tests.conftest import worker_environment
 def report(tenant_db, rq_queues, tmp_path):
     # Two repeats: the fewest that exercise the medians and spreads.
     options = BenchOptions(
-        rows=1_500, sizes=(800, 1_500), clients=2_000, requests=3, capture_writes=60, repeats=2, log_dir=tmp_path
+        rows=1_500,
+        sizes=(800, 1_500),
+        clients=2_000,
+        requests=3,
+        capture_writes=60,
+        rls_leads=5_000,
+        rls_agencies=50,
+        changes=20,
+        writes=30,
+        repeats=2,
+        log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
 
@@ -53,6 +63,16 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     assert report["changelist"]["clients"] == 2_000
     assert 0 < report["changelist"]["p50_ms"] <= report["changelist"]["p95_ms"]
     assert report["changelist"]["rows_on_page"] == 50
+    rls = report["rls_read"]
+    assert rls["leads"] >= 5_000 and rls["agency_leads"] == 100
+    assert 0 < rls["authenticated"]["p50_ms"] <= rls["authenticated"]["p95_ms"]
+    assert rls["authenticated_vs_owner_p95"] == round(rls["authenticated"]["p95_ms"] / rls["owner"]["p95_ms"], 3)
+    cutover = report["cutover"]
+    assert cutover["cutover"]["status"] == "succeeded", cutover["cutover"].get("error")
+    assert cutover["cutover"]["window_seconds"] > 0 and cutover["cutover"]["changed_rows"] >= 20
+    assert cutover["capture_catch_up"]["status"] == cutover["full_catch_up"]["status"] == "succeeded"
+    assert cutover["capture_overhead"]["writes"] == 30
+    assert cutover["capture_overhead"]["with_capture_rows_per_second"] > 0
     assert [t["name"] for t in report["targets"]] == [label for _, label, _, _ in TARGETS]
     capture = report["reverse_capture"]
     assert capture["status"] == "ok" and capture["writes"] == 60
@@ -71,6 +91,9 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "migration writers",
         "median of 2 repeat(s)",
         "while an agency is captured",
+        "RLS read cost",
+        "write downtime",
+        "rows/s without capture",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table
@@ -105,3 +128,14 @@ def test_repeats_must_be_a_positive_count(capsys):
     with pytest.raises(SystemExit):
         _arguments(["--repeats", "0"])
     assert "0 is not a count of repeats" in capsys.readouterr().err
+
+
+def test_rls_read_cost_is_measured_as_authenticated_and_as_owner(tenant_db):
+    """The RLS part on its own, so it is exercised whatever the other parts do."""
+    from benchmarks.rls_read import rls_read_measure
+
+    rls = rls_read_measure(leads=5_000, agencies=50, requests=3)
+    assert (rls["leads"], rls["agencies"], rls["agency_leads"]) == (5_000, 50, 100)
+    for role in ("authenticated", "owner"):
+        assert 0 < rls[role]["p50_ms"] <= rls[role]["p95_ms"]
+    assert rls["authenticated_vs_owner_p95"] > 0

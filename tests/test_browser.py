@@ -270,8 +270,14 @@ def test_staff_links_plans_migrates_verifies_and_cuts_over_a_demo_agency(
             "Verified in the browser test"
         )
         click(driver, "action-cutover")
-        wait_until(driver, lambda d: text_of(d, "agency-state") == "cut over", message="state cut over")
-        assert any("unified_db is on" in m.lower() for m in messages_on(driver)), messages_on(driver)
+        assert any("cutover of" in m.lower() for m in messages_on(driver)), messages_on(driver)
+
+        def cut_over(d) -> bool:  # the worker runs the cutover's steps; the page shows them when done
+            d.refresh()
+            return text_of(d, "agency-state") == "cut over"
+
+        wait_until(driver, cut_over, timeout=JOB_TIMEOUT, message=f"state cut over (worker: {worker.output()})")
+        assert "Switch unified_db on" in text_of(driver, "run-steps")
         assert text_of(driver, "flag-unified_db").endswith("on")
         assert not driver.find_element(By.ID, "action-cutover").is_enabled()
         assert text_of(driver, "cutover-reason") == "Done: unified_db is on for this agency."
@@ -339,3 +345,91 @@ def test_unverified_agency_cannot_be_cut_over_even_by_a_forged_post(browser, ste
         ), messages_on(browser)
         assert text_of(browser, "agency-state") == "linked"
         assert text_of(browser, "flag-unified_db").endswith("off")
+
+
+def no_sideways_scroll(driver) -> bool:
+    """Nothing on the page is wider than the 1400 px window: no column clipped or scrolled away."""
+    return driver.execute_script(
+        "const r = document.querySelector('.results');"
+        "return document.documentElement.scrollWidth <= window.innerWidth && (!r || r.scrollWidth <= r.clientWidth);"
+    )
+
+
+def test_plan_table_verification_matrix_and_app_filters_read_right(browser, steps, live_server, rq_queues, staff_user):
+    from django.core.management import call_command
+    from django.db import connections
+
+    from migration_jobs.services.migration import migration_run_request
+    from tests.conftest import run_worker
+
+    call_command("seed_demo", "--agencies", "3", "--seed", "9", "--with-bad-rows")
+    agency_links_sync()
+    with connections["revos"].cursor() as cursor:
+        cursor.execute("SELECT agency_id FROM leads WHERE status = 'maybe later'")
+        (bad_agency_id,) = cursor.fetchone()
+    bad = agency_link_confirm(
+        link=AgencyLink.objects.get(revos_agency_id=bad_agency_id), kind="new", unified_agency_id=None, actor=None
+    )
+    shared = AgencyLink.objects.filter(suggested_kind=AgencyLink.Kind.EXISTING).first()
+    shared = agency_link_confirm(link=shared, kind="existing", unified_agency_id=shared.suggested_agency_id, actor=None)
+    migration_run_request(link=bad, kind=MigrationRun.Kind.PLAN, actor=None)
+    migration_run_request(link=shared, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    run_worker("migrations", "verification")
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM email_queue WHERE id = (SELECT target_id FROM controlplane.id_map WHERE agency_id = %s"
+            " AND target_table = 'email_queue' AND inserted ORDER BY target_id LIMIT 1)",
+            [shared.revos_agency_id],
+        )
+    from migration_jobs.services.verification import verification_run_request
+
+    failed = verification_run_request(link=shared, actor=None)
+    run_worker("verification")
+    driver = browser
+    log_in(driver, live_server, staff_user.username)
+    wait_until(driver, lambda d: admin.site.index_title in d.title)
+
+    with steps("plan-table"):
+        driver.get(live_server.url + reverse("admin:migration_jobs_agencylink_change", args=[bad.pk]))
+        rows = driver.find_elements(By.CSS_SELECTOR, "#plan-report tbody tr")
+        assert [cell.text for cell in rows[0].find_elements(By.TAG_NAME, "td")][:2] == ["1", "agencies"]
+        assert "parents first" in text_of(driver, "plan-totals")
+        refused = driver.find_elements(By.CSS_SELECTOR, "#plan-refused-rows tbody tr")
+        assert len(refused) == 5
+        assert "maybe later" in text_of(driver, "plan-refused-rows")
+        assert "would refuse" in text_of(driver, "migrate-warning")
+        assert driver.find_element(By.ID, "plan-refused-csv").get_attribute("href").endswith("/plan.csv")
+        assert no_sideways_scroll(driver)
+        steps.save("plan")
+
+    with steps("verification-matrix"):
+        driver.get(live_server.url + reverse("admin:migration_jobs_verificationrun_change", args=[failed.pk]))
+        failures = driver.find_element(By.ID, "verification-failures")
+        matrix = driver.find_element(By.ID, "verification-matrix")
+        assert failures.location["y"] < matrix.location["y"], "failures come first"
+        first_row = matrix.find_element(By.CSS_SELECTOR, "tbody tr")
+        assert "has-failure" in first_row.get_attribute("class")
+        assert "fail" in first_row.text
+        details = failures.find_element(By.TAG_NAME, "details")
+        assert details.get_attribute("open") is None  # folded until asked for
+        details.find_element(By.TAG_NAME, "summary").click()
+        assert "sample ids" in details.text or "missing" in details.text
+        assert no_sideways_scroll(driver)
+        steps.save("verification")
+
+    with steps("app-filters"):
+        url = live_server.url + reverse("admin:migration_jobs_client_changelist")
+        driver.get(f"{url}?agency={shared.unified_agency_id}&app_context__exact=revos")
+        exact = len(driver.find_elements(By.CSS_SELECTOR, "#result_list tbody tr"))
+        driver.get(f"{url}?agency={shared.unified_agency_id}")
+        driver.find_element(By.LINK_TEXT, "Visible in RevOS").click()
+        wait_until(driver, lambda d: "visible=revos" in d.current_url)
+        visible = len(driver.find_elements(By.CSS_SELECTOR, "#result_list tbody tr"))
+        assert visible > exact, (visible, exact)  # the shared ('both') clients count as RevOS's
+        driver.find_element(By.LINK_TEXT, "Came from RevOS (migrated)").click()
+        wait_until(driver, lambda d: "visible=migrated" in d.current_url)
+
+    with steps("lists-fit-1400px"):
+        for name in ("verificationrun", "chatsession", "featureflag", "migrationrun"):
+            driver.get(live_server.url + reverse(f"admin:migration_jobs_{name}_changelist"))
+            assert no_sideways_scroll(driver), name

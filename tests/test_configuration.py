@@ -71,3 +71,13 @@ def test_the_environment_wins_over_the_env_file(tmp_path):
     env_file.write_text("REDIS_URL=http://wrong\n")
     assert manage("check", ENV_FILE=str(env_file)).returncode == 0
     assert "is not a Redis URL" in manage("check", ENV_FILE=str(env_file), REDIS_URL=None).stderr
+
+
+def test_every_log_line_is_printed_once():
+    """Django's own `django` console handler used to print django.* lines a second time (DEBUG on)."""
+    names = ("django.request", "django.server", "rq.worker", "migration_jobs.services.migration")
+    probe = "import logging\n" + "".join(f"logging.getLogger({n!r}).warning('probe %s', {n!r})\n" for n in names)
+    result = manage("shell", "-c", probe, DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    for name in names:
+        assert result.stderr.count(f"probe {name}") == 1, result.stderr

@@ -6,6 +6,7 @@ killed), a real second PostgreSQL role for the fence.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import threading
@@ -143,6 +144,8 @@ def test_a_catch_up_reads_only_the_changed_rows_and_the_full_reread_stays_availa
     assert migrate(link).status_note == "Caught up from the RevOS change capture: 0 changed rows."
     full = migrate(link, full_reread=True)
     assert full.status_note == "" and full.report["leads"]["source_rows"] > 1
+    call_command("migrate_agency", str(link.revos_agency_id), "--full", "--sync", stdout=io.StringIO())
+    assert link.runs.first().full_reread and link.runs.first().status_note == ""
 
 
 def test_registration_waits_for_an_older_transaction_and_names_it(agencies):
@@ -219,8 +222,11 @@ def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, cli
     verified(link)
     lead = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1", [link.revos_agency_id])[0][0]
     revos("UPDATE leads SET status = 'converted' WHERE id = %s", [lead])  # after the verification
-    run = cut_over(link)
+    out = io.StringIO()
+    call_command("cutover_agency", str(link.revos_agency_id), "--reason", "going live", "--sync", stdout=out)
+    run = link.runs.get(kind=Kind.CUTOVER)
     assert run.status == Status.SUCCEEDED, run.error
+    assert "Delta verification" in out.getvalue() and "write downtime (fence to switch)" in out.getvalue()
     assert [s["status"] for s in run.steps] == ["done"] * 6
     assert all(s["seconds"] is not None for s in run.steps)
     assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("converted",)]
@@ -362,9 +368,11 @@ def test_after_cutover_migrate_catch_up_rollback_are_refused_everywhere_and_app_
             migration_run_request(link=link, kind=kind, actor=None)
     with pytest.raises(RunRefused, match="is cut over already"):
         cutover_run_request(link=link, reason="again", actor=None)
-    for command in ("migrate_agency", "rollback_agency"):
+    for command in (["migrate_agency"], ["migrate_agency", "--full"], ["rollback_agency"]):
         with pytest.raises(CommandError, match="was cut over"):
-            call_command(command, str(link.revos_agency_id), "--sync")
+            call_command(*command, str(link.revos_agency_id), "--sync")
+    with pytest.raises(CommandError, match="is cut over already"):
+        call_command("cutover_agency", str(link.revos_agency_id), "--reason", "again", "--sync")
     assert migration_runs_request_bulk(links=[link], actor=None).skipped[0][1].startswith(link.name)
     assert cutover_runs_request_bulk(links=[link], reason="bulk", actor=None).skipped
     client.force_login(admin_user)

@@ -397,7 +397,7 @@ def _action_request(user: User, data: dict):
     return request
 
 
-def test_bulk_enable_reports_which_agencies_were_switched_and_why_others_were_not(flags, operator):
+def test_bulk_cutover_reports_which_agencies_were_queued_and_why_others_were_not(flags, operator, rq_queues):
     ready, stale = make_link("Ready Agency"), make_link("Stale Agency")
     make_run(ready, minutes_ago=60)
     make_verification(ready, minutes_ago=30)
@@ -414,13 +414,15 @@ def test_bulk_enable_reports_which_agencies_were_switched_and_why_others_were_no
     assert enable_unified_db_for_selected(modeladmin, request, links) is None
     reported = [str(message) for message in request._messages]
     assert reported == [
-        "Cut over 1 (unified_db on): Ready Agency.",
-        f"Refused: unified_db stays off for Stale Agency: its latest verification "
+        "Cutover queued for 1 (they run within the concurrency limit): Ready Agency.",
+        f"Refused: Stale Agency cannot be cut over: its latest verification "
         f"(#{stale.verifications.get().pk}) is older than its latest migrate (#{stale.runs.get().pk}); verify again.",
     ]
-    assert agency_flag_enabled(flag_name="unified_db", agency_link=ready)
-    assert not agency_flag_enabled(flag_name="unified_db", agency_link=stale)
-    assert FlagChange.objects.get().reason == "wave 1"
+    # The flag changes when the queued cutover run switches, after fencing RevOS and catching up.
+    cutover = ready.runs.get(kind=MigrationRun.Kind.CUTOVER)
+    assert cutover.status == MigrationRun.Status.QUEUED and cutover.reason == "wave 1"
+    assert not stale.runs.filter(kind=MigrationRun.Kind.CUTOVER).exists()
+    assert not FlagChange.objects.exists()
 
 
 def test_bulk_enable_is_refused_to_staff_without_the_permission(flags, viewer):

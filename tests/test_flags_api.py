@@ -124,6 +124,8 @@ def test_an_audience_only_agency_gets_the_global_state(client, flags, unified_ag
         "agency_id": str(agency_id),
         "app_context": "audience",
         "flags": {"app_toggle": False, "shared_hgc": True},
+        "revos_read_only": False,
+        "unified_read_only": False,
     }
 
 

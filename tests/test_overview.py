@@ -140,6 +140,8 @@ OPERATOR = (
     "view_migrationrun",
     "view_featureflag",
     "change_flag_state",
+    "switchback_migrationrun",
+    "complete_migrationrun",
 )
 
 
@@ -187,11 +189,13 @@ def one_agency_per_state() -> dict[str, AgencyLink]:
     links = {state: new_link(f"Agency {state}", confirmed=state != "not linked") for state in AGENCY_STATES}
     record_run(links["migrating"], Status.RUNNING)
     record_run(links["migrated"], Status.SUCCEEDED)
-    for state in ("verified", "cut over"):
+    for state in ("verified", "cut over", "complete"):
         record_run(links[state], Status.SUCCEEDED)
         record_verification(links[state], VerificationRun.Verdict.PASS)
     flag = FeatureFlag.objects.get(name="unified_db")
-    flag_set_for_agency(flag=flag, agency_link=links["cut over"], enabled=True, reason="test", actor=None)
+    for state in ("cut over", "complete"):
+        flag_set_for_agency(flag=flag, agency_link=links[state], enabled=True, reason="test", actor=None)
+    record_run(links["complete"], Status.SUCCEEDED, kind=Kind.COMPLETE, minutes_ago=1)
     record_run(links["failed"], Status.FAILED)
     record_run(links["paused"], Status.PAUSED)
     return links
@@ -294,6 +298,8 @@ def test_the_agency_list_links_to_the_overview():
 
 @pytest.fixture
 def demo(tenant_db, rq_queues, flags) -> list[AgencyLink]:
+    # Linked as suggested: an agency whose users AudienceOS already has is that agency (its rows
+    # may only reference users of their own agency), the others are new.
     demo_data_seed(agencies=3, scale=0.5, seed=31)
     agency_links_sync()
     return list(AgencyLink.objects.order_by("name"))
@@ -302,7 +308,7 @@ def demo(tenant_db, rq_queues, flags) -> list[AgencyLink]:
 def test_bulk_migrate_verify_and_cut_over_from_the_overview(demo):
     first, second, unlinked = demo
     for link in (first, second):
-        agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+        agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     page = client.get(reverse(OVERVIEW), {"state": "linked"})
     ids = [str(link.pk) for link in demo]
@@ -335,14 +341,18 @@ def test_bulk_migrate_verify_and_cut_over_from_the_overview(demo):
         reverse(OVERVIEW), {**dict(form.fields), "_selected_action": ids, "reason": "Verified, bulk"}, follow=True
     )
     lines = messages_of(response)
-    assert any(line.startswith("Cut over 2 (unified_db on)") for line in lines), lines
+    assert any(line.startswith("Cutover queued for 2") for line in lines), lines
     assert any(line.startswith("Refused:") and unlinked.name in line for line in lines), lines
+    run_worker("migrations")  # each cutover: fence, catch up, verify the changes, switch
+    response = client.get(reverse(OVERVIEW))
     states = overview_rows(response)
     assert states == {first.name: "cut over", second.name: "cut over", unlinked.name: "not linked"}
 
 
 def test_bulk_buttons_check_their_own_permissions(demo):
-    agency_link_confirm(link=demo[0], kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(
+        link=demo[0], kind=demo[0].suggested_kind, unified_agency_id=demo[0].suggested_agency_id, actor=None
+    )
     viewer = staff("view_agencylink")
     page = viewer.get(reverse(OVERVIEW))
     ids = [str(demo[0].pk)]
@@ -410,13 +420,32 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
     go("action-migrate", "Migrate of")
     run_worker("migrations", "verification")
 
-    go("action-cutover", "A reason is required", reason="")  # `required` stops a browser; the server too
-    go("action-cutover", "is on for", reason="Verified; going live")
-    assert client.get(url).context["cockpit"].state == "cut over"
-
-    go("action-migrate", "Migrate of")  # a catch-up run: RevOS keeps writing until it is switched off
+    go("action-migrate", "Migrate of")  # a catch-up run: RevOS keeps writing until the cutover
     go("action-pause", "pause requested")
     assert client.get(url).context["cockpit"].last_run.status == Status.PAUSED
+    go("action-migrate", "Migrate of")  # Resume
+    run_worker("migrations", "verification")
+
+    go("action-cutover", "A reason is required", reason="")  # `required` stops a browser; the server too
+    go("action-cutover", "Cutover of", reason="Verified; going live")
+    run_worker("migrations")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "cut over"
+    assert not button_state(page, "action-migrate") and not button_state(page, "action-rollback")
+    assert "the agency is cut over" in page.content.decode()
+
+    plan = press(client, page, "action-switchback-plan")  # a page of its own, not a redirect
+    assert b'id="switch-back-plan"' in plan.content and b"Nothing changed since the cutover" in plan.content
+    pressed.add("action-switchback-plan")
+    go("action-switchback", "Switch back of", reason="RevOS feature misbehaves")
+    run_worker("migrations", "verification")
+    assert client.get(url).context["cockpit"].state == "verified"
+    go("action-cutover", "Cutover of", reason="Fixed; going live again")
+    run_worker("migrations")
+    go("action-complete", "move is complete", reason="A week without trouble")
+    page = client.get(url)
+    assert page.context["cockpit"].state == "complete" and 'id="complete-by"' in page.content.decode()
+    assert not button_state(page, "action-switchback") and not button_state(page, "action-complete")
 
     agency_urls = url.removesuffix("change/")
     buttons = {b for f in forms_of(client.get(url)) if f.action.startswith(agency_urls) for b in f.buttons}
@@ -425,7 +454,7 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
 
 def test_unverified_agency_cutover_is_disabled_and_a_forged_post_is_refused(demo):
     link = demo[0]
-    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
     page = client.get(url)
@@ -436,14 +465,14 @@ def test_unverified_agency_cutover_is_disabled_and_a_forged_post_is_refused(demo
     cutover = reverse("admin:migration_jobs_agencylink_cutover", args=[link.pk])
     response = client.post(cutover, {"csrfmiddlewaretoken": token, "reason": "forged"}, follow=True)
     assert messages_of(response) == [
-        f"Cutover refused: unified_db stays off for {link.name}: this agency has not been migrated yet."
+        f"Cutover refused: {link.name} cannot be cut over: this agency has not been migrated yet."
     ]
     assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
 
 
 def test_progress_endpoint_reports_the_run_and_the_verification_for_the_live_page(demo):
     link = demo[0]
-    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     progress = reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])
     assert client.get(progress).json() == {"run": None, "verification": None}
@@ -464,7 +493,7 @@ def test_progress_endpoint_reports_the_run_and_the_verification_for_the_live_pag
 
 def test_an_agency_shown_verified_after_a_pause_and_resume_offers_the_cutover(demo):
     link = demo[0]
-    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
     press(client, client.get(url), "action-migrate")

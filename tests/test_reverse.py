@@ -365,11 +365,14 @@ def test_rows_revos_refuses_are_named_by_the_plan_and_nothing_moves(agencies):
 
 def test_a_new_unified_row_whose_id_is_another_agencys_revos_row_is_refused(agencies):
     link, other = agencies
-    foreign_lead = revos("SELECT id, campaign_id FROM leads WHERE agency_id = %s LIMIT 1", [other.revos_agency_id])[0][
-        0
-    ]
+    # Another agency's RevOS lead, its unified row gone; a unified lead of this agency takes its id.
+    foreign_lead = childless_leads(other.unified_agency_id, 1)[0]
+    unified("DELETE FROM lead WHERE id = %s", [foreign_lead])
     unified("DELETE FROM controlplane.id_map WHERE source_id = %s", [foreign_lead])
-    unified("UPDATE lead SET agency_id = %s, campaign_id = NULL WHERE id = %s", [link.unified_agency_id, foreign_lead])
+    unified(
+        "INSERT INTO lead (id, agency_id, name, app_context) VALUES (%s, %s, 'taken id', 'revos')",
+        [foreign_lead, link.unified_agency_id],
+    )
     before = revos_scope_checksums(agency_id=other.revos_agency_id, inside=True)
     with pytest.raises(ReverseRefused, match=f"id {foreign_lead} .* another agency"):
         reverse_plan(scope=scope_of(link))

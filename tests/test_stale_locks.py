@@ -127,6 +127,55 @@ def test_every_connection_the_control_plane_opens_sets_keepalives(db):
         assert "-c tcp_keepalives_interval=10" in parameters["options"], alias
 
 
+def test_the_agency_page_shows_the_running_runs_worker_and_its_heartbeat(running):
+    from django.contrib.auth.models import User
+    from rq.job import Job
+
+    link, run = running
+    redis = django_rq.get_connection("migrations")
+    worker = Worker(["migrations"], connection=redis, name=f"beating-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    job = Job.create("migration_jobs.jobs.execute_migration_run", args=[run.pk], id=run.job_id, connection=redis)
+    job.worker_name = worker.name
+    job.save()
+    holder = holding_lock(link.revos_agency_id, worker.name)
+    client = Client()
+    client.force_login(User.objects.create_superuser("boss", "", "x"))
+    try:
+        page = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+        assert f"worker {worker.name} · last heartbeat" in page.content.decode()
+        assert "silent for 90 s" in page.content.decode()
+        progress = client.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])).json()
+        assert progress["heartbeat"].startswith(f"worker {worker.name}")
+    finally:
+        holder.close()
+        worker.register_death()
+        job.delete()
+
+
+def test_a_killed_worker_of_this_host_is_dead_at_once_though_its_key_lives(running):
+    import subprocess
+    import sys
+
+    link, run = running
+    redis = django_rq.get_connection("migrations")
+    worker = Worker(["migrations"], connection=redis, name=f"killed-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    redis.hset(worker.key, "pid", gone.pid)  # its process has exited; the key would live for minutes
+    holder = holding_lock(link.revos_agency_id, worker.name)
+    pid = holder.info.backend_pid
+    try:
+        migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None, enqueue=False)
+    finally:
+        holder.close()
+        redis.delete(worker.key)
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and str(pid) in run.error
+    assert not backend_alive(pid)
+
+
 def test_a_lock_of_the_same_agency_in_another_database_is_neither_a_holder_nor_ended(running):
     """pg_locks spans the cluster: the same agency id in another database (a second control plane, a
     test database beside this one) takes a lock of the same key there, which is none of ours."""
@@ -141,3 +190,32 @@ def test_a_lock_of_the_same_agency_in_another_database_is_neither_a_holder_nor_e
         assert elsewhere.execute("SELECT 1").fetchone() == (1,)
     finally:
         elsewhere.close()
+
+
+def test_a_run_between_its_lock_and_its_last_word_is_not_taken_for_dead(running):
+    """A run records how it ended just after releasing its lock; a page read in that moment must not
+    fail it while its job's worker is alive and busy with it."""
+    from django.contrib.auth.models import User
+    from rq.job import Job, JobStatus
+
+    link, run = running
+    redis = django_rq.get_connection("migrations")
+    worker = Worker(["migrations"], connection=redis, name=f"finishing-{uuid.uuid4().hex[:8]}")
+    worker.register_birth()
+    job = Job.create("migration_jobs.jobs.execute_migration_run", args=[run.pk], id=run.job_id, connection=redis)
+    job.worker_name = worker.name
+    job.save()
+    job.set_status(JobStatus.STARTED)
+    client = Client()
+    client.force_login(User.objects.create_superuser("boss", "", "x"))
+    try:
+        client.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk]))
+        run.refresh_from_db()
+        assert run.status == Status.RUNNING
+    finally:
+        worker.register_death()
+        job.delete()
+    redis.delete(worker.key)  # now the worker is gone: the next read fails the run
+    client.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk]))
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and "stopped without finishing" in run.error

@@ -417,6 +417,18 @@ def test_a_concurrent_unified_writer_loses_no_acknowledged_write_and_sees_the_fe
 # --- a worker killed mid-switch-back ----------------------------------------------------------
 
 
+def flags_api(link: AgencyLink) -> dict:
+    """What the apps read: GET /api/flags/<agency id>/."""
+    from django.test import Client, override_settings
+
+    with override_settings(FLAGS_API_TOKEN="t0ken"):
+        response = Client().get(
+            f"/api/flags/{link.unified_agency_id}/?app_context=revos", HTTP_AUTHORIZATION="Bearer t0ken"
+        )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
 def kill_worker(worker) -> None:
     """SIGKILL a worker and the work horse it forked (the horse runs in a session of its own)."""
     children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text().split()
@@ -446,6 +458,8 @@ def test_a_worker_killed_mid_switch_back_is_undone_by_the_next_request(agencies,
                     f" {worker.stdout.read()[-3000:]}"
                 )
             assert reverse_capture_state(unified_agency_id=link.unified_agency_id).fenced_at is not None
+            answer = flags_api(link)
+            assert answer["unified_read_only"] is True and answer["flags"]["unified_db"] is True
             kill_worker(worker)
             worker.wait(timeout=30)
         finally:
@@ -464,5 +478,110 @@ def test_a_worker_killed_mid_switch_back_is_undone_by_the_next_request(agencies,
     assert "before unified_db was turned off: the unified fence is lifted" in run.error
     assert reverse_capture_state(unified_agency_id=link.unified_agency_id).fenced_at is None
     assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    assert flags_api(link)["unified_read_only"] is False
     # And a switch back then goes through.
     assert switch_back(link).status == Status.SUCCEEDED
+
+
+# --- the admin ----------------------------------------------------------------------------------
+
+
+def staff_client(*permissions: str):
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    user = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_agencylink", *permissions]))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def messages_of(response) -> list[str]:
+    return [str(m) for m in response.context["messages"]]
+
+
+def test_admin_switch_back_checks_permission_and_reason_then_queues_the_run(agencies, rq_queues):
+    from django.urls import reverse
+
+    link, _ = agencies
+    url = reverse("admin:migration_jobs_agencylink_reasoned", args=[link.pk, "switchback"])
+    assert staff_client("switchback_migrationrun").get(url).status_code == 405
+    response = staff_client().post(url, {"reason": "why"}, follow=True)
+    assert messages_of(response) == ["You may not switch agencies back."]
+    allowed = staff_client("switchback_migrationrun")
+    response = allowed.post(url, {"reason": " "}, follow=True)
+    assert messages_of(response) == [
+        "Refused: A switch back needs a reason; it is kept with the run and the unified_db change."
+    ]
+    assert not link.runs.filter(kind=Kind.SWITCH_BACK).exists()
+    plan = allowed.post(reverse("admin:migration_jobs_agencylink_switch_back_plan", args=[link.pk]))
+    assert plan.status_code == 200 and b"Nothing changed since the cutover" in plan.content
+    response = allowed.post(url, {"reason": "RevOS feature broke"}, follow=True)
+    assert any(m.startswith(f"Switch back of {link.name} queued") for m in messages_of(response))
+    run = link.runs.get(kind=Kind.SWITCH_BACK)
+    assert run.status == Status.QUEUED and run.reason == "RevOS feature broke"
+    run_worker("migrations")
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED, run.error
+
+
+def test_admin_bulk_switch_back_asks_a_reason_and_says_why_an_agency_is_refused(agencies, rq_queues):
+    from django.contrib.admin import helpers
+    from django.urls import reverse
+
+    link, other = agencies
+    url = reverse("admin:migration_jobs_agencylink_changelist")
+    client = staff_client("switchback_migrationrun")
+    selection = {"action": "switch_back_selected", helpers.ACTION_CHECKBOX_NAME: [link.pk, other.pk]}
+    asked = client.post(url, selection)
+    assert asked.status_code == 200 and b"Switch them back" in asked.content
+    response = client.post(url, {**selection, "apply": "yes", "reason": "RevOS feature broke"}, follow=True)
+    said = messages_of(response)
+    assert said[0] == f"Switch back queued for 1 (they run within the concurrency limit): {link.name}."
+    assert said[1] == f"Refused: {other.name} is not cut over: switching back applies after a cutover" + (
+        " (before it, RevOS is its source)."
+    )
+    assert link.runs.filter(kind=Kind.SWITCH_BACK, status=Status.QUEUED).count() == 1
+
+
+def test_admin_complete_is_refused_before_cutover_and_the_page_then_says_complete(agencies):
+    from django.urls import reverse
+
+    link, other = agencies
+    client = staff_client("complete_migrationrun")
+    refused = client.post(
+        reverse("admin:migration_jobs_agencylink_reasoned", args=[other.pk, "complete"]),
+        {"reason": "done"},
+        follow=True,
+    )
+    assert messages_of(refused) == [
+        f"Refused: {other.name} is not cut over: a move is completed only after its cutover."
+    ]
+    done = client.post(
+        reverse("admin:migration_jobs_agencylink_reasoned", args=[link.pk, "complete"]), {"reason": "done"}, follow=True
+    )
+    assert any("move is complete" in m for m in messages_of(done))
+    assert done.context["cockpit"].state == "complete"
+    assert 'id="complete-by"' in done.content.decode()
+
+
+def test_a_reopen_that_fails_after_the_switch_leaves_it_to_the_next_request(agencies, rq_queues, monkeypatch):
+    link, _ = agencies
+    from migration_jobs.services import switch_back as module
+
+    def unreachable(**kwargs):
+        raise RuntimeError("RevOS did not answer")
+
+    monkeypatch.setattr(module, "agency_reopen_revos", unreachable)
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s LIMIT 1", [link.revos_agency_id])[0][0]
+    run = switch_back(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert "not yet (RevOS did not answer)" in run.steps[-1]["detail"]
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    with pytest.raises(Exception, match="moved to the unified database"):
+        revos("UPDATE leads SET name = 'still fenced' WHERE id = %s", [lead])
+    # The next request on the agency (a catch-up, allowed again) lifts what no live run stands for.
+    migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+    revos("UPDATE leads SET name = 'RevOS again' WHERE id = %s", [lead])
+    assert reverse_capture_state(unified_agency_id=link.unified_agency_id) is None

@@ -13,11 +13,10 @@ from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
 from migration_jobs.selectors.flags import flag_agency_rows
@@ -73,7 +72,7 @@ class FlagChangeInline(ViewOnlyMixin, admin.TabularInline):
 
 
 @admin.register(FeatureFlag)
-class FeatureFlagAdmin(admin.ModelAdmin):
+class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "app_context",
@@ -117,7 +116,7 @@ class FeatureFlagAdmin(admin.ModelAdmin):
 
     def state_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Global switch, percentage and agency overrides of one flag; POSTs need `change_flag_state`."""
-        flag = get_object_or_404(FeatureFlag, pk=object_id)
+        flag = self.object_or_404(request, object_id)
         if not self.has_view_permission(request, flag):
             raise PermissionDenied
         can_toggle = request.user.has_perm(FLAG_STATE_PERMISSION)
@@ -189,7 +188,7 @@ class FeatureFlagAdmin(admin.ModelAdmin):
 
 
 @admin.register(FlagChange)
-class FlagChangeAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class FlagChangeAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     """The audit trail, read-only: changes are made on a flag's state page."""
 
     list_display = ("created_at", "flag", "field", "agency_link", "old_value", "new_value", "actor", "reason")
@@ -214,24 +213,42 @@ def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRe
     if flag is None:
         modeladmin.message_user(request, "There is no unified_db flag; add it first.", messages.ERROR)
         return None
+    return runs_bulk_with_reason(
+        modeladmin,
+        request,
+        queryset,
+        what="Cutover",
+        title="Cut over agencies to the unified database",
+        template="admin/migration_jobs/featureflag/enable_unified_db.html",
+        request_bulk=cutover_runs_request_bulk,
+    )
+
+
+def runs_bulk_with_reason(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset, *, what: str, title: str, template: str, request_bulk
+) -> HttpResponse | None:
+    """A bulk action that asks for a typed reason on a page of its own, then queues one run per agency
+    (`request_bulk(links=, reason=, actor=)`) and says which were queued and, for the others, why not."""
     form = ReasonForm(request.POST if "apply" in request.POST else None)
     if not form.is_valid():
         context = {
             **modeladmin.admin_site.each_context(request),
-            "title": "Cut over agencies to the unified database",
+            "title": title,
             "opts": modeladmin.opts,
             "queryset": queryset,
             "form": form,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_name": "enable_unified_db_for_selected",
+            "action_name": request.POST.get("action", ""),
         }
-        return TemplateResponse(request, "admin/migration_jobs/featureflag/enable_unified_db.html", context)
-    bulk = cutover_runs_request_bulk(links=queryset, reason=form.cleaned_data["reason"], actor=request.user)
+        return TemplateResponse(request, template, context)
+    bulk = request_bulk(links=queryset, reason=form.cleaned_data["reason"], actor=request.user)
+    for run in bulk.queued:
+        modeladmin.log_change(request, run.agency_link, f"Queued: {what.lower()} (bulk {bulk.bulk_request}).")
     if bulk.queued:
         names = ", ".join(str(run.agency_link) for run in bulk.queued)
         modeladmin.message_user(
             request,
-            f"Cutover queued for {len(bulk.queued)} (they run within the concurrency limit): {names}.",
+            f"{what} queued for {len(bulk.queued)} (they run within the concurrency limit): {names}.",
             messages.SUCCESS,
         )
     for _, why in bulk.skipped:

@@ -15,16 +15,23 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from migration_jobs.admin.flags import enable_unified_db_for_selected
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.admin.overview import agency_overview_view
+from migration_jobs.admin.switch_back import (
+    REASONED_ACTIONS,
+    reasoned_action_view,
+    switch_back_plan_view,
+    switch_back_selected,
+)
 from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
@@ -46,14 +53,16 @@ from migration_jobs.services.agency_links import (
 )
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_cut_over
+from migration_jobs.services.fence import agency_completed, agency_cut_over
 from migration_jobs.services.flags import CutoverRefused
+from migration_jobs.services.lock_holders import HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
 from migration_jobs.services.migration import (
     migration_run_request,
     migration_runs_reconcile_running,
     migration_runs_request_bulk,
 )
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.switch_back import agency_switch_back_refusal
 from migration_jobs.services.verification import verification_run_request
 
 Kind = MigrationRun.Kind
@@ -164,12 +173,12 @@ class ClientLinkInline(admin.TabularInline):
 
 
 @admin.register(AgencyLink)
-class AgencyLinkAdmin(admin.ModelAdmin):
+class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
     list_display = ("name", "domain", "suggestion", "link", "latest_run")
     list_filter = ("kind", "suggested_kind")
     search_fields = ("name", "domain", "=revos_agency_id", "=unified_agency_id")
     readonly_fields = [f.name for f in AgencyLink._meta.fields]
-    actions = ["migrate_selected", verify_selected_agencies, enable_unified_db_for_selected]
+    actions = ["migrate_selected", verify_selected_agencies, enable_unified_db_for_selected, switch_back_selected]
     change_form_template = "admin/migration_jobs/agencylink/change_form.html"
     change_list_template = "admin/migration_jobs/agencylink/change_list.html"
     inlines = [ClientLinkInline]
@@ -248,6 +257,16 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
             path("<path:object_id>/plan.csv", view(self.plan_csv_view), name="migration_jobs_agencylink_plan_csv"),
             path(
+                "<path:object_id>/switch-back-plan/",
+                view(self.switch_back_plan_view),
+                name="migration_jobs_agencylink_switch_back_plan",
+            ),
+            path(
+                "<path:object_id>/reasoned/<str:action>/",
+                view(self.reasoned_view),
+                name="migration_jobs_agencylink_reasoned",
+            ),
+            path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
                 name="migration_jobs_agencylink_action",
@@ -263,12 +282,29 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             raise Http404("No such agency.")
         return get_object_or_404(AgencyLink, pk=unquote(object_id))
 
+    def _post_only(self, request: HttpRequest, link: AgencyLink | None) -> HttpResponse:
+        """A GET of a button's URL (a bookmark, a reload): a page that says so and links back, as a 405."""
+        back = (
+            reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+            if link
+            else reverse("admin:migration_jobs_agencylink_changelist")
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "This address is a button",
+            "back": back,
+            "back_label": link.name if link else "RevOS agencies",
+        }
+        response = TemplateResponse(request, "admin/migration_jobs/post_only.html", context, status=405)
+        response["Allow"] = "POST"
+        return response
+
     def _back(self, link: AgencyLink) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
 
     def action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
         if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+            return self._post_only(request, self._link(object_id))
         if action not in AGENCY_ACTIONS:
             raise Http404(f"No action {action!r}.")
         link = self._link(object_id)
@@ -290,9 +326,9 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return self._back(link)
 
     def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         link = self._link(object_id)
+        if request.method != "POST":
+            return self._post_only(request, link)
         if not request.user.has_perm("migration_jobs.change_flag_state"):
             self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
             return self._back(link)
@@ -311,10 +347,19 @@ class AgencyLinkAdmin(admin.ModelAdmin):
             self.message_user(request, message, messages.SUCCESS)
         return self._back(link)
 
+    def reasoned_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        """Switch back or Complete: buttons that need a typed reason (admin/switch_back.py)."""
+        if action not in REASONED_ACTIONS:
+            raise Http404(f"No action {action!r}.")
+        return reasoned_action_view(self, request, self._link(object_id), action)
+
+    def switch_back_plan_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return switch_back_plan_view(self, request, self._link(object_id))
+
     def confirm_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
         link = self._link(object_id)
+        if request.method != "POST":
+            return self._post_only(request, link)
         if not request.user.has_perm("migration_jobs.confirm_agencylink"):
             self.message_user(request, "You do not have permission to confirm agency links.", messages.ERROR)
             return self._back(link)
@@ -337,7 +382,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def sync_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
-            return HttpResponseNotAllowed(["POST"])
+            return self._post_only(request, None)
         if not request.user.has_perm("migration_jobs.confirm_agencylink"):
             self.message_user(request, "You do not have permission to sync agencies.", messages.ERROR)
         else:
@@ -346,8 +391,13 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_changelist"))
 
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        """The latest run and verification as JSON, polled by the agency page while either is under way."""
+        """The latest run and verification as JSON, polled by the agency page while either is under way.
+
+        It shows what the change page shows (status, counts, error text, verdict): the same permission.
+        """
         link = self._link(object_id)
+        if not self.has_view_permission(request, link):
+            raise PermissionDenied
         migration_runs_reconcile_running(link=link)
         run = link.runs.first()
         verification = link.verifications.order_by("-created_at", "-id").first()
@@ -358,6 +408,7 @@ class AgencyLinkAdmin(admin.ModelAdmin):
                 "verification": _verification_json(verification),
                 "migrated_rows": agency_migrated_rows(link=link),
                 "eta": run.eta_display,
+                "heartbeat": _heartbeat_text(run),
                 "run": run.pk,
                 "kind": run.get_kind_display(),
                 "status": run.status,
@@ -387,15 +438,20 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self._link(object_id)
+        if not self.has_view_or_change_permission(request, link):
+            raise PermissionDenied  # before the cockpit reads the unified database for it
         migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
+            "title": "Migration cockpit",
+            "heartbeat": _heartbeat_text(link.runs.first()),
             "plan": plan_latest(link=link),
             "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
             "cutover_run": agency_cut_over(link=link),
+            "complete_run": agency_completed(link=link),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -405,11 +461,30 @@ def _cockpit_for(link: AgencyLink):
         link=link,
         cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
         cutover_refusal=agency_cutover_refusal(agency_link=link),
+        switch_back_refusal=agency_switch_back_refusal(link=link),
     )
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:
     return flags_for_agency(agency=Agency(agency_id=agency_flag_id(agency_link=link), link=link))
+
+
+def _heartbeat_text(run: MigrationRun | None) -> str:
+    """Which worker runs it and when it last said so: the bound after which a dead one's agency is freed."""
+    if run is None or run.status != MigrationRun.Status.RUNNING:
+        return ""
+    try:
+        heartbeat = run_heartbeat(job_id=run.job_id)
+    except RedisError:
+        return ""
+    if heartbeat is None:
+        return ""
+    if heartbeat.seconds_ago is None:
+        return f"worker {heartbeat.worker_name}: no heartbeat any more; the agency is freed when this page reloads"
+    return (
+        f"worker {heartbeat.worker_name} · last heartbeat {heartbeat.seconds_ago} s ago "
+        f"(a worker silent for {HEARTBEAT_TIMEOUT_SECONDS} s is taken for dead: its run fails and the agency is freed)"
+    )
 
 
 def _verification_json(verification) -> dict | None:
@@ -426,14 +501,13 @@ def _warn_stopped_bulks(model_admin: admin.ModelAdmin, request: HttpRequest) -> 
 
 
 @admin.register(MigrationRun)
-class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_display = (
         "pk",
         "agency_link",
         "kind",
         "status",
         "progress",
-        "started_at",
         "finished_at",
         "duration_display",
         "rows_per_second",
@@ -458,6 +532,15 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
         migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        run = self.get_object(request, object_id)
+        if run:
+            extra_context = {
+                **(extra_context or {}),
+                "title": f"{run.get_kind_display()} #{run.pk} of {run.agency_link}",
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="Progress")
     def progress(self, run: MigrationRun) -> str:
         return _progress_bar(run)
@@ -472,4 +555,5 @@ class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
         if not run.job_id:
             return "—"
         url = reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index("migrations"), run.job_id])
-        return format_html('<a href="{}">{}</a>', url, run.job_id)
+        # The id is long (agency-<uuid>): the link says what it is, the tooltip has the id.
+        return format_html('<a href="{}" title="{}">job</a>', url, run.job_id)

@@ -1265,16 +1265,20 @@ def demo_data_reset() -> None:
     """Empty every tenant table in the RevOS and unified databases, and the migration bookkeeping."""
     _require_schemas()
     _claim(destructive="--reset")
+    # The change capture goes first: while it has an agency, captured tables refuse TRUNCATE.
+    kinds = ("tablename IN ('capture_agency', 'change_log')", "tablename IN ('id_map', 'checkpoint')")
     for database in ("revos", "unified"):
         with connections[database].cursor() as cursor:
-            cursor.execute(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
-                "WHERE schemaname = 'public' "
-                "OR (schemaname = 'controlplane' AND tablename IN ('id_map', 'checkpoint'))"
-            )
-            tables = [row[0] for row in cursor.fetchall()]
-            if tables:
-                cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+            for condition in (
+                f"schemaname = 'controlplane' AND {kinds[0]}",
+                f"schemaname = 'public' OR (schemaname = 'controlplane' AND {kinds[1]})",
+            ):
+                cursor.execute(
+                    f"SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE {condition}"
+                )
+                tables = [row[0] for row in cursor.fetchall()]
+                if tables:
+                    cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
 def demo_phase0_problems_plant() -> None:

@@ -296,6 +296,7 @@ class AgencyMigration:
                 target_agency_id=self.target_agency_id,
                 client_links=self.client_links,
             )
+        self._refuse_other_agencies_rows(target, matches)
         with target.cursor() as cursor:
             id_map.identities_record(cursor, agency_id=self.source_agency_id, matches=matches)
             remap = id_map.agency_reused_ids(cursor, agency_id=self.source_agency_id)
@@ -303,6 +304,27 @@ class AgencyMigration:
         for source_table, _, _, _ in matches:
             report.tables[source_table].reused += 1
         return remap
+
+    def _refuse_other_agencies_rows(self, target: psycopg.Connection, matches: list[tuple[str, str, str, str]]) -> None:
+        """A reused row must be the target agency's: the tenant foreign keys refuse references to
+        another agency's rows, so a user matched by email in another agency stops the run here,
+        before anything is written, rather than at the first row that references it."""
+        for source_table, source_id, table, target_id in matches:
+            if table == "agency":
+                continue
+            owner = target.execute(
+                sql.SQL("SELECT agency_id FROM {} WHERE id = %s").format(sql.Identifier(table)), [target_id]
+            ).fetchone()
+            if owner is not None and str(owner[0]) != str(self.target_agency_id):
+                target.rollback()
+                raise RowRejected(
+                    table=source_table,
+                    source_id=source_id,
+                    batch=0,
+                    reason=f"it is {table} {target_id} of unified agency {owner[0]} (same email), and rows may "
+                    f"reference their own agency's {table} rows only: link this agency as existing {owner[0]}, "
+                    f"or move that {table} first",
+                )
 
     # Copy: stream the source, write batches ------------------------------------------------
 

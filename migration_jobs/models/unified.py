@@ -99,8 +99,9 @@ class Agency(UnifiedModel):
 
     class Meta(UnifiedModel.Meta):
         db_table = "agency"
-        verbose_name = "agency"
-        verbose_name_plural = "agencies"
+        # "Unified": not the RevOS agencies the control plane moves (AgencyLink), the tenants themselves.
+        verbose_name = "unified agency"
+        verbose_name_plural = "unified agencies"
 
     def __str__(self) -> str:
         return self.name

@@ -47,9 +47,14 @@ def agency_migrated_rows(*, link: AgencyLink) -> int:
 
 
 def agency_state(
-    *, link: AgencyLink, last_migration: MigrationRun | None, verification: VerificationRun | None, cut_over: bool
+    *,
+    link: AgencyLink,
+    last_migration: MigrationRun | None,
+    verification: VerificationRun | None,
+    cut_over: bool,
+    complete: bool = False,
 ) -> str:
-    """One word for the overview: not linked, linked, migrating, migrated, verified, cut over, failed."""
+    """One word for the overview: not linked, linked, migrating, migrated, verified, cut over, complete, failed."""
     if not link.is_confirmed:
         return "not linked"
     if last_migration is None:
@@ -61,7 +66,7 @@ def agency_state(
     if last_migration.kind == Kind.ROLLBACK:
         return "linked"
     if cut_over:
-        return "cut over"
+        return "complete" if complete else "cut over"
     verified = (
         verification is not None
         and verification.verdict == VerificationRun.Verdict.PASS
@@ -72,8 +77,18 @@ def agency_state(
     return "verified" if verified else "migrated"
 
 
-def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal: str | None = None) -> Cockpit:
-    """Everything the agency page shows, with each button's enabled state and reason."""
+def agency_cockpit(
+    *,
+    link: AgencyLink,
+    cut_over: bool = False,
+    cutover_refusal: str | None = None,
+    switch_back_refusal: str | None = "this agency is not cut over",
+) -> Cockpit:
+    """Everything the agency page shows, with each button's enabled state and reason.
+
+    `switch_back_refusal` is why the agency cannot be switched back (None: it can); Complete
+    applies exactly when a switch back would, as both follow a cutover.
+    """
     runs = link.runs.all()
     active = runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     last_run = runs.first()
@@ -93,21 +108,24 @@ def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal:
     )
     migrate_label = "Resume" if resumable else ("Catch up" if migrated_rows else "Migrate")
     running_migration = active if active and active.kind == Kind.MIGRATE else None
+    cancellable = active if active and active.kind in (Kind.MIGRATE, Kind.CUTOVER) else None
+    # Once cut over, the unified database is the source of truth: the services refuse these too.
+    moved = "the agency is cut over: the unified database is its source of truth" if cut_over else ""
     paused = last_migration is not None and last_migration.status == Status.PAUSED
     actions = [
         action("plan", "Plan (dry run)", unlinked or busy),
-        action("migrate", migrate_label, unlinked or busy),
+        action("migrate", migrate_label, unlinked or busy or moved),
         action("pause", "Pause", "" if running_migration else "no migration is running"),
         action(
             "cancel",
             "Cancel",
-            "" if running_migration or paused else "no migration is running or paused",
+            "" if cancellable or paused else "no migration or cutover is running or paused",
             danger=True,
         ),
         action(
             "rollback",
             "Roll back",
-            busy or ("" if migrated_rows else "nothing of this agency has been migrated"),
+            busy or moved or ("" if migrated_rows else "nothing of this agency has been migrated"),
             danger=True,
         ),
         action("verify", "Verify", busy or ("" if migrated_rows else "migrate the agency first")),
@@ -116,10 +134,18 @@ def agency_cockpit(*, link: AgencyLink, cut_over: bool = False, cutover_refusal:
             "Cut over (unified_db on)",
             "unified_db is already on for this agency" if cut_over else (cutover_refusal or ""),
         ),
+        action("switchback", "Switch back to RevOS", busy or (switch_back_refusal or ""), danger=True),
+        action("complete", "Complete the move", busy or (switch_back_refusal or ""), danger=True),
     ]
     return Cockpit(
         link=link,
-        state=agency_state(link=link, last_migration=last_migration, verification=verification, cut_over=cut_over),
+        state=agency_state(
+            link=link,
+            last_migration=last_migration,
+            verification=verification,
+            cut_over=cut_over,
+            complete=runs.filter(kind=Kind.COMPLETE, status=Status.SUCCEEDED).exists(),
+        ),
         active_run=active,
         last_run=last_run,
         last_migration=last_migration,

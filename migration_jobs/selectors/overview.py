@@ -15,7 +15,17 @@ from migration_jobs.selectors.flags import agency_flag_id, flag_evaluate
 Kind = MigrationRun.Kind
 
 # The order an agency goes through, then the two ways it can stop; the overview lists them so.
-AGENCY_STATES = ("not linked", "linked", "migrating", "migrated", "verified", "cut over", "failed", "paused")
+AGENCY_STATES = (
+    "not linked",
+    "linked",
+    "migrating",
+    "migrated",
+    "verified",
+    "cut over",
+    "complete",
+    "failed",
+    "paused",
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,11 @@ def agencies_overview(*, state: str = "", search: str = "") -> AgencyOverview:
     last_migrations = _latest_per_agency(MigrationRun.objects.filter(kind__in=(Kind.MIGRATE, Kind.ROLLBACK)))
     verifications = _latest_per_agency(VerificationRun.objects.all())
     cut_over = _cut_over_links()
+    complete = set(
+        MigrationRun.objects.filter(kind=Kind.COMPLETE, status=MigrationRun.Status.SUCCEEDED).values_list(
+            "agency_link_id", flat=True
+        )
+    )
     rows = [
         AgencyRow(
             link=link,
@@ -72,6 +87,7 @@ def agencies_overview(*, state: str = "", search: str = "") -> AgencyOverview:
                 last_migration=last_migrations.get(link.pk),
                 verification=verifications.get(link.pk),
                 cut_over=link.pk in cut_over,
+                complete=link.pk in complete,
             ),
             last_run=last_runs.get(link.pk),
             verification=verifications.get(link.pk),

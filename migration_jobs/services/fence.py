@@ -71,6 +71,11 @@ def agency_revos_read_only(*, link: AgencyLink) -> bool:
     return link.runs.filter(fence_held=True).exists()
 
 
+def agency_unified_read_only(*, link: AgencyLink) -> bool:
+    """Does the unified database refuse this agency's writes (a switch back under way)? Also for the apps."""
+    return link.runs.filter(kind=Kind.SWITCH_BACK, fence_held=True).exists()
+
+
 def fence_lift_for_run(*, run: MigrationRun) -> bool:
     """Lift the fence this run holds (raises DatabaseUnreachable if RevOS does not answer)."""
     with connect("revos", purpose="fence") as connection:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import django_rq
 import psutil
 from rq.defaults import DEFAULT_JOB_MONITORING_INTERVAL
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from rq.utils import utcparse
 from rq.worker import Worker
 
@@ -111,3 +113,23 @@ def worker_backends_terminate(*, worker_name: str, wait_seconds: float = 10) -> 
                     break
                 time.sleep(0.1)
     return ended
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    worker_name: str
+    seconds_ago: int | None  # None: the worker's key has expired (it is gone)
+
+
+def run_heartbeat(*, job_id: str) -> Heartbeat | None:
+    """The worker executing a job and how long ago it last said it is alive (for the agency page)."""
+    connection = django_rq.get_connection(QUEUE)
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        return None
+    if not job.worker_name:
+        return None
+    last = worker_last_heartbeat(worker_name=job.worker_name)
+    age = None if last is None else max(0, int((datetime.now(UTC) - last.replace(tzinfo=UTC)).total_seconds()))
+    return Heartbeat(worker_name=job.worker_name, seconds_ago=age)

@@ -273,8 +273,9 @@ def _running_run_gone(run: MigrationRun) -> str:
     """Why a running run's execution is gone, or "" while it lives."""
     holders = agency_lock_holders(agency_id=run.revos_agency_id)
     if not holders:
-        # A plan takes no lock: its job's worker tells whether it still runs.
-        if run.kind == MigrationRun.Kind.PLAN and _job_worker_alive(run.job_id):
+        # No lock: a plan takes none, and a run that has just released its lock is still recording
+        # how it ended. Its job's worker, alive and busy with it, says it is not gone.
+        if _job_worker_alive(run.job_id):
             return ""
         return "The worker stopped without finishing. Resume continues from the last checkpoint."
     orphans = orphaned_holders(holders)

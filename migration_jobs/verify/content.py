@@ -102,8 +102,11 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
     )
 
 
-def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> sql.Composed:
-    """The unified rows this agency's migration inserted from `plan.source`: (id, vals)."""
+def target_relation(
+    plan: TablePlan, *, scope: AgencyScope, target: Catalog, ids: Sequence[str] | None = None
+) -> sql.Composed:
+    """The unified rows this agency's migration inserted from `plan.source`: (id, vals); with `ids`, of
+    those source ids only (found by the id map's primary key rather than by all the agency's rows)."""
     types = _full_types(plan, target)
     values = sql.SQL(", ").join(
         sql.SQL("CAST(CAST(t.{} AS {}) AS text)").format(sql.Identifier(column), sql.SQL(sql_type))
@@ -114,7 +117,11 @@ def target_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog) -> 
     ).format(
         values=values,
         target=sql.Identifier(plan.target),
-        inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source),
+        inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source)
+        if ids is None
+        else sql.SQL("{} AND m.source_id = ANY({}::uuid[])").format(
+            id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source), sql.Literal(list(ids))
+        ),
     )
 
 
@@ -248,7 +255,7 @@ def content_check(
     """
     relations = (
         source_relation(plan, scope=scope, target=target_catalog, remap=remap),
-        target_relation(plan, scope=scope, target=target_catalog),
+        target_relation(plan, scope=scope, target=target_catalog, ids=ids),
     )
     if ids is not None:
         relations = tuple(

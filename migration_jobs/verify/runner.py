@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -89,7 +90,22 @@ def agency_verify_changes(
 ) -> None:
     """The cutover's check (ghostferry's reverify): counts of every table, content of the changed rows
     only (`changed_ids`, source table -> ids), and the isolation cases, the table checks `workers` at
-    a time. Writes nothing."""
+    a time. Writes nothing.
+
+    The isolation cases run on their own connection beside the data checks: RevOS is fenced while
+    this runs, so the two share the wait. `record` is called from both threads.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-isolation") as beside:
+        isolation_done = beside.submit(_isolation_checks, scope, None, record, with_schema=False)
+        try:
+            _changed_data_checks(scope=scope, changed_ids=changed_ids, record=record, workers=workers)
+        finally:
+            isolation_done.result()
+
+
+def _changed_data_checks(
+    *, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record, workers: int | None
+) -> None:
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
@@ -100,12 +116,14 @@ def agency_verify_changes(
             if changed_ids.get(plan.source):
                 reading.content(plan, remap=remap, ids=changed_ids[plan.source])
         reading.run(source=source, target=target, record=record, workers=workers)
-    _isolation_checks(scope, target_catalog, record, with_schema=False)
 
 
-def _isolation_checks(scope: AgencyScope, target_catalog: Catalog, record: Record, *, with_schema: bool) -> None:
+def _isolation_checks(scope: AgencyScope, target_catalog: Catalog | None, record: Record, *, with_schema: bool) -> None:
     with connect("unified", purpose="verification-rls") as connection:
         connection.read_only = True
+        if target_catalog is None:  # read here when this runs beside the data checks
+            target_catalog = catalog_read(connection)
+            connection.rollback()
         probe = isolation.Probe(connection, scope, target_catalog)
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             _guarded(record, name, "", (connection,), lambda case=case: case(probe))
