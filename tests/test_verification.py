@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import StringIO
 
@@ -25,6 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from migration_jobs.admin.verification import verify_selected_agencies
+from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import AgencyMigration, agency_rollback
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
@@ -36,6 +38,8 @@ from migration_jobs.services.verification import (
     verification_run_request,
 )
 from migration_jobs.verify import content as content_module
+from migration_jobs.verify import counts as counts_module
+from migration_jobs.verify.pool import both_sides
 from tests.conftest import run_worker
 
 CASES = (
@@ -782,3 +786,109 @@ def test_rollback_through_workers_is_verified_as_leaving_nothing_behind(migrated
     assert verification.verdict == "pass", failing(verification)
     assert verification.results.get(check_name="counts", table_name="leads").details["migrated"] is False
     assert verification.results.get(check_name="content").details["not_applicable"]
+
+
+# --- checks side by side ------------------------------------------------------------------------
+
+
+def results_of(run: VerificationRun) -> list[tuple]:
+    return [(r.check_name, r.table_name, r.status, r.expected, r.actual, r.details) for r in run.results.order_by("pk")]
+
+
+def plant_faults(a: Agency) -> None:
+    """A missing row, a changed value and a row moved to another agency, in three tables."""
+    execute("unified", "DELETE FROM comment WHERE id = %s", [a.comments[0]])
+    execute("unified", "UPDATE lead SET name = 'Someone else' WHERE id = %s", [a.leads[1]])
+    with transaction.atomic(using="unified"):  # past the tenant keys, as a restore would
+        execute("unified", "SET LOCAL session_replication_role = replica")
+        execute("unified", "UPDATE lead SET agency_id = %s WHERE id = %s", [a.other_unified_id, a.leads[2]])
+
+
+def test_parallel_verification_records_exactly_the_serial_results_on_planted_faults(migrated, settings):
+    plant_faults(migrated)
+    settings.VERIFICATION_WORKERS = 1
+    serial = verify(migrated)
+    settings.VERIFICATION_WORKERS = 4
+    parallel = verify(migrated)
+    assert serial.verdict == parallel.verdict == "fail"
+    assert {("counts", "comments"), ("content", "leads"), ("counts", "leads")} <= set(failing(serial))
+    assert results_of(parallel) == results_of(serial)
+
+
+def test_every_worker_reads_the_snapshot_taken_when_the_verification_started(migrated, settings, monkeypatch):
+    settings.VERIFICATION_WORKERS = 3
+    original = counts_module.counts_check
+    deleted = []
+
+    def delete_a_comment_first(plan, **kwargs):
+        # Committed while the checks are under way, on a connection of its own.
+        if not deleted:
+            with connect("unified", purpose="test") as connection:
+                connection.execute("DELETE FROM comment WHERE id = %s", [migrated.comments[0]])
+            deleted.append(migrated.comments[0])
+        return original(plan, **kwargs)
+
+    monkeypatch.setattr(counts_module, "counts_check", delete_a_comment_first)
+    assert verify(migrated).verdict == "pass", "no worker saw the row deleted after the snapshot"
+    assert deleted
+    monkeypatch.setattr(counts_module, "counts_check", original)
+    assert set(failing(verify(migrated))) == {("counts", "comments"), ("content", "comments")}
+
+
+def test_a_data_check_that_breaks_its_transaction_is_an_error_and_its_worker_goes_on(migrated, settings, monkeypatch):
+    settings.VERIFICATION_WORKERS = 1  # every check after the broken one runs on the same connections
+    original = counts_module.counts_check
+
+    def broken_on_leads(plan, *, target, **kwargs):
+        if plan.source == "leads":
+            target.execute("SELECT 1 / 0")
+        return original(plan, target=target, **kwargs)
+
+    monkeypatch.setattr(counts_module, "counts_check", broken_on_leads)
+    run = verify(migrated)
+    assert (run.status, run.verdict) == ("finished", "error")
+    errored = run.results.get(status="error")
+    assert (errored.check_name, errored.table_name) == ("counts", "leads")
+    assert "division by zero" in errored.actual
+    assert not run.results.filter(status="fail").exists()
+    assert run.results.filter(check_name="content", table_name="leads", status="pass").exists()
+
+
+def test_both_sides_of_a_check_run_at_the_same_time(tenant_db):
+    started = threading.Event()
+    with (
+        ThreadPoolExecutor(max_workers=1) as source_side,
+        connect("revos", purpose="test") as source,
+        connect("unified", purpose="test") as target,
+    ):
+
+        def on_source():
+            # Waits for the unified query to have begun: run one after the other, this would time out.
+            return started.wait(timeout=30), source.execute("SELECT current_database()").fetchone()[0]
+
+        def on_target():
+            started.set()
+            return target.execute("SELECT current_database()").fetchone()[0]
+
+        (overlapped, source_name), target_name = both_sides(source_side, on_source, on_target)
+    assert overlapped
+    assert (source_name, target_name) == (
+        connections["revos"].settings_dict["NAME"],
+        connections["unified"].settings_dict["NAME"],
+    )
+
+
+def test_a_side_that_raises_is_raised_after_the_other_side_has_finished():
+    other_done = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as source_side:
+
+        def on_source():
+            time.sleep(0.2)
+            other_done.set()
+
+        def on_target():
+            raise ValueError("the unified side failed")
+
+        with pytest.raises(ValueError, match="unified side failed"):
+            both_sides(source_side, on_source, on_target)
+        assert other_done.is_set()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import logging
 import platform
 import queue
@@ -24,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from uuid import UUID
 
 import psycopg
@@ -42,18 +42,24 @@ from migration_jobs.etl.accounts import (
 from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
+from migration_jobs.etl.scheduler import (
+    BatchDone,
+    Control,
+    Flight,
+    Lane,
+    ReportBatch,
+    Unit,
+    table_dependencies,
+    table_parents,
+    tables_write,
+    units_plan,
+)
 from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
-
-
-class Control(StrEnum):
-    CONTINUE = "continue"
-    PAUSE = "pause"
-    CANCEL = "cancel"
 
 
 class AgencyBusy(Exception):
@@ -97,6 +103,7 @@ class Progress:
     rows_total: int
     rows_per_second: float
     batch: int
+    in_flight: tuple[str, ...] = ()  # every table (or part of a split table) being written now
 
 
 @dataclass
@@ -150,9 +157,12 @@ class RunState:
     # Check a first load's foreign keys set-wise: asked for, and the role may turn row triggers off.
     set_checks: bool = False
     started: float = 0.0  # time.monotonic() once the tables start copying
-    rows_done: int = 0
+    rows_done: int = 0  # counted on the run's thread, as the writers report their batches
     rows_total: int = 0
-    batch_no: int = 0
+    tables_total: int = 0
+    batch_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))  # next() is atomic
+    # The parts of a split table add to one outcome from several writer threads.
+    report_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -171,6 +181,8 @@ class AgencyMigration:
     # Source table -> the only ids to bring level (a catch-up from the change capture, see
     # etl/catch_up.py); None re-reads every row of the agency.
     changed_ids: dict[str, list[str]] | None = None
+    writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
+    split_rows: int = 100_000  # a table with more rows is written by all the writers, in id ranges
     state: RunState = field(default_factory=RunState, init=False, repr=False)
 
     def run(self) -> MigrationReport:
@@ -206,13 +218,9 @@ class AgencyMigration:
             started=time.monotonic(),
             rows_done=sum(c[1] for c in checkpoints.values()),
             rows_total=sum(totals.values()),
+            tables_total=len(plans),
         )
-        for index, plan in enumerate(plans):
-            last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
-            if not completed:
-                began = time.monotonic()
-                self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
-                report.tables[plan.source].seconds = round(time.monotonic() - began, 3)
+        self._copy_tables(source, target, plans, remap, checkpoints, report, totals)
         if had_previous or self.changed_ids is not None:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
@@ -221,6 +229,34 @@ class AgencyMigration:
         if self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
             self._analyze(target, plans)
         return report
+
+    def _copy_tables(self, source, target, plans: list[TablePlan], remap, checkpoints, report, totals) -> None:
+        """Every table (or part) not completed yet, `writers` at a time, parents first (etl/scheduler.py)."""
+        references = table_dependencies(target)
+        units = units_plan(
+            plans,
+            rows=totals,
+            checkpoint_keys=list(checkpoints),
+            references=references,
+            writers=self.writers,
+            split_rows=self.split_rows,
+        )
+        completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
+        unfinished_tables = {unit.table for unit in units if unit.name not in completed}
+        control = tables_write(
+            pending=[unit for unit in units if unit.name not in completed],
+            parents=table_parents(plans, references),
+            tables_done=len({unit.table for unit in units} - unfinished_tables),
+            writers=self.writers,
+            source=source,
+            target=target,
+            copy=lambda unit, lane, report_batch: self._copy_table(
+                lane, unit, remap, checkpoints.get(unit.name, (None, 0, False))[0], report, report_batch
+            ),
+            on_batch=self._progress,
+        )
+        if control is not Control.CONTINUE:
+            raise MigrationStopped(control)
 
     def _ids(self, plan: TablePlan) -> list[str] | None:
         if self.changed_ids is None or not plan.entry.captured:
@@ -303,21 +339,26 @@ class AgencyMigration:
 
     # Copy: stream the source, write batches ------------------------------------------------
 
-    def _copy_table(self, source, target, plan: TablePlan, remap, last_id, report, index, count) -> None:
-        """Stream one table: a reader thread fills batches while this thread writes the previous one."""
+    def _copy_table(self, lane: Lane, unit: Unit, remap, last_id, report, report_batch: ReportBatch) -> None:
+        """Stream one table (or one part of it) on a writer's connections: a reader thread fills
+        batches while this thread writes the previous one."""
+        began = time.monotonic()
+        source, target, plan = lane.source, lane.target, unit.plan
         query = plan.source_query(
             source_agency_id=self.source_agency_id,
             target_agency_id=self.target_agency_id,
             after_id=last_id,
             ids=self._ids(plan),
+            id_range=unit.id_range,
         )
         first_load = (
-            self.state.set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
+            self.state.set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
         )
-        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
+        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         logger.info(
-            "table %s -> %s: %s",
-            plan.source,
+            "writer %s: table %s -> %s: %s",
+            lane.number,
+            unit.name,
             plan.target,
             "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
             extra={"agency_id": str(self.source_agency_id)},
@@ -327,7 +368,7 @@ class AgencyMigration:
         reader = threading.Thread(
             target=self._read_batches,
             args=(source, plan, remap, sql.SQL("COPY ({}) TO STDOUT").format(query), batches, stop),
-            name=f"read-{plan.source}",
+            name=f"read-{unit.name}",
             daemon=True,
         )
         reader.start()
@@ -336,19 +377,28 @@ class AgencyMigration:
                 batch = batches.get()
                 if isinstance(batch, BaseException):
                     raise batch
-                self.state.rows_done += batch.skipped  # existing unified rows stand for them: counted, not written
-                self._flush(writer, batch.rows, report, index, count, completed=batch.last)
+                # Rows an existing unified row stands for (batch.skipped) are counted, not written.
+                self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
                     return
         finally:
             stop.set()
             reader.join()
+            with self.state.report_lock:  # a split table's seconds are its parts' writer-seconds
+                report.tables[plan.source].seconds = round(
+                    report.tables[plan.source].seconds + time.monotonic() - began, 3
+                )
 
-    def _written_ahead(self, target: psycopg.Connection, plan: TablePlan, last_id: str | None) -> bool:
-        """Has a run of this agency already written rows of the table beyond its checkpoint?"""
+    def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: str | None) -> bool:
+        """Has a run of this agency already written rows of the table (within the unit's id range)
+        beyond its checkpoint?"""
         with target.cursor() as cursor:
             ahead = id_map.table_written_ahead(
-                cursor, agency_id=self.source_agency_id, source_table=plan.source, last_id=last_id
+                cursor,
+                agency_id=self.source_agency_id,
+                source_table=unit.table,
+                last_id=last_id,
+                id_range=unit.id_range,
             )
         target.commit()
         return ahead
@@ -394,36 +444,44 @@ class AgencyMigration:
         except BaseException as error:  # handed to the writing thread, which raises it
             hand_over(error)
 
-    def _flush(self, writer: BatchWriter, batch, report, index, count, *, completed: bool) -> None:
-        self.state.batch_no += 1
-        inserted, updated = writer.write(batch, batch_no=self.state.batch_no, completed=completed)
+    def _flush(self, writer: BatchWriter, batch, report, report_batch: ReportBatch, *, skipped: int, completed: bool):
+        """Write one batch on a writer's thread, then stop there if the run's thread says so."""
+        number = next(self.state.batch_numbers)
+        inserted, updated = writer.write(batch, batch_no=number, completed=completed)
         outcome = report.tables[writer.plan.source]
-        outcome.inserted += inserted
-        outcome.updated += updated
-        self.state.rows_done += len(batch)
+        with self.state.report_lock:
+            outcome.inserted += inserted
+            outcome.updated += updated
         if completed:
             logger.info(
                 "table %s -> %s done: %s inserted, %s updated",
-                writer.plan.source,
+                writer.checkpoint_key,
                 writer.plan.target,
                 outcome.inserted,
                 outcome.updated,
                 extra={"agency_id": str(self.source_agency_id)},
             )
+        done = BatchDone(writer.plan.source, writer.checkpoint_key, number, len(batch) + skipped, completed)
+        control = report_batch(done)
+        if control is not Control.CONTINUE and not completed:
+            raise MigrationStopped(control)
+
+    def _progress(self, batch: BatchDone, flight: Flight) -> Control:
+        """On the run's thread: count the batch and hand progress over, which answers with a control."""
+        self.state.rows_done += batch.rows
         elapsed = max(time.monotonic() - self.state.started, 1e-6)
-        control = self.on_progress(
+        return self.on_progress(
             Progress(
-                table=writer.plan.source,
-                tables_done=index + (1 if completed else 0),
-                tables_total=count,
+                table=batch.unit,
+                tables_done=flight.tables_done,
+                tables_total=self.state.tables_total,
                 rows_done=self.state.rows_done,
                 rows_total=self.state.rows_total,
                 rows_per_second=self.state.rows_done / elapsed,
-                batch=self.state.batch_no,
+                batch=batch.number,
+                in_flight=flight.in_flight,
             )
         )
-        if control is not Control.CONTINUE and not (completed and index == count - 1):
-            raise MigrationStopped(control)
 
     # Catch-up: rows deleted at the source leave the unified database -----------------------
 
@@ -493,10 +551,17 @@ class BatchWriter:
     id map and checkpoint in one commit."""
 
     def __init__(
-        self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID, *, first_load: bool = False
+        self,
+        connection: psycopg.Connection,
+        plan: TablePlan,
+        source_agency_id: UUID,
+        *,
+        first_load: bool = False,
+        checkpoint_key: str | None = None,  # a part of a split table keeps a checkpoint of its own
     ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load = first_load
+        self.checkpoint_key = checkpoint_key or plan.source
         self.id_at = plan.target_columns.index("id")
         self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
@@ -586,7 +651,7 @@ class BatchWriter:
             cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
             cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         last_id = self._row_id(rows.last_row)
-        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
         connection.commit()
         return inserted, 0
 
@@ -611,7 +676,7 @@ class BatchWriter:
                     )
                 cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         last_id = self._row_id(rows.last_row) if rows else None
-        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
         connection.commit()
         return inserted, updated
 

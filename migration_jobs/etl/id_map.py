@@ -102,14 +102,25 @@ def table_mapped_count(cursor, *, agency_id: UUID, source_table: str) -> int:
     return cursor.fetchone()[0]
 
 
-def table_written_ahead(cursor, *, agency_id: UUID, source_table: str, last_id: str | None) -> bool:
-    """Has a run of this agency inserted rows of the table beyond `last_id` (its checkpoint)?"""
+def table_written_ahead(
+    cursor,
+    *,
+    agency_id: UUID,
+    source_table: str,
+    last_id: str | None,
+    id_range: tuple[UUID | None, UUID | None] = (None, None),
+) -> bool:
+    """Has a run of this agency inserted rows of the table beyond `last_id` (its checkpoint),
+    within [low, high) of the source ids (one part of a split table)?"""
+    low, high = id_range
     cursor.execute(
         sql.SQL(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s AND source_table = %s AND inserted"
-            " AND (%s::uuid IS NULL OR source_id > %s::uuid))"
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %(agency)s AND source_table = %(table)s AND inserted"
+            " AND (%(after)s::uuid IS NULL OR source_id > %(after)s::uuid)"
+            " AND (%(low)s::uuid IS NULL OR source_id >= %(low)s::uuid)"
+            " AND (%(high)s::uuid IS NULL OR source_id < %(high)s::uuid))"
         ).format(ID_MAP),
-        [agency_id, source_table, last_id, last_id],
+        {"agency": agency_id, "table": source_table, "after": last_id, "low": low, "high": high},
     )
     return cursor.fetchone()[0]
 

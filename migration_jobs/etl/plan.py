@@ -94,11 +94,18 @@ class TablePlan:
         target_agency_id: UUID,
         after_id: UUID | None = None,
         ids: Sequence[str] | None = None,
+        id_range: tuple[UUID | None, UUID | None] = (None, None),
     ) -> sql.Composed:
-        """The agency's rows, transformed and ordered by id, optionally after a checkpoint."""
+        """The agency's rows, transformed and ordered by id, optionally after a checkpoint and
+        within [low, high) of the ids (one part of a table written by several writers)."""
         conditions = self.conditions(source_agency_id, ids)
         if after_id is not None:
             conditions.append(sql.SQL("id > {}").format(sql.Literal(after_id)))
+        low, high = id_range
+        if low is not None:
+            conditions.append(sql.SQL("id >= {}").format(sql.Literal(low)))
+        if high is not None:
+            conditions.append(sql.SQL("id < {}").format(sql.Literal(high)))
         return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY id").format(
             self.select_list(target_agency_id),
             self.source_table,
