@@ -72,7 +72,11 @@ def database_backends_stop(*, application_prefix: str) -> None:
 
 
 def unified_reset() -> None:
-    """Empty the unified tables and the migration bookkeeping, as before the first migration."""
+    """Empty the unified tables and the migration bookkeeping, as before the first migration.
+
+    The auth accounts too: the migration moves them, and an account left from the last repeat
+    would take the id its next run writes.
+    """
     with connect("unified", autocommit=True, purpose="benchmark") as connection:
         tables = [
             name
@@ -80,6 +84,7 @@ def unified_reset() -> None:
                 "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
                 " WHERE schemaname = 'public'"
                 " OR (schemaname = 'controlplane' AND tablename IN ('id_map', 'checkpoint'))"
+                " OR (schemaname = 'auth' AND tablename IN ('users', 'identities'))"
             )
         ]
         if tables:
