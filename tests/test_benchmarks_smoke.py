@@ -12,11 +12,14 @@ import pytest
 
 from benchmarks.report import TARGETS, report_table, report_write
 from benchmarks.runner import BenchOptions, benchmark_run
+from migration_jobs.models.flags import FeatureFlag
 from tests.conftest import worker_environment
 
 
 @pytest.fixture
 def report(tenant_db, rq_queues, tmp_path):
+    # The seed flag the cutover turns on (a transactional test may have flushed the data migration's row).
+    FeatureFlag.objects.update_or_create(name="unified_db", defaults={"requires_verification": True})
     options = BenchOptions(
         rows=1_500,
         sizes=(800, 1_500),

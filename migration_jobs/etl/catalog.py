@@ -7,6 +7,9 @@ from graphlib import CycleError, TopologicalSorter
 
 import psycopg
 
+from migration_jobs.etl.capture import TRIGGER as CAPTURE_TRIGGER
+from migration_jobs.etl.capture import TRUNCATE_TRIGGER as CAPTURE_TRUNCATE_TRIGGER
+
 # A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
 # ordering, remapping and the set-based checks it is the reference column's key, which also
 # binds the agency.
@@ -80,7 +83,7 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
             SELECT c.relname FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
-            WHERE NOT t.tgisinternal
+            WHERE NOT t.tgisinternal AND t.tgname NOT IN (%s, %s)
             UNION
             SELECT c.relname FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
@@ -91,7 +94,9 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
               AND ((cardinality(k.conkey) > 1 AND NOT {TENANT_KEY_SQL})
                    OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
             """,
-            [schema, schema],
+            # The change capture's triggers do not count: they record writes of agencies moving out of
+            # this database, and a first load writes rows of an agency that is moving in.
+            [schema, CAPTURE_TRIGGER, CAPTURE_TRUNCATE_TRIGGER, schema],
         ).fetchall()
     }
     return Catalog(
