@@ -7,12 +7,11 @@ service (services/switch_back.py), which refuses with the reason whatever the ca
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from migration_jobs.admin.flags import ReasonForm
+from migration_jobs.admin.flags import runs_bulk_with_reason
 from migration_jobs.models import AgencyLink
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.switch_back import (
@@ -97,24 +96,12 @@ def switch_back_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, que
     if not request.user.has_perm(SWITCH_BACK_PERMISSION):
         modeladmin.message_user(request, "You may not switch agencies back.", messages.ERROR)
         return None
-    form = ReasonForm(request.POST if "apply" in request.POST else None)
-    if not form.is_valid():
-        context = {
-            **modeladmin.admin_site.each_context(request),
-            "title": "Switch agencies back to RevOS",
-            "opts": modeladmin.opts,
-            "queryset": queryset,
-            "form": form,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "action_name": "switch_back_selected",
-        }
-        return TemplateResponse(request, "admin/migration_jobs/agencylink/switch_back_selected.html", context)
-    bulk = switch_back_runs_request_bulk(links=queryset, reason=form.cleaned_data["reason"], actor=request.user)
-    for run in bulk.queued:
-        modeladmin.log_change(request, run.agency_link, f"Queued a switch back (bulk {bulk.bulk_request}).")
-    if bulk.queued:
-        names = ", ".join(str(run.agency_link) for run in bulk.queued)
-        modeladmin.message_user(request, f"Switch back queued for {len(bulk.queued)}: {names}.", messages.SUCCESS)
-    for _, why in bulk.skipped:
-        modeladmin.message_user(request, f"Refused: {why}", messages.ERROR)
-    return None
+    return runs_bulk_with_reason(
+        modeladmin,
+        request,
+        queryset,
+        what="Switch back",
+        title="Switch agencies back to RevOS",
+        template="admin/migration_jobs/agencylink/switch_back_selected.html",
+        request_bulk=switch_back_runs_request_bulk,
+    )

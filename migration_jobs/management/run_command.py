@@ -49,3 +49,26 @@ class RunCommand(DatabaseCommand):
             if isinstance(outcome, dict) and any(v for k, v in outcome.items() if k not in ("source", "target")):
                 cells = ", ".join(f"{k}={v}" for k, v in outcome.items() if k not in ("source", "target") and v)
                 self.stdout.write(f"  {table:28} {cells}")
+
+
+class SteppedRunCommand(RunCommand):
+    """A run of steps (cutover, switch back): each step's status, duration and detail, then the window."""
+
+    window_label = ""  # what the run's window_seconds measures, e.g. "write downtime (fence to switch)"
+    reason_required = True  # False where an option (a dry run) needs none; the command checks it then
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument(
+            "--reason", required=self.reason_required, help="Why, kept with the run and the unified_db change."
+        )
+
+    def report(self, run: MigrationRun) -> None:
+        self.stdout.write(f"run {run.pk}: {run.get_kind_display()} of {run.agency_link} — {run.get_status_display()}")
+        for step in run.steps:
+            seconds = f"{step['seconds']:.2f} s" if step["seconds"] is not None else ""
+            self.stdout.write(f"  {step['label']:28} {step['status']:8} {seconds:>9}  {step['detail']}")
+        if run.status == MigrationRun.Status.SUCCEEDED:
+            self.stdout.write(f"{self.window_label}: {run.report.get('window_seconds')} s")
+        elif run.status == MigrationRun.Status.CANCELLED:
+            raise CommandError(f"Run {run.pk} was cancelled: {run.status_note}")

@@ -1,22 +1,24 @@
 from django.core.management.base import CommandError
 
-from migration_jobs.management.run_command import RunCommand
+from migration_jobs.management.run_command import SteppedRunCommand
 from migration_jobs.models import MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.switch_back import switch_back_plan, switch_back_run_execute, switch_back_run_request
 
 
-class Command(RunCommand):
+class Command(SteppedRunCommand):
     help = (
         "Queue (or with --sync, run) the switch back of a cut-over agency to RevOS, with what the apps wrote in "
         "the unified database since its cutover; --plan only prints what it would change in RevOS. Any failure "
         "before unified_db is turned off lifts the unified fence and leaves the agency cut over."
     )
 
+    window_label = "unified write downtime (fence to reopen)"
+    reason_required = False  # --plan needs none; running does (checked in handle)
+
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("--reason", help="Why, kept with the run and the unified_db change (required to run).")
         parser.add_argument(
             "--plan", action="store_true", help="Print the rows it would change in RevOS; write nothing."
         )
@@ -51,11 +53,3 @@ class Command(RunCommand):
 
     def execute_run(self, run: MigrationRun) -> MigrationRun:
         return switch_back_run_execute(run_id=run.pk)
-
-    def report(self, run: MigrationRun) -> None:
-        self.stdout.write(f"run {run.pk}: {run.get_kind_display()} of {run.agency_link} — {run.get_status_display()}")
-        for step in run.steps:
-            seconds = f"{step['seconds']:.2f} s" if step["seconds"] is not None else ""
-            self.stdout.write(f"  {step['label']:28} {step['status']:8} {seconds:>9}  {step['detail']}")
-        if run.status == MigrationRun.Status.SUCCEEDED:
-            self.stdout.write(f"unified write downtime (fence to reopen): {run.report.get('window_seconds')} s")
