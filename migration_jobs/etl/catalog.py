@@ -9,7 +9,8 @@ from graphlib import CycleError, TopologicalSorter
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl.capture import TRIGGER, TRUNCATE_TRIGGER
+from migration_jobs.etl.capture import TRIGGER as CAPTURE_TRIGGER
+from migration_jobs.etl.capture import TRUNCATE_TRIGGER as CAPTURE_TRUNCATE_TRIGGER
 from migration_jobs.mapping import QUALIFIED_TABLES
 
 # A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
@@ -36,10 +37,7 @@ class Catalog:
     columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
     foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
     # Tables whose only triggers are foreign keys to the id of a parent in the same schema (single
-    # column, or tenant keys), besides the control plane's own change capture: one set-based check
-    # per batch can stand in for the row triggers. The capture triggers stay on every table once an
-    # agency was captured there, so they must not rule the set-based path out for good; whether the
-    # capture of the agency being written may be skipped is the engine's call (it may not).
+    # column, or tenant keys): one set-based check per batch can stand in for the row triggers.
     set_checkable: frozenset[str] = frozenset()
     # table -> reference columns whose key is a tenant key (the parent must be of the row's agency)
     tenant_references: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -64,7 +62,14 @@ def catalog_read(
     """Read the tables of `schema`, and the schema-qualified tables in `also` (Supabase's auth.users
     and auth.identities, which the mapping moves too), with their columns and (single-column or
     tenant) foreign keys."""
-    params = {"schema": schema, "also": list(also)}
+    # The change capture's triggers do not make a table unfit for the set-wise checks: they record
+    # writes of agencies moving out of this database, and a first load writes an agency moving in.
+    params = {
+        "schema": schema,
+        "also": list(also),
+        "capture_trigger": CAPTURE_TRIGGER,
+        "capture_truncate": CAPTURE_TRUNCATE_TRIGGER,
+    }
     columns: dict[str, list[Column]] = {}
     rows = connection.execute(
         f"""
@@ -105,7 +110,7 @@ def catalog_read(
             SELECT {_NAME.format(n="n", c="c")} FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
-            WHERE NOT t.tgisinternal AND t.tgname <> ALL(%(capture_triggers)s)
+            WHERE NOT t.tgisinternal AND t.tgname NOT IN (%(capture_trigger)s, %(capture_truncate)s)
             UNION
             SELECT {_NAME.format(n="n", c="c")} FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
@@ -116,7 +121,7 @@ def catalog_read(
               AND ((cardinality(k.conkey) > 1 AND NOT {TENANT_KEY_SQL})
                    OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
             """,
-            {**params, "capture_triggers": [TRIGGER, TRUNCATE_TRIGGER]},
+            params,
         ).fetchall()
     }
     return Catalog(
