@@ -193,10 +193,12 @@ def _expects_migrated(run: VerificationRun) -> bool:
     """Whether the agency's rows should be in the unified database, or (rolled back) none of them.
 
     The run that triggered the verification says so; on demand, the id map does: a migration,
-    even one stopped half-way, leaves it filled, and a rollback empties it.
+    even one stopped half-way, leaves it filled, and a rollback empties it. Only a rollback takes
+    the rows out: a switch back leaves them in the unified database (and in the id map) for the
+    next cutover.
     """
     if run.migration_run is not None and run.migration_run.kind != MigrationRun.Kind.PLAN:
-        return run.migration_run.kind == MigrationRun.Kind.MIGRATE
+        return run.migration_run.kind != MigrationRun.Kind.ROLLBACK
     with connect("unified", autocommit=True, purpose="verification") as connection, connection.cursor() as cursor:
         return id_map.agency_has_mapped_rows(cursor, agency_id=run.agency_link.revos_agency_id)
 
