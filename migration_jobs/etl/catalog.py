@@ -81,6 +81,9 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
             JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
             WHERE NOT t.tgisinternal
+              -- The change capture's triggers (etl/capture.py) matter only for captured agencies,
+              -- whose rows a first load never writes: they do not take the fast path away.
+              AND t.tgname NOT IN ('controlplane_capture', 'controlplane_capture_truncate')
             UNION
             SELECT c.relname FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
