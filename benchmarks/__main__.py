@@ -1,4 +1,4 @@
-"""python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--clients N] [--requests N] [--out FILE]
+"""python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--repeats N] [--clients N] [--requests N] [--out FILE]
 
 Runs in scratch databases `<name>_bench` created beside the three configured ones (and dropped at
 the end unless --keep-databases), so the data of DATABASE_URL, UNIFIED_DATABASE_URL and
@@ -29,7 +29,7 @@ from benchmarks.databases import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_VARS = ("DATABASE_URL", "UNIFIED_DATABASE_URL", "REVOS_DATABASE_URL")
 QUEUES = ("migrations", "verification")
-QUICK = {"rows": 100_000, "sizes": (10_000, 50_000, 100_000), "clients": 100_000}
+QUICK = {"rows": 100_000, "sizes": (10_000, 50_000, 100_000), "clients": 100_000, "rls_leads": 100_000}
 
 
 class BenchRefused(Exception):
@@ -43,6 +43,13 @@ def _count(text: str) -> int:
     return int(float(text[:-1] if factor > 1 else text) * factor)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of repeats; give 1 or more")
+    return value
+
+
 def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     parser.add_argument("--rows", type=_count, help="source rows of the main agency (default 1M; --quick 100k)")
@@ -53,6 +60,15 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--clients", type=_count, help="unified clients for the changelist (default 1M; --quick 100k)")
     parser.add_argument("--requests", type=int, default=30, help="timed changelist requests (default 30)")
+    parser.add_argument(
+        "--repeats",
+        type=_positive,
+        default=3,
+        help="times each throughput figure is measured; the report gives the median and spread (default 3)",
+    )
+    parser.add_argument(
+        "--rls-leads", type=_count, help="unified leads for the RLS read cost (default 1M; --quick 100k)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a first look in a few minutes")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds a worker may run before it is killed")
@@ -67,12 +83,18 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 def _options(args: argparse.Namespace):
     from benchmarks.runner import DEFAULT_SIZES, BenchOptions
 
-    defaults = QUICK if args.quick else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000}
+    defaults = (
+        QUICK
+        if args.quick
+        else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000, "rls_leads": 1_000_000}
+    )
     return BenchOptions(
         rows=args.rows or defaults["rows"],
         sizes=args.sizes or defaults["sizes"],
         clients=args.clients or defaults["clients"],
         requests=args.requests,
+        repeats=args.repeats,
+        rls_leads=args.rls_leads or defaults["rls_leads"],
         seed=args.seed,
         timeout=args.timeout,
         log_dir=args.out.parent / "logs",

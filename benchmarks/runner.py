@@ -11,19 +11,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
+from django.conf import settings
+
 from benchmarks.baseline import baseline_measure
 from benchmarks.changelist import changelist_measure
 from benchmarks.cutover import cutover_measure
 from benchmarks.machine import code_describe, machine_describe
 from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
+from benchmarks.repeats import measurement_summary
 from benchmarks.report import report_evaluate
 from benchmarks.reverse_capture import reverse_capture_measure
-from benchmarks.workload import bench_agency_seed
+from benchmarks.rls_read import rls_read_measure
+from benchmarks.workload import bench_agency_seed, unified_reset
+from migration_jobs.etl.parallel import parallelism
 
 Say = Callable[[str], None]
 
 DEFAULT_SIZES = (100_000, 1_000_000, 5_000_000)
+MEASUREMENTS = ("baseline", "baseline_fk", "pgloader", "migration", "verification")
 # A verification slower than this many times the migration misses its target (0.25x) by so much that
 # waiting for the exact figure is not worth it: it is stopped and reported as at least that slow.
 VERIFY_WAIT_FACTOR = 4
@@ -46,8 +52,11 @@ class BenchOptions:
     sizes: tuple[int, ...] = DEFAULT_SIZES
     clients: int = 1_000_000
     requests: int = 30
+    repeats: int = 3  # of the baseline, pgloader, migration and verification measurements
     seed: int = 7
     capture_writes: int = 3000  # single-row transactions per set-up of the reverse capture measurement
+    rls_leads: int = 1_000_000  # unified leads for the RLS read cost, over rls_agencies agencies
+    rls_agencies: int = 50
     timeout: float = 3600  # seconds one worker may run before it is killed
     changes: int = 1000  # RevOS rows changed before each catch-up and the cutover
     writes: int = 2000  # single-row updates in each capture-overhead loop
@@ -151,6 +160,25 @@ def _sizes_measure(*, options: BenchOptions, main: tuple[dict, dict], worker_env
     return sizes
 
 
+def _repeats_measure(*, agency_id: UUID, options: BenchOptions, worker_env: Mapping[str, str], say: Say) -> list:
+    """Every tool once per repeat, interleaved, so a slow spell of the machine touches them all alike.
+
+    Between repeats the unified database is emptied again (it held only what the migration wrote),
+    so each migration starts from the same empty, indexed tables.
+    """
+    repeats = []
+    for number in range(1, options.repeats + 1):
+        if number > 1:
+            unified_reset()
+        say(f"repeat {number} of {options.repeats}")
+        figures = _copy_tools_measure(agency_id=agency_id, say=say)
+        figures["migration"], figures["verification"] = _project_measure(
+            agency_id=agency_id, options=options, worker_env=worker_env, say=say
+        )
+        repeats.append(figures)
+    return repeats
+
+
 def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
     """Measure everything on the databases Django is configured with; returns the report.
 
@@ -164,12 +192,17 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
         "options": {**asdict(options), "log_dir": str(options.log_dir)},
         "machine": machine_describe(),
         "code": code_describe(),
+        "parallelism": {
+            "migration_writers": parallelism(settings.MIGRATION_WRITERS),
+            "verification_workers": parallelism(settings.VERIFICATION_WORKERS),
+        },
     }
     say(f"seeding the main agency of about {options.rows:,} rows")
     agency_id = bench_agency_seed(rows=options.rows, seed=options.seed)
-    report.update(_copy_tools_measure(agency_id=agency_id, say=say))
-    main = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
-    report["migration"], report["verification"] = main
+    report["repeats"] = _repeats_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
+    for name in MEASUREMENTS:
+        report[name] = measurement_summary([repeat[name] for repeat in report["repeats"]])
+    main = report["migration"], report["verification"]
     # Before the cutover: it starts the reverse capture of this agency, whose writes are measured here.
     report["reverse_capture"] = _reverse_capture_measure(
         agency_id=agency_id, migrated=main[0], writes=options.capture_writes, say=say
@@ -180,6 +213,10 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")
     report["changelist"] = changelist_measure(clients=options.clients, requests=options.requests)
+    say(f"RLS read cost: {options.rls_leads:,} leads over {options.rls_agencies} agencies")
+    report["rls_read"] = rls_read_measure(
+        leads=options.rls_leads, agencies=options.rls_agencies, requests=options.requests
+    )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report.update(report_evaluate(report))

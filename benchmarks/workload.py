@@ -8,6 +8,7 @@ from uuid import UUID
 import psycopg
 
 from migration_jobs.demo.demo import demo_agency_seed, demo_data_reset
+from migration_jobs.etl.capture import capture_remove
 from migration_jobs.etl.connections import connect
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
@@ -24,6 +25,7 @@ def bench_agency_seed(*, rows: int, seed: int) -> UUID:
     Alone in RevOS, the agency's rows are whole tables, which is what pgloader can load. VACUUM
     sets the hint bits and statistics now, so the first reader timed does not pay for them.
     """
+    revos_capture_forget()
     demo_data_reset()
     agency_id = demo_agency_seed(scale=rows / ROWS_PER_SCALE, seed=seed, name=f"Benchmark {rows:,} rows")
     database_vacuum(alias="revos")
@@ -67,3 +69,28 @@ def database_backends_stop(*, application_prefix: str) -> None:
                 " AND application_name NOT LIKE 'controlplane-benchmark%%'",
                 [f"{application_prefix}%"],
             )
+
+
+def unified_reset() -> None:
+    """Empty the unified tables and the migration bookkeeping, as before the first migration."""
+    with connect("unified", autocommit=True, purpose="benchmark") as connection:
+        tables = [
+            name
+            for (name,) in connection.execute(
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = 'public'"
+                " OR (schemaname = 'controlplane' AND tablename IN ('id_map', 'checkpoint'))"
+            )
+        ]
+        if tables:
+            connection.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+
+
+def revos_capture_forget() -> None:
+    """Stop capturing the agencies an earlier measurement migrated: while any agency's changes are
+    captured, RevOS refuses TRUNCATE, and the next agency size starts from empty tables."""
+    with connect("revos", purpose="benchmark") as connection:
+        registered = [row[0] for row in connection.execute("SELECT agency_id FROM controlplane.capture_agency")]
+        connection.commit()
+        for agency_id in registered:
+            capture_remove(connection, agency_id=agency_id)

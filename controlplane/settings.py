@@ -142,6 +142,19 @@ MIGRATION_JOB_TIMEOUT = env.int("MIGRATION_JOB_TIMEOUT", default=6 * 3600)
 # A first load checks each batch's foreign keys with one query per key instead of row by row,
 # where the database role may turn row triggers off (superuser, Supabase's postgres). See etl/engine.py.
 MIGRATION_SET_BASED_FK_CHECKS = env.bool("MIGRATION_SET_BASED_FK_CHECKS", default=True)
+# Parallelism: tables a migration writes at once (one unified connection each) and verification
+# checks run at once (one connection to each database each). 0: the database host's CPU count
+# when it is this machine, else 2 (etl/parallel.py).
+MIGRATION_WRITERS = env.int("MIGRATION_WRITERS", default=0)
+VERIFICATION_WORKERS = env.int("VERIFICATION_WORKERS", default=0)
+# A table with more source rows than this is written by every writer at once, each an id range
+# with its own checkpoint (a 1M-row agency is mostly a few tables).
+MIGRATION_SPLIT_ROWS = env.int("MIGRATION_SPLIT_ROWS", default=100_000)
+for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS", "MIGRATION_SPLIT_ROWS"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(
+            f"{_name}={globals()[_name]} is negative; set 0 or more (0 writers or workers: the default)."
+        )
 # Change capture and cutover (etl/capture.py, services/cutover.py). Registering an agency for capture
 # waits for RevOS transactions older than the registration (so the first copy misses none); the
 # cutover's drain waits for transactions older than its fence, and aborts (lifting the fence) past it.

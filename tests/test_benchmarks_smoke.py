@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from benchmarks.__main__ import _arguments
+from benchmarks.repeats import measurement_summary, spread_of
 from benchmarks.report import TARGETS, report_table, report_write
 from benchmarks.runner import BenchOptions, benchmark_run
 from tests.conftest import worker_environment
@@ -23,14 +25,18 @@ def report(tenant_db, rq_queues, tmp_path):
     FeatureFlag.objects.update_or_create(
         name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
     )
+    # Two repeats: the fewest that exercise the medians and spreads.
     options = BenchOptions(
         rows=1_500,
         sizes=(800, 1_500),
         clients=2_000,
         requests=3,
         capture_writes=60,
+        rls_leads=5_000,
+        rls_agencies=50,
         changes=20,
         writes=30,
+        repeats=2,
         log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
@@ -42,17 +48,33 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     assert report["baseline_fk"]["rows"] == report["baseline"]["rows"]
     assert report["pgloader"]["status"] in ("ok", "not installed"), report["pgloader"]
     if report["pgloader"]["status"] == "ok":
-        assert report["pgloader"]["rows"] == report["baseline"]["rows"]
+        left_out = report["pgloader"]["left_out"]  # pgloader loads the public schema only
+        assert set(left_out) == {"auth.users", "auth.identities"} and all(left_out.values())
+        assert report["pgloader"]["rows"] + sum(left_out.values()) == report["baseline"]["rows"]
     assert report["migration"]["status"] == "succeeded", report["migration"]["error"]
     assert report["migration"]["rows_per_second"] > 0
     assert report["verification"]["verdict"] == "pass", report["verification"]["not_passed"]
     assert report["verification"]["seconds"] > 0
+    assert len(report["repeats"]) == 2
+    for name in ("baseline", "baseline_fk", "migration", "verification"):
+        spread = report[name]["seconds_spread"]
+        assert spread["samples"] == spread["of"] == 2, name
+        assert spread["min"] <= report[name]["seconds"] == spread["median"] <= spread["max"], name
+    assert [r["migration"]["rows"] for r in report["repeats"]] == [report["baseline"]["rows"]] * 2
+    assert all(r["verification"]["verdict"] == "pass" for r in report["repeats"])
+    per_repeat = [r["migration_vs_baseline"] for r in report["per_repeat_ratios"]]
+    assert report["ratio_spreads"]["migration_vs_baseline"]["min"] == min(per_repeat)
+    assert report["parallelism"]["migration_writers"] >= 1
     sizes = report["memory"]["sizes"]
     assert [s["rows_requested"] for s in sizes] == [800, 1_500]
     assert all(s["peak_rss_bytes"] > 20 * 2**20 and s["migration_status"] == "succeeded" for s in sizes)
     assert report["changelist"]["clients"] == 2_000
     assert 0 < report["changelist"]["p50_ms"] <= report["changelist"]["p95_ms"]
     assert report["changelist"]["rows_on_page"] == 50
+    rls = report["rls_read"]
+    assert rls["leads"] >= 5_000 and rls["agency_leads"] == 100
+    assert 0 < rls["authenticated"]["p50_ms"] <= rls["authenticated"]["p95_ms"]
+    assert rls["authenticated_vs_owner_p95"] == round(rls["authenticated"]["p95_ms"] / rls["owner"]["p95_ms"], 3)
     cutover = report["cutover"]
     assert cutover["cutover"]["status"] == "succeeded", cutover["cutover"].get("error")
     assert cutover["cutover"]["window_seconds"] > 0 and cutover["cutover"]["changed_rows"] >= 20
@@ -74,7 +96,10 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "verification",
         "peak RSS",
         "p95",
+        "migration writers",
+        "median of 2 repeat(s)",
         "while an agency is captured",
+        "RLS read cost",
         "write downtime",
         "rows/s without capture",
         *(name for _, name, _, _ in TARGETS),
@@ -82,3 +107,43 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         assert label in table
     report_write(report, tmp_path / "out" / "latest.json")
     assert json.loads((tmp_path / "out" / "latest.json").read_text())["ratios"] == report["ratios"]
+
+
+def test_repeats_reduce_to_the_median_and_a_failed_repeat_is_shown_not_averaged_away():
+    assert spread_of([3.0, 1.0, 2.0]) == {
+        "median": 2.0,
+        "min": 1.0,
+        "max": 3.0,
+        "spread_pct": 100.0,
+        "samples": 3,
+        "of": 3,
+    }
+    assert spread_of([None, None]) is None
+    summary = measurement_summary(
+        [
+            {"seconds": 12.0, "rows_per_second": 100.0, "note": "slow"},
+            {"seconds": 10.0, "rows_per_second": 120.0, "note": "median"},
+            {"seconds": 8.0, "rows_per_second": 150.0, "note": "fast"},
+        ]
+    )
+    assert (summary["note"], summary["seconds"], summary["rows_per_second"]) == ("median", 10.0, 120.0)
+    assert summary["seconds_spread"]["spread_pct"] == 40.0
+    failed = measurement_summary([{"seconds": 1.0}, {"seconds": None, "status": "failed", "error": "boom"}])
+    assert (failed["status"], failed["failed_repeats"], failed["repeats"]) == ("failed", 1, 2)
+
+
+def test_repeats_must_be_a_positive_count(capsys):
+    with pytest.raises(SystemExit):
+        _arguments(["--repeats", "0"])
+    assert "0 is not a count of repeats" in capsys.readouterr().err
+
+
+def test_rls_read_cost_is_measured_as_authenticated_and_as_owner(tenant_db):
+    """The RLS part on its own, so it is exercised whatever the other parts do."""
+    from benchmarks.rls_read import rls_read_measure
+
+    rls = rls_read_measure(leads=5_000, agencies=50, requests=3)
+    assert (rls["leads"], rls["agencies"], rls["agency_leads"]) == (5_000, 50, 100)
+    for role in ("authenticated", "owner"):
+        assert 0 < rls[role]["p50_ms"] <= rls[role]["p95_ms"]
+    assert rls["authenticated_vs_owner_p95"] > 0

@@ -35,6 +35,8 @@ def manage(*args: str, **overrides: str | None) -> subprocess.CompletedProcess:
         ("REDIS_URL", None, "REDIS_URL is not set"),
         ("REDIS_URL", "http://127.0.0.1:6379", "is not a Redis URL"),
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432", "names no database"),
+        ("MIGRATION_WRITERS", "-1", "MIGRATION_WRITERS=-1 is negative"),
+        ("VERIFICATION_WORKERS", "-2", "VERIFICATION_WORKERS=-2 is negative"),
     ],
 )
 def test_missing_or_malformed_urls_say_what_to_set(variable, value, message):

@@ -9,9 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
+import threading
 import time
 import uuid
+from collections import Counter
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -24,11 +28,16 @@ from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import (
     AgencyBusy,
     AgencyMigration,
+    Control,
+    MigrationStopped,
     ReferenceCheck,
+    RowRejected,
     agency_lock,
     agency_rollback,
     row_triggers_skippable,
 )
+from migration_jobs.etl.plan import migration_plan_build
+from migration_jobs.etl.scheduler import table_dependencies, table_parents, units_plan
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -450,15 +459,17 @@ def wait_for(condition, *, timeout: float = 60, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_worker_killed_mid_table_then_resumed_equals_a_clean_run(large_agency):
+def test_worker_killed_with_several_tables_in_flight_then_resumed_equals_a_clean_run(large_agency):
     link = large_agency
     reference = clean_run_checksums(link)
     run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
     # A SimpleWorker runs the job in its own process: killing it kills the migration mid-batch.
-    worker = start_worker_process("migrations", "--worker-class", "rq.worker.SimpleWorker", MIGRATION_BATCH_SIZE="200")
+    worker = start_worker_process(
+        "migrations", "--worker-class", "rq.worker.SimpleWorker", MIGRATION_BATCH_SIZE="200", MIGRATION_WRITERS="3"
+    )
     wait_for(
-        lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=2000).exists(),
-        what="the run to be well into its tables",
+        lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=2000, current_table__contains=", ").exists(),
+        what="the run to be well into its tables, several at once",
     )
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
@@ -478,19 +489,263 @@ def test_pause_mid_table_then_resume_equals_an_uninterrupted_run(large_agency):
     reference = clean_run_checksums(link)
     run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
     # Small batches keep the run going long enough to be paused from here.
-    worker = start_worker_process("migrations", MIGRATION_BATCH_SIZE="10")
-    wait_for(lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=500).exists(), what="progress")
+    worker = start_worker_process("migrations", MIGRATION_BATCH_SIZE="10", MIGRATION_WRITERS="3")
+    wait_for(
+        lambda: MigrationRun.objects.filter(pk=run.pk, rows_done__gte=500, current_table__contains=", ").exists(),
+        what="progress with several tables in flight",
+    )
     migration_run_control(run=run, control="pause", actor=None)
     worker.wait(timeout=60)
     run.refresh_from_db()
     assert run.status == Status.PAUSED, run.error
     assert 0 < run.rows_done < run.rows_total
-    checkpoint = unified(
-        "SELECT completed, last_source_id IS NOT NULL FROM controlplane.checkpoint "
-        "WHERE agency_id = %s AND source_table = %s",
-        [link.revos_agency_id, run.current_table],
-    )
-    assert checkpoint in ([(False, True)], [(True, True)]), "the paused table keeps its checkpoint"
+    for table in run.current_table.split(", "):
+        checkpoint = unified(
+            "SELECT completed, last_source_id IS NOT NULL FROM controlplane.checkpoint "
+            "WHERE agency_id = %s AND source_table = %s",
+            [link.revos_agency_id, table],
+        )
+        assert checkpoint in ([(False, True)], [(True, True)]), f"the paused table {table} keeps its checkpoint"
     resumed = migrate(link)
     assert resumed.status == Status.SUCCEEDED, resumed.error
     assert agency_checksums(link.unified_agency_id) == reference
+
+
+# Several tables at once ----------------------------------------------------------------------
+
+
+def migrate_in_process(link: AgencyLink, **options) -> None:
+    AgencyMigration(link.revos_agency_id, link.unified_agency_id, False, batch_size=200, **options).run()
+
+
+def table_log(records: list[logging.LogRecord]) -> list[tuple[str, str, int]]:
+    """(event, source table, writer) per table start and end line of a run's log, in log order."""
+    events = []
+    for record in records:
+        message = record.getMessage()
+        if started := re.match(r"writer (\d+): table (\w+)(?: part \d+/\d+)? -> \w+: ", message):
+            events.append(("start", started[2], int(started[1])))
+        elif ended := re.match(r"table (\w+)(?: part \d+/\d+)? -> \w+ done: ", message):
+            events.append(("end", ended[1], 0))
+    return events
+
+
+def test_parallel_writers_write_exactly_what_one_writer_writes(large_agency):
+    link = large_agency
+    migrate_in_process(link, writers=1)
+    serial = agency_checksums(link.unified_agency_id), id_map_rows(link)
+    agency_rollback(source_agency_id=link.revos_agency_id)
+    migrate_in_process(link, writers=4)
+    assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial
+    # And a catch-up run over it (the upsert path) changes nothing.
+    migrate_in_process(link, writers=4)
+    assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial
+
+
+def test_no_table_starts_before_the_tables_it_references_have_finished(large_agency, caplog):
+    link = large_agency
+    caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
+    migrate_in_process(link, writers=3, split_rows=1000)
+    events = table_log(caplog.records)
+    # A table's start is its first part's start; its end, its last part's end.
+    position = {}
+    for index, (event, table, _) in enumerate(events):
+        if event == "end" or ("start", table) not in position:
+            position[(event, table)] = index
+    with connect("revos", purpose="test") as source, connect("unified", purpose="test") as target:
+        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        parents = table_parents(plans, table_dependencies(target))
+    assert {table for event, table, _ in events if event == "end"} == {p.source for p in plans}
+    checked = 0
+    for child, its_parents in parents.items():
+        for parent in its_parents:
+            assert position[("end", parent)] < position[("start", child)], f"{child} started before {parent} ended"
+            checked += 1
+    assert checked > 20
+    # Side by side: some table started while another was still being written, by another writer.
+    in_flight, overlapped = Counter(), False
+    for event, table, _ in events:
+        overlapped = overlapped or (event == "start" and sum(in_flight.values()) > 0)
+        in_flight[table] += 1 if event == "start" else -1
+    assert overlapped
+    assert {writer for event, _, writer in events if event == "start"} == {1, 2, 3}
+
+
+def test_table_parents_wait_for_every_writer_of_a_referenced_table_and_earlier_plans_of_their_own():
+    def plan(source, target):
+        return SimpleNamespace(source=source, target=target)
+
+    plans = [plan("agencies", "agency"), plan("posts", "post"), plan("imported_posts", "post"), plan("likes", "like")]
+    references = {"post": {"agency", "post"}, "like": {"post"}}
+    assert table_parents(plans, references) == {
+        "agencies": set(),
+        "posts": {"agencies"},
+        "imported_posts": {"agencies", "posts"},
+        "likes": {"posts", "imported_posts"},
+    }
+
+
+def test_pause_with_several_tables_in_flight_stops_every_writer_at_a_batch_boundary(large_agency):
+    link = large_agency
+    reference = clean_run_checksums(link)
+    at_pause: dict[str, int] = {}
+    in_flight: tuple[str, ...] = ()
+    asked_after_pause = []
+
+    def pause_once_several_are_in_flight(progress):
+        nonlocal in_flight
+        if at_pause:
+            asked_after_pause.append(progress)
+        elif len(progress.in_flight) >= 2 and progress.rows_done > 1000:
+            in_flight = progress.in_flight
+            at_pause.update(checkpoint_rows(link))
+            return Control.PAUSE
+        return Control.CONTINUE
+
+    with pytest.raises(MigrationStopped):
+        migrate_in_process(link, writers=3, on_progress=pause_once_several_are_in_flight)
+    assert not asked_after_pause, "no batch is reported once the pause is answered"
+    after = checkpoint_rows(link)
+    # Only the tables in flight went on, each by at most the one batch it was writing.
+    assert set(after) - set(at_pause) <= set(in_flight)
+    for table, rows in after.items():
+        assert rows - at_pause.get(table, 0) <= (200 if table in in_flight else 0), table
+    # A batch boundary: each table's id map rows are exactly the rows its checkpoint counts.
+    mapped = dict(
+        unified(
+            "SELECT source_table, count(*) FROM controlplane.id_map WHERE agency_id = %s GROUP BY 1",
+            [link.revos_agency_id],
+        )
+    )
+    assert {table: mapped.get(table, 0) for table in after} == after
+    migrate_in_process(link, writers=3)
+    assert agency_checksums(link.unified_agency_id) == reference
+
+
+def checkpoint_rows(link: AgencyLink) -> dict[str, int]:
+    return dict(
+        unified(
+            "SELECT source_table, rows_done FROM controlplane.checkpoint WHERE agency_id = %s",
+            [link.revos_agency_id],
+        )
+    )
+
+
+def test_a_row_refused_in_one_table_stops_the_other_writers_and_resume_completes(large_agency):
+    link = large_agency
+    reference = clean_run_checksums(link)
+    bad, status = revos(
+        "SELECT id, status FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1 OFFSET 3", [link.revos_agency_id]
+    )[0]
+    revos("UPDATE leads SET status = 'maybe later' WHERE id = %s", [bad])
+    with pytest.raises(RowRejected) as refused:
+        migrate_in_process(link, writers=3)
+    assert (refused.value.table, refused.value.source_id) == ("leads", str(bad))
+    assert "lead_status_check" in refused.value.reason
+    unfinished = unified(
+        "SELECT source_table FROM controlplane.checkpoint WHERE agency_id = %s AND NOT completed",
+        [link.revos_agency_id],
+    )
+    assert ("leads",) in unfinished or not unified(
+        "SELECT 1 FROM controlplane.checkpoint WHERE agency_id = %s AND source_table = 'leads'", [link.revos_agency_id]
+    )
+    revos("UPDATE leads SET status = %s WHERE id = %s", [status, bad])
+    migrate_in_process(link, writers=3)
+    assert agency_checksums(link.unified_agency_id) == reference
+
+
+def test_an_error_on_the_runs_thread_stops_every_writer_before_it_is_raised(large_agency):
+    link = large_agency
+    reported = []
+
+    def fail_on_the_fifth_batch(progress):
+        reported.append(progress)
+        if len(reported) == 5:
+            raise RuntimeError("progress could not be recorded")
+        return Control.CONTINUE
+
+    with pytest.raises(RuntimeError, match="could not be recorded"):
+        migrate_in_process(link, writers=3, on_progress=fail_on_the_fifth_batch)
+    assert len(reported) == 5, "no batch is reported after the error"
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(("write-", "read-"))]
+    # A closed connection's backend leaves pg_stat_activity a moment later.
+    wait_for(
+        lambda: (
+            not unified(
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'controlplane-migration%%'"
+                " AND datname = current_database()"
+            )
+        ),
+        timeout=20,
+        what="every writer's connection to be closed",
+    )
+    migrate_in_process(link, writers=3)  # and the agency's lock was released: a resume runs
+
+
+def test_a_large_table_is_written_in_id_ranges_by_several_writers_exactly_as_by_one(large_agency, caplog):
+    link = large_agency
+    migrate_in_process(link, writers=1)
+    serial = agency_checksums(link.unified_agency_id), id_map_rows(link)
+    agency_rollback(source_agency_id=link.revos_agency_id)
+    caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
+    migrate_in_process(link, writers=3, split_rows=1000)
+    assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial
+    parts = re.findall(r"writer (\d+): table (\w+) part (\d)/3 -> ", caplog.text)
+    split_tables = {table for _, table, _ in parts}
+    assert split_tables, "some table has more than 1000 rows"
+    for table in split_tables:
+        assert sorted(part for _, t, part in parts if t == table) == ["1", "2", "3"]
+    assert len({writer for writer, _, _ in parts}) > 1
+
+
+def test_a_split_table_paused_resumes_range_by_range_whatever_the_writer_count(large_agency):
+    link = large_agency
+    reference = clean_run_checksums(link)
+
+    def pause_once_parts_are_in_flight(progress):
+        parts = [unit for unit in progress.in_flight if " part " in unit]
+        return Control.PAUSE if len(parts) >= 2 and progress.rows_done > 1000 else Control.CONTINUE
+
+    with pytest.raises(MigrationStopped):
+        migrate_in_process(link, writers=3, split_rows=1000, on_progress=pause_once_parts_are_in_flight)
+    keys = unified(
+        "SELECT source_table, completed FROM controlplane.checkpoint"
+        " WHERE agency_id = %s AND source_table LIKE '%% part %%'",
+        [link.revos_agency_id],
+    )
+    assert len(keys) >= 2, "each part keeps a checkpoint of its own"
+    assert all(re.fullmatch(r"\w+ part [123]/3", key) for key, _ in keys)
+    # One writer now, and a split threshold that would not split: the earlier split stands.
+    migrate_in_process(link, writers=1)
+    assert agency_checksums(link.unified_agency_id) == reference
+    assert not unified("SELECT 1 FROM controlplane.checkpoint WHERE agency_id = %s", [link.revos_agency_id])
+
+
+def test_units_keep_an_earlier_split_keep_a_table_begun_whole_and_never_split_a_self_referencing_table():
+    def plan(source, target):
+        return SimpleNamespace(source=source, target=target)
+
+    plans = [plan("leads", "lead"), plan("comments", "comment"), plan("posts", "post"), plan("notes", "note")]
+    rows = {"leads": 5000, "comments": 5000, "posts": 5000, "notes": 10}
+    units = units_plan(
+        plans,
+        rows=rows,
+        checkpoint_keys=["leads part 1/2", "posts"],
+        references={"comment": {"comment", "post"}},
+        writers=4,
+        split_rows=1000,
+    )
+    assert [unit.name for unit in units] == ["leads part 1/2", "leads part 2/2", "comments", "posts", "notes"]
+    low, high = units[0].id_range
+    assert low is None and high == uuid.UUID(int=1 << 127)
+    assert units[1].id_range == (uuid.UUID(int=1 << 127), None)
+    fresh = units_plan(plans, rows=rows, checkpoint_keys=[], references={}, writers=3, split_rows=1000)
+    assert [u.name for u in fresh if u.table == "posts"] == ["posts part 1/3", "posts part 2/3", "posts part 3/3"]
+    assert [
+        u.name for u in units_plan(plans, rows=rows, checkpoint_keys=[], references={}, writers=1, split_rows=1)
+    ] == [
+        "leads",
+        "comments",
+        "posts",
+        "notes",
+    ]

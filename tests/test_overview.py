@@ -298,6 +298,8 @@ def test_the_agency_list_links_to_the_overview():
 
 @pytest.fixture
 def demo(tenant_db, rq_queues, flags) -> list[AgencyLink]:
+    # Linked as suggested: an agency whose users AudienceOS already has is that agency (its rows
+    # may only reference users of their own agency), the others are new.
     demo_data_seed(agencies=3, scale=0.5, seed=31)
     agency_links_sync()
     return list(AgencyLink.objects.order_by("name"))
@@ -306,7 +308,7 @@ def demo(tenant_db, rq_queues, flags) -> list[AgencyLink]:
 def test_bulk_migrate_verify_and_cut_over_from_the_overview(demo):
     first, second, unlinked = demo
     for link in (first, second):
-        agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+        agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     page = client.get(reverse(OVERVIEW), {"state": "linked"})
     ids = [str(link.pk) for link in demo]
@@ -348,7 +350,9 @@ def test_bulk_migrate_verify_and_cut_over_from_the_overview(demo):
 
 
 def test_bulk_buttons_check_their_own_permissions(demo):
-    agency_link_confirm(link=demo[0], kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(
+        link=demo[0], kind=demo[0].suggested_kind, unified_agency_id=demo[0].suggested_agency_id, actor=None
+    )
     viewer = staff("view_agencylink")
     page = viewer.get(reverse(OVERVIEW))
     ids = [str(demo[0].pk)]
@@ -450,7 +454,7 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
 
 def test_unverified_agency_cutover_is_disabled_and_a_forged_post_is_refused(demo):
     link = demo[0]
-    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
     page = client.get(url)
@@ -468,7 +472,7 @@ def test_unverified_agency_cutover_is_disabled_and_a_forged_post_is_refused(demo
 
 def test_progress_endpoint_reports_the_run_and_the_verification_for_the_live_page(demo):
     link = demo[0]
-    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     progress = reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])
     assert client.get(progress).json() == {"run": None, "verification": None}
@@ -489,7 +493,7 @@ def test_progress_endpoint_reports_the_run_and_the_verification_for_the_live_pag
 
 def test_an_agency_shown_verified_after_a_pause_and_resume_offers_the_cutover(demo):
     link = demo[0]
-    agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
+    agency_link_confirm(link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None)
     client = staff(*OPERATOR)
     url = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
     press(client, client.get(url), "action-migrate")

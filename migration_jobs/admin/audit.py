@@ -12,7 +12,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
 from migration_jobs.services.schema_audit import AuditQueueUnavailable, schema_audit_start
 
@@ -69,7 +69,7 @@ class SchemaFindingInline(ViewOnlyMixin, admin.TabularInline):
 
 
 @admin.register(SchemaAuditRun)
-class SchemaAuditRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class SchemaAuditRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_display = ("__str__", "database", "status", "errors", "warnings", "info_count", "requested_by", "created_at")
     list_filter = ("database", "status")
     readonly_fields = (

@@ -1,5 +1,9 @@
 """What several admins share."""
 
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.http import Http404
+
 
 class ViewOnlyMixin:
     """Records that are evidence or tenant data: staff read them, nobody edits them in a form.
@@ -15,3 +19,28 @@ class ViewOnlyMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ObjectIdMixin:
+    """A malformed id in an admin URL (`/featureflag/abc/state/`) is a 404, not a 500 or a redirect.
+
+    Django's own views treat an id that does not parse like a missing row (a redirect to the index);
+    custom views that look rows up themselves raised ValueError. Every view of these admins gets
+    its object through `get_object`, which refuses an id the primary key cannot hold.
+    """
+
+    def get_object(self, request, object_id, from_field=None):
+        field = self.model._meta.pk if from_field is None else self.model._meta.get_field(from_field)
+        try:
+            # to_python parses; the validators refuse what the column cannot hold (a 30-digit id)
+            field.run_validators(field.to_python(object_id))
+        except (ValidationError, ValueError, TypeError):
+            raise Http404(f"{object_id!r} is not a {self.model._meta.verbose_name} id.") from None
+        return super().get_object(request, object_id, from_field)
+
+    def object_or_404(self, request, object_id: str):
+        """The row for a custom view's `<object_id>`: 404 when malformed or missing."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(f"No {self.model._meta.verbose_name} with id {object_id!r}.")
+        return obj

@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from migration_jobs.admin.flags import enable_unified_db_for_selected
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.admin.overview import agency_overview_view
 from migration_jobs.admin.switch_back import (
     REASONED_ACTIONS,
@@ -173,7 +173,7 @@ class ClientLinkInline(admin.TabularInline):
 
 
 @admin.register(AgencyLink)
-class AgencyLinkAdmin(admin.ModelAdmin):
+class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
     list_display = ("name", "domain", "suggestion", "link", "latest_run")
     list_filter = ("kind", "suggested_kind")
     search_fields = ("name", "domain", "=revos_agency_id", "=unified_agency_id")
@@ -391,8 +391,13 @@ class AgencyLinkAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_changelist"))
 
     def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
-        """The latest run and verification as JSON, polled by the agency page while either is under way."""
+        """The latest run and verification as JSON, polled by the agency page while either is under way.
+
+        It shows what the change page shows (status, counts, error text, verdict): the same permission.
+        """
         link = self._link(object_id)
+        if not self.has_view_permission(request, link):
+            raise PermissionDenied
         migration_runs_reconcile_running(link=link)
         run = link.runs.first()
         verification = link.verifications.order_by("-created_at", "-id").first()
@@ -433,6 +438,8 @@ class AgencyLinkAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         link = self._link(object_id)
+        if not self.has_view_or_change_permission(request, link):
+            raise PermissionDenied  # before the cockpit reads the unified database for it
         migration_runs_reconcile_running()
         extra_context = {
             **(extra_context or {}),
@@ -494,7 +501,7 @@ def _warn_stopped_bulks(model_admin: admin.ModelAdmin, request: HttpRequest) -> 
 
 
 @admin.register(MigrationRun)
-class MigrationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_display = (
         "pk",
         "agency_link",

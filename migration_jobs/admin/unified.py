@@ -15,7 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils.text import capfirst
 
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.etl import id_map
 from migration_jobs.models.unified import (
     Agency,
@@ -63,7 +63,7 @@ class VisibilityFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyUnifiedAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class ReadOnlyUnifiedAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     """List, filter, search and view; never add, change or delete.
 
     Without change permission Django renders the change page read-only and answers a POST to it

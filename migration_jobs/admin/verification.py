@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
-from migration_jobs.admin.mixins import ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models import AgencyLink, CheckResult, VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.verification import verification_matrix
@@ -105,7 +105,7 @@ class FailedCheckFilter(admin.SimpleListFilter):
 
 
 @admin.register(VerificationRun)
-class VerificationRunAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class VerificationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "agency",

@@ -38,8 +38,13 @@ class DatabaseUnreachable(Exception):
     """A database the run needs did not answer; nothing was written."""
 
 
-def connect(alias: str, *, autocommit: bool = False, purpose: str = "migration") -> psycopg.Connection:
-    """Open a new connection to a configured database, in UTC so text values compare exactly."""
+def connect(
+    alias: str, *, autocommit: bool = False, purpose: str = "migration", dbname: str | None = None
+) -> psycopg.Connection:
+    """Open a new connection to a configured database, in UTC so text values compare exactly.
+
+    `dbname` opens another database on the same server, as the same role (a scratch database).
+    """
     config = settings.DATABASES[alias]
     # OPTIONS may carry libpq parameters (a unix-socket `host` from a `?host=` URL, sslmode, ...).
     parameters = {k: v for k, v in config.get("OPTIONS", {}).items() if k not in DJANGO_ONLY_OPTIONS}
@@ -52,6 +57,8 @@ def connect(alias: str, *, autocommit: bool = False, purpose: str = "migration")
     ):
         if config.get(setting):
             parameters[key] = config[setting]
+    if dbname is not None:
+        parameters["dbname"] = dbname
     parameters.setdefault("connect_timeout", 5)
     parameters = {**KEEPALIVE_PARAMETERS, **parameters}
     # Session settings from the URL (settings.py adds the server keepalives there) come after ours.

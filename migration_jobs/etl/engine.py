@@ -15,36 +15,51 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import logging
 import platform
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
 from uuid import UUID
 
 import psycopg
 from psycopg import sql
 
 from migration_jobs.etl import id_map
-from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.accounts import (
+    AccountConflict,
+    Match,
+    accounts_match,
+    identities_match,
+    merged_people,
+    source_emails,
+)
+from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
+from migration_jobs.etl.scheduler import (
+    BatchDone,
+    Control,
+    Flight,
+    Lane,
+    ReportBatch,
+    Unit,
+    table_dependencies,
+    table_parents,
+    tables_write,
+    units_plan,
+)
 from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
-
-
-class Control(StrEnum):
-    CONTINUE = "continue"
-    PAUSE = "pause"
-    CANCEL = "cancel"
 
 
 class AgencyBusy(Exception):
@@ -88,6 +103,7 @@ class Progress:
     rows_total: int
     rows_per_second: float
     batch: int
+    in_flight: tuple[str, ...] = ()  # every table (or part of a split table) being written now
 
 
 @dataclass
@@ -141,9 +157,12 @@ class RunState:
     # Check a first load's foreign keys set-wise: asked for, and the role may turn row triggers off.
     set_checks: bool = False
     started: float = 0.0  # time.monotonic() once the tables start copying
-    rows_done: int = 0
+    rows_done: int = 0  # counted on the run's thread, as the writers report their batches
     rows_total: int = 0
-    batch_no: int = 0
+    tables_total: int = 0
+    batch_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))  # next() is atomic
+    # The parts of a split table add to one outcome from several writer threads.
+    report_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
@@ -162,6 +181,8 @@ class AgencyMigration:
     # Source table -> the only ids to bring level (a catch-up from the change capture, see
     # etl/catch_up.py); None re-reads every row of the agency.
     changed_ids: dict[str, list[str]] | None = None
+    writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
+    split_rows: int = 100_000  # a table with more rows is written by all the writers, in id ranges
     state: RunState = field(default_factory=RunState, init=False, repr=False)
 
     def run(self) -> MigrationReport:
@@ -179,7 +200,7 @@ class AgencyMigration:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
         if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
-            plans = [p for p in plans if p.source in self.changed_ids]
+            plans = [p for p in plans if p.source in self.changed_ids or not p.entry.captured]
         totals = {
             p.source: source.execute(
                 p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
@@ -197,13 +218,9 @@ class AgencyMigration:
             started=time.monotonic(),
             rows_done=sum(c[1] for c in checkpoints.values()),
             rows_total=sum(totals.values()),
+            tables_total=len(plans),
         )
-        for index, plan in enumerate(plans):
-            last_id, _, completed = checkpoints.get(plan.source, (None, 0, False))
-            if not completed:
-                began = time.monotonic()
-                self._copy_table(source, target, plan, remap, last_id, report, index, len(plans))
-                report.tables[plan.source].seconds = round(time.monotonic() - began, 3)
+        self._copy_tables(source, target, plans, remap, checkpoints, report, totals)
         if had_previous or self.changed_ids is not None:
             for plan in reversed(plans):
                 report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
@@ -213,8 +230,38 @@ class AgencyMigration:
             self._analyze(target, plans)
         return report
 
+    def _copy_tables(self, source, target, plans: list[TablePlan], remap, checkpoints, report, totals) -> None:
+        """Every table (or part) not completed yet, `writers` at a time, parents first (etl/scheduler.py)."""
+        references = table_dependencies(target)
+        units = units_plan(
+            plans,
+            rows=totals,
+            checkpoint_keys=list(checkpoints),
+            references=references,
+            writers=self.writers,
+            split_rows=self.split_rows,
+        )
+        completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
+        unfinished_tables = {unit.table for unit in units if unit.name not in completed}
+        control = tables_write(
+            pending=[unit for unit in units if unit.name not in completed],
+            parents=table_parents(plans, references),
+            tables_done=len({unit.table for unit in units} - unfinished_tables),
+            writers=self.writers,
+            source=source,
+            target=target,
+            copy=lambda unit, lane, report_batch: self._copy_table(
+                lane, unit, remap, checkpoints.get(unit.name, (None, 0, False))[0], report, report_batch
+            ),
+            on_batch=self._progress,
+        )
+        if control is not Control.CONTINUE:
+            raise MigrationStopped(control)
+
     def _ids(self, plan: TablePlan) -> list[str] | None:
-        return None if self.changed_ids is None else self.changed_ids.get(plan.source, [])
+        if self.changed_ids is None or not plan.entry.captured:
+            return None  # every row of the agency
+        return self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
         """Refresh the planner's statistics of what the run wrote.
@@ -222,7 +269,7 @@ class AgencyMigration:
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
+        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
 
@@ -248,18 +295,19 @@ class AgencyMigration:
         self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan], report: MigrationReport
     ) -> dict[str, str]:
         """Record which source rows are existing unified rows; return source id -> unified id."""
-        matches: list[tuple[str, str, str, str]] = []  # source table, source id, target table, target id
-        if self.link_existing:
-            matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
-        for plan in plans:
-            matches += identity_matches(
-                source,
-                target,
-                plan,
-                source_agency_id=self.source_agency_id,
-                target_agency_id=self.target_agency_id,
-                client_links=self.client_links,
-            )
+        matches, conflicts = agency_identity_matches(
+            source,
+            target,
+            plans,
+            source_agency_id=self.source_agency_id,
+            target_agency_id=self.target_agency_id,
+            link_existing=self.link_existing,
+            client_links=self.client_links,
+        )
+        if conflicts:
+            target.rollback()
+            raise RowRejected(table="auth.users", source_id=conflicts[0].source_id, batch=0, reason=str(conflicts[0]))
+        self._refuse_other_agencies_rows(target, matches)
         with target.cursor() as cursor:
             id_map.identities_record(cursor, agency_id=self.source_agency_id, matches=matches)
             remap = id_map.agency_reused_ids(cursor, agency_id=self.source_agency_id)
@@ -268,23 +316,49 @@ class AgencyMigration:
             report.tables[source_table].reused += 1
         return remap
 
+    def _refuse_other_agencies_rows(self, target: psycopg.Connection, matches: list[tuple[str, str, str, str]]) -> None:
+        """A reused row must be the target agency's: the tenant foreign keys refuse references to
+        another agency's rows, so a user matched by email in another agency stops the run here,
+        before anything is written, rather than at the first row that references it."""
+        for source_table, source_id, table, target_id in matches:
+            if table == "agency" or "." in table:
+                continue  # accounts: refused by agency_identity_matches (an account of another agency's person)
+            owner = target.execute(
+                sql.SQL("SELECT agency_id FROM {} WHERE id = %s").format(sql.Identifier(table)), [target_id]
+            ).fetchone()
+            if owner is not None and str(owner[0]) != str(self.target_agency_id):
+                target.rollback()
+                raise RowRejected(
+                    table=source_table,
+                    source_id=source_id,
+                    batch=0,
+                    reason=f"it is {table} {target_id} of unified agency {owner[0]} (same email), and rows may "
+                    f"reference their own agency's {table} rows only: link this agency as existing {owner[0]}, "
+                    f"or move that {table} first",
+                )
+
     # Copy: stream the source, write batches ------------------------------------------------
 
-    def _copy_table(self, source, target, plan: TablePlan, remap, last_id, report, index, count) -> None:
-        """Stream one table: a reader thread fills batches while this thread writes the previous one."""
+    def _copy_table(self, lane: Lane, unit: Unit, remap, last_id, report, report_batch: ReportBatch) -> None:
+        """Stream one table (or one part of it) on a writer's connections: a reader thread fills
+        batches while this thread writes the previous one."""
+        began = time.monotonic()
+        source, target, plan = lane.source, lane.target, unit.plan
         query = plan.source_query(
             source_agency_id=self.source_agency_id,
             target_agency_id=self.target_agency_id,
             after_id=last_id,
             ids=self._ids(plan),
+            id_range=unit.id_range,
         )
         first_load = (
-            self.state.set_checks and plan.references is not None and not self._written_ahead(target, plan, last_id)
+            self.state.set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
         )
-        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load)
+        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         logger.info(
-            "table %s -> %s: %s",
-            plan.source,
+            "writer %s: table %s -> %s: %s",
+            lane.number,
+            unit.name,
             plan.target,
             "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
             extra={"agency_id": str(self.source_agency_id)},
@@ -294,7 +368,7 @@ class AgencyMigration:
         reader = threading.Thread(
             target=self._read_batches,
             args=(source, plan, remap, sql.SQL("COPY ({}) TO STDOUT").format(query), batches, stop),
-            name=f"read-{plan.source}",
+            name=f"read-{unit.name}",
             daemon=True,
         )
         reader.start()
@@ -303,19 +377,28 @@ class AgencyMigration:
                 batch = batches.get()
                 if isinstance(batch, BaseException):
                     raise batch
-                self.state.rows_done += batch.skipped  # existing unified rows stand for them: counted, not written
-                self._flush(writer, batch.rows, report, index, count, completed=batch.last)
+                # Rows an existing unified row stands for (batch.skipped) are counted, not written.
+                self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
                     return
         finally:
             stop.set()
             reader.join()
+            with self.state.report_lock:  # a split table's seconds are its parts' writer-seconds
+                report.tables[plan.source].seconds = round(
+                    report.tables[plan.source].seconds + time.monotonic() - began, 3
+                )
 
-    def _written_ahead(self, target: psycopg.Connection, plan: TablePlan, last_id: str | None) -> bool:
-        """Has a run of this agency already written rows of the table beyond its checkpoint?"""
+    def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: str | None) -> bool:
+        """Has a run of this agency already written rows of the table (within the unit's id range)
+        beyond its checkpoint?"""
         with target.cursor() as cursor:
             ahead = id_map.table_written_ahead(
-                cursor, agency_id=self.source_agency_id, source_table=plan.source, last_id=last_id
+                cursor,
+                agency_id=self.source_agency_id,
+                source_table=unit.table,
+                last_id=last_id,
+                id_range=unit.id_range,
             )
         target.commit()
         return ahead
@@ -361,36 +444,44 @@ class AgencyMigration:
         except BaseException as error:  # handed to the writing thread, which raises it
             hand_over(error)
 
-    def _flush(self, writer: BatchWriter, batch, report, index, count, *, completed: bool) -> None:
-        self.state.batch_no += 1
-        inserted, updated = writer.write(batch, batch_no=self.state.batch_no, completed=completed)
+    def _flush(self, writer: BatchWriter, batch, report, report_batch: ReportBatch, *, skipped: int, completed: bool):
+        """Write one batch on a writer's thread, then stop there if the run's thread says so."""
+        number = next(self.state.batch_numbers)
+        inserted, updated = writer.write(batch, batch_no=number, completed=completed)
         outcome = report.tables[writer.plan.source]
-        outcome.inserted += inserted
-        outcome.updated += updated
-        self.state.rows_done += len(batch)
+        with self.state.report_lock:
+            outcome.inserted += inserted
+            outcome.updated += updated
         if completed:
             logger.info(
                 "table %s -> %s done: %s inserted, %s updated",
-                writer.plan.source,
+                writer.checkpoint_key,
                 writer.plan.target,
                 outcome.inserted,
                 outcome.updated,
                 extra={"agency_id": str(self.source_agency_id)},
             )
+        done = BatchDone(writer.plan.source, writer.checkpoint_key, number, len(batch) + skipped, completed)
+        control = report_batch(done)
+        if control is not Control.CONTINUE and not completed:
+            raise MigrationStopped(control)
+
+    def _progress(self, batch: BatchDone, flight: Flight) -> Control:
+        """On the run's thread: count the batch and hand progress over, which answers with a control."""
+        self.state.rows_done += batch.rows
         elapsed = max(time.monotonic() - self.state.started, 1e-6)
-        control = self.on_progress(
+        return self.on_progress(
             Progress(
-                table=writer.plan.source,
-                tables_done=index + (1 if completed else 0),
-                tables_total=count,
+                table=batch.unit,
+                tables_done=flight.tables_done,
+                tables_total=self.state.tables_total,
                 rows_done=self.state.rows_done,
                 rows_total=self.state.rows_total,
                 rows_per_second=self.state.rows_done / elapsed,
-                batch=self.state.batch_no,
+                batch=batch.number,
+                in_flight=flight.in_flight,
             )
         )
-        if control is not Control.CONTINUE and not (completed and index == count - 1):
-            raise MigrationStopped(control)
 
     # Catch-up: rows deleted at the source leave the unified database -----------------------
 
@@ -460,17 +551,24 @@ class BatchWriter:
     id map and checkpoint in one commit."""
 
     def __init__(
-        self, connection: psycopg.Connection, plan: TablePlan, source_agency_id: UUID, *, first_load: bool = False
+        self,
+        connection: psycopg.Connection,
+        plan: TablePlan,
+        source_agency_id: UUID,
+        *,
+        first_load: bool = False,
+        checkpoint_key: str | None = None,  # a part of a split table keeps a checkpoint of its own
     ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load = first_load
+        self.checkpoint_key = checkpoint_key or plan.source
         self.id_at = plan.target_columns.index("id")
-        self.stage = sql.Identifier(f"stage_{plan.source}")
+        self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
         self.column_list = sql.SQL(", ").join(columns)
         connection.execute(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
-                self.stage, self.column_list, sql.Identifier(plan.target)
+                self.stage, self.column_list, plan.target_table
             )
         )
         connection.commit()
@@ -487,7 +585,7 @@ class BatchWriter:
             " mapped AS ({mapped})"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
-            target=sql.Identifier(plan.target),
+            target=plan.target_table,
             columns=self.column_list,
             stage=self.stage,
             mapped=id_map.record_inserted(sql.SQL("up WHERE inserted"), skip_recorded=True),
@@ -498,7 +596,7 @@ class BatchWriter:
         )
         self.unrecorded = id_map.first_unrecorded(self.stage)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            sql.Identifier(plan.target), self.column_list, self.column_list, self.stage
+            plan.target_table, self.column_list, self.column_list, self.stage
         )
         self.map_inserted = id_map.record_inserted(self.stage)
         self.reference_checks = [
@@ -553,7 +651,7 @@ class BatchWriter:
             cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
             cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         last_id = self._row_id(rows.last_row)
-        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
         connection.commit()
         return inserted, 0
 
@@ -578,7 +676,7 @@ class BatchWriter:
                     )
                 cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         last_id = self._row_id(rows.last_row) if rows else None
-        connection.execute(self.checkpoint, [self.source_agency_id, self.plan.source, last_id, len(rows), completed])
+        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
         connection.commit()
         return inserted, updated
 
@@ -625,7 +723,7 @@ class ReferenceCheck:
 
     @classmethod
     def build(cls, column: str, parent: str, stage: sql.Identifier, *, same_agency: bool = False) -> ReferenceCheck:
-        ref, parent_table = sql.Identifier(column), sql.Identifier(parent)
+        ref, parent_table = sql.Identifier(column), table_identifier(parent)
         key, parent_key = sql.SQL("{}").format(ref), sql.SQL("p.id")
         if same_agency:
             key, parent_key = sql.SQL("{}, agency_id").format(ref), sql.SQL("(p.id, p.agency_id)")
@@ -687,6 +785,40 @@ def _reason(error: Exception) -> str:
 # Identity: rows AudienceOS already has are reused, never duplicated --------------------------
 
 
+def agency_identity_matches(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plans: list[TablePlan],
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    link_existing: bool,
+    client_links: dict[str, str] | None = None,
+) -> tuple[list[Match], list[AccountConflict]]:
+    """Every source row of the agency the unified database already has (see mapping.Identity), and
+    the accounts that may not be merged into (another agency's people)."""
+    matches: list[Match] = []
+    conflicts: list[AccountConflict] = []
+    if link_existing:
+        matches.append(("agencies", str(source_agency_id), "agency", str(target_agency_id)))
+    scope = {"source_agency_id": source_agency_id}
+    # Identities last: they join the accounts the people were matched to.
+    for plan in sorted(plans, key=lambda p: p.entry.identity is Identity.PROVIDER):
+        if plan.entry.identity is Identity.ACCOUNT:
+            found, refused = accounts_match(source, target, plan, target_agency_id=target_agency_id, **scope)
+            matches, conflicts = matches + found, conflicts + refused
+        elif plan.entry.identity is Identity.PROVIDER:
+            with target.cursor() as cursor:  # earlier runs' merges: a catch-up may not match users again
+                people = id_map.agency_people_merged(cursor, agency_id=source_agency_id)
+            people.update({source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"})
+            matches += identities_match(source, target, plan, people=people, **scope)
+        else:
+            matches += identity_matches(
+                source, target, plan, target_agency_id=target_agency_id, client_links=client_links, **scope
+            )
+    return matches, conflicts
+
+
 def identity_matches(
     source: psycopg.Connection,
     target: psycopg.Connection,
@@ -713,19 +845,11 @@ def identity_matches(
 
 
 def _match_by_email(source, target, plan: TablePlan, *, source_agency_id: UUID) -> list[tuple[str, str, str, str]]:
-    emails = dict(
-        source.execute(
-            sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
-                sql.Identifier(plan.source), plan.scope_condition(source_agency_id)
-            )
-        ).fetchall()
-    )
+    emails = source_emails(source, plan, source_agency_id=source_agency_id)
     if not emails:
         return []
     found = target.execute(
-        sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(
-            sql.Identifier(plan.target)
-        ),
+        sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(plan.target_table),
         [list(emails)],
     ).fetchall()
     return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
@@ -737,14 +861,14 @@ def _match_by_client_name(
     names = source.execute(
         sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
             sql.SQL(NORMALIZED_NAME.format("name")),
-            sql.Identifier(plan.source),
+            plan.source_table,
             plan.scope_condition(source_agency_id),
         )
     ).fetchall()
     existing = dict(
         target.execute(
             sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
-                sql.SQL(NORMALIZED_NAME.format("name")), sql.Identifier(plan.target)
+                sql.SQL(NORMALIZED_NAME.format("name")), plan.target_table
             ),
             [target_agency_id],
         ).fetchall()
@@ -790,12 +914,19 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
         with target.cursor() as cursor:
             already = id_map.agency_mapped_counts(cursor, agency_id=source_agency_id)
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
+        matches, refused = agency_identity_matches(
+            source,
+            target,
+            plans,
+            source_agency_id=source_agency_id,
+            target_agency_id=target_agency_id,
+            link_existing=link_existing,
+        )
+        conflicts += [f"refused: {conflict}" for conflict in refused]
+        reused_per_table = Counter(table for table, *_ in matches)
         tables = {}
         for plan in plans:
-            matches = identity_matches(
-                source, target, plan, source_agency_id=source_agency_id, target_agency_id=target_agency_id
-            )
-            reused = len(matches) + (1 if plan.source == "agencies" and link_existing else 0)
+            reused = reused_per_table[plan.source]
             rows = source.execute(plan.count_query(source_agency_id=source_agency_id)).fetchone()[0]
             tables[plan.source] = {
                 "target": plan.target,
@@ -804,7 +935,13 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
                 "to_write": rows - reused,
                 "already_migrated": already.get(plan.source, 0),
             }
-        return {"tables": tables, "conflicts": conflicts}
+        people = merged_people(
+            source,
+            target,
+            accounts=[m for m in matches if m[0] == "auth.users"],
+            identities=[m for m in matches if m[0] == "auth.identities"],
+        )
+        return {"tables": tables, "conflicts": conflicts, "merged_people": people}
 
 
 def _email_conflicts(source, target, source_agency_id: UUID, target_agency_id: UUID) -> list[str]:

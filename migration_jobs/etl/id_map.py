@@ -18,6 +18,8 @@ from uuid import UUID
 
 from psycopg import sql
 
+from migration_jobs.etl.catalog import table_identifier
+
 TABLE = "controlplane.id_map"
 ID_MAP = sql.SQL(TABLE)
 # For Django's RawSQL (a plain string): the ids of a unified table's rows that migrations inserted.
@@ -58,6 +60,18 @@ def agency_reused_ids(cursor, *, agency_id: UUID) -> dict[str, str]:
     return dict(cursor.fetchall())
 
 
+def agency_people_merged(cursor, *, agency_id: UUID) -> dict[str, str]:
+    """RevOS person id -> the unified person (and account) they were merged into."""
+    cursor.execute(
+        sql.SQL(
+            "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
+            " AND source_table IN ('users', 'auth.users')"
+        ).format(ID_MAP),
+        [agency_id],
+    )
+    return dict(cursor.fetchall())
+
+
 def agency_inserted_tables() -> sql.Composed:
     """(source table, target table) of every table the agency's runs inserted rows into. Parameter: agency id."""
     return sql.SQL("SELECT DISTINCT source_table, target_table FROM {} WHERE agency_id = %s AND inserted").format(
@@ -88,14 +102,25 @@ def table_mapped_count(cursor, *, agency_id: UUID, source_table: str) -> int:
     return cursor.fetchone()[0]
 
 
-def table_written_ahead(cursor, *, agency_id: UUID, source_table: str, last_id: str | None) -> bool:
-    """Has a run of this agency inserted rows of the table beyond `last_id` (its checkpoint)?"""
+def table_written_ahead(
+    cursor,
+    *,
+    agency_id: UUID,
+    source_table: str,
+    last_id: str | None,
+    id_range: tuple[UUID | None, UUID | None] = (None, None),
+) -> bool:
+    """Has a run of this agency inserted rows of the table beyond `last_id` (its checkpoint),
+    within [low, high) of the source ids (one part of a split table)?"""
+    low, high = id_range
     cursor.execute(
         sql.SQL(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s AND source_table = %s AND inserted"
-            " AND (%s::uuid IS NULL OR source_id > %s::uuid))"
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %(agency)s AND source_table = %(table)s AND inserted"
+            " AND (%(after)s::uuid IS NULL OR source_id > %(after)s::uuid)"
+            " AND (%(low)s::uuid IS NULL OR source_id >= %(low)s::uuid)"
+            " AND (%(high)s::uuid IS NULL OR source_id < %(high)s::uuid))"
         ).format(ID_MAP),
-        [agency_id, source_table, last_id, last_id],
+        {"agency": agency_id, "table": source_table, "after": last_id, "low": low, "high": high},
     )
     return cursor.fetchone()[0]
 
@@ -162,7 +187,7 @@ def vanished_delete(target_table: str) -> sql.Composed:
         " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
         " RETURNING m.target_id, m.inserted)"
         " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
-    ).format(id_map=ID_MAP, target=sql.Identifier(target_table))
+    ).format(id_map=ID_MAP, target=table_identifier(target_table))
 
 
 def inserted_rows_delete(cursor, *, agency_id: UUID, source_table: str, target_table: str) -> int:
@@ -171,7 +196,7 @@ def inserted_rows_delete(cursor, *, agency_id: UUID, source_table: str, target_t
         sql.SQL(
             "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
             " AND m.inserted AND t.id = m.target_id"
-        ).format(target=sql.Identifier(target_table), id_map=ID_MAP),
+        ).format(target=table_identifier(target_table), id_map=ID_MAP),
         [agency_id, source_table],
     )
     return cursor.rowcount
@@ -192,7 +217,7 @@ def mapped_join(target_table: str, *, agency_id: UUID, source_table: str) -> sql
         " WHERE m.agency_id = {agency} AND m.source_table = {src}"
     ).format(
         id_map=ID_MAP,
-        target=sql.Identifier(target_table),
+        target=table_identifier(target_table),
         agency=sql.Literal(agency_id),
         src=sql.Literal(source_table),
     )
@@ -226,4 +251,4 @@ def moved_rows(target_table: str, *, limit: int) -> sql.Composed:
         "SELECT t.agency_id, t.id FROM {id_map} m JOIN {table} t ON t.id = m.target_id"
         " WHERE m.agency_id = %s AND m.source_table = %s AND m.inserted AND t.agency_id <> %s"
         " ORDER BY t.id LIMIT {limit}"
-    ).format(id_map=ID_MAP, table=sql.Identifier(target_table), limit=sql.Literal(limit))
+    ).format(id_map=ID_MAP, table=table_identifier(target_table), limit=sql.Literal(limit))

@@ -36,6 +36,7 @@ from migration_jobs.etl.engine import (
     agency_plan,
     agency_rollback,
 )
+from migration_jobs.etl.parallel import parallelism
 from migration_jobs.etl.preflight import agency_preflight
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
@@ -379,6 +380,8 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
                     link_existing=link.kind == AgencyLink.Kind.EXISTING,
                     batch_size=settings.MIGRATION_BATCH_SIZE,
                     set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+                    writers=parallelism(settings.MIGRATION_WRITERS),
+                    split_rows=settings.MIGRATION_SPLIT_ROWS,
                     on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
                     on_locked=mark_running,
                     client_links=client_links_of(link),
@@ -420,8 +423,10 @@ def client_links_of(link: AgencyLink) -> dict[str, str]:
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:
+    # Every table being written, so staff see all the writers at work.
+    in_flight = ", ".join(progress.in_flight or (progress.table,))
     MigrationRun.objects.filter(pk=run_id).update(
-        current_table=progress.table,
+        current_table=in_flight[: MigrationRun._meta.get_field("current_table").max_length],
         tables_done=progress.tables_done,
         tables_total=progress.tables_total,
         rows_done=progress.rows_done,

@@ -119,13 +119,10 @@ def _check_tenancy(cursor) -> None:
         )
 
 
-def schema_plan(*, database: str, using: str | None = None) -> SchemaPlan:
-    """What is applied and what would be applied; raises SchemaError on an edited file.
-
-    `using` names another connection alias holding a database of the same kind (a scratch copy).
-    """
+def schema_plan(*, database: str) -> SchemaPlan:
+    """What is applied and what would be applied; raises SchemaError on an edited file."""
     files = schema_files(database=database)
-    with connections[using or database].cursor() as cursor:
+    with connections[database].cursor() as cursor:
         cursor.execute(BOOKKEEPING_SQL)
         cursor.execute("SELECT version, checksum FROM controlplane.schema_version")
         recorded = dict(cursor.fetchall())
@@ -151,21 +148,16 @@ def schema_plan(*, database: str, using: str | None = None) -> SchemaPlan:
     )
 
 
-def schema_apply(
-    *, database: str, baseline_through: str | None = None, using: str | None = None, through: str | None = None
-) -> list[SchemaFile]:
+def schema_apply(*, database: str, baseline_through: str | None = None) -> list[SchemaFile]:
     """Apply every pending file to `database`, each in one transaction; return what ran.
 
     `baseline_through` records files up to that version as applied without running them, for a
     database that already has them (the production AudienceOS project has 0002 already).
-    `using` applies to another alias (a scratch copy); `through` stops after that version.
     """
-    alias = using or database
-    plan = schema_plan(database=database, using=alias)
+    alias = database
+    plan = schema_plan(database=database)
     applied = []
     for schema_file in plan.pending:
-        if through is not None and schema_file.version > through:
-            break
         as_baseline = baseline_through is not None and schema_file.version <= baseline_through
         if not as_baseline and not schema_file.in_transaction:
             _run_outside_transaction(alias, schema_file)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from uuid import UUID
 
 import psycopg
@@ -28,6 +29,7 @@ from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, not_applicable, status_of
+from migration_jobs.verify.pool import both_sides
 
 UUID_MAX = (1 << 128) - 1
 FANOUT = 16  # sub-ranges per split
@@ -79,7 +81,7 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
         conditions.append(sql.SQL(plan.entry.where))
     transformed = sql.SQL("SELECT {} FROM {} WHERE {}").format(
         plan.select_list(scope.target_agency_id),
-        sql.Identifier(plan.source),
+        plan.source_table,
         sql.SQL(" AND ").join(conditions),
     )
     values = []
@@ -114,7 +116,7 @@ def target_relation(
         "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ({inserted})"
     ).format(
         values=values,
-        target=sql.Identifier(plan.target),
+        target=plan.target_table,
         inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source)
         if ids is None
         else sql.SQL("{} AND m.source_id = ANY({}::uuid[])").format(
@@ -173,29 +175,32 @@ def _rows(side: Side, low: int, high: int) -> list[tuple[UUID, list[str | None]]
     return side.connection.execute(query).fetchall()
 
 
-def relation_diff(source: Side, target: Side, *, columns: tuple[str, ...]) -> Diff:
-    """Narrow the differences of two (id, vals) relations down to ids, depth first, in id order."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as source_side:
-        return _relation_diff(source, target, columns=columns, source_side=source_side)
+def relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], source_side: Executor | None = None) -> Diff:
+    """Narrow the differences of two (id, vals) relations down to ids, depth first, in id order.
+
+    Each database works on its side at the same time: the source's queries run in `source_side`
+    (a helper thread of its own when none is given) while this thread waits for the target's.
+    """
+    if source_side is None:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-source") as helper:
+            return _relation_diff(source, target, columns=columns, source_side=helper)
+    return _relation_diff(source, target, columns=columns, source_side=source_side)
 
 
 def _relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], source_side: Executor) -> Diff:
-    # Each database works on its side at the same time: the source's query runs in the helper
-    # thread while this thread waits for the target's.
     diff = Diff()
     pending: list[tuple[int, int, bool]] = [(0, UUID_MAX, False)]  # (low, high, small enough to fetch)
     top = True
     while pending and not diff.truncated:
         low, high, fetch = pending.pop()
         if fetch:
-            ours = source_side.submit(_rows, source, low, high)
-            theirs = _rows(target, low, high)
-            _compare_rows(diff, ours.result(), theirs, columns)
+            ours, theirs = both_sides(source_side, partial(_rows, source, low, high), partial(_rows, target, low, high))
+            _compare_rows(diff, ours, theirs, columns)
             continue
         bounds = _split(low, high, FANOUT)
-        ours_future = source_side.submit(_checksums, source, low, high, bounds)
-        theirs = _checksums(target, low, high, bounds)
-        ours = ours_future.result()
+        ours, theirs = both_sides(
+            source_side, partial(_checksums, source, low, high, bounds), partial(_checksums, target, low, high, bounds)
+        )
         diff.ranges_compared += len(bounds)
         if top:
             diff.source_rows = sum(rows for rows, _ in ours.values())
@@ -242,6 +247,7 @@ def content_check(
     target_catalog: Catalog,
     remap: dict[str, str],
     ids: Sequence[str] | None = None,
+    source_side: Executor | None = None,
 ) -> CheckOutcome:
     """One source table: do the unified rows hold exactly the transformed source rows?
 
@@ -258,7 +264,9 @@ def content_check(
             )
             for r in relations
         )
-    diff = relation_diff(Side(source, relations[0]), Side(target, relations[1]), columns=plan.target_columns)
+    diff = relation_diff(
+        Side(source, relations[0]), Side(target, relations[1]), columns=plan.target_columns, source_side=source_side
+    )
     details = {
         "target_table": plan.target,
         "source_rows": diff.source_rows,

@@ -8,7 +8,7 @@ agency are AudienceOS's own and are not counted.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 import psycopg
 from psycopg import sql
@@ -17,13 +17,13 @@ from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
+from migration_jobs.verify.pool import both_sides
 
 ID_CHUNK = 5000  # source ids probed in the target per query, after a rollback
 
 
-def _in_agency(table: str, catalog: Catalog, scope: AgencyScope) -> sql.Composed:
-    column = "agency_id" if "agency_id" in catalog.column_names(table) else "id"
-    return sql.SQL("t.{} = {}").format(sql.Identifier(column), sql.Literal(scope.target_agency_id))
+def _in_agency(plan: TablePlan, scope: AgencyScope) -> sql.Composed:
+    return sql.SQL("{} = {}").format(plan.target_agency("t"), sql.Literal(scope.target_agency_id))
 
 
 def counts_check(
@@ -33,26 +33,25 @@ def counts_check(
     source: psycopg.Connection,
     target: psycopg.Connection,
     target_catalog: Catalog,
+    source_side: Executor | None = None,
 ) -> CheckOutcome:
-    """One source table: every row the mapping selects has its unified row."""
+    """One source table: every row the mapping selects has its unified row.
+
+    With `source_side`, RevOS counts there while the unified database counts in this thread.
+    """
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
-    in_agency = _in_agency(plan.target, target_catalog, scope)
+    in_agency = _in_agency(plan, scope)
     joined = id_map.mapped_join(plan.target, agency_id=scope.source_agency_id, source_table=plan.source)
-    # Each database counts its side at the same time (a cutover waits for these, RevOS fenced).
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="counts-source") as source_side:
-        expected_future = source_side.submit(
-            lambda: source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone()[0]
-        )
-        try:
-            mapped, found, reused = target.execute(
-                sql.SQL(
-                    "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
-                    " count(*) FILTER (WHERE NOT m.inserted) {joined}"
-                ).format(in_agency=in_agency, joined=joined)
-            ).fetchone()
-        finally:
-            expected = expected_future.result()
+    mapped_query = sql.SQL(
+        "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
+        " count(*) FILTER (WHERE NOT m.inserted) {joined}"
+    ).format(in_agency=in_agency, joined=joined)
+    (expected,), (mapped, found, reused) = both_sides(
+        source_side,
+        lambda: source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone(),
+        lambda: target.execute(mapped_query).fetchone(),
+    )
     lost = []
     if found < mapped:  # only then is there a mapped row to name
         lost = target.execute(
@@ -85,11 +84,11 @@ def _absent_check(
     with target.cursor() as cursor:
         mapped = id_map.table_mapped_count(cursor, agency_id=scope.source_agency_id, source_table=plan.source)
     present, sample = 0, []
-    with source.cursor(name=f"verify_ids_{plan.source}") as cursor:
+    with source.cursor(name=f"verify_ids_{plan.source.replace('.', '_')}") as cursor:
         cursor.execute(plan.source_ids_query(source_agency_id=scope.source_agency_id))
         while chunk := [row[0] for row in cursor.fetchmany(ID_CHUNK)]:
             found = target.execute(
-                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY id").format(sql.Identifier(plan.target)),
+                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY id").format(plan.target_table),
                 [chunk],
             ).fetchall()
             present += len(found)

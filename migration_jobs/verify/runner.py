@@ -1,8 +1,9 @@
 """Run every check of one agency, handing each outcome over as soon as it is known.
 
-The data checks (counts, content, references) read each database through one REPEATABLE READ,
-read-only transaction, so RevOS writing meanwhile cannot make the two sides disagree halfway
-through a table. A check that breaks is handed over as an error and the others still run.
+The data checks (counts, content, references) read each database as of one REPEATABLE READ,
+read-only snapshot, so RevOS writing meanwhile cannot make the two sides disagree halfway
+through a table; several workers share those snapshots and check tables side by side
+(verify/pool.py). A check that breaks is handed over as an error and the others still run.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
+from django.conf import settings
 
 from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
+from migration_jobs.etl.parallel import parallelism
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
-from migration_jobs.verify import content, counts, isolation, references, schema
+from migration_jobs.verify import auth, content, counts, isolation, references, schema
 from migration_jobs.verify.model_drift import unified_model_drift
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
+from migration_jobs.verify.pool import Check, Pair, check_pool
 
 logger = logging.getLogger(__name__)
 
@@ -36,18 +40,14 @@ def _snapshot_reader(alias: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _guarded(
-    record: Record, check_name: str, table_name: str, connections: tuple, run: Callable[[], CheckOutcome]
-) -> None:
-    """Record what `run` found, or the error that stopped it; either way the next check runs."""
+def _outcome_of(check_name: str, table_name: str, run: Callable[[], CheckOutcome], reset: Callable[[], None]):
+    """What `run` found, or the error that stopped it (after `reset` readies its connections again)."""
     try:
-        outcome = run()
+        return run()
     except Exception as error:
         logger.exception("verification check %s %s failed to run", check_name, table_name)
-        for connection in connections:
-            if not connection.closed:
-                connection.rollback()
-        outcome = CheckOutcome(
+        reset()
+        return CheckOutcome(
             check_name,
             ERROR,
             table_name,
@@ -55,22 +55,49 @@ def _guarded(
             actual=f"{type(error).__name__}: {str(error).strip()}",
             details={"traceback": traceback.format_exc(limit=8)},
         )
-    record(outcome)
 
 
-def agency_verify(*, scope: AgencyScope, record: Record) -> None:
-    """Counts, content, references, isolation and schema checks of one agency. Writes nothing."""
+def _guarded(
+    record: Record, check_name: str, table_name: str, connections: tuple, run: Callable[[], CheckOutcome]
+) -> None:
+    """Record what `run` found, or the error that stopped it; either way the next check runs."""
+
+    def rollback() -> None:
+        for connection in connections:
+            if not connection.closed:
+                connection.rollback()
+
+    record(_outcome_of(check_name, table_name, run, rollback))
+
+
+def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = None) -> None:
+    """Counts, content, references, auth, isolation and schema checks of one agency. Writes nothing.
+
+    The data checks run `workers` at a time (default: the VERIFICATION_WORKERS setting).
+    """
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        _data_checks(plans, _Reading(scope, source, target, target_catalog, record))
+        reading = _Reading(scope, target_catalog)
+        _data_checks(plans, reading, target)
+        reading.run(source=source, target=target, record=record, workers=workers)
+        _guarded(
+            record,
+            "auth",
+            "auth.users",
+            (source,),
+            lambda: auth.auth_check(scope=scope, source=source, catalog=target_catalog),
+        )
     _isolation_checks(scope, target_catalog, record, with_schema=True)
     _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
 
-def agency_verify_changes(*, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record) -> None:
+def agency_verify_changes(
+    *, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record, workers: int | None = None
+) -> None:
     """The cutover's check (ghostferry's reverify): counts of every table, content of the changed rows
-    only (`changed_ids`, source table -> ids), and the isolation cases. Writes nothing.
+    only (`changed_ids`, source table -> ids), and the isolation cases, the table checks `workers` at
+    a time. Writes nothing.
 
     The isolation cases run on their own connection beside the data checks: RevOS is fenced while
     this runs, so the two share the wait. `record` is called from both threads.
@@ -78,21 +105,24 @@ def agency_verify_changes(*, scope: AgencyScope, changed_ids: dict[str, list[str
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-isolation") as beside:
         isolation_done = beside.submit(_isolation_checks, scope, None, record, with_schema=False)
         try:
-            _changed_data_checks(scope=scope, changed_ids=changed_ids, record=record)
+            _changed_data_checks(scope=scope, changed_ids=changed_ids, record=record, workers=workers)
         finally:
             isolation_done.result()
 
 
-def _changed_data_checks(*, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record) -> None:
+def _changed_data_checks(
+    *, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record, workers: int | None
+) -> None:
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
         plans = _plans(source, target_catalog, record)
-        reading = _Reading(scope, source, target, target_catalog, record)
+        reading = _Reading(scope, target_catalog)
         remap = content.reused_ids(target, scope)
         for plan in plans:
             reading.counts(plan)
             if changed_ids.get(plan.source):
                 reading.content(plan, remap=remap, ids=changed_ids[plan.source])
+        reading.run(source=source, target=target, record=record, workers=workers)
 
 
 def _isolation_checks(scope: AgencyScope, target_catalog: Catalog | None, record: Record, *, with_schema: bool) -> None:
@@ -123,62 +153,75 @@ def _raise(error: Exception) -> CheckOutcome:
     raise error
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Reading:
-    """What every table check of one verification reads: the agency, both snapshots, the unified catalog."""
+    """The table checks of one verification, queued, then run side by side on the shared snapshots."""
 
     scope: AgencyScope
-    source: psycopg.Connection
-    target: psycopg.Connection
     target_catalog: Catalog
-    record: Record
+    checks: list[Check] = field(default_factory=list)
+
+    def add(self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome]) -> None:
+        self.checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
 
     def counts(self, plan: TablePlan) -> None:
-        _guarded(
-            self.record,
+        self.add(
             "counts",
             plan.source,
-            (self.source, self.target),
-            lambda: counts.counts_check(
-                plan, scope=self.scope, source=self.source, target=self.target, target_catalog=self.target_catalog
+            lambda pair: counts.counts_check(
+                plan,
+                scope=self.scope,
+                source=pair.source,
+                target=pair.target,
+                target_catalog=self.target_catalog,
+                source_side=pair.source_side,
             ),
         )
 
     def content(self, plan: TablePlan, *, remap: dict[str, str], ids: list[str] | None = None) -> None:
-        _guarded(
-            self.record,
+        self.add(
             "content",
             plan.source,
-            (self.source, self.target),
-            lambda: content.content_check(
+            lambda pair: content.content_check(
                 plan,
                 scope=self.scope,
-                source=self.source,
-                target=self.target,
+                source=pair.source,
+                target=pair.target,
                 target_catalog=self.target_catalog,
                 remap=remap,
                 ids=ids,
+                source_side=pair.source_side,
             ),
         )
 
+    def references(self, table: str, keys: list[references.ForeignKey]) -> None:
+        self.add(
+            "references",
+            table,
+            lambda pair: references.references_check(
+                table, keys, scope=self.scope, target=pair.target, target_catalog=self.target_catalog
+            ),
+        )
 
-def _data_checks(plans: list[TablePlan], reading: _Reading) -> None:
-    scope, target, record = reading.scope, reading.target, reading.record
+    def run(
+        self, *, source: psycopg.Connection, target: psycopg.Connection, record: Record, workers: int | None
+    ) -> None:
+        """Every queued check, `workers` at a time; outcomes recorded in the order they were queued."""
+        with check_pool(
+            source=source, target=target, workers=workers or parallelism(settings.VERIFICATION_WORKERS)
+        ) as pool:
+            for outcome in pool.outcomes(self.checks):
+                record(outcome)
+
+
+def _data_checks(plans: list[TablePlan], reading: _Reading, target: psycopg.Connection) -> None:
     for plan in plans:
         reading.counts(plan)
-    if not scope.migrated:
-        record(content.content_not_applicable())
+    if not reading.scope.migrated:
+        reading.checks.append(lambda pair: content.content_not_applicable())
     else:
-        remap = content.reused_ids(target, scope)
+        remap = content.reused_ids(target, reading.scope)
         for plan in plans:
             reading.content(plan, remap=remap)
     for table, keys in references.foreign_keys_read(target).items():
-        _guarded(
-            record,
-            "references",
-            table,
-            (target,),
-            lambda table=table, keys=keys: references.references_check(
-                table, keys, scope=scope, target=target, target_catalog=reading.target_catalog
-            ),
-        )
+        reading.references(table, keys)

@@ -1,0 +1,127 @@
+"""schema_diff finds every kind of drift between a live database and sql/, and is silent without it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.db import connections
+
+from migration_jobs.services.schema_diff import schema_diff
+from tests.conftest import worker_environment
+
+pytestmark = pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)
+
+
+def execute(database: str, statement: str) -> None:
+    with connections[database].cursor() as cursor:
+        cursor.execute(statement)
+
+
+def test_the_databases_sql_built_match_sql():
+    assert schema_diff(database="unified") == []
+    assert schema_diff(database="revos") == []
+
+
+DRIFTS = [
+    pytest.param(
+        "CREATE TABLE public.lead_score (id uuid PRIMARY KEY)",
+        "DROP TABLE public.lead_score",
+        "unexpected table public.lead_score: the database has rls off, sql/ does not",
+        id="table",
+    ),
+    pytest.param(
+        "ALTER TABLE lead ALTER COLUMN name TYPE varchar(250)",
+        "ALTER TABLE lead ALTER COLUMN name TYPE varchar(200)",
+        "differs    column public.lead.name: sql/ has character varying(200); the database has character varying(250)",
+        id="column type",
+    ),
+    pytest.param(
+        "ALTER TABLE lead ALTER COLUMN name SET NOT NULL",
+        "ALTER TABLE lead ALTER COLUMN name DROP NOT NULL",
+        "differs    column public.lead.name: sql/ has character varying(200); the database has character varying(200)"
+        " not null",
+        id="column nullability",
+    ),
+    pytest.param(
+        "ALTER TABLE lead DROP CONSTRAINT lead_campaign_id_fkey,"
+        " ADD CONSTRAINT lead_campaign_id_fkey FOREIGN KEY (campaign_id) REFERENCES campaign (id)",
+        "ALTER TABLE lead DROP CONSTRAINT lead_campaign_id_fkey, ADD CONSTRAINT lead_campaign_id_fkey"
+        " FOREIGN KEY (campaign_id, agency_id) REFERENCES campaign (id, agency_id)",
+        "differs    constraint public.lead.lead_campaign_id_fkey: sql/ has FOREIGN KEY (campaign_id, agency_id)"
+        " REFERENCES campaign(id, agency_id); the database has FOREIGN KEY (campaign_id) REFERENCES campaign(id)",
+        id="constraint",
+    ),
+    pytest.param(
+        "DROP INDEX lead_campaign_id_agency_idx",
+        "CREATE INDEX lead_campaign_id_agency_idx ON lead (campaign_id, agency_id)",
+        "missing    index public.lead.lead_campaign_id_agency_idx: sql/ has CREATE INDEX lead_campaign_id_agency_idx"
+        " ON public.lead USING btree (campaign_id, agency_id)",
+        id="index",
+    ),
+    pytest.param(
+        "ALTER POLICY lead_tenant ON lead TO authenticated, anon",
+        "ALTER POLICY lead_tenant ON lead TO authenticated",
+        "differs    policy public.lead.lead_tenant: sql/ has permissive for all to authenticated using",
+        id="policy",
+    ),
+    pytest.param(
+        "ALTER TABLE lead DISABLE ROW LEVEL SECURITY",
+        "ALTER TABLE lead ENABLE ROW LEVEL SECURITY",
+        "differs    table public.lead: sql/ has rls on; the database has rls off",
+        id="rls flag",
+    ),
+    pytest.param(
+        "REVOKE DELETE ON lead FROM authenticated",
+        "GRANT DELETE ON lead TO authenticated",
+        "differs    grant public.lead to authenticated: sql/ has DELETE, INSERT, SELECT, UPDATE;"
+        " the database has INSERT, SELECT, UPDATE",
+        id="grant",
+    ),
+]
+
+
+@pytest.mark.parametrize(("drift", "undo", "reported"), DRIFTS)
+def test_each_kind_of_drift_is_reported(drift, undo, reported):
+    execute("unified", drift)
+    try:
+        differences = [str(d) for d in schema_diff(database="unified")]
+    finally:
+        execute("unified", undo)
+    assert [d for d in differences if d.startswith(reported)] == differences[:1], differences
+    # A new table also brings its column, primary key and index; every other drift is one line.
+    assert len(differences) == (4 if differences[0].startswith("unexpected table") else 1), differences
+    assert schema_diff(database="unified") == [], "the drift was undone"
+
+
+def schema_diff_command(database: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "schema_diff", "--database", database]
+    return subprocess.run(command, env=worker_environment(), capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_command_exits_1_and_prints_each_difference_then_0_once_repaired():
+    execute("revos", "ALTER TABLE leads ADD COLUMN score integer")
+    try:
+        result = schema_diff_command("revos")
+    finally:
+        execute("revos", "ALTER TABLE leads DROP COLUMN score")
+    assert result.returncode == 1, result.stderr
+    assert "unexpected column public.leads.score: the database has integer, sql/ does not" in result.stdout
+    assert "revos: 1 difference(s) from sql/revos/." in result.stderr
+    repaired = schema_diff_command("revos")
+    assert (repaired.returncode, repaired.stdout.strip()) == (0, "revos: matches sql/revos/."), repaired.stderr
+
+
+def test_command_exits_2_when_it_cannot_compare():
+    result = subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "schema_diff", "--database", "unified"],
+        env=worker_environment(UNIFIED_DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "nowhere" in result.stderr and "Traceback" not in result.stderr
