@@ -27,6 +27,7 @@ $(INSTALLED):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@$(MAKE) --no-print-directory browser
+	@$(MAKE) --no-print-directory typescript
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -43,6 +44,17 @@ define ensure_tools
 		echo "note: $(1) not found and not installable here; $(3)"; \
 	fi
 endef
+
+# The export_types test compiles the generated types with the real TypeScript compiler (npm's
+# `typescript`, into .tools/); without npm it skips, saying so.
+TSC := .tools/typescript/node_modules/.bin/tsc
+.PHONY: typescript
+typescript:
+	@if [ -x $(TSC) ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+		npm install --no-audit --no-fund --silent --prefix .tools/typescript typescript \
+			|| echo "warning: could not install typescript; the export_types compile test will skip"; \
+	else echo "note: npm not found; the export_types compile test will skip"; fi
 
 # The browser tests drive Debian's chromium.
 .PHONY: browser

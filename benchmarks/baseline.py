@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks.workload import database_checkpoint
-from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
 
@@ -34,7 +34,7 @@ def _scratch_tables_create(target: psycopg.Connection, targets: list[str], *, fo
     for table in targets:
         target.execute(
             sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
-                sql.Identifier(SCHEMA, table), sql.Identifier("public", table)
+                sql.Identifier(SCHEMA, table), table_identifier(table)
             )
         )
     if foreign_keys:

@@ -10,7 +10,12 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from migration_jobs.selectors.flags import APP_CONTEXTS, agency_resolve, flags_for_agency_cached
+from migration_jobs.selectors.flags import (
+    APP_CONTEXTS,
+    agency_resolve,
+    ai_providers_for_agency_cached,
+    flags_for_agency_cached,
+)
 from migration_jobs.services.fence import agency_revos_read_only, agency_unified_read_only
 
 
@@ -41,7 +46,8 @@ def _token_error(request: HttpRequest) -> JsonResponse | None:
 @never_cache
 @require_GET
 def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
-    """GET /api/flags/<agency id>/?app_context=revos|audience → {agency_id, app_context, flags}."""
+    """GET /api/flags/<agency id>/?app_context=revos|audience → {agency_id, app_context, flags,
+    ai_providers (the HGC backend per app), ai_provider (this app's, when app_context is given)}."""
     if (refusal := _token_error(request)) is not None:
         return refusal
     try:
@@ -59,12 +65,15 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     read_only = agency.link is not None and agency_revos_read_only(link=agency.link)
     # True while the unified database refuses them (a switch back fenced it).
     unified_read_only = agency.link is not None and agency_unified_read_only(link=agency.link)
-    return JsonResponse(
-        {
-            "agency_id": str(parsed_id),
-            "app_context": app_context,
-            "flags": flags,
-            "revos_read_only": read_only,
-            "unified_read_only": unified_read_only,
-        }
-    )
+    providers = ai_providers_for_agency_cached(agency=agency)
+    answer = {
+        "agency_id": str(parsed_id),
+        "app_context": app_context,
+        "flags": flags,
+        "revos_read_only": read_only,
+        "unified_read_only": unified_read_only,
+        "ai_providers": providers,
+    }
+    if app_context is not None:
+        answer["ai_provider"] = providers[app_context]  # what the shared HGC component loads here
+    return JsonResponse(answer)

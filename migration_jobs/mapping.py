@@ -8,8 +8,12 @@ A unified column is filled, in this order of precedence, from:
   - `expressions`: an SQL expression over the source row (renames, casts, splits);
   - `config`, when `config_from_rest`: a JSON object of every source column not used otherwise;
   - the source column of the same name.
-Unified columns none of these fill are left to their defaults. Foreign keys to the shared
-tables (agency, user, client) are rewritten through the id map; every other row keeps its UUID.
+Unified columns none of these fill are left to their defaults, and generated columns to PostgreSQL.
+Foreign keys to the shared tables (agency, user, client, auth.users) are rewritten through the id
+map; every other row keeps its UUID.
+
+Tables outside the public schema are named "schema.table" (Supabase Auth's auth.users and
+auth.identities): a person's account moves with the agency, so their password keeps working.
 
 The same entry says how a unified row goes back to its RevOS table (a switch back after cutover).
 A RevOS column is filled, in this order, from:
@@ -38,6 +42,12 @@ class Identity(StrEnum):
     AGENCY_LINK = "agency_link"  # the AgencyLink staff confirmed
     EMAIL = "email"  # users: case-insensitive email
     CLIENT_NAME = "client_name"  # clients: normalized name within the agency, or a staff link
+    # auth.users: the account with the same email (any case) is the person's one account. An account
+    # of another agency's person is never merged into: the run refuses, naming the person.
+    ACCOUNT = "account"
+    # auth.identities: an identity already there (same provider and provider id, or the same
+    # provider on the account it would join) is kept; the RevOS one is not attached.
+    PROVIDER = "provider"
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,12 @@ class TableMap:
     # Which unified rows created after cutover go back to this RevOS table (SQL over the unified
     # row); None: none do. Rows from RevOS always go back to the table they came from.
     new_rows: str | None = "true"
+    # For a target without agency_id: an SQL expression over its row `{t}` giving the row's agency.
+    target_agency: str | None = None
+    # Whether RevOS's change capture records the table's writes (a catch-up then reads only what
+    # changed) and a switch back sends its rows back. False: every catch-up re-reads the agency's
+    # rows, and a switch back leaves the table alone (see the Supabase Auth entries).
+    captured: bool = True
 
 
 # A chat message whose session came from RevOS's hgc_sessions (SQL over the unified chat_message).
@@ -107,6 +123,35 @@ TABLE_MAPS: tuple[TableMap, ...] = (
         identity=Identity.CLIENT_NAME,
         expressions={"stage": "status"},
         inverse={"status": "stage"},
+    ),
+    # Supabase Auth: each person's account (auth.users.id is users.id) with its bcrypt hash,
+    # confirmation state and metadata as they are; app_origin tells the access-token hook which
+    # app the account came from. A person AudienceOS already has keeps their AudienceOS account.
+    # Not captured: GoTrue writes these tables on every sign-in (last_sign_in_at), so a capture
+    # trigger's fence would stop people signing in; at one or two rows per person, every catch-up
+    # re-reads them instead. A switch back leaves accounts alone: RevOS still has them.
+    _map(
+        "auth.users",
+        "auth.users",
+        app_context="both",
+        scope=(("id", "users"),),
+        identity=Identity.ACCOUNT,
+        expressions={
+            "raw_app_meta_data": "coalesce(raw_app_meta_data, '{}'::jsonb) || '{\"app_origin\": \"revos\"}'::jsonb"
+        },
+        target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.id)',
+        captured=False,
+        new_rows=None,
+    ),
+    _map(
+        "auth.identities",
+        "auth.identities",
+        app_context="both",
+        scope=(("user_id", "users"),),
+        identity=Identity.PROVIDER,
+        target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.user_id)',
+        captured=False,
+        new_rows=None,
     ),
     # HGC: both RevOS chat generations become unified chat, answered by AgentKit.
     _map("chat_sessions", "chat_session", app_context="both"),
@@ -207,6 +252,9 @@ NOT_MIGRATED: MappingProxyType = MappingProxyType(
 
 # Unified tables whose rows the migration may reuse instead of insert (see Identity).
 SHARED_TARGETS = frozenset(m.target for m in TABLE_MAPS if m.identity is not None)
+
+# Mapped tables outside the public schema, "schema.table", on either side.
+QUALIFIED_TABLES = frozenset(t for m in TABLE_MAPS for t in (m.source, m.target) if "." in t)
 
 
 def entries_for_target(target: str) -> tuple[TableMap, ...]:

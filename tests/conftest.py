@@ -35,7 +35,8 @@ def truncate_tenant_tables() -> None:
         with connections[alias].cursor() as cursor:
             # The bookkeeping first: while an agency's changes are captured, RevOS refuses TRUNCATE.
             bookkeeping = "schemaname = 'controlplane' AND tablename NOT IN ('schema_version', 'database_mark')"
-            for condition in (bookkeeping, "schemaname = 'public'"):
+            accounts = "schemaname = 'auth' AND tablename IN ('users', 'identities')"
+            for condition in (bookkeeping, "schemaname = 'public'", accounts):
                 cursor.execute(f"SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE {condition}")
                 tables = [row[0] for row in cursor.fetchall()]
                 if tables:

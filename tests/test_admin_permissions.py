@@ -21,7 +21,7 @@ from migration_jobs.models.flags import FeatureFlag
 pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
 
 # Views that answer only POST: a GET is 405 for everyone.
-POST_ONLY = {"sync", "confirm", "cutover", "action", "run"}
+POST_ONLY = {"sync", "confirm", "cutover", "action", "run", "reasoned", "plan"}
 
 
 @pytest.fixture
@@ -56,7 +56,8 @@ def admin_urls(link: AgencyLink, *, object_id: str | None = None) -> dict[str, s
                 continue
             kwargs = {}
             for name in pattern.pattern.converters:
-                kwargs[name] = {"object_id": object_id or _an_id(model, link), "action": "migrate"}[name]
+                action = "switchback" if pattern.name.endswith("_reasoned") else "migrate"
+                kwargs[name] = {"object_id": object_id or _an_id(model, link), "action": action}[name]
             urls[pattern.name] = reverse(f"admin:{pattern.name}", kwargs=kwargs)
     return urls
 
@@ -163,5 +164,10 @@ def test_a_malformed_id_in_any_admin_url_is_a_404(link, object_id):
         for name, url in urls.items()
         if f"/{object_id}/" in url
     }
-    expected = {name: (405 if kind_of(name) in POST_ONLY else 404, 404) for name in answers}
-    assert answers == expected
+    # A POST-only view may look at the method (405) or the id (404) first; neither is a 500.
+    wrong = {
+        name: codes
+        for name, codes in answers.items()
+        if codes[1] != 404 or codes[0] not in ((404, 405) if kind_of(name) in POST_ONLY else (404,))
+    }
+    assert wrong == {}

@@ -31,5 +31,6 @@ def test_the_overview_is_a_page_of_the_agency_admin():
 
 
 def test_the_agency_bulk_actions_are_declared_on_the_admin_class():
-    assert AgencyLinkAdmin.actions == ["migrate_selected", verify_selected_agencies, enable_unified_db_for_selected]
+    declared = AgencyLinkAdmin.actions
+    assert {"migrate_selected", verify_selected_agencies, enable_unified_db_for_selected} <= set(declared)
     assert "get_actions" not in vars(AgencyLinkAdmin)

@@ -36,18 +36,27 @@ def public_tables(database: str) -> list[str]:
     return [row[0] for row in fetch(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
 
 
+def tenant_tables(database: str) -> list[str]:
+    """The public tables and Supabase Auth's accounts ("auth.users"), which the demo fills too."""
+    return [*public_tables(database), "auth.users", "auth.identities"]
+
+
+def quoted(table: str) -> str:
+    return ".".join(f'"{part}"' for part in table.split("."))
+
+
 def checksums() -> dict[str, str | None]:
     """An md5 of every row of every tenant table, in id order."""
     sums = {}
     for database in ("revos", "unified"):
-        for table in public_tables(database):
-            query = f"SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM \"{table}\" t"
+        for table in tenant_tables(database):
+            query = f"SELECT md5(string_agg(t::text, '' ORDER BY t.id)) FROM {quoted(table)} t"
             sums[f"{database}.{table}"] = fetch(database, query)[0][0]
     return sums
 
 
 def row_counts(database: str) -> dict[str, int]:
-    return {table: fetch(database, f'SELECT count(*) FROM "{table}"')[0][0] for table in public_tables(database)}
+    return {table: fetch(database, f"SELECT count(*) FROM {quoted(table)}")[0][0] for table in tenant_tables(database)}
 
 
 def foreign_keys(database: str) -> list[tuple[str, str, str]]:

@@ -125,8 +125,10 @@ def agencies(flags, rq_queues):
 
 
 def revos_plans():
+    """The tables a switch back sends back (accounts stay as RevOS has them: mapping.TableMap.captured)."""
     with connect("revos") as source, connect("unified") as target:
-        return migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        return [plan for plan in plans if plan.entry.captured]
 
 
 def revos_checksums(plans, agency_id, *, schema: str = "public", inside: bool = True) -> dict[str, str]:

@@ -67,6 +67,7 @@ class Agency:
     posts: list[uuid.UUID] = field(default_factory=lambda: [new_id() for _ in range(2)])
     comments: list[uuid.UUID] = field(default_factory=lambda: [new_id() for _ in range(3)])
     leads: list[uuid.UUID] = field(default_factory=lambda: [new_id() for _ in range(3)])
+    ben: uuid.UUID | None = None  # the RevOS-only person
     link: AgencyLink | None = None
 
 
@@ -74,6 +75,16 @@ def execute(alias: str, statement: str, params=None) -> list[tuple]:
     with connections[alias].cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def insert_account(alias: str, user_id: uuid.UUID, email: str) -> None:
+    """A Supabase Auth account with a password, as each app's sign-up makes them."""
+    execute(
+        alias,
+        "INSERT INTO auth.users (id, aud, role, email, encrypted_password, email_confirmed_at, raw_app_meta_data)"
+        " VALUES (%s, 'authenticated', 'authenticated', %s, %s, now(), '{\"provider\": \"email\"}')",
+        [user_id, email, "$2a$04$" + "x" * 53],
+    )
 
 
 def seed_audienceos(a: Agency) -> dict[str, uuid.UUID]:
@@ -99,6 +110,8 @@ def seed_audienceos(a: Agency) -> dict[str, uuid.UUID]:
             "Grace",
         ],
     )
+    insert_account("unified", ids["ada"], "ada@northwind.test")
+    insert_account("unified", ids["grace"], "grace@northwind.test")
     execute(
         "unified",
         "INSERT INTO client (id, agency_id, name, stage) VALUES (%s, %s, %s, 'live'), (%s, %s, %s, 'onboarding'),"
@@ -198,6 +211,9 @@ def seed_revos(a: Agency) -> None:
         placeholders = ", ".join(["%s"] * len(values[0]))
         with connections["revos"].cursor() as cursor:
             cursor.executemany(f"INSERT INTO {table} VALUES ({placeholders})", values)
+    insert_account("revos", users[0], "ADA@northwind.test")
+    insert_account("revos", users[1], "ben@x.test")
+    a.ben = users[1]
 
 
 def migrate(a: Agency) -> None:
@@ -270,7 +286,7 @@ def test_migration_through_workers_is_verified_and_passes_every_check(agency, rq
     names = Counter(r.check_name for r in verification.results.all())
     assert names["counts"] == names["content"] == len(agency_tables()) > 40
     assert names["references"] > 40
-    for name in (*CASES, "isolation.other_agency_sees_nothing", "isolation.anon_sees_nothing"):
+    for name in (*CASES, "auth", "isolation.other_agency_sees_nothing", "isolation.anon_sees_nothing"):
         assert names[name] == 1, name
     for name in ("rls_enabled", "no_policy_on_rls_off_table", "policy_columns_indexed", "models_match_sql"):
         assert names[f"schema.{name}"] == 1, name
@@ -308,6 +324,32 @@ def database_checksums(alias: str) -> dict[str, str]:
 
 
 # --- each fault turns the right check red, naming the ids -------------------------------------
+
+
+def test_a_migrated_person_without_an_account_fails_the_auth_check_naming_them(migrated):
+    execute("unified", "DELETE FROM auth.users WHERE id = %s", [migrated.ben])
+    run = verify(migrated)
+    problems = failing(run)
+    assert set(problems) == {("auth", "auth.users"), ("counts", "auth.users"), ("content", "auth.users")}
+    assert problems[("auth", "auth.users")]["problems"] == {"no account with the person's id": [str(migrated.ben)]}
+
+
+def test_a_hook_that_loses_the_session_fails_case5(migrated, restore_schema):
+    original = execute("unified", "SELECT pg_get_functiondef('public.custom_access_token_hook(jsonb)'::regprocedure)")
+    execute(
+        "unified",
+        "CREATE OR REPLACE FUNCTION public.custom_access_token_hook(event jsonb) RETURNS jsonb LANGUAGE sql"
+        " SECURITY DEFINER SET search_path = '' AS $$ SELECT jsonb_set(event, '{claims}', (event -> 'claims')"
+        " || jsonb_build_object('session_id', gen_random_uuid(), 'app_context', coalesce((SELECT c.app_context"
+        " FROM private.app_choice c WHERE c.user_id = (event ->> 'user_id')::uuid), 'revos'), 'agency_id',"
+        " (SELECT u.agency_id FROM public.\"user\" u WHERE u.id = (event ->> 'user_id')::uuid))) $$",
+    )
+    restore_schema.append(original[0][0])
+    run = verify(migrated)
+    problems = failing(run)
+    assert set(problems) == {("isolation.case5_shared_sessions_survive_app_switch", "chat_session")}
+    tokens = problems[("isolation.case5_shared_sessions_survive_app_switch", "chat_session")]["tokens"]
+    assert tokens["revos"]["session_id"] != tokens["audience"]["session_id"]
 
 
 def test_deleted_target_row_fails_counts_and_content_naming_it(migrated):
@@ -413,8 +455,11 @@ def test_policy_using_true_fails_only_isolation_naming_the_rows(migrated, restor
     problems = failing(run)
     assert set(problems) == {
         ("isolation.case2_revos_lead_hidden_from_audienceos", "lead"),
+        ("isolation.case5_shared_sessions_survive_app_switch", "lead"),
         ("isolation.other_agency_sees_nothing", "lead"),
     }, "the policy binds authenticated only: anon still sees nothing"
+    switched = problems[("isolation.case5_shared_sessions_survive_app_switch", "lead")]["wrong"]["audience"]["lead"]
+    assert switched == {"expected": {}, "seen": {"revos": 3}}, "RevOS leads seen with the audience token"
     seen_by_others = problems[("isolation.other_agency_sees_nothing", "lead")]["visible"]["lead"]
     assert {entry["app_context"] for entry in seen_by_others} == {"revos", "audience"}
     assert all(set(entry["ids"]) == set(map(str, migrated.leads)) for entry in seen_by_others)
@@ -521,7 +566,7 @@ def test_verify_agency_sync_prints_every_check_and_exits_zero_on_pass(migrated):
     call_command("verify_agency", str(migrated.revos_id), "--sync", stdout=out)
     text = out.getvalue()
     assert "of Northwind Media: pass" in text
-    assert "  isolation   7 pass" in text and "  counts      42 pass" in text
+    assert "  isolation   7 pass" in text and "  counts      44 pass" in text and "  auth        1 pass" in text
     assert "expected" not in text  # passing checks are tallied, not listed (-v 2 lists them)
     assert VerificationRun.objects.get().verdict == "pass"
 
@@ -532,7 +577,7 @@ def test_verify_agency_sync_exits_one_naming_the_failure(migrated):
     with pytest.raises(CommandError) as refused:
         call_command("verify_agency", str(migrated.unified_id), "--sync", stdout=out)
     assert refused.value.returncode == 1
-    assert "  counts      1 fail, 41 pass" in out.getvalue()
+    assert "  counts      1 fail, 43 pass" in out.getvalue()
     assert "fail  counts comments: expected 3 rows; found 2 rows in comment (0 reused)" in out.getvalue()
     assert str(migrated.comments[1]) in out.getvalue()
 

@@ -17,12 +17,13 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
-from migration_jobs.models.flags import FeatureFlag, FlagChange
+from migration_jobs.models.flags import AgencyAiProvider, AiProviderChange, FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
 from migration_jobs.selectors.flags import flag_agency_rows
 from migration_jobs.services.cutover import cutover_runs_request_bulk
 from migration_jobs.services.flags import (
     CutoverRefused,
+    ai_provider_set,
     flag_set_for_agency,
     flag_set_global,
     flag_set_percentage,
@@ -195,6 +196,68 @@ class FlagChangeAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_filter = ("flag", "field")
     search_fields = ("reason", "agency_link__name", "actor__username")
     list_select_related = ("flag", "agency_link", "actor")
+    date_hierarchy = "created_at"
+
+
+class AiProviderForm(forms.ModelForm):
+    reason = _reason_field()
+
+    class Meta:
+        model = AgencyAiProvider
+        fields = ("agency_link", "app_context", "provider")
+
+
+@admin.register(AgencyAiProvider)
+class AgencyAiProviderAdmin(admin.ModelAdmin):
+    """The HGC backend per agency and app (the flags API serves it). Saving goes through
+    `ai_provider_set`, which records the change and its reason; the defaults need no row."""
+
+    form = AiProviderForm
+    list_display = ("agency_link", "app_context", "provider", "updated_by", "updated_at")
+    list_filter = ("app_context", "provider")
+    search_fields = ("agency_link__name",)
+    list_select_related = ("agency_link", "updated_by")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(FLAG_STATE_PERMISSION)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return request.user.has_perm(FLAG_STATE_PERMISSION)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # back to the default is a change too, with its reason
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return ("agency_link", "app_context") if obj else ()
+
+    def save_model(self, request: HttpRequest, obj, form, change) -> None:
+        data = form.cleaned_data
+        recorded = ai_provider_set(
+            agency_link=obj.agency_link,
+            app_context=obj.app_context,
+            provider=data["provider"],
+            reason=data["reason"],
+            actor=request.user,
+        )
+        if recorded is None:
+            self.message_user(request, "Nothing changed: the agency's app already used that backend.", messages.WARNING)
+        if not obj.pk:  # the service saved the row; the admin's redirect needs its id
+            obj.pk = AgencyAiProvider.objects.get(agency_link=obj.agency_link, app_context=obj.app_context).pk
+
+    def log_addition(self, request, obj, message):
+        return None  # ai_provider_set logged it, with the reason
+
+    log_change = log_addition
+
+
+@admin.register(AiProviderChange)
+class AiProviderChangeAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    """The HGC backends' audit trail, read-only."""
+
+    list_display = ("created_at", "agency_link", "app_context", "old_value", "new_value", "actor", "reason")
+    list_filter = ("app_context", "new_value")
+    search_fields = ("reason", "agency_link__name", "actor__username")
+    list_select_related = ("agency_link", "actor")
     date_hierarchy = "created_at"
 
 

@@ -15,6 +15,7 @@ rows) runs in the same memory as `--scale 1`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -25,13 +26,14 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+import bcrypt
 import psycopg
 from django.db import connections, transaction
 from django.utils.text import slugify
 from psycopg import sql
 
 from migration_jobs.demo.phase0 import phase0_problems_plant
-from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
 
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
@@ -878,6 +880,129 @@ def _campaigns_trigger_word_backup(a: _RevosAgency, rng: random.Random) -> Itera
         yield row_id, campaign_id, _maybe(rng, 0.2, rng.choice(TRIGGER_WORDS)), _stamp(row_id)
 
 
+# ---------------------------------------------------------------------------------------------
+# Supabase Auth accounts: every demo person can sign in, in the app(s) they belong to.
+
+AUTH_INSTANCE = uuid.UUID(int=0)  # GoTrue's single-tenant instance id
+# bcrypt's lowest cost: real hashes that verify like production ones, at a millisecond each.
+DEMO_BCRYPT_COST = 4
+AUTH_USER_COLUMNS = (
+    "instance_id id aud role email encrypted_password email_confirmed_at confirmation_token recovery_token"
+    " email_change_token_new email_change last_sign_in_at raw_app_meta_data raw_user_meta_data is_super_admin"
+    " created_at updated_at"
+)
+AUTH_IDENTITY_COLUMNS = "id provider_id user_id identity_data provider last_sign_in_at created_at updated_at"
+
+
+def demo_password(user_id: uuid.UUID) -> str:
+    """A seeded person's demo password: derived from their id (itself derived from the seed)."""
+    return "demo-" + hashlib.blake2b(f"demo-password/{user_id}".encode(), digest_size=8).hexdigest()
+
+
+BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+@functools.cache
+def _bcrypt(password: str) -> str:
+    """A $2a$ hash as GoTrue (Go's bcrypt) writes them. Its salt derives from the password, so the
+    same seed gives the same rows; cached, so seeding the same seed again costs nothing."""
+    digest = hashlib.blake2b(f"demo-salt/{password}".encode(), digest_size=22).digest()
+    # The 22nd character carries only 2 bits of the 128-bit salt: keep it canonical (".Oeu").
+    salt = "".join(BCRYPT_ALPHABET[b % 64] for b in digest[:21]) + ".Oeu"[digest[21] % 4]
+    return bcrypt.hashpw(password.encode(), f"$2a${DEMO_BCRYPT_COST:02d}${salt}".encode()).decode()
+
+
+def _google_sub(email: str) -> str:
+    """The Google account id of an address: the same person has the same one in both apps."""
+    return str(int.from_bytes(hashlib.blake2b(email.lower().encode(), digest_size=9).digest()) % 10**21)
+
+
+@dataclass(frozen=True)
+class _Account:
+    """One person's account in one app: who, and with which sign-in methods."""
+
+    tenant: _Tenant
+    index: int
+    user_id: uuid.UUID
+    email: str
+    full_name: str
+    google: bool
+
+    @property
+    def created(self) -> datetime:
+        return _stamp(self.user_id)
+
+    def user_row(self) -> tuple:
+        confirmed = None if self.index % 5 == 4 else _later(self.created, random.Random(str(self.user_id)), 24)
+        signed_in = confirmed and confirmed + timedelta(days=2)
+        providers = ["email", "google"] if self.google else ["email"]
+        return (
+            AUTH_INSTANCE,
+            self.user_id,
+            "authenticated",
+            "authenticated",
+            self.email,
+            _bcrypt(demo_password(self.user_id)),
+            confirmed,
+            "",
+            "",
+            "",
+            "",
+            signed_in,
+            json.dumps({"provider": "email", "providers": providers}),
+            json.dumps({"full_name": self.full_name}),
+            False,
+            self.created,
+            signed_in or self.created,
+        )
+
+    def identity_rows(self) -> Iterator[tuple]:
+        email_data = {"sub": str(self.user_id), "email": self.email, "email_verified": True, "phone_verified": False}
+        identities = [("email", str(self.user_id), email_data)]
+        if self.google:
+            sub = _google_sub(self.email)
+            google_data = {
+                "iss": "https://accounts.google.com",
+                "sub": sub,
+                "provider_id": sub,
+                "email": self.email.lower(),
+                "email_verified": True,
+                "name": self.full_name,
+            }
+            identities.append(("google", sub, google_data))
+        for number, (provider, provider_id, data) in enumerate(identities):
+            row_id = self.tenant.id("auth.identities", self.index * 2 + number)
+            yield row_id, provider_id, self.user_id, json.dumps(data), provider, None, self.created, self.created
+
+
+def _revos_accounts(a: _RevosAgency) -> Iterator[_Account]:
+    for i in range(a.n("users")):
+        user_id = a.id("users", i)
+        # Most RevOS people also signed in with Google.
+        yield _Account(a, i, user_id, _revos_user_email(a, i), " ".join(_person(user_id)), google=i % 3 != 2)
+
+
+def _aos_accounts(a: _AudienceAgency) -> Iterator[_Account]:
+    for i in range(a.n("user")):
+        first, last, email = _aos_person(a, i)
+        # Person 1 (in both apps when the agency is) has the same Google account in both.
+        yield _Account(a, i, a.id("user", i), email, f"{first} {last}", google=i % 4 == 1)
+
+
+def _auth_users(accounts: Callable[..., Iterator[_Account]]) -> Callable[..., Iterator[tuple]]:
+    return lambda a, rng: (account.user_row() for account in accounts(a))
+
+
+def _auth_identities(accounts: Callable[..., Iterator[_Account]]) -> Callable[..., Iterator[tuple]]:
+    return lambda a, rng: (row for account in accounts(a) for row in account.identity_rows())
+
+
+def _auth(name: str, columns: str, rows: Callable[..., Iterator[tuple]]) -> _Table:
+    """A Supabase Auth table: its rows carry the named columns (GoTrue's defaults fill the rest);
+    one or two rows per person, whatever the scale."""
+    return _Table(name, tuple(columns.split()), 0, rows, False)
+
+
 def _t(name: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
     """A RevOS table: its rows carry every column, in the order sql/revos creates them."""
     return _Table(name, None, base, rows, scaled)
@@ -896,6 +1021,8 @@ def _aos(name: str, columns: str, base: int, rows: Callable[..., Iterator[tuple]
 REVOS_TABLES: tuple[_Table, ...] = (
     _t("agencies", 1, _agencies, scaled=False),
     _t("users", 5, _users),
+    _auth("auth.users", AUTH_USER_COLUMNS, _auth_users(_revos_accounts)),
+    _auth("auth.identities", AUTH_IDENTITY_COLUMNS, _auth_identities(_revos_accounts)),
     _t("clients", 8, _clients),
     _t("chat_sessions", 6, _chat_sessions),
     _t("chat_messages", 24, _chat_messages),
@@ -1116,6 +1243,8 @@ def _aos_kpi_snapshots(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple
 UNIFIED_TABLES: tuple[_Table, ...] = (
     _aos("agency", "id name slug domain settings created_at updated_at", 1, _aos_agency, scaled=False),
     _aos("user", "id agency_id email first_name last_name role created_at updated_at", 4, _aos_users),
+    _auth("auth.users", AUTH_USER_COLUMNS, _auth_users(_aos_accounts)),
+    _auth("auth.identities", AUTH_IDENTITY_COLUMNS, _auth_identities(_aos_accounts)),
     _aos(
         "client", "id agency_id name website contact_email stage health_status created_at updated_at", 6, _aos_clients
     ),
@@ -1154,7 +1283,7 @@ def _copy(*, database: str, tables: Sequence[_Table], tenants: Sequence[_Tenant]
         for table in tables:
             columns = table.columns or catalog.column_names(table.name)
             statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+                table_identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
             )
             try:
                 summary.rows[f"{database}.{table.name}"] += _copy_table(cursor, statement, table, tenants)
@@ -1271,7 +1400,8 @@ def demo_data_reset() -> None:
         with connections[database].cursor() as cursor:
             for condition in (
                 f"schemaname = 'controlplane' AND {kinds[0]}",
-                f"schemaname = 'public' OR (schemaname = 'controlplane' AND {kinds[1]})",
+                f"schemaname = 'public' OR (schemaname = 'controlplane' AND {kinds[1]})"
+                " OR (schemaname = 'auth' AND tablename IN ('users', 'identities'))",
             ):
                 cursor.execute(
                     f"SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE {condition}"

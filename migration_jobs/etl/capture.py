@@ -98,6 +98,8 @@ def revos_captured_tables() -> list[CapturedTable]:
     """Every mapped RevOS table, with its agency path from the map's scope."""
     tables = []
     for entry in TABLE_MAPS:
+        if not entry.captured:
+            continue  # re-read whole by every catch-up (mapping.TableMap.captured)
         if entry.source == "agencies":
             path: tuple[str, ...] = ("id",)
         elif not entry.scope:

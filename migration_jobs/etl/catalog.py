@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 
 import psycopg
+from psycopg import sql
+
+from migration_jobs.etl.capture import TRIGGER as CAPTURE_TRIGGER
+from migration_jobs.etl.capture import TRUNCATE_TRIGGER as CAPTURE_TRUNCATE_TRIGGER
+from migration_jobs.mapping import QUALIFIED_TABLES
 
 # A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
 # ordering, remapping and the set-based checks it is the reference column's key, which also
@@ -23,6 +29,7 @@ class Column:
     base_type: str  # without length or precision, e.g. "character varying"
     nullable: bool
     has_default: bool
+    generated: bool = False  # GENERATED ALWAYS AS (...) STORED: computed, never written
 
 
 @dataclass(frozen=True)
@@ -39,36 +46,59 @@ class Catalog:
         return [c.name for c in self.columns[table]]
 
 
-def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> Catalog:
-    """Read the tables of `schema` with their columns and (single-column or tenant) foreign keys."""
+def table_identifier(name: str) -> sql.Identifier:
+    """The SQL name of a catalog table: "lead" is public.lead, "auth.users" is schema-qualified."""
+    return sql.Identifier(*name.split(".", 1))
+
+
+# A table's catalog name: bare in `schema`, "schema.table" for the tables named in `also`.
+_NAME = "CASE WHEN {n}.nspname = %(schema)s THEN {c}.relname ELSE {n}.nspname || '.' || {c}.relname END"
+_WANTED = "({n}.nspname = %(schema)s OR {n}.nspname || '.' || {c}.relname = ANY(%(also)s))"
+
+
+def catalog_read(
+    connection: psycopg.Connection, *, schema: str = "public", also: Iterable[str] = QUALIFIED_TABLES
+) -> Catalog:
+    """Read the tables of `schema`, and the schema-qualified tables in `also` (Supabase's auth.users
+    and auth.identities, which the mapping moves too), with their columns and (single-column or
+    tenant) foreign keys."""
+    # The change capture's triggers do not make a table unfit for the set-wise checks: they record
+    # writes of agencies moving out of this database, and a first load writes an agency moving in.
+    params = {
+        "schema": schema,
+        "also": list(also),
+        "capture_trigger": CAPTURE_TRIGGER,
+        "capture_truncate": CAPTURE_TRUNCATE_TRIGGER,
+    }
     columns: dict[str, list[Column]] = {}
     rows = connection.execute(
-        """
-        SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), format_type(a.atttypid, NULL),
-               NOT a.attnotnull, a.atthasdef
+        f"""
+        SELECT {_NAME.format(n="n", c="c")}, a.attname, format_type(a.atttypid, a.atttypmod),
+               format_type(a.atttypid, NULL), NOT a.attnotnull, a.atthasdef, a.attgenerated <> ''
         FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
-        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
         WHERE a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY c.relname, a.attnum
+        ORDER BY 1, a.attnum
         """,
-        [schema],
+        params,
     ).fetchall()
-    for table, name, sql_type, base_type, nullable, has_default in rows:
-        columns.setdefault(table, []).append(Column(name, sql_type, base_type, nullable, has_default))
+    for table, name, sql_type, base_type, nullable, has_default, generated in rows:
+        columns.setdefault(table, []).append(Column(name, sql_type, base_type, nullable, has_default, generated))
     foreign_keys: dict[str, dict[str, str]] = {}
     tenant_references: dict[str, set[str]] = {}
     for table, column, referenced, tenant in connection.execute(
         f"""
-        SELECT c.relname, a.attname, r.relname, {TENANT_KEY_SQL}
+        SELECT {_NAME.format(n="n", c="c")}, a.attname, {_NAME.format(n="rn", c="r")}, {TENANT_KEY_SQL}
         FROM pg_constraint k
         JOIN pg_class c ON c.oid = k.conrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
         JOIN pg_class r ON r.oid = k.confrelid
+        JOIN pg_namespace rn ON rn.oid = r.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
         WHERE k.contype = 'f' AND (cardinality(k.conkey) = 1 OR {TENANT_KEY_SQL})
         """,
-        [schema],
+        params,
     ).fetchall():
         foreign_keys.setdefault(table, {})[column] = referenced
         if tenant:
@@ -77,21 +107,21 @@ def catalog_read(connection: psycopg.Connection, *, schema: str = "public") -> C
         table
         for (table,) in connection.execute(
             f"""
-            SELECT c.relname FROM pg_trigger t
+            SELECT {_NAME.format(n="n", c="c")} FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
-            WHERE NOT t.tgisinternal
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
+            WHERE NOT t.tgisinternal AND t.tgname NOT IN (%(capture_trigger)s, %(capture_truncate)s)
             UNION
-            SELECT c.relname FROM pg_constraint k
+            SELECT {_NAME.format(n="n", c="c")} FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
             JOIN pg_class rc ON rc.oid = k.confrelid
             JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[1]
             WHERE k.contype = 'f'
               AND ((cardinality(k.conkey) > 1 AND NOT {TENANT_KEY_SQL})
                    OR r.attname <> 'id' OR rc.relnamespace <> c.relnamespace)
             """,
-            [schema, schema],
+            params,
         ).fetchall()
     }
     return Catalog(

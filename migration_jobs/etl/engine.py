@@ -21,6 +21,7 @@ import platform
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,15 @@ import psycopg
 from psycopg import sql
 
 from migration_jobs.etl import id_map
-from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.accounts import (
+    AccountConflict,
+    Match,
+    accounts_match,
+    identities_match,
+    merged_people,
+    source_emails,
+)
+from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
 from migration_jobs.etl.scheduler import (
@@ -191,7 +200,7 @@ class AgencyMigration:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
         if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
-            plans = [p for p in plans if p.source in self.changed_ids]
+            plans = [p for p in plans if p.source in self.changed_ids or not p.entry.captured]
         totals = {
             p.source: source.execute(
                 p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
@@ -250,7 +259,9 @@ class AgencyMigration:
             raise MigrationStopped(control)
 
     def _ids(self, plan: TablePlan) -> list[str] | None:
-        return None if self.changed_ids is None else self.changed_ids.get(plan.source, [])
+        if self.changed_ids is None or not plan.entry.captured:
+            return None  # every row of the agency
+        return self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
         """Refresh the planner's statistics of what the run wrote.
@@ -258,7 +269,7 @@ class AgencyMigration:
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(sql.Identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
+        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
 
@@ -284,18 +295,18 @@ class AgencyMigration:
         self, source: psycopg.Connection, target: psycopg.Connection, plans: list[TablePlan], report: MigrationReport
     ) -> dict[str, str]:
         """Record which source rows are existing unified rows; return source id -> unified id."""
-        matches: list[tuple[str, str, str, str]] = []  # source table, source id, target table, target id
-        if self.link_existing:
-            matches.append(("agencies", str(self.source_agency_id), "agency", str(self.target_agency_id)))
-        for plan in plans:
-            matches += identity_matches(
-                source,
-                target,
-                plan,
-                source_agency_id=self.source_agency_id,
-                target_agency_id=self.target_agency_id,
-                client_links=self.client_links,
-            )
+        matches, conflicts = agency_identity_matches(
+            source,
+            target,
+            plans,
+            source_agency_id=self.source_agency_id,
+            target_agency_id=self.target_agency_id,
+            link_existing=self.link_existing,
+            client_links=self.client_links,
+        )
+        if conflicts:
+            target.rollback()
+            raise RowRejected(table="auth.users", source_id=conflicts[0].source_id, batch=0, reason=str(conflicts[0]))
         self._refuse_other_agencies_rows(target, matches)
         with target.cursor() as cursor:
             id_map.identities_record(cursor, agency_id=self.source_agency_id, matches=matches)
@@ -310,8 +321,8 @@ class AgencyMigration:
         another agency's rows, so a user matched by email in another agency stops the run here,
         before anything is written, rather than at the first row that references it."""
         for source_table, source_id, table, target_id in matches:
-            if table == "agency":
-                continue
+            if table == "agency" or "." in table:
+                continue  # accounts: refused by agency_identity_matches (an account of another agency's person)
             owner = target.execute(
                 sql.SQL("SELECT agency_id FROM {} WHERE id = %s").format(sql.Identifier(table)), [target_id]
             ).fetchone()
@@ -552,12 +563,12 @@ class BatchWriter:
         self.first_load = first_load
         self.checkpoint_key = checkpoint_key or plan.source
         self.id_at = plan.target_columns.index("id")
-        self.stage = sql.Identifier(f"stage_{plan.source}")
+        self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
         self.column_list = sql.SQL(", ").join(columns)
         connection.execute(
             sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} AS SELECT {} FROM {} WITH NO DATA").format(
-                self.stage, self.column_list, sql.Identifier(plan.target)
+                self.stage, self.column_list, plan.target_table
             )
         )
         connection.commit()
@@ -574,7 +585,7 @@ class BatchWriter:
             " mapped AS ({mapped})"
             " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
         ).format(
-            target=sql.Identifier(plan.target),
+            target=plan.target_table,
             columns=self.column_list,
             stage=self.stage,
             mapped=id_map.record_inserted(sql.SQL("up WHERE inserted"), skip_recorded=True),
@@ -585,7 +596,7 @@ class BatchWriter:
         )
         self.unrecorded = id_map.first_unrecorded(self.stage)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            sql.Identifier(plan.target), self.column_list, self.column_list, self.stage
+            plan.target_table, self.column_list, self.column_list, self.stage
         )
         self.map_inserted = id_map.record_inserted(self.stage)
         self.reference_checks = [
@@ -712,7 +723,7 @@ class ReferenceCheck:
 
     @classmethod
     def build(cls, column: str, parent: str, stage: sql.Identifier, *, same_agency: bool = False) -> ReferenceCheck:
-        ref, parent_table = sql.Identifier(column), sql.Identifier(parent)
+        ref, parent_table = sql.Identifier(column), table_identifier(parent)
         key, parent_key = sql.SQL("{}").format(ref), sql.SQL("p.id")
         if same_agency:
             key, parent_key = sql.SQL("{}, agency_id").format(ref), sql.SQL("(p.id, p.agency_id)")
@@ -774,6 +785,40 @@ def _reason(error: Exception) -> str:
 # Identity: rows AudienceOS already has are reused, never duplicated --------------------------
 
 
+def agency_identity_matches(
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plans: list[TablePlan],
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    link_existing: bool,
+    client_links: dict[str, str] | None = None,
+) -> tuple[list[Match], list[AccountConflict]]:
+    """Every source row of the agency the unified database already has (see mapping.Identity), and
+    the accounts that may not be merged into (another agency's people)."""
+    matches: list[Match] = []
+    conflicts: list[AccountConflict] = []
+    if link_existing:
+        matches.append(("agencies", str(source_agency_id), "agency", str(target_agency_id)))
+    scope = {"source_agency_id": source_agency_id}
+    # Identities last: they join the accounts the people were matched to.
+    for plan in sorted(plans, key=lambda p: p.entry.identity is Identity.PROVIDER):
+        if plan.entry.identity is Identity.ACCOUNT:
+            found, refused = accounts_match(source, target, plan, target_agency_id=target_agency_id, **scope)
+            matches, conflicts = matches + found, conflicts + refused
+        elif plan.entry.identity is Identity.PROVIDER:
+            with target.cursor() as cursor:  # earlier runs' merges: a catch-up may not match users again
+                people = id_map.agency_people_merged(cursor, agency_id=source_agency_id)
+            people.update({source_id: target_id for table, source_id, _, target_id in matches if table != "agencies"})
+            matches += identities_match(source, target, plan, people=people, **scope)
+        else:
+            matches += identity_matches(
+                source, target, plan, target_agency_id=target_agency_id, client_links=client_links, **scope
+            )
+    return matches, conflicts
+
+
 def identity_matches(
     source: psycopg.Connection,
     target: psycopg.Connection,
@@ -800,19 +845,11 @@ def identity_matches(
 
 
 def _match_by_email(source, target, plan: TablePlan, *, source_agency_id: UUID) -> list[tuple[str, str, str, str]]:
-    emails = dict(
-        source.execute(
-            sql.SQL("SELECT lower(email), id::text FROM {} WHERE {}").format(
-                sql.Identifier(plan.source), plan.scope_condition(source_agency_id)
-            )
-        ).fetchall()
-    )
+    emails = source_emails(source, plan, source_agency_id=source_agency_id)
     if not emails:
         return []
     found = target.execute(
-        sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(
-            sql.Identifier(plan.target)
-        ),
+        sql.SQL("SELECT lower(email), id::text FROM {} WHERE lower(email) = ANY(%s)").format(plan.target_table),
         [list(emails)],
     ).fetchall()
     return [(plan.source, emails[email], plan.target, uid) for email, uid in found if uid != emails[email]]
@@ -824,14 +861,14 @@ def _match_by_client_name(
     names = source.execute(
         sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
             sql.SQL(NORMALIZED_NAME.format("name")),
-            sql.Identifier(plan.source),
+            plan.source_table,
             plan.scope_condition(source_agency_id),
         )
     ).fetchall()
     existing = dict(
         target.execute(
             sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
-                sql.SQL(NORMALIZED_NAME.format("name")), sql.Identifier(plan.target)
+                sql.SQL(NORMALIZED_NAME.format("name")), plan.target_table
             ),
             [target_agency_id],
         ).fetchall()
@@ -877,12 +914,19 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
         with target.cursor() as cursor:
             already = id_map.agency_mapped_counts(cursor, agency_id=source_agency_id)
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
+        matches, refused = agency_identity_matches(
+            source,
+            target,
+            plans,
+            source_agency_id=source_agency_id,
+            target_agency_id=target_agency_id,
+            link_existing=link_existing,
+        )
+        conflicts += [f"refused: {conflict}" for conflict in refused]
+        reused_per_table = Counter(table for table, *_ in matches)
         tables = {}
         for plan in plans:
-            matches = identity_matches(
-                source, target, plan, source_agency_id=source_agency_id, target_agency_id=target_agency_id
-            )
-            reused = len(matches) + (1 if plan.source == "agencies" and link_existing else 0)
+            reused = reused_per_table[plan.source]
             rows = source.execute(plan.count_query(source_agency_id=source_agency_id)).fetchone()[0]
             tables[plan.source] = {
                 "target": plan.target,
@@ -891,7 +935,13 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
                 "to_write": rows - reused,
                 "already_migrated": already.get(plan.source, 0),
             }
-        return {"tables": tables, "conflicts": conflicts}
+        people = merged_people(
+            source,
+            target,
+            accounts=[m for m in matches if m[0] == "auth.users"],
+            identities=[m for m in matches if m[0] == "auth.identities"],
+        )
+        return {"tables": tables, "conflicts": conflicts, "merged_people": people}
 
 
 def _email_conflicts(source, target, source_agency_id: UUID, target_agency_id: UUID) -> list[str]:

@@ -18,6 +18,8 @@ from uuid import UUID
 
 from psycopg import sql
 
+from migration_jobs.etl.catalog import table_identifier
+
 TABLE = "controlplane.id_map"
 ID_MAP = sql.SQL(TABLE)
 # For Django's RawSQL (a plain string): the ids of a unified table's rows that migrations inserted.
@@ -53,6 +55,18 @@ def agency_reused_ids(cursor, *, agency_id: UUID) -> dict[str, str]:
     """Source id -> unified id of the rows AudienceOS already had (agency, users, clients)."""
     cursor.execute(
         sql.SQL("SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(ID_MAP),
+        [agency_id],
+    )
+    return dict(cursor.fetchall())
+
+
+def agency_people_merged(cursor, *, agency_id: UUID) -> dict[str, str]:
+    """RevOS person id -> the unified person (and account) they were merged into."""
+    cursor.execute(
+        sql.SQL(
+            "SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted"
+            " AND source_table IN ('users', 'auth.users')"
+        ).format(ID_MAP),
         [agency_id],
     )
     return dict(cursor.fetchall())
@@ -173,7 +187,7 @@ def vanished_delete(target_table: str) -> sql.Composed:
         " AND NOT EXISTS (SELECT 1 FROM seen_source_id s WHERE s.id = m.source_id)"
         " RETURNING m.target_id, m.inserted)"
         " DELETE FROM {target} t USING gone WHERE gone.inserted AND t.id = gone.target_id"
-    ).format(id_map=ID_MAP, target=sql.Identifier(target_table))
+    ).format(id_map=ID_MAP, target=table_identifier(target_table))
 
 
 def inserted_rows_delete(cursor, *, agency_id: UUID, source_table: str, target_table: str) -> int:
@@ -182,7 +196,7 @@ def inserted_rows_delete(cursor, *, agency_id: UUID, source_table: str, target_t
         sql.SQL(
             "DELETE FROM {target} t USING {id_map} m WHERE m.agency_id = %s AND m.source_table = %s"
             " AND m.inserted AND t.id = m.target_id"
-        ).format(target=sql.Identifier(target_table), id_map=ID_MAP),
+        ).format(target=table_identifier(target_table), id_map=ID_MAP),
         [agency_id, source_table],
     )
     return cursor.rowcount
@@ -203,7 +217,7 @@ def mapped_join(target_table: str, *, agency_id: UUID, source_table: str) -> sql
         " WHERE m.agency_id = {agency} AND m.source_table = {src}"
     ).format(
         id_map=ID_MAP,
-        target=sql.Identifier(target_table),
+        target=table_identifier(target_table),
         agency=sql.Literal(agency_id),
         src=sql.Literal(source_table),
     )
@@ -237,4 +251,4 @@ def moved_rows(target_table: str, *, limit: int) -> sql.Composed:
         "SELECT t.agency_id, t.id FROM {id_map} m JOIN {table} t ON t.id = m.target_id"
         " WHERE m.agency_id = %s AND m.source_table = %s AND m.inserted AND t.agency_id <> %s"
         " ORDER BY t.id LIMIT {limit}"
-    ).format(id_map=ID_MAP, table=sql.Identifier(target_table), limit=sql.Literal(limit))
+    ).format(id_map=ID_MAP, table=table_identifier(target_table), limit=sql.Literal(limit))

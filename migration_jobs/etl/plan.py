@@ -9,7 +9,7 @@ from uuid import UUID
 
 from psycopg import sql
 
-from migration_jobs.etl.catalog import Catalog, dependency_order
+from migration_jobs.etl.catalog import Catalog, dependency_order, table_identifier
 from migration_jobs.mapping import NOT_MIGRATED, SHARED_TARGETS, TABLE_MAPS, TableMap
 
 
@@ -41,6 +41,22 @@ class TablePlan:
     @property
     def target(self) -> str:
         return self.entry.target
+
+    @property
+    def source_table(self) -> sql.Identifier:
+        return table_identifier(self.entry.source)
+
+    @property
+    def target_table(self) -> sql.Identifier:
+        return table_identifier(self.entry.target)
+
+    def target_agency(self, alias: str = "t") -> sql.Composable:
+        """The agency of a unified row `alias`: its agency_id, the entry's expression, or (agency) its id."""
+        if self.target_has_agency:
+            return sql.SQL("{}.agency_id").format(sql.Identifier(alias))
+        if self.entry.target_agency:
+            return sql.SQL(self.entry.target_agency.format(t=alias))
+        return sql.SQL("{}.id").format(sql.Identifier(alias))
 
     def scope_condition(self, source_agency_id: UUID) -> sql.Composable:
         """Select the agency's rows of the source table, through parents where it has no agency_id."""
@@ -92,20 +108,18 @@ class TablePlan:
             conditions.append(sql.SQL("id < {}").format(sql.Literal(high)))
         return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY id").format(
             self.select_list(target_agency_id),
-            sql.Identifier(self.entry.source),
+            self.source_table,
             sql.SQL(" AND ").join(conditions),
         )
 
     def source_ids_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
         return sql.SQL("SELECT id FROM {} WHERE {} ORDER BY id").format(
-            sql.Identifier(self.entry.source), sql.SQL(" AND ").join(self.conditions(source_agency_id, ids))
+            self.source_table, sql.SQL(" AND ").join(self.conditions(source_agency_id, ids))
         )
 
     def count_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
         conditions = self.conditions(source_agency_id, ids)
-        return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(
-            sql.Identifier(self.entry.source), sql.SQL(" AND ").join(conditions)
-        )
+        return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.source_table, sql.SQL(" AND ").join(conditions))
 
 
 def _expression_for(entry: TableMap, column: str, source_columns: list[str], rest: list[str]) -> sql.Composable | None:
@@ -142,7 +156,10 @@ def table_plan_build(entry: TableMap, *, source: Catalog, target: Catalog) -> Ta
         if c not in target_columns and c not in used_by_expressions and c not in ("id", "agency_id")
     ]
     columns, expressions, sql_types = [], [], []
+    generated = {c.name for c in target.columns[entry.target] if c.generated}
     for column in target_columns:
+        if column in generated:
+            continue  # PostgreSQL computes it (auth.users.confirmed_at, auth.identities.email)
         try:
             expression = _expression_for(entry, column, source_columns, rest)
         except LookupError:

@@ -118,7 +118,7 @@ def _refused(target: psycopg.Connection, plan: TablePlan, check: _Check) -> list
 def _checks(
     target: psycopg.Connection, plan: TablePlan, stage: str, staged: dict[str, list[str]], *, existing_rows_conflict
 ) -> Iterator[_Check]:
-    table = sql.Identifier(plan.target).as_string(target)
+    table = plan.target_table.as_string(target)
     yield from _not_null_checks(target, plan, table, stage)
     yield from _length_checks(target, plan, table, stage)
     yield from _check_constraints(target, plan, table, stage)
@@ -203,12 +203,13 @@ def _foreign_key_checks(
     target, plan: TablePlan, table: str, stage: str, staged: dict[str, list[str]]
 ) -> Iterator[_Check]:
     rows = target.execute(
-        "SELECT c.conname, c.confrelid::regclass::text, p.relname,"
+        "SELECT c.conname, c.confrelid::regclass::text,"
+        " CASE WHEN pn.nspname = 'public' THEN p.relname ELSE pn.nspname || '.' || p.relname END,"
         " array(SELECT attname FROM unnest(c.conkey) WITH ORDINALITY k(n, i)"
         "       JOIN pg_attribute ON attrelid = c.conrelid AND attnum = k.n ORDER BY k.i),"
         " array(SELECT attname FROM unnest(c.confkey) WITH ORDINALITY k(n, i)"
         "       JOIN pg_attribute ON attrelid = c.confrelid AND attnum = k.n ORDER BY k.i)"
-        " FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid"
+        " FROM pg_constraint c JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace"
         " WHERE c.conrelid = %s::regclass AND c.contype = 'f' ORDER BY c.conname",
         [table],
     ).fetchall()

@@ -147,6 +147,7 @@ def reverse_plan_build(*, source: psycopg.Connection, target: psycopg.Connection
     plans = [
         reverse_table_plan_build(forward, source=source_catalog, target=target_catalog, defaults=defaults)
         for forward in migration_plan_build(source=source_catalog, target=target_catalog)
+        if forward.entry.captured  # the others stay as RevOS has them (mapping.TableMap.captured)
     ]
     order = {t: i for i, t in enumerate(dependency_order([p.source for p in plans], source_catalog.foreign_keys))}
     return sorted(plans, key=lambda p: order[p.source])

@@ -31,7 +31,7 @@ BASELINE = sql.SQL("controlplane.reverse_baseline")
 
 def unified_captured_tables() -> list[capture.CapturedTable]:
     """Every unified table a RevOS table goes to; each carries agency_id (the agency its own id)."""
-    targets = dict.fromkeys(entry.target for entry in TABLE_MAPS)
+    targets = dict.fromkeys(entry.target for entry in TABLE_MAPS if entry.captured)
     return [capture.CapturedTable(t, ("id",) if t == "agency" else ("agency_id",)) for t in targets]
 
 
@@ -54,7 +54,8 @@ def reverse_capture_start(
 
 def _baseline_record(connection: psycopg.Connection, *, source_agency_id: UUID) -> None:
     connection.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(BASELINE), [source_agency_id])
-    for table in sorted(SHARED_TARGETS):
+    # Accounts stay out of the switch back (mapping.TableMap.captured): no baseline for them.
+    for table in sorted(t for t in SHARED_TARGETS if t in {e.target for e in TABLE_MAPS if e.captured}):
         connection.execute(
             sql.SQL(
                 "INSERT INTO {baseline} (agency_id, table_name, row_id, row_data)"

@@ -107,3 +107,61 @@ class FlagChange(models.Model):
     def __str__(self) -> str:
         target = f" for {self.agency_link}" if self.agency_link_id else ""
         return f"{self.flag} {self.get_field_display().lower()}{target}: {self.old_value} → {self.new_value}"
+
+
+class AiProvider(models.TextChoices):
+    """The HGC backends (chat_message.ai_provider's CHECK lists the same two)."""
+
+    GEMINI = "gemini", "Gemini"
+    AGENTKIT = "agentkit", "AgentKit"
+
+
+# Which backend the shared HGC component loads in each app when staff chose nothing else (seed case 3).
+DEFAULT_AI_PROVIDERS = {
+    FeatureFlag.AppContext.AUDIENCE: AiProvider.GEMINI,
+    FeatureFlag.AppContext.REVOS: AiProvider.AGENTKIT,
+}
+
+
+class AgencyAiProvider(models.Model):
+    """The HGC backend one agency uses in one app, where staff changed it from the default."""
+
+    class App(models.TextChoices):
+        AUDIENCE = "audience", "AudienceOS"
+        REVOS = "revos", "RevOS"
+
+    agency_link = models.ForeignKey(AgencyLink, on_delete=models.CASCADE, related_name="ai_providers")
+    app_context = models.CharField(max_length=10, choices=App.choices)
+    provider = models.CharField(max_length=20, choices=AiProvider.choices)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["agency_link", "app_context"]
+        verbose_name = "HGC backend"
+        constraints = [
+            models.UniqueConstraint(fields=["agency_link", "app_context"], name="one_ai_provider_per_agency_and_app")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agency_link}: {self.get_app_context_display()} uses {self.get_provider_display()}"
+
+
+class AiProviderChange(models.Model):
+    """The audit trail of HGC backends: who changed which agency's app to what, when and why."""
+
+    agency_link = models.ForeignKey(AgencyLink, on_delete=models.PROTECT, related_name="ai_provider_changes")
+    app_context = models.CharField(max_length=10, choices=AgencyAiProvider.App.choices)
+    old_value = models.CharField(max_length=20)
+    new_value = models.CharField(max_length=20)
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "HGC backend change"
+        constraints = [models.CheckConstraint(condition=~models.Q(reason=""), name="ai_provider_change_has_reason")]
+
+    def __str__(self) -> str:
+        return f"{self.agency_link} {self.app_context}: {self.old_value} → {self.new_value}"

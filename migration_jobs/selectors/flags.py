@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db import connections
 from redis.exceptions import RedisError
 
-from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag
+from migration_jobs.models.flags import DEFAULT_AI_PROVIDERS, AgencyAiProvider, AgencyFlagOverride, FeatureFlag
 from migration_jobs.models.runs import AgencyLink, MigrationRun, VerificationRun
 
 logger = logging.getLogger(__name__)
@@ -97,19 +97,37 @@ def flags_for_agency(*, agency: Agency, app_context: str | None = None) -> dict[
 
 def flags_for_agency_cached(*, agency: Agency, app_context: str | None = None) -> dict[str, bool]:
     """`flags_for_agency` through the cache; an unreachable Redis costs speed, never the answer."""
+    key = f"{agency.agency_id}:{app_context or 'all'}"
+    return _through_cache("flags", key, lambda: flags_for_agency(agency=agency, app_context=app_context))
+
+
+def ai_providers_for_agency(*, agency: Agency) -> dict[str, str]:
+    """app_context -> the HGC backend the agency uses there: staff's choice, else the default."""
+    chosen = {}
+    if agency.link is not None:
+        chosen = dict(AgencyAiProvider.objects.filter(agency_link=agency.link).values_list("app_context", "provider"))
+    return {str(app): chosen.get(app, str(provider)) for app, provider in DEFAULT_AI_PROVIDERS.items()}
+
+
+def ai_providers_for_agency_cached(*, agency: Agency) -> dict[str, str]:
+    return _through_cache("ai", str(agency.agency_id), lambda: ai_providers_for_agency(agency=agency))
+
+
+def _through_cache(kind: str, key: str, compute):
+    """The cached answer under the current version (every change moves it), else `compute()`."""
     try:
-        key = f"flags:v{flags_cache_version()}:{agency.agency_id}:{app_context or 'all'}"
-        cached = cache.get(key)
+        full_key = f"{kind}:v{flags_cache_version()}:{key}"
+        cached = cache.get(full_key)
     except RedisError:
-        logger.warning("flag cache unreachable; evaluating %s uncached", agency.agency_id, exc_info=True)
-        return flags_for_agency(agency=agency, app_context=app_context)
+        logger.warning("flag cache unreachable; evaluating %s %s uncached", kind, key, exc_info=True)
+        return compute()
     if cached is not None:
         return cached
-    answer = flags_for_agency(agency=agency, app_context=app_context)
+    answer = compute()
     try:
-        cache.set(key, answer, CACHE_TIMEOUT)
+        cache.set(full_key, answer, CACHE_TIMEOUT)
     except RedisError:
-        logger.warning("flag cache unreachable; answer for %s not cached", agency.agency_id, exc_info=True)
+        logger.warning("flag cache unreachable; %s answer for %s not cached", kind, key, exc_info=True)
     return answer
 
 

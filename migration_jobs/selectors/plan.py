@@ -33,6 +33,8 @@ class PlanSummary:
     not_migrated: dict[str, str]
     unmapped: list[str]
     conflicts: list[str] = field(default_factory=list)
+    # People already in AudienceOS: their one account, the password they will use (for staff to tell them).
+    merged_people: list[dict] = field(default_factory=list)
 
 
 def plan_latest(*, link: AgencyLink) -> PlanSummary | None:
@@ -65,6 +67,7 @@ def plan_summary(*, run: MigrationRun) -> PlanSummary:
         not_migrated=report.get("not_migrated", {}),
         unmapped=report.get("unmapped", []),
         conflicts=report.get("conflicts", []),
+        merged_people=report.get("merged_people", []),
     )
 
 

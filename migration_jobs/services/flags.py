@@ -16,7 +16,15 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag, FlagChange
+from migration_jobs.models.flags import (
+    DEFAULT_AI_PROVIDERS,
+    AgencyAiProvider,
+    AgencyFlagOverride,
+    AiProvider,
+    AiProviderChange,
+    FeatureFlag,
+    FlagChange,
+)
 from migration_jobs.models.runs import AgencyLink
 from migration_jobs.selectors.flags import (
     CACHE_VERSION_KEY,
@@ -66,15 +74,15 @@ def _record(*, flag: FeatureFlag, field: str, old: str, new: str, reason: str, a
         reason=reason,
         actor=actor,
     )
-    if actor is not None:
-        LogEntry.objects.log_actions(
-            user_id=actor.pk,
-            queryset=[flag],
-            action_flag=CHANGE,
-            change_message=f"{change}. Reason: {reason}",
-        )
+    _admin_log(actor=actor, obj=flag, message=f"{change}. Reason: {reason}")
     flags_cache_invalidate_on_commit()
     return change
+
+
+def _admin_log(*, actor, obj, message: str) -> None:
+    """The change in the admin's own history of `obj` too, when a person made it."""
+    if actor is not None:
+        LogEntry.objects.log_actions(user_id=actor.pk, queryset=[obj], action_flag=CHANGE, change_message=message)
 
 
 def _on_off(value: bool | None) -> str:
@@ -185,3 +193,38 @@ def flag_enable_for_agencies(
         else:
             enabled.append(agency_link)
     return enabled, refused
+
+
+# --- the HGC backend per app ---------------------------------------------------------------------
+
+
+def ai_provider_set(
+    *, agency_link: AgencyLink, app_context: str, provider: str, reason: str, actor
+) -> AiProviderChange | None:
+    """Choose the HGC backend an agency's app uses; recorded with the reason. None if it already was."""
+    reason = _require_reason(reason)
+    if app_context not in AgencyAiProvider.App.values:
+        raise ValidationError(
+            f"app_context must be one of {', '.join(AgencyAiProvider.App.values)}, not {app_context!r}."
+        )
+    if provider not in AiProvider.values:
+        raise ValidationError(f"The HGC backend must be one of {', '.join(AiProvider.values)}, not {provider!r}.")
+    with transaction.atomic():
+        current = AgencyAiProvider.objects.select_for_update().filter(agency_link=agency_link, app_context=app_context)
+        old = current.values_list("provider", flat=True).first() or str(DEFAULT_AI_PROVIDERS[app_context])
+        if old == provider:
+            return None
+        AgencyAiProvider.objects.update_or_create(
+            agency_link=agency_link, app_context=app_context, defaults={"provider": provider, "updated_by": actor}
+        )
+        change = AiProviderChange.objects.create(
+            agency_link=agency_link,
+            app_context=app_context,
+            old_value=old,
+            new_value=provider,
+            reason=reason,
+            actor=actor,
+        )
+        _admin_log(actor=actor, obj=agency_link, message=f"HGC backend {change}. Reason: {reason}")
+        flags_cache_invalidate_on_commit()
+    return change

@@ -236,8 +236,8 @@ def _switch_back_steps(run: MigrationRun, steps: RunSteps, fence: _UnifiedFence,
     with steps.step("drain") as step:
         waited = capture.transactions_older_wait(unified, xid=fence.xid, timeout=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS)
         step["detail"] = f"no older transaction left after {waited:.2f} s"
-    scope = _scope(link)
     with steps.step("apply") as step:
+        scope = _scope(link)  # read once nothing can change any more: what the fence froze
         report = reverse_apply(scope=scope)
         totals = report.as_dict()["totals"]
         step["detail"] = "{insert} inserted, {update} updated, {delete} deleted in RevOS".format(**totals)

@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 # Every table a migration writes: the mapped targets and the control plane's bookkeeping.
 WRITTEN_TABLES = (
-    *sorted({f"public.{m.target}" for m in TABLE_MAPS}),
+    *sorted({m.target if "." in m.target else f"public.{m.target}" for m in TABLE_MAPS}),
     id_map.TABLE,
     "controlplane.checkpoint",
 )

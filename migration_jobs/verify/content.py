@@ -81,7 +81,7 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
         conditions.append(sql.SQL(plan.entry.where))
     transformed = sql.SQL("SELECT {} FROM {} WHERE {}").format(
         plan.select_list(scope.target_agency_id),
-        sql.Identifier(plan.source),
+        plan.source_table,
         sql.SQL(" AND ").join(conditions),
     )
     values = []
@@ -116,7 +116,7 @@ def target_relation(
         "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ({inserted})"
     ).format(
         values=values,
-        target=sql.Identifier(plan.target),
+        target=plan.target_table,
         inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source)
         if ids is None
         else sql.SQL("{} AND m.source_id = ANY({}::uuid[])").format(

@@ -22,9 +22,8 @@ from migration_jobs.verify.pool import both_sides
 ID_CHUNK = 5000  # source ids probed in the target per query, after a rollback
 
 
-def _in_agency(table: str, catalog: Catalog, scope: AgencyScope) -> sql.Composed:
-    column = "agency_id" if "agency_id" in catalog.column_names(table) else "id"
-    return sql.SQL("t.{} = {}").format(sql.Identifier(column), sql.Literal(scope.target_agency_id))
+def _in_agency(plan: TablePlan, scope: AgencyScope) -> sql.Composed:
+    return sql.SQL("{} = {}").format(plan.target_agency("t"), sql.Literal(scope.target_agency_id))
 
 
 def counts_check(
@@ -42,7 +41,7 @@ def counts_check(
     """
     if not scope.migrated:
         return _absent_check(plan, scope=scope, source=source, target=target)
-    in_agency = _in_agency(plan.target, target_catalog, scope)
+    in_agency = _in_agency(plan, scope)
     joined = id_map.mapped_join(plan.target, agency_id=scope.source_agency_id, source_table=plan.source)
     mapped_query = sql.SQL(
         "SELECT count(*), count(*) FILTER (WHERE t.id IS NOT NULL AND (NOT m.inserted OR {in_agency})),"
@@ -85,11 +84,11 @@ def _absent_check(
     with target.cursor() as cursor:
         mapped = id_map.table_mapped_count(cursor, agency_id=scope.source_agency_id, source_table=plan.source)
     present, sample = 0, []
-    with source.cursor(name=f"verify_ids_{plan.source}") as cursor:
+    with source.cursor(name=f"verify_ids_{plan.source.replace('.', '_')}") as cursor:
         cursor.execute(plan.source_ids_query(source_agency_id=scope.source_agency_id))
         while chunk := [row[0] for row in cursor.fetchmany(ID_CHUNK)]:
             found = target.execute(
-                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY id").format(sql.Identifier(plan.target)),
+                sql.SQL("SELECT id FROM {} WHERE id = ANY(%s) ORDER BY id").format(plan.target_table),
                 [chunk],
             ).fetchall()
             present += len(found)

@@ -4,10 +4,10 @@ Each probe is one read-only transaction on the unified database: `SET LOCAL ROLE
 (or `anon`), the JWT claims in `request.jwt.claims` via set_config(..., true), the queries, then
 ROLLBACK. Expectations are read first as the connecting (owner) role, which RLS does not filter.
 
-The seed's five test cases, then two sweeps over every table: another agency's claims (an
-unrelated agency, and any agency holding a row this agency's migration inserted) see none of this
-agency's rows; `anon` with no claims sees nothing at all. A case the agency has no data for passes
-as "not applicable", saying so.
+The seed's five test cases (the fifth with a real person's tokens from the access-token hook),
+then two sweeps over every table: another agency's claims (an unrelated agency, and any agency
+holding a row this agency's migration inserted) see none of this agency's rows; `anon` with no
+claims sees nothing at all. A case the agency has no data for passes as "not applicable", saying so.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from psycopg import sql
 from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.mapping import TABLE_MAPS
+from migration_jobs.verify.auth import app_switch_proof
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
 REVOS, AUDIENCE = "revos", "audience"
@@ -219,42 +220,8 @@ def case4_cartridges_per_app_context(probe: Probe) -> CheckOutcome:
 
 
 def case5_shared_sessions_survive_app_switch(probe: Probe) -> CheckOutcome:
-    name = "isolation.case5_shared_sessions_survive_app_switch"
-    fingerprint = sql.SQL(
-        "SELECT count(*), md5(coalesce(string_agg(id::text, ',' ORDER BY id), '')) FROM chat_session"
-        " WHERE agency_id = {} AND app_context = 'both'"
-    ).format(probe.agency)
-    stored = probe.owner(fingerprint)[0]
-    if not stored[0]:
-        return not_applicable(name, "chat_session", "the agency has no shared ('both') chat sessions")
-    seen = {}
-    for app in APPS:
-        with probe.as_app(app) as connection:
-            seen[app] = connection.execute(fingerprint).fetchone()
-    details = {}
-    if any(seen[app] != stored for app in APPS):
-        details = _session_differences(probe)
-    return CheckOutcome(
-        name,
-        status_of(all(seen[app] == stored for app in APPS)),
-        "chat_session",
-        expected=f"the same {stored[0]} shared sessions with RevOS and with AudienceOS claims",
-        actual=", ".join(f"{app}: {seen[app][0]}" for app in APPS),
-        details=details,
-    )
-
-
-def _session_differences(probe: Probe) -> dict:
-    query = sql.SQL(
-        "SELECT id FROM chat_session WHERE agency_id = {} AND app_context = 'both' ORDER BY id LIMIT 1000"
-    ).format(probe.agency)
-    stored = [row[0] for row in probe.owner(query)]
-    hidden = {}
-    for app in APPS:
-        with probe.as_app(app) as connection:
-            visible = {row[0] for row in connection.execute("SELECT id FROM chat_session WHERE id = ANY(%s)", [stored])}
-        hidden[app] = ids([s for s in stored if s not in visible][:SAMPLE_SIZE])
-    return {"hidden_from": hidden}
+    """Proven with a real person's tokens and switch_app (verify.auth.app_switch_proof)."""
+    return app_switch_proof(scope=probe.scope, catalog=probe.catalog)
 
 
 # Check name -> probe: the seed's five cases (the sweeps over every table are SWEEPS, below).

@@ -22,7 +22,7 @@ from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.parallel import parallelism
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
-from migration_jobs.verify import content, counts, isolation, references, schema
+from migration_jobs.verify import auth, content, counts, isolation, references, schema
 from migration_jobs.verify.model_drift import unified_model_drift
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
 from migration_jobs.verify.pool import Check, Pair, check_pool
@@ -71,7 +71,7 @@ def _guarded(
 
 
 def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = None) -> None:
-    """Counts, content, references, isolation and schema checks of one agency. Writes nothing.
+    """Counts, content, references, auth, isolation and schema checks of one agency. Writes nothing.
 
     The data checks run `workers` at a time (default: the VERIFICATION_WORKERS setting).
     """
@@ -81,6 +81,13 @@ def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = N
         reading = _Reading(scope, target_catalog)
         _data_checks(plans, reading, target)
         reading.run(source=source, target=target, record=record, workers=workers)
+        _guarded(
+            record,
+            "auth",
+            "auth.users",
+            (source,),
+            lambda: auth.auth_check(scope=scope, source=source, catalog=target_catalog),
+        )
     _isolation_checks(scope, target_catalog, record, with_schema=True)
     _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
