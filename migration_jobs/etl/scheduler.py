@@ -140,12 +140,17 @@ OnBatch = Callable[[BatchDone, Flight], Control]
 
 
 def table_dependencies(connection: psycopg.Connection, *, schema: str = "public") -> dict[str, set[str]]:
-    """Unified table -> the tables its foreign keys reference (multi-column keys included)."""
+    """Unified table -> the tables its foreign keys reference (multi-column keys included).
+
+    Tables are named as the catalog names them: bare in `schema`, "schema.table" elsewhere (auth.users).
+    """
     rows = connection.execute(
-        "SELECT c.relname, r.relname FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s"
-        " JOIN pg_class r ON r.oid = k.confrelid WHERE k.contype = 'f'",
-        [schema],
+        "SELECT CASE WHEN cn.nspname = %(schema)s THEN c.relname ELSE cn.nspname || '.' || c.relname END,"
+        " CASE WHEN rn.nspname = %(schema)s THEN r.relname ELSE rn.nspname || '.' || r.relname END"
+        " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace"
+        " JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace"
+        " WHERE k.contype = 'f'",
+        {"schema": schema},
     ).fetchall()
     references: dict[str, set[str]] = {}
     for table, parent in rows:
