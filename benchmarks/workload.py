@@ -72,23 +72,22 @@ def database_backends_stop(*, application_prefix: str) -> None:
 
 
 def unified_reset() -> None:
-    """Empty the unified tables and the migration bookkeeping, as before the first migration.
-
-    The auth accounts too: the migration moves them, and an account left from the last repeat
-    would take the id its next run writes.
-    """
+    """Empty the unified tables, the accounts and the migration bookkeeping, as before the first
+    migration. The reverse capture goes first: while it has an agency, captured tables refuse TRUNCATE."""
     with connect("unified", autocommit=True, purpose="benchmark") as connection:
-        tables = [
-            name
-            for (name,) in connection.execute(
-                "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables"
-                " WHERE schemaname = 'public'"
-                " OR (schemaname = 'controlplane' AND tablename IN ('id_map', 'checkpoint'))"
-                " OR (schemaname = 'auth' AND tablename IN ('users', 'identities'))"
-            )
-        ]
-        if tables:
-            connection.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
+        for condition in (
+            "schemaname = 'controlplane' AND tablename IN ('capture_agency', 'change_log')",
+            "schemaname = 'public' OR (schemaname = 'controlplane' AND tablename IN ('id_map', 'checkpoint'))"
+            " OR (schemaname = 'auth' AND tablename IN ('users', 'identities'))",
+        ):
+            tables = [
+                name
+                for (name,) in connection.execute(
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables WHERE " + condition
+                )
+            ]
+            if tables:
+                connection.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
 def revos_capture_forget() -> None:

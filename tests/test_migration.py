@@ -566,7 +566,6 @@ def table_log(records: list[logging.LogRecord]) -> list[tuple[str, str, int]]:
     events = []
     for record in records:
         message = record.getMessage()
-        # Names may be schema-qualified: auth.users -> auth.users.
         if started := re.match(r"writer (\d+): table ([\w.]+)(?: part \d+/\d+)? -> [\w.]+: ", message):
             events.append(("start", started[2], int(started[1])))
         elif ended := re.match(r"table ([\w.]+)(?: part \d+/\d+)? -> [\w.]+ done: ", message):

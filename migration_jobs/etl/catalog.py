@@ -52,8 +52,8 @@ def table_identifier(name: str) -> sql.Identifier:
 
 
 # A table's catalog name: bare in `schema`, "schema.table" for the tables named in `also`.
-CATALOG_NAME_SQL = "CASE WHEN {n}.nspname = %(schema)s THEN {c}.relname ELSE {n}.nspname || '.' || {c}.relname END"
-CATALOG_WANTED_SQL = "({n}.nspname = %(schema)s OR {n}.nspname || '.' || {c}.relname = ANY(%(also)s))"
+_NAME = "CASE WHEN {n}.nspname = %(schema)s THEN {c}.relname ELSE {n}.nspname || '.' || {c}.relname END"
+_WANTED = "({n}.nspname = %(schema)s OR {n}.nspname || '.' || {c}.relname = ANY(%(also)s))"
 
 
 def catalog_read(
@@ -73,11 +73,11 @@ def catalog_read(
     columns: dict[str, list[Column]] = {}
     rows = connection.execute(
         f"""
-        SELECT {CATALOG_NAME_SQL.format(n="n", c="c")}, a.attname, format_type(a.atttypid, a.atttypmod),
+        SELECT {_NAME.format(n="n", c="c")}, a.attname, format_type(a.atttypid, a.atttypmod),
                format_type(a.atttypid, NULL), NOT a.attnotnull, a.atthasdef, a.attgenerated <> ''
         FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid AND c.relkind IN ('r', 'p')
-        JOIN pg_namespace n ON n.oid = c.relnamespace AND {CATALOG_WANTED_SQL.format(n="n", c="c")}
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
         WHERE a.attnum > 0 AND NOT a.attisdropped
         ORDER BY 1, a.attnum
         """,
@@ -89,11 +89,10 @@ def catalog_read(
     tenant_references: dict[str, set[str]] = {}
     for table, column, referenced, tenant in connection.execute(
         f"""
-        SELECT {CATALOG_NAME_SQL.format(n="n", c="c")}, a.attname, {CATALOG_NAME_SQL.format(n="rn", c="r")},
-               {TENANT_KEY_SQL}
+        SELECT {_NAME.format(n="n", c="c")}, a.attname, {_NAME.format(n="rn", c="r")}, {TENANT_KEY_SQL}
         FROM pg_constraint k
         JOIN pg_class c ON c.oid = k.conrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace AND {CATALOG_WANTED_SQL.format(n="n", c="c")}
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
         JOIN pg_class r ON r.oid = k.confrelid
         JOIN pg_namespace rn ON rn.oid = r.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]
@@ -108,14 +107,14 @@ def catalog_read(
         table
         for (table,) in connection.execute(
             f"""
-            SELECT {CATALOG_NAME_SQL.format(n="n", c="c")} FROM pg_trigger t
+            SELECT {_NAME.format(n="n", c="c")} FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND {CATALOG_WANTED_SQL.format(n="n", c="c")}
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
             WHERE NOT t.tgisinternal AND t.tgname NOT IN (%(capture_trigger)s, %(capture_truncate)s)
             UNION
-            SELECT {CATALOG_NAME_SQL.format(n="n", c="c")} FROM pg_constraint k
+            SELECT {_NAME.format(n="n", c="c")} FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND {CATALOG_WANTED_SQL.format(n="n", c="c")}
+            JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
             JOIN pg_class rc ON rc.oid = k.confrelid
             JOIN pg_attribute r ON r.attrelid = k.confrelid AND r.attnum = k.confkey[1]
             WHERE k.contype = 'f'

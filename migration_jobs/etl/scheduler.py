@@ -23,7 +23,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -32,11 +32,9 @@ from uuid import UUID
 
 import psycopg
 
-from migration_jobs.etl.catalog import CATALOG_NAME_SQL, CATALOG_WANTED_SQL
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.parallel import snapshot_export, snapshot_join
 from migration_jobs.etl.plan import TablePlan
-from migration_jobs.mapping import QUALIFIED_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -141,25 +139,18 @@ Copy = Callable[[Unit, Lane, ReportBatch], None]
 OnBatch = Callable[[BatchDone, Flight], Control]
 
 
-def table_dependencies(
-    connection: psycopg.Connection, *, schema: str = "public", also: Iterable[str] = QUALIFIED_TABLES
-) -> dict[str, set[str]]:
+def table_dependencies(connection: psycopg.Connection, *, schema: str = "public") -> dict[str, set[str]]:
     """Unified table -> the tables its foreign keys reference (multi-column keys included).
 
-    Named as the catalog names them (auth.users qualified), so that the plans' schema-qualified
-    targets find their parents too: auth.identities must wait for auth.users.
+    Tables are named as the catalog names them: bare in `schema`, "schema.table" elsewhere (auth.users).
     """
     rows = connection.execute(
-        f"""
-        SELECT {CATALOG_NAME_SQL.format(n="n", c="c")}, {CATALOG_NAME_SQL.format(n="rn", c="r")}
-        FROM pg_constraint k
-        JOIN pg_class c ON c.oid = k.conrelid
-        JOIN pg_namespace n ON n.oid = c.relnamespace AND {CATALOG_WANTED_SQL.format(n="n", c="c")}
-        JOIN pg_class r ON r.oid = k.confrelid
-        JOIN pg_namespace rn ON rn.oid = r.relnamespace
-        WHERE k.contype = 'f'
-        """,
-        {"schema": schema, "also": list(also)},
+        "SELECT CASE WHEN cn.nspname = %(schema)s THEN c.relname ELSE cn.nspname || '.' || c.relname END,"
+        " CASE WHEN rn.nspname = %(schema)s THEN r.relname ELSE rn.nspname || '.' || r.relname END"
+        " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace"
+        " JOIN pg_class r ON r.oid = k.confrelid JOIN pg_namespace rn ON rn.oid = r.relnamespace"
+        " WHERE k.contype = 'f'",
+        {"schema": schema},
     ).fetchall()
     references: dict[str, set[str]] = {}
     for table, parent in rows:
