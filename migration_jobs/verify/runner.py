@@ -164,34 +164,28 @@ class _Reading:
     def add(self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome]) -> None:
         self.checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
 
+    def _sides(self, pair: Pair) -> dict:
+        """What every table check is told: the agency, both sides of the pair, the target's catalog."""
+        return {
+            "scope": self.scope,
+            "source": pair.source,
+            "target": pair.target,
+            "target_catalog": self.target_catalog,
+            "source_side": pair.source_side,
+        }
+
     def counts(self, plan: TablePlan) -> None:
         self.add(
             "counts",
             plan.source,
-            lambda pair: counts.counts_check(
-                plan,
-                scope=self.scope,
-                source=pair.source,
-                target=pair.target,
-                target_catalog=self.target_catalog,
-                source_side=pair.source_side,
-            ),
+            lambda pair: counts.counts_check(plan, **self._sides(pair)),
         )
 
     def content(self, plan: TablePlan, *, remap: dict[str, str], ids: list[str] | None = None) -> None:
         self.add(
             "content",
             plan.source,
-            lambda pair: content.content_check(
-                plan,
-                scope=self.scope,
-                source=pair.source,
-                target=pair.target,
-                target_catalog=self.target_catalog,
-                remap=remap,
-                ids=ids,
-                source_side=pair.source_side,
-            ),
+            lambda pair: content.content_check(plan, remap=remap, ids=ids, **self._sides(pair)),
         )
 
     def references(self, table: str, keys: list[references.ForeignKey]) -> None:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migration_jobs', '0009_i13_switch_back'),
+        ('migration_jobs', '0009_switch_back'),
     ]
 
     operations = [

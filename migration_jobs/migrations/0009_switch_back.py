@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migration_jobs', '0008_i12_cutover'),
+        ('migration_jobs', '0008_cutover'),
     ]
 
     operations = [

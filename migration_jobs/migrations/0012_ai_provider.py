@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migration_jobs', '0010_i16_unified_agency_names'),
+        ('migration_jobs', '0011_unified_agency_names'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -7,8 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('migration_jobs', '0008_i15_isolation'),
-        ('migration_jobs', '0009_i13_switch_back'),
+        ('migration_jobs', '0010_isolation'),
     ]
 
     operations = [
