@@ -208,7 +208,7 @@ class AiProviderForm(forms.ModelForm):
 
 
 @admin.register(AgencyAiProvider)
-class AgencyAiProviderAdmin(admin.ModelAdmin):
+class AgencyAiProviderAdmin(ObjectIdMixin, admin.ModelAdmin):
     """The HGC backend per agency and app (the flags API serves it). Saving goes through
     `ai_provider_set`, which records the change and its reason; the defaults need no row."""
 
@@ -251,7 +251,7 @@ class AgencyAiProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(AiProviderChange)
-class AiProviderChangeAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class AiProviderChangeAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     """The HGC backends' audit trail, read-only."""
 
     list_display = ("created_at", "agency_link", "app_context", "old_value", "new_value", "actor", "reason")
