@@ -49,7 +49,7 @@ def admin_urls(link: AgencyLink, *, object_id: str | None = None) -> dict[str, s
     """Every URL of every registered ModelAdmin, keyed by URL name, with a real (or the given) id."""
     urls = {}
     for model, model_admin in admin.site._registry.items():
-        if model._meta.app_label != "migration_jobs":
+        if model._meta.app_label not in ("migration_jobs", "auth"):
             continue
         for pattern in model_admin.urls:
             if not isinstance(pattern, URLPattern) or not pattern.name:
@@ -57,7 +57,9 @@ def admin_urls(link: AgencyLink, *, object_id: str | None = None) -> dict[str, s
             kwargs = {}
             for name in pattern.pattern.converters:
                 action = "switchback" if pattern.name.endswith("_reasoned") else "migrate"
-                kwargs[name] = {"object_id": object_id or _an_id(model, link), "action": action}[name]
+                an_id = object_id or _an_id(model, link)
+                # Django's user admin names its password page's id `id`
+                kwargs[name] = {"object_id": an_id, "id": an_id, "action": action}[name]
             urls[pattern.name] = reverse(f"admin:{pattern.name}", kwargs=kwargs)
     return urls
 
