@@ -270,7 +270,12 @@ def test_staff_links_plans_migrates_verifies_and_cuts_over_a_demo_agency(
             "Verified in the browser test"
         )
         click(driver, "action-cutover")
-        assert any("cutover of" in m.lower() for m in messages_on(driver)), messages_on(driver)
+        # The click returns before the POST's answer replaces the page: wait for the new page's message.
+        wait_until(
+            driver,
+            lambda d: any("cutover of" in m.lower() for m in messages_on(d)),
+            message="the message that the cutover was queued",
+        )
 
         def cut_over(d) -> bool:  # the worker runs the cutover's steps; the page shows them when done
             d.refresh()

@@ -85,6 +85,18 @@ def worker_last_heartbeat(*, worker_name: str) -> datetime | None:
     return utcparse(raw.decode()) if raw else None
 
 
+def worker_gone_reason(*, worker_name: str) -> str:
+    """How the worker was found gone, for the run's error; "" while it is alive."""
+    hostname, pid = django_rq.get_connection(QUEUE).hmget(
+        Worker.redis_worker_namespace_prefix + worker_name, "hostname", "pid"
+    )
+    if hostname is None:
+        return f"stopped sending heartbeats (none for over {HEARTBEAT_TIMEOUT_SECONDS} s)"
+    if worker_alive(worker_name=worker_name):
+        return ""
+    return f"stopped without finishing (its process {int(pid)} on this host is gone)"
+
+
 def orphaned_holders(holders: list[LockHolder]) -> list[LockHolder]:
     """The holders opened by an RQ worker whose heartbeat key has expired."""
     return [h for h in holders if h.worker_name and not worker_alive(worker_name=h.worker_name)]

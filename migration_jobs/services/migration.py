@@ -51,11 +51,11 @@ from migration_jobs.services.fence import (
     switch_back_recovery,
 )
 from migration_jobs.services.lock_holders import (
-    HEARTBEAT_TIMEOUT_SECONDS,
     agency_lock_holders,
     orphaned_holders,
     worker_alive,
     worker_backends_terminate,
+    worker_gone_reason,
 )
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once, run_queue_require
@@ -281,11 +281,12 @@ def _running_run_gone(run: MigrationRun) -> str:
     orphans = orphaned_holders(holders)
     if len(orphans) < len(holders):
         return ""
+    worker_name = orphans[0].worker_name
+    reason = worker_gone_reason(worker_name=worker_name) or "stopped without finishing"
     ended = [pid for name in {h.worker_name for h in orphans} for pid in worker_backends_terminate(worker_name=name)]
+    sessions = f"its database sessions (pid {', '.join(map(str, ended))}) were ended" if ended else "its sessions ended"
     return (
-        f"The worker {orphans[0].worker_name} stopped sending heartbeats (none for over "
-        f"{HEARTBEAT_TIMEOUT_SECONDS} s); its database sessions (pid {', '.join(map(str, ended))}) were ended "
-        "to free the agency. Resume continues from the last checkpoint."
+        f"The worker {worker_name} {reason}; {sessions} to free the agency. Resume continues from the last checkpoint."
     )
 
 
