@@ -50,6 +50,7 @@ class Probe:
     connection: psycopg.Connection
     scope: AgencyScope
     catalog: Catalog
+    skip: frozenset[str] = frozenset()  # tables the sweeps leave out (proven unchanged: verify/delta.py)
 
     @property
     def agency(self) -> sql.Literal:
@@ -247,7 +248,7 @@ def _readable_tables(probe: Probe, role: str) -> list[str]:
         " WHERE c.relkind IN ('r', 'p') AND has_table_privilege(%s, c.oid, 'SELECT') ORDER BY 1",
         [role],
     )
-    return [row[0] for row in rows]
+    return [row[0] for row in rows if row[0] not in probe.skip]
 
 
 def _moved_rows(probe: Probe) -> dict[str, dict[str, list[uuid.UUID]]]:
@@ -330,3 +331,57 @@ def anon_sees_nothing(probe: Probe) -> CheckOutcome:
 
 
 SWEEPS = {f"isolation.{sweep.__name__}": sweep for sweep in (other_agency_sees_nothing, anon_sees_nothing)}
+
+
+# --- what a case reads -------------------------------------------------------------------------
+
+# Case -> the unified tables whose rows its verdict depends on; None: rows no capture records
+# (case 5 signs a person in: auth tables, which GoTrue writes and nothing captures).
+CASE_TABLES: dict[str, frozenset[str] | None] = {
+    "isolation.case1_audienceos_client_visible_from_revos": frozenset({"client"}),
+    "isolation.case2_revos_lead_hidden_from_audienceos": frozenset({"lead"}),
+    "isolation.case3_chat_ai_provider_per_app": frozenset({"chat_session", "chat_message"}),
+    "isolation.case4_cartridges_per_app_context": frozenset({"cartridge"}),
+    "isolation.case5_shared_sessions_survive_app_switch": None,
+}
+
+
+@dataclass(frozen=True)
+class Only:
+    """The isolation cases to run, and the tables the sweeps leave out."""
+
+    cases: frozenset[str]
+    skip: frozenset[str]
+
+
+def isolation_only(*, unchanged: frozenset[str], again: frozenset[str]) -> Only:
+    """The cases that read a table not in `unchanged` (or rows nothing records), those named in
+    `again`, and the sweeps over every table but the `unchanged` ones."""
+    cases = {name for name, tables in CASE_TABLES.items() if tables is None or not tables <= unchanged}
+    return Only(frozenset(cases | set(SWEEPS) | again), unchanged)
+
+
+def policies_fingerprint(connection: psycopg.Connection) -> str:
+    """A digest of what decides visibility apart from the rows: the policies, each table's RLS flags
+    and grants, the roles' memberships and the functions outside the system schemas (auth.jwt(),
+    the policies' helpers). Equal digests: the isolation cases see the same rules."""
+    row = connection.execute(
+        """
+        SELECT md5(concat_ws('|',
+            (SELECT string_agg(concat_ws(',', p.polrelid::regclass::text, p.polname, p.polcmd, p.polpermissive,
+                    p.polroles::text, pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
+                    ';' ORDER BY p.polrelid::regclass::text, p.polname) FROM pg_policy p),
+            (SELECT string_agg(concat_ws(',', c.oid::regclass::text, c.relrowsecurity, c.relforcerowsecurity,
+                    c.relacl::text), ';' ORDER BY c.oid::regclass::text)
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname NOT IN ('pg_catalog', 'information_schema')),
+            (SELECT string_agg(concat_ws(',', m.roleid, m.member), ';' ORDER BY m.roleid, m.member)
+               FROM pg_auth_members m),
+            (SELECT string_agg(concat_ws(',', f.oid::regprocedure::text, md5(f.prosrc), f.prosecdef,
+                    f.proconfig::text, f.proacl::text), ';' ORDER BY f.oid::regprocedure::text)
+               FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))))
+        """
+    ).fetchone()
+    connection.rollback()
+    return row[0]
