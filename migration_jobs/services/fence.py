@@ -89,10 +89,12 @@ def cutover_recovery(*, run: MigrationRun) -> tuple[str, str]:
     """(status, message) for a cutover whose worker died: finished if the switch was made, else undone."""
     if agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
         return Status.SUCCEEDED, ""
-    step = next((s["label"] for s in run.steps if s.get("status") == "running"), "an unknown step")
+    where = next((f"during step {s['label']}" for s in run.steps if s.get("status") == "running"), None)
+    # Killed between two steps (one saved done, the next not yet running): name the next one.
+    where = where or next((f"before step {s['label']}" for s in run.steps if s.get("status") == "pending"), None)
     return Status.FAILED, (
-        f"The worker stopped during step {step}, before the switch: the fence is lifted and unified_db stays off. "
-        "Nothing was lost; cut over again."
+        f"The worker stopped {where or 'during an unknown step'}, before the switch: the fence is lifted and"
+        " unified_db stays off. Nothing was lost; cut over again."
     )
 
 
