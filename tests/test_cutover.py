@@ -407,7 +407,10 @@ def test_a_worker_killed_mid_cutover_leaves_nothing_fenced_after_the_next_reques
             "migrations", "--worker-class", "rq.worker.SimpleWorker", CUTOVER_DRAIN_TIMEOUT_SECONDS="120"
         )
         deadline = time.monotonic() + 60
-        while not MigrationRun.objects.filter(pk=run.pk, fence_held=True).exists():
+        # Killed while fenced, waiting for the older transaction (not between the fence and its step's end).
+        while not MigrationRun.objects.filter(
+            pk=run.pk, fence_held=True, current_table="Drain older transactions"
+        ).exists():
             assert time.monotonic() < deadline, "the cutover fenced RevOS"
             time.sleep(0.05)
         os.killpg(worker.pid, signal.SIGKILL)
