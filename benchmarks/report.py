@@ -176,6 +176,9 @@ def _cutover_lines(report: dict) -> list[str]:
         f" write downtime (fence to switch) {_number(run.get('window_seconds'), 2)} s,"
         f" final catch-up {_number(run.get('catch_up_seconds'), 2)} s ({_number(run.get('changed_rows'))} rows)",
         "  steps (s): " + ", ".join(f"{name} {_number(sec, 2)}" for name, sec in run.get("steps", {}).items()),
+        "  app writes meanwhile ({per_second}/s): {acknowledged} acknowledged, {refused} refused by the fence".format(
+            **run.get("app_writes", {"per_second": "-", "acknowledged": "-", "refused": "-"})
+        ),
         f"catch-up from the capture {_number(capture_catch_up['seconds'], 2)} s vs full re-read"
         f" {_number(full['seconds'], 2)} s (ratio {_number(ratios['capture_catch_up_vs_full_catch_up'], 3)})",
         f"RevOS single-row writes: {_number(overhead['without_capture_rows_per_second'])} rows/s without capture,"
