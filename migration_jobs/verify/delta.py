@@ -45,7 +45,9 @@ Isolation: a case's verdict depends on the rules of visibility and on the rows i
 differs from D2 every case and sweep runs again inside the fence. Otherwise a case runs again
 if it reads a table whose agency rows may have changed (in W, or one W does not cover, or rows
 nothing records: case 5's auth tables), and the sweeps run over every table but the watched
-ones W shows unchanged. Cases that did not pass ahead run again. Other agencies' rows are
+ones W shows unchanged (a table holding a row this agency's migration inserted that belongs to
+another agency now is swept anyway: that agency's writes are not recorded). Cases that did not
+pass ahead run again. Other agencies' rows are
 recorded by nothing and fenced by nothing, before the fence or after the switch, so neither
 this nor a full sweep inside the fence can say more about them than "at the moment read".
 """
