@@ -46,8 +46,13 @@ differs from D2 every case and sweep runs again inside the fence. Otherwise a ca
 if it reads a table whose agency rows may have changed (in W, or one W does not cover, or rows
 nothing records: case 5's auth tables), and the sweeps run over every table but the watched
 ones W shows unchanged (a table holding a row this agency's migration inserted that belongs to
-another agency now is swept anyway: that agency's writes are not recorded). Cases that did not
-pass ahead run again. Other agencies' rows are
+another agency now is swept anyway: that agency's writes are not recorded). Such a row can only
+have moved by an update W records (under the agency it left), so the sweep looks for moved rows
+in the changed tables and in those where the check ahead found some. Case 5 runs again always
+(it signs a person in, through auth tables nothing records), counting what its tokens see only
+in the tables not proven unchanged: it checks as before that the tokens carry the agency and
+each app's app_context, which with the same rules and rows see what they saw ahead. Cases that
+did not pass ahead run again. Other agencies' rows are
 recorded by nothing and fenced by nothing, before the fence or after the switch, so neither
 this nor a full sweep inside the fence can say more about them than "at the moment read".
 """
@@ -75,6 +80,15 @@ class Ahead:
     outcomes: list[CheckOutcome]
     content_ids: dict[str, list[str]]  # source table -> rows changed since the last full verification
     policies: str  # isolation.policies_fingerprint before the checks
+
+    def moved_tables(self) -> frozenset[str]:
+        """Tables where the sweep found rows this agency's migration inserted in another agency now."""
+        return frozenset(
+            table
+            for o in self.outcomes
+            if o.check_name == "isolation.other_agency_sees_nothing"
+            for table in o.details.get("moved_tables", ())
+        )
 
     def not_passed(self, check_name: str) -> frozenset[str]:
         """Tables (or, for isolation, check names) whose `check_name` checks did not pass."""
@@ -122,7 +136,9 @@ def delta_verify_in_fence(
         changed_ids=_content_ids(ahead, revos_changed, unified_changed),
         record=record,
         counted=_recount(ahead, revos_changed, unchanged),
-        isolation_only=isolation.isolation_only(unchanged=unchanged, again=ahead.not_passed("isolation"))
+        isolation_only=isolation.isolation_only(
+            unchanged=unchanged, again=ahead.not_passed("isolation"), moved=ahead.moved_tables()
+        )
         if same_rules
         else None,
     )

@@ -160,7 +160,9 @@ def _isolation_checks(
         if target_catalog is None:  # read here when this runs beside the data checks
             target_catalog = catalog_read(connection)
             connection.rollback()
-        probe = isolation.Probe(connection, scope, target_catalog, skip=only.skip if only else frozenset())
+        probe = isolation.Probe(connection, scope, target_catalog)
+        if only is not None:
+            probe.skip, probe.keep = only.skip, only.keep
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             if only is None or name in only.cases:
                 _guarded(record, name, "", (connection,), lambda case=case: case(probe))
