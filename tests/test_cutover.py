@@ -20,12 +20,12 @@ from django.db import connections
 from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
+from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.services.cutover import STEPS, cutover_run_request, cutover_runs_request_bulk
 from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
 from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
@@ -319,6 +319,22 @@ def test_a_count_changed_after_the_check_ahead_of_the_fence_is_caught_inside_it(
     run = cut_over(link)
     assert_undone(run, link, "Delta verification")
     assert "counts pod_activities" in run.error
+
+
+def test_a_policy_changed_after_the_check_ahead_of_the_fence_makes_every_isolation_case_run_inside_it(
+    agencies, monkeypatch
+):
+    link, _ = agencies
+    verified(link)
+    # No pod_activity row changes: only the digest of the rules says the sweep must look there again.
+    leak = "CREATE POLICY test_leak ON pod_activity FOR SELECT TO authenticated USING (true)"
+    behind_the_back_after_the_check_ahead(monkeypatch, lambda: unified(leak))
+    try:
+        run = cut_over(link)
+    finally:
+        unified("DROP POLICY IF EXISTS test_leak ON pod_activity")
+    assert_undone(run, link, "Delta verification")
+    assert "isolation.other_agency_sees_nothing pod_activity" in run.error
 
 
 def test_inside_the_fence_only_tables_changed_since_the_check_ahead_are_counted(agencies):
