@@ -231,9 +231,10 @@ def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, cli
     assert run.status == Status.SUCCEEDED, run.error
     assert "Delta verification" in out.getvalue() and "write downtime (fence to switch)" in out.getvalue()
     assert [s["status"] for s in run.steps] == ["done"] * len(STEPS)
-    assert [s["label"] for s in run.steps][1:4] == [
+    assert [s["label"] for s in run.steps][1:5] == [
         "Catch-up before the fence",
         "Verification before the fence",
+        "Catch-up again before the fence",
         "Fence RevOS writes",
     ]
     assert all(s["seconds"] is not None for s in run.steps)

@@ -73,6 +73,7 @@ STEPS = {
     "preflight": "Preflight",
     "catch_up_ahead": "Catch-up before the fence",
     "verify_ahead": "Verification before the fence",
+    "catch_up_again": "Catch-up again before the fence",
     "fence": "Fence RevOS writes",
     "drain": "Drain older transactions",
     "catch_up": "Final catch-up",
@@ -265,15 +266,30 @@ def _cutover_steps(
         step["detail"] = f"{len(applied)} round(s), {' + '.join(map(str, applied))} changed rows applied"
     steps.check_cancel()
     with steps.step("verify_ahead") as step:
+        started = time.monotonic()
+        position = capture.capture_state(fence.connection, agency_id=link.revos_agency_id).applied_snapshot
         unified_watch_start(
             source_agency_id=link.revos_agency_id,
             unified_agency_id=link.unified_agency_id,
             agency_name=link.name,
             wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
         )
-        ahead = delta_verify_ahead(scope=scope, content_ids=_changed_since_full(link, fence.connection))
+        watched = time.monotonic() - started
+        ahead = delta_verify_ahead(
+            scope=scope, content_ids=_changed_since_full(link, fence.connection), position=position
+        )
         again = sum(o.status != PASS for o in ahead.outcomes)
-        step["detail"] = f"{len(ahead.outcomes)} checks, {again} not passed (checked again inside the fence)"
+        step["detail"] = (
+            f"{len(ahead.outcomes)} checks in {time.monotonic() - started - watched:.2f} s, {again} not passed"
+            f" (checked again inside the fence); unified writes recorded from then on ({watched:.2f} s)"
+        )
+    steps.check_cancel()
+    with steps.step("catch_up_again") as step:  # what came during the verification: not left for the fence
+        applied = catch_up_rounds(
+            migration=lambda: _catch_up(run), target=target,
+            pending_rows=settings.CUTOVER_PENDING_ROWS, rounds=settings.CUTOVER_CATCH_UP_ROUNDS,
+        )  # fmt: skip
+        step["detail"] = f"{len(applied)} round(s), {' + '.join(map(str, applied))} changed rows applied"
     steps.check_cancel()
     with steps.step("fence") as step:
         fence.set()
@@ -295,7 +311,7 @@ def _cutover_steps(
         step["detail"] = f"{migration.changed_rows} changed rows applied"
     steps.check_cancel()
     with steps.step("verify") as step:
-        step["detail"] = _verify_in_fence(link, ahead, migration)
+        step["detail"] = _verify_in_fence(link, ahead)
     steps.check_cancel()
     with steps.step("switch") as step:
         # From here on the apps write the unified database: record it, so the agency can switch back
@@ -374,12 +390,11 @@ def _changed_since_full(link: AgencyLink, connection: psycopg.Connection) -> dic
     return capture.changes_since(connection, agency_id=link.revos_agency_id, since=since)
 
 
-def _verify_in_fence(link: AgencyLink, ahead: Ahead, migration: CapturedMigration) -> str:
+def _verify_in_fence(link: AgencyLink, ahead: Ahead) -> str:
     outcomes: list[CheckOutcome] = []
     delta_verify_in_fence(
         scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
         ahead=ahead,
-        revos_changed=migration.changed_ids if migration.used_capture else None,
         unified_changed=reverse_changes(unified_agency_id=link.unified_agency_id),
         record=outcomes.append,
     )

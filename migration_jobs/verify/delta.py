@@ -17,8 +17,9 @@ unified rows or the id map), in this order:
      of a unified table a RevOS table goes to is recorded, W;
   c. digest the rules of visibility (isolation.policies_fingerprint), D1;
   d. check ahead: RevOS read in snapshot Sv, unified in snapshot Uv, both taken after a, b and c;
-  e. fence, drain (no RevOS write to the agency's rows commits after it), final catch-up from P:
-     it applies C, every RevOS row of the agency written by a transaction P did not see;
+  e. catch up again (what came during d), fence, drain (no RevOS write to the agency's rows
+     commits after it), final catch-up; C is every RevOS row of the agency written by a
+     transaction P did not see, read from the capture inside the fence (it is complete then);
   f. inside the fence: the digest again, D2, and the checks below, at the fenced state F.
 
 Take a table T whose counts passed ahead, with no row of T or of a table on T's path to its
@@ -80,6 +81,7 @@ class Ahead:
     outcomes: list[CheckOutcome]
     content_ids: dict[str, list[str]]  # source table -> rows changed since the last full verification
     policies: str  # isolation.policies_fingerprint before the checks
+    position: str | None  # the capture's applied position the unified side stood at (P)
 
     def moved_tables(self) -> frozenset[str]:
         """Tables where the sweep found rows this agency's migration inserted in another agency now."""
@@ -99,31 +101,33 @@ class Ahead:
         )
 
 
-def delta_verify_ahead(*, scope: AgencyScope, content_ids: dict[str, list[str]]) -> Ahead:
+def delta_verify_ahead(*, scope: AgencyScope, content_ids: dict[str, list[str]], position: str | None) -> Ahead:
     """Every check of the cutover's verification, before the fence; nothing raised for a failure
     (the check inside the fence runs it again and decides). See the module docstring."""
     with connect("unified", purpose="verification-rls") as connection:
         policies = isolation.policies_fingerprint(connection)
     outcomes: list[CheckOutcome] = []
     agency_verify_changes(scope=scope, changed_ids=content_ids, record=outcomes.append)
-    return Ahead(outcomes, content_ids, policies)
+    return Ahead(outcomes, content_ids, policies, position)
 
 
 def delta_verify_in_fence(
     *,
     scope: AgencyScope,
     ahead: Ahead,
-    revos_changed: Mapping[str, list[str]] | None,
     unified_changed: Mapping[str, frozenset[UUID]],
     record: Record,
 ) -> None:
-    """The checks whose answer may have changed since `ahead`: RevOS rows changed after its
-    position (`revos_changed`, the final catch-up's), unified rows written since the watch started
-    (`unified_changed`). See the module docstring for why the rest still holds.
+    """The checks whose answer may have changed since `ahead`: RevOS rows written by transactions
+    its position did not see (read here, from the capture), unified rows written since the watch
+    started (`unified_changed`). See the module docstring for why the rest still holds.
 
-    Without `revos_changed` (the final catch-up re-read everything instead of reading the capture),
-    every check of `ahead` runs again.
+    Without a position (nothing to read the capture from), every check of `ahead` runs again.
     """
+    revos_changed = None
+    if ahead.position is not None:
+        with connect("revos", purpose="verification") as connection:
+            revos_changed = capture.changes_read(connection, agency_id=scope.source_agency_id, since=ahead.position)
     if revos_changed is None:
         agency_verify_changes(scope=scope, changed_ids=ahead.content_ids, record=record)
         return
