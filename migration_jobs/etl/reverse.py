@@ -20,7 +20,8 @@ Which rows: `changed` names the unified ids that changed since cutover, per unif
 reverse capture); without it every row of the agency is a candidate that can be told apart
 without it: rows the id map says the migration inserted, and rows of RevOS-only tables. Rows
 AudienceOS already had (reused) and new rows of the shared tables need the capture to be told
-apart from AudienceOS's own.
+apart from AudienceOS's own. With a capture, the agency's accounts (not captured) join the rows in
+question whole (etl/reverse_accounts.py).
 
 Before anything moves, `reverse_plan` reports what RevOS cannot hold: a value that would not come
 back unchanged on the next cutover (the forward map applied to the RevOS row differs from the
