@@ -260,9 +260,7 @@ def agency_rows_back(*, agency_id: UUID, source_table: str, target_ids: list[UUI
         id_map=ID_MAP,
         agency=sql.Literal(agency_id),
         source=sql.Literal(source_table),
-        filter=sql.SQL(" AND m.inserted")
-        if target_ids is None
-        else sql.SQL(" AND m.target_id = ANY({})").format(sql.Literal(target_ids)),
+        filter=sql.SQL(" AND m.inserted") if target_ids is None else _among(target_ids),
     )
 
 
@@ -279,10 +277,12 @@ def agency_gone(
         agency=sql.Literal(agency_id),
         source=sql.Literal(source_table),
         target=table_identifier(target_table),
-        filter=sql.SQL("")
-        if target_ids is None
-        else sql.SQL(" AND m.target_id = ANY({})").format(sql.Literal(target_ids)),
+        filter=sql.SQL("") if target_ids is None else _among(target_ids),
     )
+
+
+def _among(target_ids: list[UUID]) -> sql.Composed:
+    return sql.SQL(" AND m.target_id = ANY({})").format(sql.Literal(target_ids))
 
 
 def unmapped_target(*, source_tables: list[str], alias: str, reused_only: bool = False) -> sql.Composed:
