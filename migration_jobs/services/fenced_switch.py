@@ -233,7 +233,9 @@ class Fence:
             message=self.side.message(self.run.agency_link),
         )
         self.set_at = time.monotonic()
-        # The flags API tells the apps the agency is read-only while a run holds a fence.
+
+    def announce(self) -> None:
+        """Have the flags API tell the apps the agency is read-only, as while any run holds a fence."""
         MigrationRun.objects.filter(pk=self.run.pk).update(fence_held=True)
         flags_cache_invalidate()
 
@@ -285,6 +287,9 @@ class SwitchRun:
     def fence_drain(self) -> str:
         """Wait (at most CUTOVER_DRAIN_TIMEOUT_SECONDS) until the transactions older than the fence,
         which could still write, have ended."""
+        # Announced once this step shows as running, so that a run seen holding its fence is seen
+        # draining or further on (what a dead worker's run then says); the fence is a moment older.
+        self.fence.announce()
         waited = capture.transactions_older_wait(
             self.fence.connection,
             xid=self.fence.xid,
@@ -335,8 +340,10 @@ def fenced_switch_perform(
             for name, step in steps.items():
                 with progress.step(name) as item:
                     item["detail"] = step.do(switch_run)
-                if not progress.switched:
-                    progress.check_cancel()
+                    # A Cancel ends the run between its steps up to the switch, checked before a step
+                    # counts as done so that the next one starts at once (the drain watches for it itself).
+                    if name not in ("fence", "switch") and not progress.switched:
+                        progress.check_cancel()
         except SwitchCancelled as cancelled:
             cancelled.outcome = fence.lift()
             raise
