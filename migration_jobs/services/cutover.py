@@ -6,8 +6,9 @@ size:
 
 1. preflight: the cutover interlock (migrated, verified after the latest change), the capture
    in place, and an estimate of the pending changes;
-   ahead of the fence, RevOS still writable: catch up until few changes are pending, then run the
-   whole delta verification below (verify/delta.py), recording the unified writes from then on;
+   ahead of the fence, RevOS still writable: catch up until few changes are pending, run the whole
+   delta verification below recording the unified writes from then on (verify/delta.py), and
+   catch up again what came meanwhile;
 2. fence: RevOS refuses every write to the agency's rows (etl/capture.py), and the flags API tells
    the apps the agency is read-only;
 3. drain: wait until RevOS transactions older than the fence have ended (they could still write),
@@ -15,34 +16,33 @@ size:
 4. final catch-up: the captured changes, through the migration's own batch writer;
 5. delta verification: counts of every table, content of every row changed since the last full
    verification, and the isolation cases; inside the fence only those whose answer can have
-   changed since the check ahead of it (verify/delta.py argues why that proves the same);
+   changed since the verification ahead of it (verify/delta.py argues why that proves the same);
 6. switch: unified_db on for the agency, with its audit record;
 7. RevOS stays fenced for the agency.
 
 Any failure or a Cancel before step 6 lifts the fence and leaves unified_db off; the run names
 the step and the reason. A worker that dies mid-cutover holds the agency's advisory lock no more;
 the next request finds the run dead and finishes it (the switch was made) or undoes it (it was
-not), see services/fence.py.
+not). The steps, the fence and those outcomes are services/fenced_switch.py's, shared with the
+switch back; this module holds the cutover's own steps.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import timedelta
-from uuid import UUID
+from typing import Unpack
 
 import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from migration_jobs.etl import capture
-from migration_jobs.etl.catch_up import CapturedMigration, catch_up_rounds
+from migration_jobs.etl.catch_up import catch_up_rounds
 from migration_jobs.etl.connections import connect
-from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
+from migration_jobs.etl.engine import Control
 from migration_jobs.etl.reverse_capture import (
     reverse_capture_start,
     reverse_capture_stop,
@@ -51,74 +51,42 @@ from migration_jobs.etl.reverse_capture import (
 )
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
-from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors.flags import agency_cutover_refusal
-from migration_jobs.services.fence import agency_cut_over_refusal, fence_message, fence_owner
-from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
+from migration_jobs.refusals import RunRefused, reason_required
+from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
+from migration_jobs.services.fence import agency_cut_over_refusal
+from migration_jobs.services.fenced_switch import CUTOVER, Step, SwitchRun, fenced_switch_perform
 from migration_jobs.services.migration import (
     BulkOutcome,
-    RunStepFailed,
-    client_links_of,
+    RunRequest,
+    agency_migration,
     migration_run_execute,
     migration_run_request,
     runs_request_bulk,
 )
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
-from migration_jobs.verify.delta import Ahead, delta_verify_ahead, delta_verify_in_fence
+from migration_jobs.verify.delta import delta_verify_ahead, delta_verify_in_fence
 
 logger = logging.getLogger(__name__)
 Kind = MigrationRun.Kind
 
-STEPS = {
-    "preflight": "Preflight",
-    "catch_up_ahead": "Catch-up before the fence",
-    "verify_ahead": "Verification before the fence",
-    "catch_up_again": "Catch-up again before the fence",
-    "fence": "Fence RevOS writes",
-    "drain": "Drain older transactions",
-    "catch_up": "Final catch-up",
-    "verify": "Delta verification",
-    "switch": "Switch unified_db on",
-}
 # A full verification's snapshot may be older than its recorded start by a little clock skew
 # between hosts; rows changed this long before it are checked again.
 CLOCK_MARGIN = timedelta(minutes=5)
-
-
-class CutoverCancelled(MigrationStopped):
-    """Staff cancelled the cutover; the fence is lifted (see `outcome`)."""
-
-    def __init__(self, step: str):
-        super().__init__(Control.CANCEL)
-        self.step, self.outcome = step, ""
-
-    def __str__(self) -> str:
-        outcome = self.outcome or "RevOS was not fenced yet"
-        return f"Cancelled during step {STEPS[self.step]}: {outcome}; unified_db stays off."
 
 
 # --- requesting -------------------------------------------------------------------------------
 
 
 def cutover_run_request(
-    *,
-    link: AgencyLink,
-    reason: str,
-    actor: AbstractBaseUser | None,
-    enqueue: bool = True,
-    bulk_request: UUID | None = None,
+    *, link: AgencyLink, reason: str, actor: AbstractBaseUser | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a cutover of one agency, or raise RunRefused saying why not."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise RunRefused("A cutover needs a reason; it is kept with the unified_db change.")
+    reason = reason_required(reason, "A cutover")
     if refusal := agency_cut_over_refusal(link=link, kind=Kind.CUTOVER):
         raise RunRefused(refusal)
     if refusal := agency_cutover_refusal(agency_link=link):
         raise RunRefused(f"{link.name} cannot be cut over: {refusal}.")
-    return migration_run_request(
-        link=link, kind=Kind.CUTOVER, actor=actor, enqueue=enqueue, bulk_request=bulk_request, reason=reason
-    )
+    return migration_run_request(link=link, kind=Kind.CUTOVER, actor=actor, reason=reason, **request)
 
 
 def cutover_runs_request_bulk(
@@ -139,215 +107,98 @@ def cutover_run_execute(*, run_id: int) -> MigrationRun:
     return migration_run_execute(run_id=run_id, perform=_cutover_perform)
 
 
-class RunSteps:
-    """The run's steps as staff see them, saved on the run as each one starts and ends."""
-
-    def __init__(self, run: MigrationRun, labels: dict[str, str] = STEPS):
-        self.run, self.labels = run, labels
-        self.items = {name: {"name": name, "label": label, "status": "pending", "seconds": None, "detail": ""}
-                      for name, label in labels.items()}  # fmt: skip
-        self.current = ""
-        self._save()
-
-    def _save(self) -> None:
-        MigrationRun.objects.filter(pk=self.run.pk).update(
-            steps=list(self.items.values()), current_table=self.labels.get(self.current, "")
-        )
-
-    @contextmanager
-    def step(self, name: str) -> Iterator[dict]:
-        item, self.current = self.items[name], name
-        item["status"], started = "running", time.monotonic()
-        self._save()
-        try:
-            yield item
-        except BaseException:
-            item["status"], item["seconds"] = "failed", round(time.monotonic() - started, 3)
-            self._save()
-            raise
-        item["status"], item["seconds"] = "done", round(time.monotonic() - started, 3)
-        self._save()
-
-    def check_cancel(self) -> None:
-        control = MigrationRun.objects.filter(pk=self.run.pk).values_list("control", flat=True).get()
-        if control == MigrationRun.Control.CANCEL:
-            raise CutoverCancelled(self.current)
-
-
-@dataclass
-class _Fence:
-    """The fence this run set, so that a failure lifts exactly it."""
-
-    run: MigrationRun
-    connection: psycopg.Connection
-    xid: int | None = None
-    set_at: float | None = None
-
-    def set(self) -> None:
-        self.xid = capture.fence_set(
-            self.connection,
-            agency_id=self.run.revos_agency_id,
-            owner=fence_owner(self.run),
-            message=fence_message(self.run.agency_link),
-        )
-        self.set_at = time.monotonic()
-        MigrationRun.objects.filter(pk=self.run.pk).update(fence_held=True)
-        flags_cache_invalidate()
-
-    def lift(self) -> str:
-        """Lift it if set; say what became of it."""
-        if self.xid is None:
-            return "RevOS was not fenced"
-        try:
-            if self.connection.closed or self.connection.broken:
-                self.connection = connect("revos", purpose="cutover-fence")
-            else:
-                self.connection.rollback()
-            capture.fence_lift(self.connection, agency_id=self.run.revos_agency_id, owner=fence_owner(self.run))
-        except Exception as error:  # RevOS down: the next request's reconcile lifts it
-            logger.warning("could not lift the fence of run %s: %s", self.run.pk, error)
-            return f"the fence could not be lifted yet ({error}); the next request on the agency lifts it"
-        MigrationRun.objects.filter(pk=self.run.pk).update(fence_held=False)
-        flags_cache_invalidate()
-        return "the fence is lifted, RevOS accepts the agency's writes again"
-
-
 def _cutover_perform(run: MigrationRun, mark_running) -> dict:
-    link = run.agency_link
-    steps = RunSteps(run)
-    with (
-        connect("revos", purpose="cutover-read") as source,
-        connect("unified", purpose="cutover") as target,
-        connect("revos", purpose="cutover-fence") as control,
-        agency_lock(target, link.revos_agency_id),
-    ):
-        source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        source.read_only = True
-        mark_running()
-        fence = _Fence(run, control)
-        try:
-            return _cutover_steps(run, steps, fence, source=source, target=target)
-        except CutoverCancelled as cancelled:
-            cancelled.outcome = _undo(link, fence)
-            raise
-        except MigrationStopped:
-            stopped = CutoverCancelled(steps.current)
-            stopped.outcome = _undo(link, fence)
-            raise stopped from None
-        except BaseException as error:
-            outcome = _undo(link, fence)
-            reason = str(error).strip() or type(error).__name__
-            outcome = f"{outcome[0].upper()}{outcome[1:]}; unified_db stays off."
-            raise RunStepFailed(steps.current, f"Step {STEPS[steps.current]} failed: {reason}. {outcome}") from error
+    try:
+        return fenced_switch_perform(run, mark_running, switch=CUTOVER, steps=STEPS)
+    except BaseException:
+        if not agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
+            _unified_watch_stop(run.agency_link)  # not switched: nothing recorded outlives the run
+        raise
 
 
-def _undo(link: AgencyLink, fence: _Fence) -> str:
-    """Before the switch: lift the fence, and stop recording the agency's unified writes."""
+def _unified_watch_stop(link: AgencyLink) -> None:
     try:
         reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     except Exception as error:  # unified down: the next cutover's watch starts afresh anyway
         logger.warning("could not stop recording the unified writes of %s: %s", link, error)
-    return fence.lift()
 
 
-def _cutover_steps(
-    run: MigrationRun, steps: RunSteps, fence: _Fence, *, source: psycopg.Connection, target: psycopg.Connection
-) -> dict:
-    link = run.agency_link
-    scope = AgencyScope(link.revos_agency_id, link.unified_agency_id)
-    with steps.step("preflight") as step:
-        step["detail"] = _preflight(link, fence.connection)
-    steps.check_cancel()
-    with steps.step("catch_up_ahead") as step:
-        applied = catch_up_rounds(
-            migration=lambda: _catch_up(run), target=target,
-            pending_rows=settings.CUTOVER_PENDING_ROWS, rounds=settings.CUTOVER_CATCH_UP_ROUNDS,
-        )  # fmt: skip
-        step["detail"] = f"{len(applied)} round(s), {' + '.join(map(str, applied))} changed rows applied"
-    steps.check_cancel()
-    with steps.step("verify_ahead") as step:
+def _catch_up_ahead(switch_run: SwitchRun) -> str:
+    """Catch-ups before the fence until few changed rows are pending (etl/catch_up.py catch_up_rounds)."""
+    steps = switch_run.steps
+    applied = catch_up_rounds(
+        migration=lambda: agency_migration(
+            link=switch_run.link,
+            on_progress=lambda progress: Control.CANCEL if steps.cancel_requested() else Control.CONTINUE,
+        ),
+        target=switch_run.unified,
+        pending_rows=settings.CUTOVER_PENDING_ROWS,
+        rounds=settings.CUTOVER_CATCH_UP_ROUNDS,
+    )
+    return f"{len(applied)} round(s), {' + '.join(map(str, applied))} changed rows applied"
+
+
+def _verify_ahead(switch_run: SwitchRun) -> str:
+    """The whole delta verification before the fence, the unified writes recorded from then on (verify/delta.py)."""
+    link, started = switch_run.link, time.monotonic()
+    position = capture.capture_state(switch_run.fence.connection, agency_id=link.revos_agency_id).applied_snapshot
+    unified_watch_start(
+        source_agency_id=link.revos_agency_id,
+        unified_agency_id=link.unified_agency_id,
+        agency_name=link.name,
+        wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
+    )
+    watched = time.monotonic() - started
+    ahead = delta_verify_ahead(
+        scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
+        content_ids=_changed_since_full(link, switch_run.fence.connection),
+        position=position,
+    )
+    switch_run.kept["ahead"] = ahead
+    again = sum(o.status != PASS for o in ahead.outcomes)
+    return (
+        f"{len(ahead.outcomes)} checks in {time.monotonic() - started - watched:.2f} s, {again} not passed"
+        f" (checked again inside the fence); unified writes recorded from then on ({watched:.2f} s)"
+    )
+
+
+def _catch_up(switch_run: SwitchRun) -> str:
+    """The changes captured since the last catch-up, through the migration's own batch writer."""
+    steps = switch_run.steps
+    with connect("revos", purpose="cutover-read") as source:
+        source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        source.read_only = True
         started = time.monotonic()
-        position = capture.capture_state(fence.connection, agency_id=link.revos_agency_id).applied_snapshot
-        unified_watch_start(
-            source_agency_id=link.revos_agency_id,
-            unified_agency_id=link.unified_agency_id,
-            agency_name=link.name,
-            wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
+        migration = agency_migration(
+            link=switch_run.link,
+            on_progress=lambda progress: Control.CANCEL if steps.cancel_requested() else Control.CONTINUE,
         )
-        watched = time.monotonic() - started
-        ahead = delta_verify_ahead(
-            scope=scope, content_ids=_changed_since_full(link, fence.connection), position=position
-        )
-        again = sum(o.status != PASS for o in ahead.outcomes)
-        step["detail"] = (
-            f"{len(ahead.outcomes)} checks in {time.monotonic() - started - watched:.2f} s, {again} not passed"
-            f" (checked again inside the fence); unified writes recorded from then on ({watched:.2f} s)"
-        )
-    steps.check_cancel()
-    with steps.step("catch_up_again") as step:  # what came during the verification: not left for the fence
-        applied = catch_up_rounds(
-            migration=lambda: _catch_up(run), target=target,
-            pending_rows=settings.CUTOVER_PENDING_ROWS, rounds=settings.CUTOVER_CATCH_UP_ROUNDS,
-        )  # fmt: skip
-        step["detail"] = f"{len(applied)} round(s), {' + '.join(map(str, applied))} changed rows applied"
-    steps.check_cancel()
-    with steps.step("fence") as step:
-        fence.set()
-        step["detail"] = "RevOS refuses the agency's writes; the flags API reports it read-only"
-    with steps.step("drain") as step:
-        waited = capture.transactions_older_wait(
-            fence.connection,
-            xid=fence.xid,
-            timeout=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
-            should_stop=lambda: _cancel_requested(run.pk),
-        )
-        steps.check_cancel()
-        step["detail"] = f"no older transaction left after {waited:.2f} s"
-    with steps.step("catch_up") as step:
-        started = time.monotonic()
-        migration = _catch_up(run)
-        report = migration._run_locked(source, target)  # this run holds the agency's lock already
-        catch_up_seconds = time.monotonic() - started
-        step["detail"] = f"{migration.changed_rows} changed rows applied"
-    steps.check_cancel()
-    with steps.step("verify") as step:
-        step["detail"] = _verify_in_fence(link, ahead)
-    steps.check_cancel()
-    with steps.step("switch") as step:
-        # From here on the apps write the unified database: record it, so the agency can switch back
-        # with those writes (services/switch_back.py). A fresh record: nothing before this counts.
+        tables = migration._run_locked(source, switch_run.unified)  # this run holds the agency's lock already
+    switch_run.report.update(
+        catch_up_seconds=round(time.monotonic() - started, 3),
+        changed_rows=migration.changed_rows,
+        tables=tables.as_dict(),
+    )
+    return f"{migration.changed_rows} changed rows applied"
+
+
+def _switch(switch_run: SwitchRun) -> str:
+    link = switch_run.link
+    # From here on the apps write the unified database: record it, so the agency can switch back
+    # with those writes (services/switch_back.py). A fresh record: nothing before this counts.
+    reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+    reverse_capture_start(
+        source_agency_id=link.revos_agency_id,
+        unified_agency_id=link.unified_agency_id,
+        agency_name=link.name,
+        wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
+    )
+    try:
+        switch_run.unified_db_switch()
+    except BaseException:
         reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
-        reverse_capture_start(
-            source_agency_id=link.revos_agency_id,
-            unified_agency_id=link.unified_agency_id,
-            agency_name=link.name,
-            wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
-        )
-        try:
-            flag_set_for_agency(
-                flag=FeatureFlag.objects.get(name="unified_db"),
-                agency_link=link,
-                enabled=True,
-                reason=run.reason or "cutover",
-                actor=run.requested_by,
-            )
-        except BaseException:
-            reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
-            raise
-        step["detail"] = "unified_db is on; RevOS stays fenced for the agency; unified changes are recorded"
-    window = time.monotonic() - fence.set_at
-    logger.info("cutover of %s: write downtime %.2f s", link, window, extra={"agency_id": str(link.revos_agency_id)})
-    return {
-        "window_seconds": round(window, 3),
-        "catch_up_seconds": round(catch_up_seconds, 3),
-        "changed_rows": migration.changed_rows,
-        "tables": report.as_dict(),
-    }
-
-
-def _cancel_requested(run_id: int) -> bool:
-    control = MigrationRun.objects.filter(pk=run_id).values_list("control", flat=True).get()
-    return control == MigrationRun.Control.CANCEL
+        raise
+    return "unified_db is on; RevOS stays fenced for the agency; unified changes are recorded"
 
 
 def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
@@ -365,19 +216,6 @@ def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
     return f"interlock passed; about {rows} changed rows to apply ({records} captured writes)"
 
 
-def _catch_up(run: MigrationRun) -> CapturedMigration:
-    link = run.agency_link
-    return CapturedMigration(
-        source_agency_id=link.revos_agency_id,
-        target_agency_id=link.unified_agency_id,
-        link_existing=link.kind == AgencyLink.Kind.EXISTING,
-        batch_size=settings.MIGRATION_BATCH_SIZE,
-        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
-        on_progress=lambda progress: Control.CANCEL if _cancel_requested(run.pk) else Control.CONTINUE,
-        client_links=client_links_of(link),
-    )
-
-
 def _changed_since_full(link: AgencyLink, connection: psycopg.Connection) -> dict[str, list[str]]:
     """Source table -> ids of the rows written since the last full verification (all recorded ones without one)."""
     last_full = (
@@ -390,11 +228,12 @@ def _changed_since_full(link: AgencyLink, connection: psycopg.Connection) -> dic
     return capture.changes_since(connection, agency_id=link.revos_agency_id, since=since)
 
 
-def _verify_in_fence(link: AgencyLink, ahead: Ahead) -> str:
+def _verify_in_fence(switch_run: SwitchRun) -> str:
+    link = switch_run.link
     outcomes: list[CheckOutcome] = []
     delta_verify_in_fence(
         scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
-        ahead=ahead,
+        ahead=switch_run.kept["ahead"],
         unified_changed=reverse_changes(unified_agency_id=link.unified_agency_id),
         record=outcomes.append,
     )
@@ -410,3 +249,17 @@ def _verify_in_fence(link: AgencyLink, ahead: Ahead) -> str:
         f" proven unchanged by the capture), content of {rows} rows changed since, "
         f"{len(outcomes) - counted - len(compared)} isolation checks"
     )
+
+
+# The cutover's steps, in order (services/fenced_switch.py runs them).
+STEPS = {
+    "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link, switch_run.fence.connection)),
+    "catch_up_ahead": Step("Catch-up before the fence", _catch_up_ahead),
+    "verify_ahead": Step("Verification before the fence", _verify_ahead),
+    "catch_up_again": Step("Catch-up again before the fence", _catch_up_ahead),
+    "fence": Step("Fence RevOS writes", SwitchRun.fence_set),
+    "drain": Step("Drain older transactions", SwitchRun.fence_drain),
+    "catch_up": Step("Final catch-up", _catch_up),
+    "verify": Step("Delta verification", _verify_in_fence),
+    "switch": Step("Switch unified_db on", _switch),
+}
