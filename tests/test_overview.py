@@ -26,8 +26,8 @@ from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors import AGENCY_STATES, agency_cockpit
 from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.flags import flag_set_for_agency
 from tests.conftest import run_worker
+from tests.test_flags import switched_by_run
 
 OVERVIEW = "admin:migration_jobs_agencylink_overview"
 Status, Kind = MigrationRun.Status, MigrationRun.Kind
@@ -192,9 +192,8 @@ def one_agency_per_state() -> dict[str, AgencyLink]:
     for state in ("verified", "cut over", "complete"):
         record_run(links[state], Status.SUCCEEDED)
         record_verification(links[state], VerificationRun.Verdict.PASS)
-    flag = FeatureFlag.objects.get(name="unified_db")
     for state in ("cut over", "complete"):
-        flag_set_for_agency(flag=flag, agency_link=links[state], enabled=True, reason="test", actor=None)
+        switched_by_run(links[state])
     record_run(links["complete"], Status.SUCCEEDED, kind=Kind.COMPLETE, minutes_ago=1)
     record_run(links["failed"], Status.FAILED)
     record_run(links["paused"], Status.PAUSED)

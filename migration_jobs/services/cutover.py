@@ -46,7 +46,7 @@ from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_cutover_refusal
 from migration_jobs.services.fence import agency_cut_over_refusal, fence_message, fence_owner
-from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
+from migration_jobs.services.flags import flags_cache_invalidate, unified_db_switch
 from migration_jobs.services.migration import (
     BulkOutcome,
     RunStepFailed,
@@ -278,13 +278,7 @@ def _cutover_steps(
             wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
         )
         try:
-            flag_set_for_agency(
-                flag=FeatureFlag.objects.get(name="unified_db"),
-                agency_link=link,
-                enabled=True,
-                reason=run.reason or "cutover",
-                actor=run.requested_by,
-            )
+            unified_db_switch(run=run)
         except BaseException:
             reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
             raise

@@ -42,11 +42,10 @@ from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse import Scope, reverse_apply, reverse_plan, reverse_verify
 from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_capture_stop, reverse_changes
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.cutover import RunSteps, cutover_run_execute
 from migration_jobs.services.fence import agency_completed, agency_cut_over, agency_reopen_revos, fence_owner
-from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
+from migration_jobs.services.flags import flags_cache_invalidate, unified_db_switch
 from migration_jobs.services.migration import (
     BulkOutcome,
     RunStepFailed,
@@ -244,13 +243,7 @@ def _switch_back_steps(run: MigrationRun, steps: RunSteps, fence: _UnifiedFence,
     with steps.step("verify") as step:
         step["detail"] = _verify(link, scope)
     with steps.step("switch") as step:
-        flag_set_for_agency(
-            flag=FeatureFlag.objects.get(name="unified_db"),
-            agency_link=link,
-            enabled=False,
-            reason=run.reason or "switch back",
-            actor=run.requested_by,
-        )
+        unified_db_switch(run=run)
         step["detail"] = "unified_db is off: the apps use RevOS for the agency again"
     with steps.step("reopen") as step:
         try:
