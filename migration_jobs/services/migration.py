@@ -367,7 +367,8 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
                 "link_existing": link.kind == AgencyLink.Kind.EXISTING,
             }
             # What would move, then every row the unified schema would refuse (etl/preflight.py).
-            report = {**agency_plan(**agency), **agency_preflight(**agency)}
+            plan = agency_plan(**agency, client_links=client_links_of(link))
+            report = {**plan, **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
             # One transaction: the rows it deleted are its progress, all at once.
