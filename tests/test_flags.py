@@ -78,7 +78,9 @@ def make_link(name: str = "Acme") -> AgencyLink:
     )
 
 
-def make_run(link: AgencyLink, *, kind="migrate", status="succeeded", minutes_ago: int = 60) -> MigrationRun:
+def make_run(
+    link: AgencyLink, *, kind="migrate", status="succeeded", minutes_ago: int = 60, reason: str = ""
+) -> MigrationRun:
     finished = timezone.now() - timedelta(minutes=minutes_ago)
     return MigrationRun.objects.create(
         agency_link=link,
@@ -86,6 +88,7 @@ def make_run(link: AgencyLink, *, kind="migrate", status="succeeded", minutes_ag
         unified_agency_id=link.unified_agency_id,
         kind=kind,
         status=status,
+        reason=reason,
         started_at=finished - timedelta(minutes=5),
         finished_at=None if status in ("queued", "running", "paused") else finished,
     )
@@ -104,15 +107,7 @@ def make_verification(link: AgencyLink, *, verdict="pass", status="finished", mi
 
 def switch_run(link: AgencyLink, *, kind="cutover", status="running") -> MigrationRun:
     """A cutover (or switch-back) run of the agency as its worker has it at the switch step."""
-    return MigrationRun.objects.create(
-        agency_link=link,
-        revos_agency_id=link.revos_agency_id,
-        unified_agency_id=link.unified_agency_id,
-        kind=kind,
-        status=status,
-        reason=f"{kind} for the test",
-        started_at=timezone.now(),
-    )
+    return make_run(link, kind=kind, status=status, minutes_ago=0, reason=f"{kind} for the test")
 
 
 def switched_by_run(link: AgencyLink, *, kind="cutover") -> FlagChange | None:

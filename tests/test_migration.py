@@ -125,6 +125,16 @@ def test_shared_agency_reuses_audienceos_agency_users_and_clients(shared_agency)
     assert run.report["clients"]["reused"] > 0
 
 
+def client_link_to_another_name(link: AgencyLink, revos_client, revos_name: str):
+    """Staff link the RevOS client to an AudienceOS client that name matching would never pick for it."""
+    audience_client = unified(
+        "SELECT id FROM client WHERE agency_id = %s AND lower(name) <> lower(%s) LIMIT 1",
+        [link.unified_agency_id, revos_name],
+    )[0][0]
+    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=audience_client)
+    return audience_client
+
+
 def test_an_explicit_client_link_reuses_that_client_and_rewrites_references(shared_agency):
     link = shared_agency
     revos_client, revos_name, campaign = revos(
@@ -132,12 +142,7 @@ def test_an_explicit_client_link_reuses_that_client_and_rewrites_references(shar
         "WHERE c.agency_id = %s LIMIT 1",
         [link.revos_agency_id],
     )[0]
-    # An AudienceOS client that name matching would never pick for it.
-    audience_client = unified(
-        "SELECT id FROM client WHERE agency_id = %s AND lower(name) <> lower(%s) LIMIT 1",
-        [link.unified_agency_id, revos_name],
-    )[0][0]
-    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=audience_client)
+    audience_client = client_link_to_another_name(link, revos_client, revos_name)
     assert migrate(link).status == Status.SUCCEEDED
     assert unified("SELECT count(*) FROM client WHERE id = %s", [revos_client]) == [(0,)], "not duplicated"
     assert unified("SELECT client_id FROM campaign WHERE id = %s", [campaign]) == [(audience_client,)]
@@ -153,11 +158,7 @@ def test_the_plan_counts_an_explicitly_linked_client_as_reused_exactly_as_the_mi
         f"SELECT id, name FROM clients WHERE agency_id = %s AND NOT {normalized} = ANY(%s) ORDER BY id LIMIT 1",
         [link.revos_agency_id, [name for (name,) in audience_names]],
     )[0]
-    audience_client = unified(
-        "SELECT id FROM client WHERE agency_id = %s AND lower(name) <> lower(%s) LIMIT 1",
-        [link.unified_agency_id, revos_name],
-    )[0][0]
-    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=audience_client)
+    client_link_to_another_name(link, revos_client, revos_name)
     plan = migrate(link, kind=MigrationRun.Kind.PLAN).report["tables"]["clients"]
     run = migrate(link)
     assert run.status == Status.SUCCEEDED, run.error
