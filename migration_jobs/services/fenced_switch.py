@@ -37,7 +37,7 @@ from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.fence import agency_cut_over, agency_reopen_revos, fence_message, fence_owner
-from migration_jobs.services.flags import flags_cache_invalidate, unified_db_switch
+from migration_jobs.services.flags import RUN_SWITCHES, flags_cache_invalidate, unified_db_switch
 
 logger = logging.getLogger(__name__)
 Kind, Status = MigrationRun.Kind, MigrationRun.Status
@@ -107,12 +107,16 @@ class FencedSwitch:
     kind: str
     name: str  # the unified_db change's reason when the run gives none; its sessions' names
     fenced: FencedSide
-    unified_db: bool
     undone: str
     recovered: str
     cancellable: bool  # Cancel is honoured between its steps before the switch
     # What finishing a run whose worker died after the switch still takes.
     switched: Callable[[AgencyLink], object] = lambda link: None
+
+    @property
+    def unified_db(self) -> bool:
+        """What its switch step sets unified_db to (services/flags.py says it, for the flag's guard)."""
+        return RUN_SWITCHES[self.kind]
 
     @property
     def purpose(self) -> str:
@@ -124,7 +128,6 @@ CUTOVER = FencedSwitch(
     kind=Kind.CUTOVER,
     name="cutover",
     fenced=REVOS,
-    unified_db=True,
     undone="unified_db stays off",
     recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
     cancellable=True,
@@ -133,7 +136,6 @@ SWITCH_BACK = FencedSwitch(
     kind=Kind.SWITCH_BACK,
     name="switch back",
     fenced=UNIFIED,
-    unified_db=False,
     undone="{name} stays cut over and nothing was lost",
     recovered=(
         "before unified_db was turned off: the unified fence is lifted and the agency stays cut over."
