@@ -22,7 +22,7 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
@@ -240,6 +240,8 @@ def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, cli
     assert all(s["seconds"] is not None for s in run.steps)
     assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("converted",)]
     assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    switched = FlagChange.objects.filter(flag__name="unified_db", agency_link=link).get()
+    assert (switched.new_value, switched.reason) == ("on", "going live"), "set by the run, with its reason"
     assert f'Agency "{link.name}" ({link.revos_agency_id}) {FENCE_ERROR}' in revos_write_error(link.revos_agency_id)
     assert revos_write_error(other.revos_agency_id) is None
     assert agency_revos_read_only(link=link) and not agency_revos_read_only(link=other)

@@ -24,9 +24,9 @@ from psycopg.types.json import Jsonb
 
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.connections import connect
+from migration_jobs.etl.id_map import ID_MAP
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
-ID_MAP = sql.SQL("controlplane.id_map")
 CLAIMS_SAMPLE = 3  # people whose hook claims are probed per agency
 APPS = ("revos", "audience")
 
