@@ -207,9 +207,16 @@ def _tenant_tables(connection: psycopg.Connection, catalog: Catalog) -> list[tup
 
 
 def _sees_other_agency(connection: psycopg.Connection, table: str, key: str, scope: AgencyScope) -> bool:
+    """Is any row of another agency visible? `key <> X` written as `key < X` or `key > X`: the same
+    rows, but beside the policy's `key = <the claims' agency>` the index sees two ranges that cannot
+    meet and reads nothing, where `<>` filtered every row of the agency, per table and person."""
+    other = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE {key} {op} %(agency)s)")
+    table_key = {"table": sql.Identifier(table), "key": sql.Identifier(key)}
     return connection.execute(
-        sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {} <> %s)").format(sql.Identifier(table), sql.Identifier(key)),
-        [scope.target_agency_id],
+        sql.SQL("SELECT ({}) OR ({})").format(
+            other.format(op=sql.SQL("<"), **table_key), other.format(op=sql.SQL(">"), **table_key)
+        ),
+        {"agency": scope.target_agency_id},
     ).fetchone()[0]
 
 
