@@ -187,6 +187,8 @@ class RunState:
     batch_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))  # next() is atomic
     # The parts of a split table add to one outcome from several writer threads.
     report_lock: threading.Lock = field(default_factory=threading.Lock)
+    units_left: Counter[str] = field(default_factory=Counter)  # target table -> units of it not written yet
+    analyzed: set[str] = field(default_factory=set)  # target tables ANALYZEd by the writers
 
 
 @dataclass
@@ -287,6 +289,7 @@ class AgencyMigration:
         )
         completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
         unfinished_tables = {unit.table for unit in units if unit.name not in completed}
+        self.state.units_left = Counter(unit.plan.target for unit in units if unit.name not in completed)
         control = tables_write(
             pending=[unit for unit in units if unit.name not in completed],
             parents=table_parents(plans, references),
@@ -308,14 +311,28 @@ class AgencyMigration:
         return self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
-        """Refresh the planner's statistics of what the run wrote.
+        """Refresh the planner's statistics of what the run wrote (the tables the writers did not
+        analyze already: those an earlier run of the agency finished), and of the id map.
 
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
+        tables = [t for t in dict.fromkeys(p.target for p in plans) if t not in self.state.analyzed]
+        for table in [*(table_identifier(t) for t in tables), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
+
+    def _analyze_if_written(self, target: psycopg.Connection, plan: TablePlan) -> None:
+        """ANALYZE the plan's target once the last unit writing it is done, on the writer that wrote
+        it last: beside the other writers' tables rather than after them all, at the end of the run."""
+        with self.state.report_lock:
+            self.state.units_left[plan.target] -= 1
+            last = self.state.units_left[plan.target] == 0
+        if last and self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
+            target.execute(sql.SQL("ANALYZE {}").format(table_identifier(plan.target)))
+            target.commit()
+            with self.state.report_lock:
+                self.state.analyzed.add(plan.target)
 
     def _has_previous_rows(self, target: psycopg.Connection) -> bool:
         with target.cursor() as cursor:
@@ -425,7 +442,9 @@ class AgencyMigration:
                 # Rows an existing unified row stands for (batch.skipped) are counted, not written.
                 self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
-                    return
+                    break
+            with writer.clock.measure("statistics"):
+                self._analyze_if_written(target, plan)
         finally:
             stop.set()
             reader.join()
