@@ -72,7 +72,7 @@ def profile_lines(report: dict) -> list[str]:
     missed = {t["name"] for t in report["targets"] if t["met"] is False}
     lines = []
     migration = report["migration"].get("profile")
-    if migration and missed & {"migration / pgloader rows/s", "migration / baseline rows/s"}:
+    if migration and report["migration"].get("seconds") and missed & {"migration / pgloader rows/s", "migration / baseline rows/s"}:
         lines += [
             f"where the migration's {report['migration']['seconds']} s went (median repeat; baseline"
             f" {report['baseline']['seconds']} s):",
@@ -82,7 +82,7 @@ def profile_lines(report: dict) -> list[str]:
             f"  slowest tables (writer-s): {_seconds(migration['slowest_tables'])}",
         ]
     verification = report["verification"].get("profile")
-    if verification and "verification / migration wall time" in missed:
+    if verification and report["verification"].get("seconds") and "verification / migration wall time" in missed:
         lines += [
             f"where the verification's {report['verification']['seconds']} s went (median repeat;"
             f" {report['parallelism']['verification_workers']} workers and the isolation checks beside them,"

@@ -59,6 +59,10 @@ from migration_jobs.mapping import Identity
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
+# A batch also ends at this size: with several writers each holding about three batches (read
+# ahead, being written, in the COPY buffer), rows-only batches of a wide table (3 to 5 MiB per 20,000
+# rows of messages or comments) made the worker's peak grow once large tables were split.
+BATCH_BYTES = 2 << 20
 RUN_PHASES_MESSAGE = "run phases (s)"  # the benchmark finds the run's own steps in the worker's log by it
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
 
@@ -500,7 +504,7 @@ class AgencyMigration:
                                 fields[position] = rewrite.get(fields[position], fields[position])
                             data = b"\t".join(fields) + b"\n"
                     rows.append(data)
-                    if len(rows) >= self.batch_size:
+                    if len(rows) >= self.batch_size or len(rows.data) >= BATCH_BYTES:
                         if not hand_over(_Batch(rows, skipped, last=False)):
                             return
                         rows, skipped = CopyRows(), 0
