@@ -72,7 +72,8 @@ def profile_lines(report: dict) -> list[str]:
     missed = {t["name"] for t in report["targets"] if t["met"] is False}
     lines = []
     migration = report["migration"].get("profile")
-    if migration and report["migration"].get("seconds") and missed & {"migration / pgloader rows/s", "migration / baseline rows/s"}:
+    migration_missed = missed & {"migration / pgloader rows/s", "migration / baseline rows/s"}
+    if migration and report["migration"].get("seconds") and migration_missed:
         lines += [
             f"where the migration's {report['migration']['seconds']} s went (median repeat; baseline"
             f" {report['baseline']['seconds']} s):",
