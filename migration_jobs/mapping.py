@@ -24,7 +24,9 @@ A RevOS column is filled, in this order, from:
   - the unified column of the same name (references to agency, user and client rewritten back
     through the id map).
 A unified row the apps created after cutover has no id map entry; it goes back to the entry whose
-`new_rows` condition it meets (`None`: never to this table), under its own id.
+`new_rows` condition it meets (`None`: never to this table), under its own id. In a condition,
+`{<RevOS table>}` stands for the unified ids the migrations inserted from that table (the id map's
+SQL is etl/id_map.py's), so no other braces may appear in it.
 
 Adding a RevOS table to the migration means adding one entry to TABLE_MAPS.
 """
@@ -70,16 +72,20 @@ class TableMap:
     new_rows: str | None = "true"
     # For a target without agency_id: an SQL expression over its row `{t}` giving the row's agency.
     target_agency: str | None = None
-    # Whether RevOS's change capture records the table's writes (a catch-up then reads only what
-    # changed) and a switch back sends its rows back. False: every catch-up re-reads the agency's
-    # rows, and a switch back leaves the table alone (see the Supabase Auth entries).
+    # Whether the change capture records the table's writes, on RevOS (a catch-up then reads only
+    # what changed) and on the unified database after cutover (a switch back sends back what
+    # changed). False: every catch-up re-reads the agency's rows, and a switch back compares them
+    # all with RevOS and sends back the differences (see the Supabase Auth entries).
     captured: bool = True
+    # Columns written as a side effect of use (GoTrue's sign-in bookkeeping): they go back with a
+    # row that changed, but a difference in them alone changes nothing and fails no verification.
+    volatile: tuple[str, ...] = ()
 
 
 # A chat message whose session came from RevOS's hgc_sessions (SQL over the unified chat_message).
-FROM_HGC_SESSION = (
-    "session_id IN (SELECT target_id FROM controlplane.id_map WHERE source_table = 'hgc_sessions' AND inserted)"
-)
+FROM_HGC_SESSION = "session_id IN ({hgc_sessions})"
+# GoTrue writes these on every sign-in (mapping.TableMap.volatile).
+SIGN_IN_COLUMNS = ("last_sign_in_at", "updated_at")
 
 
 def _map(source: str, target: str, **options) -> TableMap:
@@ -129,7 +135,9 @@ TABLE_MAPS: tuple[TableMap, ...] = (
     # app the account came from. A person AudienceOS already has keeps their AudienceOS account.
     # Not captured: GoTrue writes these tables on every sign-in (last_sign_in_at), so a capture
     # trigger's fence would stop people signing in; at one or two rows per person, every catch-up
-    # re-reads them instead. A switch back leaves accounts alone: RevOS still has them.
+    # re-reads them instead, and a switch back compares the agency's accounts with RevOS's and
+    # sends back the differences (etl/reverse_accounts.py): new passwords, emails, metadata,
+    # identities added or removed, accounts of people created since the cutover.
     _map(
         "auth.users",
         "auth.users",
@@ -139,9 +147,10 @@ TABLE_MAPS: tuple[TableMap, ...] = (
         expressions={
             "raw_app_meta_data": "coalesce(raw_app_meta_data, '{}'::jsonb) || '{\"app_origin\": \"revos\"}'::jsonb"
         },
+        inverse={"raw_app_meta_data": "nullif(raw_app_meta_data - 'app_origin', '{}'::jsonb)"},
         target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.id)',
         captured=False,
-        new_rows=None,
+        volatile=SIGN_IN_COLUMNS,
     ),
     _map(
         "auth.identities",
@@ -151,7 +160,7 @@ TABLE_MAPS: tuple[TableMap, ...] = (
         identity=Identity.PROVIDER,
         target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.user_id)',
         captured=False,
-        new_rows=None,
+        volatile=SIGN_IN_COLUMNS,
     ),
     # HGC: both RevOS chat generations become unified chat, answered by AgentKit.
     _map("chat_sessions", "chat_session", app_context="both"),

@@ -7,3 +7,11 @@ same words as a write.
 
 class RunRefused(Exception):
     """The run cannot be queued; the message tells staff why. Nothing was queued or written."""
+
+
+def reason_required(reason: str | None, what: str) -> str:
+    """The reason staff typed, trimmed; RunRefused when there is none (`what`: "A cutover")."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise RunRefused(f"{what} needs a reason; it is kept with the run and the unified_db change.")
+    return reason

@@ -28,6 +28,7 @@ from migration_jobs.etl.reverse import (
     reverse_plan_build,
     reverse_verify,
 )
+from migration_jobs.etl.reverse_accounts import accounts_baseline_record
 from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_capture_stop, reverse_changes
 from migration_jobs.mapping import TABLE_MAPS, TableMap
 from migration_jobs.models import AgencyLink
@@ -96,15 +97,26 @@ def revos_scope_checksums(*, agency_id, inside: bool) -> dict[str, str]:
 # --- the inverse map ----------------------------------------------------------------------------
 
 
+def by_source_of(plans) -> dict:
+    return {p.source: p for p in plans}
+
+
 def test_every_mapping_entry_has_a_way_back_for_every_revos_column(tenant_db):
     with connect("revos") as source, connect("unified") as target:
         plans = reverse_plan_build(source=source, target=target)
         source_catalog = catalog_read(source)
-    # Accounts stay as RevOS has them on a switch back (mapping.TableMap.captured).
-    assert {p.source for p in plans} == {entry.source for entry in TABLE_MAPS if entry.captured}
+    # Every entry goes back, the accounts too (compared whole rather than captured).
+    assert {p.source for p in plans} == {entry.source for entry in TABLE_MAPS}
     assert {entry.source for entry in TABLE_MAPS if not entry.captured} == {"auth.users", "auth.identities"}
     for plan in plans:
-        assert set(plan.columns) == set(source_catalog.column_names(plan.source)), plan.source
+        written = {c.name for c in source_catalog.columns[plan.source] if not c.generated}
+        assert set(plan.columns) == written, plan.source
+    # GoTrue computes confirmed_at and identities.email; the sign-in bookkeeping alone changes nothing.
+    assert "confirmed_at" not in by_source_of(plans)["auth.users"].columns
+    assert "last_sign_in_at" not in by_source_of(plans)["auth.users"].compared
+    assert by_source_of(plans)["auth.users"].forward.entry.inverse == {
+        "raw_app_meta_data": "nullif(raw_app_meta_data - 'app_origin', '{}'::jsonb)"
+    }
     # A RevOS column the forward map renames or folds away is named on the way back.
     by_source = {p.source: p for p in plans}
     assert "full_name" in by_source["users"].forward.entry.inverse
@@ -137,9 +149,8 @@ def test_every_entry_says_where_new_unified_rows_go():
     for entry in TABLE_MAPS:
         by_target.setdefault(entry.target, []).append(entry)
     for target, entries in by_target.items():
-        # The agency row is the link itself; the accounts are not captured (GoTrue writes them on
-        # every sign-in), so a switch back leaves them as RevOS has them.
-        if target == "agency" or not any(e.captured for e in entries):
+        # The agency row is the link itself.
+        if target == "agency":
             continue
         # Every unified table that takes new rows sends them somewhere, and where two RevOS tables
         # fill it the conditions tell them apart.
@@ -160,10 +171,8 @@ def test_a_migrated_agency_goes_back_to_exactly_its_revos_rows(agencies):
         assert report.problems == []
         assert report.as_dict()["totals"] == {"insert": 0, "update": 0, "delete": 0}
         unchanged = sum(c.unchanged for c in report.tables.values())
-        kept = [entry.source for entry in TABLE_MAPS if not entry.captured]  # accounts are not sent back
         owned = unified(
-            "SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s AND inserted AND source_table <> ALL(%s)",
-            [link.revos_agency_id, kept],
+            "SELECT count(*) FROM controlplane.id_map WHERE agency_id = %s AND inserted", [link.revos_agency_id]
         )[0][0]
         assert unchanged == owned > 0
         applied = reverse_apply(scope=scope_of(link))
@@ -276,6 +285,10 @@ def test_changed_rows_of_shared_tables_go_back_by_origin_and_under_revos_ids(age
         [revos_agency],
     )[0][0]
     new_client, new_session, new_message, new_hgc_message, new_brand = (uuid.uuid4() for _ in range(5))
+    with connect("unified") as connection, connection.cursor() as cursor:
+        # As a cutover keeps them: the merged accounts are AudienceOS's and unchanged since.
+        accounts_baseline_record(cursor, source_agency_id=revos_agency)
+        connection.commit()
     unified("UPDATE client SET name = 'Renamed Client', stage = 'paused' WHERE id = %s", [reused_client])
     unified('UPDATE "user" SET first_name = %s, last_name = %s WHERE id = %s', ["Zed", "Quux", reused_user])
     unified(

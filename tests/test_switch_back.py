@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bcrypt
 import psycopg
 import pytest
 from django.core.management import call_command
@@ -587,3 +588,114 @@ def test_a_reopen_that_fails_after_the_switch_leaves_it_to_the_next_request(agen
     migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
     revos("UPDATE leads SET name = 'RevOS again' WHERE id = %s", [lead])
     assert reverse_capture_state(unified_agency_id=link.unified_agency_id) is None
+
+
+# --- accounts ---------------------------------------------------------------------------------
+
+
+def revos_accounts(condition: str, params) -> str:
+    """A checksum of RevOS's accounts and identities whose person matches `condition` on users."""
+    return revos(
+        "SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), '')) FROM ("
+        " SELECT a::text AS x FROM auth.users a WHERE a.id IN (SELECT id FROM users WHERE " + condition + ")"
+        " UNION ALL SELECT i::text FROM auth.identities i WHERE i.user_id IN (SELECT id FROM users WHERE "
+        + condition
+        + ")) s",
+        [*params, *params],
+    )[0][0]
+
+
+def mapped_pair(revos_agency, source_table: str, *, inserted: bool) -> tuple[uuid.UUID, uuid.UUID]:
+    """(unified id, RevOS id) of one row of the agency's id map."""
+    return unified(
+        "SELECT target_id, source_id FROM controlplane.id_map WHERE agency_id = %s AND source_table = %s"
+        " AND inserted = %s ORDER BY source_id LIMIT 1",
+        [revos_agency, source_table, inserted],
+    )[0]
+
+
+def test_switch_back_carries_the_agencys_account_changes_to_revos_and_no_other_agencys(agencies):
+    link, other = agencies
+    revos_agency = link.revos_agency_id
+    owned, _ = mapped_pair(revos_agency, "auth.users", inserted=True)  # a RevOS-only person's account
+    merged, merged_revos = mapped_pair(revos_agency, "auth.users", inserted=False)  # also in AudienceOS
+    removed, _ = unified(
+        "SELECT target_id, source_id FROM controlplane.id_map WHERE agency_id = %s AND source_table = 'auth.identities'"
+        " AND target_id IN (SELECT id FROM auth.identities WHERE user_id = %s) LIMIT 1",
+        [revos_agency, owned],
+    )[0]
+    signed_in = unified(
+        'SELECT a.id FROM auth.users a JOIN "user" u ON u.id = a.id WHERE u.agency_id = %s AND a.id NOT IN (%s, %s)'
+        " ORDER BY a.id LIMIT 1",
+        [link.unified_agency_id, owned, merged],
+    )[0][0]
+    other_person = unified(
+        "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND source_table = 'auth.users' LIMIT 1",
+        [other.revos_agency_id],
+    )[0][0]
+    others_before = revos_accounts("agency_id <> %s", [revos_agency])
+    merged_email_before = revos("SELECT email FROM auth.users WHERE id = %s", [merged_revos])[0][0]
+    new_hash, merged_hash = (bcrypt.hashpw(p, bcrypt.gensalt(4)).decode() for p in (b"new in unified", b"merged new"))
+    new_identity = uuid.uuid4()
+    # What GoTrue writes in the unified project after cutover: a password and email change, new
+    # metadata, an identity linked and one unlinked, sign-ins, and another agency's password change.
+    unified(
+        "UPDATE auth.users SET encrypted_password = %s, email = 'renamed.in.unified@example.com',"
+        " raw_user_meta_data = coalesce(raw_user_meta_data, '{}') || '{\"nickname\": \"Zed\"}',"
+        " last_sign_in_at = now(), updated_at = now() WHERE id = %s",
+        [new_hash, owned],
+    )
+    unified("""UPDATE "user" SET email = 'renamed.in.unified@example.com' WHERE id = %s""", [owned])
+    unified("UPDATE auth.users SET encrypted_password = %s, updated_at = now() WHERE id = %s", [merged_hash, merged])
+    unified("UPDATE auth.users SET last_sign_in_at = now(), updated_at = now() WHERE id = %s", [signed_in])
+    unified("UPDATE auth.users SET encrypted_password = %s WHERE id = %s", [new_hash, other_person])
+    unified(
+        "INSERT INTO auth.identities (id, provider_id, user_id, identity_data, provider, created_at, updated_at)"
+        ' VALUES (%s, \'gh-4242\', %s, \'{"sub": "gh-4242", "email": "renamed.in.unified@example.com"}\','
+        " 'github', now(), now())",
+        [new_identity, owned],
+    )
+    unified("DELETE FROM auth.identities WHERE id = %s", [removed])
+
+    plan = switch_back_plan(link=link)
+    assert plan["problems"] == []
+    accounts, identities = plan["tables"]["auth.users"], plan["tables"]["auth.identities"]
+    # A sign-in alone changes nothing; the two changed accounts are listed.
+    assert (accounts["insert"], accounts["update"], accounts["delete"]) == (0, 2, 0)
+    assert sorted(accounts["samples"]["update"]) == sorted([str(owned), str(merged_revos)])
+    assert (identities["insert"], identities["update"], identities["delete"]) == (1, 0, 1)
+
+    run = switch_back(link)
+    assert run.status == Status.SUCCEEDED, run.error
+
+    email, hashed, user_metadata, app_metadata = revos(
+        "SELECT email, encrypted_password, raw_user_meta_data, raw_app_meta_data FROM auth.users WHERE id = %s",
+        [owned],
+    )[0]
+    assert email == "renamed.in.unified@example.com" and json.loads(user_metadata)["nickname"] == "Zed"
+    assert "app_origin" not in json.loads(app_metadata or "{}"), "the unified project's own mark stays there"
+    # GoTrue's password check against RevOS's account now passes with the new password only.
+    assert bcrypt.checkpw(b"new in unified", hashed.encode())
+    assert not bcrypt.checkpw(b"the old one", hashed.encode())
+    # The merged person's RevOS account takes the password they changed, keeps its own email.
+    merged_hashed, merged_email = revos(
+        "SELECT encrypted_password, email FROM auth.users WHERE id = %s", [merged_revos]
+    )[0]
+    assert bcrypt.checkpw(b"merged new", merged_hashed.encode()) and merged_email == merged_email_before
+    assert revos("SELECT user_id, provider FROM auth.identities WHERE id = %s", [new_identity]) == [(owned, "github")]
+    assert revos("SELECT count(*) FROM auth.identities WHERE id = %s", [removed]) == [(0,)]
+    assert revos_accounts("agency_id <> %s", [revos_agency]) == others_before
+
+    # The forward direction still works: a catch-up and its verification, then a cutover again.
+    catch_up = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+    run_worker("migrations", "verification")
+    catch_up.refresh_from_db()
+    assert catch_up.status == Status.SUCCEEDED, catch_up.error
+    verification = link.verifications.order_by("-id").first()
+    failed = [(c.check_name, c.table_name, c.actual, c.details) for c in verification.results.exclude(status="pass")]
+    assert verification.verdict == "pass", failed
+    cut_over(link)
+    assert unified("SELECT encrypted_password, email FROM auth.users WHERE id = %s", [owned]) == [
+        (hashed, "renamed.in.unified@example.com")
+    ]
+    assert unified("SELECT user_id FROM auth.identities WHERE id = %s", [new_identity]) == [(owned,)]

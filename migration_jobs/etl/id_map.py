@@ -207,6 +207,106 @@ def agency_forget(cursor, *, agency_id: UUID) -> None:
     cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(ID_MAP), [agency_id])
 
 
+# --- fragments for the switch back (etl/reverse.py, etl/reverse_capture.py, mapping.py) ---------
+
+
+def inserted_from(source_table: str) -> sql.Composed:
+    """The unified ids any run inserted from a RevOS table (a subquery; the primary key finds them)."""
+    return sql.SQL("SELECT target_id FROM {} WHERE source_table = {} AND inserted").format(
+        ID_MAP, sql.Literal(source_table)
+    )
+
+
+def agency_targets(*, agency_id: UUID, source_table: str, reused_only: bool = False) -> sql.Composed:
+    """The unified ids the agency's map rows of a source table point at (a subquery); with
+    `reused_only`, only the rows AudienceOS already had."""
+    return sql.SQL("SELECT target_id FROM {} WHERE agency_id = {} AND source_table = {}{}").format(
+        ID_MAP,
+        sql.Literal(agency_id),
+        sql.Literal(source_table),
+        sql.SQL(" AND NOT inserted") if reused_only else sql.SQL(""),
+    )
+
+
+def agency_reused_in(*, agency_id: UUID, target_table: str) -> sql.Composed:
+    """The ids of a unified table's rows AudienceOS had and the agency reused (a subquery)."""
+    return sql.SQL("SELECT target_id FROM {} WHERE agency_id = {} AND target_table = {} AND NOT inserted").format(
+        ID_MAP, sql.Literal(agency_id), sql.Literal(target_table)
+    )
+
+
+def agency_target_ids(cursor, *, agency_id: UUID, source_tables: list[str]) -> dict[str, set[str]]:
+    """Source table -> the unified ids the agency's map rows of it point at (inserted or reused)."""
+    cursor.execute(
+        sql.SQL(
+            "SELECT source_table, target_id::text FROM {} WHERE agency_id = %s AND source_table = ANY(%s::text[])"
+        ).format(ID_MAP),
+        [agency_id, source_tables],
+    )
+    found: dict[str, set[str]] = {table: set() for table in source_tables}
+    for table, target_id in cursor.fetchall():
+        found[table].add(target_id)
+    return found
+
+
+def agency_rows_back(*, agency_id: UUID, source_table: str, target_ids: list[UUID] | None) -> sql.Composed:
+    """(uid, rid, reused) of the agency's map rows of a source table: the unified id, the RevOS id
+    it goes back under, and whether AudienceOS had the row. `target_ids` None: the inserted rows
+    only (without a capture, reused rows cannot be told changed)."""
+    return sql.SQL(
+        "SELECT m.target_id AS uid, m.source_id AS rid, NOT m.inserted AS reused FROM {id_map} m"
+        " WHERE m.agency_id = {agency} AND m.source_table = {source}{filter}"
+    ).format(
+        id_map=ID_MAP,
+        agency=sql.Literal(agency_id),
+        source=sql.Literal(source_table),
+        filter=sql.SQL(" AND m.inserted") if target_ids is None else _among(target_ids),
+    )
+
+
+def agency_gone(
+    target_table: str, *, agency_id: UUID, source_table: str, target_ids: list[UUID] | None
+) -> sql.Composed:
+    """RevOS ids of the agency's map rows of a source table whose unified row is gone (a subquery);
+    with `target_ids`, only among those."""
+    return sql.SQL(
+        "SELECT m.source_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source}"
+        " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = m.target_id){filter}"
+    ).format(
+        id_map=ID_MAP,
+        agency=sql.Literal(agency_id),
+        source=sql.Literal(source_table),
+        target=table_identifier(target_table),
+        filter=sql.SQL("") if target_ids is None else _among(target_ids),
+    )
+
+
+def _among(target_ids: list[UUID]) -> sql.Composed:
+    return sql.SQL(" AND m.target_id = ANY({})").format(sql.Literal(target_ids))
+
+
+def unmapped_target(*, source_tables: list[str], alias: str, reused_only: bool = False) -> sql.Composed:
+    """No map row of these source tables points at the unified row `alias` (with `reused_only`: as a
+    row AudienceOS had); created since the cutover, not a RevOS row's."""
+    return sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.target_id = {alias}.id{reused}"
+        " AND m.source_table = ANY({sources}::text[]))"
+    ).format(
+        id_map=ID_MAP,
+        alias=sql.Identifier(alias),
+        reused=sql.SQL(" AND NOT m.inserted") if reused_only else sql.SQL(""),
+        sources=sql.Literal(source_tables),
+    )
+
+
+def unmapped_source(*, source_tables: list[str], alias: str) -> sql.Composed:
+    """No map row of these source tables has the id of the unified row `alias` as its RevOS id."""
+    return sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM {id_map} m"
+        " WHERE m.source_table = ANY({sources}::text[]) AND m.source_id = {alias}.id)"
+    ).format(id_map=ID_MAP, alias=sql.Identifier(alias), sources=sql.Literal(source_tables))
+
+
 # --- fragments for verification ----------------------------------------------------------------
 
 

@@ -20,7 +20,8 @@ Which rows: `changed` names the unified ids that changed since cutover, per unif
 reverse capture); without it every row of the agency is a candidate that can be told apart
 without it: rows the id map says the migration inserted, and rows of RevOS-only tables. Rows
 AudienceOS already had (reused) and new rows of the shared tables need the capture to be told
-apart from AudienceOS's own.
+apart from AudienceOS's own. With a capture, the agency's accounts (not captured) join the rows in
+question whole (etl/reverse_accounts.py).
 
 Before anything moves, `reverse_plan` reports what RevOS cannot hold: a value that would not come
 back unchanged on the next cutover (the forward map applied to the RevOS row differs from the
@@ -31,9 +32,10 @@ row RevOS's constraints refuse (tried in a transaction that is rolled back).
 from __future__ import annotations
 
 import logging
+import string
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 import psycopg
@@ -41,9 +43,10 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from migration_jobs.etl import capture, id_map
-from migration_jobs.etl.catalog import Catalog, catalog_read, dependency_order
+from migration_jobs.etl.catalog import Catalog, catalog_read, dependency_order, table_identifier
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import MappingError, TablePlan, migration_plan_build
+from migration_jobs.etl.reverse_accounts import accounts_in_question
 from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,11 @@ class ReverseTablePlan:
     def target(self) -> str:
         return self.forward.target
 
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The columns whose difference makes a row change (mapping.TableMap.volatile: not those)."""
+        return tuple(c for c in self.columns if c not in self.forward.entry.volatile)
+
 
 def reverse_table_plan_build(
     forward: TablePlan, *, source: Catalog, target: Catalog, defaults: dict[str, dict[str, str]]
@@ -90,6 +98,8 @@ def reverse_table_plan_build(
     columns, expressions, types, shared = [], [], [], []
     for column in source.columns[entry.source]:
         name = column.name
+        if column.generated:
+            continue  # RevOS computes it (auth.users.confirmed_at)
         if name in ("id", "agency_id"):
             expression: sql.Composable = sql.SQL("NULL")  # filled in by the read query
         elif name in entry.inverse:
@@ -109,7 +119,7 @@ def reverse_table_plan_build(
         expressions.append(expression)
         types.append(column.base_type)
     order = sorted(range(len(columns)), key=lambda i: columns[i] != "id")
-    filled = set(forward.target_columns)
+    filled = set(forward.target_columns) | {c.name for c in target.columns[entry.target] if c.generated}
     table_defaults = defaults.get(entry.target, {})
     return ReverseTablePlan(
         forward=forward,
@@ -147,7 +157,6 @@ def reverse_plan_build(*, source: psycopg.Connection, target: psycopg.Connection
     plans = [
         reverse_table_plan_build(forward, source=source_catalog, target=target_catalog, defaults=defaults)
         for forward in migration_plan_build(source=source_catalog, target=target_catalog)
-        if forward.entry.captured  # the others stay as RevOS has them (mapping.TableMap.captured)
     ]
     order = {t: i for i, t in enumerate(dependency_order([p.source for p in plans], source_catalog.foreign_keys))}
     return sorted(plans, key=lambda p: order[p.source])
@@ -171,44 +180,35 @@ class Scope:
 def _picked(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
     """(uid, rid, reused) of the unified rows that go back to `plan.source`."""
     changed = scope.changed_ids(plan.target)
-    agency_key = sql.Identifier("id" if plan.target == "agency" else "agency_id")
-    origin_filter = (
-        sql.SQL(" AND m.inserted")
-        if changed is None
-        else sql.SQL(" AND m.target_id = ANY({})").format(sql.Literal(changed))
-    )
-    from_revos = sql.SQL(
-        "SELECT m.target_id AS uid, m.source_id AS rid, NOT m.inserted AS reused FROM {id_map} m"
-        " WHERE m.agency_id = {agency} AND m.source_table = {source}{filter}"
-    ).format(
-        id_map=id_map.ID_MAP,
-        agency=sql.Literal(scope.source_agency_id),
-        source=sql.Literal(plan.source),
-        filter=origin_filter,
-    )
+    from_revos = id_map.agency_rows_back(agency_id=scope.source_agency_id, source_table=plan.source, target_ids=changed)
     entry = plan.forward.entry
     if entry.new_rows is None:
         return from_revos
     if changed is None and entry.app_context != "revos":
         # Without a capture a new row of a shared table cannot be told from AudienceOS's own rows.
         return from_revos
-    new_filter = sql.SQL("") if changed is None else sql.SQL(" AND t.id = ANY({})").format(sql.Literal(changed))
-    new = sql.SQL(
-        "SELECT t.id, t.id, false FROM {target} t WHERE t.{agency_key} = {target_agency}"
-        " AND t.app_context <> 'audience' AND ({condition}){new_filter}"
-        " AND NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.source_table = ANY({sources}) AND m.source_id = t.id)"
-        " AND NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.target_id = t.id AND NOT m.inserted"
-        " AND m.source_table = ANY({sources}))"
-    ).format(
-        target=sql.Identifier(plan.target),
-        agency_key=agency_key,
-        target_agency=sql.Literal(scope.target_agency_id),
-        condition=sql.SQL(entry.new_rows),
-        new_filter=new_filter,
-        id_map=id_map.ID_MAP,
-        sources=sql.Literal(list(plan.sources_of_target)),
+    sources = list(plan.sources_of_target)
+    conditions = [
+        sql.SQL("{} = {}").format(plan.forward.target_agency("t"), sql.Literal(scope.target_agency_id)),
+        sql.SQL("({})").format(new_rows_condition(entry.new_rows)),
+        id_map.unmapped_source(source_tables=sources, alias="t"),
+        id_map.unmapped_target(source_tables=sources, alias="t", reused_only=True),
+    ]
+    if "app_context" in plan.forward.target_columns:
+        conditions.append(sql.SQL("t.app_context <> 'audience'"))
+    if changed is not None:
+        conditions.append(sql.SQL("t.id = ANY({})").format(sql.Literal(changed)))
+    new = sql.SQL("SELECT t.id, t.id, false FROM {target} t WHERE {conditions}").format(
+        target=table_identifier(plan.target), conditions=sql.SQL(" AND ").join(conditions)
     )
     return sql.SQL("{} UNION ALL {}").format(from_revos, new)
+
+
+def new_rows_condition(condition: str) -> sql.Composed:
+    """An entry's `new_rows` SQL, each `{<RevOS table>}` in it standing for the unified ids the
+    migrations inserted from that table (mapping.py says so; the id map's SQL stays in id_map.py)."""
+    names = {name for _, name, _, _ in string.Formatter().parse(condition) if name}
+    return sql.SQL(condition).format(**{name: id_map.inserted_from(name) for name in names})
 
 
 def _rows_back(plan: ReverseTablePlan, scope: Scope, back: dict[str, str], *, with_keys: bool = False) -> sql.Composed:
@@ -235,7 +235,7 @@ def _rows_back(plan: ReverseTablePlan, scope: Scope, back: dict[str, str], *, wi
         sql.SQL("CASE WHEN now.{c} IS DISTINCT FROM base.{c} THEN {name} END").format(
             c=sql.Identifier(column), name=sql.Literal(column)
         )
-        for column in plan.columns
+        for column in plan.compared
     )
     keys = sql.SQL(", p.uid AS __uid, p.reused AS __reused") if with_keys else sql.SQL("")
     joined = sql.SQL(" CROSS JOIN (SELECT {}::jsonb AS m) AS back").format(sql.Literal(Jsonb(back))) if back else None
@@ -252,7 +252,7 @@ def _rows_back(plan: ReverseTablePlan, scope: Scope, back: dict[str, str], *, wi
         picked=_picked(plan, scope),
         back=joined or sql.SQL(""),
         values=sql.SQL(", ").join(values),
-        target=sql.Identifier(plan.target),
+        target=table_identifier(plan.target),
         baseline=BASELINE,
         agency=sql.Literal(scope.source_agency_id),
         table=sql.Literal(plan.target),
@@ -262,29 +262,35 @@ def _rows_back(plan: ReverseTablePlan, scope: Scope, back: dict[str, str], *, wi
 def _gone(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
     """RevOS ids whose unified row is gone: those of the id map, and (with a capture) new rows deleted again."""
     changed = scope.changed_ids(plan.target)
-    mapped = sql.SQL(
-        "SELECT m.source_id FROM {id_map} m WHERE m.agency_id = {agency} AND m.source_table = {source}"
-        " AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = m.target_id){filter}"
-    ).format(
-        id_map=id_map.ID_MAP,
-        agency=sql.Literal(scope.source_agency_id),
-        source=sql.Literal(plan.source),
-        target=sql.Identifier(plan.target),
-        filter=sql.SQL("") if changed is None else sql.SQL(" AND m.target_id = ANY({})").format(sql.Literal(changed)),
+    mapped = id_map.agency_gone(
+        plan.target, agency_id=scope.source_agency_id, source_table=plan.source, target_ids=changed
     )
     if changed is None:
         return mapped
     unknown = sql.SQL(
         "SELECT c.id FROM unnest({changed}::uuid[]) AS c(id)"
-        " WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = c.id)"
-        " AND NOT EXISTS (SELECT 1 FROM {id_map} m WHERE m.target_id = c.id AND m.source_table = ANY({sources}))"
+        " WHERE NOT EXISTS (SELECT 1 FROM {target} t WHERE t.id = c.id) AND {unmapped}"
     ).format(
         changed=sql.Literal(changed),
-        target=sql.Identifier(plan.target),
-        id_map=id_map.ID_MAP,
-        sources=sql.Literal(list(plan.sources_of_target)),
+        target=table_identifier(plan.target),
+        unmapped=id_map.unmapped_target(source_tables=list(plan.sources_of_target), alias="c"),
     )
     return sql.SQL("{} UNION {}").format(mapped, unknown)
+
+
+def _with_accounts(unified: psycopg.Connection, scope: Scope) -> Scope:
+    """With a capture, the agency's accounts join the rows in question: not captured, they are
+    compared whole (etl/reverse_accounts.py)."""
+    if scope.changed is None:
+        return scope
+    with unified.cursor() as cursor:
+        accounts = accounts_in_question(
+            cursor,
+            source_agency_id=scope.source_agency_id,
+            target_agency_id=scope.target_agency_id,
+            changed_people=scope.changed.get("user", frozenset()),
+        )
+    return replace(scope, changed={**scope.changed, **accounts})
 
 
 def _back_map(target: psycopg.Connection, scope: Scope) -> dict[str, str]:
@@ -332,7 +338,7 @@ def unholdable_values(
         rows=_rows_back(plan, scope, back, with_keys=True),
         uid=sql.Identifier("__uid"),
         aliases=sql.SQL(", ").join(aliases),
-        target=sql.Identifier(plan.target),
+        target=table_identifier(plan.target),
     )
     found: dict[str, list[str]] = {}
     for uid, columns in target.execute(query):
@@ -411,9 +417,10 @@ class _Stage:
 
     def __init__(self, plan: ReverseTablePlan, revos: psycopg.Connection, scope: Scope):
         self.plan, self.revos, self.scope = plan, revos, scope
-        self.rows = sql.Identifier(f"back_{plan.source}")
-        self.gone = sql.Identifier(f"gone_{plan.source}")
-        self.table = sql.Identifier(plan.source)
+        name = plan.source.replace(".", "_")
+        self.rows = sql.Identifier(f"back_{name}")
+        self.gone = sql.Identifier(f"gone_{name}")
+        self.table = table_identifier(plan.source)
         self.column_list = sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns)
         # Base types (varchar, not varchar(200)): a value too long for RevOS is refused by the write,
         # where the plan's trial names it, not by the staging copy.
@@ -463,7 +470,7 @@ class _Stage:
             sql.SQL("((s.__changed IS NULL OR {name} = ANY(s.__changed)) AND r.{c} IS DISTINCT FROM s.{c})").format(
                 c=sql.Identifier(c), name=sql.Literal(c)
             )
-            for c in self.plan.columns
+            for c in self.plan.compared
         )
         query = sql.SQL(
             "SELECT CASE WHEN r.id IS NULL THEN 'insert' WHEN NOT {in_scope} THEN 'foreign'"
@@ -493,6 +500,7 @@ class _Stage:
 
     def upsert(self) -> None:
         changed = [c for c in self.plan.columns if c != "id"]
+        compared = [c for c in self.plan.compared if c != "id"]
         # Reused rows: only the columns the apps changed since the cutover.
         self.revos.execute(
             sql.SQL(
@@ -520,8 +528,8 @@ class _Stage:
                 assignments=sql.SQL(", ").join(
                     sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c)) for c in changed
                 ),
-                current=sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in changed),
-                incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in changed),
+                current=sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in compared),
+                incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compared),
             )
         )
 
@@ -579,6 +587,7 @@ def reverse_plan(*, scope: Scope) -> ReverseReport:
     cannot hold (values, and rows its constraints refuse, found by applying in a transaction that
     is then rolled back). Writes nothing."""
     with _connections("switch-back-plan") as (revos, unified):
+        scope = _with_accounts(unified, scope)
         plans, stages, report, back = _compare_all(revos, unified, scope)
         for plan in plans:
             report.tables[plan.source].unholdable = unholdable_values(unified, plan, scope, back)
@@ -606,6 +615,7 @@ def reverse_apply(*, scope: Scope) -> ReverseReport:
     value or refuses a row. Then records the new rows in the id map and forgets the deleted ones.
     """
     with _connections("switch-back") as (revos, unified):
+        scope = _with_accounts(unified, scope)
         plans, stages, report, back = _compare_all(revos, unified, scope)
         problems = []
         for plan in plans:
@@ -657,6 +667,7 @@ def reverse_verify(*, scope: Scope) -> ReverseReport:
     """Compare RevOS with the unified rows in question: every one must be unchanged (nothing left to
     insert, update or delete). Writes nothing."""
     with _connections("switch-back-verify") as (revos, unified):
+        scope = _with_accounts(unified, scope)
         _, _, report, _ = _compare_all(revos, unified, scope)
         revos.rollback()
         return report

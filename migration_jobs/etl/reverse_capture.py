@@ -24,6 +24,7 @@ from psycopg import sql
 
 from migration_jobs.etl import capture, id_map
 from migration_jobs.etl.connections import connect
+from migration_jobs.etl.reverse_accounts import accounts_baseline_record
 from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
 
 BASELINE = sql.SQL("controlplane.reverse_baseline")
@@ -54,16 +55,22 @@ def reverse_capture_start(
 
 def _baseline_record(connection: psycopg.Connection, *, source_agency_id: UUID) -> None:
     connection.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(BASELINE), [source_agency_id])
-    # Accounts stay out of the switch back (mapping.TableMap.captured): no baseline for them.
-    for table in sorted(t for t in SHARED_TARGETS if t in {e.target for e in TABLE_MAPS if e.captured}):
+    captured = {e.target for e in TABLE_MAPS if e.captured}
+    for table in sorted(SHARED_TARGETS & captured):
         connection.execute(
             sql.SQL(
                 "INSERT INTO {baseline} (agency_id, table_name, row_id, row_data)"
-                " SELECT %s, %s, t.id, to_jsonb(t) FROM {table} t WHERE t.id IN (SELECT target_id FROM {id_map}"
-                " WHERE agency_id = %s AND target_table = %s AND NOT inserted)"
-            ).format(baseline=BASELINE, table=sql.Identifier(table), id_map=id_map.ID_MAP),
-            [source_agency_id, table, source_agency_id, table],
+                " SELECT %s, %s, t.id, to_jsonb(t) FROM {table} t WHERE t.id IN ({reused})"
+            ).format(
+                baseline=BASELINE,
+                table=sql.Identifier(table),
+                reused=id_map.agency_reused_in(agency_id=source_agency_id, target_table=table),
+            ),
+            [source_agency_id, table],
         )
+    # The accounts are compared whole at a switch back; what AudienceOS had is kept for it too.
+    with connection.cursor() as cursor:
+        accounts_baseline_record(cursor, source_agency_id=source_agency_id)
     connection.commit()
 
 

@@ -14,7 +14,6 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.flags import flags_cache_invalidate
 
 logger = logging.getLogger(__name__)
@@ -83,35 +82,6 @@ def fence_lift_for_run(*, run: MigrationRun) -> bool:
     MigrationRun.objects.filter(pk=run.pk).update(fence_held=False)
     flags_cache_invalidate()
     return lifted
-
-
-def cutover_recovery(*, run: MigrationRun) -> tuple[str, str]:
-    """(status, message) for a cutover whose worker died: finished if the switch was made, else undone."""
-    if agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
-        return Status.SUCCEEDED, ""
-    step = next((s["label"] for s in run.steps if s.get("status") == "running"), "an unknown step")
-    return Status.FAILED, (
-        f"The worker stopped during step {step}, before the switch: the fence is lifted and unified_db stays off. "
-        "Nothing was lost; cut over again."
-    )
-
-
-def switch_back_recovery(*, run: MigrationRun) -> tuple[str, str]:
-    """(status, message) for a switch back whose worker died: finished if unified_db was off already
-    (RevOS is the source again), else undone (the unified fence lifted, the agency still cut over)."""
-    link = run.agency_link
-    step = next((s["name"] for s in run.steps if s.get("status") == "running"), "an unknown step")
-    if not agency_flag_enabled(flag_name="unified_db", agency_link=link):
-        agency_reopen_revos(link=link, cutover=agency_cut_over(link=link))
-        return Status.SUCCEEDED, ""
-    with connect("unified", purpose="fence") as connection:
-        capture.fence_lift(connection, agency_id=run.unified_agency_id, owner=fence_owner(run))
-    MigrationRun.objects.filter(pk=run.pk).update(fence_held=False)
-    flags_cache_invalidate()
-    return Status.FAILED, (
-        f"The worker stopped during step {step}, before unified_db was turned off: the unified fence is lifted"
-        " and the agency stays cut over. Nothing was lost; switch back again."
-    )
 
 
 def agency_reopen_revos(*, link: AgencyLink, cutover: MigrationRun | None) -> str:

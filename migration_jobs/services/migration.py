@@ -11,6 +11,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypedDict
 from uuid import UUID
 
 import django_rq
@@ -44,12 +45,8 @@ from migration_jobs.refusals import RunRefused
 from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
-from migration_jobs.services.fence import (
-    agency_cut_over_refusal,
-    cutover_recovery,
-    fences_reconcile,
-    switch_back_recovery,
-)
+from migration_jobs.services.fence import agency_cut_over_refusal, fences_reconcile
+from migration_jobs.services.fenced_switch import FENCED_SWITCHES, RunStepFailed, fenced_switch_recovery
 from migration_jobs.services.lock_holders import (
     agency_lock_holders,
     orphaned_holders,
@@ -68,12 +65,11 @@ QUEUE = MIGRATIONS_QUEUE
 Perform = Callable[[MigrationRun, Callable[[], None]], dict]
 
 
-class RunStepFailed(Exception):
-    """A step of a run failed and everything before it was undone; the message says which step and why."""
+class RunRequest(TypedDict, total=False):
+    """How a run is asked for beyond its agency, kind and actor: see migration_run_request."""
 
-    def __init__(self, step: str, message: str):
-        super().__init__(message)
-        self.step = step
+    enqueue: bool
+    bulk_request: UUID | None
 
 
 def migration_job() -> RunJob:
@@ -234,10 +230,9 @@ def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) ->
             if not error:
                 continue
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            if run.kind in (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK):
+            if run.kind in FENCED_SWITCHES:
                 # A switch whose worker died is finished if it had flipped the flag, undone otherwise.
-                recovery = cutover_recovery if run.kind == MigrationRun.Kind.CUTOVER else switch_back_recovery
-                status, recovery_error = recovery(run=run)
+                status, recovery_error = fenced_switch_recovery(run=run)
                 if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
                     note = "" if recovery_error else "Finished after its worker stopped."
                     _finish(run, status, error=recovery_error, note=note)
@@ -375,17 +370,12 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
             MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
         else:
             with health_throttle(run_id=run.pk) as throttle:
-                migration = CapturedMigration(
-                    source_agency_id=link.revos_agency_id,
-                    target_agency_id=link.unified_agency_id,
-                    link_existing=link.kind == AgencyLink.Kind.EXISTING,
-                    batch_size=settings.MIGRATION_BATCH_SIZE,
-                    set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+                migration = agency_migration(
+                    link=link,
                     writers=parallelism(settings.MIGRATION_WRITERS),
                     split_rows=settings.MIGRATION_SPLIT_ROWS,
                     on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
                     on_locked=mark_running,
-                    client_links=client_links_of(link),
                     full=run.full_reread,
                     register_wait_seconds=settings.CAPTURE_REGISTER_WAIT_SECONDS,
                 )
@@ -418,9 +408,19 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
 
 
-def client_links_of(link: AgencyLink) -> dict[str, str]:
-    """Staff's explicit client matches: RevOS client id -> unified client id."""
-    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
+def agency_migration(*, link: AgencyLink, **options) -> CapturedMigration:
+    """The migration of this agency's rows as staff linked it (its unified agency, whether that
+    existed, their explicit client matches), in the configured batches; `options` add to them."""
+    return CapturedMigration(
+        source_agency_id=link.revos_agency_id,
+        target_agency_id=link.unified_agency_id,
+        link_existing=link.kind == AgencyLink.Kind.EXISTING,
+        batch_size=settings.MIGRATION_BATCH_SIZE,
+        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+        # Staff's explicit client matches: RevOS client id -> unified client id.
+        client_links={str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()},
+        **options,
+    )
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:

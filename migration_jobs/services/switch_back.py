@@ -13,8 +13,9 @@ every change to the agency's unified rows (etl/reverse_capture.py). A switch bac
 7. reopen: RevOS's fence is lifted and the reverse capture stopped (which lifts the unified fence).
 
 Any failure before step 6 lifts the unified fence: the agency stays cut over, and the run says
-which step failed and why. A worker killed mid-way leaves a run the next request recognises
-(services/fence.py): finished if unified_db was off already, undone otherwise.
+which step failed and why. A worker killed mid-way leaves a run the next request recognises:
+finished if unified_db was off already, undone otherwise. The steps, the fence and those outcomes
+are services/fenced_switch.py's, shared with the cutover; this module holds its own steps.
 
 After a switch back the agency is a migrated agency again: its RevOS capture never stopped, the
 id map knows the rows the apps created, so catch-up, verification and a later cutover work.
@@ -27,11 +28,9 @@ refused before anything is recorded, so nothing is captured for it any more.
 from __future__ import annotations
 
 import logging
-import time
-from uuid import UUID
+from functools import partial
+from typing import Unpack
 
-import psycopg
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from migration_jobs.etl import capture
@@ -42,14 +41,13 @@ from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse import Scope, reverse_apply, reverse_plan, reverse_verify
 from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_capture_stop, reverse_changes
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.models.flags import FeatureFlag
-from migration_jobs.refusals import RunRefused
-from migration_jobs.services.cutover import RunSteps, cutover_run_execute
-from migration_jobs.services.fence import agency_completed, agency_cut_over, agency_reopen_revos, fence_owner
-from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
+from migration_jobs.refusals import RunRefused, reason_required
+from migration_jobs.services.cutover import cutover_run_execute
+from migration_jobs.services.fence import agency_completed, agency_cut_over, agency_reopen_revos
+from migration_jobs.services.fenced_switch import SWITCH_BACK, Step, SwitchRun, fenced_switch_perform
 from migration_jobs.services.migration import (
     BulkOutcome,
-    RunStepFailed,
+    RunRequest,
     migration_run_execute,
     migration_run_request,
     runs_request_bulk,
@@ -59,16 +57,6 @@ from migration_jobs.verify.counts import counts_check
 
 logger = logging.getLogger(__name__)
 Kind = MigrationRun.Kind
-
-STEPS = {
-    "preflight": "Preflight",
-    "fence": "Fence unified writes",
-    "drain": "Drain older transactions",
-    "apply": "Apply changes to RevOS",
-    "verify": "Verify RevOS",
-    "switch": "Switch unified_db off",
-    "reopen": "Lift the RevOS fence",
-}
 
 
 # --- what may be done -------------------------------------------------------------------------
@@ -95,39 +83,17 @@ def agency_complete_refusal(*, link: AgencyLink) -> str | None:
     return None
 
 
-def fence_message(link: AgencyLink) -> str:
-    """What a refused unified write says: which agency, and why."""
-    return (
-        f'Agency "{link.name}" ({link.unified_agency_id}) is switching back to RevOS: the unified database'
-        " accepts no writes to its rows meanwhile."
-    )
-
-
 # --- requesting -------------------------------------------------------------------------------
 
 
-def _reason(reason: str, what: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise RunRefused(f"{what} needs a reason; it is kept with the run and the unified_db change.")
-    return reason
-
-
 def switch_back_run_request(
-    *,
-    link: AgencyLink,
-    reason: str,
-    actor: AbstractBaseUser | None,
-    enqueue: bool = True,
-    bulk_request: UUID | None = None,
+    *, link: AgencyLink, reason: str, actor: AbstractBaseUser | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a switch back of one agency, or raise RunRefused saying why not."""
-    reason = _reason(reason, "A switch back")
+    reason = reason_required(reason, "A switch back")
     if refusal := agency_switch_back_refusal(link=link):
         raise RunRefused(refusal + ".")
-    return migration_run_request(
-        link=link, kind=Kind.SWITCH_BACK, actor=actor, enqueue=enqueue, bulk_request=bulk_request, reason=reason
-    )
+    return migration_run_request(link=link, kind=Kind.SWITCH_BACK, actor=actor, reason=reason, **request)
 
 
 def switch_back_runs_request_bulk(*, links, reason: str, actor: AbstractBaseUser | None) -> BulkOutcome:
@@ -170,98 +136,33 @@ def tracked_run_execute(*, run_id: int) -> MigrationRun:
 
 def switch_back_run_execute(*, run_id: int) -> MigrationRun:
     """Carry out a switch-back run (in the worker, or here for `switch_back_agency --sync`)."""
-    return migration_run_execute(run_id=run_id, perform=_switch_back_perform)
+    return migration_run_execute(run_id=run_id, perform=partial(fenced_switch_perform, switch=SWITCH_BACK, steps=STEPS))
 
 
-class _UnifiedFence:
-    """The unified-side fence this run set, so that a failure lifts exactly it."""
-
-    def __init__(self, run: MigrationRun):
-        self.run, self.xid = run, None
-
-    def set(self, connection: psycopg.Connection) -> None:
-        self.xid = capture.fence_set(
-            connection,
-            agency_id=self.run.unified_agency_id,
-            owner=fence_owner(self.run),
-            message=fence_message(self.run.agency_link),
-        )
-        # The flags API tells the apps the agency is read-only while a run holds a fence.
-        MigrationRun.objects.filter(pk=self.run.pk).update(fence_held=True)
-        flags_cache_invalidate()
-
-    def lift(self) -> str:
-        if self.xid is None:
-            return "the unified database was not fenced"
-        try:
-            with connect("unified", purpose="switch-back-fence") as connection:
-                capture.fence_lift(connection, agency_id=self.run.unified_agency_id, owner=fence_owner(self.run))
-        except Exception as error:  # the unified database down: the next request's reconcile lifts it
-            logger.warning("could not lift the unified fence of run %s: %s", self.run.pk, error)
-            return f"the unified fence could not be lifted yet ({error}); the next request on the agency lifts it"
-        MigrationRun.objects.filter(pk=self.run.pk).update(fence_held=False)
-        flags_cache_invalidate()
-        return "the unified fence is lifted, the apps write to the unified database again"
+def _apply(switch_run: SwitchRun) -> str:
+    """The captured changes to RevOS in one transaction, past RevOS's fence."""
+    # Read once nothing can change any more: what the fence froze, which the verification checks too.
+    scope = switch_run.kept["scope"] = _scope(switch_run.link)
+    report = reverse_apply(scope=scope)
+    switch_run.report.update(report.as_dict())
+    return "{insert} inserted, {update} updated, {delete} deleted in RevOS".format(**report.as_dict()["totals"])
 
 
-def _switch_back_perform(run: MigrationRun, mark_running) -> dict:
-    link = run.agency_link
-    steps = RunSteps(run, STEPS)
-    with connect("unified", purpose="switch-back") as unified, agency_lock(unified, link.revos_agency_id):
-        mark_running()
-        fence = _UnifiedFence(run)
-        try:
-            return _switch_back_steps(run, steps, fence, unified)
-        except BaseException as error:
-            if steps.items["switch"]["status"] == "done":
-                raise  # unified_db is off: RevOS is the source again; nothing is to be undone
-            outcome = fence.lift()
-            reason = str(error).strip() or type(error).__name__
-            raise RunStepFailed(
-                steps.current,
-                f"Step {STEPS[steps.current]} failed: {reason}. {outcome[0].upper()}{outcome[1:]};"
-                f" {link.name} stays cut over and nothing was lost.",
-            ) from error
+def _switch(switch_run: SwitchRun) -> str:
+    switch_run.unified_db_switch()
+    return "unified_db is off: the apps use RevOS for the agency again"
 
 
-def _switch_back_steps(run: MigrationRun, steps: RunSteps, fence: _UnifiedFence, unified) -> dict:
-    link = run.agency_link
-    with steps.step("preflight") as step:
-        cutover, detail = _preflight(link)
-        step["detail"] = detail
-    with steps.step("fence") as step:
-        fence.set(unified)
-        fenced_at = time.monotonic()
-        step["detail"] = "the unified database refuses the agency's writes, naming it"
-    with steps.step("drain") as step:
-        waited = capture.transactions_older_wait(unified, xid=fence.xid, timeout=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS)
-        step["detail"] = f"no older transaction left after {waited:.2f} s"
-    with steps.step("apply") as step:
-        scope = _scope(link)  # read once nothing can change any more: what the fence froze
-        report = reverse_apply(scope=scope)
-        totals = report.as_dict()["totals"]
-        step["detail"] = "{insert} inserted, {update} updated, {delete} deleted in RevOS".format(**totals)
-    with steps.step("verify") as step:
-        step["detail"] = _verify(link, scope)
-    with steps.step("switch") as step:
-        flag_set_for_agency(
-            flag=FeatureFlag.objects.get(name="unified_db"),
-            agency_link=link,
-            enabled=False,
-            reason=run.reason or "switch back",
-            actor=run.requested_by,
-        )
-        step["detail"] = "unified_db is off: the apps use RevOS for the agency again"
-    with steps.step("reopen") as step:
-        try:
-            step["detail"] = agency_reopen_revos(link=link, cutover=cutover)
-        except Exception as error:  # unified_db is off already: the switch back stands
-            logger.warning("switch back of %s: the fences stay for now: %s", link, error)
-            step["detail"] = f"not yet ({error}); the next request on the agency lifts the fences"
-    return {"window_seconds": round(time.monotonic() - fenced_at, 3), **report.as_dict()}
+def _reopen(switch_run: SwitchRun) -> str:
+    link = switch_run.link
+    try:
+        return agency_reopen_revos(link=link, cutover=agency_cut_over(link=link))
+    except Exception as error:  # unified_db is off already: the switch back stands
+        logger.warning("switch back of %s: the fences stay for now: %s", link, error)
+        return f"not yet ({error}); the next request on the agency lifts the fences"
 
 
-def _preflight(link: AgencyLink) -> tuple[MigrationRun, str]:
+def _preflight(link: AgencyLink) -> str:
     if refusal := agency_switch_back_refusal(link=link):
         raise RunRefused(refusal)
     state = reverse_capture_state(unified_agency_id=link.unified_agency_id)
@@ -274,7 +175,7 @@ def _preflight(link: AgencyLink) -> tuple[MigrationRun, str]:
     if plan.problems:
         raise RunRefused("; ".join(plan.problems))
     totals = plan.as_dict()["totals"]
-    return agency_cut_over(link=link), "about {insert} inserts, {update} updates, {delete} deletes".format(**totals)
+    return "about {insert} inserts, {update} updates, {delete} deletes".format(**totals)
 
 
 def _verify(link: AgencyLink, scope: Scope) -> str:
@@ -302,12 +203,24 @@ def _verify(link: AgencyLink, scope: Scope) -> str:
     return f"{compared} changed rows equal in RevOS; counts of {len(outcomes)} tables match"
 
 
+# The switch back's steps, in order (services/fenced_switch.py runs them).
+STEPS = {
+    "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link)),
+    "fence": Step("Fence unified writes", SwitchRun.fence_set),
+    "drain": Step("Drain older transactions", SwitchRun.fence_drain),
+    "apply": Step("Apply changes to RevOS", _apply),
+    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.link, switch_run.kept["scope"])),
+    "switch": Step("Switch unified_db off", _switch),
+    "reopen": Step("Lift the RevOS fence", _reopen),
+}
+
+
 # --- complete ---------------------------------------------------------------------------------
 
 
 def agency_complete(*, link: AgencyLink, reason: str, actor: AbstractBaseUser | None) -> MigrationRun:
     """End the agency's move for good (recorded as a run); RunRefused says why not."""
-    reason = _reason(reason, "Completing a move")
+    reason = reason_required(reason, "Completing a move")
     if refusal := agency_complete_refusal(link=link):
         raise RunRefused(refusal + ".")
     run = migration_run_request(link=link, kind=Kind.COMPLETE, actor=actor, enqueue=False, reason=reason)

@@ -1,0 +1,83 @@
+"""Accounts on the way back: which Supabase Auth accounts and identities a switch back compares.
+
+The accounts are not captured (mapping.TableMap.captured): GoTrue writes auth.users on every
+sign-in, and the capture trigger is also the fence, so capturing them would record a change per
+sign-in and stop people signing in while a switch back holds the fence. A switch back compares
+the agency's accounts instead, whole (one or two rows per person, as every catch-up re-reads them
+the other way), and sends back what differs; GoTrue's sign-in bookkeeping alone does not count as
+a difference (mapping.TableMap.volatile).
+
+Which accounts are the agency's: those of its people who go back to RevOS — every person of its
+id map (inserted, or merged into the AudienceOS account they already had) and the people the apps
+created since the cutover (captured `user` rows of the agency the map does not know) — found
+through the agency's own id map and `user` rows, so never another agency's account.
+
+Which identities: those of these accounts, and those of the agency's id map (one removed since is
+gone from the unified database and is deleted from RevOS), but not the identities a merged
+person's AudienceOS account had at the cutover and RevOS never had: those are AudienceOS's. The
+cutover keeps the agency's identities as they were (controlplane.reverse_baseline, with the
+merged accounts, whose columns go back only where they changed since, as for every reused row).
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from psycopg import sql
+
+from migration_jobs.etl import id_map
+
+ACCOUNTS, IDENTITIES = "auth.users", "auth.identities"
+BASELINE = sql.SQL("controlplane.reverse_baseline")
+
+
+def accounts_in_question(
+    cursor, *, source_agency_id: UUID, target_agency_id: UUID, changed_people: frozenset[UUID]
+) -> dict[str, frozenset[UUID]]:
+    """auth table -> ids of the agency's accounts and identities a switch back compares with RevOS."""
+    mapped = id_map.agency_target_ids(cursor, agency_id=source_agency_id, source_tables=["users", ACCOUNTS, IDENTITIES])
+    cursor.execute(
+        'SELECT a.id::text FROM auth.users a JOIN public."user" u ON u.id = a.id WHERE u.agency_id = %(agency)s'
+        " AND (a.id = ANY(%(people)s::uuid[]) OR (a.id = ANY(%(new)s::uuid[]) AND u.app_context <> 'audience'))",
+        {
+            "agency": target_agency_id,
+            "people": sorted(mapped["users"]),
+            "new": sorted(str(i) for i in changed_people if str(i) not in mapped["users"]),
+        },
+    )
+    accounts = {row[0] for row in cursor.fetchall()}
+    cursor.execute(
+        sql.SQL(
+            "SELECT i.id::text FROM auth.identities i WHERE i.user_id = ANY(%(accounts)s::uuid[])"
+            " AND (i.id = ANY(%(mapped)s::uuid[]) OR NOT EXISTS (SELECT 1 FROM {baseline} b"
+            " WHERE b.agency_id = %(agency)s AND b.table_name = %(table)s AND b.row_id = i.id))"
+        ).format(baseline=BASELINE),
+        {
+            "accounts": sorted(accounts),
+            "mapped": sorted(mapped[IDENTITIES]),
+            "agency": source_agency_id,
+            "table": IDENTITIES,
+        },
+    )
+    identities = {row[0] for row in cursor.fetchall()}
+    return {
+        ACCOUNTS: frozenset(UUID(i) for i in accounts | mapped[ACCOUNTS]),
+        IDENTITIES: frozenset(UUID(i) for i in identities | mapped[IDENTITIES]),
+    }
+
+
+def accounts_baseline_record(cursor, *, source_agency_id: UUID) -> None:
+    """At the cutover: keep the merged accounts and every identity of the agency's accounts as they
+    are, for a switch back to tell what the apps changed since from what AudienceOS had."""
+    accounts = id_map.agency_targets(agency_id=source_agency_id, source_table=ACCOUNTS)
+    for table, rows in (
+        (ACCOUNTS, id_map.agency_targets(agency_id=source_agency_id, source_table=ACCOUNTS, reused_only=True)),
+        (IDENTITIES, sql.SQL("SELECT id FROM auth.identities WHERE user_id IN ({})").format(accounts)),
+    ):
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {baseline} (agency_id, table_name, row_id, row_data)"
+                " SELECT %s, %s, t.id, to_jsonb(t) FROM {table} t WHERE t.id IN ({rows})"
+            ).format(baseline=BASELINE, table=sql.SQL(table), rows=rows),
+            [source_agency_id, table],
+        )
