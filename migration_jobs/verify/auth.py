@@ -232,6 +232,9 @@ def app_switch_proof(*, scope: AgencyScope, catalog: Catalog) -> CheckOutcome:
     the same session and person, shared rows visible with both tokens, app-only rows with their app's."""
     name = "isolation.case5_shared_sessions_survive_app_switch"
     with connect("unified", purpose="verification-app-switch") as connection:
+        # One snapshot for the stored counts and what each token sees: the isolation checks run
+        # beside the data checks, while the database may change, and a difference must be the policy's.
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         try:
             person = _switching_person(connection, scope)
             if person is None:

@@ -141,6 +141,8 @@ def _changed_data_checks(
 
 def _isolation_checks(scope: AgencyScope, target_catalog: Catalog | None, record: Record, *, with_schema: bool) -> None:
     with connect("unified", purpose="verification-rls") as connection:
+        # Each case compares what several statements read: one snapshot per case (a rollback ends it).
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
         if target_catalog is None:  # read here when this runs beside the data checks
             target_catalog = catalog_read(connection)
