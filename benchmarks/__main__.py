@@ -1,4 +1,5 @@
 """python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--repeats N] [--clients N] [--requests N] [--out FILE]
+                        [--only cutover]
 
 Runs in scratch databases `<name>_bench` created beside the three configured ones (and dropped at
 the end unless --keep-databases), so the data of DATABASE_URL, UNIFIED_DATABASE_URL and
@@ -68,6 +69,11 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rls-leads", type=_count, help="unified leads for the RLS read cost (default 1M; --quick 100k)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=["cutover"],
+        help="measure only this: `cutover` seeds, migrates and verifies once, then measures the cutover",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a first look in a few minutes")
     parser.add_argument("--seed", type=int, default=7)
@@ -163,16 +169,19 @@ def _run(args: argparse.Namespace) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
     django.setup()
-    from benchmarks.report import report_table, report_write
-    from benchmarks.runner import benchmark_run
+    from benchmarks.report import cutover_report_table, report_table, report_write
+    from benchmarks.runner import benchmark_run, cutover_benchmark_run
 
     _databases_prepare()
     _queues_check(empty=args.empty_queues)
+    run, table = (
+        (cutover_benchmark_run, cutover_report_table) if args.only == "cutover" else (benchmark_run, report_table)
+    )
     try:
-        report = benchmark_run(options=_options(args), worker_env=dict(os.environ))
+        report = run(options=_options(args), worker_env=dict(os.environ))
     finally:
         _queues_empty()  # they were empty before; a job left now is the benchmark's and names dropped rows
-    print(report_table(report))
+    print(table(report))
     report_write(report, args.out)
     print(f"\nwritten to {args.out}")
 

@@ -6,18 +6,23 @@ On the agency the main measurement migrated and verified, in this order:
 2. a catch-up from the capture after `changes` rows changed in RevOS, through a worker;
 3. a full re-read catch-up (`migrate_agency --full`) after as many changes, through a worker;
 4. a verification (the cutover's interlock needs one newer than the last catch-up);
-5. the cutover after as many changes, through a worker: its write downtime (fence to switch) and
-   its final catch-up, from the run's own report.
+5. the cutover after as many changes, through a worker, while an app keeps writing the agency's
+   leads (APP_WRITES_PER_SECOND single-row updates, acknowledged until the fence, refused after
+   it): its write downtime (fence to switch), each step's time and its final catch-up, from the
+   run's own report.
 Then the agency's capture is removed on both sides (as when its move is complete), so the later
 measurements start from no capture and can empty both databases.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from uuid import UUID
+
+import psycopg
 
 from benchmarks.project import verification_measure, worker_run
 from benchmarks.workload import database_checkpoint
@@ -57,7 +62,8 @@ def cutover_measure(
     except Exception as refused:  # the interlock said no (a failed verification): say why
         figures["cutover"] = {"status": "refused", "error": str(refused)}
     else:
-        worker()
+        with _AppWriter(agency_id) as writer:
+            worker()
         run.refresh_from_db()
         figures["cutover"] = {
             **_run_figures(run),
@@ -65,11 +71,56 @@ def cutover_measure(
             "catch_up_seconds": run.report.get("catch_up_seconds"),
             "changed_rows": run.report.get("changed_rows"),
             "steps": {step["name"]: step["seconds"] for step in run.steps},
+            "app_writes": writer.figures(),
         }
     # The move is complete as far as the benchmark goes: no capture left on either side.
     agency_capture_remove(link=link)
     reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     return figures
+
+
+APP_WRITES_PER_SECOND = 50
+
+
+class _AppWriter:
+    """An app updating the agency's leads one row at a time, as a thread, while the cutover runs;
+    named like an app (not `controlplane-…`), so the cutover's drain waits for it like for any app."""
+
+    def __init__(self, agency_id: UUID):
+        self.agency_id, self.stop = agency_id, threading.Event()
+        self.acknowledged = self.refused = 0
+        self.thread = threading.Thread(target=self._write, name="bench-app-writer", daemon=True)
+
+    def __enter__(self) -> _AppWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=30)
+
+    def _write(self) -> None:
+        with connect("revos", autocommit=True, purpose="benchmark-writes") as connection:
+            connection.execute("SET application_name = 'bench-app'")
+            ids = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT id FROM leads WHERE agency_id = %s ORDER BY random() LIMIT 20000", [self.agency_id]
+                )
+            ]
+            for row_id in ids:
+                if self.stop.wait(1 / APP_WRITES_PER_SECOND):
+                    return
+                try:
+                    connection.execute(
+                        "UPDATE leads SET name = left(coalesce(name, '') || '~', 200) WHERE id = %s", [row_id]
+                    )
+                    self.acknowledged += 1
+                except psycopg.errors.ReadOnlySqlTransaction:
+                    self.refused += 1
+
+    def figures(self) -> dict:
+        return {"per_second": APP_WRITES_PER_SECOND, "acknowledged": self.acknowledged, "refused": self.refused}
 
 
 def _run_figures(run: MigrationRun) -> dict:

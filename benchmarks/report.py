@@ -63,16 +63,8 @@ def report_evaluate(report: dict) -> dict:
         r["verification_vs_migration_time_is_lower_bound"] for r in per_repeat
     )
     ratios["rss_max_over_min"] = _rss_ratio(report["memory"]["sizes"])
-    cutover = report.get("cutover", {})
-    window = cutover.get("cutover", {}).get("window_seconds")
-    ratios["cutover_window_vs_full_catch_up"] = _ratio(window, cutover.get("full_catch_up", {}).get("seconds"))
-    ratios["capture_catch_up_vs_full_catch_up"] = _ratio(
-        cutover.get("capture_catch_up", {}).get("seconds"), cutover.get("full_catch_up", {}).get("seconds")
-    )
-    overhead = cutover.get("capture_overhead", {})
-    ratios["writes_with_capture_vs_without"] = _ratio(
-        overhead.get("with_capture_rows_per_second"), overhead.get("without_capture_rows_per_second")
-    )
+    ratios.update(cutover_ratios(report.get("cutover", {})))
+    window = report.get("cutover", {}).get("cutover", {}).get("window_seconds")
     ratios["rls_read_vs_owner"] = report["rls_read"]["authenticated_vs_owner_p95"]
     figures = {**ratios, "changelist_p95_ms": report["changelist"]["p95_ms"], "cutover_window_seconds": window}
     targets = []
@@ -152,6 +144,28 @@ def _memory_lines(report: dict) -> list[str]:
     return lines
 
 
+def cutover_ratios(cutover: dict) -> dict:
+    """The cutover measurement's ratios: its window and the capture's catch-up against a full re-read,
+    and the RevOS writes with capture against without."""
+    full = cutover.get("full_catch_up", {}).get("seconds")
+    overhead = cutover.get("capture_overhead", {})
+    return {
+        "cutover_window_vs_full_catch_up": _ratio(cutover.get("cutover", {}).get("window_seconds"), full),
+        "capture_catch_up_vs_full_catch_up": _ratio(cutover.get("capture_catch_up", {}).get("seconds"), full),
+        "writes_with_capture_vs_without": _ratio(
+            overhead.get("with_capture_rows_per_second"), overhead.get("without_capture_rows_per_second")
+        ),
+    }
+
+
+def cutover_report_table(report: dict) -> str:
+    """What `--only cutover` prints: the cutover lines and its window ratio."""
+    ratio = report["ratios"]["cutover_window_vs_full_catch_up"]
+    return "\n".join(
+        [*_cutover_lines(report), f"cutover window / full re-read catch-up: {_number(ratio, 3)} (target <= 0.1)"]
+    )
+
+
 def _cutover_lines(report: dict) -> list[str]:
     cutover = report.get("cutover", {})
     if cutover.get("status") != "measured":
@@ -163,6 +177,9 @@ def _cutover_lines(report: dict) -> list[str]:
         f" write downtime (fence to switch) {_number(run.get('window_seconds'), 2)} s,"
         f" final catch-up {_number(run.get('catch_up_seconds'), 2)} s ({_number(run.get('changed_rows'))} rows)",
         "  steps (s): " + ", ".join(f"{name} {_number(sec, 2)}" for name, sec in run.get("steps", {}).items()),
+        "  app writes meanwhile ({per_second}/s): {acknowledged} acknowledged, {refused} refused by the fence".format(
+            **run.get("app_writes", {"per_second": "-", "acknowledged": "-", "refused": "-"})
+        ),
         f"catch-up from the capture {_number(capture_catch_up['seconds'], 2)} s vs full re-read"
         f" {_number(full['seconds'], 2)} s (ratio {_number(ratios['capture_catch_up_vs_full_catch_up'], 3)})",
         f"RevOS single-row writes: {_number(overhead['without_capture_rows_per_second'])} rows/s without capture,"

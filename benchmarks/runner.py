@@ -20,7 +20,7 @@ from benchmarks.machine import code_describe, machine_describe
 from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
 from benchmarks.repeats import measurement_summary
-from benchmarks.report import report_evaluate
+from benchmarks.report import cutover_ratios, report_evaluate
 from benchmarks.reverse_capture import reverse_capture_measure
 from benchmarks.rls_read import rls_read_measure
 from benchmarks.workload import bench_agency_seed, unified_reset
@@ -177,6 +177,27 @@ def _repeats_measure(*, agency_id: UUID, options: BenchOptions, worker_env: Mapp
         )
         repeats.append(figures)
     return repeats
+
+
+def cutover_benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
+    """Only the cutover measurement (`--only cutover`): seed the main agency, migrate and verify it
+    once through workers, then measure its cutover as `benchmark_run` does."""
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": {**asdict(options), "log_dir": str(options.log_dir)},
+        "machine": machine_describe(),
+        "code": code_describe(),
+    }
+    say(f"seeding the main agency of about {options.rows:,} rows")
+    agency_id = bench_agency_seed(rows=options.rows, seed=options.seed)
+    main = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
+    report["cutover"] = _cutover_measure(
+        agency_id=agency_id, options=options, main=main, worker_env=worker_env, say=say
+    )
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["ratios"] = cutover_ratios(report["cutover"])
+    return report
 
 
 def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:

@@ -160,6 +160,10 @@ for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS", "MIGRATION_SPLIT_ROWS
 # cutover's drain waits for transactions older than its fence, and aborts (lifting the fence) past it.
 CAPTURE_REGISTER_WAIT_SECONDS = env.float("CAPTURE_REGISTER_WAIT_SECONDS", default=120)
 CUTOVER_DRAIN_TIMEOUT_SECONDS = env.float("CUTOVER_DRAIN_TIMEOUT_SECONDS", default=10)
+# Before fencing, the cutover catches up until at most this many changed rows are pending (at most
+# CUTOVER_CATCH_UP_ROUNDS times), so the fenced catch-up has only the last ones left.
+CUTOVER_PENDING_ROWS = env.int("CUTOVER_PENDING_ROWS", default=500)
+CUTOVER_CATCH_UP_ROUNDS = env.int("CUTOVER_CATCH_UP_ROUNDS", default=5)
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").

@@ -72,6 +72,9 @@ def rq_queues():
                 queue.finished_job_registry,
                 queue.started_job_registry,
                 queue.canceled_job_registry,
+                # A retry another test's run left scheduled keeps its job id (one per agency) taken.
+                queue.scheduled_job_registry,
+                queue.deferred_job_registry,
             )
             for registry in registries:
                 for job_id in registry.get_job_ids(cleanup=False):

@@ -12,6 +12,8 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
+from migration_jobs.admin.runs import AGENCY_ACTIONS
+from migration_jobs.admin.switch_back import REASONED_ACTIONS
 from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
@@ -319,12 +321,26 @@ def test_pages_say_what_they_are_and_the_cockpit_comes_first(agencies):
     assert "Unified agencies" in index and "RevOS agencies" in index
 
 
-def test_a_get_of_a_button_url_is_a_page_with_a_link_back(agencies):
+def test_a_get_of_any_button_url_is_a_page_with_a_link_back(agencies):
     link = agencies.first()
-    client = staff("start_migrationrun")
-    for url in (action_url(link, "migrate"), reverse("admin:migration_jobs_agencylink_confirm", args=[link.pk])):
+    client = staff("start_migrationrun", "switchback_migrationrun", "complete_migrationrun", "run_schemaauditrun")
+    agency_page = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+    buttons = {
+        **{action_url(link, action): agency_page for action in AGENCY_ACTIONS},
+        **{
+            reverse(f"admin:migration_jobs_agencylink_{name}", args=[link.pk]): agency_page
+            for name in ("confirm", "cutover", "switch_back_plan")
+        },
+        **{
+            reverse("admin:migration_jobs_agencylink_reasoned", args=[link.pk, action]): agency_page
+            for action in REASONED_ACTIONS
+        },
+        reverse("admin:migration_jobs_agencylink_sync"): reverse("admin:migration_jobs_agencylink_changelist"),
+        reverse("admin:migration_jobs_schemaauditrun_run"): reverse("admin:migration_jobs_schemaauditrun_changelist"),
+    }
+    for url, back in buttons.items():
         response = client.get(url)
-        assert response.status_code == 405 and response["Allow"] == "POST"
+        assert (response.status_code, response["Allow"]) == (405, "POST"), url
         body = response.content.decode()
-        assert 'id="back-link"' in body and reverse("admin:migration_jobs_agencylink_change", args=[link.pk]) in body
+        assert 'id="back-link"' in body and f'href="{back}"' in body, url
     assert MigrationRun.objects.count() == 0

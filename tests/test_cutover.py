@@ -20,12 +20,13 @@ from django.db import connections
 from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
+from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.cutover import cutover_run_request, cutover_runs_request_bulk
+from migration_jobs.services.cutover import STEPS, cutover_run_request, cutover_runs_request_bulk
 from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
 from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
@@ -229,10 +230,18 @@ def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, cli
     run = link.runs.get(kind=Kind.CUTOVER)
     assert run.status == Status.SUCCEEDED, run.error
     assert "Delta verification" in out.getvalue() and "write downtime (fence to switch)" in out.getvalue()
-    assert [s["status"] for s in run.steps] == ["done"] * 6
+    assert [s["status"] for s in run.steps] == ["done"] * len(STEPS)
+    assert [s["label"] for s in run.steps][1:5] == [
+        "Catch-up before the fence",
+        "Verification before the fence",
+        "Catch-up again before the fence",
+        "Fence RevOS writes",
+    ]
     assert all(s["seconds"] is not None for s in run.steps)
     assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("converted",)]
     assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    switched = FlagChange.objects.filter(flag__name="unified_db", agency_link=link).get()
+    assert (switched.new_value, switched.reason) == ("on", "going live"), "set by the run, with its reason"
     assert f'Agency "{link.name}" ({link.revos_agency_id}) {FENCE_ERROR}' in revos_write_error(link.revos_agency_id)
     assert revos_write_error(other.revos_agency_id) is None
     assert agency_revos_read_only(link=link) and not agency_revos_read_only(link=other)
@@ -271,6 +280,79 @@ def test_a_failed_delta_verification_lifts_the_fence_and_leaves_unified_db_off(a
     assert "counts pod_activities" in run.error
 
 
+def behind_the_back_after_the_check_ahead(monkeypatch, change) -> None:
+    """Run `change` right after the cutover's verification before the fence has passed."""
+    from migration_jobs.services import cutover
+
+    check_ahead = cutover.delta_verify_ahead
+
+    def then_change(**kwargs):
+        ahead = check_ahead(**kwargs)
+        assert all(o.status == "pass" for o in ahead.outcomes), "the check ahead passed"
+        change()
+        return ahead
+
+    monkeypatch.setattr(cutover, "delta_verify_ahead", then_change)
+
+
+def test_a_unified_row_changed_after_the_check_ahead_of_the_fence_is_caught_inside_it(agencies, monkeypatch):
+    link, _ = agencies
+    verified(link)
+    # A lead RevOS did not change since the verification: only the record of unified writes names it.
+    lead = unified("SELECT id FROM lead WHERE agency_id = %s ORDER BY id DESC LIMIT 1", [link.unified_agency_id])[0][0]
+    behind_the_back_after_the_check_ahead(
+        monkeypatch, lambda: unified("UPDATE lead SET name = 'tampered' WHERE id = %s", [lead])
+    )
+    run = cut_over(link)
+    assert_undone(run, link, "Delta verification")
+    assert "content leads: 0 missing, 0 extra, 1 differing" in run.error
+    assert reverse_capture_state(unified_agency_id=link.unified_agency_id) is None, "unified writes not recorded"
+
+
+def test_a_count_changed_after_the_check_ahead_of_the_fence_is_caught_inside_it(agencies, monkeypatch):
+    link, _ = agencies
+    verified(link)
+    behind_the_back_after_the_check_ahead(
+        monkeypatch,
+        lambda: unified(
+            "DELETE FROM pod_activity WHERE id = (SELECT id FROM pod_activity WHERE agency_id = %s LIMIT 1)",
+            [link.unified_agency_id],
+        ),
+    )
+    run = cut_over(link)
+    assert_undone(run, link, "Delta verification")
+    assert "counts pod_activities" in run.error
+
+
+def test_a_policy_changed_after_the_check_ahead_of_the_fence_makes_every_isolation_case_run_inside_it(
+    agencies, monkeypatch
+):
+    link, _ = agencies
+    verified(link)
+    # No pod_activity row changes: only the digest of the rules says the sweep must look there again.
+    leak = "CREATE POLICY test_leak ON pod_activity FOR SELECT TO authenticated USING (true)"
+    behind_the_back_after_the_check_ahead(monkeypatch, lambda: unified(leak))
+    try:
+        run = cut_over(link)
+    finally:
+        unified("DROP POLICY IF EXISTS test_leak ON pod_activity")
+    assert_undone(run, link, "Delta verification")
+    assert "isolation.other_agency_sees_nothing pod_activity" in run.error
+
+
+def test_inside_the_fence_only_tables_changed_since_the_check_ahead_are_counted(agencies):
+    link, _ = agencies
+    verified(link)
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1", [link.revos_agency_id])[0][0]
+    revos("UPDATE leads SET status = 'converted' WHERE id = %s", [lead])
+    run = cut_over(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    ahead, inside = (next(s["detail"] for s in run.steps if s["name"] == name) for name in ("verify_ahead", "verify"))
+    checked_ahead = int(ahead.split()[0])
+    counted_inside = int(inside.split("counts of ")[1].split()[0])
+    assert 0 < counted_inside < checked_ahead / 3, (ahead, inside)
+
+
 def test_revos_down_during_the_catch_up_fails_the_cutover_and_a_later_request_lifts_the_fence(agencies, monkeypatch):
     from django.conf import settings
 
@@ -280,7 +362,11 @@ def test_revos_down_during_the_catch_up_fails_the_cutover_and_a_later_request_li
     link, _ = agencies
     verified(link)
 
-    def unreachable(*args, **kwargs):
+    reachable = catch_up.connect
+
+    def unreachable(*args, **kwargs):  # once RevOS is fenced: the catch-up before the fence gets through
+        if not MigrationRun.objects.filter(agency_link=link, kind=Kind.CUTOVER, fence_held=True).exists():
+            return reachable(*args, **kwargs)
         raise DatabaseUnreachable("The revos database (test) cannot be reached: connection refused")
 
     monkeypatch.setattr(catch_up, "connect", unreachable)
@@ -340,7 +426,10 @@ def test_a_worker_killed_mid_cutover_leaves_nothing_fenced_after_the_next_reques
             "migrations", "--worker-class", "rq.worker.SimpleWorker", CUTOVER_DRAIN_TIMEOUT_SECONDS="120"
         )
         deadline = time.monotonic() + 60
-        while not MigrationRun.objects.filter(pk=run.pk, fence_held=True).exists():
+        # Killed while fenced, waiting for the older transaction (not between the fence and its step's end).
+        while not MigrationRun.objects.filter(
+            pk=run.pk, fence_held=True, current_table="Drain older transactions"
+        ).exists():
             assert time.monotonic() < deadline, "the cutover fenced RevOS"
             time.sleep(0.05)
         os.killpg(worker.pid, signal.SIGKILL)

@@ -21,11 +21,13 @@ from migration_jobs.admin.flags import enable_unified_db_for_selected
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag, FlagChange
 from migration_jobs.selectors.flags import agency_flag_enabled, flag_bucket, flag_evaluate
+from migration_jobs.selectors.overview import agencies_overview
 from migration_jobs.services.flags import (
     CutoverRefused,
     flag_set_for_agency,
     flag_set_global,
     flag_set_percentage,
+    unified_db_switch,
 )
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified"])
@@ -76,7 +78,9 @@ def make_link(name: str = "Acme") -> AgencyLink:
     )
 
 
-def make_run(link: AgencyLink, *, kind="migrate", status="succeeded", minutes_ago: int = 60) -> MigrationRun:
+def make_run(
+    link: AgencyLink, *, kind="migrate", status="succeeded", minutes_ago: int = 60, reason: str = ""
+) -> MigrationRun:
     finished = timezone.now() - timedelta(minutes=minutes_ago)
     return MigrationRun.objects.create(
         agency_link=link,
@@ -84,6 +88,7 @@ def make_run(link: AgencyLink, *, kind="migrate", status="succeeded", minutes_ag
         unified_agency_id=link.unified_agency_id,
         kind=kind,
         status=status,
+        reason=reason,
         started_at=finished - timedelta(minutes=5),
         finished_at=None if status in ("queued", "running", "paused") else finished,
     )
@@ -100,8 +105,22 @@ def make_verification(link: AgencyLink, *, verdict="pass", status="finished", mi
     )
 
 
-def enable_unified_db(flags, link, user=None) -> None:
-    flag_set_for_agency(flag=flags["unified_db"], agency_link=link, enabled=True, reason="cutover", actor=user)
+def switch_run(link: AgencyLink, *, kind="cutover", status="running") -> MigrationRun:
+    """A cutover (or switch-back) run of the agency as its worker has it at the switch step."""
+    return make_run(link, kind=kind, status=status, minutes_ago=0, reason=f"{kind} for the test")
+
+
+def switched_by_run(link: AgencyLink, *, kind="cutover") -> FlagChange | None:
+    """What a cutover (switch-back) run's switch step does, the only way unified_db changes; then it ends."""
+    run = switch_run(link, kind=kind)
+    try:
+        return unified_db_switch(run=run)
+    finally:
+        MigrationRun.objects.filter(pk=run.pk).update(status="succeeded", finished_at=timezone.now())
+
+
+def enable_unified_db(flags, link) -> None:
+    switched_by_run(link)
 
 
 def test_the_data_migration_creates_the_seed_flags_off():
@@ -207,9 +226,87 @@ def test_turning_unified_db_off_is_never_gated(flags):
     make_run(link, minutes_ago=60)
     make_verification(link, minutes_ago=30)
     enable_unified_db(flags, link)
-    make_run(link, kind="rollback", status="running")  # verification now stale and a rollback under way
-    flag_set_for_agency(flag=flags["unified_db"], agency_link=link, enabled=False, reason="rollback", actor=None)
+    make_run(link, kind="rollback", minutes_ago=5)  # the verification is stale now
+    switched_by_run(link, kind="switchback")
     assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
+
+
+# --- unified_db: only the cutover and switch-back runs switch it -----------------------------------
+
+
+def test_unified_db_set_by_hand_for_one_agency_is_refused_every_way_and_sends_staff_to_the_runs(flags):
+    ready = make_link("Ready Co")
+    make_run(ready, minutes_ago=60)
+    make_verification(ready, minutes_ago=30)
+    cut_over = make_link("Cut Over Co")
+    make_run(cut_over, minutes_ago=60)
+    make_verification(cut_over, minutes_ago=30)
+    enable_unified_db(flags, cut_over)
+    changes = FlagChange.objects.count()
+    # On for a verified agency, off or back to the default for a cut-over one: each skips the fence.
+    for link, enabled in ((ready, True), (cut_over, False), (cut_over, None)):
+        with pytest.raises(CutoverRefused) as refused:
+            flag_set_for_agency(flag=flags["unified_db"], agency_link=link, enabled=enabled, reason="r", actor=None)
+        assert str(refused.value) == (
+            "unified_db is switched only by a cutover or switch-back run, which stops writes on the side being left"
+            f" before it switches, so none is lost; use “Cut over” or “Switch back” on {link}'s page under RevOS"
+            " agencies."
+        )
+    assert FlagChange.objects.count() == changes
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=ready)
+    assert agency_flag_enabled(flag_name="unified_db", agency_link=cut_over)
+
+
+def test_only_a_running_cutover_or_switch_back_run_switches_unified_db(flags):
+    link = make_link()
+    make_run(link, minutes_ago=60)
+    make_verification(link, minutes_ago=30)
+    for kind, status in (
+        ("cutover", "succeeded"),  # over: the reconcile may have undone what it did
+        ("cutover", "queued"),  # not fenced yet
+        ("migrate", "running"),
+        ("rollback", "running"),
+    ):
+        run = switch_run(link, kind=kind, status=status)
+        with pytest.raises(CutoverRefused, match=rf"only a running cutover or switch-back run .* #{run.pk} is not one"):
+            unified_db_switch(run=run)
+        run.delete()
+    assert not FlagChange.objects.exists()
+    assert switched_by_run(link).new_value == "on"
+    assert switched_by_run(link, kind="switchback").new_value == "off"
+    trail = FlagChange.objects.order_by("id").values_list("new_value", "reason", "agency_link")
+    assert list(trail) == [("on", "cutover for the test", link.pk), ("off", "switchback for the test", link.pk)]
+
+
+def test_a_cutover_run_on_an_agency_not_verified_since_its_migration_is_still_refused(flags):
+    link = make_link()
+    make_run(link, minutes_ago=60)
+    with pytest.raises(CutoverRefused, match="never been verified"):
+        enable_unified_db(flags, link)
+
+
+def test_unified_db_has_no_global_default_and_one_set_behind_the_services_switches_nobody(flags):
+    for change in (
+        lambda: flag_set_global(flag=flags["unified_db"], enabled=True, reason="all at once", actor=None),
+        lambda: flag_set_global(flag=flags["unified_db"], enabled=False, reason="all off", actor=None),
+        lambda: flag_set_percentage(flag=flags["unified_db"], percentage=10, reason="some", actor=None),
+    ):
+        with pytest.raises(CutoverRefused, match=r"no global switch or rollout percentage .*Cut over selected"):
+            change()
+    assert not FlagChange.objects.exists()
+    verified, cut_over = make_link("Verified Co"), make_link("Cut Over Co")
+    for link in (verified, cut_over):
+        make_run(link, minutes_ago=60)
+        make_verification(link, minutes_ago=30)
+    enable_unified_db(flags, cut_over)
+    # SQL, an old row: the apps must still see unified_db only where a cutover turned it on.
+    FeatureFlag.objects.filter(name="unified_db").update(enabled_globally=True, rollout_percentage=100)
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=verified)
+    assert agency_flag_enabled(flag_name="unified_db", agency_link=cut_over)
+    assert {row.link.name: row.cut_over for row in agencies_overview().rows} == {
+        "Verified Co": False,
+        "Cut Over Co": True,
+    }
 
 
 def test_flags_without_the_verification_gate_are_not_gated(flags):
@@ -219,12 +316,13 @@ def test_flags_without_the_verification_gate_are_not_gated(flags):
 
 
 def test_a_gated_flag_cannot_be_turned_on_globally_or_by_percentage(flags):
+    gated = FeatureFlag.objects.create(name="gated_toggle", requires_verification=True)
     with pytest.raises(CutoverRefused, match="agency by agency"):
-        flag_set_global(flag=flags["unified_db"], enabled=True, reason="all at once", actor=None)
+        flag_set_global(flag=gated, enabled=True, reason="all at once", actor=None)
     with pytest.raises(CutoverRefused, match="percentage rollout would skip"):
-        flag_set_percentage(flag=flags["unified_db"], percentage=10, reason="some", actor=None)
-    flags["unified_db"].refresh_from_db()
-    assert not flags["unified_db"].enabled_globally and flags["unified_db"].rollout_percentage == 0
+        flag_set_percentage(flag=gated, percentage=10, reason="some", actor=None)
+    gated.refresh_from_db()
+    assert not gated.enabled_globally and gated.rollout_percentage == 0
 
 
 def test_a_change_without_a_reason_is_refused(flags):
@@ -372,22 +470,42 @@ def test_the_state_forms_require_a_reason(client, flags, operator):
     assert not FlagChange.objects.exists()
 
 
-def test_the_admin_shows_why_unified_db_was_refused_and_enables_a_verified_agency(client, flags, operator):
-    verified, unverified = make_link("Verified Co"), make_link("Unverified Co")
-    for link in (verified, unverified):
+def test_the_unified_db_page_sends_staff_to_the_runs_and_refuses_a_forged_post(client, flags, operator):
+    verified, cut_over = make_link("Verified Co"), make_link("Cut Over Co")
+    for link in (verified, cut_over):
         make_run(link, minutes_ago=60)
-    make_verification(verified, minutes_ago=30)
+        make_verification(link, minutes_ago=30)
+    enable_unified_db(flags, cut_over)
+    changes = FlagChange.objects.count()
     client.force_login(operator)
     url = state_url(flags["unified_db"])
-    refused = client.post(url, {"form": "override", "agency_link": unverified.pk, "state": "on", "reason": "go"})
-    assert refused.status_code == 200
-    assert "Refused: unified_db stays off for Unverified Co: this agency has never been verified" in refused.text
-    enabled = client.post(
-        url, {"form": "override", "agency_link": verified.pk, "state": "on", "reason": "go"}, follow=True
-    )
-    assert "Changed: unified_db agency override for Verified Co: default → on." in enabled.text
-    assert agency_flag_enabled(flag_name="unified_db", agency_link=verified)
-    assert not agency_flag_enabled(flag_name="unified_db", agency_link=unverified)
+    page = client.get(url).text
+    assert 'id="run-only"' in page and "“Cut over” or “Switch back”" in page
+    assert 'id="override-form"' not in page and 'id="global-form"' not in page
+    for data, name in (
+        ({"form": "override", "agency_link": verified.pk, "state": "on", "reason": "go"}, verified.name),
+        ({"form": "override", "agency_link": cut_over.pk, "state": "off", "reason": "back"}, cut_over.name),
+        ({"form": "override", "agency_link": cut_over.pk, "state": "default", "reason": "back"}, cut_over.name),
+    ):
+        refused = client.post(url, data)
+        assert refused.status_code == 200
+        assert "Refused: unified_db is switched only by a cutover or switch-back run" in refused.text
+        assert f"on {name}&#x27;s page under RevOS agencies" in refused.text
+    refused = client.post(url, {"form": "global", "enabled_globally": "on", "rollout_percentage": "0", "reason": "x"})
+    assert refused.status_code == 200 and "Refused: unified_db has no global switch" in refused.text
+    assert FlagChange.objects.count() == changes
+    assert not agency_flag_enabled(flag_name="unified_db", agency_link=verified)
+    assert agency_flag_enabled(flag_name="unified_db", agency_link=cut_over)
+
+
+def test_the_unified_db_flag_cannot_be_deleted_alone_or_in_bulk(client, flags):
+    client.force_login(User.objects.create_superuser("root", password="pw"))
+    flag = flags["unified_db"]
+    assert client.get(reverse("admin:migration_jobs_featureflag_delete", args=[flag.pk])).status_code == 403
+    changelist = reverse("admin:migration_jobs_featureflag_changelist")
+    bulk = {"action": "delete_selected", "_selected_action": [flag.pk, flags["app_toggle"].pk], "post": "yes"}
+    assert client.post(changelist, bulk).status_code == 403
+    assert FeatureFlag.objects.filter(name__in=["unified_db", "app_toggle"]).count() == 2
 
 
 def _action_request(user: User, data: dict):
@@ -397,6 +515,8 @@ def _action_request(user: User, data: dict):
     return request
 
 
+# The cutover request reads RevOS's fence state: the RevOS test database, not the real one.
+@pytest.mark.django_db(databases=["default", "unified", "revos"])
 def test_bulk_cutover_reports_which_agencies_were_queued_and_why_others_were_not(flags, operator, rq_queues):
     ready, stale = make_link("Ready Agency"), make_link("Stale Agency")
     make_run(ready, minutes_ago=60)

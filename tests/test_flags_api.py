@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors.flags import flags_cache_version
-from migration_jobs.services.flags import flag_set_for_agency, flag_set_global
-from tests.test_flags import SEED_FLAGS, make_link, make_run, make_verification
+from migration_jobs.services.flags import flag_set_global
+from tests.test_flags import SEED_FLAGS, make_link, make_run, make_verification, switched_by_run
 
 pytestmark = pytest.mark.django_db(databases=["default", "unified"], transaction=True)
 
@@ -135,7 +135,7 @@ def test_a_linked_agency_answers_by_either_id_with_its_overrides(client, flags):
     link = make_link("Linked")
     make_run(link, minutes_ago=60)
     make_verification(link, minutes_ago=30)
-    flag_set_for_agency(flag=flags["unified_db"], agency_link=link, enabled=True, reason="cutover", actor=None)
+    switched_by_run(link)
     by_revos = get_flags(client, link.revos_agency_id, app_context="revos").json()
     by_unified = get_flags(client, link.unified_agency_id, app_context="revos").json()
     expected = {"app_toggle": False, "shared_hgc": False, "unified_db": True}

@@ -33,6 +33,7 @@ from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import (
+    NORMALIZED_NAME,
     AgencyBusy,
     AgencyMigration,
     Control,
@@ -125,6 +126,16 @@ def test_shared_agency_reuses_audienceos_agency_users_and_clients(shared_agency)
     assert run.report["clients"]["reused"] > 0
 
 
+def client_link_to_another_name(link: AgencyLink, revos_client, revos_name: str):
+    """Staff link the RevOS client to an AudienceOS client that name matching would never pick for it."""
+    audience_client = unified(
+        "SELECT id FROM client WHERE agency_id = %s AND lower(name) <> lower(%s) LIMIT 1",
+        [link.unified_agency_id, revos_name],
+    )[0][0]
+    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=audience_client)
+    return audience_client
+
+
 def test_an_explicit_client_link_reuses_that_client_and_rewrites_references(shared_agency):
     link = shared_agency
     revos_client, revos_name, campaign = revos(
@@ -132,15 +143,28 @@ def test_an_explicit_client_link_reuses_that_client_and_rewrites_references(shar
         "WHERE c.agency_id = %s LIMIT 1",
         [link.revos_agency_id],
     )[0]
-    # An AudienceOS client that name matching would never pick for it.
-    audience_client = unified(
-        "SELECT id FROM client WHERE agency_id = %s AND lower(name) <> lower(%s) LIMIT 1",
-        [link.unified_agency_id, revos_name],
-    )[0][0]
-    ClientLink.objects.create(agency_link=link, revos_client_id=revos_client, unified_client_id=audience_client)
+    audience_client = client_link_to_another_name(link, revos_client, revos_name)
     assert migrate(link).status == Status.SUCCEEDED
     assert unified("SELECT count(*) FROM client WHERE id = %s", [revos_client]) == [(0,)], "not duplicated"
     assert unified("SELECT client_id FROM campaign WHERE id = %s", [campaign]) == [(audience_client,)]
+
+
+def test_the_plan_counts_an_explicitly_linked_client_as_reused_exactly_as_the_migration_does(shared_agency):
+    link = shared_agency
+    unlinked = migrate(link, kind=MigrationRun.Kind.PLAN).report["tables"]["clients"]["reused"]
+    # A RevOS client name matching leaves alone, linked by staff to an AudienceOS client of another name.
+    normalized = NORMALIZED_NAME.format("name")
+    audience_names = unified(f"SELECT {normalized} FROM client WHERE agency_id = %s", [link.unified_agency_id])
+    revos_client, revos_name = revos(
+        f"SELECT id, name FROM clients WHERE agency_id = %s AND NOT {normalized} = ANY(%s) ORDER BY id LIMIT 1",
+        [link.revos_agency_id, [name for (name,) in audience_names]],
+    )[0]
+    client_link_to_another_name(link, revos_client, revos_name)
+    plan = migrate(link, kind=MigrationRun.Kind.PLAN).report["tables"]["clients"]
+    run = migrate(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert plan["reused"] == unlinked + 1 == run.report["clients"]["reused"]
+    assert plan["to_write"] == plan["source_rows"] - plan["reused"] == run.report["clients"]["inserted"]
 
 
 def test_rows_land_with_the_seeds_app_context_type_and_ai_provider(shared_agency):

@@ -7,11 +7,15 @@ jobs run through a real RQ worker on real Redis and PostgreSQL.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html.parser import HTMLParser
 
+import psycopg
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import connections
@@ -21,13 +25,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from migration_jobs.demo.demo import demo_data_seed
+from migration_jobs.etl.engine import lock_key
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors import AGENCY_STATES, agency_cockpit
 from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.flags import flag_set_for_agency
-from tests.conftest import run_worker
+from migration_jobs.services.migration import migration_run_request
+from tests.conftest import database_url, run_worker, start_worker_process
+from tests.test_flags import switched_by_run
 
 OVERVIEW = "admin:migration_jobs_agencylink_overview"
 Status, Kind = MigrationRun.Status, MigrationRun.Kind
@@ -184,17 +190,26 @@ def record_verification(link: AgencyLink, verdict: str, *, minutes_ago: int = 10
     )
 
 
+def held_by_a_live_run(link: AgencyLink) -> None:
+    """The agency's lock held until the test ends, as a live `--sync` run holds it: the page's reconcile
+    must find the running run alive (a running run nobody holds is failed when a page reads it)."""
+    unified = connections["unified"]
+    unified.ensure_connection()
+    with unified.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_xact_lock({lock_key(link.revos_agency_id).as_string(unified.connection)})")
+
+
 def one_agency_per_state() -> dict[str, AgencyLink]:
     """An agency in each state of the overview, recorded as the runs and verifications would leave it."""
     links = {state: new_link(f"Agency {state}", confirmed=state != "not linked") for state in AGENCY_STATES}
     record_run(links["migrating"], Status.RUNNING)
+    held_by_a_live_run(links["migrating"])
     record_run(links["migrated"], Status.SUCCEEDED)
     for state in ("verified", "cut over", "complete"):
         record_run(links[state], Status.SUCCEEDED)
         record_verification(links[state], VerificationRun.Verdict.PASS)
-    flag = FeatureFlag.objects.get(name="unified_db")
     for state in ("cut over", "complete"):
-        flag_set_for_agency(flag=flag, agency_link=links[state], enabled=True, reason="test", actor=None)
+        switched_by_run(links[state])
     record_run(links["complete"], Status.SUCCEEDED, kind=Kind.COMPLETE, minutes_ago=1)
     record_run(links["failed"], Status.FAILED)
     record_run(links["paused"], Status.PAUSED)
@@ -209,7 +224,7 @@ def overview_rows(response) -> dict[str, str]:
 # --- the overview ---------------------------------------------------------------------------------
 
 
-@pytest.mark.django_db(databases=["default", "unified"])
+@pytest.mark.django_db(databases=["default", "unified", "revos"])
 def test_overview_shows_each_agency_state_and_the_count_per_state(flags):
     links = one_agency_per_state()
     response = staff("view_agencylink").get(reverse(OVERVIEW))
@@ -231,7 +246,7 @@ def test_overview_state_agrees_with_the_agency_page(flags):
         assert cockpit.state == state
 
 
-@pytest.mark.django_db(databases=["default", "unified"])
+@pytest.mark.django_db(databases=["default", "unified", "revos"])
 def test_state_filter_and_search_narrow_the_rows_but_not_the_counts(flags):
     links = one_agency_per_state()
     client = staff("view_agencylink")
@@ -248,7 +263,7 @@ def test_state_filter_and_search_narrow_the_rows_but_not_the_counts(flags):
     assert len(overview_rows(client.get(reverse(OVERVIEW), {"state": "bogus"}))) == len(AGENCY_STATES)
 
 
-@pytest.mark.django_db(databases=["default", "unified"])
+@pytest.mark.django_db(databases=["default", "unified", "revos"])
 def test_overview_queries_do_not_grow_with_the_number_of_agencies(flags):
     client = staff("view_agencylink")
 
@@ -263,8 +278,11 @@ def test_overview_queries_do_not_grow_with_the_number_of_agencies(flags):
 
     one_agency_per_state()
     few = queries()
-    one_agency_per_state()
-    one_agency_per_state()
+    for _ in range(2):
+        more = one_agency_per_state()
+        # The page reconciles each running run (their number is capped by the concurrency limit, not
+        # by the number of agencies): more agencies, no more of them running.
+        MigrationRun.objects.filter(agency_link=more["migrating"]).update(status=Status.PAUSED)
     assert queries() == few
 
 
@@ -503,3 +521,44 @@ def test_an_agency_shown_verified_after_a_pause_and_resume_offers_the_cutover(de
     page = client.get(url)
     assert page.context["cockpit"].state == "verified"
     assert button_state(page, "action-cutover"), agency_cutover_refusal(agency_link=link)
+
+
+def test_the_overview_fails_a_run_whose_worker_was_killed_instead_of_showing_it_running(tenant_db, rq_queues, flags):
+    demo_data_seed(agencies=1, scale=1, seed=5)
+    agency_links_sync()
+    link = AgencyLink.objects.get()
+    link = agency_link_confirm(
+        link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None
+    )
+    run = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+    # A transaction left open in the unified database: the health throttle holds the run between its
+    # batches, running and holding the agency's lock, until the worker is killed there.
+    with psycopg.connect(database_url("unified"), application_name="a-report") as outsider:
+        outsider.execute("SELECT 1")
+        worker = start_worker_process(
+            "migrations",
+            "--worker-class",
+            "rq.worker.SimpleWorker",
+            MIGRATION_BATCH_SIZE="20",
+            THROTTLE_MAX_TRANSACTION_SECONDS="0",
+            THROTTLE_CHECK_INTERVAL_SECONDS="0.2",
+            THROTTLE_MAX_SLEEP_SECONDS="0.5",
+        )
+        try:
+            deadline = time.monotonic() + 120
+            throttled = MigrationRun.objects.filter(
+                pk=run.pk, status=Status.RUNNING, status_note__startswith="throttled"
+            )
+            while not throttled.exists():
+                assert time.monotonic() < deadline, f"held running: {MigrationRun.objects.get(pk=run.pk).error}"
+                time.sleep(0.1)
+        finally:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait(timeout=30)
+    assert MigrationRun.objects.get(pk=run.pk).status == Status.RUNNING, "nothing has looked at it yet"
+
+    response = staff("view_agencylink").get(reverse(OVERVIEW))
+    assert overview_rows(response) == {link.name: "failed"}
+    assert "<progress" not in response.content.decode()
+    run.refresh_from_db()
+    assert run.status == Status.FAILED and "stopped without finishing" in run.error, run.error

@@ -30,7 +30,7 @@ from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
@@ -275,6 +275,8 @@ def test_switch_back_gives_revos_what_a_revos_app_would_have_written_and_a_new_c
     assert revos_checksums(plans, revos_agency, inside=False) == others_before
     assert audience_checksums() == audience_before
     assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
+    switched = FlagChange.objects.filter(flag__name="unified_db", agency_link=link).latest("id")
+    assert (switched.new_value, switched.reason) == ("off", "RevOS feature broke"), "set by the run, with its reason"
     assert reverse_capture_state(unified_agency_id=agency) is None
     # RevOS accepts the agency's writes again.
     revos("UPDATE leads SET name = 'Written in RevOS again' WHERE id = %s", [new_lead])

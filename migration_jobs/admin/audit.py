@@ -10,9 +10,8 @@ from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.views.decorators.http import require_POST
 
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page
 from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
 from migration_jobs.services.schema_audit import AuditQueueUnavailable, schema_audit_start
 
@@ -118,9 +117,9 @@ class SchemaAuditRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, self._extra_context(request, extra_context))
 
     def run_view(self, request: HttpRequest):
-        return require_POST(self._run)(request)
-
-    def _run(self, request: HttpRequest):
+        if request.method != "POST":
+            back = reverse("admin:migration_jobs_schemaauditrun_changelist")
+            return post_only_page(request, admin_site=self.admin_site, back=back, back_label="schema audits")
         if not request.user.has_perm(RUN_PERMISSION):
             raise PermissionDenied
         database = request.POST.get("database", "")

@@ -2,7 +2,9 @@
 
 Flag state never changes through the plain change form: it changes on the state page (or the bulk
 action the RevOS agency admin attaches), which needs `change_flag_state` and a typed reason and goes
-through `migration_jobs.services.flags`, where the cutover interlock and the audit live.
+through `migration_jobs.services.flags`, where the cutover interlock and the audit live. `unified_db`
+is not set here at all: its page says so and sends staff to the agency page's Cut over / Switch back,
+and a forged POST gets the service's refusal as a message.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 
 from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models.flags import AgencyAiProvider, AiProviderChange, FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
-from migration_jobs.selectors.flags import flag_agency_rows
+from migration_jobs.selectors.flags import UNIFIED_DB, flag_agency_rows
 from migration_jobs.services.cutover import cutover_runs_request_bulk
 from migration_jobs.services.flags import (
     CutoverRefused,
@@ -28,6 +30,7 @@ from migration_jobs.services.flags import (
     flag_set_global,
     flag_set_percentage,
     flags_cache_invalidate_on_commit,
+    unified_db_refusal,
 )
 
 FLAG_STATE_PERMISSION = "migration_jobs.change_flag_state"
@@ -95,6 +98,11 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
         # The name is hashed into rollout buckets, and ungating a live flag would bypass the interlock.
         return (*state, "name", "requires_verification") if obj else state
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting unified_db would take every cut-over agency's override with it: each one switched
+        # back to RevOS at once, with no fence and without the writes made since its cutover.
+        return super().has_delete_permission(request, obj) and not (obj and obj.name == UNIFIED_DB)
+
     @admin.display(description="Agencies forced on")
     def overrides_on(self, obj: FeatureFlag) -> int:
         return obj.overrides.filter(enabled=True).count()
@@ -140,6 +148,8 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
             "opts": self.opts,
             "original": flag,
             "can_toggle": can_toggle,
+            "run_only": unified_db_refusal() if flag.name == UNIFIED_DB else "",
+            "agencies_url": reverse("admin:migration_jobs_agencylink_overview"),
             "global_form": global_form,
             "override_form": override_form,
             "rows": flag_agency_rows(flag=flag),

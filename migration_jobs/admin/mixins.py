@@ -2,7 +2,8 @@
 
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest
+from django.template.response import TemplateResponse
 
 
 class ViewOnlyMixin:
@@ -44,3 +45,19 @@ class ObjectIdMixin:
         if obj is None:
             raise Http404(f"No {self.model._meta.verbose_name} with id {object_id!r}.")
         return obj
+
+
+def post_only_page(request: HttpRequest, *, admin_site, back: str, back_label: str) -> TemplateResponse:
+    """A GET of a button's URL (a bookmark, a reload): a page that says so and links back, as a 405.
+
+    Every POST-only admin view answers a GET with it, so no action URL is a bare 405.
+    """
+    context = {
+        **admin_site.each_context(request),
+        "title": "This address is a button",
+        "back": back,
+        "back_label": back_label,
+    }
+    response = TemplateResponse(request, "admin/migration_jobs/post_only.html", context, status=405)
+    response["Allow"] = "POST"
+    return response

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 
 from migration_jobs.models import AgencyLink
 from migration_jobs.selectors import AGENCY_STATES, agencies_overview
+from migration_jobs.services.migration import migration_runs_reconcile_running
 
 # Action name on the RevOS agency admin -> the overview's button.
 BULK_ACTIONS = {
@@ -31,6 +32,9 @@ def agency_overview_view(request: HttpRequest, agency_admin: admin.ModelAdmin) -
         raise PermissionDenied
     if request.method == "POST":
         return _bulk_action(request, agency_admin)
+    # As the agency page and `migration_status` do: a run whose worker is gone is failed (its agency
+    # freed) before it is listed, not shown "running 40%" until someone requests another run.
+    migration_runs_reconcile_running()
     state = request.GET.get("state", "")
     state = state if state in AGENCY_STATES else ""
     search = request.GET.get("q", "").strip()

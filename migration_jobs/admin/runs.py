@@ -18,13 +18,12 @@ from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from migration_jobs.admin.flags import enable_unified_db_for_selected
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page
 from migration_jobs.admin.overview import agency_overview_view
 from migration_jobs.admin.switch_back import (
     REASONED_ACTIONS,
@@ -283,21 +282,13 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return get_object_or_404(AgencyLink, pk=unquote(object_id))
 
     def _post_only(self, request: HttpRequest, link: AgencyLink | None) -> HttpResponse:
-        """A GET of a button's URL (a bookmark, a reload): a page that says so and links back, as a 405."""
         back = (
             reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
             if link
             else reverse("admin:migration_jobs_agencylink_changelist")
         )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "This address is a button",
-            "back": back,
-            "back_label": link.name if link else "RevOS agencies",
-        }
-        response = TemplateResponse(request, "admin/migration_jobs/post_only.html", context, status=405)
-        response["Allow"] = "POST"
-        return response
+        label = link.name if link else "RevOS agencies"
+        return post_only_page(request, admin_site=self.admin_site, back=back, back_label=label)
 
     def _back(self, link: AgencyLink) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))

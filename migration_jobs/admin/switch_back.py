@@ -7,11 +7,12 @@ service (services/switch_back.py), which refuses with the reason whatever the ca
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from migration_jobs.admin.flags import runs_bulk_with_reason
+from migration_jobs.admin.mixins import post_only_page
 from migration_jobs.models import AgencyLink
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.switch_back import (
@@ -27,6 +28,11 @@ COMPLETE_PERMISSION = "migration_jobs.complete_migrationrun"
 
 def _back(link: AgencyLink) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+
+
+def _post_only(modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyLink) -> HttpResponse:
+    back = reverse("admin:migration_jobs_agencylink_change", args=[link.pk])
+    return post_only_page(request, admin_site=modeladmin.admin_site, back=back, back_label=link.name)
 
 
 def _switch_back(link: AgencyLink, user, reason: str) -> str:
@@ -52,7 +58,7 @@ REASONED_ACTIONS = {
 def reasoned_action_view(modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyLink, action: str):
     """A per-agency button that needs a typed reason: switch back or complete."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return _post_only(modeladmin, request, link)
     permission, what, perform = REASONED_ACTIONS[action]
     if not request.user.has_perm(permission):
         modeladmin.message_user(request, f"You may not {what}.", messages.ERROR)
@@ -70,7 +76,7 @@ def reasoned_action_view(modeladmin: admin.ModelAdmin, request: HttpRequest, lin
 def switch_back_plan_view(modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyLink) -> HttpResponse:
     """The switch-back plan (dry run) of one agency: rows per RevOS table, and what RevOS cannot hold."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return _post_only(modeladmin, request, link)
     if not request.user.has_perm(SWITCH_BACK_PERMISSION):
         modeladmin.message_user(request, "You may not switch agencies back.", messages.ERROR)
         return _back(link)

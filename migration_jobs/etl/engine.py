@@ -986,8 +986,13 @@ def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = l
         return report
 
 
-def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool) -> dict:
-    """A dry run: what would move, what would be reused, what is already there. Writes nothing."""
+def agency_plan(
+    *, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool, client_links: dict[str, str] | None = None
+) -> dict:
+    """A dry run: what would move, what would be reused, what is already there. Writes nothing.
+
+    Reuse is matched as the migration matches it, staff's explicit client links (`client_links`)
+    included, so the plan's counts are the run's."""
     with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-read") as target:
         source.read_only = target.read_only = True
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
@@ -1001,6 +1006,7 @@ def agency_plan(*, source_agency_id: UUID, target_agency_id: UUID, link_existing
             source_agency_id=source_agency_id,
             target_agency_id=target_agency_id,
             link_existing=link_existing,
+            client_links=client_links,
         )
         conflicts += [f"refused: {conflict}" for conflict in refused]
         reused_per_table = Counter(table for table, *_ in matches)

@@ -92,3 +92,23 @@ def reverse_changes(*, unified_agency_id: UUID) -> dict[str, frozenset[UUID]]:
     with connect("unified", purpose="reverse-capture") as connection:
         changed = capture.changes_since(connection, agency_id=unified_agency_id, since=None)
     return {table: frozenset(UUID(i) for i in ids) for table, ids in changed.items()}
+
+
+def unified_watch_start(
+    *, source_agency_id: UUID, unified_agency_id: UUID, agency_name: str, wait_seconds: float
+) -> None:
+    """Record the agency's unified writes from now on, afresh, before the cutover's check ahead of its
+    fence (verify/delta.py): what changed there after that check is checked again inside the fence.
+
+    The cutover's switch starts the reverse capture anew (reverse_capture_start), and a cutover that
+    does not switch stops this (reverse_capture_stop): nothing recorded here outlives the cutover.
+    """
+    reverse_capture_stop(source_agency_id=source_agency_id, unified_agency_id=unified_agency_id)
+    with connect("unified", purpose="reverse-capture") as connection:
+        capture.capture_register(
+            connection,
+            agency_id=unified_agency_id,
+            agency_name=agency_name,
+            tables=unified_captured_tables(),
+            wait_seconds=wait_seconds,
+        )

@@ -2,8 +2,10 @@
 
 Evaluation for one agency and flag: its override if it has one, else the global switch, else its
 rollout bucket. The bucket is a hash of flag name and agency id into 0..99 and the agency is in iff
-bucket < percentage, so raising the percentage only ever adds agencies. The audited changes live
-in migration_jobs.services.flags.
+bucket < percentage, so raising the percentage only ever adds agencies. A verification-gated flag
+(`unified_db`) is its override alone: the services refuse to turn one on globally or by percentage,
+and a value put in the table past them (SQL, an old row) must not switch agencies never cut over.
+The audited changes live in migration_jobs.services.flags.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from migration_jobs.models.runs import AgencyLink, MigrationRun, VerificationRun
 logger = logging.getLogger(__name__)
 
 APP_CONTEXTS = ("revos", "audience")
+# The flag the cutover and switch-back runs switch (services/flags.py `unified_db_switch`).
+UNIFIED_DB = "unified_db"
 CACHE_VERSION_KEY = "flags:version"
 # Bounds how long an entry written under a lost version key can live; changes invalidate at once.
 CACHE_TIMEOUT = 300
@@ -74,8 +78,8 @@ def flag_bucket(*, flag_name: str, agency_id: uuid.UUID) -> int:
 
 
 def flag_evaluate(*, flag: FeatureFlag, agency_id: uuid.UUID, override: bool | None) -> bool:
-    if override is not None:
-        return override
+    if override is not None or flag.requires_verification:
+        return bool(override)
     if flag.enabled_globally:
         return True
     return flag_bucket(flag_name=flag.name, agency_id=agency_id) < flag.rollout_percentage

@@ -6,13 +6,17 @@ size:
 
 1. preflight: the cutover interlock (migrated, verified after the latest change), the capture
    in place, and an estimate of the pending changes;
+   ahead of the fence, RevOS still writable: catch up until few changes are pending, run the whole
+   delta verification below recording the unified writes from then on (verify/delta.py), and
+   catch up again what came meanwhile;
 2. fence: RevOS refuses every write to the agency's rows (etl/capture.py), and the flags API tells
    the apps the agency is read-only;
 3. drain: wait until RevOS transactions older than the fence have ended (they could still write),
    at most CUTOVER_DRAIN_TIMEOUT_SECONDS;
 4. final catch-up: the captured changes, through the migration's own batch writer;
 5. delta verification: counts of every table, content of every row changed since the last full
-   verification, and the isolation cases;
+   verification, and the isolation cases; inside the fence only those whose answer can have
+   changed since the verification ahead of it (verify/delta.py argues why that proves the same);
 6. switch: unified_db on for the agency, with its audit record;
 7. RevOS stays fenced for the agency.
 
@@ -29,7 +33,6 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import timedelta
-from functools import partial
 from typing import Unpack
 
 import psycopg
@@ -37,13 +40,19 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 
 from migration_jobs.etl import capture
+from migration_jobs.etl.catch_up import catch_up_rounds
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control
-from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_capture_stop
+from migration_jobs.etl.reverse_capture import (
+    reverse_capture_start,
+    reverse_capture_stop,
+    reverse_changes,
+    unified_watch_start,
+)
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused, reason_required
-from migration_jobs.selectors.flags import agency_cutover_refusal
+from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
 from migration_jobs.services.fence import agency_cut_over_refusal
 from migration_jobs.services.fenced_switch import CUTOVER, Step, SwitchRun, fenced_switch_perform
 from migration_jobs.services.migration import (
@@ -55,7 +64,7 @@ from migration_jobs.services.migration import (
     runs_request_bulk,
 )
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
-from migration_jobs.verify.runner import agency_verify_changes
+from migration_jobs.verify.delta import delta_verify_ahead, delta_verify_in_fence
 
 logger = logging.getLogger(__name__)
 Kind = MigrationRun.Kind
@@ -95,7 +104,62 @@ def cutover_runs_request_bulk(
 
 def cutover_run_execute(*, run_id: int) -> MigrationRun:
     """Carry out a cutover run (in the worker, or here for `cutover_agency --sync`)."""
-    return migration_run_execute(run_id=run_id, perform=partial(fenced_switch_perform, switch=CUTOVER, steps=STEPS))
+    return migration_run_execute(run_id=run_id, perform=_cutover_perform)
+
+
+def _cutover_perform(run: MigrationRun, mark_running) -> dict:
+    try:
+        return fenced_switch_perform(run, mark_running, switch=CUTOVER, steps=STEPS)
+    except BaseException:
+        if not agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
+            _unified_watch_stop(run.agency_link)  # not switched: nothing recorded outlives the run
+        raise
+
+
+def _unified_watch_stop(link: AgencyLink) -> None:
+    try:
+        reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+    except Exception as error:  # unified down: the next cutover's watch starts afresh anyway
+        logger.warning("could not stop recording the unified writes of %s: %s", link, error)
+
+
+def _catch_up_ahead(switch_run: SwitchRun) -> str:
+    """Catch-ups before the fence until few changed rows are pending (etl/catch_up.py catch_up_rounds)."""
+    steps = switch_run.steps
+    applied = catch_up_rounds(
+        migration=lambda: agency_migration(
+            link=switch_run.link,
+            on_progress=lambda progress: Control.CANCEL if steps.cancel_requested() else Control.CONTINUE,
+        ),
+        target=switch_run.unified,
+        pending_rows=settings.CUTOVER_PENDING_ROWS,
+        rounds=settings.CUTOVER_CATCH_UP_ROUNDS,
+    )
+    return f"{len(applied)} round(s), {' + '.join(map(str, applied))} changed rows applied"
+
+
+def _verify_ahead(switch_run: SwitchRun) -> str:
+    """The whole delta verification before the fence, the unified writes recorded from then on (verify/delta.py)."""
+    link, started = switch_run.link, time.monotonic()
+    position = capture.capture_state(switch_run.fence.connection, agency_id=link.revos_agency_id).applied_snapshot
+    unified_watch_start(
+        source_agency_id=link.revos_agency_id,
+        unified_agency_id=link.unified_agency_id,
+        agency_name=link.name,
+        wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
+    )
+    watched = time.monotonic() - started
+    ahead = delta_verify_ahead(
+        scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
+        content_ids=_changed_since_full(link, switch_run.fence.connection),
+        position=position,
+    )
+    switch_run.kept["ahead"] = ahead
+    again = sum(o.status != PASS for o in ahead.outcomes)
+    return (
+        f"{len(ahead.outcomes)} checks in {time.monotonic() - started - watched:.2f} s, {again} not passed"
+        f" (checked again inside the fence); unified writes recorded from then on ({watched:.2f} s)"
+    )
 
 
 def _catch_up(switch_run: SwitchRun) -> str:
@@ -152,7 +216,8 @@ def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
     return f"interlock passed; about {rows} changed rows to apply ({records} captured writes)"
 
 
-def _verify_changes(link: AgencyLink, connection: psycopg.Connection) -> str:
+def _changed_since_full(link: AgencyLink, connection: psycopg.Connection) -> dict[str, list[str]]:
+    """Source table -> ids of the rows written since the last full verification (all recorded ones without one)."""
     last_full = (
         VerificationRun.objects.filter(agency_link=link, verdict=VerificationRun.Verdict.PASS)
         .exclude(started_at=None)
@@ -160,27 +225,41 @@ def _verify_changes(link: AgencyLink, connection: psycopg.Connection) -> str:
         .first()
     )
     since = last_full.started_at - CLOCK_MARGIN if last_full else None
-    changed = capture.changes_since(connection, agency_id=link.revos_agency_id, since=since)
+    return capture.changes_since(connection, agency_id=link.revos_agency_id, since=since)
+
+
+def _verify_in_fence(switch_run: SwitchRun) -> str:
+    link = switch_run.link
     outcomes: list[CheckOutcome] = []
-    agency_verify_changes(
-        scope=AgencyScope(link.revos_agency_id, link.unified_agency_id), changed_ids=changed, record=outcomes.append
+    delta_verify_in_fence(
+        scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
+        ahead=switch_run.kept["ahead"],
+        unified_changed=reverse_changes(unified_agency_id=link.unified_agency_id),
+        record=outcomes.append,
     )
     failed = [o for o in outcomes if o.status != PASS]
     if failed:
         named = "; ".join(f"{o.check_name} {o.table_name}: {o.actual}".replace("  ", " ") for o in failed[:5])
         raise RunRefused(f"{len(failed)} of {len(outcomes)} checks did not pass ({named})")
-    rows = sum(len(ids) for ids in changed.values())
-    return f"{len(outcomes)} checks passed; content of {rows} rows changed since the last full verification compared"
+    counted = sum(o.check_name == "counts" for o in outcomes)
+    compared = [o for o in outcomes if o.check_name == "content"]
+    rows = sum(o.details.get("source_rows", 0) for o in compared)
+    return (
+        f"{len(outcomes)} checks passed: counts of {counted} tables that changed since the check ahead (the others"
+        f" proven unchanged by the capture), content of {rows} rows changed since, "
+        f"{len(outcomes) - counted - len(compared)} isolation checks"
+    )
 
 
 # The cutover's steps, in order (services/fenced_switch.py runs them).
 STEPS = {
     "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link, switch_run.fence.connection)),
+    "catch_up_ahead": Step("Catch-up before the fence", _catch_up_ahead),
+    "verify_ahead": Step("Verification before the fence", _verify_ahead),
+    "catch_up_again": Step("Catch-up again before the fence", _catch_up_ahead),
     "fence": Step("Fence RevOS writes", SwitchRun.fence_set),
     "drain": Step("Drain older transactions", SwitchRun.fence_drain),
     "catch_up": Step("Final catch-up", _catch_up),
-    "verify": Step(
-        "Delta verification", lambda switch_run: _verify_changes(switch_run.link, switch_run.fence.connection)
-    ),
+    "verify": Step("Delta verification", _verify_in_fence),
     "switch": Step("Switch unified_db on", _switch),
 }

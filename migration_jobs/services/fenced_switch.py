@@ -35,10 +35,9 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.fence import agency_cut_over, agency_reopen_revos, fence_message, fence_owner
-from migration_jobs.services.flags import flag_set_for_agency, flags_cache_invalidate
+from migration_jobs.services.flags import RUN_SWITCHES, flags_cache_invalidate, unified_db_switch
 
 logger = logging.getLogger(__name__)
 Kind, Status = MigrationRun.Kind, MigrationRun.Status
@@ -108,12 +107,16 @@ class FencedSwitch:
     kind: str
     name: str  # the unified_db change's reason when the run gives none; its sessions' names
     fenced: FencedSide
-    unified_db: bool
     undone: str
     recovered: str
     cancellable: bool  # Cancel is honoured between its steps before the switch
     # What finishing a run whose worker died after the switch still takes.
     switched: Callable[[AgencyLink], object] = lambda link: None
+
+    @property
+    def unified_db(self) -> bool:
+        """What its switch step sets unified_db to (services/flags.py says it, for the flag's guard)."""
+        return RUN_SWITCHES[self.kind]
 
     @property
     def purpose(self) -> str:
@@ -125,7 +128,6 @@ CUTOVER = FencedSwitch(
     kind=Kind.CUTOVER,
     name="cutover",
     fenced=REVOS,
-    unified_db=True,
     undone="unified_db stays off",
     recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
     cancellable=True,
@@ -134,7 +136,6 @@ SWITCH_BACK = FencedSwitch(
     kind=Kind.SWITCH_BACK,
     name="switch back",
     fenced=UNIFIED,
-    unified_db=False,
     undone="{name} stays cut over and nothing was lost",
     recovered=(
         "before unified_db was turned off: the unified fence is lifted and the agency stays cut over."
@@ -302,14 +303,7 @@ class SwitchRun:
     def unified_db_switch(self) -> None:
         """The switch itself: unified_db for the agency as its kind sets it, the run's reason and
         requester in the flag's audit record."""
-        switch = self.steps.switch
-        flag_set_for_agency(
-            flag=FeatureFlag.objects.get(name="unified_db"),
-            agency_link=self.link,
-            enabled=switch.unified_db,
-            reason=self.run.reason or switch.name,
-            actor=self.run.requested_by,
-        )
+        unified_db_switch(run=self.run)  # the only way unified_db changes (services/flags.py)
 
 
 @dataclass(frozen=True)

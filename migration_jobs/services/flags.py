@@ -3,8 +3,11 @@
 The reads (evaluation, who an agency is, the cutover interlock's reason) are
 migration_jobs.selectors.flags.
 
-Verification-gated flags (`unified_db`) are never on globally or by percentage: each agency is turned
-on by its own override, and only once its latest verification passed after its latest data change.
+Verification-gated flags are never on globally or by percentage: each agency is turned on by its own
+override, and only once its latest verification passed after its latest data change. `unified_db` is
+stricter still: only the cutover and switch-back runs change it (`unified_db_switch`), because they
+fence the side that stops taking writes first; set by hand, an agency would switch with the writes
+of its last seconds lost. Staff who try are sent to "Cut over" / "Switch back" on the agency page.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from migration_jobs.models.flags import (
     FeatureFlag,
     FlagChange,
 )
-from migration_jobs.models.runs import AgencyLink
+from migration_jobs.models.runs import AgencyLink, MigrationRun
 from migration_jobs.selectors.flags import (
     CACHE_VERSION_KEY,
+    UNIFIED_DB,
     agency_cutover_refusal,
     agency_flag_id,
     flag_evaluate,
@@ -65,16 +69,24 @@ def _require_reason(reason: str) -> str:
 
 
 def _record(*, flag: FeatureFlag, field: str, old: str, new: str, reason: str, actor, agency_link=None):
-    change = FlagChange.objects.create(
+    return _audited(
+        FlagChange,
+        log_on=flag,
+        reason=reason,
+        actor=actor,
         flag=flag,
         agency_link=agency_link,
         field=field,
         old_value=old,
         new_value=new,
-        reason=reason,
-        actor=actor,
     )
-    _admin_log(actor=actor, obj=flag, message=f"{change}. Reason: {reason}")
+
+
+def _audited(trail, *, log_on, reason: str, actor, log_prefix: str = "", **fields):
+    """One change in its audit trail (`trail`: a change model) and in the admin's history of `log_on`;
+    the cached flag answers retire once it commits."""
+    change = trail.objects.create(reason=reason, actor=actor, **fields)
+    _admin_log(actor=actor, obj=log_on, message=f"{log_prefix}{change}. Reason: {reason}")
     flags_cache_invalidate_on_commit()
     return change
 
@@ -87,6 +99,15 @@ def _admin_log(*, actor, obj, message: str) -> None:
 
 def _on_off(value: bool | None) -> str:
     return "default" if value is None else ("on" if value else "off")
+
+
+def unified_db_refusal(*, agency_link: AgencyLink | None = None) -> str:
+    """Why staff may not set `unified_db` by hand, and where to go instead."""
+    where = f"on {agency_link}'s page" if agency_link else "on each agency's page (or “Cut over selected…”)"
+    return (
+        f"{UNIFIED_DB} is switched only by a cutover or switch-back run, which stops writes on the side being"
+        f" left before it switches, so none is lost; use “Cut over” or “Switch back” {where} under RevOS agencies."
+    )
 
 
 def flag_set_global(*, flag: FeatureFlag, enabled: bool, reason: str, actor) -> FlagChange | None:
@@ -125,8 +146,14 @@ def _flag_setting_change(
     """Change one flag-wide setting under a row lock and record it; None when nothing changes.
 
     A flag that needs verification is turned on agency by agency, so a setting that would turn it
-    on for agencies at large (`gated_reason` says how) is refused.
+    on for agencies at large (`gated_reason` says how) is refused. `unified_db` has no flag-wide
+    setting at all: on for every agency would switch each one not cut over without its fence.
     """
+    if flag.name == UNIFIED_DB:
+        raise CutoverRefused(
+            f"{UNIFIED_DB} has no global switch or rollout percentage (it would switch every agency without"
+            f" fencing its writes). {unified_db_refusal()}"
+        )
     reason = _require_reason(reason)
     with transaction.atomic():
         flag = FeatureFlag.objects.select_for_update().get(pk=flag.pk)
@@ -147,9 +174,40 @@ def flag_set_for_agency(
 ) -> FlagChange | None:
     """Force a flag on or off for one agency (None: follow the global switch and percentage again).
 
-    Raises CutoverRefused when the agency would end up with a verification-gated flag on without a
-    passing verification newer than its latest migration or rollback. Turning off is never gated.
+    Raises CutoverRefused for `unified_db`, whichever way (see `unified_db_refusal`), and when the
+    agency would end up with another verification-gated flag on without a passing verification newer
+    than its latest migration or rollback. Turning off is never gated.
     """
+    if flag.name == UNIFIED_DB:
+        raise CutoverRefused(unified_db_refusal(agency_link=agency_link))
+    return _override_set(flag=flag, agency_link=agency_link, enabled=enabled, reason=reason, actor=actor)
+
+
+# The runs that switch unified_db, and which way.
+RUN_SWITCHES = {MigrationRun.Kind.CUTOVER: True, MigrationRun.Kind.SWITCH_BACK: False}
+
+
+def unified_db_switch(*, run: MigrationRun) -> FlagChange | None:
+    """`unified_db` on (a cutover run) or off (a switch-back run) for the run's agency: the only way it changes.
+
+    The run calls it in its switch step, once the fence holds and the last changes are applied and
+    verified. Any other caller, or a run that is not running (finished, or taken over by the reconcile),
+    is refused: nothing but a live fenced run may switch an agency.
+    """
+    enabled = RUN_SWITCHES.get(run.kind)
+    if enabled is None or not MigrationRun.objects.filter(pk=run.pk, status=MigrationRun.Status.RUNNING).exists():
+        raise CutoverRefused(f"only a running cutover or switch-back run switches {UNIFIED_DB}; #{run.pk} is not one")
+    return _override_set(
+        flag=FeatureFlag.objects.get(name=UNIFIED_DB),
+        agency_link=run.agency_link,
+        enabled=enabled,
+        reason=run.reason or run.get_kind_display().lower(),
+        actor=run.requested_by,
+    )
+
+
+def _override_set(*, flag: FeatureFlag, agency_link: AgencyLink, enabled: bool | None, reason: str, actor):
+    """The override itself, under the flag's row lock, behind the verification interlock, recorded."""
     reason = _require_reason(reason)
     with transaction.atomic():
         flag = FeatureFlag.objects.select_for_update().get(pk=flag.pk)
@@ -179,22 +237,6 @@ def flag_set_for_agency(
         )
 
 
-def flag_enable_for_agencies(
-    *, flag: FeatureFlag, agency_links, reason: str, actor
-) -> tuple[list[AgencyLink], dict[AgencyLink, str]]:
-    """Turn a flag on for each agency it may be turned on for: (enabled, {refused agency: why})."""
-    reason = _require_reason(reason)
-    enabled, refused = [], {}
-    for agency_link in agency_links:
-        try:
-            flag_set_for_agency(flag=flag, agency_link=agency_link, enabled=True, reason=reason, actor=actor)
-        except CutoverRefused as refusal:
-            refused[agency_link] = str(refusal)
-        else:
-            enabled.append(agency_link)
-    return enabled, refused
-
-
 # --- the HGC backend per app ---------------------------------------------------------------------
 
 
@@ -217,14 +259,14 @@ def ai_provider_set(
         AgencyAiProvider.objects.update_or_create(
             agency_link=agency_link, app_context=app_context, defaults={"provider": provider, "updated_by": actor}
         )
-        change = AiProviderChange.objects.create(
+        return _audited(
+            AiProviderChange,
+            log_on=agency_link,
+            log_prefix="HGC backend ",
+            reason=reason,
+            actor=actor,
             agency_link=agency_link,
             app_context=app_context,
             old_value=old,
             new_value=provider,
-            reason=reason,
-            actor=actor,
         )
-        _admin_log(actor=actor, obj=agency_link, message=f"HGC backend {change}. Reason: {reason}")
-        flags_cache_invalidate_on_commit()
-    return change

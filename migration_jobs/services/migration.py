@@ -362,7 +362,8 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
                 "link_existing": link.kind == AgencyLink.Kind.EXISTING,
             }
             # What would move, then every row the unified schema would refuse (etl/preflight.py).
-            report = {**agency_plan(**agency), **agency_preflight(**agency)}
+            plan = agency_plan(**agency, client_links=client_links_of(link))
+            report = {**plan, **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
             # One transaction: the rows it deleted are its progress, all at once.
@@ -418,9 +419,15 @@ def agency_migration(*, link: AgencyLink, **options) -> CapturedMigration:
         batch_size=settings.MIGRATION_BATCH_SIZE,
         set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
         # Staff's explicit client matches: RevOS client id -> unified client id.
-        client_links={str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()},
+        client_links=client_links_of(link),
         **options,
     )
+
+
+def client_links_of(link: AgencyLink) -> dict[str, str]:
+    """Staff's explicit client matches, RevOS client id -> unified client id: the plan and the
+    migration reuse by them alike."""
+    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
 
 
 def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:

@@ -107,25 +107,46 @@ def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = N
 
 
 def agency_verify_changes(
-    *, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record, workers: int | None = None
+    *,
+    scope: AgencyScope,
+    changed_ids: dict[str, list[str]],
+    record: Record,
+    workers: int | None = None,
+    counted: Callable[[TablePlan], bool] | None = None,
+    isolation_only: isolation.Only | None = None,
 ) -> None:
     """The cutover's check (ghostferry's reverify): counts of every table, content of the changed rows
     only (`changed_ids`, source table -> ids), and the isolation cases, the table checks `workers` at
     a time. Writes nothing.
 
+    `counted` narrows the counts to the tables it accepts and `isolation_only` the isolation cases
+    and sweeps; the cutover's check inside its fence uses them for what changed since its check
+    before the fence (verify/delta.py says why that proves the same).
+
     The isolation cases run on their own connection beside the data checks: RevOS is fenced while
     this runs, so the two share the wait. `record` is called from both threads.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-isolation") as beside:
-        isolation_done = beside.submit(_isolation_checks, scope, None, record, with_schema=False)
+        isolation_done = beside.submit(_isolation_checks, scope, None, record, with_schema=False, only=isolation_only)
         try:
-            _changed_data_checks(scope=scope, changed_ids=changed_ids, record=record, workers=workers)
+            _changed_data_checks(
+                scope=scope, changed_ids=changed_ids, record=record, workers=workers, counted=counted or _every
+            )
         finally:
             isolation_done.result()
 
 
+def _every(plan: TablePlan) -> bool:
+    return True
+
+
 def _changed_data_checks(
-    *, scope: AgencyScope, changed_ids: dict[str, list[str]], record: Record, workers: int | None
+    *,
+    scope: AgencyScope,
+    changed_ids: dict[str, list[str]],
+    record: Record,
+    workers: int | None,
+    counted: Callable[[TablePlan], bool],
 ) -> None:
     with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
         target_catalog = catalog_read(target)
@@ -133,13 +154,21 @@ def _changed_data_checks(
         reading = _Reading(scope, target_catalog)
         remap = content.reused_ids(target, scope)
         for plan in plans:
-            reading.counts(plan)
+            if counted(plan):
+                reading.counts(plan)
             if changed_ids.get(plan.source):
                 reading.content(plan, remap=remap, ids=changed_ids[plan.source])
         reading.run(source=source, target=target, record=record, workers=workers)
 
 
-def _isolation_checks(scope: AgencyScope, target_catalog: Catalog | None, record: Record, *, with_schema: bool) -> None:
+def _isolation_checks(
+    scope: AgencyScope,
+    target_catalog: Catalog | None,
+    record: Record,
+    *,
+    with_schema: bool,
+    only: isolation.Only | None = None,
+) -> None:
     with connect("unified", purpose="verification-rls") as connection:
         # Each case compares what several statements read: one snapshot per case (a rollback ends it).
         connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -148,8 +177,11 @@ def _isolation_checks(scope: AgencyScope, target_catalog: Catalog | None, record
             target_catalog = catalog_read(connection)
             connection.rollback()
         probe = isolation.Probe(connection, scope, target_catalog)
+        if only is not None:
+            probe.skip, probe.keep = only.skip, only.keep
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
-            _guarded(record, name, "", (connection,), lambda case=case: case(probe))
+            if only is None or name in only.cases:
+                _guarded(record, name, "", (connection,), lambda case=case: case(probe))
         for name, check in schema.SQL_CHECKS.items() if with_schema else ():
             _guarded(record, name, "", (connection,), lambda check=check: check(connection))
 
