@@ -10,7 +10,9 @@ from uuid import UUID
 from django.conf import settings
 
 from benchmarks.memory import ProcessRun, process_run_sampled
+from benchmarks.profile import migration_profile, verification_profile
 from benchmarks.workload import bench_link_confirm, database_backends_stop, database_checkpoint
+from migration_jobs.etl.parallel import parallelism
 from migration_jobs.models import CheckResult, MigrationRun, VerificationRun
 from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.verification import verification_run_request
@@ -64,6 +66,7 @@ def migration_measure(
     run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
     database_checkpoint()
     worker = worker_run(queue="migrations", worker_env=worker_env, log_dir=log_dir, timeout=timeout)
+    log = log_dir / "worker-migrations.log"
     run.refresh_from_db()
     succeeded = run.status == MigrationRun.Status.SUCCEEDED
     seconds = _seconds(run.started_at, run.finished_at) if succeeded else None
@@ -74,6 +77,7 @@ def migration_measure(
         "seconds": seconds,
         "rows_per_second": round(run.rows_total / seconds, 1) if seconds else None,
         "engine_rows_per_second": run.rows_per_second,  # the engine's own figure: copy phase only
+        "profile": migration_profile(run=run, log=log, writers=parallelism(settings.MIGRATION_WRITERS)),
         **_worker_figures(worker),
     }
     return figures, run
@@ -103,5 +107,6 @@ def verification_measure(
         "waited_seconds": round(worker.seconds, 3),
         "checks": verification.results.count(),
         "not_passed": [f"{r.status}: {r.check_name} {r.table_name}".strip() for r in not_passed[:20]],
+        "profile": verification_profile(run=verification),
         **_worker_figures(worker),
     }

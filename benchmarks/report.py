@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from benchmarks.profile import profile_lines
 from benchmarks.repeats import spread_of
 
 MIB = 1024 * 1024
@@ -276,6 +277,7 @@ def report_table(report: dict) -> str:
             *_reverse_capture_lines(report),
             "",
             *_target_lines(report),
+            *profile_lines(report),
             *_problem_lines(report),
         ]
     )

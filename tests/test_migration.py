@@ -30,6 +30,7 @@ from migration_jobs.etl.capture import (
     capture_triggers_remove,
 )
 from migration_jobs.etl.catalog import catalog_read
+from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import (
     NORMALIZED_NAME,
@@ -52,7 +53,7 @@ from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.run_control import migration_run_control
-from tests.conftest import agency_checksums, run_worker, start_worker_process
+from tests.conftest import agency_checksums, childless_leads, run_worker, start_worker_process
 
 Status = MigrationRun.Status
 
@@ -607,6 +608,46 @@ def test_parallel_writers_write_exactly_what_one_writer_writes(large_agency):
     # And a catch-up run over it (the upsert path) changes nothing.
     migrate_in_process(link, writers=4)
     assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial
+
+
+def captured_in_process(link: AgencyLink, **options) -> CapturedMigration:
+    migration = CapturedMigration(link.revos_agency_id, link.unified_agency_id, False, batch_size=200, **options)
+    migration.run()
+    return migration
+
+
+def test_a_capture_catch_up_with_several_writers_writes_what_a_serial_full_reread_writes(large_agency, caplog):
+    link = large_agency
+    agency = link.revos_agency_id
+    captured_in_process(link, writers=1)  # the first load registers the capture
+    leads = [row[0] for row in revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 40", [agency])]
+    revos("UPDATE leads SET status = 'contacted' WHERE id = ANY(%s)", [leads])
+    revos(
+        "UPDATE comments SET content = content || ' (edited)' WHERE id IN (SELECT c.id FROM comments c"
+        " JOIN posts p ON p.id = c.post_id WHERE p.agency_id = %s ORDER BY c.id LIMIT 30)",
+        [agency],
+    )
+    revos(
+        "UPDATE posts SET content = content || '.' WHERE id IN (SELECT id FROM posts"
+        " WHERE agency_id = %s ORDER BY id LIMIT 30)",
+        [agency],
+    )
+    gone = childless_leads(link.unified_agency_id, count=3)
+    revos("DELETE FROM leads WHERE id = ANY(%s)", [gone])
+    caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
+    catch_up = captured_in_process(link, writers=3, split_rows=10)
+    assert catch_up.used_capture and catch_up.changed_rows == len(set(leads) | set(gone)) + 30 + 30
+    writers = {event[2] for event in table_log(caplog.records) if event[0] == "start"}
+    assert writers == {1, 2, 3}, "the changed tables were written by several writers, leads in id ranges"
+    assert any(" part 2/3 -> " in record.getMessage() for record in caplog.records)
+    assert unified("SELECT count(*) FROM lead WHERE id = ANY(%s)", [gone]) == [(0,)]
+    kept = list(set(leads) - set(gone))
+    assert unified("SELECT count(*) FROM lead WHERE id = ANY(%s) AND status = 'contacted'", [kept]) == [(len(kept),)]
+    parallel = agency_checksums(link.unified_agency_id), id_map_rows(link)
+    # A serial re-read of every row finds nothing left to write: the parallel catch-up wrote it all.
+    full = captured_in_process(link, writers=1, full=True)
+    assert not full.used_capture
+    assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == parallel
 
 
 def test_no_table_starts_before_the_tables_it_references_have_finished(large_agency, caplog):

@@ -59,6 +59,11 @@ from migration_jobs.mapping import Identity
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = sql.SQL("controlplane.checkpoint")
+# A batch also ends at this size: with several writers each holding about three batches (read
+# ahead, being written, in the COPY buffer), rows-only batches of a wide table (3 to 5 MiB per 20,000
+# rows of messages or comments) made the worker's peak grow once large tables were split.
+BATCH_BYTES = 2 << 20
+RUN_PHASES_MESSAGE = "run phases (s)"  # the benchmark finds the run's own steps in the worker's log by it
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
 
 
@@ -92,6 +97,8 @@ class TableOutcome:
     reused: int = 0
     deleted: int = 0
     seconds: float = 0.0  # spent copying the table in this run (the per-table report shows it)
+    # Where those writer-seconds went (PhaseClock's names), so a slow run says which step cost it.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -116,6 +123,26 @@ class MigrationReport:
 
 def lock_key(agency_id: UUID) -> sql.Composed:
     return sql.SQL("hashtextextended({}, 0)").format(sql.Literal(f"controlplane.agency:{agency_id}"))
+
+
+class PhaseClock:
+    """Seconds spent per step of a table's writing, on one writer's thread (merged into the report
+    once the table or part is done). A monotonic clock read per statement costs nothing beside it."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+
+    @contextmanager
+    def measure(self, phase: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.monotonic() - began
+
+    def merge_into(self, phases: dict[str, float]) -> None:
+        for phase, seconds in self.seconds.items():
+            phases[phase] = round(phases.get(phase, 0.0) + seconds, 3)
 
 
 @functools.cache
@@ -164,6 +191,8 @@ class RunState:
     batch_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))  # next() is atomic
     # The parts of a split table add to one outcome from several writer threads.
     report_lock: threading.Lock = field(default_factory=threading.Lock)
+    units_left: Counter[str] = field(default_factory=Counter)  # target table -> units of it not written yet
+    analyzed: set[str] = field(default_factory=set)  # target tables ANALYZEd by the writers
 
 
 @dataclass
@@ -210,17 +239,20 @@ class AgencyMigration:
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
         if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
             plans = [p for p in plans if p.source in self.changed_ids or not p.entry.captured]
-        totals = {
-            p.source: source.execute(
-                p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
-            ).fetchone()[0]
-            for p in plans
-        }
+        clock = PhaseClock()  # the run's own steps, logged at the end (tables: TableOutcome.phases)
+        with clock.measure("source counts"):
+            totals = {
+                p.source: source.execute(
+                    p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
+                ).fetchone()[0]
+                for p in plans
+            }
         for plan in plans:
             report.tables[plan.source].source_rows = totals[plan.source]
         had_previous = self._has_previous_rows(target)
         set_checks = self.set_based_checks and row_triggers_skippable(target) and not self._captured_here(target)
-        remap = self._resolve_identities(source, target, plans, report)
+        with clock.measure("identities"):
+            remap = self._resolve_identities(source, target, plans, report)
         checkpoints = self._checkpoints(target)
         self.state = RunState(
             set_checks=set_checks,
@@ -229,14 +261,23 @@ class AgencyMigration:
             rows_total=sum(totals.values()),
             tables_total=len(plans),
         )
-        self._copy_tables(source, target, plans, remap, checkpoints, report, totals)
-        if had_previous or self.changed_ids is not None:
-            for plan in reversed(plans):
-                report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
-        target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
-        target.commit()
-        if self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
-            self._analyze(target, plans)
+        with clock.measure("table copy"):
+            self._copy_tables(source, target, plans, remap, checkpoints, report, totals)
+        with clock.measure("deletions"):
+            if had_previous or self.changed_ids is not None:
+                for plan in reversed(plans):
+                    report.tables[plan.source].deleted = self._delete_vanished(source, target, plan)
+            target.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [self.source_agency_id])
+            target.commit()
+        with clock.measure("statistics"):
+            if self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
+                self._analyze(target, plans)
+        logger.info(
+            "%s: %s",
+            RUN_PHASES_MESSAGE,
+            ", ".join(f"{phase} {seconds:.3f}" for phase, seconds in clock.seconds.items()),
+            extra={"agency_id": str(self.source_agency_id)},
+        )
         return report
 
     def _copy_tables(self, source, target, plans: list[TablePlan], remap, checkpoints, report, totals) -> None:
@@ -252,6 +293,7 @@ class AgencyMigration:
         )
         completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
         unfinished_tables = {unit.table for unit in units if unit.name not in completed}
+        self.state.units_left = Counter(unit.plan.target for unit in units if unit.name not in completed)
         control = tables_write(
             pending=[unit for unit in units if unit.name not in completed],
             parents=table_parents(plans, references),
@@ -273,14 +315,28 @@ class AgencyMigration:
         return self.changed_ids.get(plan.source, [])
 
     def _analyze(self, target: psycopg.Connection, plans: list[TablePlan]) -> None:
-        """Refresh the planner's statistics of what the run wrote.
+        """Refresh the planner's statistics of what the run wrote (the tables the writers did not
+        analyze already: those an earlier run of the agency finished), and of the id map.
 
         The verification queued next reads these tables at once, before autovacuum would; with the
         statistics of the empty tables the planner picks nested loops that re-scan the id map per row.
         """
-        for table in [*(table_identifier(t) for t in dict.fromkeys(p.target for p in plans)), id_map.ID_MAP]:
+        tables = [t for t in dict.fromkeys(p.target for p in plans) if t not in self.state.analyzed]
+        for table in [*(table_identifier(t) for t in tables), id_map.ID_MAP]:
             target.execute(sql.SQL("ANALYZE {}").format(table))
         target.commit()
+
+    def _analyze_if_written(self, target: psycopg.Connection, plan: TablePlan) -> None:
+        """ANALYZE the plan's target once the last unit writing it is done, on the writer that wrote
+        it last: beside the other writers' tables rather than after them all, at the end of the run."""
+        with self.state.report_lock:
+            self.state.units_left[plan.target] -= 1
+            last = self.state.units_left[plan.target] == 0
+        if last and self.changed_ids is None:  # a few changed rows leave the statistics as good as they were
+            target.execute(sql.SQL("ANALYZE {}").format(table_identifier(plan.target)))
+            target.commit()
+            with self.state.report_lock:
+                self.state.analyzed.add(plan.target)
 
     def _has_previous_rows(self, target: psycopg.Connection) -> bool:
         with target.cursor() as cursor:
@@ -383,20 +439,23 @@ class AgencyMigration:
         reader.start()
         try:
             while True:
-                batch = batches.get()
+                with writer.clock.measure("waiting for RevOS"):  # the reader is behind: the source is slower
+                    batch = batches.get()
                 if isinstance(batch, BaseException):
                     raise batch
                 # Rows an existing unified row stands for (batch.skipped) are counted, not written.
                 self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
-                    return
+                    break
+            with writer.clock.measure("statistics"):
+                self._analyze_if_written(target, plan)
         finally:
             stop.set()
             reader.join()
+            outcome = report.tables[plan.source]
             with self.state.report_lock:  # a split table's seconds are its parts' writer-seconds
-                report.tables[plan.source].seconds = round(
-                    report.tables[plan.source].seconds + time.monotonic() - began, 3
-                )
+                outcome.seconds = round(outcome.seconds + time.monotonic() - began, 3)
+                writer.clock.merge_into(outcome.phases)
 
     def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: str | None) -> bool:
         """Has a run of this agency already written rows of the table (within the unit's id range)
@@ -445,7 +504,7 @@ class AgencyMigration:
                                 fields[position] = rewrite.get(fields[position], fields[position])
                             data = b"\t".join(fields) + b"\n"
                     rows.append(data)
-                    if len(rows) >= self.batch_size:
+                    if len(rows) >= self.batch_size or len(rows.data) >= BATCH_BYTES:
                         if not hand_over(_Batch(rows, skipped, last=False)):
                             return
                         rows, skipped = CopyRows(), 0
@@ -471,7 +530,8 @@ class AgencyMigration:
                 extra={"agency_id": str(self.source_agency_id)},
             )
         done = BatchDone(writer.plan.source, writer.checkpoint_key, number, len(batch) + skipped, completed)
-        control = report_batch(done)
+        with writer.clock.measure("progress and control"):  # the run's thread records it in Django
+            control = report_batch(done)
         if control is not Control.CONTINUE and not completed:
             raise MigrationStopped(control)
 
@@ -571,6 +631,7 @@ class BatchWriter:
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load = first_load
         self.checkpoint_key = checkpoint_key or plan.source
+        self.clock = PhaseClock()
         self.id_at = plan.target_columns.index("id")
         self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
         columns = [sql.Identifier(c) for c in plan.target_columns]
@@ -604,6 +665,7 @@ class BatchWriter:
             incoming=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(c) for c in changed),
         )
         self.unrecorded = id_map.first_unrecorded(self.stage)
+        self._copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)
         self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
             plan.target_table, self.column_list, self.column_list, self.stage
         )
@@ -646,35 +708,45 @@ class BatchWriter:
         cannot be deleted before the batch commits. Collisions on id still fail, as do CHECK and
         NOT NULL constraints.
         """
-        connection = self.connection
+        connection, clock = self.connection, self.clock
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")
-            with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)) as copy:
+            with clock.measure("staging COPY"), cursor.copy(self._copy_in) as copy:
                 copy.write(rows.data)
-            inserted = cursor.execute(self.insert).rowcount
-            for check in self.reference_checks:
-                orphan = check.first_orphan(cursor)
-                if orphan is not None:
-                    connection.rollback()
-                    raise RowRejected(table=self.plan.source, source_id=orphan[0], batch=batch_no, reason=orphan[1])
-            cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
-            cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
-        last_id = self._row_id(rows.last_row)
-        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
-        connection.commit()
+            with clock.measure("insert"):
+                inserted = cursor.execute(self.insert).rowcount
+            with clock.measure("foreign key checks"):
+                for check in self.reference_checks:
+                    orphan = check.first_orphan(cursor)
+                    if orphan is not None:
+                        connection.rollback()
+                        raise RowRejected(table=self.plan.source, source_id=orphan[0], batch=batch_no, reason=orphan[1])
+            with clock.measure("id map"):
+                cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
+            with clock.measure("staging COPY"):
+                cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
+        self._checkpoint_commit(self._row_id(rows.last_row), len(rows), completed)
         return inserted, 0
 
+    def _checkpoint_commit(self, last_id: str | None, rows: int, completed: bool) -> None:
+        with self.clock.measure("checkpoint and commit"):
+            parameters = [self.source_agency_id, self.checkpoint_key, last_id, rows, completed]
+            self.connection.execute(self.checkpoint, parameters)
+            self.connection.commit()
+
     def _write(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
-        connection = self.connection
+        connection, clock = self.connection, self.clock
         inserted = updated = 0
         if rows:
             with connection.cursor() as cursor:
-                with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)) as copy:
+                with clock.measure("staging COPY"), cursor.copy(self._copy_in) as copy:
                     copy.write(rows.data)
-                inserted, updated = cursor.execute(
-                    self.upsert, [self.source_agency_id, self.plan.source, self.plan.target]
-                ).fetchone()
-                foreign = cursor.execute(self.unrecorded, [self.plan.source]).fetchone()
+                with clock.measure("upsert and id map"):
+                    inserted, updated = cursor.execute(
+                        self.upsert, [self.source_agency_id, self.plan.source, self.plan.target]
+                    ).fetchone()
+                with clock.measure("id map"):
+                    foreign = cursor.execute(self.unrecorded, [self.plan.source]).fetchone()
                 if foreign:
                     connection.rollback()
                     raise RowRejected(
@@ -683,10 +755,9 @@ class BatchWriter:
                         batch=batch_no,
                         reason=f"its id is already taken by a {self.plan.target} row this agency's runs did not write",
                     )
-                cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
-        last_id = self._row_id(rows.last_row) if rows else None
-        connection.execute(self.checkpoint, [self.source_agency_id, self.checkpoint_key, last_id, len(rows), completed])
-        connection.commit()
+                with clock.measure("staging COPY"):
+                    cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
+        self._checkpoint_commit(self._row_id(rows.last_row) if rows else None, len(rows), completed)
         return inserted, updated
 
     def _find_rejected_row(self, rows: CopyRows, batch_no: int, error: Exception) -> RowRejected:

@@ -236,6 +236,8 @@ class CheckResult(models.Model):
     expected = models.TextField(blank=True)
     actual = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # Wall time of the check, both databases included; the benchmark sums them per kind of check.
+    seconds = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

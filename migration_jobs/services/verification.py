@@ -150,6 +150,7 @@ def verification_run_execute(*, verification_run_id: int) -> VerificationRun:
             expected=outcome.expected,
             actual=outcome.actual,
             details=outcome.details,
+            seconds=outcome.seconds,
         )
         tally[outcome.status] += 1
         if outcome.status == ERROR:

@@ -6,8 +6,10 @@ split again until they are small enough to fetch and compare row by row. Only ch
 rows of small differing ranges cross the wire, so memory depends on the range size, never on the
 table size, and a difference is named by its ids.
 
-Both sides are reduced to the same relation, (id uuid, vals text[]): the target columns as text,
-cast to the target's types first, so equal values print alike (both connections are in UTC).
+Both sides are reduced to the same relation, (id uuid, vals text[], h bigint): the target columns
+as text, cast to the target's types first, so equal values print alike (both connections are in
+UTC), and the row's hash. The checksums sum `h` and only the rows of small differing ranges are
+fetched as `vals`, compared value by value.
 The source side is the plan's own transformation with the id map's rewrites of reused agency,
 user and client ids applied; rows AudienceOS already had (reused, `inserted = false`) are its
 own and are compared on neither side.
@@ -71,6 +73,26 @@ class Diff:
 
 # --- the two relations -----------------------------------------------------------------------
 
+# Types whose values are equal exactly when their text is (jsonb and numeric(p, s) print one form per
+# value; varchar and text compare bytes under the deterministic collations PostgreSQL hashes with):
+# hashed as they are, which skips printing them. Any other type is hashed as its text, so a change
+# that only shows in print (-0 and 0 of a float, 1.0 and 1.00 of an unconstrained numeric) still counts.
+HASHED_AS_VALUES = frozenset(
+    {"uuid", "bigint", "integer", "smallint", "boolean", "date", "timestamp with time zone", "text", "jsonb"}
+)
+
+
+def _hashed(value: sql.Composable, sql_type: str) -> sql.Composable:
+    """What the row hash takes of one column: the value itself, or its text (see HASHED_AS_VALUES)."""
+    as_value = sql_type in HASHED_AS_VALUES or sql_type.startswith(("character varying", "numeric("))
+    return value if as_value else sql.SQL("CAST({} AS text)").format(value)
+
+
+def _row_hash(values: list[sql.Composable]) -> sql.Composed:
+    """One bigint per row: PostgreSQL's own record hash of the typed columns. It costs a third of
+    hashing the row's text (no output functions, no array), measured on a 112k-row table."""
+    return sql.SQL("hash_record_extended(ROW({}), 0)").format(sql.SQL(", ").join(values))
+
 
 def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, remap: dict[str, str]) -> sql.Composed:
     """The agency's source rows as the target should hold them: (id, vals) with reused ids rewritten."""
@@ -84,15 +106,24 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
         plan.source_table,
         sql.SQL(" AND ").join(conditions),
     )
-    values = []
+    values, typed = [], []
     for position, (alias, sql_type) in enumerate(zip(aliases, types, strict=True)):
-        text = sql.SQL("CAST(CAST(s.{} AS {}) AS text)").format(alias, sql.SQL(sql_type))
+        value = sql.SQL("CAST(s.{} AS {})").format(alias, sql.SQL(sql_type))
+        text = sql.SQL("CAST({} AS text)").format(value)
         if remap and position in plan.remap_positions:
             text = sql.SQL("coalesce(remap.m ->> {}, {})").format(text, text)
+            value = sql.SQL("CAST({} AS {})").format(text, sql.SQL(sql_type))
         values.append(text)
+        typed.append(_hashed(value, sql_type))
     id_alias = aliases[plan.target_columns.index("id")]
-    query = sql.SQL("SELECT s.{id} AS id, ARRAY[{values}]::text[] AS vals FROM ({transformed}) AS s({aliases})").format(
-        id=id_alias, values=sql.SQL(", ").join(values), transformed=transformed, aliases=sql.SQL(", ").join(aliases)
+    query = sql.SQL(
+        "SELECT s.{id} AS id, ARRAY[{values}]::text[] AS vals, {hash} AS h FROM ({transformed}) AS s({aliases})"
+    ).format(
+        id=id_alias,
+        values=sql.SQL(", ").join(values),
+        hash=_row_hash(typed),
+        transformed=transformed,
+        aliases=sql.SQL(", ").join(aliases),
     )
     if not remap:
         return query
@@ -108,14 +139,15 @@ def target_relation(
     """The unified rows this agency's migration inserted from `plan.source`: (id, vals); with `ids`, of
     those source ids only (found by the id map's primary key rather than by all the agency's rows)."""
     types = _full_types(plan, target)
-    values = sql.SQL(", ").join(
-        sql.SQL("CAST(CAST(t.{} AS {}) AS text)").format(sql.Identifier(column), sql.SQL(sql_type))
+    typed = [
+        sql.SQL("CAST(t.{} AS {})").format(sql.Identifier(column), sql.SQL(sql_type))
         for column, sql_type in zip(plan.target_columns, types, strict=True)
-    )
+    ]
     return sql.SQL(
-        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals FROM {target} t WHERE t.id IN ({inserted})"
+        "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals, {hash} AS h FROM {target} t WHERE t.id IN ({inserted})"
     ).format(
-        values=values,
+        values=sql.SQL(", ").join(sql.SQL("CAST({} AS text)").format(value) for value in typed),
+        hash=_row_hash([_hashed(value, sql_type) for value, sql_type in zip(typed, types, strict=True)]),
         target=plan.target_table,
         inserted=id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source)
         if ids is None
@@ -157,13 +189,14 @@ def _checksums(side: Side, low: int, high: int, bounds: list[int]) -> dict[int, 
         if (low, high) == (0, UUID_MAX)
         else sql.SQL(" WHERE r.id BETWEEN {} AND {}").format(sql.Literal(UUID(int=low)), sql.Literal(UUID(int=high)))
     )
-    # hashtextextended (PostgreSQL's own 64-bit hash, the one hash partitioning keeps stable) costs
-    # half of md5 here. Two servers that hashed alike rows apart would only send the comparison down
-    # to the rows, which are compared by value.
+    # The relation's `h`: PostgreSQL's own 64-bit hashes (those hash partitioning keeps stable). Two
+    # servers that hashed alike rows apart would only send the comparison down to the rows, which
+    # are compared by value. `vals` is not read here, so neither database prints a row.
+    # OFFSET 0 keeps the rows narrow (bucket, hash) before they are grouped: the planner cannot tell
+    # how few buckets there are, and sorted whole rows for a GroupAggregate, spilling to disk.
     query = sql.SQL(
-        "SELECT width_bucket(r.id, {bounds}::uuid[]), count(*),"
-        " sum(hashtextextended(r.vals::text, 0))"
-        " FROM ({relation}) AS r{within} GROUP BY 1"
+        "SELECT b.bucket, count(*), sum(b.h) FROM (SELECT width_bucket(r.id, {bounds}::uuid[]) AS bucket, r.h"
+        " FROM ({relation}) AS r{within} OFFSET 0) AS b GROUP BY 1"
     ).format(bounds=sql.Literal([UUID(int=b) for b in bounds]), relation=side.relation, within=within)
     return {bucket: (rows, total) for bucket, rows, total in side.connection.execute(query)}
 

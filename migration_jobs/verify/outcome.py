@@ -27,6 +27,9 @@ class CheckOutcome:
     expected: str = ""
     actual: str = ""
     details: dict = field(default_factory=dict)
+    # How long the check took, both databases' queries included (kept out of `details`, which says
+    # what was found: a serial and a parallel run find the same, in different times).
+    seconds: float | None = field(default=None, compare=False)
 
 
 def status_of(ok: bool) -> str:

@@ -69,9 +69,14 @@ class CheckPool:
     def __init__(self, runner: Executor, pairs: queue.SimpleQueue[Pair]):
         self._runner, self._pairs = runner, pairs
 
-    def outcomes(self, checks: Sequence[Check]) -> Iterator[CheckOutcome]:
-        """Run every check on some pair; yield the outcomes in the order of `checks`."""
-        futures = [self._runner.submit(self._on_a_pair, check) for check in checks]
+    def outcomes(self, checks: Sequence[Check], *, early: frozenset[int] = frozenset()) -> Iterator[CheckOutcome]:
+        """Run every check on some pair; yield the outcomes in the order of `checks`.
+
+        The checks at the positions `early` start first (a long one started last would run alone at
+        the end, while the other workers have nothing left to do).
+        """
+        started = {i: self._runner.submit(self._on_a_pair, checks[i]) for i in sorted(early)}
+        futures = [started.get(i) or self._runner.submit(self._on_a_pair, check) for i, check in enumerate(checks)]
         try:
             for future in futures:
                 yield future.result()

@@ -9,11 +9,12 @@ through a table; several workers share those snapshots and check tables side by 
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 from django.conf import settings
@@ -41,13 +42,15 @@ def _snapshot_reader(alias: str) -> Iterator[psycopg.Connection]:
 
 
 def _outcome_of(check_name: str, table_name: str, run: Callable[[], CheckOutcome], reset: Callable[[], None]):
-    """What `run` found, or the error that stopped it (after `reset` readies its connections again)."""
+    """What `run` found, or the error that stopped it (after `reset` readies its connections again),
+    with the seconds it took."""
+    began = time.monotonic()
     try:
-        return run()
+        outcome = run()
     except Exception as error:
         logger.exception("verification check %s %s failed to run", check_name, table_name)
         reset()
-        return CheckOutcome(
+        outcome = CheckOutcome(
             check_name,
             ERROR,
             table_name,
@@ -55,6 +58,7 @@ def _outcome_of(check_name: str, table_name: str, run: Callable[[], CheckOutcome
             actual=f"{type(error).__name__}: {str(error).strip()}",
             details={"traceback": traceback.format_exc(limit=8)},
         )
+    return replace(outcome, seconds=round(time.monotonic() - began, 3))
 
 
 def _guarded(
@@ -74,21 +78,31 @@ def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = N
     """Counts, content, references, auth, isolation and schema checks of one agency. Writes nothing.
 
     The data checks run `workers` at a time (default: the VERIFICATION_WORKERS setting).
+    The isolation and schema checks run on their own connection beside the data checks (they do
+    not read the snapshots); their outcomes are recorded after the data checks', as they come in a
+    serial run, and every outcome is recorded on this thread.
     """
-    with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
-        target_catalog = catalog_read(target)
-        plans = _plans(source, target_catalog, record)
-        reading = _Reading(scope, target_catalog)
-        _data_checks(plans, reading, target)
-        reading.run(source=source, target=target, record=record, workers=workers)
-        _guarded(
-            record,
-            "auth",
-            "auth.users",
-            (source,),
-            lambda: auth.auth_check(scope=scope, source=source, catalog=target_catalog),
-        )
-    _isolation_checks(scope, target_catalog, record, with_schema=True)
+    found_beside: list[CheckOutcome] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-isolation") as beside:
+        isolation_done = beside.submit(_isolation_checks, scope, None, found_beside.append, with_schema=True)
+        try:
+            with _snapshot_reader("revos") as source, _snapshot_reader("unified") as target:
+                target_catalog = catalog_read(target)
+                plans = _plans(source, target_catalog, record)
+                reading = _Reading(scope, target_catalog)
+                _data_checks(plans, reading, target)
+                # Started first: its claims probes take a while and would otherwise run alone at the end.
+                reading.add(
+                    "auth",
+                    "auth.users",
+                    lambda pair: auth.auth_check(scope=scope, source=pair.source, catalog=target_catalog),
+                    early=True,
+                )
+                reading.run(source=source, target=target, record=record, workers=workers)
+        finally:
+            isolation_done.result()
+    for outcome in found_beside:
+        record(outcome)
     _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
 
 
@@ -156,6 +170,8 @@ def _isolation_checks(
     only: isolation.Only | None = None,
 ) -> None:
     with connect("unified", purpose="verification-rls") as connection:
+        # Each case compares what several statements read: one snapshot per case (a rollback ends it).
+        connection.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         connection.read_only = True
         if target_catalog is None:  # read here when this runs beside the data checks
             target_catalog = catalog_read(connection)
@@ -192,8 +208,11 @@ class _Reading:
     scope: AgencyScope
     target_catalog: Catalog
     checks: list[Check] = field(default_factory=list)
+    early: set[int] = field(default_factory=set)  # positions of the checks started first
 
-    def add(self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome]) -> None:
+    def add(self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome], *, early=False) -> None:
+        if early:
+            self.early.add(len(self.checks))
         self.checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
 
     def _sides(self, pair: Pair) -> dict:
@@ -236,7 +255,7 @@ class _Reading:
         with check_pool(
             source=source, target=target, workers=workers or parallelism(settings.VERIFICATION_WORKERS)
         ) as pool:
-            for outcome in pool.outcomes(self.checks):
+            for outcome in pool.outcomes(self.checks, early=frozenset(self.early)):
                 record(outcome)
 
 
