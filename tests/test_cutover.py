@@ -30,6 +30,7 @@ from migration_jobs.services.cutover import STEPS, cutover_run_request, cutover_
 from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
 from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.verify import isolation
 from tests.conftest import database_url, run_worker, start_worker_process
 
 Status, Kind = MigrationRun.Status, MigrationRun.Kind
@@ -149,6 +150,33 @@ def test_a_catch_up_reads_only_the_changed_rows_and_the_full_reread_stays_availa
     assert full.status_note == "" and full.report["leads"]["source_rows"] > 1
     call_command("migrate_agency", str(link.revos_agency_id), "--full", "--sync", stdout=io.StringIO())
     assert link.runs.first().full_reread and link.runs.first().status_note == ""
+
+
+def test_a_catch_up_writes_only_the_accounts_that_differ_from_the_unified_ones(agencies):
+    link, _ = agencies
+    agency = link.revos_agency_id
+    # Two accounts the migration copied (not merged into an AudienceOS account, which stays as it is).
+    copied = {row[0] for row in unified("SELECT id FROM auth.users")}
+    people = revos(
+        "SELECT a.id FROM auth.users a JOIN users u ON u.id = a.id WHERE u.agency_id = %s ORDER BY a.id", [agency]
+    )
+    changed, tampered = [person for (person,) in people if person in copied][:2]
+    revos("UPDATE auth.users SET encrypted_password = 'new-hash' WHERE id = %s", [changed])
+    # An account changed on the unified side only: the catch-up compares with what is there now.
+    unified("UPDATE auth.users SET raw_user_meta_data = '{\"tampered\": true}' WHERE id = %s", [tampered])
+    identity = revos("SELECT id FROM auth.identities WHERE user_id = %s LIMIT 1", [changed])
+    if identity:
+        revos("DELETE FROM auth.identities WHERE id = %s", [identity[0][0]])
+    run = migrate(link)
+    accounts, identities = run.report["auth.users"], run.report["auth.identities"]
+    assert accounts["source_rows"] > 2 and accounts["updated"] == 2 and accounts["inserted"] == 0
+    # Every account and identity was read and compared; only the two differing accounts were written.
+    assert "upsert and id map" in accounts["phases"] and "rows as they are" in accounts["phases"]
+    assert "upsert and id map" not in identities["phases"]
+    assert identities["deleted"] == len(identity)
+    assert unified("SELECT encrypted_password FROM auth.users WHERE id = %s", [changed]) == [("new-hash",)]
+    revos_meta = revos("SELECT raw_user_meta_data FROM auth.users WHERE id = %s", [tampered])
+    assert unified("SELECT raw_user_meta_data FROM auth.users WHERE id = %s", [tampered]) == revos_meta
 
 
 def test_registration_waits_for_an_older_transaction_and_names_it(agencies):
@@ -351,6 +379,59 @@ def test_inside_the_fence_only_tables_changed_since_the_check_ahead_are_counted(
     checked_ahead = int(ahead.split()[0])
     counted_inside = int(inside.split("counts of ")[1].split()[0])
     assert 0 < counted_inside < checked_ahead / 3, (ahead, inside)
+
+
+def test_inside_the_fence_the_isolation_cases_read_the_rows_written_since_the_check_ahead(agencies, monkeypatch):
+    link, _ = agencies
+    verified(link)
+    # A migrated message handed to the wrong AI provider behind the tool's back: only the record of
+    # unified writes names it, and case 3, narrowed to the rows written since, still reads it.
+    message = unified(
+        "SELECT id FROM chat_message WHERE agency_id = %s AND ai_provider = 'agentkit' ORDER BY id LIMIT 1",
+        [link.unified_agency_id],
+    )[0][0]
+    behind_the_back_after_the_check_ahead(
+        monkeypatch, lambda: unified("UPDATE chat_message SET ai_provider = 'gemini' WHERE id = %s", [message])
+    )
+    run = cut_over(link)
+    assert_undone(run, link, "Delta verification")
+    assert "isolation.case3_chat_ai_provider_per_app" in run.error
+
+
+def test_a_policy_that_reads_another_table_makes_every_isolation_case_read_every_row_inside_the_fence(
+    agencies, monkeypatch
+):
+    link, _ = agencies
+    verified(link)
+    # Visibility of every lead hangs on a row of another table: with it, a lead nobody wrote
+    # becomes visible to any agency. Rows and rules of `lead` stay as they were.
+    unified("CREATE TABLE test_gate (id uuid PRIMARY KEY)")
+    unified("GRANT SELECT ON test_gate TO authenticated")
+    unified("CREATE POLICY test_gated ON lead FOR SELECT TO authenticated USING (EXISTS (SELECT 1 FROM test_gate))")
+    try:
+        with connect("unified") as connection:
+            assert not isolation.policies_row_local(connection)
+        behind_the_back_after_the_check_ahead(
+            monkeypatch, lambda: unified("INSERT INTO test_gate VALUES (gen_random_uuid())")
+        )
+        run = cut_over(link)
+    finally:
+        unified("DROP POLICY IF EXISTS test_gated ON lead")
+        unified("DROP TABLE IF EXISTS test_gate")
+    assert_undone(run, link, "Delta verification")
+    assert "isolation.other_agency_sees_nothing lead" in run.error
+
+
+def test_the_project_policies_decide_on_the_row_and_the_claims_alone(tenant_db):
+    with connect("unified") as connection:
+        assert isolation.policies_row_local(connection)
+        connection.execute("CREATE FUNCTION test_allowed(uuid) RETURNS boolean LANGUAGE sql AS 'SELECT true'")
+        connection.execute(
+            "CREATE POLICY test_call ON lead FOR SELECT TO authenticated USING (test_allowed(agency_id))"
+        )
+        assert not isolation.policies_row_local(connection), "a function the policy calls may read any table"
+        connection.rollback()
+        assert isolation.policies_row_local(connection)
 
 
 def test_revos_down_during_the_catch_up_fails_the_cutover_and_a_later_request_lifts_the_fence(agencies, monkeypatch):

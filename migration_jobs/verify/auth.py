@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import psycopg
@@ -227,12 +227,19 @@ def _sees_other_agency(connection: psycopg.Connection, table: str, key: str, sco
 # --- seed case 5: the app toggle keeps the session --------------------------------------------
 
 
-def app_switch_proof(*, scope: AgencyScope, catalog: Catalog, skip: frozenset[str] = frozenset()) -> CheckOutcome:
+def app_switch_proof(
+    *,
+    scope: AgencyScope,
+    catalog: Catalog,
+    skip: frozenset[str] = frozenset(),
+    rows: Mapping[str, frozenset[uuid.UUID]] | None = None,
+) -> CheckOutcome:
     """A token for session S in revos, switch_app('audience'), a refreshed token for S in audience:
     the same session and person, shared rows visible with both tokens, app-only rows with their app's.
 
-    Tables in `skip` are not counted (the cutover's check inside its fence: their rows and the
-    rules are as they were when counted before, verify/delta.py)."""
+    Tables in `skip` are not counted, and of the tables in `rows` only those rows (the cutover's
+    check inside its fence: the other rows and the rules are as they were when counted before,
+    verify/delta.py)."""
     name = "isolation.case5_shared_sessions_survive_app_switch"
     with connect("unified", purpose="verification-app-switch") as connection:
         # One snapshot for the stored counts and what each token sees: the isolation checks run
@@ -242,13 +249,13 @@ def app_switch_proof(*, scope: AgencyScope, catalog: Catalog, skip: frozenset[st
             person = _switching_person(connection, scope)
             if person is None:
                 return not_applicable(name, "auth.users", "the agency has no person with an account to sign in")
-            stored = _visible_by_app_context(connection, scope, catalog, skip)
+            stored = _visible_by_app_context(connection, scope, catalog, skip, rows)
             session = uuid.uuid5(uuid.NAMESPACE_URL, f"controlplane-verification-switch:{person}")
             tokens, seen = {}, {}
             for app in APPS:
                 tokens[app] = _token_in(connection, person, session, app)
                 with acting_as(connection, tokens[app]):
-                    seen[app] = _visible_by_app_context(connection, scope, catalog, skip)
+                    seen[app] = _visible_by_app_context(connection, scope, catalog, skip, rows)
         finally:
             connection.rollback()  # the switches are part of the proof, not of the data
     expected = {app: _for_app(stored, app) for app in APPS}
@@ -298,22 +305,30 @@ def _token_in(connection: psycopg.Connection, person: uuid.UUID, session: uuid.U
 
 
 def _visible_by_app_context(
-    connection: psycopg.Connection, scope: AgencyScope, catalog: Catalog, skip: frozenset[str] = frozenset()
+    connection: psycopg.Connection,
+    scope: AgencyScope,
+    catalog: Catalog,
+    skip: frozenset[str] = frozenset(),
+    rows: Mapping[str, frozenset[uuid.UUID]] | None = None,
 ) -> dict:
     """Per public table `authenticated` may read: rows of the agency by app_context, as the current
-    role sees them (a table it may not read shows nothing, which the sweeps report)."""
+    role sees them (a table it may not read shows nothing, which the sweeps report); of a table in
+    `rows`, only those rows."""
     counts = {}
     for table, key in _tenant_tables(connection, catalog):
         if "app_context" not in catalog.column_names(table) or table in skip:
             continue
-        rows = connection.execute(
-            sql.SQL("SELECT app_context, count(*) FROM {} WHERE {} = %s GROUP BY 1").format(
-                sql.Identifier(table), sql.Identifier(key)
+        only = rows.get(table) if rows is not None else None
+        found = connection.execute(
+            sql.SQL("SELECT app_context, count(*) FROM {} WHERE {} = %s AND {} GROUP BY 1").format(
+                sql.Identifier(table),
+                sql.Identifier(key),
+                sql.SQL("TRUE") if only is None else sql.SQL("id = ANY({})").format(sql.Literal(sorted(only))),
             ),
             [scope.target_agency_id],
         ).fetchall()
-        if rows:
-            counts[table] = dict(rows)
+        if found:
+            counts[table] = dict(found)
     return counts
 
 

@@ -43,19 +43,26 @@ not changed since V was equal at V and is still equal, as before (the capture sa
 written). That is ghostferry's reverify, ahead and then for what changed since.
 
 Isolation: a case's verdict depends on the rules of visibility and on the rows it reads. If D1
-differs from D2 every case and sweep runs again inside the fence. Otherwise a case runs again
-if it reads a table whose agency rows may have changed (in W, or one W does not cover, or rows
-nothing records: case 5's auth tables), and the sweeps run over every table but the watched
-ones W shows unchanged (a table holding a row this agency's migration inserted that belongs to
-another agency now is swept anyway: that agency's writes are not recorded). Such a row can only
-have moved by an update W records (under the agency it left), so the sweep looks for moved rows
-in the changed tables and in those where the check ahead found some. Case 5 runs again always
-(it signs a person in, through auth tables nothing records), counting what its tokens see only
-in the tables not proven unchanged: it checks as before that the tokens carry the agency and
-each app's app_context, which with the same rules and rows see what they saw ahead. Cases that
-did not pass ahead run again. Other agencies' rows are
-recorded by nothing and fenced by nothing, before the fence or after the switch, so neither
-this nor a full sweep inside the fence can say more about them than "at the moment read".
+differs from D2, or a policy decides on more than its own row and the request's claims (it reads
+another table or calls a function that might: isolation.policies_row_local), every case and
+sweep runs again inside the fence, in full. Otherwise RLS decides row by row, on the row and the
+claims alone: a row nobody wrote since the check ahead is visible to the same claims exactly as
+it was then. A case runs again if it reads a table whose agency rows may have changed (in W, or
+one W does not cover, or rows nothing records: case 5's auth tables), and of a table W covers it
+reads only the rows W names: every case compares what the owner stores with what a role sees
+through RLS, which only filters, so equal counts ahead meant every stored row was seen (and none
+other), row by row, and that still holds of the rows outside W. The sweeps run over every
+table but the watched ones W shows unchanged (a table holding a row this agency's migration
+inserted that belongs to another agency now is swept anyway: that agency's writes are not
+recorded). Such a row can only have moved by an update W records (under the agency it left), so
+the sweep looks for moved rows in the changed tables and in those where the check ahead found
+some. Case 5 runs again always (it signs a person in, through auth tables nothing records),
+counting what its tokens see only in the tables not proven unchanged, and of those W covers only
+W's rows: it checks as before that the tokens carry the agency and each app's app_context, which
+with the same rules and rows see what they saw ahead. Cases that did not pass ahead run again,
+reading every row. Other agencies' rows are recorded by nothing and fenced by nothing, before
+the fence or after the switch, so neither this nor a full sweep inside the fence can say more
+about them than "at the moment read".
 """
 
 from __future__ import annotations
@@ -133,17 +140,22 @@ def delta_verify_in_fence(
         return
     with connect("unified", purpose="verification-rls") as connection:
         same_rules = isolation.policies_fingerprint(connection) == ahead.policies
+        row_local = isolation.policies_row_local(connection)
     watched = frozenset(t.name for t in unified_captured_tables())
     unchanged = watched - frozenset(unified_changed)
+    written = {table: ids for table, ids in unified_changed.items() if table in watched and ids}
     agency_verify_changes(
         scope=scope,
         changed_ids=_content_ids(ahead, revos_changed, unified_changed),
         record=record,
         counted=_recount(ahead, revos_changed, unchanged),
         isolation_only=isolation.isolation_only(
-            unchanged=unchanged, again=ahead.not_passed("isolation"), moved=ahead.moved_tables()
+            unchanged=unchanged,
+            again=ahead.not_passed("isolation"),
+            moved=ahead.moved_tables(),
+            rows=written,
         )
-        if same_rules
+        if same_rules and row_local
         else None,
     )
 

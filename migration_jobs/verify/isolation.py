@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -52,6 +52,9 @@ class Probe:
     catalog: Catalog
     skip: frozenset[str] = frozenset()  # tables the sweeps leave out (proven unchanged: verify/delta.py)
     keep: frozenset[str] = frozenset()  # tables swept anyway (they held moved rows before)
+    # Table -> the only rows a case reads of it (written since the check before the fence, which
+    # read the rest: verify/delta.py); None reads every row.
+    rows: Mapping[str, frozenset[uuid.UUID]] | None = None
 
     @property
     def agency(self) -> sql.Literal:
@@ -89,6 +92,24 @@ class Probe:
             alias=alias,
         )
 
+    def written(self, table: str, alias: str | None = None) -> sql.Composable:
+        """The rows of `table` the case reads: those of `rows` when it narrows the case, else every row."""
+        if self.rows is None or table not in self.rows:
+            return sql.SQL("TRUE")
+        column = sql.Identifier(alias, "id") if alias else sql.Identifier("id")
+        return sql.SQL("{} = ANY({})").format(column, sql.Literal(sorted(self.rows[table])))
+
+    def narrowed(self, *tables: str) -> dict:
+        """What an outcome says of the rows it read, when `rows` narrowed them."""
+        read = {t: len(self.rows[t]) for t in tables if self.rows is not None and t in self.rows}
+        return {"rows_read_written_since_the_check_before_the_fence": read} if read else {}
+
+    def nothing_to_check(self, name: str, table: str, reason: str) -> CheckOutcome:
+        """A case with no rows to read passes, saying why (of the rows written since, when narrowed)."""
+        if self.rows is not None and table in self.rows:
+            reason = f"{reason} among the rows written since the check before the fence"
+        return not_applicable(name, table, reason)
+
     def tenant_key(self, table: str) -> sql.Identifier:
         return sql.Identifier("agency_id" if "agency_id" in self.catalog.column_names(table) else "id")
 
@@ -102,13 +123,15 @@ def case1_audienceos_client_visible_from_revos(probe: Probe) -> CheckOutcome:
         row[0]
         for row in probe.owner(
             sql.SQL(
-                "SELECT t.id FROM client t WHERE t.agency_id = {} AND t.app_context = 'both' AND {}"
+                "SELECT t.id FROM client t WHERE t.agency_id = {} AND t.app_context = 'both' AND {} AND {}"
                 " ORDER BY t.id LIMIT {}"
-            ).format(probe.agency, probe.not_migrated("client"), sql.Literal(CASE1_PROBED))
+            ).format(
+                probe.agency, probe.not_migrated("client"), probe.written("client", "t"), sql.Literal(CASE1_PROBED)
+            )
         )
     ]
     if not clients:
-        return not_applicable(name, "client", "the agency has no shared client created in AudienceOS")
+        return probe.nothing_to_check(name, "client", "the agency has no shared client created in AudienceOS")
     with probe.as_app(REVOS) as connection:
         visible = {row[0] for row in connection.execute("SELECT id FROM client WHERE id = ANY(%s)", [clients])}
     hidden = [c for c in clients if c not in visible]
@@ -119,6 +142,7 @@ def case1_audienceos_client_visible_from_revos(probe: Probe) -> CheckOutcome:
         expected=f"{len(clients)} AudienceOS clients ('both') visible with RevOS claims",
         actual=f"{len(visible)} visible",
         details={
+            **probe.narrowed("client"),
             "claims": claims_for(probe.scope.target_agency_id, REVOS),
             "probed_ids": ids(clients[:SAMPLE_SIZE]),
             **({"hidden_ids": ids(hidden[:SAMPLE_SIZE])} if hidden else {}),
@@ -128,16 +152,16 @@ def case1_audienceos_client_visible_from_revos(probe: Probe) -> CheckOutcome:
 
 def case2_revos_lead_hidden_from_audienceos(probe: Probe) -> CheckOutcome:
     name = "isolation.case2_revos_lead_hidden_from_audienceos"
-    in_agency = sql.SQL("agency_id = {} AND app_context = 'revos'").format(probe.agency)
+    in_agency = sql.SQL("agency_id = {} AND app_context = 'revos' AND {}").format(probe.agency, probe.written("lead"))
     total = probe.owner(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency))[0][0]
     if not total:
-        return not_applicable(name, "lead", "the agency has no RevOS leads")
+        return probe.nothing_to_check(name, "lead", "the agency has no RevOS leads")
     with probe.as_app(AUDIENCE) as connection:
         leaked = [
             row[0]
             for row in connection.execute(
-                sql.SQL("SELECT id FROM lead WHERE app_context = 'revos' ORDER BY id LIMIT {}").format(
-                    sql.Literal(SAMPLE_SIZE)
+                sql.SQL("SELECT id FROM lead WHERE app_context = 'revos' AND {} ORDER BY id LIMIT {}").format(
+                    probe.written("lead"), sql.Literal(SAMPLE_SIZE)
                 )
             )
         ]
@@ -149,7 +173,7 @@ def case2_revos_lead_hidden_from_audienceos(probe: Probe) -> CheckOutcome:
         "lead",
         expected=f"AudienceOS claims: 0 RevOS leads; RevOS claims: all {total}",
         actual=f"AudienceOS claims: {len(leaked)}{'+' if len(leaked) == SAMPLE_SIZE else ''}; RevOS claims: {seen}",
-        details={"visible_to_audienceos_ids": ids(leaked)} if leaked else {},
+        details={**probe.narrowed("lead"), **({"visible_to_audienceos_ids": ids(leaked)} if leaked else {})},
     )
 
 
@@ -159,12 +183,14 @@ def _grouped(rows) -> dict[str, int]:
 
 def case3_chat_ai_provider_per_app(probe: Probe) -> CheckOutcome:
     name = "isolation.case3_chat_ai_provider_per_app"
-    by_context_sql = sql.SQL("SELECT app_context, count(*) FROM chat_session WHERE agency_id = {} GROUP BY 1").format(
-        probe.agency
-    )
+    by_context_sql = sql.SQL(
+        "SELECT app_context, count(*) FROM chat_session WHERE agency_id = {} AND {} GROUP BY 1"
+    ).format(probe.agency, probe.written("chat_session"))
     sessions = _grouped(probe.owner(by_context_sql))
-    if not sessions:
-        return not_applicable(name, "chat_session", "the agency has no chat sessions")
+    # Narrowed to the rows written since the check before the fence, messages may have been written
+    # without their session: they are checked all the same.
+    if not sessions and (probe.rows is None or "chat_message" not in probe.rows):
+        return probe.nothing_to_check(name, "chat_session", "the agency has no chat sessions")
     migrated = sql.SQL("NOT ({})").format(probe.not_migrated("chat_message"))
     wrong = {}
     for origin, condition, provider in (
@@ -174,10 +200,14 @@ def case3_chat_ai_provider_per_app(probe: Probe) -> CheckOutcome:
         rows = probe.owner(
             sql.SQL(
                 "SELECT t.id, t.ai_provider IS DISTINCT FROM {provider} FROM chat_message t"
-                " WHERE t.agency_id = {agency} AND {condition}"
+                " WHERE t.agency_id = {agency} AND {condition} AND {written}"
                 " ORDER BY (t.ai_provider IS DISTINCT FROM {provider}) DESC, t.id LIMIT {limit}"
             ).format(
-                provider=sql.Literal(provider), agency=probe.agency, condition=condition, limit=sql.Literal(SAMPLE_SIZE)
+                provider=sql.Literal(provider),
+                agency=probe.agency,
+                condition=condition,
+                written=probe.written("chat_message", "t"),
+                limit=sql.Literal(SAMPLE_SIZE),
             )
         )
         bad = [row_id for row_id, is_wrong in rows if is_wrong]
@@ -194,18 +224,22 @@ def case3_chat_ai_provider_per_app(probe: Probe) -> CheckOutcome:
         "chat_message",
         expected=f"migrated messages agentkit, AudienceOS messages gemini; sessions visible per app: {expected}",
         actual=f"wrong ai_provider: {sorted(wrong) or 'none'}; sessions visible per app: {visible}",
-        details={"sessions_by_app_context": sessions, **({"wrong_ai_provider": wrong} if wrong else {})},
+        details={
+            **probe.narrowed("chat_session", "chat_message"),
+            "sessions_by_app_context": sessions,
+            **({"wrong_ai_provider": wrong} if wrong else {}),
+        },
     )
 
 
 def case4_cartridges_per_app_context(probe: Probe) -> CheckOutcome:
     name = "isolation.case4_cartridges_per_app_context"
     query = sql.SQL(
-        "SELECT app_context, type, count(*) FROM cartridge WHERE agency_id = {} GROUP BY 1, 2 ORDER BY 1, 2"
-    ).format(probe.agency)
+        "SELECT app_context, type, count(*) FROM cartridge WHERE agency_id = {} AND {} GROUP BY 1, 2 ORDER BY 1, 2"
+    ).format(probe.agency, probe.written("cartridge"))
     stored = _grouped(probe.owner(query))
     if not stored:
-        return not_applicable(name, "cartridge", "the agency has no cartridges")
+        return probe.nothing_to_check(name, "cartridge", "the agency has no cartridges")
     visible, expected = {}, {}
     for app in APPS:
         with probe.as_app(app) as connection:
@@ -217,13 +251,13 @@ def case4_cartridges_per_app_context(probe: Probe) -> CheckOutcome:
         "cartridge",
         expected=f"app_context/type visible per app: {expected}",
         actual=f"{visible}",
-        details={"stored": stored},
+        details={**probe.narrowed("cartridge"), "stored": stored},
     )
 
 
 def case5_shared_sessions_survive_app_switch(probe: Probe) -> CheckOutcome:
     """Proven with a real person's tokens and switch_app (verify.auth.app_switch_proof)."""
-    return app_switch_proof(scope=probe.scope, catalog=probe.catalog, skip=probe.skip - probe.keep)
+    return app_switch_proof(scope=probe.scope, catalog=probe.catalog, skip=probe.skip - probe.keep, rows=probe.rows)
 
 
 # Check name -> probe: the seed's five cases (the sweeps over every table are SWEEPS, below).
@@ -354,19 +388,56 @@ CASE_TABLES: dict[str, frozenset[str] | None] = {
 
 @dataclass(frozen=True)
 class Only:
-    """The isolation cases to run, and the tables the sweeps leave out."""
+    """The isolation cases to run, the tables the sweeps leave out, and the rows the cases read."""
 
     cases: frozenset[str]
     skip: frozenset[str]
     keep: frozenset[str]
+    # Table -> the rows written since the check before the fence: a case reads only these of a
+    # table it reads (verify/delta.py says when that proves what reading every row would); None: every row.
+    rows: Mapping[str, frozenset[uuid.UUID]] | None = None
+    whole: frozenset[str] = frozenset()  # cases that read every row anyway (they did not pass before)
+
+    def rows_for(self, case: str) -> Mapping[str, frozenset[uuid.UUID]] | None:
+        return None if case in self.whole else self.rows
 
 
-def isolation_only(*, unchanged: frozenset[str], again: frozenset[str], moved: frozenset[str]) -> Only:
+def isolation_only(
+    *,
+    unchanged: frozenset[str],
+    again: frozenset[str],
+    moved: frozenset[str],
+    rows: Mapping[str, frozenset[uuid.UUID]] | None = None,
+) -> Only:
     """The cases that read a table not in `unchanged` (or rows nothing records), those named in
     `again`, and the sweeps over every table but the `unchanged` ones, those in `moved` (where rows
-    moved to another agency were found before) included."""
+    moved to another agency were found before) included. With `rows`, the cases read only those
+    rows of the tables it names, except the cases in `again`, which read every row."""
     cases = {name for name, tables in CASE_TABLES.items() if tables is None or not tables <= unchanged}
-    return Only(frozenset(cases | set(SWEEPS) | again), unchanged, moved)
+    return Only(frozenset(cases | set(SWEEPS) | again), unchanged, moved, rows, again)
+
+
+# Functions a policy may call and still decide on the row alone: they read the request's claims.
+CLAIMS_FUNCTIONS = ("auth.jwt()", "auth.uid()", "auth.role()")
+
+
+def policies_row_local(connection: psycopg.Connection) -> bool:
+    """Does every policy decide on its own row and the request's claims alone (it refers to no
+    other table and calls no function but CLAIMS_FUNCTIONS and the built-in ones)? Then, with the
+    same rules and claims, a row nobody wrote is visible exactly as it was."""
+    row = connection.execute(
+        """
+        SELECT NOT EXISTS (
+            SELECT 1 FROM pg_depend d JOIN pg_policy p ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+             WHERE (d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid)
+                OR (d.refclassid = 'pg_proc'::regclass
+                    AND d.refobjid <> ALL(ARRAY(SELECT to_regprocedure(f) FROM unnest(%s::text[]) f
+                                              WHERE to_regprocedure(f) IS NOT NULL))))
+        """,
+        [list(CLAIMS_FUNCTIONS)],
+    ).fetchone()
+    connection.rollback()
+    return row[0]
 
 
 def policies_fingerprint(connection: psycopg.Connection) -> str:

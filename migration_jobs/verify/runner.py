@@ -181,6 +181,7 @@ def _isolation_checks(
             probe.skip, probe.keep = only.skip, only.keep
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             if only is None or name in only.cases:
+                probe.rows = only.rows_for(name) if only is not None else None
                 _guarded(record, name, "", (connection,), lambda case=case: case(probe))
         for name, check in schema.SQL_CHECKS.items() if with_schema else ():
             _guarded(record, name, "", (connection,), lambda check=check: check(connection))
