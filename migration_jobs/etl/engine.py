@@ -64,6 +64,10 @@ CHECKPOINT = sql.SQL("controlplane.checkpoint")
 # ahead, being written, in the COPY buffer), rows-only batches of a wide table (3 to 5 MiB per 20,000
 # rows of messages or comments) made the worker's peak grow once large tables were split.
 BATCH_BYTES = 2 << 20
+# A catch-up compares an uncaptured table's rows with the unified ones through a set of their
+# digests (about 80 bytes a row in Python): above this many rows it writes them all, as a full
+# re-read does, rather than hold a set that grows with the table.
+AS_THEY_ARE_MAX_ROWS = 200_000
 RUN_PHASES_MESSAGE = "run phases (s)"  # the benchmark finds the run's own steps in the worker's log by it
 NORMALIZED_NAME = "lower(regexp_replace(trim({}), '[^[:alnum:]]+', ' ', 'g'))"
 
@@ -422,7 +426,7 @@ class AgencyMigration:
         )
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         with writer.clock.measure("rows as they are"):
-            as_they_are = self._rows_as_they_are(target, writer) if self._reread_whole(plan) else frozenset()
+            as_they_are = self._rows_as_they_are(target, writer) if self._compared(plan, report) else frozenset()
         logger.info(
             "writer %s: table %s -> %s: %s",
             lane.number,
@@ -474,10 +478,12 @@ class AgencyMigration:
         target.commit()
         return ahead
 
-    def _reread_whole(self, plan: TablePlan) -> bool:
-        """Is this an uncaptured table (mapping.TableMap.captured) re-read whole by a catch-up that
-        otherwise reads only what the capture says changed?"""
-        return self.changed_ids is not None and not plan.entry.captured
+    def _compared(self, plan: TablePlan, report: MigrationReport) -> bool:
+        """Is this an uncaptured table (mapping.TableMap.captured), re-read whole by a catch-up that
+        otherwise reads only what the capture says changed, and small enough to compare its rows
+        with the unified ones before writing them (AS_THEY_ARE_MAX_ROWS)?"""
+        reread_whole = self.changed_ids is not None and not plan.entry.captured
+        return reread_whole and report.tables[plan.source].source_rows <= AS_THEY_ARE_MAX_ROWS
 
     def _rows_as_they_are(self, target: psycopg.Connection, writer: BatchWriter) -> frozenset[bytes]:
         """Digests of the unified rows the agency's runs inserted from the plan's table, in COPY text.
