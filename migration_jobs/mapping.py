@@ -74,7 +74,8 @@ class TableMap:
     target_agency: str | None = None
     # Whether the change capture records the table's writes, on RevOS (a catch-up then reads only
     # what changed) and on the unified database after cutover (a switch back sends back what
-    # changed). False: every catch-up re-reads the agency's rows, and a switch back compares them
+    # changed). False: every catch-up re-reads the agency's rows (writing those that differ from
+    # their unified copy: etl/engine.py `_rows_as_they_are`), and a switch back compares them
     # all with RevOS and sends back the differences (see the Supabase Auth entries).
     captured: bool = True
     # Columns written as a side effect of use (GoTrue's sign-in bookkeeping): they go back with a
@@ -135,9 +136,10 @@ TABLE_MAPS: tuple[TableMap, ...] = (
     # app the account came from. A person AudienceOS already has keeps their AudienceOS account.
     # Not captured: GoTrue writes these tables on every sign-in (last_sign_in_at), so a capture
     # trigger's fence would stop people signing in; at one or two rows per person, every catch-up
-    # re-reads them instead, and a switch back compares the agency's accounts with RevOS's and
-    # sends back the differences (etl/reverse_accounts.py): new passwords, emails, metadata,
-    # identities added or removed, accounts of people created since the cutover.
+    # re-reads them instead (and writes those that differ from the unified copy), and a switch
+    # back compares the agency's accounts with RevOS's and sends back the differences
+    # (etl/reverse_accounts.py): new passwords, emails, metadata, identities added or removed,
+    # accounts of people created since the cutover.
     _map(
         "auth.users",
         "auth.users",
