@@ -312,8 +312,9 @@ def test_a_failed_delta_verification_lifts_the_fence_and_leaves_unified_db_off(a
     assert "counts pod_activities" in run.error
 
 
-def behind_the_back_after_the_check_ahead(monkeypatch, change) -> None:
-    """Run `change` right after the cutover's verification before the fence has passed."""
+def caught_inside_the_fence(link: AgencyLink, monkeypatch, change) -> str:
+    """Cut over with `change` made right after the verification before the fence has passed: the
+    check inside the fence must catch it and the run be undone. Its error."""
     from migration_jobs.services import cutover
 
     check_ahead = cutover.delta_verify_ahead
@@ -325,6 +326,9 @@ def behind_the_back_after_the_check_ahead(monkeypatch, change) -> None:
         return ahead
 
     monkeypatch.setattr(cutover, "delta_verify_ahead", then_change)
+    run = cut_over(link)
+    assert_undone(run, link, "Delta verification")
+    return run.error
 
 
 def test_a_unified_row_changed_after_the_check_ahead_of_the_fence_is_caught_inside_it(agencies, monkeypatch):
@@ -332,28 +336,25 @@ def test_a_unified_row_changed_after_the_check_ahead_of_the_fence_is_caught_insi
     verified(link)
     # A lead RevOS did not change since the verification: only the record of unified writes names it.
     lead = unified("SELECT id FROM lead WHERE agency_id = %s ORDER BY id DESC LIMIT 1", [link.unified_agency_id])[0][0]
-    behind_the_back_after_the_check_ahead(
-        monkeypatch, lambda: unified("UPDATE lead SET name = 'tampered' WHERE id = %s", [lead])
+    error = caught_inside_the_fence(
+        link, monkeypatch, lambda: unified("UPDATE lead SET name = 'tampered' WHERE id = %s", [lead])
     )
-    run = cut_over(link)
-    assert_undone(run, link, "Delta verification")
-    assert "content leads: 0 missing, 0 extra, 1 differing" in run.error
+    assert "content leads: 0 missing, 0 extra, 1 differing" in error
     assert reverse_capture_state(unified_agency_id=link.unified_agency_id) is None, "unified writes not recorded"
 
 
 def test_a_count_changed_after_the_check_ahead_of_the_fence_is_caught_inside_it(agencies, monkeypatch):
     link, _ = agencies
     verified(link)
-    behind_the_back_after_the_check_ahead(
+    error = caught_inside_the_fence(
+        link,
         monkeypatch,
         lambda: unified(
             "DELETE FROM pod_activity WHERE id = (SELECT id FROM pod_activity WHERE agency_id = %s LIMIT 1)",
             [link.unified_agency_id],
         ),
     )
-    run = cut_over(link)
-    assert_undone(run, link, "Delta verification")
-    assert "counts pod_activities" in run.error
+    assert "counts pod_activities" in error
 
 
 def test_a_policy_changed_after_the_check_ahead_of_the_fence_makes_every_isolation_case_run_inside_it(
@@ -363,13 +364,11 @@ def test_a_policy_changed_after_the_check_ahead_of_the_fence_makes_every_isolati
     verified(link)
     # No pod_activity row changes: only the digest of the rules says the sweep must look there again.
     leak = "CREATE POLICY test_leak ON pod_activity FOR SELECT TO authenticated USING (true)"
-    behind_the_back_after_the_check_ahead(monkeypatch, lambda: unified(leak))
     try:
-        run = cut_over(link)
+        error = caught_inside_the_fence(link, monkeypatch, lambda: unified(leak))
     finally:
         unified("DROP POLICY IF EXISTS test_leak ON pod_activity")
-    assert_undone(run, link, "Delta verification")
-    assert "isolation.other_agency_sees_nothing pod_activity" in run.error
+    assert "isolation.other_agency_sees_nothing pod_activity" in error
 
 
 def test_inside_the_fence_only_tables_changed_since_the_check_ahead_are_counted(agencies):
@@ -394,12 +393,10 @@ def test_inside_the_fence_the_isolation_cases_read_the_rows_written_since_the_ch
         "SELECT id FROM chat_message WHERE agency_id = %s AND ai_provider = 'agentkit' ORDER BY id LIMIT 1",
         [link.unified_agency_id],
     )[0][0]
-    behind_the_back_after_the_check_ahead(
-        monkeypatch, lambda: unified("UPDATE chat_message SET ai_provider = 'gemini' WHERE id = %s", [message])
+    error = caught_inside_the_fence(
+        link, monkeypatch, lambda: unified("UPDATE chat_message SET ai_provider = 'gemini' WHERE id = %s", [message])
     )
-    run = cut_over(link)
-    assert_undone(run, link, "Delta verification")
-    assert "isolation.case3_chat_ai_provider_per_app" in run.error
+    assert "isolation.case3_chat_ai_provider_per_app" in error
 
 
 def test_a_policy_that_reads_another_table_makes_every_isolation_case_read_every_row_inside_the_fence(
@@ -415,15 +412,13 @@ def test_a_policy_that_reads_another_table_makes_every_isolation_case_read_every
     try:
         with connect("unified") as connection:
             assert not isolation.policies_row_local(connection)
-        behind_the_back_after_the_check_ahead(
-            monkeypatch, lambda: unified("INSERT INTO test_gate VALUES (gen_random_uuid())")
+        error = caught_inside_the_fence(
+            link, monkeypatch, lambda: unified("INSERT INTO test_gate VALUES (gen_random_uuid())")
         )
-        run = cut_over(link)
     finally:
         unified("DROP POLICY IF EXISTS test_gated ON lead")
         unified("DROP TABLE IF EXISTS test_gate")
-    assert_undone(run, link, "Delta verification")
-    assert "isolation.other_agency_sees_nothing lead" in run.error
+    assert "isolation.other_agency_sees_nothing lead" in error
 
 
 def test_the_project_policies_decide_on_the_row_and_the_claims_alone(tenant_db):
