@@ -152,7 +152,7 @@ def test_a_catch_up_reads_only_the_changed_rows_and_the_full_reread_stays_availa
     assert link.runs.first().full_reread and link.runs.first().status_note == ""
 
 
-def test_a_catch_up_writes_only_the_accounts_that_differ_from_the_unified_ones(agencies, monkeypatch):
+def test_a_catch_up_writes_only_the_accounts_that_differ_from_the_unified_ones(agencies, monkeypatch, settings):
     link, _ = agencies
     agency = link.revos_agency_id
     # Two accounts the migration copied (not merged into an AudienceOS account, which stays as it is).
@@ -177,6 +177,12 @@ def test_a_catch_up_writes_only_the_accounts_that_differ_from_the_unified_ones(a
     assert unified("SELECT encrypted_password FROM auth.users WHERE id = %s", [changed]) == [("new-hash",)]
     revos_meta = revos("SELECT raw_user_meta_data FROM auth.users WHERE id = %s", [tampered])
     assert unified("SELECT raw_user_meta_data FROM auth.users WHERE id = %s", [tampered]) == revos_meta
+    # Written in parts by two writers, each part compares the rows of its own id range.
+    settings.MIGRATION_WRITERS, settings.MIGRATION_SPLIT_ROWS = 2, 1
+    revos("UPDATE auth.users SET encrypted_password = 'newer-hash' WHERE id = %s", [tampered])
+    parts = migrate(link).report["auth.users"]
+    assert parts["updated"] == 1 and parts["inserted"] == 0
+    assert unified("SELECT encrypted_password FROM auth.users WHERE id = %s", [tampered]) == [("newer-hash",)]
     # Above the size where holding their digests costs too much, every row is written, as before.
     monkeypatch.setattr(engine, "AS_THEY_ARE_MAX_ROWS", 1)
     again = migrate(link).report["auth.identities"]

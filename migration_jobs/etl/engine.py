@@ -42,7 +42,7 @@ from migration_jobs.etl.accounts import (
 )
 from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
-from migration_jobs.etl.plan import TablePlan, migration_plan_build
+from migration_jobs.etl.plan import TablePlan, id_range_conditions, migration_plan_build
 from migration_jobs.etl.scheduler import (
     BatchDone,
     Control,
@@ -426,7 +426,7 @@ class AgencyMigration:
         )
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         with writer.clock.measure("rows as they are"):
-            as_they_are = self._rows_as_they_are(target, writer) if self._compared(plan, report) else frozenset()
+            as_they_are = self._rows_as_they_are(target, writer, unit) if self._compared(plan, report) else frozenset()
         logger.info(
             "writer %s: table %s -> %s: %s",
             lane.number,
@@ -485,8 +485,9 @@ class AgencyMigration:
         reread_whole = self.changed_ids is not None and not plan.entry.captured
         return reread_whole and report.tables[plan.source].source_rows <= AS_THEY_ARE_MAX_ROWS
 
-    def _rows_as_they_are(self, target: psycopg.Connection, writer: BatchWriter) -> frozenset[bytes]:
-        """Digests of the unified rows the agency's runs inserted from the plan's table, in COPY text.
+    def _rows_as_they_are(self, target: psycopg.Connection, writer: BatchWriter, unit: Unit) -> frozenset[bytes]:
+        """Digests of the unified rows the agency's runs inserted from the unit's table (within its id
+        range: an inserted row kept its source id), in COPY text.
 
         A catch-up re-reads an uncaptured table (the accounts) whole; a source row that comes out,
         ids rewritten, as exactly this text would be written as it is (the upsert changes nothing
@@ -496,10 +497,10 @@ class AgencyMigration:
         (another type, another server version) is written, as before.
         """
         plan = writer.plan
-        query = sql.SQL("COPY (SELECT {} FROM {} WHERE id IN ({})) TO STDOUT").format(
-            writer.column_list,
-            plan.target_table,
-            id_map.inserted_ids(agency_id=self.source_agency_id, source_table=plan.source),
+        inserted = id_map.inserted_ids(agency_id=self.source_agency_id, source_table=plan.source)
+        conditions = [sql.SQL("id IN ({})").format(inserted), *id_range_conditions(unit.id_range)]
+        query = sql.SQL("COPY (SELECT {} FROM {} WHERE {}) TO STDOUT").format(
+            writer.column_list, plan.target_table, sql.SQL(" AND ").join(conditions)
         )
         with target.cursor() as cursor, cursor.copy(query) as copy:
             digests = frozenset(_row_digest(data) for data in copy)

@@ -98,14 +98,9 @@ class TablePlan:
     ) -> sql.Composed:
         """The agency's rows, transformed and ordered by id, optionally after a checkpoint and
         within [low, high) of the ids (one part of a table written by several writers)."""
-        conditions = self.conditions(source_agency_id, ids)
+        conditions = self.conditions(source_agency_id, ids) + id_range_conditions(id_range)
         if after_id is not None:
             conditions.append(sql.SQL("id > {}").format(sql.Literal(after_id)))
-        low, high = id_range
-        if low is not None:
-            conditions.append(sql.SQL("id >= {}").format(sql.Literal(low)))
-        if high is not None:
-            conditions.append(sql.SQL("id < {}").format(sql.Literal(high)))
         return sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY id").format(
             self.select_list(target_agency_id),
             self.source_table,
@@ -120,6 +115,15 @@ class TablePlan:
     def count_query(self, *, source_agency_id: UUID, ids: Sequence[str] | None = None) -> sql.Composed:
         conditions = self.conditions(source_agency_id, ids)
         return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.source_table, sql.SQL(" AND ").join(conditions))
+
+
+def id_range_conditions(id_range: tuple[UUID | None, UUID | None]) -> list[sql.Composable]:
+    """`id` within [low, high), a bound None where the range is open (one part of a split table)."""
+    low, high = id_range
+    return [
+        *([sql.SQL("id >= {}").format(sql.Literal(low))] if low is not None else []),
+        *([sql.SQL("id < {}").format(sql.Literal(high))] if high is not None else []),
+    ]
 
 
 def _expression_for(entry: TableMap, column: str, source_columns: list[str], rest: list[str]) -> sql.Composable | None:
