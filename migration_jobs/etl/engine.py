@@ -425,8 +425,10 @@ class AgencyMigration:
             self.state.set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
         )
         writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
-        with writer.clock.measure("rows as they are"):
-            as_they_are = self._rows_as_they_are(target, writer, unit) if self._compared(plan, report) else frozenset()
+        as_they_are: frozenset[bytes] = frozenset()
+        if self._compared(plan, report):
+            with writer.clock.measure("rows as they are"):
+                as_they_are = self._rows_as_they_are(target, writer, unit)
         logger.info(
             "writer %s: table %s -> %s: %s",
             lane.number,
