@@ -14,18 +14,22 @@ BENCH_ARGS ?=
 # bin/stack has no .py suffix, so ruff only checks it when named.
 LINTED := . bin/stack
 
-# Installing again is only needed when pyproject.toml changes: the stamp's name carries its hash.
-PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('pyproject.toml', 'rb').read()).hexdigest()[:16])")
-INSTALLED := $(VENV)/.installed-$(PYPROJECT_HASH)
+# Every install takes exactly the versions and hashes in requirements.lock (docs/dependencies.md
+# says why a lock, and how to upgrade: `make lock`). Installing again is only needed when the lock
+# changes: the stamp's name carries its hash.
+LOCK := requirements.lock
+LOCK_HASH := $(shell $(PYTHON) -c "import hashlib; print(hashlib.sha256(open('$(LOCK)', 'rb').read()).hexdigest()[:16])")
+INSTALLED := $(VENV)/.installed-$(LOCK_HASH)
 
-.PHONY: install demo test lint format bench stop
+.PHONY: install demo test lint format bench stop lock
 
 install: $(INSTALLED)
 
 $(INSTALLED):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is needed; run: make PYTHON=python3.11 ...")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@$(MAKE) --no-print-directory browser
 	@$(MAKE) --no-print-directory typescript
 	@rm -f $(VENV)/.installed-*
@@ -90,6 +94,12 @@ bench: install pgloader
 .PHONY: pgloader
 pgloader:
 	$(call ensure_tools,pgloader,pgloader,its figure will be reported as not measured)
+
+# Resolves pyproject.toml's ranges again, to today's newest releases within them, into the lock
+# (every platform, hashes of every file). Run the whole suite before committing the new lock.
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
+		--python-version 3.11 --upgrade --quiet -o $(LOCK)
 
 # Stops private servers left running by `bin/stack env`.
 stop:

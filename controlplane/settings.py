@@ -134,7 +134,10 @@ RQ_QUEUES = {
     "verification": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("VERIFICATION_JOB_TIMEOUT", default=3600)},
     "audit": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 600},
 }
-RQ_SHOW_ADMIN_LINK = True
+# django-rq would also register its dashboard in the admin site (django-rq 4: every job page under
+# /admin/django_rq/dashboard/, guarded only by is_staff). The project mounts those pages once, at
+# /admin/rq/, behind its own permissions (controlplane/urls.py).
+RQ_SHOW_ADMIN_LINK = False
 
 # Migration engine knobs: rows per batch (one transaction and one checkpoint each).
 MIGRATION_BATCH_SIZE = env.int("MIGRATION_BATCH_SIZE", default=20_000)

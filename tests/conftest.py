@@ -86,10 +86,24 @@ def rq_queues():
     empty()
 
 
+class BurstWorker(SimpleWorker):
+    """A real RQ worker that drains its queues and stops, without the command channel.
+
+    A worker subscribes to Redis pub/sub for stop and kill commands, read by a thread that sleeps
+    in `get_message(timeout=60)`; some redis-py releases join that thread on teardown, so a burst
+    could wait up to a minute after its last job. No test sends a burst worker a command."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 def run_worker(*queue_names: str) -> None:
     """Drain the named queues with a real RQ worker in burst mode, in this process."""
     queues = [django_rq.get_queue(name) for name in queue_names or ("migrations", "verification")]
-    SimpleWorker(queues, connection=queues[0].connection).work(burst=True)
+    BurstWorker(queues, connection=queues[0].connection).work(burst=True)
 
 
 def database_url(alias: str) -> str:
