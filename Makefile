@@ -101,6 +101,15 @@ lock: install
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --universal \
 		--python-version 3.11 --upgrade --quiet -o $(LOCK)
 
+# The randomized zero-loss test for minutes (SOAK_SECONDS, SOAK_WRITERS writer processes): prints
+# the writes acknowledged, refused and lost, and fails on any loss.
+SOAK_SECONDS ?= 300
+SOAK_WRITERS ?= 4
+.PHONY: soak
+soak: install
+	$(STACK) run -- env SOAK_SECONDS=$(SOAK_SECONDS) SOAK_WRITERS=$(SOAK_WRITERS) \
+		$(PY) -m pytest tests/test_zero_loss_random.py -k soak -s -p no:logging --timeout=0
+
 # Stops private servers left running by `bin/stack env`.
 stop:
 	$(STACK) stop

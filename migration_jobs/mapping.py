@@ -134,10 +134,12 @@ TABLE_MAPS: tuple[TableMap, ...] = (
     # Supabase Auth: each person's account (auth.users.id is users.id) with its bcrypt hash,
     # confirmation state and metadata as they are; app_origin tells the access-token hook which
     # app the account came from. A person AudienceOS already has keeps their AudienceOS account.
-    # Not captured: GoTrue writes these tables on every sign-in (last_sign_in_at), so a capture
-    # trigger's fence would stop people signing in; at one or two rows per person, every catch-up
-    # re-reads them instead (and writes those that differ from the unified copy), and a switch
-    # back compares the agency's accounts with RevOS's and sends back the differences
+    # Captured on RevOS like every table, so a catch-up applies the accounts that changed (not a
+    # comparison of every account) and the fence holds them too, GoTrue's own writes included. A
+    # sign-in only writes the volatile columns (last_sign_in_at, updated_at): such an update is
+    # neither recorded nor fenced (sql/revos/0003_capture_final_values.sql), and losing it loses
+    # nothing the unified account needs. On the unified side the accounts are not captured: a
+    # switch back compares the agency's accounts with RevOS's and sends back the differences
     # (etl/reverse_accounts.py): new passwords, emails, metadata, identities added or removed,
     # accounts of people created since the cutover.
     _map(
@@ -151,7 +153,6 @@ TABLE_MAPS: tuple[TableMap, ...] = (
         },
         inverse={"raw_app_meta_data": "nullif(raw_app_meta_data - 'app_origin', '{}'::jsonb)"},
         target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.id)',
-        captured=False,
         volatile=SIGN_IN_COLUMNS,
     ),
     _map(
@@ -161,7 +162,6 @@ TABLE_MAPS: tuple[TableMap, ...] = (
         scope=(("user_id", "users"),),
         identity=Identity.PROVIDER,
         target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.user_id)',
-        captured=False,
         volatile=SIGN_IN_COLUMNS,
     ),
     # HGC: both RevOS chat generations become unified chat, answered by AgentKit.

@@ -18,7 +18,7 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 
 from migration_jobs.demo.demo import demo_data_seed
-from migration_jobs.etl import capture, engine
+from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
@@ -138,9 +138,8 @@ def test_a_catch_up_reads_only_the_changed_rows_and_the_full_reread_stays_availa
     run = migrate(link)
     assert run.status_note == "Caught up from the RevOS change capture: 2 changed rows."
     touched = {table for table, outcome in run.report.items() if outcome["source_rows"] or outcome["deleted"]}
-    # Accounts are not captured (GoTrue writes them on every sign-in): each catch-up re-reads them whole.
-    assert touched == {"leads", "comments", "auth.users", "auth.identities"}
-    assert all(run.report[t]["updated"] == run.report[t]["inserted"] == 0 for t in ("auth.users", "auth.identities"))
+    # Accounts are captured like the rest: untouched, they are not read at all.
+    assert touched == {"leads", "comments"}
     assert run.report["leads"]["updated"] == 1 and run.report["comments"]["deleted"] == 1
     assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("contacted",)]
     assert unified("SELECT count(*) FROM comment WHERE id = %s", [comment]) == [(0,)]
@@ -152,41 +151,37 @@ def test_a_catch_up_reads_only_the_changed_rows_and_the_full_reread_stays_availa
     assert link.runs.first().full_reread and link.runs.first().status_note == ""
 
 
-def test_a_catch_up_writes_only_the_accounts_that_differ_from_the_unified_ones(agencies, monkeypatch, settings):
+def test_accounts_are_captured_and_fenced_and_a_sign_in_alone_is_neither(agencies):
     link, _ = agencies
     agency = link.revos_agency_id
-    # Two accounts the migration copied (not merged into an AudienceOS account, which stays as it is).
     copied = {row[0] for row in unified("SELECT id FROM auth.users")}
     people = revos(
         "SELECT a.id FROM auth.users a JOIN users u ON u.id = a.id WHERE u.agency_id = %s ORDER BY a.id", [agency]
     )
-    changed, tampered = [person for (person,) in people if person in copied][:2]
+    changed, signed_in = [person for (person,) in people if person in copied][:2]
     revos("UPDATE auth.users SET encrypted_password = 'new-hash' WHERE id = %s", [changed])
-    # An account changed on the unified side only: the catch-up compares with what is there now.
-    unified("UPDATE auth.users SET raw_user_meta_data = '{\"tampered\": true}' WHERE id = %s", [tampered])
+    # GoTrue's sign-in bookkeeping alone: not recorded (mapping.TableMap.volatile).
+    revos("UPDATE auth.users SET last_sign_in_at = now(), updated_at = now() WHERE id = %s", [signed_in])
     identity = revos("SELECT id FROM auth.identities WHERE user_id = %s LIMIT 1", [changed])
     if identity:
         revos("DELETE FROM auth.identities WHERE id = %s", [identity[0][0]])
+    recorded = revos("SELECT table_name, row_id FROM controlplane.change_log WHERE agency_id = %s", [agency])
+    assert ("auth.users", changed) in recorded and ("auth.users", signed_in) not in recorded
     run = migrate(link)
     accounts, identities = run.report["auth.users"], run.report["auth.identities"]
-    assert accounts["source_rows"] > 2 and accounts["updated"] == 2 and accounts["inserted"] == 0
-    # Every account and identity was read and compared; only the two differing accounts were written.
-    assert "upsert and id map" in accounts["phases"] and "rows as they are" in accounts["phases"]
-    assert "upsert and id map" not in identities["phases"]
+    # Only the recorded account was read and written: the catch-up no longer compares every account.
+    assert accounts["source_rows"] == 1 and accounts["updated"] == 1 and accounts["inserted"] == 0
     assert identities["deleted"] == len(identity)
     assert unified("SELECT encrypted_password FROM auth.users WHERE id = %s", [changed]) == [("new-hash",)]
-    revos_meta = revos("SELECT raw_user_meta_data FROM auth.users WHERE id = %s", [tampered])
-    assert unified("SELECT raw_user_meta_data FROM auth.users WHERE id = %s", [tampered]) == revos_meta
-    # Written in parts by two writers, each part compares the rows of its own id range.
-    settings.MIGRATION_WRITERS, settings.MIGRATION_SPLIT_ROWS = 2, 1
-    revos("UPDATE auth.users SET encrypted_password = 'newer-hash' WHERE id = %s", [tampered])
-    parts = migrate(link).report["auth.users"]
-    assert parts["updated"] == 1 and parts["inserted"] == 0
-    assert unified("SELECT encrypted_password FROM auth.users WHERE id = %s", [tampered]) == [("newer-hash",)]
-    # Above the size where holding their digests costs too much, every row is written, as before.
-    monkeypatch.setattr(engine, "AS_THEY_ARE_MAX_ROWS", 1)
-    again = migrate(link).report["auth.identities"]
-    assert "upsert and id map" in again["phases"] and again["updated"] == again["inserted"] == 0
+    # The fence holds the accounts too; a sign-in (the volatile columns alone) still goes through.
+    with connect("revos") as control:
+        capture.fence_set(control, agency_id=agency, owner="test", message=f'Agency "{link.name}" {FENCE_ERROR}')
+    with pytest.raises(Exception, match=FENCE_ERROR):
+        revos("UPDATE auth.users SET encrypted_password = 'too-late' WHERE id = %s", [changed])
+    with pytest.raises(Exception, match=FENCE_ERROR):
+        revos("DELETE FROM auth.identities WHERE user_id = %s", [signed_in])
+    revos("UPDATE auth.users SET last_sign_in_at = now() WHERE id = %s", [signed_in])
+    assert revos("SELECT encrypted_password FROM auth.users WHERE id = %s", [changed]) == [("new-hash",)]
 
 
 def test_registration_waits_for_an_older_transaction_and_names_it(agencies):

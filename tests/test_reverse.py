@@ -30,7 +30,7 @@ from migration_jobs.etl.reverse import (
 )
 from migration_jobs.etl.reverse_accounts import accounts_baseline_record
 from migration_jobs.etl.reverse_capture import reverse_capture_start, reverse_capture_stop, reverse_changes
-from migration_jobs.mapping import TABLE_MAPS, TableMap
+from migration_jobs.mapping import QUALIFIED_TABLES, TABLE_MAPS, TableMap
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from tests.conftest import childless_leads
@@ -84,7 +84,7 @@ def revos_scope_checksums(*, agency_id, inside: bool) -> dict[str, str]:
     with connect("revos") as source, connect("unified") as target:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         sums = {}
-        for plan in (p for p in plans if p.entry.captured):  # accounts are not sent back
+        for plan in (p for p in plans if p.source not in QUALIFIED_TABLES):  # the accounts: compared whole
             condition = plan.scope_condition(agency_id).as_string(source)
             negation = "" if inside else "NOT "
             sums[plan.source] = source.execute(
@@ -105,9 +105,9 @@ def test_every_mapping_entry_has_a_way_back_for_every_revos_column(tenant_db):
     with connect("revos") as source, connect("unified") as target:
         plans = reverse_plan_build(source=source, target=target)
         source_catalog = catalog_read(source)
-    # Every entry goes back, the accounts too (compared whole rather than captured).
+    # Every entry goes back, the accounts too (captured like the rest, and compared whole).
     assert {p.source for p in plans} == {entry.source for entry in TABLE_MAPS}
-    assert {entry.source for entry in TABLE_MAPS if not entry.captured} == {"auth.users", "auth.identities"}
+    assert all(entry.captured for entry in TABLE_MAPS)
     for plan in plans:
         written = {c.name for c in source_catalog.columns[plan.source] if not c.generated}
         assert set(plan.columns) == written, plan.source

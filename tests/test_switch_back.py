@@ -29,6 +29,7 @@ from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse_capture import reverse_capture_state
+from migration_jobs.mapping import QUALIFIED_TABLES
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
@@ -126,10 +127,10 @@ def agencies(flags, rq_queues):
 
 
 def revos_plans():
-    """The tables a switch back sends back (accounts stay as RevOS has them: mapping.TableMap.captured)."""
+    """The public tables a switch back sends back (the accounts are compared whole: reverse_accounts.py)."""
     with connect("revos") as source, connect("unified") as target:
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
-        return [plan for plan in plans if plan.entry.captured]
+        return [plan for plan in plans if plan.entry.captured and plan.source not in QUALIFIED_TABLES]
 
 
 def revos_checksums(plans, agency_id, *, schema: str = "public", inside: bool = True) -> dict[str, str]:

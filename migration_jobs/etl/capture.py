@@ -55,6 +55,7 @@ from psycopg import sql
 from migration_jobs.mapping import TABLE_MAPS
 
 TRIGGER = "controlplane_capture"
+DELETE_TRIGGER = "controlplane_capture_delete"
 TRUNCATE_TRIGGER = "controlplane_capture_truncate"
 BYPASS_SETTING = "controlplane.fence_bypass"
 # The control plane's own sessions are named so (etl.connections.connect); none of them writes
@@ -67,6 +68,11 @@ NOT_SEEN_BY = (
 )
 
 
+class CaptureBroken(Exception):
+    """A captured table's triggers are missing, disabled or not the control plane's: writes may have
+    gone unrecorded, so nothing may trust the capture until a full read brings the agency level."""
+
+
 class TransactionsStillOpen(Exception):
     """Transactions older than a point still run after the time allowed; the message names them."""
 
@@ -75,12 +81,26 @@ class TransactionsStillOpen(Exception):
 class CapturedTable:
     """A table whose writes are captured: its name and the path from its rows to their agency id.
 
+    `name` is bare in public, "schema.table" elsewhere (auth.users), as the catalog names tables.
     `agency_path` is the row's column, then (parent table, parent column) pairs up to the agency
     id: ("agency_id",), ("id",) for the agency table itself, ("post_id", "posts", "agency_id").
+    An update that changes only `volatile` columns is neither recorded nor fenced (GoTrue's
+    sign-in bookkeeping: mapping.TableMap.volatile).
     """
 
     name: str
     agency_path: tuple[str, ...]
+    volatile: tuple[str, ...] = ()
+
+    @property
+    def schema_and_name(self) -> tuple[str, str]:
+        schema, _, name = self.name.rpartition(".")
+        return schema or "public", name
+
+    @property
+    def trigger_arguments(self) -> list[str]:
+        """What sql/revos/0003_capture_final_values.sql's capture_row reads from TG_ARGV."""
+        return [*self.agency_path, *(f"volatile:{column}" for column in self.volatile)]
 
 
 @dataclass(frozen=True)
@@ -108,68 +128,163 @@ def revos_captured_tables() -> list[CapturedTable]:
             path = (entry.scope[0][0],)
             for (_, parent), (next_column, _) in zip(entry.scope, [*entry.scope[1:], ("agency_id", "")], strict=True):
                 path += (parent, next_column)
-        tables.append(CapturedTable(entry.source, path))
+        tables.append(CapturedTable(entry.source, path, entry.volatile))
     return tables
 
 
 # --- installing -------------------------------------------------------------------------------
 
 
-def capture_triggers_install(
-    connection: psycopg.Connection, *, tables: Sequence[CapturedTable], schema: str = "public"
-) -> list[str]:
-    """Attach the capture and fence trigger to each table that lacks it; return the tables changed.
+@dataclass(frozen=True)
+class TriggerShape:
+    """One of the triggers every captured table carries, as pg_trigger describes it."""
 
-    CREATE TRIGGER briefly locks the table against writes, so it waits at most a few seconds for
-    a lock (and fails rather than queue the apps' writes behind it) and skips tables that have it.
-    """
-    present = {
-        (table, trigger)
-        for table, trigger in connection.execute(
-            "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND t.tgname = ANY(%s)",
-            [schema, [TRIGGER, TRUNCATE_TRIGGER]],
-        ).fetchall()
-    }
+    name: str
+    definition: str  # what CREATE TRIGGER says between the name and the table
+    function: str
+    tgtype: int  # pg_trigger.tgtype: 1 row, 2 before, 4 insert, 8 delete, 16 update, 32 truncate
+    with_path: bool  # called with the row's agency path as arguments
+
+
+# Inserts and updates AFTER the row is final (no later BEFORE trigger can move it past the fence);
+# deletes BEFORE, so that the record exists when a cascade changes the children (see
+# sql/revos/0003_capture_final_values.sql); every one ENABLE ALWAYS, for replica-mode sessions too.
+TRIGGER_SHAPES = (
+    TriggerShape(TRIGGER, "AFTER INSERT OR UPDATE", "controlplane.capture_row", 1 | 4 | 16, True),
+    TriggerShape(DELETE_TRIGGER, "BEFORE DELETE", "controlplane.capture_row", 1 | 2 | 8, True),
+    TriggerShape(TRUNCATE_TRIGGER, "BEFORE TRUNCATE", "controlplane.capture_truncate", 2 | 32, False),
+)
+TRIGGER_NAMES = tuple(shape.name for shape in TRIGGER_SHAPES)
+ALWAYS = "A"  # pg_trigger.tgenabled: fires whatever session_replication_role says
+
+
+def capture_triggers_problems(
+    connection: psycopg.Connection, *, tables: Sequence[CapturedTable]
+) -> dict[str, list[str]]:
+    """Table -> what is wrong with its capture triggers (missing, disabled, changed); {} if nothing."""
+    names = [f"{schema}.{name}" for schema, name in (t.schema_and_name for t in tables)]
+    rows = connection.execute(
+        "SELECT n.nspname || '.' || c.relname, t.tgname, t.tgtype, t.tgenabled, t.tgfoid::regproc::text, t.tgargs"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = ANY(%s)"
+        " WHERE n.nspname || '.' || c.relname = ANY(%s)",
+        [list(TRIGGER_NAMES), names],
+    ).fetchall()
     connection.commit()
-    changed = []
-    for table in tables:
-        target = sql.Identifier(schema, table.name)
+    existing = {row[0] for row in rows}
+    found = {
+        (table, name): (tgtype, enabled, function, bytes(args).decode().split("\0")[:-1])  # each argument ends in NUL
+        for table, name, tgtype, enabled, function, args in rows
+        if name is not None
+    }
+    problems: dict[str, list[str]] = {}
+    for table, qualified in zip(tables, names, strict=True):
+        if qualified not in existing:
+            problems.setdefault(table.name, []).append("the table is missing")
+            continue
+        for shape in TRIGGER_SHAPES:
+            problem = _trigger_problem(shape, found.get((qualified, shape.name)), table)
+            if problem:
+                problems.setdefault(table.name, []).append(f"{shape.name} {problem}")
+    return problems
+
+
+def _trigger_problem(shape: TriggerShape, found: tuple | None, table: CapturedTable) -> str:
+    if found is None:
+        return "is missing"
+    tgtype, enabled, function, args = found
+    arguments = table.trigger_arguments if shape.with_path else []
+    if tgtype != shape.tgtype or function != shape.function or list(args) != arguments:
+        return "is not the control plane's (its events, function or arguments changed)"
+    if enabled == "D":
+        return "is disabled"
+    if enabled != ALWAYS:
+        return "does not fire in replica-mode sessions"
+    return ""
+
+
+def capture_triggers_verify(connection: psycopg.Connection, *, tables: Sequence[CapturedTable], database: str) -> None:
+    """Refuse (CaptureBroken, naming the tables) unless every captured table's triggers are in place,
+    when any agency is captured on this database (otherwise nothing relies on them yet).
+
+    Only a table owner or a superuser can drop or disable a trigger, and no event trigger can tell
+    (they need a superuser to create): so every catch-up, verification, cutover and switch back
+    looks before it trusts the capture.
+    """
+    relied_on = connection.execute("SELECT EXISTS (SELECT 1 FROM controlplane.capture_agency)").fetchone()[0]
+    connection.commit()
+    problems = capture_triggers_problems(connection, tables=tables) if relied_on else {}
+    if problems:
+        listed = sorted(problems.items())
+        described = "; ".join(f"{table}: {', '.join(found)}" for table, found in listed[:5])
+        if len(listed) > 5:
+            described += f"; and {len(listed) - 5} more tables"
+        raise CaptureBroken(
+            f"The change capture on the {database} database is broken, so writes may have gone unrecorded"
+            f" ({described}). A full read (migrate_agency --full) re-installs the triggers and brings the"
+            " agency level."
+        )
+
+
+def capture_triggers_install(
+    connection: psycopg.Connection, *, tables: Sequence[CapturedTable], repair: bool = False
+) -> list[str]:
+    """Give each table exactly the capture triggers (TRIGGER_SHAPES); return the tables changed.
+
+    A trigger that is missing, disabled or changed while agencies are captured here may have let
+    their writes through unrecorded. Without `repair` that refuses (CaptureBroken); with it (a full
+    read, which re-reads everything anyway) the triggers are replaced and every captured agency's
+    position is cleared, so that only a full read may bring any of them level again (`apply_begin`).
+    A table's triggers are replaced in one transaction, so no write falls between old and new.
+    CREATE TRIGGER briefly locks the table against writes: it waits at most a few seconds for the
+    lock, and fails rather than queue the apps' writes behind it.
+    """
+    problems = {
+        table: found
+        for table, found in capture_triggers_problems(connection, tables=tables).items()
+        if found != ["the table is missing"]  # nothing to capture; the plan names a missing table
+    }
+    if not problems:
+        return []
+    captured = connection.execute("SELECT count(*) FROM controlplane.capture_agency").fetchone()[0]
+    connection.commit()
+    if captured and not repair:
+        capture_triggers_verify(connection, tables=tables, database=connection.info.dbname)
+    by_name = {table.name: table for table in tables}
+    for name in problems:
+        target = sql.Identifier(*by_name[name].schema_and_name)
         with connection.transaction():
             connection.execute("SET LOCAL lock_timeout = '5s'")
-            if (table.name, TRIGGER) not in present:
+            for shape in TRIGGER_SHAPES:
+                arguments = by_name[name].trigger_arguments if shape.with_path else ()
                 connection.execute(
-                    sql.SQL(
-                        "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW"
-                        " EXECUTE FUNCTION controlplane.capture_row({})"
-                    ).format(
-                        sql.Identifier(TRIGGER),
+                    sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(shape.name), target)
+                )
+                connection.execute(
+                    sql.SQL("CREATE TRIGGER {} {} ON {} FOR EACH {} EXECUTE FUNCTION {}({})").format(
+                        sql.Identifier(shape.name),
+                        sql.SQL(shape.definition),
                         target,
-                        sql.SQL(", ").join(sql.Literal(step) for step in table.agency_path),
+                        sql.SQL("ROW" if shape.tgtype & 1 else "STATEMENT"),
+                        sql.SQL(shape.function),
+                        sql.SQL(", ").join(sql.Literal(step) for step in arguments),
                     )
                 )
-            if (table.name, TRUNCATE_TRIGGER) not in present:
                 connection.execute(
-                    sql.SQL(
-                        "CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT"
-                        " EXECUTE FUNCTION controlplane.capture_truncate()"
-                    ).format(sql.Identifier(TRUNCATE_TRIGGER), target)
+                    sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, sql.Identifier(shape.name))
                 )
-        if (table.name, TRIGGER) not in present or (table.name, TRUNCATE_TRIGGER) not in present:
-            changed.append(table.name)
+            connection.execute("UPDATE controlplane.capture_agency SET applied_snapshot = NULL")
     connection.commit()
-    return changed
+    return list(problems)
 
 
-def capture_triggers_remove(
-    connection: psycopg.Connection, *, tables: Sequence[CapturedTable], schema: str = "public"
-) -> None:
+def capture_triggers_remove(connection: psycopg.Connection, *, tables: Sequence[CapturedTable]) -> None:
     """Detach the triggers (for a database no agency moves out of any more)."""
     for table in tables:
-        for trigger in (TRIGGER, TRUNCATE_TRIGGER):
+        for trigger in TRIGGER_NAMES:
             connection.execute(
                 sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                    sql.Identifier(trigger), sql.Identifier(schema, table.name)
+                    sql.Identifier(trigger), sql.Identifier(*table.schema_and_name)
                 )
             )
     connection.commit()

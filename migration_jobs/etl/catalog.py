@@ -9,9 +9,14 @@ from graphlib import CycleError, TopologicalSorter
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl.capture import TRIGGER as CAPTURE_TRIGGER
-from migration_jobs.etl.capture import TRUNCATE_TRIGGER as CAPTURE_TRUNCATE_TRIGGER
+from migration_jobs.etl.capture import TRIGGER_NAMES as CAPTURE_TRIGGERS
 from migration_jobs.mapping import QUALIFIED_TABLES
+
+# sql/unified/0061_app_context_guard.sql: refuses the apps' changes of app_context. It fires on
+# updates only, so a first load's set-wise checks may run beside it.
+APP_CONTEXT_GUARD = "app_context_guard"
+# sql/unified/0062_migrated_rows_guard.sql (etl/unified_guard.py): it fires for the apps' roles only.
+MIGRATED_ROWS_GUARD = "controlplane_guard"
 
 # A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
 # ordering, remapping and the set-based checks it is the reference column's key, which also
@@ -62,13 +67,13 @@ def catalog_read(
     """Read the tables of `schema`, and the schema-qualified tables in `also` (Supabase's auth.users
     and auth.identities, which the mapping moves too), with their columns and (single-column or
     tenant) foreign keys."""
-    # The change capture's triggers do not make a table unfit for the set-wise checks: they record
-    # writes of agencies moving out of this database, and a first load writes an agency moving in.
+    # The control plane's own triggers do not make a table unfit for the set-wise checks: the
+    # capture's record writes of agencies moving out of this database (a first load writes one
+    # moving in), and the guards never fire for a first load (updates only; the apps' roles only).
     params = {
         "schema": schema,
         "also": list(also),
-        "capture_trigger": CAPTURE_TRIGGER,
-        "capture_truncate": CAPTURE_TRUNCATE_TRIGGER,
+        "own_triggers": [*CAPTURE_TRIGGERS, APP_CONTEXT_GUARD, MIGRATED_ROWS_GUARD],
     }
     columns: dict[str, list[Column]] = {}
     rows = connection.execute(
@@ -110,7 +115,7 @@ def catalog_read(
             SELECT {_NAME.format(n="n", c="c")} FROM pg_trigger t
             JOIN pg_class c ON c.oid = t.tgrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
-            WHERE NOT t.tgisinternal AND t.tgname NOT IN (%(capture_trigger)s, %(capture_truncate)s)
+            WHERE NOT t.tgisinternal AND t.tgname <> ALL(%(own_triggers)s)
             UNION
             SELECT {_NAME.format(n="n", c="c")} FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid

@@ -19,6 +19,7 @@ from psycopg import sql
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import CHECKPOINT, AgencyMigration, MigrationReport
+from migration_jobs.etl.unified_guard import unified_guard_set
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +46,18 @@ class CapturedMigration(AgencyMigration):
                     tables=capture.revos_captured_tables(),
                     wait_seconds=self.register_wait_seconds,
                 )
-            snapshot = capture.snapshot_of(source)  # takes the run's snapshot
+            # RevOS holds the agency's truth until its cutover: the unified copies are the apps' to read only.
+            unified_guard_set(
+                unified_agency_id=self.target_agency_id, agency_name=_agency_name(control, self.source_agency_id)
+            )
+            tables = capture.revos_captured_tables()
             from_capture = not self.full and state is not None and state.applied_snapshot is not None
             from_capture = from_capture and self._has_previous_rows(target)  # not after a rollback
+            if from_capture:  # trust the capture only if nothing could have written past it
+                capture.capture_triggers_verify(control, tables=tables, database="RevOS")
+            else:  # a full read re-reads everything: it may repair the triggers (before its snapshot)
+                capture.capture_triggers_install(control, tables=tables, repair=True)
+            snapshot = capture.snapshot_of(source)  # takes the run's snapshot
             capture.apply_begin(control, agency_id=self.source_agency_id, snapshot=snapshot, full=not from_capture)
             if from_capture:
                 self._from_capture(source, target, since=state.applied_snapshot)

@@ -42,7 +42,13 @@ from migration_jobs.etl.accounts import (
 )
 from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.etl.connections import connect
-from migration_jobs.etl.plan import TablePlan, id_range_conditions, migration_plan_build
+from migration_jobs.etl.plan import (
+    MappingError,
+    TablePlan,
+    id_range_conditions,
+    migration_plan_build,
+    unmapped_source_tables,
+)
 from migration_jobs.etl.scheduler import (
     BatchDone,
     Control,
@@ -240,7 +246,14 @@ class AgencyMigration:
         return bool(capture.agencies_registered(target, [self.target_agency_id]))
 
     def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
-        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        source_catalog = catalog_read(source)
+        if unmapped := unmapped_source_tables(source_catalog):
+            # Its rows would stay behind unseen, and the apps would lose them at the cutover.
+            raise MappingError(
+                f"RevOS has tables nobody mapped: {', '.join(unmapped)}. Map each in migration_jobs/mapping.py"
+                " (TABLE_MAPS), or declare it left behind, with the reason, in NOT_MIGRATED."
+            )
+        plans = migration_plan_build(source=source_catalog, target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
         if self.changed_ids is not None:  # cost follows the changed rows: untouched tables are skipped
             plans = [p for p in plans if p.source in self.changed_ids or not p.entry.captured]

@@ -25,15 +25,32 @@ from psycopg import sql
 from migration_jobs.etl import capture, id_map
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_accounts import accounts_baseline_record
-from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
+from migration_jobs.mapping import QUALIFIED_TABLES, SHARED_TARGETS, TABLE_MAPS, table_map
 
 BASELINE = sql.SQL("controlplane.reverse_baseline")
 
 
 def unified_captured_tables() -> list[capture.CapturedTable]:
-    """Every unified table a RevOS table goes to; each carries agency_id (the agency its own id)."""
-    targets = dict.fromkeys(entry.target for entry in TABLE_MAPS if entry.captured)
-    return [capture.CapturedTable(t, ("id",) if t == "agency" else ("agency_id",)) for t in targets]
+    """Every unified table a RevOS table goes to: the public ones carry agency_id (the agency its
+    own id); the accounts (auth.users, auth.identities) reach it through the person's user row.
+
+    A switch back still compares the accounts whole (etl/reverse_accounts.py); capturing them here
+    is what holds them behind its fence, GoTrue's writes included (sign-ins alone pass: volatile).
+    """
+    tables = []
+    for entry in TABLE_MAPS:
+        if not entry.captured or any(t.name == entry.target for t in tables):
+            continue
+        if entry.target == "agency":
+            path: tuple[str, ...] = ("id",)
+        elif entry.target not in QUALIFIED_TABLES:
+            path = ("agency_id",)
+        else:  # auth.users: ("id", "user", "agency_id"), the RevOS scope's hops in unified names
+            path = (entry.scope[0][0],)
+            for (_, parent), (next_column, _) in zip(entry.scope, [*entry.scope[1:], ("agency_id", "")], strict=True):
+                path += (table_map(parent).target, next_column)
+        tables.append(capture.CapturedTable(entry.target, path, entry.volatile))
+    return tables
 
 
 def reverse_capture_start(
@@ -55,7 +72,7 @@ def reverse_capture_start(
 
 def _baseline_record(connection: psycopg.Connection, *, source_agency_id: UUID) -> None:
     connection.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(BASELINE), [source_agency_id])
-    captured = {e.target for e in TABLE_MAPS if e.captured}
+    captured = {table.name for table in unified_captured_tables()} - QUALIFIED_TABLES  # accounts: below
     for table in sorted(SHARED_TARGETS & captured):
         connection.execute(
             sql.SQL(
@@ -90,6 +107,7 @@ def reverse_capture_state(*, unified_agency_id: UUID) -> capture.CaptureState | 
 def reverse_changes(*, unified_agency_id: UUID) -> dict[str, frozenset[UUID]]:
     """Unified table -> ids of the agency's rows written since the cutover."""
     with connect("unified", purpose="reverse-capture") as connection:
+        capture.capture_triggers_verify(connection, tables=unified_captured_tables(), database="unified")
         changed = capture.changes_since(connection, agency_id=unified_agency_id, since=None)
     return {table: frozenset(UUID(i) for i in ids) for table, ids in changed.items()}
 

@@ -47,8 +47,10 @@ from migration_jobs.etl.reverse_capture import (
     reverse_capture_start,
     reverse_capture_stop,
     reverse_changes,
+    unified_captured_tables,
     unified_watch_start,
 )
+from migration_jobs.etl.unified_guard import unified_guard_remove, unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused, reason_required
@@ -193,9 +195,12 @@ def _switch(switch_run: SwitchRun) -> str:
         agency_name=link.name,
         wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
     )
+    # The unified copies become the agency's truth: the apps may write them (RevOS is fenced).
+    unified_guard_remove(unified_agency_id=link.unified_agency_id)
     try:
         switch_run.unified_db_switch()
     except BaseException:
+        unified_guard_set(unified_agency_id=link.unified_agency_id, agency_name=link.name)
         reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
         raise
     return "unified_db is on; RevOS stays fenced for the agency; unified changes are recorded"
@@ -206,6 +211,12 @@ def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
         raise RunRefused(refusal)
     if not FeatureFlag.objects.filter(name="unified_db").exists():
         raise RunRefused("there is no unified_db flag to turn on; add it under Feature flags")
+    try:  # a write that went past a broken capture would be lost by the switch
+        capture.capture_triggers_verify(connection, tables=capture.revos_captured_tables(), database="RevOS")
+        with connect("unified", purpose="cutover-check") as unified:
+            capture.capture_triggers_verify(unified, tables=unified_captured_tables(), database="unified")
+    except capture.CaptureBroken as broken:
+        raise RunRefused(str(broken)) from broken
     state = capture.capture_state(connection, agency_id=link.revos_agency_id)
     if state is None or state.applied_snapshot is None:
         raise RunRefused(

@@ -13,6 +13,7 @@ import logging
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
+from migration_jobs.etl.unified_guard import unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.flags import flags_cache_invalidate
 
@@ -87,6 +88,9 @@ def fence_lift_for_run(*, run: MigrationRun) -> bool:
 def agency_reopen_revos(*, link: AgencyLink, cutover: MigrationRun | None) -> str:
     """Once unified_db is off after a switch back: RevOS accepts the agency's writes again and the
     unified database stops recording them (which lifts its fence too)."""
+    # RevOS holds the truth again: the unified copies are read-only for the apps before the
+    # unified fence goes (etl/unified_guard.py).
+    unified_guard_set(unified_agency_id=link.unified_agency_id, agency_name=link.name)
     if cutover is not None:
         fence_lift_for_run(run=cutover)
     reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)

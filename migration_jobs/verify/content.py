@@ -108,6 +108,8 @@ def source_relation(plan: TablePlan, *, scope: AgencyScope, target: Catalog, rem
     )
     values, typed = [], []
     for position, (alias, sql_type) in enumerate(zip(aliases, types, strict=True)):
+        if position not in compared_positions(plan):
+            continue
         value = sql.SQL("CAST(s.{} AS {})").format(alias, sql.SQL(sql_type))
         text = sql.SQL("CAST({} AS text)").format(value)
         if remap and position in plan.remap_positions:
@@ -138,10 +140,10 @@ def target_relation(
 ) -> sql.Composed:
     """The unified rows this agency's migration inserted from `plan.source`: (id, vals); with `ids`, of
     those source ids only (found by the id map's primary key rather than by all the agency's rows)."""
-    types = _full_types(plan, target)
+    types = [sql_type for i, sql_type in enumerate(_full_types(plan, target)) if i in compared_positions(plan)]
     typed = [
         sql.SQL("CAST(t.{} AS {})").format(sql.Identifier(column), sql.SQL(sql_type))
-        for column, sql_type in zip(plan.target_columns, types, strict=True)
+        for column, sql_type in zip(compared_columns(plan), types, strict=True)
     ]
     return sql.SQL(
         "SELECT t.id AS id, ARRAY[{values}]::text[] AS vals, {hash} AS h FROM {target} t WHERE t.id IN ({inserted})"
@@ -155,6 +157,16 @@ def target_relation(
             id_map.inserted_ids(agency_id=scope.source_agency_id, source_table=plan.source), sql.Literal(list(ids))
         ),
     )
+
+
+def compared_positions(plan: TablePlan) -> frozenset[int]:
+    """The target columns compared: not the volatile ones (mapping.TableMap.volatile), GoTrue's
+    sign-in bookkeeping, whose changes alone the capture does not record either."""
+    return frozenset(i for i, column in enumerate(plan.target_columns) if column not in plan.entry.volatile)
+
+
+def compared_columns(plan: TablePlan) -> tuple[str, ...]:
+    return tuple(column for i, column in enumerate(plan.target_columns) if i in compared_positions(plan))
 
 
 def _full_types(plan: TablePlan, target: Catalog) -> list[str]:
@@ -298,7 +310,7 @@ def content_check(
             for r in relations
         )
     diff = relation_diff(
-        Side(source, relations[0]), Side(target, relations[1]), columns=plan.target_columns, source_side=source_side
+        Side(source, relations[0]), Side(target, relations[1]), columns=compared_columns(plan), source_side=source_side
     )
     details = {
         "target_table": plan.target,

@@ -75,7 +75,7 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.etl.reverse_capture import unified_captured_tables
-from migration_jobs.mapping import SHARED_TARGETS, TABLE_MAPS
+from migration_jobs.mapping import QUALIFIED_TABLES, SHARED_TARGETS, TABLE_MAPS
 from migration_jobs.verify import isolation
 from migration_jobs.verify.outcome import PASS, AgencyScope, CheckOutcome
 from migration_jobs.verify.runner import Record, agency_verify_changes
@@ -134,6 +134,7 @@ def delta_verify_in_fence(
     revos_changed = None
     if ahead.position is not None:
         with connect("revos", purpose="verification") as connection:
+            capture.capture_triggers_verify(connection, tables=capture.revos_captured_tables(), database="RevOS")
             revos_changed = capture.changes_read(connection, agency_id=scope.source_agency_id, since=ahead.position)
     if revos_changed is None:
         agency_verify_changes(scope=scope, changed_ids=ahead.content_ids, record=record)
@@ -141,7 +142,8 @@ def delta_verify_in_fence(
     with connect("unified", purpose="verification-rls") as connection:
         same_rules = isolation.policies_fingerprint(connection) == ahead.policies
         row_local = isolation.policies_row_local(connection)
-    watched = frozenset(t.name for t in unified_captured_tables())
+    # The isolation cases and sweeps are about the public tables' policies; the accounts have none.
+    watched = frozenset(t.name for t in unified_captured_tables()) - QUALIFIED_TABLES
     unchanged = watched - frozenset(unified_changed)
     written = {table: ids for table, ids in unified_changed.items() if table in watched and ids}
     agency_verify_changes(

@@ -23,7 +23,7 @@ from migration_jobs.etl.catalog import Catalog, catalog_read
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.parallel import parallelism
 from migration_jobs.etl.plan import TablePlan, migration_plan_build
-from migration_jobs.verify import auth, content, counts, isolation, references, schema
+from migration_jobs.verify import auth, capture_triggers, content, counts, isolation, references, schema
 from migration_jobs.verify.model_drift import unified_model_drift
 from migration_jobs.verify.outcome import ERROR, AgencyScope, CheckOutcome
 from migration_jobs.verify.pool import Check, Pair, check_pool
@@ -104,6 +104,15 @@ def agency_verify(*, scope: AgencyScope, record: Record, workers: int | None = N
     for outcome in found_beside:
         record(outcome)
     _guarded(record, "schema.models_match_sql", "", (), lambda: schema.models_match_sql_check(unified_model_drift))
+    _guarded(
+        record,
+        capture_triggers.CHECK_NAME,
+        "",
+        (),
+        lambda: capture_triggers.capture_triggers_check(
+            source_agency_id=scope.source_agency_id, target_agency_id=scope.target_agency_id
+        ),
+    )
 
 
 def agency_verify_changes(

@@ -1,0 +1,269 @@
+"""Every path a write can take past the capture and the fence: cascades, replica-mode sessions,
+other triggers, triggers dropped or disabled, tables nobody mapped.
+
+Real RevOS and unified test databases and real RQ workers, as in tests/test_cutover.py (whose
+fixtures and helpers these tests share). Which cascading keys RevOS has is read from its catalog,
+not listed here: every ON DELETE CASCADE and SET NULL key the schema declares is exercised.
+"""
+
+# ruff: noqa: F811  (the fixture `agencies` is imported from test_cutover; tests take it by name)
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+from django.db import IntegrityError, InternalError
+
+from migration_jobs.etl import capture
+from migration_jobs.etl.connections import connect
+from migration_jobs.etl.reverse_capture import unified_captured_tables
+from migration_jobs.models import MigrationRun
+from migration_jobs.services.migration import migration_run_request
+from tests.conftest import database_url, run_worker
+from tests.test_cutover import (  # noqa: F401
+    FENCE_ERROR,
+    agencies,
+    cut_over,
+    migrate,
+    revos,
+    revos_write_error,
+    verified,
+)
+
+Status, Kind = MigrationRun.Status, MigrationRun.Kind
+
+
+def cascading_keys() -> list[tuple[str, str, str, str]]:
+    """(child table, column, parent table, 'CASCADE' or 'SET NULL') of every such RevOS key."""
+    return [
+        tuple(row)
+        for row in revos(
+            "SELECT c.relname, a.attname, p.relname, CASE k.confdeltype WHEN 'c' THEN 'CASCADE' ELSE 'SET NULL' END"
+            " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.conkey[1]"
+            " WHERE k.contype = 'f' AND k.confdeltype IN ('c', 'n') ORDER BY 1, 2"
+        )
+    ]
+
+
+def verification_passes(link) -> None:
+    from migration_jobs.models import VerificationRun
+
+    verified(link)
+    verification = VerificationRun.objects.filter(agency_link=link).order_by("-pk").first()
+    failed = [str(result) for result in verification.results.exclude(status="pass")]
+    assert verification.verdict == VerificationRun.Verdict.PASS, failed
+
+
+# --- cascades ------------------------------------------------------------------------------------
+
+
+def test_the_demo_revos_schema_has_cascading_and_set_null_keys_two_levels_deep(tenant_db):
+    keys = cascading_keys()
+    assert {rule for *_, rule in keys} == {"CASCADE", "SET NULL"}
+    cascades = {(child, parent) for child, _, parent, rule in keys if rule == "CASCADE"}
+    # A chain: a parent whose cascading child is itself the parent of a cascading child.
+    assert any((grandchild, child) in cascades for child, parent in cascades for grandchild, _ in cascades)
+
+
+def test_every_cascading_delete_is_captured_and_the_catch_up_brings_unified_level(agencies):
+    link, _ = agencies
+    agency = link.revos_agency_id
+    keys = cascading_keys()
+    others_before = revos("SELECT count(*) FROM controlplane.change_log WHERE agency_id <> %s", [agency])[0][0]
+    changed: dict[str, set] = {}  # child table -> its rows a cascade deleted or set to NULL
+    for parent in sorted({parent for _, _, parent, _ in keys}):
+        children = [(child, column) for child, column, key_parent, _ in keys if key_parent == parent]
+        for victim in sorted(agency_rows(parent, agency)):
+            referencing = {
+                child: {row[0] for row in revos(f"SELECT id FROM {child} WHERE {column} = %s", [victim])}
+                for child, column in children
+            }
+            if not any(referencing.values()):
+                continue
+            try:  # a key that neither cascades nor sets NULL may hold this row: try the next one
+                revos(f"DELETE FROM {parent} WHERE id = %s", [victim])
+            except IntegrityError:
+                continue
+            for child, ids in referencing.items():
+                changed.setdefault(child, set()).update(ids)
+            break
+    cascaded = {child for child, ids in changed.items() if ids}
+    # One level (pods -> members), a cascade then SET NULL (posts -> comments -> processed comments).
+    assert {"comments", "pod_members", "skill_executions", "processed_comments"} <= cascaded, changed
+    recorded = revos("SELECT table_name, row_id FROM controlplane.change_log WHERE agency_id = %s", [agency])
+    for child, ids in changed.items():
+        assert ids <= {row for table, row in recorded if table == child}, f"{child}: a cascade went unrecorded"
+    assert revos("SELECT count(*) FROM controlplane.change_log WHERE agency_id <> %s", [agency])[0][0] == others_before
+    migrate(link)
+    verification_passes(link)
+
+
+def agency_rows(table: str, agency) -> set:
+    """Ids of the agency's rows of a RevOS table, through the capture's path to its agency."""
+    agency_path = next(t.agency_path for t in capture.revos_captured_tables() if t.name == table)
+    joins, column, alias = [], agency_path[0], "t"
+    for hop, (parent, parent_column) in enumerate(zip(agency_path[1::2], agency_path[2::2], strict=True)):
+        joins.append(f"JOIN {parent} p{hop} ON p{hop}.id = {alias}.{column}")
+        alias, column = f"p{hop}", parent_column
+    rows = revos(f"SELECT t.id FROM {table} t {' '.join(joins)} WHERE {alias}.{column} = %s", [agency])
+    return {row[0] for row in rows}
+
+
+# --- sessions and triggers that would go around the capture ------------------------------------
+
+
+def fence(link) -> None:
+    with connect("revos") as control:
+        capture.fence_set(
+            control, agency_id=link.revos_agency_id, owner="test", message=f'Agency "{link.name}" {FENCE_ERROR}'
+        )
+
+
+def test_a_replica_mode_session_is_recorded_and_fenced(agencies):
+    link, other = agencies
+    lead = sorted(agency_rows("leads", link.revos_agency_id))[0]
+    with psycopg.connect(database_url("revos"), autocommit=True) as session:
+        session.execute("SET session_replication_role = replica")
+        session.execute("UPDATE leads SET name = 'replica write' WHERE id = %s", [lead])
+        assert revos("SELECT op FROM controlplane.change_log WHERE row_id = %s", [lead]) == [("U",)]
+        fence(link)
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match=FENCE_ERROR):
+            session.execute("UPDATE leads SET name = 'past the fence' WHERE id = %s", [lead])
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match=FENCE_ERROR):
+            session.execute("DELETE FROM leads WHERE id = %s", [lead])
+        other_lead = sorted(agency_rows("leads", other.revos_agency_id))[0]
+        session.execute("UPDATE leads SET name = 'other agency' WHERE id = %s", [other_lead])
+    assert revos("SELECT name FROM leads WHERE id = %s", [lead]) == [("replica write",)]
+
+
+def test_a_before_trigger_that_runs_after_the_capture_cannot_move_a_row_past_the_fence(agencies):
+    link, other = agencies
+    fence(link)
+    # Named to sort after the capture's triggers; moves every new lead into the fenced agency.
+    revos(
+        "CREATE FUNCTION zz_move() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $$ BEGIN NEW.agency_id := '{link.revos_agency_id}'; RETURN NEW; END $$"
+    )
+    revos("CREATE TRIGGER zz_move BEFORE INSERT OR UPDATE ON leads FOR EACH ROW EXECUTE FUNCTION zz_move()")
+    try:
+        with pytest.raises(InternalError, match=FENCE_ERROR):  # Django's name for read_only_sql_transaction
+            revos("INSERT INTO leads (agency_id, name) VALUES (%s, 'sneaked in')", [other.revos_agency_id])
+        assert revos("SELECT count(*) FROM leads WHERE name = 'sneaked in'") == [(0,)]
+    finally:
+        revos("DROP TRIGGER zz_move ON leads")
+        revos("DROP FUNCTION zz_move()")
+
+
+@pytest.mark.parametrize(
+    ("breakage", "problem"),
+    [
+        ("ALTER TABLE comments DISABLE TRIGGER controlplane_capture", "controlplane_capture is disabled"),
+        ("DROP TRIGGER controlplane_capture_delete ON comments", "controlplane_capture_delete is missing"),
+        # ENABLE (not ALWAYS): a replica-mode session would write unrecorded.
+        (
+            "ALTER TABLE comments ENABLE TRIGGER controlplane_capture",
+            "controlplane_capture does not fire in replica-mode sessions",
+        ),
+    ],
+)
+def test_a_dropped_or_disabled_capture_trigger_stops_verification_cutover_and_catch_up(agencies, breakage, problem):
+    link, _ = agencies
+    verification_passes(link)
+    revos(breakage)  # after the verification passed: the cutover's own preflight sees it
+    cutover = cut_over(link)
+    assert cutover.status == Status.FAILED and f"comments: {problem}" in cutover.error, cutover.error
+    assert revos_write_error(link.revos_agency_id) is None, "refused before the fence"
+    verification = verified(link).verifications.order_by("-pk").first()
+    failed = verification.results.get(check_name="capture.triggers_in_place")
+    assert failed.status == "fail" and f"RevOS comments: {problem}" in failed.actual
+    catch_up = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+    run_worker("migrations")
+    catch_up.refresh_from_db()
+    assert catch_up.status == Status.FAILED and f"comments: {problem}" in catch_up.error, catch_up.error
+    assert "migrate_agency --full" in catch_up.error
+    # A full read re-installs the triggers, and the agency's next catch-up reads the capture again.
+    migrate(link, full_reread=True)
+    with connect("revos") as control:
+        assert capture.capture_triggers_problems(control, tables=capture.revos_captured_tables()) == {}
+    assert migrate(link).status_note.startswith("Caught up from the RevOS change capture")
+    verification_passes(link)
+
+
+def test_the_unified_side_checks_its_triggers_too(agencies):
+    link, _ = agencies
+    with connect("unified") as connection:
+        # As after a cutover: the agency's unified writes are captured, for a switch back.
+        capture.capture_register(
+            connection,
+            agency_id=link.unified_agency_id,
+            agency_name=link.name,
+            tables=unified_captured_tables(),
+            wait_seconds=10,
+        )
+        connection.execute("ALTER TABLE lead DISABLE TRIGGER controlplane_capture")
+        connection.commit()
+        with pytest.raises(capture.CaptureBroken, match="lead: controlplane_capture is disabled"):
+            capture.capture_triggers_verify(connection, tables=unified_captured_tables(), database="unified")
+        with pytest.raises(capture.CaptureBroken):  # nothing repairs it silently while an agency relies on it
+            capture.capture_triggers_install(connection, tables=unified_captured_tables())
+        capture.capture_triggers_install(connection, tables=unified_captured_tables(), repair=True)
+        assert capture.capture_triggers_problems(connection, tables=unified_captured_tables()) == {}
+
+
+def test_a_revos_table_nobody_mapped_stops_the_migration(agencies):
+    link, _ = agencies
+    revos("CREATE TABLE outreach_notes (id uuid PRIMARY KEY, agency_id uuid REFERENCES agencies (id))")
+    try:
+        run = migration_run_request(link=link, kind=Kind.MIGRATE, actor=None)
+        run_worker("migrations")
+        run.refresh_from_db()
+        assert run.status == Status.FAILED and "outreach_notes" in run.error, run.error
+        assert "NOT_MIGRATED" in run.error
+    finally:
+        revos("DROP TABLE outreach_notes")
+
+
+# --- the unified copy ----------------------------------------------------------------------------
+
+
+def test_every_unified_table_with_app_context_guards_it_always(tenant_db):
+    with connect("unified") as connection:
+        tables = connection.execute(
+            "SELECT c.relname, t.tgenabled FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'app_context' AND NOT a.attisdropped"
+            " LEFT JOIN pg_trigger t ON t.tgrelid = c.oid AND t.tgname = 'app_context_guard'"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        ).fetchall()
+    assert len(tables) > 30 and all(enabled == "A" for _, enabled in tables), tables
+
+
+def test_an_app_cannot_change_a_shared_rows_app_context_but_the_control_plane_can(agencies):
+    link, _ = agencies
+    with connect("unified") as connection:
+        client = connection.execute(
+            "SELECT id FROM client WHERE agency_id = %s AND app_context = 'both' LIMIT 1", [link.unified_agency_id]
+        ).fetchone()[0]
+        connection.commit()
+        for app in ("audience", "revos"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="cannot be changed by the apps"):
+                as_app(connection, link.unified_agency_id, app, "UPDATE client SET app_context = %s WHERE id = %s",
+                       [app, client])  # fmt: skip
+            # Any other column of the shared row stays the apps' to change.
+            as_app(connection, link.unified_agency_id, app, "UPDATE client SET name = name WHERE id = %s", [client])
+        connection.execute("UPDATE client SET app_context = 'revos' WHERE id = %s", [client])
+        connection.commit()
+        assert connection.execute("SELECT app_context FROM client WHERE id = %s", [client]).fetchone() == ("revos",)
+
+
+def as_app(connection: psycopg.Connection, agency_id, app: str, statement: str, params: list) -> None:
+    """One statement of an app on the unified database: role authenticated, the agency's JWT."""
+    with connection.transaction():
+        connection.execute("SET LOCAL ROLE authenticated")
+        connection.execute(
+            "SELECT set_config('request.jwt.claims', %s, true)",
+            [json.dumps({"agency_id": str(agency_id), "app_context": app, "role": "authenticated"})],
+        )
+        connection.execute(statement, params)
