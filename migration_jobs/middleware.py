@@ -1,8 +1,9 @@
-"""Turn an unreachable database or Redis into a clear 503 page instead of a 500 traceback."""
+"""Requests the databases cannot serve: a clear 400 or 503 page instead of a 500 traceback."""
 
 import logging
 
 from django.db import OperationalError as DatabaseUnavailable
+from django.http import HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from redis.exceptions import ConnectionError as RedisUnavailable
 
@@ -31,3 +32,25 @@ class ServiceUnavailableMiddleware:
             status=503,
         )
         return response.render()
+
+
+class NulByteMiddleware:
+    """A NUL byte anywhere in a request's path or parameters is a 400, before any view runs.
+
+    PostgreSQL text cannot hold one: a search (`?q=%00`), a filter or a form field carrying it
+    failed deep in a query with DataError, a 500. One check here covers every admin page, Django's
+    and django-rq's included, and every page added later.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        # Form bodies only: request.POST is empty for JSON and other bodies, which views parse themselves.
+        parameters = [*request.GET.lists(), *(request.POST.lists() if request.method == "POST" else [])]
+        texts = [request.path_info, *(text for key, values in parameters for text in (key, *values))]
+        if any("\x00" in text for text in texts):
+            return HttpResponseBadRequest(
+                "The request contains a NUL byte, which no field can hold.\n", content_type="text/plain"
+            )
+        return self.get_response(request)

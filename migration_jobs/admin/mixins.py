@@ -23,11 +23,13 @@ class ViewOnlyMixin:
 
 
 class ObjectIdMixin:
-    """A malformed id in an admin URL (`/featureflag/abc/state/`) is a 404, not a 500 or a redirect.
+    """A malformed or unknown id in an admin URL (`/featureflag/abc/state/`) is a 404, not a 500 or
+    a redirect.
 
-    Django's own views treat an id that does not parse like a missing row (a redirect to the index);
-    custom views that look rows up themselves raised ValueError. Every view of these admins gets
-    its object through `get_object`, which refuses an id the primary key cannot hold.
+    Django's own views answer an id that does not parse, or names no row, with a redirect to the
+    index ("… doesn't exist. Perhaps it was deleted?"); custom views that look rows up themselves
+    raised ValueError. Every view of these admins gets its object through `get_object`, which
+    refuses an id the primary key cannot hold and one no row has.
     """
 
     def get_object(self, request, object_id, from_field=None):
@@ -37,14 +39,14 @@ class ObjectIdMixin:
             field.run_validators(field.to_python(object_id))
         except (ValidationError, ValueError, TypeError):
             raise Http404(f"{object_id!r} is not a {self.model._meta.verbose_name} id.") from None
-        return super().get_object(request, object_id, from_field)
-
-    def object_or_404(self, request, object_id: str):
-        """The row for a custom view's `<object_id>`: 404 when malformed or missing."""
-        obj = self.get_object(request, unquote(object_id))
+        obj = super().get_object(request, object_id, from_field)
         if obj is None:
             raise Http404(f"No {self.model._meta.verbose_name} with id {object_id!r}.")
         return obj
+
+    def object_or_404(self, request, object_id: str):
+        """The row for a custom view's `<object_id>`: 404 when malformed or missing."""
+        return self.get_object(request, unquote(object_id))
 
 
 def post_only_page(request: HttpRequest, *, admin_site, back: str, back_label: str) -> TemplateResponse:

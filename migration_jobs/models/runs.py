@@ -41,6 +41,9 @@ class AgencyLink(models.Model):
             # django-rq's dashboard shows every job's arguments and errors and can requeue or
             # delete them: its own permission, never just is_staff (controlplane/urls.py).
             ("view_job_queues", "Can view the job queues"),
+            # Emptying a queue, deleting, requeueing or stopping jobs, clearing a registry: any POST
+            # to those pages changes Redis, so it needs more than reading them (controlplane/urls.py).
+            ("manage_job_queues", "Can empty queues and delete, requeue or stop jobs"),
         ]
 
     def __str__(self) -> str:
