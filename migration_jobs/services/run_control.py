@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl.connections import connection_failure_reason
 from migration_jobs.models import MigrationRun
 from migration_jobs.models.tracked import TrackedRun
 from migration_jobs.refusals import RunRefused
@@ -42,7 +43,9 @@ def run_queue_require(*, queue: str, refusal: type[RunRefused] = RunRefused) -> 
     try:
         django_rq.get_connection(queue).ping()
     except RedisError as error:
-        raise refusal(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
+        raise refusal(
+            f"Redis (the job queue) cannot be reached: {connection_failure_reason(error)}. Nothing was queued."
+        ) from error
 
 
 def run_enqueue_once(*, run: TrackedRun, job: RunJob) -> None:
