@@ -88,17 +88,25 @@ def manage(name: str, args: list[str], down: str) -> subprocess.CompletedProcess
     )
 
 
+def names_its_server(down: str, result: subprocess.CompletedProcess) -> bool:
+    return DOWN[down][2] in result.stderr
+
+
 def command_outcomes(command: tuple[str, str]) -> dict:
-    """One command run with each server down, then with everything up.
+    """One command run with each server down, then, if a run stopped without naming its server, with
+    everything up (to show that it stops there anyway).
 
     One command's runs share the test databases (seed_demo's first successful run makes the later
     ones find its data), so they run one after another, always in this order; commands run in parallel.
     """
     name, app = command
     outcomes = {}
-    for down in (*DOWN, EVERYTHING_UP):
+    for down in DOWN:
         args = arguments(name, app, down)
         outcomes[name, down] = (args, manage(name, args, down))
+    if any(result.returncode and not names_its_server(down, result) for (_, down), (_, result) in outcomes.items()):
+        args = arguments(name, app, EVERYTHING_UP)
+        outcomes[name, EVERYTHING_UP] = (args, manage(name, args, EVERYTHING_UP))
     return outcomes
 
 
@@ -108,7 +116,8 @@ def outcomes(django_db_setup, django_db_blocker) -> dict:
     with django_db_blocker.unblock():
         truncate_tenant_tables()
     try:
-        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        # Twice the cores: a run spends part of its time waiting on PostgreSQL (seeding, a scratch database).
+        with ThreadPoolExecutor(max_workers=2 * (os.cpu_count() or 2)) as pool:
             return {key: value for result in pool.map(command_outcomes, COMMANDS) for key, value in result.items()}
     finally:
         with django_db_blocker.unblock():
@@ -129,8 +138,8 @@ def test_every_project_command_derives_from_the_base_that_words_an_unreachable_s
 
 @pytest.mark.parametrize(
     ("name", "down"),
-    [(name, down) for name, _ in COMMANDS for down in (*DOWN, EVERYTHING_UP)],
-    ids=[f"{name}-{down}-down" for name, _ in COMMANDS for down in (*DOWN, EVERYTHING_UP)],
+    [(name, down) for name, _ in COMMANDS for down in DOWN],
+    ids=[f"{name}-{down}-down" for name, _ in COMMANDS for down in DOWN],
 )
 def test_a_server_down_is_one_line_naming_it_never_a_traceback(outcomes, name, down):
     """A command that does not need the server may succeed; one that stops says so in one sentence,
@@ -142,9 +151,7 @@ def test_a_server_down_is_one_line_naming_it_never_a_traceback(outcomes, name, d
         return
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("CommandError: ") and lines[0].endswith("."), shown
-    if down == EVERYTHING_UP:
-        return
-    if DOWN[down][2] in lines[0]:
+    if names_its_server(down, result):
         assert "cannot be reached: connection refused at 127.0.0.1:1." in lines[0], shown
     else:  # stopped before it needed the server: exactly as with everything up
         up_args, up = outcomes[name, EVERYTHING_UP]
@@ -152,6 +159,8 @@ def test_a_server_down_is_one_line_naming_it_never_a_traceback(outcomes, name, d
 
 
 def test_migration_status_carries_on_when_only_the_unified_database_is_down(outcomes):
+    """It reads the control-plane database only. (What it lists depends on what seed_demo and sync_agencies,
+    run beside it, have written by then.)"""
     _args, result = outcomes["migration_status", "unified"]
-    assert result.returncode == 0, result.stderr
-    assert "No RevOS agencies known yet" in result.stdout
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert "No RevOS agencies known yet" in result.stdout or " -> " in result.stdout or "not linked" in result.stdout
