@@ -49,7 +49,7 @@ def test_missing_or_malformed_urls_say_what_to_set(variable, value, message):
 def test_an_unreachable_unified_database_is_one_clear_line():
     result = manage("apply_unified_schema", UNIFIED_DATABASE_URL="postgres://postgres@127.0.0.1:1/unified")
     assert result.returncode != 0
-    assert "Cannot reach the unified database" in result.stderr
+    assert "The unified database (unified) cannot be reached: connection refused at 127.0.0.1:1." in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -489,6 +489,54 @@ def test_a_worker_killed_mid_switch_back_is_undone_by_the_next_request(agencies,
     assert switch_back(link).status == Status.SUCCEEDED
 
 
+# --- a queued plan ------------------------------------------------------------------------------
+
+
+def test_a_queued_plan_gives_way_to_a_switch_back_and_a_cutover_and_the_agency_history_says_so(agencies, rq_queues):
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.models import User
+
+    shared, other = agencies  # shared is cut over; other is migrated and verified, not cut over
+    staff = User.objects.create_user(f"staff-{uuid.uuid4().hex[:6]}", is_staff=True)
+    queue = rq_queues["migrations"]
+    plan = migration_run_request(link=shared, kind=Kind.PLAN, actor=None)
+    assert queue.job_ids == [plan.job_id]
+
+    back = switch_back_run_request(link=shared, reason="RevOS feature broke", actor=staff)
+    plan.refresh_from_db()
+    assert plan.status == Status.CANCELLED, plan.status_note
+    assert plan.status_note == "superseded by a switch back requested before a worker started it"
+    assert back.status == Status.QUEUED and queue.job_ids == [back.job_id]
+    assert queue.fetch_job(back.job_id).args == (back.pk,)  # the agency's one job id now runs the switch back
+    entry = LogEntry.objects.get(object_id=str(shared.pk), user=staff)
+    assert f"Plan (dry run) run {plan.pk} cancelled: superseded by a switch back" in entry.change_message
+    run_worker("migrations")
+    back.refresh_from_db()
+    assert back.status == Status.SUCCEEDED, back.error
+
+    plan = migration_run_request(link=other, kind=Kind.PLAN, actor=None)
+    cutover = cutover_run_request(link=other, reason="move it", actor=None)
+    plan.refresh_from_db()
+    assert plan.status == Status.CANCELLED and "superseded by a cut over" in plan.status_note
+    run_worker("migrations")
+    cutover.refresh_from_db()
+    assert cutover.status == Status.SUCCEEDED, cutover.error
+    assert not shared.runs.filter(kind=Kind.PLAN, status=Status.SUCCEEDED).exists(), "no cancelled plan ran"
+
+
+def test_a_plan_whose_job_a_worker_has_taken_still_holds_the_agency(agencies, rq_queues):
+    from rq.job import JobStatus
+
+    shared, _ = agencies
+    plan = migration_run_request(link=shared, kind=Kind.PLAN, actor=None)
+    # As a worker leaves it while the run waits for a concurrency slot: the job started, the run queued.
+    rq_queues["migrations"].fetch_job(plan.job_id).set_status(JobStatus.STARTED)
+    with pytest.raises(RunRefused, match=f"already has a run queued \\(run {plan.pk}\\)"):
+        switch_back_run_request(link=shared, reason="RevOS feature broke", actor=None)
+    plan.refresh_from_db()
+    assert plan.status == Status.QUEUED and not shared.runs.filter(kind=Kind.SWITCH_BACK).exists()
+
+
 # --- the admin ----------------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import psycopg
 from django.conf import settings
@@ -38,6 +39,27 @@ class DatabaseUnreachable(Exception):
     """A database the run needs did not answer; nothing was written."""
 
 
+# The first line of libpq's and redis-py's connection failures; what follows it is a generic hint
+# ("Is the server running on that host ...?") that says nothing about this failure.
+_POSTGRES_FAILURE = re.compile(
+    r'connection to server (?:at "(?P<host>[^"]+)"(?: \([^)]*\))?, port (?P<port>\d+)|on socket "(?P<socket>[^"]+)")'
+    r" failed: (?:FATAL: )?(?P<why>.+)"
+)
+_REDIS_FAILURE = re.compile(r"Error \d+ connecting to (?P<where>\S+?)\. (?P<why>.+?)\.?$")
+
+
+def connection_failure_reason(error: BaseException) -> str:
+    """Why a PostgreSQL or Redis connection failed, in a few words: "connection refused at 127.0.0.1:1"."""
+    text = " ".join(str(error).strip().split("\n")[0].split())
+    if match := _POSTGRES_FAILURE.search(text):
+        where, why = match["socket"] or f"{match['host']}:{match['port']}", match["why"]
+    elif match := _REDIS_FAILURE.search(text):
+        where, why = match["where"], match["why"]
+    else:
+        return text.removeprefix("connection failed: ").removeprefix("connection is bad: ") or type(error).__name__
+    return f"{why[:1].lower()}{why[1:]} at {where}"
+
+
 def connect(
     alias: str, *, autocommit: bool = False, purpose: str = "migration", dbname: str | None = None
 ) -> psycopg.Connection:
@@ -71,6 +93,7 @@ def connect(
             options="-c timezone=UTC -c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 " + session,
         )
     except psycopg.OperationalError as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         name = DATABASE_LABELS.get(alias, alias)
-        raise DatabaseUnreachable(f"The {name} database ({config['NAME']}) cannot be reached: {reason}") from error
+        raise DatabaseUnreachable(
+            f"The {name} database ({config['NAME']}) cannot be reached: {connection_failure_reason(error)}"
+        ) from error

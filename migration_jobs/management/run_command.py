@@ -1,7 +1,6 @@
 """The shared body of migrate_agency and rollback_agency: resolve, queue (or run here), report."""
 
 from django.core.management.base import CommandError
-from django.db import OperationalError
 
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import MigrationRun
@@ -37,8 +36,6 @@ class RunCommand(DatabaseCommand):
                     run.refresh_from_db()
         except RunRefused as refusal:
             raise CommandError(str(refusal)) from refusal
-        except OperationalError as error:
-            raise CommandError(f"The control-plane database cannot be reached: {error}") from error
         self.report(run)
         if run.status == MigrationRun.Status.FAILED:
             raise CommandError(f"Run {run.pk} failed: {run.error}")

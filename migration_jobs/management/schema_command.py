@@ -1,15 +1,16 @@
 """The shared body of apply_unified_schema and apply_revos_schema."""
 
 import psycopg
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, OperationalError
+from django.core.management.base import CommandError
+from django.db import DatabaseError
 
 from migration_jobs.etl.connections import DatabaseUnreachable
+from migration_jobs.management.base import ProjectCommand
 from migration_jobs.services.schema import SchemaError, schema_apply, schema_plan
 from migration_jobs.services.schema_scratch import schema_lock_plan
 
 
-class SchemaCommand(BaseCommand):
+class SchemaCommand(ProjectCommand):
     database: str
 
     def add_arguments(self, parser):
@@ -28,8 +29,6 @@ class SchemaCommand(BaseCommand):
             applied = schema_apply(database=self.database, baseline_through=baseline)
         except SchemaError as error:
             raise CommandError(str(error)) from error
-        except OperationalError as error:
-            raise CommandError(f"Cannot reach the {self.database} database: {error}".strip()) from error
         for schema_file in applied:
             self.stdout.write(f"applied {schema_file.path.name}")
         self.stdout.write(self.style.SUCCESS(f"{self.database}: {len(applied)} file(s) applied, schema up to date."))

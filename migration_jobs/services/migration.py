@@ -55,7 +55,13 @@ from migration_jobs.services.lock_holders import (
     worker_gone_reason,
 )
 from migration_jobs.services.request_lock import agency_request_lock
-from migration_jobs.services.run_control import MIGRATIONS_QUEUE, RunJob, run_enqueue_once, run_queue_require
+from migration_jobs.services.run_control import (
+    MIGRATIONS_QUEUE,
+    RunJob,
+    migration_run_supersede,
+    run_enqueue_once,
+    run_queue_require,
+)
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
@@ -121,6 +127,11 @@ def migration_run_request(
         )
 
 
+# A plan only reads and can be asked for again at any time; a cutover or switch back must not wait for
+# a worker to run a queued one first (nor be refused for it), so it takes the queued plan's place.
+PLAN_SUPERSEDING_KINDS = (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK)
+
+
 def _request_locked(
     *,
     link: AgencyLink,
@@ -132,6 +143,10 @@ def _request_locked(
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
+    if active and active.kind == MigrationRun.Kind.PLAN and kind in PLAN_SUPERSEDING_KINDS:
+        by = f"a {MigrationRun.Kind(kind).label.lower()}"
+        if migration_run_supersede(run=active, by=by, actor=actor):
+            active = None
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
     if refusal := agency_cut_over_refusal(link=link, kind=kind):

@@ -1,4 +1,4 @@
-"""What every tracked run's request path shares: the refusal, the enqueue-once helper, pause and cancel.
+"""What every tracked run's request path shares: the refusal, the enqueue-once helper, pause, cancel, supersede.
 
 Its own module so that migration, verification, the bulk auto-stop and the schema audit can all
 build on it without importing one another.
@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import django_rq
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from migration_jobs.etl.connections import connection_failure_reason
 from migration_jobs.models import MigrationRun
 from migration_jobs.models.tracked import TrackedRun
 from migration_jobs.refusals import RunRefused
@@ -42,7 +44,9 @@ def run_queue_require(*, queue: str, refusal: type[RunRefused] = RunRefused) -> 
     try:
         django_rq.get_connection(queue).ping()
     except RedisError as error:
-        raise refusal(f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.") from error
+        raise refusal(
+            f"Redis (the job queue) cannot be reached: {connection_failure_reason(error)}. Nothing was queued."
+        ) from error
 
 
 def run_enqueue_once(*, run: TrackedRun, job: RunJob) -> None:
@@ -102,6 +106,33 @@ def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBas
         raise RunRefused(f"Run {run.pk} is {run.get_status_display().lower()}; there is nothing to {control}.")
     run.refresh_from_db()
     return run
+
+
+def migration_run_supersede(*, run: MigrationRun, by: str, actor: AbstractBaseUser | None) -> bool:
+    """Cancel a queued run that no worker has picked up, noting what took its place (`by`, e.g. "a switch
+    back"); False when a worker holds its job or it is no longer queued.
+
+    The cancelled run stays in the agency's runs with that note, and in the agency's admin history when a
+    person asked.
+    """
+    with contextlib.suppress(NoSuchJobError):
+        job = Job.fetch(run.job_id, connection=django_rq.get_connection(MIGRATIONS_QUEUE))
+        if job.get_status(refresh=False) == JobStatus.STARTED:
+            return False  # a worker has it (waiting for a slot at most): it is not "not started"
+    note = f"superseded by {by} requested before a worker started it"
+    if not run.finish(MigrationRun.Status.CANCELLED, from_statuses=(MigrationRun.Status.QUEUED,), control="",
+                      status_note=note):  # fmt: skip
+        return False
+    _cancel_queued_job(run.job_id)
+    logger.info("run %s of agency %s: %s", run.pk, run.revos_agency_id, note)
+    if getattr(actor, "pk", None):
+        LogEntry.objects.log_actions(
+            user_id=actor.pk,
+            queryset=[run.agency_link],
+            action_flag=CHANGE,
+            change_message=f"{run.get_kind_display()} run {run.pk} cancelled: {note}.",
+        )
+    return True
 
 
 def _cancel_queued_job(job_id: str) -> None:

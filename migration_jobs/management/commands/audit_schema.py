@@ -1,10 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
-from django.db import OperationalError
+from django.core.management.base import CommandError
 
+from migration_jobs.management.base import ProjectCommand
 from migration_jobs.services.schema_audit import AUDIT_TARGETS, Finding, Severity, schema_audit_run
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Audit one database for the seed's Phase 0 problems (RLS, leftover and duplicate tables, naming) "
         "and print each finding with the SQL that would fix it. Reads only; applies nothing. "
@@ -22,10 +22,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, database: str, **options):
         target = AUDIT_TARGETS[database]
-        try:
-            findings = schema_audit_run(database=database)
-        except OperationalError as error:
-            raise CommandError(f"Cannot audit the {target.alias} database: {error}".strip()) from error
+        findings = schema_audit_run(database=database)
         counts = {severity: sum(f.severity == severity for f in findings) for severity in Severity}
         self.stdout.write(
             f"Schema audit of {target.label} (database alias {target.alias}): "

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from migration_jobs.management.base import ProjectCommand
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.switch_back import agency_complete
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Complete a cut-over agency's move for good: the unified database stops recording its changes, RevOS "
         "stays read-only for it, and it can no longer be switched back."

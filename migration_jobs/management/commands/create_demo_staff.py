@@ -5,8 +5,10 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, transaction
+from django.core.management.base import CommandError
+from django.db import DatabaseError, OperationalError, transaction
+
+from migration_jobs.management.base import ProjectCommand
 
 
 def demo_staff_ensure(*, username: str, password: str) -> AbstractBaseUser:
@@ -22,7 +24,7 @@ def demo_staff_ensure(*, username: str, password: str) -> AbstractBaseUser:
     return user
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Create or update a superuser for the demo with a fresh generated password, and print the login."
 
     def add_arguments(self, parser):
@@ -39,6 +41,8 @@ class Command(BaseCommand):
         password = secrets.token_urlsafe(12)
         try:
             demo_staff_ensure(username=username, password=password)
+        except OperationalError:
+            raise  # the database is down, not unmigrated: ProjectCommand names it
         except DatabaseError as error:
             raise CommandError(f"Cannot create the staff login (did `manage.py migrate` run?): {error}") from error
         self.stdout.write(f"Staff login:  username {username}  password {password}")

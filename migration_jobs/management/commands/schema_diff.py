@@ -1,18 +1,20 @@
 import psycopg
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError
 
-from migration_jobs.etl.connections import DatabaseUnreachable
+from migration_jobs.management.base import UNREACHABLE, ProjectCommand
 from migration_jobs.services.schema import SchemaError
 from migration_jobs.services.schema_diff import schema_diff
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Compare a live database with what sql/ says it should be (tables, columns, types, constraints, "
         "indexes, policies, RLS flags, grants), by applying sql/ to a scratch database beside it. "
         "Prints each difference; exits 0 when they match, 1 when they differ, 2 when it cannot compare."
     )
+
+    unreachable_returncode = 2  # it cannot compare, as documented
 
     def add_arguments(self, parser):
         parser.add_argument("--database", required=True, choices=["unified", "revos"])
@@ -20,12 +22,14 @@ class Command(BaseCommand):
     def handle(self, *args, database: str, **options):
         try:
             differences = schema_diff(database=database)
-        except (SchemaError, DatabaseUnreachable) as error:
+        except SchemaError as error:
             raise CommandError(str(error), returncode=2) from error
+        except UNREACHABLE:
+            raise  # one line naming the database that is down (ProjectCommand)
         except (DatabaseError, psycopg.Error) as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CommandError(
-                f"Cannot compare the {database} database with sql/{database}/: {reason}", returncode=2
+                f"Cannot compare the {database} database with sql/{database}/: {reason}.", returncode=2
             ) from error
         for difference in differences:
             self.stdout.write(str(difference))

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import DatabaseError, OperationalError
 
 from migration_jobs.demo.bad_rows import demo_bad_rows_plant
@@ -8,9 +8,10 @@ from migration_jobs.demo.demo import (
     demo_data_seed,
     demo_phase0_problems_plant,
 )
+from migration_jobs.management.base import ProjectCommand
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Fill the RevOS source database and the AudienceOS baseline of the unified database with "
         "synthetic, referentially consistent demo data, identical for the same --seed. About half of the "
@@ -52,8 +53,8 @@ class Command(BaseCommand):
             bad_rows = self._bad_rows(summary) if with_bad_rows else []
         except DemoDataError as error:
             raise CommandError(str(error)) from error
-        except OperationalError as error:
-            raise CommandError(f"Cannot reach a tenant database: {error}".strip()) from error
+        except OperationalError:
+            raise  # a database is down, not the data wrong: ProjectCommand names which
         except DatabaseError as error:
             raise CommandError(f"Seeding failed: {error}".strip()) from error
         for agency in summary.agencies:
