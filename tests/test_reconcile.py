@@ -220,45 +220,44 @@ def verified_and_migrated(link: AgencyLink) -> AgencyLink:
     return link
 
 
-def test_revos_stopped_during_a_cutovers_drain_leaves_the_agency_unfenced_after_the_next_pass(links, settings):
-    link, _ = links
-    verified_and_migrated(link)
-    settings.CUTOVER_DRAIN_TIMEOUT_SECONDS = 60
+def draining(run: MigrationRun) -> bool:
+    """Wait until the cutover holds its fence and drains; False if it ended (or 60 s passed) first."""
+    deadline = time.monotonic() + 60
+    while not MigrationRun.objects.filter(
+        pk=run.pk, fence_held=True, current_table="Drain older transactions"
+    ).exists():
+        active = MigrationRun.objects.filter(pk=run.pk, status__in=MigrationRun.ACTIVE_STATUSES).exists()
+        if time.monotonic() > deadline or not active:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop_revos_in_the_drain(run: MigrationRun, seen: list) -> None:
+    """Stop RevOS once the cutover drains; when the run has ended, make one pass while RevOS is
+    still down; then start RevOS again. `seen` gets what that pass raised (or any failure here)."""
+    try:
+        if not draining(run):
+            return
+        with revos_refusing_connections():
+            seen.append("stopped")
+            while MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
+                time.sleep(0.05)
+            reconcile_once()
+    except BaseException as error:  # seen by the test, not lost in the thread
+        seen.append(error)
+    finally:
+        connections.close_all()
+
+
+def cutover_with_revos_stopped_in_its_drain(link: AgencyLink) -> tuple[MigrationRun, list]:
     app = psycopg.connect(database_url("revos"), application_name="slow-app")
     try:
         # An app transaction older than the fence: the drain waits for it, and RevOS stops meanwhile.
         app.execute("UPDATE leads SET name = 'w3' WHERE agency_id = %s", [link.revos_agency_id])
         run = cutover_run_request(link=link, reason="go", actor=None)
-        stopped = threading.Event()
-        failure: list[BaseException] = []
-
-        def stop_revos_when_draining() -> None:
-            try:
-                deadline = time.monotonic() + 60
-                while not MigrationRun.objects.filter(
-                    pk=run.pk, fence_held=True, current_table="Drain older transactions"
-                ).exists():
-                    if (
-                        time.monotonic() > deadline
-                        or not MigrationRun.objects.filter(pk=run.pk, status__in=MigrationRun.ACTIVE_STATUSES).exists()
-                    ):
-                        return  # the cutover never drained: the test says so
-                    time.sleep(0.05)
-                with revos_refusing_connections():
-                    stopped.set()
-                    while MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
-                        time.sleep(0.05)
-                    # RevOS is still down for one pass, made from here while it is.
-                    try:
-                        reconcile_once()
-                    except CommandError as error:
-                        failure.append(error)
-            except BaseException as error:  # seen by the test, not lost in the thread
-                failure.append(error)
-            finally:
-                connections.close_all()
-
-        stopper = threading.Thread(target=stop_revos_when_draining)
+        seen: list = []
+        stopper = threading.Thread(target=stop_revos_in_the_drain, args=(run, seen))
         stopper.start()
         try:
             run_worker("migrations")
@@ -267,21 +266,31 @@ def test_revos_stopped_during_a_cutovers_drain_leaves_the_agency_unfenced_after_
     finally:
         app.close()  # ended with RevOS's other sessions
         connections["revos"].close()
-
-    assert stopped.is_set(), "RevOS was stopped during the drain"
     run.refresh_from_db()
+    return run, seen
+
+
+def test_revos_stopped_during_a_cutovers_drain_leaves_the_agency_unfenced_after_the_next_pass(links, settings):
+    link, _ = links
+    verified_and_migrated(link)
+    settings.CUTOVER_DRAIN_TIMEOUT_SECONDS = 60
+
+    run, seen = cutover_with_revos_stopped_in_its_drain(link)
+
+    assert seen[0] == "stopped", "RevOS was stopped during the drain"
     assert run.status == Status.FAILED and "could not be lifted yet" in run.error, run.error
     assert "the reconciler lifts it" in run.error
     assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)
-    assert len(failure) == 1 and isinstance(failure[0], CommandError), failure
-    assert "cannot be reached" in str(failure[0]), "the pass while RevOS was down"
-    assert revos_fence(link) == fence_owner(run), "still fenced after RevOS came back, before the next pass"
+    assert len(seen) == 2 and isinstance(seen[1], CommandError), seen
+    assert "cannot be reached" in str(seen[1]), "the pass while RevOS was down says so and lifts nothing"
+    assert revos_fence(link) == fence_owner(run) and history(link) == []
 
     out = reconcile_once()
 
     assert revos_fence(link) is None and revos_write_error(link) is None
     assert not agency_revos_read_only(link=link)
-    assert any(f"lifted the RevOS fence held by {fence_owner(run)}" in entry for entry in history(link)), out
+    assert f"lifted the RevOS fence held by {fence_owner(run)}" in out
+    assert any(f"lifted the RevOS fence held by {fence_owner(run)}" in entry for entry in history(link))
 
 
 # --- the long-running command ---------------------------------------------------------------------
@@ -338,3 +347,26 @@ def test_every_process_of_the_procfile_and_the_demo_runs_a_command_that_exists_t
     demo = re.findall(r'spawn\(manage\("([a-z_]+)"', (BASE_DIR / "bin" / "stack").read_text())
     assert "reconcile" in demo and "rqworker" in demo
     assert all(command in get_commands() for command in demo if command != "runserver"), demo
+
+
+DOWN = [
+    ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/dead_controlplane", "control-plane database (dead_controlplane)"),
+    ("UNIFIED_DATABASE_URL", "postgres://postgres@127.0.0.1:1/dead_unified", "unified database (dead_unified)"),
+    ("REVOS_DATABASE_URL", "postgres://postgres@127.0.0.1:1/dead_revos", "revos database (dead_revos)"),
+    ("REDIS_URL", "redis://127.0.0.1:1/0", "127.0.0.1:1"),
+]
+
+
+@pytest.mark.parametrize(("variable", "url", "named"), DOWN, ids=[variable for variable, _, _ in DOWN])
+def test_one_pass_with_a_database_or_redis_down_is_one_line_naming_it_and_exits_1(tenant_db, variable, url, named):
+    result = subprocess.run(
+        [sys.executable, str(BASE_DIR / "manage.py"), "reconcile", "--once"],
+        env={**worker_environment(), "ENV_FILE": "", variable: url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.stderr, result.stderr

@@ -22,6 +22,7 @@ from datetime import datetime
 from uuid import UUID
 
 import django_rq
+import psycopg
 from django.conf import settings
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
@@ -81,10 +82,16 @@ def reconcile_pass(*, now: datetime | None = None, interval: float | None = None
         if not held:
             report.skipped = True
             return report
-        report.actions += _runs_reconcile(report)
-        report.actions += _fences_reconcile(report)
-        for action in report.actions:
-            agency_history_record(link=action.link, message=f"Reconciler: {action.message}")
+        for part in (_runs_reconcile, _fences_reconcile):
+            try:
+                actions = part(report)
+            except (psycopg.Error, RedisError) as error:  # lost half-way: what is left, next pass
+                first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
+                report.unreachable.append(f"stopped half-way: {first_line}")
+                continue
+            for action in actions:
+                agency_history_record(link=action.link, message=f"Reconciler: {action.message}")
+            report.actions += actions
     try:
         # Whole seconds: the cache rounds down, and a timeout of 0 deletes the key.
         kept = math.ceil(interval * PERIODS_KEPT)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from migration_jobs.management.database_command import databases_require
 from migration_jobs.services.reconcile import PassReport, reconcile_pass
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Command(BaseCommand):
             stop.wait(max(0.0, started + interval - time.monotonic()))
 
     def _once(self, interval: float) -> None:
+        databases_require("default")  # the one it cannot do without, named as the other commands do
         try:
             report = reconcile_pass(interval=interval)
         except Exception as error:
