@@ -170,6 +170,12 @@ CUTOVER_DRAIN_TIMEOUT_SECONDS = env.float("CUTOVER_DRAIN_TIMEOUT_SECONDS", defau
 CUTOVER_PENDING_ROWS = env.int("CUTOVER_PENDING_ROWS", default=500)
 CUTOVER_CATCH_UP_ROUNDS = env.int("CUTOVER_CATCH_UP_ROUNDS", default=5)
 
+# The reconciler (`manage.py reconcile`, beside the worker) fails runs whose worker died and lifts
+# fences no live run owns every this many seconds, without waiting for a request on the agency.
+RECONCILE_INTERVAL = env.float("RECONCILE_INTERVAL", default=15)
+if RECONCILE_INTERVAL <= 0:
+    raise ImproperlyConfigured(f"RECONCILE_INTERVAL={RECONCILE_INTERVAL} is not a period; set seconds above 0.")
+
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").
 # 0 means no limit.

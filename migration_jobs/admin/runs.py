@@ -32,6 +32,7 @@ from migration_jobs.admin.switch_back import (
     switch_back_selected,
 )
 from migration_jobs.admin.verification import verify_selected_agencies
+from migration_jobs.etl.connections import DatabaseUnreachable
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
@@ -43,6 +44,7 @@ from migration_jobs.selectors.flags import (
     flags_for_agency,
 )
 from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
+from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.selectors.run_report import run_report
 from migration_jobs.services.agency_links import (
     LinkError,
@@ -52,7 +54,7 @@ from migration_jobs.services.agency_links import (
 )
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_completed, agency_cut_over
+from migration_jobs.services.fence import agency_completed, agency_cut_over, fences_orphaned
 from migration_jobs.services.flags import CutoverRefused
 from migration_jobs.services.lock_holders import HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
 from migration_jobs.services.migration import (
@@ -453,7 +455,19 @@ def _cockpit_for(link: AgencyLink):
         cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
         cutover_refusal=agency_cutover_refusal(agency_link=link),
         switch_back_refusal=agency_switch_back_refusal(link=link),
+        orphaned_fences=_orphaned_fences(link),
     )
+
+
+def _orphaned_fences(link: AgencyLink) -> list[OrphanedFence]:
+    """The agency's fences no run owns; none for an agency no cutover ever fenced (no database is
+    asked), nor when a database does not answer (the reconciler says so in its log)."""
+    if not link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK)).exists():
+        return []
+    try:
+        return fences_orphaned(link=link)
+    except DatabaseUnreachable:
+        return []
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:

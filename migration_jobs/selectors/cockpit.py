@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connections
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
+from migration_jobs.selectors.reconcile import OrphanedFence, orphaned_fences_note, reconcile_next_pass
 
 Kind, Status = MigrationRun.Kind, MigrationRun.Status
 
@@ -32,6 +34,8 @@ class Cockpit:
     verification: VerificationRun | None
     migrated_rows: int
     actions: list[Action]
+    # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
+    fence_note: str = ""
 
     @property
     def verification_age(self):
@@ -83,11 +87,13 @@ def agency_cockpit(
     cut_over: bool = False,
     cutover_refusal: str | None = None,
     switch_back_refusal: str | None = "this agency is not cut over",
+    orphaned_fences: Sequence[OrphanedFence] = (),
 ) -> Cockpit:
     """Everything the agency page shows, with each button's enabled state and reason.
 
     `switch_back_refusal` is why the agency cannot be switched back (None: it can); Complete
-    applies exactly when a switch back would, as both follow a cutover.
+    applies exactly when a switch back would, as both follow a cutover. `orphaned_fences` are the
+    agency's fences no live run owns (services/fence.py `fences_orphaned`).
     """
     runs = link.runs.all()
     active = runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
@@ -152,4 +158,7 @@ def agency_cockpit(
         verification=verification,
         migrated_rows=migrated_rows,
         actions=actions,
+        fence_note=orphaned_fences_note(orphaned=orphaned_fences, next_pass=reconcile_next_pass())
+        if orphaned_fences
+        else "",
     )

@@ -22,8 +22,8 @@ size:
 
 Any failure or a Cancel before step 6 lifts the fence and leaves unified_db off; the run names
 the step and the reason. A worker that dies mid-cutover holds the agency's advisory lock no more;
-the next request finds the run dead and finishes it (the switch was made) or undoes it (it was
-not). The steps, the fence and those outcomes are services/fenced_switch.py's, shared with the
+the reconciler (or the next request) finds the run dead and finishes it (the switch was made) or
+undoes it (it was not). The steps, the fence and those outcomes are services/fenced_switch.py's, shared with the
 switch back; this module holds the cutover's own steps.
 """
 

@@ -9,12 +9,14 @@ so no agency stays fenced without a run that owns it.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
 from migration_jobs.etl.unified_guard import unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.services.flags import flags_cache_invalidate
 
 logger = logging.getLogger(__name__)
@@ -99,50 +101,104 @@ def agency_reopen_revos(*, link: AgencyLink, cutover: MigrationRun | None) -> st
     return "RevOS accepts the agency's writes again; the unified database no longer records them"
 
 
-def fences_reconcile(*, link: AgencyLink) -> None:
-    """Lift a fence no live run stands for (its run failed, or its worker died).
+@dataclass(frozen=True)
+class FenceOwners:
+    """The fence owners a live run stands for: RevOS's is the cutover in force or a running cutover,
+    the unified one a running cutover or switch back. The reverse capture (on the unified database)
+    stays only while the agency is cut over or such a run runs."""
 
-    RevOS's fence belongs to the cutover in force (the agency is cut over, or complete) or to a
-    running cutover; the unified fence only to a running switch back. The reverse capture stays
-    only while the agency is cut over, or a cutover or switch back runs.
-    """
+    revos: frozenset[str]
+    unified: frozenset[str]
+    keep_capture: bool
+
+
+def fence_owners_live(*, link: AgencyLink) -> FenceOwners:
     current = agency_cut_over(link=link)
-    running = link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK), status=Status.RUNNING)
-    owners_ok = {fence_owner(run) for run in running.filter(kind=Kind.CUTOVER)}
+    running = list(link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK), status=Status.RUNNING))
+    revos = {fence_owner(run) for run in running if run.kind == Kind.CUTOVER}
     if current is not None:
-        owners_ok.add(fence_owner(current))
+        revos.add(fence_owner(current))
+    return FenceOwners(
+        revos=frozenset(revos),
+        unified=frozenset(fence_owner(run) for run in running),
+        keep_capture=current is not None or bool(running),
+    )
+
+
+def fences_orphaned(*, link: AgencyLink) -> list[OrphanedFence]:
+    """The agency's fences that no live run owns: what `fences_reconcile` lifts at its next call.
+
+    Raises DatabaseUnreachable when RevOS or the unified database does not answer.
+    """
+    sides = [("RevOS", "revos", link.revos_agency_id)]
+    if link.unified_agency_id is not None:
+        sides.append(("unified", "unified", link.unified_agency_id))
+    orphaned = []
+    for label, alias, agency_id in sides:
+        with connect(alias, purpose="fence") as connection:
+            state = capture.capture_state(connection, agency_id=agency_id)
+        if state is not None and state.fenced_at is not None and _orphaned(link, alias, state.fence_owner):
+            orphaned.append(OrphanedFence(database=label, owner=state.fence_owner, fenced_at=state.fenced_at))
+    return orphaned
+
+
+def _orphaned(link: AgencyLink, alias: str, owner: str) -> bool:
+    # Asked only after the fence was read: a run sets its fence once it is running, so a fence read
+    # first is never taken for an orphan because its run started between the two reads.
+    owners = fence_owners_live(link=link)
+    return owner not in (owners.revos if alias == "revos" else owners.unified)
+
+
+def fences_reconcile(*, link: AgencyLink) -> list[str]:
+    """Lift a fence no live run stands for (its run failed, or its worker died); return what it did,
+    one line each, for the agency's history.
+
+    Called at each request on the agency and by the reconciler's every pass (services/reconcile.py),
+    which is what lifts a fence whose database did not answer when its run ended.
+    """
+    done: list[str] = []
     try:
         with connect("revos", purpose="fence") as connection:
             state = capture.capture_state(connection, agency_id=link.revos_agency_id)
-            if state is not None and state.fenced_at is not None and state.fence_owner not in owners_ok:
+            if state is not None and state.fenced_at is not None and _orphaned(link, "revos", state.fence_owner):
                 capture.fence_lift(connection, agency_id=link.revos_agency_id, owner=state.fence_owner)
-                logger.warning("lifted the RevOS fence of %s held by %s, which no longer runs", link, state.fence_owner)
+                done.append(f"lifted the RevOS fence held by {state.fence_owner}, which no longer runs")
+                logger.warning("%s: %s", link, done[-1])
     except DatabaseUnreachable:
-        logger.warning("RevOS unreachable: the fence of %s is checked at the next request", link)
-        return
+        logger.warning("RevOS unreachable: the fence of %s is checked again at the reconciler's next pass", link)
+        return done
     try:
-        _unified_fence_reconcile(link, keep_capture=current is not None or running.exists(), running=running)
+        done += _unified_fence_reconcile(link)
     except DatabaseUnreachable:
-        logger.warning("unified database unreachable: the fence of %s is checked at the next request", link)
-        return
+        logger.warning(
+            "unified database unreachable: the fence of %s is checked again at the reconciler's next pass", link
+        )
+        return done
     stale = link.runs.filter(fence_held=True).exclude(status__in=(Status.RUNNING, Status.SUCCEEDED))
-    if stale.update(fence_held=False):
+    if cleared := stale.update(fence_held=False):
         flags_cache_invalidate()
+        done.append(f"the flags API no longer calls it read-only for {cleared} ended run(s)")
+    return done
 
 
-def _unified_fence_reconcile(link: AgencyLink, *, keep_capture: bool, running) -> None:
+def _unified_fence_reconcile(link: AgencyLink) -> list[str]:
     if link.unified_agency_id is None:
-        return
+        return []
     with connect("unified", purpose="fence") as connection:
         state = capture.capture_state(connection, agency_id=link.unified_agency_id)
         if state is None:
-            return
-        if not keep_capture:
+            return []
+        owners = fence_owners_live(link=link)  # after the read, as in `_orphaned`
+        if not owners.keep_capture:
             capture.capture_remove(connection, agency_id=link.unified_agency_id)
-            logger.warning("stopped the reverse capture of %s, which is not cut over", link)
-        elif state.fenced_at is not None and state.fence_owner not in {fence_owner(r) for r in running}:
+            done = "stopped the reverse capture (and any unified fence), as the agency is not cut over"
+        elif state.fenced_at is not None and state.fence_owner not in owners.unified:
             capture.fence_lift(connection, agency_id=link.unified_agency_id, owner=state.fence_owner)
-            logger.warning("lifted the unified fence of %s held by %s, which no longer runs", link, state.fence_owner)
+            done = f"lifted the unified fence held by {state.fence_owner}, which no longer runs"
+        else:
+            return []
+    logger.warning("%s: %s", link, done)
+    return [done]
 
 
 def agency_capture_remove(*, link: AgencyLink) -> None:

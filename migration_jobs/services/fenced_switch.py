@@ -14,7 +14,8 @@ function (`Step`). This module runs every kind alike:
   and says which step ended it and why; after the switch nothing is undone, since the other
   database is the agency's source of truth by then;
 - a run whose worker died is finished if its switch was made, undone otherwise
-  (`fenced_switch_recovery`, from the next request's reconcile in services/migration.py).
+  (`fenced_switch_recovery`, from the reconcile in services/migration.py: the reconciler's next
+  pass, or the next request on the agency).
 
 A third kind adds its `FencedSwitch` here and its steps in its own module.
 """
@@ -252,9 +253,9 @@ class Fence:
             else:
                 self.connection.rollback()
                 self._lift_on(self.connection)
-        except Exception as error:  # the database down: the next request's reconcile lifts it
+        except Exception as error:  # the database down: the reconciler lifts it once it answers
             logger.warning("could not lift %s of run %s: %s", side.fence, self.run.pk, error)
-            return f"{side.fence} could not be lifted yet ({error}); the next request on the agency lifts it"
+            return f"{side.fence} could not be lifted yet ({error}); the reconciler lifts it once the database answers"
         MigrationRun.objects.filter(pk=self.run.pk).update(fence_held=False)
         flags_cache_invalidate()
         return f"{side.fence} is lifted, {side.reopened}"

@@ -71,6 +71,14 @@ QUEUE = MIGRATIONS_QUEUE
 Perform = Callable[[MigrationRun, Callable[[], None]], dict]
 
 
+@dataclass
+class Reconciled:
+    """What a reconcile did to one agency: the runs it ended, and one line per fence it lifted."""
+
+    runs: list[MigrationRun] = field(default_factory=list)
+    fences: list[str] = field(default_factory=list)
+
+
 class RunRequest(TypedDict, total=False):
     """How a run is asked for beyond its agency, kind and actor: see migration_run_request."""
 
@@ -233,12 +241,13 @@ def _require_something_to_roll_back(link: AgencyLink) -> None:
         raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
 
 
-def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> None:
+def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> Reconciled:
     """Fail runs whose execution is gone: a running run nobody holds the lock of, or whose lock holder's
     worker stopped sending heartbeats (its backends are ended, which frees the agency), and a queued
     run without a job. Pages and `migration_status` call it with running_only (a queued run may be
-    recorded for a caller that executes it itself)."""
+    recorded for a caller that executes it itself). Returns what it did, for the reconciler's history."""
     statuses = (Status.RUNNING,) if running_only else MigrationRun.ACTIVE_STATUSES
+    reconciled = Reconciled()
     for run in link.runs.filter(status__in=statuses):
         if run.status == Status.RUNNING:
             error = _running_run_gone(run)
@@ -250,19 +259,23 @@ def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) ->
                 status, recovery_error = fenced_switch_recovery(run=run)
                 if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
                     note = "" if recovery_error else "Finished after its worker stopped."
-                    _finish(run, status, error=recovery_error, note=note)
-            else:
-                _fail_if_running(run, error=error)
+                    reconciled.runs.append(_finish(run, status, error=recovery_error, note=note))
+            elif _fail_if_running(run, error=error):
+                reconciled.runs.append(run)
         elif not _job_pending(run.job_id):
-            _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
+            reconciled.runs.append(
+                _finish(run, Status.FAILED, error="Its job is no longer in the queue. Queue the run again.")
+            )
         else:
             continue
         bulk_auto_stop_after(run=run)
-    fences_reconcile(link=link)
+    reconciled.fences += fences_reconcile(link=link)
+    return reconciled
 
 
-def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
-    """Reconcile every running run (of one agency, with `link`), for the pages and `migration_status`.
+def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> dict[AgencyLink, Reconciled]:
+    """Reconcile every running run (of one agency, with `link`), for the pages, `migration_status` and
+    the reconciler; return what was done, by agency.
 
     A run whose worker died is failed (and its agency freed) when someone looks, instead of showing
     "running 40%" until the next request. If a database or Redis does not answer, the runs are left
@@ -271,12 +284,14 @@ def migration_runs_reconcile_running(*, link: AgencyLink | None = None) -> None:
     running = MigrationRun.objects.filter(status=Status.RUNNING).select_related("agency_link")
     if link is not None:
         running = running.filter(agency_link=link)
+    done: dict[AgencyLink, Reconciled] = {}
     for link in {run.agency_link for run in running}:
         try:
-            migration_runs_reconcile(link=link, running_only=True)
+            done[link] = migration_runs_reconcile(link=link, running_only=True)
         except (DatabaseUnreachable, RedisError) as error:
             logger.warning("could not reconcile the runs of %s: %s", link.name, error)
-            return
+            break
+    return done
 
 
 def _running_run_gone(run: MigrationRun) -> str:
@@ -300,10 +315,12 @@ def _running_run_gone(run: MigrationRun) -> str:
     )
 
 
-def _fail_if_running(run: MigrationRun, *, error: str) -> None:
+def _fail_if_running(run: MigrationRun, *, error: str) -> bool:
     # Conditional: the run may have finished by itself between the checks and now.
     if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
         _finish(run, Status.FAILED, error=error)
+        return True
+    return False
 
 
 def _job_worker_alive(job_id: str) -> bool:

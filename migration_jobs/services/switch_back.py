@@ -13,7 +13,7 @@ every change to the agency's unified rows (etl/reverse_capture.py). A switch bac
 7. reopen: RevOS's fence is lifted and the reverse capture stopped (which lifts the unified fence).
 
 Any failure before step 6 lifts the unified fence: the agency stays cut over, and the run says
-which step failed and why. A worker killed mid-way leaves a run the next request recognises:
+which step failed and why. A worker killed mid-way leaves a run the reconciler (or the next request) recognises:
 finished if unified_db was off already, undone otherwise. The steps, the fence and those outcomes
 are services/fenced_switch.py's, shared with the cutover; this module holds its own steps.
 
@@ -159,7 +159,7 @@ def _reopen(switch_run: SwitchRun) -> str:
         return agency_reopen_revos(link=link, cutover=agency_cut_over(link=link))
     except Exception as error:  # unified_db is off already: the switch back stands
         logger.warning("switch back of %s: the fences stay for now: %s", link, error)
-        return f"not yet ({error}); the next request on the agency lifts the fences"
+        return f"not yet ({error}); the reconciler lifts the fences once the database answers"
 
 
 def _preflight(link: AgencyLink) -> str:
