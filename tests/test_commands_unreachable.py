@@ -60,8 +60,9 @@ def arguments(name: str, app: str, down: str) -> list[str]:
     """The fewest arguments the command's parser accepts.
 
     A UUID for each required positional (an agency id), every required option, the first option of a
-    required group, and --reason wherever it exists: switch_back_agency checks it in handle(), not in its
-    parser, because its --plan needs none.
+    required group, --reason wherever it exists (switch_back_agency checks it in handle(), not in its
+    parser, because its --plan needs none), and --once wherever it exists (a long-running command's
+    single pass: reconcile).
     """
     parser = load_command_class(app, name).create_parser("manage.py", name)
     grouped = {action for group in parser._mutually_exclusive_groups for action in group._group_actions}
@@ -71,7 +72,7 @@ def arguments(name: str, app: str, down: str) -> list[str]:
             continue
         if not action.option_strings and action.nargs not in ("?", "*"):
             args.append(AGENCY)
-        elif action.option_strings and (action.required or "--reason" in action.option_strings):
+        elif action.option_strings and (action.required or {"--reason", "--once"} & set(action.option_strings)):
             args += [action.option_strings[0], *argument_value(action, down)]
     for group in parser._mutually_exclusive_groups:
         if group.required:

@@ -5,9 +5,10 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connections
 
+from migration_jobs.management.base import ProjectCommand
 from migration_jobs.management.database_command import databases_require
 from migration_jobs.services.reconcile import PassReport, reconcile_pass
 
@@ -30,7 +31,7 @@ def positive_seconds(value: str) -> float:
     return seconds
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = (
         "Every RECONCILE_INTERVAL seconds, without any request: fail runs whose worker died and lift fences no "
         "live run owns, each action in the agency's history. Runs beside the worker; --once runs one pass."
