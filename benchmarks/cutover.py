@@ -154,11 +154,22 @@ def capture_overhead_measure(*, agency_id: UUID, writes: int) -> dict:
             )
         ]
         with connect("revos", purpose="benchmark-capture") as control:
+            # Putting the triggers back clears every captured agency's position (a write might have
+            # gone unrecorded meanwhile); these updates change nothing, so the positions are restored.
+            positions = control.execute(
+                "SELECT agency_id, applied_snapshot FROM controlplane.capture_agency"
+            ).fetchall()
             capture.capture_triggers_remove(control, tables=tables)
             try:
                 without = _write_loop(connection, ids)
             finally:
-                capture.capture_triggers_install(control, tables=tables)
+                capture.capture_triggers_install(control, tables=tables, repair=True)
+                for agency, position in positions:
+                    control.execute(
+                        "UPDATE controlplane.capture_agency SET applied_snapshot = %s WHERE agency_id = %s",
+                        [position, agency],
+                    )
+                control.commit()
         captured = _write_loop(connection, ids)
     return {
         "capture_overhead": {

@@ -29,8 +29,26 @@ def django_db_setup(django_db_setup, django_db_blocker):
     settings.DEMO_COMMANDS_ALLOWED = True
 
 
+def sessions_left_end() -> list[int]:
+    """End every other session on the tenant test databases: what a test left open (a connection a
+    failed test never closed, a worker it started) would hold locks the next TRUNCATE waits on for
+    ever, turning one failure into a hung suite. Returns the pids ended."""
+    ended = []
+    for alias in TENANT_ALIASES:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND backend_type = 'client backend'"
+            )
+            for (pid,) in cursor.fetchall():
+                cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+                ended.append(pid)
+    return ended
+
+
 def truncate_tenant_tables() -> None:
     """Empty every tenant table (and the migration bookkeeping) in both tenant databases."""
+    sessions_left_end()
     for alias in TENANT_ALIASES:
         with connections[alias].cursor() as cursor:
             # The bookkeeping first: while an agency's changes are captured, RevOS refuses TRUNCATE.

@@ -10,6 +10,7 @@ not listed here: every ON DELETE CASCADE and SET NULL key the schema declares is
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -267,3 +268,77 @@ def as_app(connection: psycopg.Connection, agency_id, app: str, statement: str, 
             [json.dumps({"agency_id": str(agency_id), "app_context": app, "role": "authenticated"})],
         )
         connection.execute(statement, params)
+
+
+def test_the_reverse_capture_runs_the_same_functions_as_the_revos_capture():
+    from django.conf import settings
+
+    root = Path(settings.BASE_DIR) / "sql"
+    pairs = [("revos/0002_change_capture.sql", "unified/0030_reverse_capture.sql")]
+    pairs.append(("revos/0003_capture_final_values.sql", "unified/0032_reverse_capture_final_values.sql"))
+    for revos_file, unified_file in pairs:
+        # Alike but for the line that names the other file.
+        revos_lines = [line for line in (root / revos_file).read_text().splitlines() if ".sql is this file" not in line]
+        unified_lines = [
+            line for line in (root / unified_file).read_text().splitlines() if ".sql is this file" not in line
+        ]
+        assert revos_lines == unified_lines, (revos_file, unified_file)
+
+
+@pytest.fixture
+def merged(tenant_db, rq_queues):
+    """An agency merged into its AudienceOS self, migrated (RevOS holds its truth), and its unified id."""
+    from migration_jobs.demo.demo import demo_data_seed
+    from migration_jobs.models import AgencyLink
+    from migration_jobs.models.flags import FeatureFlag
+    from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+
+    FeatureFlag.objects.update_or_create(
+        name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
+    )
+    demo_data_seed(agencies=3, scale=1, seed=5)
+    agency_links_sync()
+    link = AgencyLink.objects.filter(suggested_kind=AgencyLink.Kind.EXISTING).order_by("name").first()
+    link = agency_link_confirm(
+        link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None
+    )
+    migrate(link)
+    return link
+
+
+def test_the_unified_copies_are_read_only_for_the_apps_until_the_cutover(merged):
+    link, agency = merged, merged.unified_agency_id
+    with connect("unified") as connection:
+        migrated_lead, migrated_client = (
+            connection.execute(
+                "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND target_table = %s AND inserted"
+                " LIMIT 1",
+                [link.revos_agency_id, table],
+            ).fetchone()[0]
+            for table in ("lead", "client")
+        )
+        reused_client = connection.execute(
+            "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND target_table = 'client'"
+            " AND NOT inserted LIMIT 1",
+            [link.revos_agency_id],
+        ).fetchone()
+        connection.commit()
+        refused = {
+            "update of a migrated lead": ("UPDATE lead SET name = 'x' WHERE id = %s", [migrated_lead]),
+            "delete of a migrated lead": ("DELETE FROM lead WHERE id = %s", [migrated_lead]),
+            "update of a migrated client": ("UPDATE client SET name = name WHERE id = %s", [migrated_client]),
+            "a new RevOS-only row": ("INSERT INTO lead (agency_id, name) VALUES (%s, 'new')", [agency]),
+        }
+        for statement, params in refused.values():
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="lives in RevOS until its cutover"):
+                as_app(connection, agency, "revos", statement, params)
+            connection.rollback()
+        # AudienceOS's own rows of the agency, and its new shared rows, stay the apps' to write.
+        if reused_client:
+            as_app(connection, agency, "audience", "UPDATE client SET name = name WHERE id = %s", [reused_client[0]])
+        as_app(
+            connection, agency, "audience", "INSERT INTO client (agency_id, name) VALUES (%s, 'New client')", [agency]
+        )
+        # The control plane writes through (a catch-up brings these rows level).
+        connection.execute("UPDATE lead SET name = name WHERE id = %s", [migrated_lead])
+        connection.commit()

@@ -219,8 +219,11 @@ def test_a_long_open_transaction_throttles_a_running_migration_until_it_ends(big
     worker_processes.append(worker)
     wait_for(lambda: run_row(run).rows_done > 0, what="the run to write its first batches")
     report = outsider()
-    report.execute("SELECT pg_sleep(0.1)")  # and the transaction stays open, idle
-    assert_backs_off_then_finishes(run, release=report.close, reason="a transaction open")
+    try:  # closed whatever the outcome: left open, it would hold the next test's TRUNCATE
+        report.execute("SELECT pg_sleep(0.1)")  # and the transaction stays open, idle
+        assert_backs_off_then_finishes(run, release=report.close, reason="a transaction open")
+    finally:
+        report.close()
     assert worker.wait(timeout=120) == 0
     throttle_lines = [line for line in migration_log_lines([worker]) if "throttled: " in line]
     assert throttle_lines and all(f"run_id={run.pk}" in line for line in throttle_lines)
@@ -237,8 +240,11 @@ def test_a_lock_held_on_a_table_the_migration_writes_throttles_it_until_released
     early = wait_for(lambda: (r := run_row(run)).rows_done > 0 and r, what="the run to write its first batches")
     assert early.current_table not in {p.source for p in plans[-3:]}, "the run is still far from that table"
     ddl = outsider()
-    ddl.execute(f'LOCK TABLE "{last.target}" IN ACCESS EXCLUSIVE MODE')
-    assert_backs_off_then_finishes(run, release=ddl.close, reason=f"{last.target} locked in AccessExclusiveLock")
+    try:
+        ddl.execute(f'LOCK TABLE "{last.target}" IN ACCESS EXCLUSIVE MODE')
+        assert_backs_off_then_finishes(run, release=ddl.close, reason=f"{last.target} locked in AccessExclusiveLock")
+    finally:
+        ddl.close()
     assert worker.wait(timeout=120) == 0
 
 

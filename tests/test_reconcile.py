@@ -29,6 +29,7 @@ from django.core.management import CommandError, call_command, get_commands
 from django.db import connections
 from django.utils import timezone
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.etl import capture
@@ -137,7 +138,8 @@ def agency_page(client, admin_user, link: AgencyLink) -> str:
 def revos_refusing_connections() -> Iterator[None]:
     """RevOS down, for real: its database takes no new connection and its sessions are ended."""
     name = settings.DATABASES["revos"]["NAME"]
-    with psycopg.connect(database_url("revos").rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+    # Another database of the same server (the URL may name a socket directory in its query).
+    with psycopg.connect(make_conninfo(database_url("revos"), dbname="postgres"), autocommit=True) as admin:
         admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
         try:
             admin.execute(

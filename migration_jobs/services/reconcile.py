@@ -33,7 +33,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from migration_jobs.etl import capture
-from migration_jobs.etl.connections import DatabaseUnreachable, connect
+from migration_jobs.etl.connections import DatabaseUnreachable, connect, connection_failure_reason
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.reconcile import LAST_PASS_KEY, PERIODS_KEPT
 from migration_jobs.services.fence import fence_owners_live, fences_reconcile
@@ -65,7 +65,19 @@ class PassReport:
     """What one pass did, and what it could not reach (one line each), left for the next pass."""
 
     actions: list[Action] = field(default_factory=list)
-    unreachable: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # one sentence per server, in the commands' words
+
+    def unreachable_add(self, error: BaseException) -> None:
+        """What did not answer, named as every command names it (a server lost half-way included)."""
+        if isinstance(error, RedisError):
+            said = f"Redis (the job queue) cannot be reached: {connection_failure_reason(error)}"
+        elif isinstance(error, DatabaseUnreachable):
+            said = str(error)
+        else:
+            said = f"A database stopped answering half-way: {connection_failure_reason(error)}"
+        if said not in self.unreachable:
+            self.unreachable.append(said)
+
     skipped: bool = False  # another reconciler was in its pass
 
 
@@ -86,8 +98,7 @@ def reconcile_pass(*, now: datetime | None = None, interval: float | None = None
             try:
                 actions = part(report)
             except (psycopg.Error, RedisError) as error:  # lost half-way: what is left, next pass
-                first_line = (str(error).strip() or type(error).__name__).splitlines()[0]
-                report.unreachable.append(f"stopped half-way: {first_line}")
+                report.unreachable_add(error)
                 continue
             for action in actions:
                 agency_history_record(link=action.link, message=f"Reconciler: {action.message}")
@@ -97,7 +108,7 @@ def reconcile_pass(*, now: datetime | None = None, interval: float | None = None
         kept = math.ceil(interval * PERIODS_KEPT)
         cache.set(LAST_PASS_KEY, {"at": now.isoformat(), "interval": interval}, timeout=kept)
     except RedisError as error:
-        report.unreachable.append(f"Redis cannot be reached: {error}")
+        report.unreachable_add(error)
     return report
 
 
@@ -139,7 +150,7 @@ def _runs_reconcile(report: PassReport) -> list[Action]:
         django_rq.get_connection(MIGRATIONS_QUEUE).ping()
         connect("unified", autocommit=True, purpose="reconcile").close()
     except (RedisError, DatabaseUnreachable) as error:
-        report.unreachable.append(f"runs not checked: {error}")
+        report.unreachable_add(error)
         return []
     actions = []
     for link, done in migration_runs_reconcile_running().items():
@@ -158,7 +169,7 @@ def _fences_reconcile(report: PassReport) -> list[Action]:
             with connect(alias, purpose="reconcile") as connection:
                 fenced[alias] = capture.fenced_agencies(connection)
         except DatabaseUnreachable as error:
-            report.unreachable.append(f"fences not checked: {error}")
+            report.unreachable_add(error)
             # RevOS's fence is the one an app that writes to RevOS meets: without RevOS, wait.
             if alias == "revos":
                 return []

@@ -27,6 +27,7 @@ CREATE INDEX change_log_deleted_row_idx ON controlplane.change_log (row_id) WHER
 CREATE FUNCTION controlplane.capture_table_name(table_schema text, table_name text)
 RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN table_schema = 'public' THEN table_name ELSE table_schema || '.' || table_name END $$;
 
 -- The agency a row belongs to: path is the row's column, then (parent table, parent column)
@@ -99,9 +100,14 @@ BEGIN
         -- The control plane's own write (a switch back replaying changes): neither fenced nor captured.
         RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
     END IF;
-    SELECT coalesce(array_agg(a) FILTER (WHERE a NOT LIKE 'volatile:%'), '{}'),
-           coalesce(array_agg(substr(a, 10)) FILTER (WHERE a LIKE 'volatile:%'), '{}')
-      INTO path, volatile FROM unnest(TG_ARGV) a;
+    IF TG_ARGV[TG_NARGS - 1] LIKE 'volatile:%' THEN  -- a query per row only where there are such columns
+        SELECT coalesce(array_agg(a) FILTER (WHERE a NOT LIKE 'volatile:%'), '{}'),
+               coalesce(array_agg(substr(a, 10)) FILTER (WHERE a LIKE 'volatile:%'), '{}')
+          INTO path, volatile FROM unnest(TG_ARGV) a;
+    ELSE
+        path := TG_ARGV;
+        volatile := '{}';
+    END IF;
     IF TG_OP <> 'INSERT' THEN
         old_row := to_jsonb(OLD);
     END IF;

@@ -69,9 +69,13 @@ BEGIN
         RETURN NULL;  -- a new AudienceOS or shared row: the apps' own
     END IF;
     -- The arguments: the row's path to its agency, then "volatile:<column>" as for the capture.
-    SELECT coalesce(array_agg(a) FILTER (WHERE a NOT LIKE 'volatile:%'), '{}'),
-           coalesce(array_agg(substr(a, 10)) FILTER (WHERE a LIKE 'volatile:%'), '{}')
-      INTO path, volatile FROM unnest(TG_ARGV) a;
+    path := TG_ARGV;
+    volatile := '{}';
+    IF TG_ARGV[TG_NARGS - 1] LIKE 'volatile:%' THEN
+        SELECT coalesce(array_agg(a) FILTER (WHERE a NOT LIKE 'volatile:%'), '{}'),
+               coalesce(array_agg(substr(a, 10)) FILTER (WHERE a LIKE 'volatile:%'), '{}')
+          INTO path, volatile FROM unnest(TG_ARGV) a;
+    END IF;
     IF TG_OP = 'UPDATE' AND cardinality(volatile) > 0 AND (stored - volatile) = (to_jsonb(NEW) - volatile) THEN
         RETURN NULL;  -- a sign-in's bookkeeping alone
     END IF;
