@@ -193,7 +193,8 @@ class RunState:
     """What one execution learns and counts as it goes, kept apart from what it was asked to do."""
 
     # Check a first load's foreign keys set-wise: asked for, the role may turn row triggers off, and
-    # the target agency's writes are not captured there (the capture trigger is a row trigger too).
+    # the target agency's writes are not captured there (where they are, its rows keep every row
+    # trigger: the capture's record of them is what the cutover's check inside its fence reads).
     set_checks: bool = False
     started: float = 0.0  # time.monotonic() once the tables start copying
     rows_done: int = 0  # counted on the run's thread, as the writers report their batches

@@ -20,8 +20,8 @@ Which rows: `changed` names the unified ids that changed since cutover, per unif
 reverse capture); without it every row of the agency is a candidate that can be told apart
 without it: rows the id map says the migration inserted, and rows of RevOS-only tables. Rows
 AudienceOS already had (reused) and new rows of the shared tables need the capture to be told
-apart from AudienceOS's own. With a capture, the agency's accounts (not captured) join the rows in
-question whole (etl/reverse_accounts.py).
+apart from AudienceOS's own. With a capture, the agency's accounts join the rows in question
+whole (etl/reverse_accounts.py).
 
 Before anything moves, `reverse_plan` reports what RevOS cannot hold: a value that would not come
 back unchanged on the next cutover (the forward map applied to the RevOS row differs from the
@@ -279,8 +279,8 @@ def _gone(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
 
 
 def _with_accounts(unified: psycopg.Connection, scope: Scope) -> Scope:
-    """With a capture, the agency's accounts join the rows in question: not captured, they are
-    compared whole (etl/reverse_accounts.py)."""
+    """With a capture, the agency's accounts join the rows in question: they are compared whole
+    (etl/reverse_accounts.py)."""
     if scope.changed is None:
         return scope
     with unified.cursor() as cursor:

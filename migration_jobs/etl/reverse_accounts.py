@@ -1,11 +1,10 @@
 """Accounts on the way back: which Supabase Auth accounts and identities a switch back compares.
 
-The accounts are not captured (mapping.TableMap.captured): GoTrue writes auth.users on every
-sign-in, and the capture trigger is also the fence, so capturing them would record a change per
-sign-in and stop people signing in while a switch back holds the fence. A switch back compares
-the agency's accounts instead, whole (one or two rows per person, as every catch-up re-reads them
-the other way), and sends back what differs; GoTrue's sign-in bookkeeping alone does not count as
-a difference (mapping.TableMap.volatile).
+The accounts are captured on both databases (their sign-in bookkeeping alone is neither recorded
+nor fenced: mapping.TableMap.volatile), which holds them behind a switch back's fence. A switch
+back still compares the agency's accounts whole (one or two rows per person) rather than by the
+unified capture alone: an account AudienceOS already had is the person's, whoever wrote it, and
+the comparison sends back exactly what differs; the sign-in bookkeeping alone is no difference.
 
 Which accounts are the agency's: those of its people who go back to RevOS — every person of its
 id map (inserted, or merged into the AudienceOS account they already had) and the people the apps
