@@ -16,7 +16,11 @@ from migration_jobs.selectors.flags import (
     ai_providers_for_agency_cached,
     flags_for_agency_cached,
 )
-from migration_jobs.services.fence import agency_revos_read_only, agency_unified_read_only
+from migration_jobs.services.fence import (
+    agency_revos_read_only,
+    agency_unified_copy_read_only,
+    agency_unified_read_only,
+)
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:
@@ -65,6 +69,8 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     read_only = agency.link is not None and agency_revos_read_only(link=agency.link)
     # True while the unified database refuses them (a switch back fenced it).
     unified_read_only = agency.link is not None and agency_unified_read_only(link=agency.link)
+    # True while RevOS holds the agency's truth: the unified copies of its RevOS rows take no app writes.
+    unified_copy_read_only = agency.link is not None and agency_unified_copy_read_only(link=agency.link)
     providers = ai_providers_for_agency_cached(agency=agency)
     answer = {
         "agency_id": str(parsed_id),
@@ -72,6 +78,7 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
         "flags": flags,
         "revos_read_only": read_only,
         "unified_read_only": unified_read_only,
+        "unified_copy_read_only": unified_copy_read_only,
         "ai_providers": providers,
     }
     if app_context is not None:

@@ -306,8 +306,11 @@ def merged(tenant_db, rq_queues):
     return link
 
 
-def test_the_unified_copies_are_read_only_for_the_apps_until_the_cutover(merged):
+def test_the_unified_copies_are_read_only_for_the_apps_until_the_cutover(merged, client, settings):
     link, agency = merged, merged.unified_agency_id
+    settings.FLAGS_API_TOKEN = "token"
+    answer = client.get(f"/api/flags/{link.revos_agency_id}/", HTTP_AUTHORIZATION="Bearer token").json()
+    assert answer["unified_copy_read_only"] is True and answer["revos_read_only"] is False
     with connect("unified") as connection:
         migrated_lead, migrated_client = (
             connection.execute(

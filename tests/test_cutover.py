@@ -290,6 +290,7 @@ def test_the_flags_api_says_the_agency_is_read_only_while_fenced(agencies, clien
     cut_over(verified(link))
     answer = client.get(f"/api/flags/{link.revos_agency_id}/", HTTP_AUTHORIZATION="Bearer token").json()
     assert answer["revos_read_only"] is True and answer["flags"]["unified_db"] is True
+    assert answer["unified_copy_read_only"] is False, "the unified copies are the agency's truth now"
 
 
 def assert_undone(run: MigrationRun, link: AgencyLink, step: str) -> None:

@@ -126,6 +126,7 @@ def test_an_audience_only_agency_gets_the_global_state(client, flags, unified_ag
         "flags": {"app_toggle": False, "shared_hgc": True},
         "revos_read_only": False,
         "unified_read_only": False,
+        "unified_copy_read_only": False,
         "ai_providers": {"audience": "gemini", "revos": "agentkit"},
         "ai_provider": "gemini",
     }

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
-from migration_jobs.etl.unified_guard import unified_guard_set
+from migration_jobs.etl.unified_guard import unified_guard_set, unified_guarded
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.services.flags import flags_cache_invalidate
@@ -76,6 +76,17 @@ def agency_revos_read_only(*, link: AgencyLink) -> bool:
 def agency_unified_read_only(*, link: AgencyLink) -> bool:
     """Does the unified database refuse this agency's writes (a switch back under way)? Also for the apps."""
     return link.runs.filter(kind=Kind.SWITCH_BACK, fence_held=True).exists()
+
+
+def agency_unified_copy_read_only(*, link: AgencyLink) -> bool:
+    """Are the unified copies of the agency's RevOS rows read-only for the apps (RevOS holds its
+    truth: etl/unified_guard.py)? Without an answer from the unified database: yes, the safe side."""
+    if link.unified_agency_id is None:
+        return False
+    try:
+        return unified_guarded(unified_agency_id=link.unified_agency_id)
+    except DatabaseUnreachable:
+        return True
 
 
 def fence_lift_for_run(*, run: MigrationRun) -> bool:
