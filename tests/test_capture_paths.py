@@ -9,11 +9,14 @@ not listed here: every ON DELETE CASCADE and SET NULL key the schema declares is
 # ruff: noqa: F811  (the fixture `agencies` is imported from test_cutover; tests take it by name)
 from __future__ import annotations
 
+import io
 import json
+import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, InternalError
 
 from migration_jobs.etl import capture
@@ -254,9 +257,28 @@ def test_an_app_cannot_change_a_shared_rows_app_context_but_the_control_plane_ca
                        [app, client])  # fmt: skip
             # Any other column of the shared row stays the apps' to change.
             as_app(connection, link.unified_agency_id, app, "UPDATE client SET name = name WHERE id = %s", [client])
-        connection.execute("UPDATE client SET app_context = 'revos' WHERE id = %s", [client])
         connection.commit()
+    # Staff can, through the control plane: with a reason, recorded where both apps read it.
+    out = io.StringIO()
+    call_command("set_app_context", "client", str(client), "revos", "--reason", "RevOS only", "--by", "ops", stdout=out)
+    assert "app_context both -> revos" in out.getvalue()
+    with connect("unified") as connection:
         assert connection.execute("SELECT app_context FROM client WHERE id = %s", [client]).fetchone() == ("revos",)
+        audit = connection.execute(
+            "SELECT details FROM audit_log WHERE entity_table = 'client' AND entity_id = %s", [client]
+        ).fetchone()[0]
+    assert audit == {"from": "both", "to": "revos", "reason": "RevOS only", "by": "ops"}
+    refusals = {
+        ("nosuchtable", str(client), "both"): "no table 'nosuchtable' with an app_context column",
+        ("client", str(client), "everyone"): "app_context must be one of",
+        ("client", "not-a-uuid", "both"): "is not a row id",
+        ("client", str(uuid.uuid4()), "both"): "client has no row",
+    }
+    for args, said in refusals.items():
+        with pytest.raises(CommandError, match=said):
+            call_command("set_app_context", *args, "--reason", "x")
+    with pytest.raises(CommandError, match="needs a reason"):
+        call_command("set_app_context", "client", str(client), "both", "--reason", " ")
 
 
 def as_app(connection: psycopg.Connection, agency_id, app: str, statement: str, params: list) -> None:
