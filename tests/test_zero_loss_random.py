@@ -83,8 +83,16 @@ class Fleet:
     def write_some(self, count: int, seconds: float = 0) -> None:
         """Wait until `count` more writes are logged, and at least `seconds` have passed."""
         before, started = len(self.entries()), time.monotonic()
-        wait_until(lambda: len(self.entries()) >= before + count, timeout=120, what=f"{count} more writes")
+        wait_until(
+            lambda: self.alive() and len(self.entries()) >= before + count, timeout=120, what=f"{count} more writes"
+        )
         time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+
+    def alive(self) -> bool:
+        """True while every writer runs; a writer that died fails the test at once, with its exit code."""
+        dead = {i: p.returncode for i, p in enumerate(self.processes) if p.poll() is not None}
+        assert not dead, f"writer processes died (index: exit code): {dead}"
+        return True
 
     def side(self, side: str) -> None:
         (self.control / f"side-{self.link.revos_agency_id}").write_text(side)
@@ -96,7 +104,9 @@ class Fleet:
             def __enter__(self):
                 (fleet.control / "pause").touch()
                 wait_until(
-                    lambda: len(list(fleet.control.glob("paused-*"))) == len(fleet.processes), what="writers to pause"
+                    lambda: fleet.alive() and len(list(fleet.control.glob("paused-*"))) == len(fleet.processes),
+                    timeout=120,
+                    what="writers to pause",
                 )
 
             def __exit__(self, *exc):
