@@ -279,6 +279,15 @@ def test_an_app_cannot_change_a_shared_rows_app_context_but_the_control_plane_ca
             call_command("set_app_context", *args, "--reason", "x")
     with pytest.raises(CommandError, match="needs a reason"):
         call_command("set_app_context", "client", str(client), "both", "--reason", " ")
+    # A row that came from RevOS, while RevOS holds the agency's data: the next catch-up would undo it.
+    with connect("unified") as connection:
+        migrated = connection.execute(
+            "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND target_table = 'lead' AND inserted"
+            " LIMIT 1",
+            [link.revos_agency_id],
+        ).fetchone()[0]
+    with pytest.raises(CommandError, match="the next catch-up would set its app_context back"):
+        call_command("set_app_context", "lead", str(migrated), "both", "--reason", "x")
 
 
 def as_app(connection: psycopg.Connection, agency_id, app: str, statement: str, params: list) -> None:

@@ -40,6 +40,11 @@ def unified_row_app_context_set(*, table: str, row_id: str, app_context: str, re
         if found is None:
             raise RunRefused(f"{table} has no row {row}.")
         before, agency = found
+        if _held_by_revos(connection, table=table, row=row, agency=agency):
+            raise RunRefused(
+                f"{table} {row} came from RevOS, which holds its agency's data until the cutover: the next"
+                " catch-up would set its app_context back. Change it after the cutover."
+            )
         if before == app_context:
             connection.rollback()
             return f"{table} {row} is already {app_context}; nothing changed."
@@ -53,6 +58,17 @@ def unified_row_app_context_set(*, table: str, row_id: str, app_context: str, re
         )
         connection.commit()
     return f"{table} {row}: app_context {before} -> {app_context} ({reason}); recorded in audit_log."
+
+
+def _held_by_revos(connection, *, table: str, row: UUID, agency: UUID) -> bool:
+    """A row the migration inserted, of an agency RevOS holds the truth of (etl/unified_guard.py)."""
+    return bool(
+        connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s)"
+            " AND EXISTS (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
+            [agency, table, row],
+        ).fetchone()[0]
+    )
 
 
 def _tables_with_app_context(connection) -> set[str]:
