@@ -95,7 +95,10 @@ class Fleet:
         return True
 
     def side(self, side: str) -> None:
-        (self.control / f"side-{self.link.revos_agency_id}").write_text(side)
+        """Where the writers write from now on (written whole at once: a writer reads it every write)."""
+        staged = self.control / f"side-{self.link.revos_agency_id}.new"
+        staged.write_text(side)
+        staged.replace(self.control / f"side-{self.link.revos_agency_id}")
 
     def paused(self):
         fleet = self

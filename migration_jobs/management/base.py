@@ -15,6 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from migration_jobs.etl.connections import DatabaseUnreachable, connect, connection_failure_reason
+from migration_jobs.refusals import RunRefused
 
 UNREACHABLE = (OperationalError, psycopg.OperationalError, DatabaseUnreachable, RedisConnectionError, RedisTimeoutError)
 
@@ -54,3 +55,5 @@ class ProjectCommand(BaseCommand):
             return super().execute(*args, **options)
         except UNREACHABLE as error:
             raise CommandError(unreachable_message(error), returncode=self.unreachable_returncode) from error
+        except RunRefused as refusal:  # a service said no: its one line, as the admin shows it
+            raise CommandError(str(refusal)) from refusal

@@ -1,7 +1,4 @@
-from django.core.management.base import CommandError
-
 from migration_jobs.management.base import ProjectCommand
-from migration_jobs.refusals import RunRefused
 from migration_jobs.services.app_context import unified_row_app_context_set
 
 
@@ -19,10 +16,6 @@ class Command(ProjectCommand):
         parser.add_argument("--by", default="manage.py", help="Who asks (kept in the audit log).")
 
     def handle(self, *args, table: str, row_id: str, app_context: str, reason: str, by: str, **options):
-        try:
-            done = unified_row_app_context_set(
-                table=table, row_id=row_id, app_context=app_context, reason=reason, actor=by
-            )
-        except RunRefused as refusal:
-            raise CommandError(str(refusal)) from refusal
+        # A refusal (RunRefused) is one line, as every project command says it (ProjectCommand).
+        done = unified_row_app_context_set(table=table, row_id=row_id, app_context=app_context, reason=reason, actor=by)
         self.stdout.write(done)
