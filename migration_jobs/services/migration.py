@@ -397,7 +397,9 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
             plan = agency_plan(**agency, client_links=client_links_of(link))
             report = {**plan, **agency_preflight(**agency)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
-            report = agency_rollback(source_agency_id=link.revos_agency_id, on_locked=mark_running).as_dict()
+            report = agency_rollback(
+                source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running
+            ).as_dict()
             # One transaction: the rows it deleted are its progress, all at once.
             deleted = sum(table["deleted"] for table in report.values())
             MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
