@@ -146,7 +146,8 @@ def reverse_capture_measure(*, writes: int = 3000, repeats: int = 3) -> dict:
             _guard_triggers(connection, enabled=True)
             capture.capture_triggers_remove(connection, tables=tables)
             _writing_agency_drop(connection)
-            connection.executemany("INSERT INTO controlplane.agency_guard (agency_id, message) VALUES (%s, %s)", guards)
+            with connection.cursor() as cursor:
+                cursor.executemany("INSERT INTO controlplane.agency_guard (agency_id, message) VALUES (%s, %s)", guards)
             connection.commit()
     without, idle, moving = (round(writes / statistics.median(seconds[k])) for k in ("without", "idle", "moving"))
     return {

@@ -101,7 +101,7 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "p95",
         "migration writers",
         "median of 2 repeat(s)",
-        "while an agency is captured",
+        "while other agencies are captured and guarded",
         "RLS read cost",
         "write downtime",
         "rows/s without capture",
