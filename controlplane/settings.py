@@ -277,3 +277,6 @@ CACHES = {
 }
 # The service token both apps send as `Authorization: Bearer ...`; unset, the API answers 503.
 FLAGS_API_TOKEN = env.str("FLAGS_API_TOKEN", default="")
+# GET /api/metrics (Prometheus' format) for a scraper sending `Authorization: Bearer <token>`;
+# empty: only logged-in staff may read it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
