@@ -277,6 +277,8 @@ CACHES = {
 }
 # The service token both apps send as `Authorization: Bearer ...`; unset, the API answers 503.
 FLAGS_API_TOKEN = env.str("FLAGS_API_TOKEN", default="")
+# Where manage.py rehearse_fleet writes its reports (latest.json, latest.html); the admin's Rehearsal page reads it.
+REHEARSAL_REPORT_DIR = Path(env.str("REHEARSAL_REPORT_DIR", default=str(BASE_DIR / "var" / "rehearsal")))
 # GET /api/metrics (Prometheus' format) for a scraper sending `Authorization: Bearer <token>`;
 # empty: only logged-in staff may read it.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
