@@ -18,10 +18,11 @@ from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, BulkWindow, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.windows import bulk_window_plan
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.reconcile import reconcile_pass
 from migration_jobs.services.verification import verification_run_request
-from migration_jobs.services.windows import bulk_window_open, bulk_window_plan, bulk_window_reopen, stop_at_parse
+from migration_jobs.services.windows import bulk_window_open, bulk_window_reopen, stop_at_parse
 from tests.conftest import run_worker, start_worker_process
 
 Status, Kind = MigrationRun.Status, MigrationRun.Kind
@@ -125,13 +126,13 @@ def test_a_running_migration_pauses_at_a_batch_boundary_when_the_night_ends_and_
 def test_bad_window_requests_are_one_clear_line(links):
     out = io.StringIO()
     with pytest.raises(CommandError, match=r"^'25:99' is not a time"):
-        call_command("bulk_night", "migrate", "--all", "--stop-at", "25:99", stdout=out)
+        call_command("bulk_night", "--all", "--stop-at", "25:99", stdout=out)
     with pytest.raises(CommandError, match="empty"):
-        call_command("bulk_night", "migrate", "--all", "--stop-at", "23:00", "--wave-size", "0", stdout=out)
+        call_command("bulk_night", "--all", "--stop-at", "23:00", "--wave-size", "0", stdout=out)
     with pytest.raises(CommandError, match="needs a reason"):
-        call_command("bulk_night", "cutover", "--all", "--stop-at", "23:00", stdout=out)
+        call_command("bulk_night", "--kind", "cutover", "--all", "--stop-at", "23:00", stdout=out)
     assert not BulkWindow.objects.exists()
     now = timezone.now()
     assert now < stop_at_parse("00:00", now=now) <= now + timedelta(days=1)
-    call_command("bulk_night", "migrate", str(links[0].revos_agency_id), "--stop-at", "23:59", stdout=out)
+    call_command("bulk_night", str(links[0].revos_agency_id), "--stop-at", "23:59", stdout=out)
     assert "1 waves of 10" in out.getvalue() and MigrationRun.objects.filter(agency_link=links[0]).count() == 1

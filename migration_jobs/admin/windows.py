@@ -18,7 +18,8 @@ from django.urls import path, reverse
 from migration_jobs.models import AgencyLink, BulkWindow
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.rehearsal import rehearsal_charts, rehearsal_latest, rehearsal_summary
-from migration_jobs.services.windows import bulk_window_open, bulk_window_plan, stop_at_parse
+from migration_jobs.selectors.windows import bulk_window_plan
+from migration_jobs.services.windows import bulk_window_open, stop_at_parse
 
 # The permission each kind of window needs, as its single-agency button does.
 KIND_PERMISSIONS = {

@@ -47,6 +47,7 @@ from migration_jobs.etl.connections import connect
 from migration_jobs.models import AgencyLink, BulkWindow, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors.rehearsal import rehearsal_html
+from migration_jobs.selectors.windows import bulk_window_plan
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.catch_up_stream import catch_up_stream_pass
 from migration_jobs.services.database_marks import database_mark
@@ -54,13 +55,13 @@ from migration_jobs.services.fence import agency_cut_over
 from migration_jobs.services.schema import schema_apply
 from migration_jobs.services.throttle import THROTTLE_SECONDS_KEY, unified_health_problems
 from migration_jobs.services.verification import verification_run_request
-from migration_jobs.services.windows import bulk_window_advance, bulk_window_open, bulk_window_plan, bulk_window_reopen
+from migration_jobs.services.windows import bulk_window_advance, bulk_window_open, bulk_window_reopen
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 REASON = "fleet rehearsal"
-PHASE_LIMIT_SECONDS = 6 * 3600
-MAX_NIGHTS = 5  # a phase still not done after so many nights is reported with its failures  # a phase that has not finished by then is reported as stuck
+PHASE_LIMIT_SECONDS = 6 * 3600  # a phase that has not finished by then is reported as stuck
+MAX_NIGHTS = 5  # a phase still not done after so many nights is reported with its failures
 
 
 @dataclass(frozen=True)
@@ -315,14 +316,7 @@ def _report(plan, fleet, links, phases, writers, sampler, lost, started_at, seed
                 )
         for verification in verifications:
             if verification.verdict == VerificationRun.Verdict.FAIL or verification.status == "error":
-                failures.append(
-                    {
-                        "agency": link.name,
-                        "kind": "verify",
-                        "step": "verification",
-                        "reason": verification.error or "fail",
-                    }
-                )
+                failures.append(_verification_failure(link, verification))
     downtimes = [a["downtime_seconds"] for a in agencies if a["downtime_seconds"] is not None]
     total_rows = sum(a["rows"] for a in agencies)
     migrate_seconds = phases.get("migrate", {}).get("seconds") or 0
@@ -366,6 +360,15 @@ def _report(plan, fleet, links, phases, writers, sampler, lost, started_at, seed
         "runs": runs_out,
         "samples": sampler.samples,
     }
+
+
+def _verification_failure(link: AgencyLink, verification: VerificationRun) -> dict:
+    # The one queued after each migration runs while the app writes (the rehearsal verifies again
+    # in a quiet moment before the cutovers); it says so, and which checks did not pass.
+    step = "verification after the migration, writers on" if verification.migration_run_id else "verification"
+    failed = verification.results.exclude(status="pass").values_list("check_name", "table_name")[:5]
+    named = ", ".join(f"{check} {table}".strip() for check, table in failed)
+    return {"agency": link.name, "kind": "verify", "step": step, "reason": verification.error or f"fail: {named}"}
 
 
 def _offset(moment: datetime | None, origin: datetime) -> float | None:

@@ -2,20 +2,15 @@ import time
 
 from django.core.management.base import CommandError
 
-from migration_jobs.management.base import ProjectCommand
+from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import AgencyLink, BulkWindow
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
-from migration_jobs.services.windows import (
-    bulk_window_advance,
-    bulk_window_open,
-    bulk_window_plan,
-    bulk_window_reopen,
-    stop_at_parse,
-)
+from migration_jobs.selectors.windows import bulk_window_plan
+from migration_jobs.services.windows import bulk_window_advance, bulk_window_open, bulk_window_reopen, stop_at_parse
 
 
-class Command(ProjectCommand):
+class Command(DatabaseCommand):
     help = (
         "Migrate or cut over many agencies in one night's window, in waves: no agency starts after --stop-at, "
         "running migrations pause at a batch boundary, and --resume gives the same plan another night. "
@@ -23,7 +18,9 @@ class Command(ProjectCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("kind", choices=BulkWindow.Kind.values, help="migrate or cutover.")
+        parser.add_argument(
+            "--kind", choices=BulkWindow.Kind.values, default="migrate", help="migrate (default) or cutover."
+        )
         parser.add_argument("agency_ids", nargs="*", help="RevOS (or unified) agency ids, in the order to go.")
         parser.add_argument("--all", dest="every", action="store_true", help="Every confirmed agency, by name.")
         parser.add_argument("--wave-size", type=int, default=10, help="Agencies per wave (default 10).")

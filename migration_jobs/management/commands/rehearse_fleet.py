@@ -11,6 +11,7 @@ from psycopg import sql
 
 from migration_jobs.etl.connections import connect
 from migration_jobs.management.base import ProjectCommand
+from migration_jobs.management.database_command import databases_require
 from migration_jobs.services.rehearsal import RehearsalPlan, fleet_rehearse
 
 # The configured databases, by the variable that names each (the scratch ones replace them in the
@@ -48,6 +49,7 @@ class Command(ProjectCommand):
             _inside_check(options["suffix"])
             self._rehearse(options, report_dir)
             return
+        databases_require("default", "unified", "revos")  # the servers the scratch databases go on
         names = _scratch_names(options["suffix"])
         redis_url = _scratch_redis(options["redis_url"])
         self.stdout.write(f"scratch databases: {', '.join(names.values())}; queues: {redis_url}")
