@@ -21,7 +21,7 @@ def databases_named(pattern: str) -> list[str]:
 
 
 @pytest.mark.django_db(databases="__all__")
-def test_a_tiny_rehearsal_cuts_every_agency_over_loses_no_write_reports_and_cleans_up(tmp_path):
+def test_a_tiny_rehearsal_cuts_every_agency_over_loses_no_write_reports_and_cleans_up(tmp_path, admin_client, settings):
     out = io.StringIO()
     call_command(
         "rehearse_fleet", "--agencies", "3", "--max-rows", "400", "--workers", "2", "--write-rate", "30",
@@ -36,6 +36,9 @@ def test_a_tiny_rehearsal_cuts_every_agency_over_loses_no_write_reports_and_clea
     page = (tmp_path / "latest.html").read_text()
     assert page.count("<svg") == 3 and "Write downtime p50 / p95 / max" in page
     assert databases_named("%rehearsaltest") == [], "the scratch databases are dropped"
+    settings.REHEARSAL_REPORT_DIR = tmp_path
+    shown = admin_client.get("/admin/migration_jobs/bulkwindow/rehearsal/").content.decode()
+    assert shown.count('class="pygal-chart"') == 3 and f"{report['writes']['acknowledged']} / " in shown
 
 
 @pytest.mark.django_db(databases="__all__")

@@ -136,3 +136,18 @@ def test_bad_window_requests_are_one_clear_line(links):
     assert now < stop_at_parse("00:00", now=now) <= now + timedelta(days=1)
     call_command("bulk_night", str(links[0].revos_agency_id), "--stop-at", "23:59", stdout=out)
     assert "1 waves of 10" in out.getvalue() and MigrationRun.objects.filter(agency_link=links[0]).count() == 1
+
+
+def test_the_admin_plans_a_night_from_the_bulk_form_and_shows_its_plan(links, admin_client):
+    form = {"agencies": [link.pk for link in links[:2]], "kind": "migrate", "wave_size": "1", "reason": ""}
+    refused = admin_client.post("/admin/migration_jobs/bulkwindow/night/", {**form, "stop_at": "soon"})
+    assert refused.status_code == 200 and "is not a time" in refused.content.decode()
+    assert not BulkWindow.objects.exists()
+    planned = admin_client.post("/admin/migration_jobs/bulkwindow/night/", {**form, "stop_at": "23:59"})
+    assert planned.status_code == 302
+    window = BulkWindow.objects.get()
+    assert [r.agency_link for r in runs_of(window)] == [links[0]], "the first wave of one"
+    listed = admin_client.get("/admin/migration_jobs/bulkwindow/").content.decode()
+    assert "2 waves of 1" in listed and f"next: {links[1].name}" in listed
+    overview = admin_client.get("/admin/migration_jobs/agencylink/overview/").content.decode()
+    assert "2 waves of 1" in overview and "Capture backlog" in overview

@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models import AgencyLink, BulkWindow
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.rehearsal import rehearsal_charts, rehearsal_latest, rehearsal_summary
@@ -43,20 +44,14 @@ class NightForm(forms.Form):
 
 
 @admin.register(BulkWindow)
-class BulkWindowAdmin(admin.ModelAdmin):
+class BulkWindowAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_display = ("__str__", "kind", "nights", "stop_at", "plan")
-    readonly_fields = ("plan",)
+    readonly_fields = ("plan",)  # added only through "Plan a night", which checks the kind's own permission
     change_list_template = "admin/migration_jobs/bulkwindow/change_list.html"
 
     @admin.display(description="Plan")
     def plan(self, window: BulkWindow) -> str:
         return str(bulk_window_plan(window=window))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # through "Plan a night", which checks the kind's own permission
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         return [

@@ -112,7 +112,7 @@ def fleet_rehearse(*, plan: RehearsalPlan) -> dict:
     fleet = fleet_seed(agencies=plan.agencies, max_rows=plan.max_rows, merge_share=plan.merge_share, seed=plan.seed)
     links = _links_confirm({agency.revos_agency_id for agency in fleet})
     seeded = time.monotonic()
-    workers = [_worker_start(index) for index in range(plan.workers)]
+    workers = [_worker_start(index, log_dir=plan.report_dir) for index in range(plan.workers)]
     writers = FleetWriters(
         agencies=[(link.revos_agency_id, link.unified_agency_id) for link in links],
         audience_leads=_audience_leads(links),
@@ -176,10 +176,12 @@ def _audience_leads(links: list[AgencyLink]) -> list[UUID]:
     return [row[0] for row in rows]
 
 
-def _worker_start(index: int) -> subprocess.Popen:
-    """A real worker process, as the Procfile runs one (a host of its own would look the same)."""
+def _worker_start(index: int, *, log_dir: Path) -> subprocess.Popen:
+    """A real worker process, as the Procfile runs one (a host of its own would look the same); its
+    log beside the report."""
     command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "rqworker", "migrations", "verification"]
-    log = open(Path(os.environ.get("REHEARSAL_LOG_DIR", "/tmp")) / f"rehearsal-worker-{index}.log", "w")  # noqa: SIM115
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / f"worker-{index}.log", "w")  # noqa: SIM115 (the worker writes it until it stops)
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
