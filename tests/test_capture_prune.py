@@ -34,6 +34,7 @@ from migration_jobs.services.agency_links import agency_link_confirm, agency_lin
 from migration_jobs.services.catch_up_stream import agency_stream_refusal
 from migration_jobs.services.cutover import cutover_run_request
 from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.switch_back import switch_back_run_request
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker
 
@@ -255,6 +256,12 @@ def test_the_stream_never_catches_up_a_cut_over_agency_and_folds_its_reverse_cap
     assert f"{link.name}: 0 changed rows applied, 0 RevOS and 3 unified capture records pruned" in said
     assert reverse_changes(unified_agency_id=link.unified_agency_id) == changed, "a switch back sends the same rows"
     assert revos("SELECT name FROM leads WHERE id = %s", [lead]) != [("app-3",)], "RevOS untouched"
+    # The switch back reads the folded reverse capture and sends the app's last write back.
+    back = switch_back_run_request(link=link, reason="rolling back", actor=None)
+    run_worker("migrations")
+    back.refresh_from_db()
+    assert back.status == Status.SUCCEEDED, back.error
+    assert revos("SELECT name FROM leads WHERE id = %s", [lead]) == [("app-3",)]
 
 
 def test_a_capture_only_catch_up_refuses_an_agency_without_a_position(agencies):
