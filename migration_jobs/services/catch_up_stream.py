@@ -2,10 +2,11 @@
 
 As Vitess's VReplication streams a MoveTables workflow until its traffic is switched, a pass
 (`manage.py catch_up_stream`, every CATCH_UP_STREAM_INTERVAL seconds beside the worker) catches up
-each agency that RevOS captures and does not fence, from the capture only (never a first load or
-a full read), so that its cutover starts from seconds of backlog. After each catch-up the pass
-prunes the capture (etl/capture_prune.py): the agency's applied RevOS records, and for a cut-over
-agency the repeats in its reverse capture, so neither grows with weeks of traffic.
+each agency that RevOS captures and does not fence and that has writes not yet applied, from the
+capture only (never a first load or a full read), so that its cutover starts from seconds of
+backlog. After each catch-up the pass prunes the capture (etl/capture_prune.py): the agency's
+applied RevOS records, and for a cut-over agency the repeats in its reverse capture, so neither
+grows with weeks of traffic.
 
 An agency is left alone, with the reason, whenever staff could not start a catch-up of it
 themselves: not confirmed, a run queued or running (a cutover or switch back above all), cut over
@@ -162,9 +163,14 @@ def catch_up_stream_pass() -> StreamPass:
 
 
 def _captured() -> tuple[set[UUID], set[UUID]]:
-    """RevOS agencies captured and not fenced; unified agencies whose reverse capture runs."""
+    """RevOS agencies captured, not fenced, with writes to apply; unified agencies whose reverse capture runs."""
     with connect("revos", purpose="catch-up-stream") as revos:
-        revos_captured = {agency for agency, backlog in capture_backlogs(revos).items() if not backlog.fenced}
+        # Nothing written since the last catch-up: nothing to apply, and its prune ran then.
+        revos_captured = {
+            agency
+            for agency, backlog in capture_backlogs(revos).items()
+            if not backlog.fenced and backlog.pending_records
+        }
     with connect("unified", purpose="catch-up-stream") as unified:
         unified_captured = set(capture_backlogs(unified))
     return revos_captured, unified_captured
