@@ -47,7 +47,7 @@ WITH position AS (
 )
 DELETE FROM controlplane.change_log c
  USING ranked r, position p
- WHERE c.seq = r.seq
+ WHERE c.agency_id = %(agency)s AND c.seq = r.seq  -- the agency's index, then seq (change_log has no key)
    AND (NOT %(applied_only)s OR pg_visible_in_snapshot(r.xid, p.applied_snapshot))
    AND (r.rank > 1 OR r.captured_at < %(keep_since)s::timestamptz)
 """
