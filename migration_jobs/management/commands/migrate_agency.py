@@ -1,5 +1,6 @@
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
+from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.migration import migration_run_request
 
 
@@ -12,17 +13,17 @@ class Command(RunCommand):
         parser.add_argument(
             "--full",
             action="store_true",
-            help="Re-read every row of the agency instead of only those RevOS's change capture recorded.",
+            help="Re-read every row of the agency instead of only those RevOS's change capture recorded"
+            " (the agency page's Full re-read: it repairs rows edited in the unified database).",
         )
+        parser.add_argument("--reason", default="", help="Why a --full re-read, kept with the run.")
 
     def request_run(self, link, options) -> MigrationRun:
-        return migration_run_request(
-            link=link,
-            kind=self.kind(options),
-            actor=None,
-            enqueue=not options["sync"],
-            full_reread=options["full"] and not options["dry_run"],
-        )
+        if options["full"] and not options["dry_run"]:
+            return migration_full_reread_request(
+                link=link, reason=options["reason"], actor=None, enqueue=not options["sync"]
+            )
+        return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
 
     def kind(self, options) -> str:
         return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE
