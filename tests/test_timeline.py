@@ -195,3 +195,47 @@ def test_counters_agree_on_a_succeeded_run_and_the_run_page_shows_what_its_kind_
     assert "Rows" not in labels and "Tables" not in labels  # a plan copies nothing
     changelist = ops.get(reverse("admin:migration_jobs_migrationrun_changelist")).content.decode()
     assert changelist.count("<progress") == 1  # the migration's bar only; the plan shows none
+
+
+@pytest.fixture
+def linked(tenant_db, rq_queues) -> AgencyLink:
+    FeatureFlag.objects.update_or_create(
+        name="unified_db", defaults={"requires_verification": True, "enabled_globally": False, "rollout_percentage": 0}
+    )
+    demo_data_seed(agencies=2, scale=2, seed=5)
+    agency_links_sync()
+    link = AgencyLink.objects.order_by("name").first()
+    return agency_link_confirm(
+        link=link, kind=link.suggested_kind, unified_agency_id=link.suggested_agency_id, actor=None
+    )
+
+
+def test_a_running_migration_shows_rows_done_of_rows_planned_per_table_in_flight(linked, ops, settings):
+    settings.MIGRATION_BATCH_SIZE = 5
+    migration_run_request(link=linked, kind=Kind.PLAN, actor=None)
+    run_worker("migrations")
+    run = migration_run_request(link=linked, kind=Kind.MIGRATE, actor=None)
+    MigrationRun.objects.filter(pk=run.pk).update(control=MigrationRun.Control.PAUSE)  # stops after a batch
+    run_worker("migrations")
+    run.refresh_from_db()
+    assert run.status == Status.PAUSED and run.current_table, run.error
+    # Read as the page reads a run between two batches.
+    MigrationRun.objects.filter(pk=run.pk).update(status=Status.RUNNING)
+    run.refresh_from_db()
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "SELECT source_table, rows_done FROM controlplane.checkpoint WHERE agency_id = %s",
+            [linked.revos_agency_id],
+        )
+        checkpoints = dict(cursor.fetchall())
+    page = ops.get(cockpit_url(linked))
+    shown = page.context["tables_progress"]
+    assert [t.name for t in shown] == [name.strip() for name in run.current_table.split(",")]
+    assert any(t.rows_done > 0 for t in shown)
+    planned = {row.source: row.source_rows for row in page.context["plan"].rows}
+    for table in shown:  # a demo agency's tables are small: none is split into parts
+        assert table.rows_done == checkpoints.get(table.name, 0)
+        assert table.rows_planned == planned[table.name]
+    progress = ops.get(reverse("admin:migration_jobs_agencylink_progress", args=[linked.pk])).json()
+    assert [t["rows_done"] for t in progress["tables_progress"]] == [t.rows_done for t in shown]
+    MigrationRun.objects.filter(pk=run.pk).update(status=Status.PAUSED)

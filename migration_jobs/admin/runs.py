@@ -41,9 +41,16 @@ from migration_jobs.selectors.flags import (
     agency_flag_id,
     flags_for_agency,
 )
-from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
+from migration_jobs.selectors.plan import plan_latest, plan_refused_csv, plan_rows_planned
 from migration_jobs.selectors.run_report import run_report
-from migration_jobs.selectors.timeline import run_counters, run_kind_shape, run_summary
+from migration_jobs.selectors.timeline import (
+    TableProgress,
+    run_counters,
+    run_kind_shape,
+    run_summary,
+    run_tables_progress,
+    run_took,
+)
 from migration_jobs.services.agency_links import (
     LinkError,
     agency_link_confirm,
@@ -440,6 +447,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
                 "rows_done": counters.rows_done,
                 "rows_total": counters.rows_total,
                 "rows_per_second": counters.rows_per_second,
+                "tables_progress": [vars(t) | {"percent": t.percent} for t in _tables_progress(run, link)],
                 "note": run.status_note,
                 "error": run.error,
             }
@@ -469,6 +477,8 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "heartbeat": _heartbeat_text(last_run),
             "counters": run_counters(run=last_run) if last_run else None,
             "run_shape": run_kind_shape(last_run.kind) if last_run else None,
+            "tables_progress": _tables_progress(last_run, link),
+            "run_took": run_took(run=last_run) if last_run else "",
             "plan": plan_latest(link=link),
             "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
             "cockpit": agency_cockpit_read(link=link),
@@ -478,6 +488,13 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "complete_run": agency_completed(link=link),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _tables_progress(run: MigrationRun | None, link: AgencyLink) -> list[TableProgress]:
+    """Rows done per table in flight, against the latest plan's rows; none for a run that copies none."""
+    if run is None or not run_kind_shape(run.kind).copies_rows or not run.is_active:
+        return []
+    return run_tables_progress(run=run, planned=plan_rows_planned(plan=plan_latest(link=link)))
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
 
+from django.db import connections
+
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
 
 Status = MigrationRun.Status
@@ -88,6 +90,44 @@ def run_tables_in_flight(*, run: MigrationRun) -> list[str]:
     return [name.strip() for name in run.current_table.split(",") if name.strip()]
 
 
+@dataclass(frozen=True)
+class TableProgress:
+    """One table (or part of a split table) being written: rows done so far of rows planned."""
+
+    name: str
+    rows_done: int
+    rows_planned: int | None  # from the agency's latest plan; None without one
+
+    @property
+    def percent(self) -> int | None:
+        if not self.rows_planned:
+            return None
+        return min(99, int(100 * self.rows_done / self.rows_planned))
+
+
+def run_tables_progress(*, run: MigrationRun, planned: dict[str, int]) -> list[TableProgress]:
+    """The tables in flight with their rows done, as their checkpoints (committed with each batch)
+    say; `planned` is rows per RevOS table, from the latest plan. A part of a split table ("messages
+    part 2/4") is planned an even share of its table."""
+    names = run_tables_in_flight(run=run)
+    if not names:
+        return []
+    with connections["unified"].cursor() as cursor:
+        cursor.execute(
+            "SELECT source_table, rows_done FROM controlplane.checkpoint"
+            " WHERE agency_id = %s AND source_table = ANY(%s)",
+            [run.revos_agency_id, names],
+        )
+        done = dict(cursor.fetchall())
+    progress = []
+    for name in names:
+        table, _, part = name.partition(" part ")
+        share = int(part.split("/")[1]) if "/" in part else 1
+        total = planned.get(table)
+        progress.append(TableProgress(name, int(done.get(name, 0)), None if total is None else total // share))
+    return progress
+
+
 # --- the timeline -------------------------------------------------------------------------------
 
 
@@ -141,6 +181,12 @@ def _duration(run: MigrationRun | VerificationRun) -> timedelta | None:
     if not (run.started_at and run.finished_at):
         return None
     return run.finished_at - run.started_at
+
+
+def run_took(*, run: MigrationRun | VerificationRun) -> str:
+    """How long an ended run took, at the precision that matters ("4.2 s", "3m 05s"); "" otherwise."""
+    duration = _duration(run)
+    return _seconds_text(duration.total_seconds()) if duration is not None else ""
 
 
 def _who(run: MigrationRun | VerificationRun) -> str:

@@ -1,5 +1,10 @@
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
+from migration_jobs.selectors.plan import plan_lines, plan_refused_csv, plan_summary
 from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.migration import migration_run_request
 
@@ -17,6 +22,26 @@ class Command(RunCommand):
             " (the agency page's Full re-read: it repairs rows edited in the unified database).",
         )
         parser.add_argument("--reason", default="", help="Why a --full re-read, kept with the run.")
+        parser.add_argument(
+            "--csv", type=Path, help="With --dry-run --sync: write the refused rows here (the page's CSV)."
+        )
+
+    def handle(self, *args, **options):
+        if options["csv"] and not (options["dry_run"] and options["sync"]):
+            raise CommandError("--csv needs --dry-run --sync: it writes the refused rows of the plan run here.")
+        self.csv_path = options["csv"]
+        return super().handle(*args, **options)
+
+    def report(self, run: MigrationRun) -> None:
+        if run.kind != MigrationRun.Kind.PLAN or run.status != MigrationRun.Status.SUCCEEDED:
+            return super().report(run)
+        plan = plan_summary(run=run)
+        self.stdout.write(f"run {run.pk}: {run.get_kind_display()} of {run.agency_link} — nothing was written")
+        for line in plan_lines(plan=plan):
+            self.stdout.write(line)
+        if self.csv_path:
+            self.csv_path.write_text(plan_refused_csv(plan=plan))
+            self.stdout.write(f"Refused rows written to {self.csv_path}.")
 
     def request_run(self, link, options) -> MigrationRun:
         if options["full"] and not options["dry_run"]:
