@@ -150,4 +150,4 @@ def test_the_dry_run_command_prints_what_the_page_shows_and_writes_the_same_csv(
     client = Client()
     client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
     page_csv = client.get(reverse("admin:migration_jobs_agencylink_plan_csv", args=[bad_agency.pk])).content.decode()
-    assert path.read_text() == page_csv and len(list(csv.DictReader(io.StringIO(page_csv)))) == 5
+    assert path.read_bytes().decode() == page_csv and len(list(csv.DictReader(io.StringIO(page_csv)))) == 5

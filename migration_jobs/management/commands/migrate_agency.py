@@ -40,7 +40,7 @@ class Command(RunCommand):
         for line in plan_lines(plan=plan):
             self.stdout.write(line)
         if self.csv_path:
-            self.csv_path.write_text(plan_refused_csv(plan=plan))
+            self.csv_path.write_text(plan_refused_csv(plan=plan), newline="")  # the CSV keeps its \r\n
             self.stdout.write(f"Refused rows written to {self.csv_path}.")
 
     def request_run(self, link, options) -> MigrationRun:
