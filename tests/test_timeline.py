@@ -21,9 +21,11 @@ from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors import AGENCY_STATES
 from migration_jobs.selectors.agency_page import agency_cockpit_read
 from migration_jobs.selectors.plan import plan_latest, plan_rows_planned
 from migration_jobs.selectors.timeline import (
+    agency_next_action,
     agency_timeline,
     run_counters,
     run_kind_shape,
@@ -238,3 +240,8 @@ def test_a_running_migration_shows_rows_done_of_rows_planned_per_table_in_flight
         assert table.rows_planned == planned[table.name]
     run.status = Status.PAUSED
     assert run_tables_progress(run=run, planned=plan_rows_planned(plan=plan)) == []  # nothing in flight
+
+
+def test_every_agency_state_names_a_next_action():
+    for state in AGENCY_STATES:
+        assert agency_next_action(state=state, last_run=None, verification=None).text, state

@@ -336,6 +336,7 @@ _STATE_NEXT = {
     "cut over": NextAction("The unified database is its source of truth: Complete the move, or Switch back."),
     "complete": NextAction("Nothing: the move is complete."),
     "paused": NextAction("The last migration stopped early: Resume continues from its checkpoint.", "migrate"),
+    "failed": NextAction("The last migration failed: fix what its error names, then Resume.", "migrate"),
 }
 
 
