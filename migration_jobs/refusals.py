@@ -9,9 +9,10 @@ class RunRefused(Exception):
     """The run cannot be queued; the message tells staff why. Nothing was queued or written."""
 
 
-def reason_required(reason: str | None, what: str) -> str:
-    """The reason staff typed, trimmed; RunRefused when there is none (`what`: "A cutover")."""
+def reason_required(reason: str | None, what: str, *, kept_with: str = "the run and the unified_db change") -> str:
+    """The reason staff typed, trimmed; RunRefused when there is none (`what`: "A cutover"; `kept_with`:
+    where the reason is recorded)."""
     reason = (reason or "").strip()
     if not reason:
-        raise RunRefused(f"{what} needs a reason; it is kept with the run and the unified_db change.")
+        raise RunRefused(f"{what} needs a reason; it is kept with {kept_with}.")
     return reason

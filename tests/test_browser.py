@@ -270,6 +270,10 @@ def test_staff_links_plans_migrates_verifies_and_cuts_over_a_demo_agency(
             "Verified in the browser test"
         )
         click(driver, "action-cutover")
+        # Like Switch back and Complete, Cutover asks before it fences RevOS's writes.
+        confirmation = wait_until(driver, lambda d: d.switch_to.alert, message="the cutover's confirmation")
+        assert confirmation.text.startswith("Cut over (unified_db on):") and shared.name in confirmation.text
+        confirmation.accept()
         # The click returns before the POST's answer replaces the page: wait for the new page's message.
         wait_until(
             driver,
@@ -343,6 +347,7 @@ def test_unverified_agency_cannot_be_cut_over_even_by_a_forged_post(browser, ste
         )
         browser.find_element(By.CSS_SELECTOR, "#cutover-form input[name=reason]").send_keys("forged")
         click(browser, "action-cutover")
+        wait_until(browser, lambda d: d.switch_to.alert, message="the cutover's confirmation").accept()
         wait_until(browser, lambda d: messages_on(d), message="a message")
         assert any(
             m.startswith("Cutover refused:") and "this agency has not been migrated yet" in m

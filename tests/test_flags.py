@@ -501,11 +501,17 @@ def test_the_unified_db_page_sends_staff_to_the_runs_and_refuses_a_forged_post(c
 def test_the_unified_db_flag_cannot_be_deleted_alone_or_in_bulk(client, flags):
     client.force_login(User.objects.create_superuser("root", password="pw"))
     flag = flags["unified_db"]
-    assert client.get(reverse("admin:migration_jobs_featureflag_delete", args=[flag.pk])).status_code == 403
+    refused = client.get(reverse("admin:migration_jobs_featureflag_delete", args=[flag.pk]), follow=True)
+    said = [str(m) for m in refused.context["messages"]]
+    assert len(said) == 1 and said[0].startswith("unified_db cannot be deleted:"), said
     changelist = reverse("admin:migration_jobs_featureflag_changelist")
     bulk = {"action": "delete_selected", "_selected_action": [flag.pk, flags["app_toggle"].pk], "post": "yes"}
-    assert client.post(changelist, bulk).status_code == 403
+    refused = client.post(changelist, bulk, follow=True)
+    assert [str(m) for m in refused.context["messages"]] == said
     assert FeatureFlag.objects.filter(name__in=["unified_db", "app_toggle"]).count() == 2
+    # The other flags can still be deleted in bulk.
+    client.post(changelist, {**bulk, "_selected_action": [flags["app_toggle"].pk]})
+    assert not FeatureFlag.objects.filter(name="app_toggle").exists()
 
 
 def _action_request(user: User, data: dict):

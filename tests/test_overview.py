@@ -444,7 +444,13 @@ def test_every_cockpit_button_works_as_a_plain_form_without_javascript(demo):
     go("action-migrate", "Migrate of")  # Resume
     run_worker("migrations", "verification")
 
-    go("action-cutover", "A reason is required", reason="")  # `required` stops a browser; the server too
+    go("action-fullreread", "A full re-read needs a reason", reason="  ")  # blank is no reason
+    go("action-fullreread", "Full re-read of", reason="Rows edited in the unified database")
+    run_worker("migrations", "verification")
+    assert client.get(url).context["cockpit"].state == "verified"
+    assert MigrationRun.objects.filter(agency_link=link, full_reread=True, reason__startswith="Rows edited").exists()
+
+    go("action-cutover", "A cutover needs a reason", reason="")  # `required` stops a browser; the server too
     go("action-cutover", "Cutover of", reason="Verified; going live")
     run_worker("migrations")
     page = client.get(url)

@@ -131,3 +131,23 @@ def test_the_planted_rows_are_the_ones_the_run_refuses(bad_agency):
     run.refresh_from_db()
     assert run.status == MigrationRun.Status.FAILED
     assert any(source_id in run.error for source_id in listed), run.error
+
+
+def test_the_dry_run_command_prints_what_the_page_shows_and_writes_the_same_csv(bad_agency, tmp_path):
+    out, path = io.StringIO(), tmp_path / "refused.csv"
+    call_command(
+        "migrate_agency", str(bad_agency.revos_agency_id), "--dry-run", "--sync", "--csv", str(path), stdout=out
+    )
+    printed = out.getvalue()
+    run = MigrationRun.objects.filter(agency_link=bad_agency, kind=MigrationRun.Kind.PLAN).get()
+    for table, source_id, constraint in refused(run):  # every refused row, with its constraint
+        assert any(table in line and source_id in line and constraint in line for line in printed.splitlines())
+    assert "Rows the unified schema would refuse: 5" in printed
+    tables = [line.split()[1] for line in printed.splitlines() if line[:5].strip().isdigit()]
+    # Parents first, in the order the run takes and the page lists.
+    assert tables[0] == "agencies" and tables == [name for name in run.report["order"] if name in run.report["tables"]]
+    assert "parents first" in printed
+    client = Client()
+    client.force_login(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    page_csv = client.get(reverse("admin:migration_jobs_agencylink_plan_csv", args=[bad_agency.pk])).content.decode()
+    assert path.read_bytes().decode() == page_csv and len(list(csv.DictReader(io.StringIO(page_csv)))) == 5

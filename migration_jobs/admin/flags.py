@@ -103,6 +103,30 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
         # back to RevOS at once, with no fence and without the writes made since its cutover.
         return super().has_delete_permission(request, obj) and not (obj and obj.name == UNIFIED_DB)
 
+    def delete_view(self, request, object_id, extra_context=None):
+        flag = self.get_object(request, object_id)
+        if flag is not None and flag.name == UNIFIED_DB:
+            return self._refuse_unified_db_delete(request)
+        return super().delete_view(request, object_id, extra_context)
+
+    def changelist_view(self, request, extra_context=None):
+        # The bulk delete stays on offer for the other flags; with unified_db among those selected it
+        # says why it will not, instead of a bare 403.
+        if request.method == "POST" and request.POST.get("action") == "delete_selected":
+            selected = request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+            if FeatureFlag.objects.filter(pk__in=[s for s in selected if s.isdigit()], name=UNIFIED_DB).exists():
+                return self._refuse_unified_db_delete(request)
+        return super().changelist_view(request, extra_context)
+
+    def _refuse_unified_db_delete(self, request: HttpRequest) -> HttpResponseRedirect:
+        self.message_user(
+            request,
+            f"{UNIFIED_DB} cannot be deleted: every cut-over agency's override would go with it, switching each"
+            " back to RevOS at once, unfenced, without its writes since the cutover. Nothing was deleted.",
+            messages.ERROR,
+        )
+        return HttpResponseRedirect(reverse("admin:migration_jobs_featureflag_changelist"))
+
     @admin.display(description="Agencies forced on")
     def overrides_on(self, obj: FeatureFlag) -> int:
         return obj.overrides.filter(enabled=True).count()

@@ -32,20 +32,25 @@ from migration_jobs.admin.switch_back import (
     switch_back_selected,
 )
 from migration_jobs.admin.verification import verify_selected_agencies
-from migration_jobs.etl.connections import DatabaseUnreachable
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
+from migration_jobs.selectors import agency_migrated_rows
+from migration_jobs.selectors.agency_page import agency_cockpit_read
 from migration_jobs.selectors.flags import (
     Agency,
-    agency_cutover_refusal,
-    agency_flag_enabled,
     agency_flag_id,
     flags_for_agency,
 )
-from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
-from migration_jobs.selectors.reconcile import OrphanedFence
+from migration_jobs.selectors.plan import plan_latest, plan_refused_csv, plan_rows_planned
 from migration_jobs.selectors.run_report import run_report
+from migration_jobs.selectors.timeline import (
+    TableProgress,
+    run_counters,
+    run_kind_shape,
+    run_summary,
+    run_tables_progress,
+    run_took,
+)
 from migration_jobs.services.agency_links import (
     LinkError,
     agency_link_confirm,
@@ -54,16 +59,16 @@ from migration_jobs.services.agency_links import (
 )
 from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_completed, agency_cut_over, fences_orphaned
+from migration_jobs.services.fence import agency_completed, agency_cut_over
 from migration_jobs.services.flags import CutoverRefused
-from migration_jobs.services.lock_holders import HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
+from migration_jobs.services.full_reread import migration_full_reread_request
+from migration_jobs.services.lock_holders import HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
 from migration_jobs.services.migration import (
     migration_run_request,
     migration_runs_reconcile_running,
     migration_runs_request_bulk,
 )
-from migration_jobs.services.run_control import migration_run_control
-from migration_jobs.services.switch_back import agency_switch_back_refusal
+from migration_jobs.services.run_control import MIGRATIONS_QUEUE, migration_run_control
 from migration_jobs.services.verification import verification_run_request
 
 Kind = MigrationRun.Kind
@@ -256,6 +261,11 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
             path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
+            path(
+                "<path:object_id>/full-reread/",
+                view(self.full_reread_view),
+                name="migration_jobs_agencylink_full_reread",
+            ),
             path("<path:object_id>/plan.csv", view(self.plan_csv_view), name="migration_jobs_agencylink_plan_csv"),
             path(
                 "<path:object_id>/switch-back-plan/",
@@ -325,17 +335,39 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         if not request.user.has_perm("migration_jobs.change_flag_state"):
             self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
             return self._back(link)
-        reason = request.POST.get("reason", "").strip()
-        if not reason:
-            self.message_user(request, "A reason is required for every flag change.", messages.ERROR)
-            return self._back(link)
-        try:
-            message = _cutover(link, request.user, reason)
+        try:  # a missing or blank reason is the service's refusal, in its words
+            message = _cutover(link, request.user, request.POST.get("reason", ""))
         except (CutoverRefused, RunRefused) as refusal:
             self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
         except ValidationError as error:  # a reason the flag service will not take
             self.message_user(request, " ".join(error.messages), messages.ERROR)
         else:
+            self.log_change(request, link, message)
+            self.message_user(request, message, messages.SUCCESS)
+        return self._back(link)
+
+    def full_reread_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A migration that reads every row again, with a typed reason: what repairs rows edited in the
+        unified database behind the tool's back (services/full_reread.py)."""
+        link = self._link(object_id)
+        if request.method != "POST":
+            return self._post_only(request, link)
+        if not request.user.has_perm("migration_jobs.start_migrationrun"):
+            self.message_user(request, "You do not have permission to migrate agencies.", messages.ERROR)
+            return self._back(link)
+        try:
+            run = migration_full_reread_request(link=link, reason=request.POST.get("reason", ""), actor=request.user)
+        except RunRefused as refusal:
+            self.message_user(request, f"Full re-read refused: {refusal}", messages.ERROR)
+        except RedisError as error:
+            self.message_user(
+                request, f"Redis (the job queue) cannot be reached: {error}. Nothing was queued.", messages.ERROR
+            )
+        else:
+            message = (
+                f"Full re-read of {link.name} queued (run {run.pk}): every row is read from RevOS again, then the"
+                " agency is verified."
+            )
             self.log_change(request, link, message)
             self.message_user(request, message, messages.SUCCESS)
         return self._back(link)
@@ -396,6 +428,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         verification = link.verifications.order_by("-created_at", "-id").first()
         if run is None:
             return JsonResponse({"run": None, "verification": _verification_json(verification)})
+        counters = run_counters(run=run)
         return JsonResponse(
             {
                 "verification": _verification_json(verification),
@@ -407,11 +440,14 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
                 "status": run.status,
                 "status_display": run.get_status_display(),
                 "active": run.is_active,
-                "percent": run.progress_percent,
+                "percent": counters.percent,
                 "table": run.current_table,
-                "rows_done": run.rows_done,
-                "rows_total": run.rows_total,
-                "rows_per_second": run.rows_per_second,
+                "tables_done": counters.tables_done,
+                "tables_total": counters.tables_total,
+                "rows_done": counters.rows_done,
+                "rows_total": counters.rows_total,
+                "rows_per_second": counters.rows_per_second,
+                "tables_progress": [vars(t) | {"percent": t.percent} for t in _tables_progress(run, link)],
                 "note": run.status_note,
                 "error": run.error,
             }
@@ -434,13 +470,18 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         if not self.has_view_or_change_permission(request, link):
             raise PermissionDenied  # before the cockpit reads the unified database for it
         migration_runs_reconcile_running()
+        last_run = link.runs.first()
         extra_context = {
             **(extra_context or {}),
             "title": "Migration cockpit",
-            "heartbeat": _heartbeat_text(link.runs.first()),
+            "heartbeat": _heartbeat_text(last_run),
+            "counters": run_counters(run=last_run) if last_run else None,
+            "run_shape": run_kind_shape(last_run.kind) if last_run else None,
+            "tables_progress": _tables_progress(last_run, link),
+            "run_took": run_took(run=last_run) if last_run else "",
             "plan": plan_latest(link=link),
             "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
-            "cockpit": _cockpit_for(link),
+            "cockpit": agency_cockpit_read(link=link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
             "cutover_run": agency_cut_over(link=link),
@@ -449,25 +490,11 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
-def _cockpit_for(link: AgencyLink):
-    return agency_cockpit(
-        link=link,
-        cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
-        cutover_refusal=agency_cutover_refusal(agency_link=link),
-        switch_back_refusal=agency_switch_back_refusal(link=link),
-        orphaned_fences=_orphaned_fences(link),
-    )
-
-
-def _orphaned_fences(link: AgencyLink) -> list[OrphanedFence]:
-    """The agency's fences no run owns; none for an agency no cutover ever fenced (no database is
-    asked), nor when a database does not answer (the reconciler says so in its log)."""
-    if not link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK)).exists():
+def _tables_progress(run: MigrationRun | None, link: AgencyLink) -> list[TableProgress]:
+    """Rows done per table in flight, against the latest plan's rows; none for a run that copies none."""
+    if run is None or not run_kind_shape(run.kind).copies_rows or not run.is_active:
         return []
-    try:
-        return fences_orphaned(link=link)
-    except DatabaseUnreachable:
-        return []
+    return run_tables_progress(run=run, planned=plan_rows_planned(plan=plan_latest(link=link)))
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:
@@ -486,9 +513,17 @@ def _heartbeat_text(run: MigrationRun | None) -> str:
         return ""
     if heartbeat.seconds_ago is None:
         return f"worker {heartbeat.worker_name}: no heartbeat any more; the agency is freed when this page reloads"
+    # A worker says it is alive every HEARTBEAT_INTERVAL_SECONDS, so the age climbs to about that
+    # and drops back; only past the timeout is the worker taken for dead.
+    if heartbeat.seconds_ago > HEARTBEAT_TIMEOUT_SECONDS:
+        return (
+            f"worker {heartbeat.worker_name} · silent for {heartbeat.seconds_ago} s, past the"
+            f" {HEARTBEAT_TIMEOUT_SECONDS} s after which it is taken for dead: its run fails at the next check"
+        )
     return (
-        f"worker {heartbeat.worker_name} · last heartbeat {heartbeat.seconds_ago} s ago "
-        f"(a worker silent for {HEARTBEAT_TIMEOUT_SECONDS} s is taken for dead: its run fails and the agency is freed)"
+        f"worker {heartbeat.worker_name} · alive, heard from {heartbeat.seconds_ago} s ago (it reports every"
+        f" {HEARTBEAT_INTERVAL_SECONDS} s; silent for {HEARTBEAT_TIMEOUT_SECONDS} s, it is taken for dead and"
+        " the agency freed)"
     )
 
 
@@ -524,6 +559,8 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     search_fields = ("agency_link__name", "=revos_agency_id")
     readonly_fields = [f.name for f in MigrationRun._meta.fields if f.name != "report"] + ["progress", "report_table"]
     fields = readonly_fields
+    # A summary of what means something for the run's kind instead of every field (selectors/timeline.py).
+    change_form_template = "admin/migration_jobs/migrationrun/change_form.html"
 
     @admin.display(description="Report")
     def report_table(self, run: MigrationRun) -> str:
@@ -543,11 +580,17 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             extra_context = {
                 **(extra_context or {}),
                 "title": f"{run.get_kind_display()} #{run.pk} of {run.agency_link}",
+                "run_summary": run_summary(run=run),
+                "run_shape": run_kind_shape(run.kind),
+                "report": run_report(run=run),
+                "job_url": _job_url(run),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="Progress")
     def progress(self, run: MigrationRun) -> str:
+        if not run_kind_shape(run.kind).copies_rows:
+            return "—"  # a plan or a switch has no rows to count: no "0 %"
         return _progress_bar(run)
 
     @admin.display(description="Duration")
@@ -557,8 +600,15 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="RQ job")
     def job(self, run: MigrationRun) -> str:
-        if not run.job_id:
+        url = _job_url(run)
+        if not url:
             return "—"
-        url = reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index("migrations"), run.job_id])
         # The id is long (agency-<uuid>): the link says what it is, the tooltip has the id.
         return format_html('<a href="{}" title="{}">job</a>', url, run.job_id)
+
+
+def _job_url(run: MigrationRun) -> str:
+    """The run's RQ job page, under the queue the run was queued on; "" without a job."""
+    if not run.job_id:
+        return ""
+    return reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index(MIGRATIONS_QUEUE), run.job_id])

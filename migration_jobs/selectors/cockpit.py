@@ -11,8 +11,11 @@ from django.utils import timezone
 from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.selectors.reconcile import OrphanedFence, orphaned_fences_note, reconcile_next_pass
+from migration_jobs.selectors.timeline import NextAction, Timeline, agency_next_action, agency_timeline
 
 Kind, Status = MigrationRun.Kind, MigrationRun.Status
+# The newest runs the agency page lists; the rest are one click away (the run list, filtered).
+TIMELINE_SHOWN = 25
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Cockpit:
     actions: list[Action]
     # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
     fence_note: str = ""
+    next_action: NextAction | None = None
+    timeline: Timeline | None = None
 
     @property
     def verification_age(self):
@@ -87,13 +92,15 @@ def agency_cockpit(
     cut_over: bool = False,
     cutover_refusal: str | None = None,
     switch_back_refusal: str | None = "this agency is not cut over",
+    complete_refusal: str | None = None,
     orphaned_fences: Sequence[OrphanedFence] = (),
 ) -> Cockpit:
     """Everything the agency page shows, with each button's enabled state and reason.
 
-    `switch_back_refusal` is why the agency cannot be switched back (None: it can); Complete
-    applies exactly when a switch back would, as both follow a cutover. `orphaned_fences` are the
-    agency's fences no live run owns (services/fence.py `fences_orphaned`).
+    `switch_back_refusal` is why the agency cannot be switched back (None: it can), and
+    `complete_refusal` why its move cannot be completed (None: the switch back's reason, as both
+    follow a cutover). `orphaned_fences` are the agency's fences no live run owns (services/fence.py
+    `fences_orphaned`). The timeline holds the newest TIMELINE_SHOWN runs.
     """
     runs = link.runs.all()
     active = runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
@@ -134,6 +141,11 @@ def agency_cockpit(
             busy or moved or ("" if migrated_rows else "nothing of this agency has been migrated"),
             danger=True,
         ),
+        action(
+            "fullreread",
+            "Full re-read",
+            unlinked or busy or moved or ("" if migrated_rows else "nothing of this agency has been migrated yet"),
+        ),
         action("verify", "Verify", busy or ("" if migrated_rows else "migrate the agency first")),
         action(
             "cutover",
@@ -141,17 +153,18 @@ def agency_cockpit(
             "unified_db is already on for this agency" if cut_over else (cutover_refusal or ""),
         ),
         action("switchback", "Switch back to RevOS", busy or (switch_back_refusal or ""), danger=True),
-        action("complete", "Complete the move", busy or (switch_back_refusal or ""), danger=True),
+        action("complete", "Complete the move", busy or (complete_refusal or switch_back_refusal or ""), danger=True),
     ]
+    state = agency_state(
+        link=link,
+        last_migration=last_migration,
+        verification=verification,
+        cut_over=cut_over,
+        complete=runs.filter(kind=Kind.COMPLETE, status=Status.SUCCEEDED).exists(),
+    )
     return Cockpit(
         link=link,
-        state=agency_state(
-            link=link,
-            last_migration=last_migration,
-            verification=verification,
-            cut_over=cut_over,
-            complete=runs.filter(kind=Kind.COMPLETE, status=Status.SUCCEEDED).exists(),
-        ),
+        state=state,
         active_run=active,
         last_run=last_run,
         last_migration=last_migration,
@@ -161,4 +174,6 @@ def agency_cockpit(
         fence_note=orphaned_fences_note(orphaned=orphaned_fences, next_pass=reconcile_next_pass())
         if orphaned_fences
         else "",
+        next_action=agency_next_action(state=state, last_run=last_run, verification=verification),
+        timeline=agency_timeline(link=link, limit=TIMELINE_SHOWN),
     )

@@ -11,6 +11,7 @@ from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag
 from migration_jobs.selectors.cockpit import agency_state
 from migration_jobs.selectors.flags import agency_flag_id, flag_evaluate
+from migration_jobs.selectors.timeline import NextAction, agency_next_action
 
 Kind = MigrationRun.Kind
 
@@ -37,6 +38,13 @@ class AgencyRow:
     last_run: MigrationRun | None
     verification: VerificationRun | None
     cut_over: bool
+
+    @property
+    def next_action(self) -> NextAction:
+        """What to do next, as the agency's page says it (without reading its verification's checks)."""
+        return agency_next_action(
+            state=self.state, last_run=self.last_run, verification=self.verification, with_checks=False
+        )
 
 
 @dataclass(frozen=True)

@@ -78,3 +78,34 @@ def plan_refused_csv(*, plan: PlanSummary) -> str:
     writer.writeheader()
     writer.writerows(plan.refused)
     return out.getvalue()
+
+
+def plan_lines(*, plan: PlanSummary) -> list[str]:
+    """The plan as the agency page shows it, in plain lines: tables parents first with totals, then
+    every refused row (table, id, constraint, why, value) and what stays behind."""
+    header = ("source rows", "reused", "to write", "already migrated", "refused")
+    lines = [f"  {'#':>3}  {'RevOS table -> unified table':52} " + " ".join(f"{h:>16}" for h in header)]
+    for number, row in enumerate(plan.rows, start=1):
+        counts = (row.source_rows, row.reused, row.to_write, row.already_migrated, row.refused)
+        tables = f"{row.source} -> {row.target}"
+        lines.append(f"  {number:>3}  {tables:52} " + " ".join(f"{c:>16,}" for c in counts))
+    totals = [plan.totals[c] for c in (*PLAN_COLUMNS, "refused")]
+    label = f"Total ({len(plan.rows)} tables, parents first)"
+    lines.append(f"  {'':>3}  {label:52} " + " ".join(f"{c:>16,}" for c in totals))
+    lines.append(f"Rows the unified schema would refuse: {plan.refused_total:,}")
+    for row in plan.refused:
+        value = " ".join(str(row.get("value", "")).split())
+        value = value if len(value) <= 80 else value[:79] + "…"
+        lines.append(f"  {row['table']} {row['source_id']}: {row['constraint']} ({row['reason']}) value {value!r}")
+    if plan.refused_total > len(plan.refused):
+        lines.append(f"  (the first {len(plan.refused)} are listed; the CSV has the same)")
+    for conflict in plan.conflicts:
+        lines.append(f"Conflict: {conflict}")
+    if plan.unmapped:
+        lines.append(f"Not mapped (their rows stay in RevOS): {', '.join(plan.unmapped)}")
+    return lines
+
+
+def plan_rows_planned(*, plan: PlanSummary | None) -> dict[str, int]:
+    """Source rows per RevOS table in the plan (what a run's per-table progress is measured against)."""
+    return {row.source: row.source_rows for row in plan.rows} if plan else {}

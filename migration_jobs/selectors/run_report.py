@@ -45,6 +45,8 @@ def run_report(*, run: MigrationRun | None) -> RunReport | None:
         refused = int(run.status == MigrationRun.Status.FAILED and run.failed_table == name)
         counts = {c: int(outcome.get(c, 0)) for c in COUNTS if c != "refused"}
         rows.append(RunReportRow(name, outcome["target"], **counts, refused=refused, seconds=outcome.get("seconds")))
+    if not rows:  # a switch run's report holds its window, not tables: no empty "Total 0 tables"
+        return None
     totals = {c: sum(getattr(r, c) for r in rows) for c in COUNTS}
     totals["seconds"] = round(sum(r.seconds or 0 for r in rows), 1)
     return RunReport(run=run, rows=rows, totals=totals)

@@ -30,8 +30,10 @@ from migration_jobs.etl.connections import WORKER_TAG, connect
 from migration_jobs.etl.engine import lock_key
 
 QUEUE = "migrations"
-# The longest a dead forking worker's key outlives its last heartbeat (RQ's own TTL during a job).
-HEARTBEAT_TIMEOUT_SECONDS = DEFAULT_JOB_MONITORING_INTERVAL + 60
+# How often a forking worker busy with a job says it is alive, and the longest a dead one's key
+# outlives its last heartbeat (RQ's own TTL during a job).
+HEARTBEAT_INTERVAL_SECONDS = DEFAULT_JOB_MONITORING_INTERVAL
+HEARTBEAT_TIMEOUT_SECONDS = HEARTBEAT_INTERVAL_SECONDS + 60
 # Engine connections are named `controlplane-<purpose>`; nothing else is ever ended.
 OUR_APPLICATIONS = "controlplane-%"
 

@@ -1,5 +1,11 @@
+from pathlib import Path
+
+from django.core.management.base import CommandError
+
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
+from migration_jobs.selectors.plan import plan_lines, plan_refused_csv, plan_summary
+from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.migration import migration_run_request
 
 
@@ -12,17 +18,37 @@ class Command(RunCommand):
         parser.add_argument(
             "--full",
             action="store_true",
-            help="Re-read every row of the agency instead of only those RevOS's change capture recorded.",
+            help="Re-read every row of the agency instead of only those RevOS's change capture recorded"
+            " (the agency page's Full re-read: it repairs rows edited in the unified database).",
+        )
+        parser.add_argument("--reason", default="", help="Why a --full re-read, kept with the run.")
+        parser.add_argument(
+            "--csv", type=Path, help="With --dry-run --sync: write the refused rows here (the page's CSV)."
         )
 
+    def handle(self, *args, **options):
+        if options["csv"] and not (options["dry_run"] and options["sync"]):
+            raise CommandError("--csv needs --dry-run --sync: it writes the refused rows of the plan run here.")
+        self.csv_path = options["csv"]
+        return super().handle(*args, **options)
+
+    def report(self, run: MigrationRun) -> None:
+        if run.kind != MigrationRun.Kind.PLAN or run.status != MigrationRun.Status.SUCCEEDED:
+            return super().report(run)
+        plan = plan_summary(run=run)
+        self.stdout.write(f"run {run.pk}: {run.get_kind_display()} of {run.agency_link} — nothing was written")
+        for line in plan_lines(plan=plan):
+            self.stdout.write(line)
+        if self.csv_path:
+            self.csv_path.write_text(plan_refused_csv(plan=plan), newline="")  # the CSV keeps its \r\n
+            self.stdout.write(f"Refused rows written to {self.csv_path}.")
+
     def request_run(self, link, options) -> MigrationRun:
-        return migration_run_request(
-            link=link,
-            kind=self.kind(options),
-            actor=None,
-            enqueue=not options["sync"],
-            full_reread=options["full"] and not options["dry_run"],
-        )
+        if options["full"] and not options["dry_run"]:
+            return migration_full_reread_request(
+                link=link, reason=options["reason"], actor=None, enqueue=not options["sync"]
+            )
+        return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
 
     def kind(self, options) -> str:
         return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE

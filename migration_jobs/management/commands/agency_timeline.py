@@ -1,0 +1,24 @@
+from migration_jobs.management.database_command import DatabaseCommand
+from migration_jobs.selectors.agency_links import agency_link_resolve
+from migration_jobs.selectors.agency_page import agency_cockpit_read
+from migration_jobs.selectors.timeline import agency_timeline, timeline_lines
+from migration_jobs.services.migration import migration_runs_reconcile_running
+
+
+class Command(DatabaseCommand):
+    help = (
+        "Print one agency's state, next action and timeline (every run of every kind, with its outcome),"
+        " as its page in the admin shows them."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
+        parser.add_argument("--limit", type=int, default=None, help="Only the newest this many runs.")
+
+    def handle(self, *args, agency_id: str, limit: int | None, **options):
+        link = agency_link_resolve(agency_id)
+        migration_runs_reconcile_running(link=link)  # a run whose worker died reads failed, as on the page
+        cockpit = agency_cockpit_read(link=link)
+        timeline = agency_timeline(link=link, limit=limit)
+        for line in timeline_lines(link=link, state=cockpit.state, next_action=cockpit.next_action, timeline=timeline):
+            self.stdout.write(line)
