@@ -12,6 +12,8 @@ from uuid import UUID
 
 from django.db import connections, transaction
 
+from migration_jobs.etl.connections import fetch_value
+
 
 @dataclass(frozen=True)
 class BadRow:
@@ -42,7 +44,7 @@ def demo_bad_rows_plant(*, agency_id: UUID) -> list[BadRow]:
             " FROM users WHERE id = %s RETURNING id",
             [twin],
         )
-        duplicate = cursor.fetchone()[0]
+        duplicate = fetch_value(cursor)
         # A post of this agency on another agency's campaign: valid in RevOS, an orphan once migrated.
         post = first("SELECT id FROM posts WHERE agency_id = %s ORDER BY id LIMIT 1", [agency_id])
         elsewhere = first("SELECT id FROM campaigns WHERE agency_id <> %s ORDER BY id LIMIT 1", [agency_id])

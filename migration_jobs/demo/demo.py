@@ -32,6 +32,7 @@ from django.db import connections, transaction
 from django.utils.text import slugify
 from psycopg import sql
 
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.demo.phase0 import phase0_problems_plant
 from migration_jobs.etl.catalog import catalog_read, table_identifier
 from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
@@ -1344,7 +1345,7 @@ def _require_schemas() -> None:
     ):
         with connections[database].cursor() as cursor:
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f"public.{table}"])
-            if not cursor.fetchone()[0]:
+            if not fetch_value(cursor):
                 raise DemoDataError(f"The {database} database has no {table} table: run `manage.py {command}` first.")
 
 

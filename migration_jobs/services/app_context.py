@@ -13,7 +13,7 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.models.unified import AppContext
 from migration_jobs.refusals import RunRefused, reason_required
 
@@ -63,11 +63,13 @@ def unified_row_app_context_set(*, table: str, row_id: str, app_context: str, re
 def _held_by_revos(connection, *, table: str, row: UUID, agency: UUID) -> bool:
     """A row the migration inserted, of an agency RevOS holds the truth of (etl/unified_guard.py)."""
     return bool(
-        connection.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s)"
-            " AND EXISTS (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
-            [agency, table, row],
-        ).fetchone()[0]
+        fetch_value(
+            connection.execute(
+                "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s)"
+                " AND EXISTS (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
+                [agency, table, row],
+            )
+        )
     )
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connections, transaction
 
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.run_control import RunJob, run_enqueue_once
@@ -125,7 +126,7 @@ class AuditContext:
     def row_count(self, table: TableInfo) -> int:
         if table.qualified not in self._row_counts:
             self.cursor.execute(f"SELECT count(*) FROM {table.qualified}")
-            self._row_counts[table.qualified] = self.cursor.fetchone()[0]
+            self._row_counts[table.qualified] = fetch_value(self.cursor)
         return self._row_counts[table.qualified]
 
     def referenced_by(self, table: TableInfo) -> list[str]:
@@ -146,7 +147,7 @@ class AuditContext:
 
     def quote_ident(self, name: str) -> str:
         self.cursor.execute("SELECT quote_ident(%s)", [name])
-        return self.cursor.fetchone()[0]
+        return fetch_value(self.cursor)
 
 
 TABLES_SQL = """
@@ -170,7 +171,7 @@ ANON_CAN_SELECT_SQL = "has_schema_privilege(%s, n.oid, 'USAGE') AND has_table_pr
 def _tables(cursor) -> list[TableInfo]:
     cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", [ANON_ROLE])
     # has_table_privilege() raises on a role that does not exist; plain PostgreSQL may have no anon.
-    if cursor.fetchone()[0]:
+    if fetch_value(cursor):
         cursor.execute(
             TABLES_SQL.format(anon_can_select=ANON_CAN_SELECT_SQL), [ANON_ROLE, ANON_ROLE, list(SYSTEM_SCHEMAS)]
         )

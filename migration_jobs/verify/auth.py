@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from migration_jobs.etl.catalog import Catalog
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.etl.id_map import ID_MAP
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
@@ -72,7 +72,7 @@ def hook_claims(connection: psycopg.Connection, event: dict) -> dict:
     """
     connection.execute("SET LOCAL ROLE supabase_auth_admin")
     try:
-        output = connection.execute("SELECT public.custom_access_token_hook(%s)", [Jsonb(event)]).fetchone()[0]
+        output = fetch_value(connection.execute("SELECT public.custom_access_token_hook(%s)", [Jsonb(event)]))
     finally:
         _reset_role(connection)
     return output["claims"]
@@ -187,7 +187,7 @@ def _claims_probes(
             problems.append({"person": str(person), "claims": sample[-1], "problem": "claims name another agency"})
             continue
         with acting_as(target, claims):
-            own = target.execute("SELECT count(*) FROM agency WHERE id = %s", [scope.target_agency_id]).fetchone()[0]
+            own = fetch_value(target.execute("SELECT count(*) FROM agency WHERE id = %s", [scope.target_agency_id]))
             foreign = [table for table, key in tables if _sees_other_agency(target, table, key, scope)]
         if own != 1 or foreign:
             problems.append({"person": str(person), "own_agency_visible": own == 1, "other_agency_rows_in": foreign})
@@ -216,12 +216,14 @@ def _sees_other_agency(connection: psycopg.Connection, table: str, key: str, sco
     meet and reads nothing, where `<>` filtered every row of the agency, per table and person."""
     other = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE {key} {op} %(agency)s)")
     table_key = {"table": sql.Identifier(table), "key": sql.Identifier(key)}
-    return connection.execute(
-        sql.SQL("SELECT ({}) OR ({})").format(
-            other.format(op=sql.SQL("<"), **table_key), other.format(op=sql.SQL(">"), **table_key)
-        ),
-        {"agency": scope.target_agency_id},
-    ).fetchone()[0]
+    return fetch_value(
+        connection.execute(
+            sql.SQL("SELECT ({}) OR ({})").format(
+                other.format(op=sql.SQL("<"), **table_key), other.format(op=sql.SQL(">"), **table_key)
+            ),
+            {"agency": scope.target_agency_id},
+        )
+    )
 
 
 # --- seed case 5: the app toggle keeps the session --------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.mapping import TABLE_MAPS
@@ -166,7 +167,7 @@ def case2_revos_lead_hidden_from_audienceos(probe: Probe) -> CheckOutcome:
             )
         ]
     with probe.as_app(REVOS) as connection:
-        seen = connection.execute(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency)).fetchone()[0]
+        seen = fetch_value(connection.execute(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency)))
     return CheckOutcome(
         name,
         status_of(not leaked and seen == total),
