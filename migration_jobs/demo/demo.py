@@ -32,9 +32,9 @@ from django.db import connections, transaction
 from django.utils.text import slugify
 from psycopg import sql
 
-from migration_jobs.etl.connections import fetch_value
 from migration_jobs.demo.phase0 import phase0_problems_plant
 from migration_jobs.etl.catalog import catalog_read, table_identifier
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
 
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)

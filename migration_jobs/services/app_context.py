@@ -65,8 +65,8 @@ def _held_by_revos(connection, *, table: str, row: UUID, agency: UUID) -> bool:
     return bool(
         fetch_value(
             connection.execute(
-                "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s)"
-                " AND EXISTS (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
+                "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s) AND EXISTS"
+                " (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
                 [agency, table, row],
             )
         )

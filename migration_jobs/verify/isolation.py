@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl.connections import fetch_value
 from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.mapping import TABLE_MAPS
 from migration_jobs.verify.auth import app_switch_proof
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of

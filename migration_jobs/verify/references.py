@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from migration_jobs.etl.connections import fetch_value
 from migration_jobs.etl.catalog import Catalog
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
 
 
