@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -60,7 +61,7 @@ def unified_row_app_context_set(*, table: str, row_id: str, app_context: str, re
     return f"{table} {row}: app_context {before} -> {app_context} ({reason}); recorded in audit_log."
 
 
-def _held_by_revos(connection, *, table: str, row: UUID, agency: UUID) -> bool:
+def _held_by_revos(connection: psycopg.Connection, *, table: str, row: UUID, agency: UUID) -> bool:
     """A row the migration inserted, of an agency RevOS holds the truth of (etl/unified_guard.py)."""
     return bool(
         fetch_value(
@@ -73,7 +74,7 @@ def _held_by_revos(connection, *, table: str, row: UUID, agency: UUID) -> bool:
     )
 
 
-def _tables_with_app_context(connection) -> set[str]:
+def _tables_with_app_context(connection: psycopg.Connection) -> set[str]:
     rows = connection.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'app_context' AND NOT a.attisdropped"

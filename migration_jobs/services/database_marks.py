@@ -42,7 +42,8 @@ def database_mark_read(*, database: str) -> str | None:
 def database_has_tenant_rows(*, database: str) -> bool:
     with connections[database].cursor() as cursor:
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM public.{AGENCY_TABLES[database]})")
-        return fetch_value(cursor)
+        has_rows: bool = fetch_value(cursor)
+        return has_rows
 
 
 def database_mark(*, database: str, purpose: str, reason: str) -> None:

@@ -115,7 +115,7 @@ def _file_locks(scratch: psycopg.Connection, schema_file: SchemaFile) -> FileLoc
     with scratch.transaction():
         existing = fetch_value(scratch.execute("SELECT array_agg(oid) FROM pg_class WHERE relkind IN ('r', 'p')"))
         scratch.execute(schema_file.sql)
-        measured = dict(scratch.execute(TABLE_LOCKS_SQL, [existing or []]).fetchall())
+        measured: dict[str, list[str]] = dict(scratch.execute(TABLE_LOCKS_SQL, [existing or []]).fetchall())
     return FileLocks(schema_file, _strongest_only(measured), "until the file commits")
 
 
