@@ -1,12 +1,16 @@
+from typing import Any
+
+from django.core.management.base import CommandParser
+
 from migration_jobs.management.run_command import RunCommand
-from migration_jobs.models import MigrationRun
+from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.migration import migration_run_request
 
 
 class Command(RunCommand):
     help = "Queue (or with --sync, run) the migration of one agency; --dry-run plans it and writes nothing."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--dry-run", action="store_true", help="Plan only: count, match, write nothing.")
         parser.add_argument(
@@ -15,7 +19,7 @@ class Command(RunCommand):
             help="Re-read every row of the agency instead of only those RevOS's change capture recorded.",
         )
 
-    def request_run(self, link, options) -> MigrationRun:
+    def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         return migration_run_request(
             link=link,
             kind=self.kind(options),
@@ -24,5 +28,5 @@ class Command(RunCommand):
             full_reread=options["full"] and not options["dry_run"],
         )
 
-    def kind(self, options) -> str:
+    def kind(self, options: dict[str, Any]) -> str:
         return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE
