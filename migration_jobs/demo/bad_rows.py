@@ -7,6 +7,7 @@ AudienceOS), so the rest of the demo migrates cleanly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -26,7 +27,7 @@ def demo_bad_rows_plant(*, agency_id: UUID) -> list[BadRow]:
     """Make four of the agency's RevOS rows ones the unified schema refuses; return them."""
     with transaction.atomic(using="revos"), connections["revos"].cursor() as cursor:
 
-        def first(query: str, params=()) -> UUID:
+        def first(query: str, params: Sequence[str | UUID] = ()) -> UUID:
             cursor.execute(query, params)
             row = cursor.fetchone()
             if row is None:
