@@ -52,7 +52,6 @@ from migration_jobs.etl.plan import (
 )
 from migration_jobs.etl.scheduler import (
     BatchDone,
-    Control,
     Flight,
     Lane,
     ReportBatch,
@@ -61,6 +60,9 @@ from migration_jobs.etl.scheduler import (
     table_parents,
     tables_write,
     units_plan,
+)
+from migration_jobs.etl.scheduler import (
+    Control as Control,  # re-exported: a run's on_progress answers with it
 )
 from migration_jobs.mapping import Identity
 
