@@ -145,7 +145,7 @@ def flags_cache_version() -> int:
     if version is None:
         # A lost version key restarts from the clock, so it never meets a version it already used.
         cache.add(CACHE_VERSION_KEY, time.time_ns(), timeout=None)
-        version = cache.get(CACHE_VERSION_KEY)  # Any: cache.get
+        version = cache.get(CACHE_VERSION_KEY)
     return version
 
 
