@@ -307,6 +307,7 @@ def test_the_reverse_capture_runs_the_same_functions_as_the_revos_capture():
     root = Path(settings.BASE_DIR) / "sql"
     pairs = [("revos/0002_change_capture.sql", "unified/0030_reverse_capture.sql")]
     pairs.append(("revos/0003_capture_final_values.sql", "unified/0032_reverse_capture_final_values.sql"))
+    pairs.append(("revos/0031_capture_fast_path.sql", "unified/0063_reverse_capture_fast_path.sql"))
     for revos_file, unified_file in pairs:
         # Alike but for the line that names the other file.
         revos_lines = [line for line in (root / revos_file).read_text().splitlines() if ".sql is this file" not in line]
