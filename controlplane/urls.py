@@ -1,12 +1,14 @@
 import logging
+from collections.abc import Callable
 from functools import wraps
 from importlib.util import find_spec
+from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.decorators import permission_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
-from django.urls import include, path
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import URLPattern, include, path
 from django.views.generic import RedirectView
 from django_rq import views as rq_views
 from django_rq.urls import get_admin_urlpatterns, get_api_urlpatterns
@@ -23,7 +25,7 @@ READ_METHODS = ("GET", "HEAD", "OPTIONS")
 logger = logging.getLogger(__name__)
 
 
-def job_queues_view(view):
+def job_queues_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """django-rq's dashboard shows every job's arguments and errors and can requeue and delete
     jobs: staff need "Can view the job queues" for it, its stats endpoints included (django-rq's
     own check there is is_staff or a token), and "Can empty queues …" for any POST (every one of
@@ -32,7 +34,7 @@ def job_queues_view(view):
     index, job id or worker key is a 404, not django-rq's 500."""
 
     @wraps(view)
-    def guarded(request, *args, **kwargs):
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method not in READ_METHODS and not request.user.has_perm(MANAGE_JOB_QUEUES_PERMISSION):
             raise PermissionDenied
         try:
@@ -45,7 +47,7 @@ def job_queues_view(view):
     return admin.site.admin_view(permission_required(JOB_QUEUES_PERMISSION, raise_exception=True)(guarded))
 
 
-def job_queue_urlpatterns():
+def job_queue_urlpatterns() -> list[URLPattern]:
     """django-rq's pages, each behind job_queues_view; its rq-scheduler page only where rq-scheduler
     is installed (the project schedules nothing with it: the page could only fail)."""
     patterns = [

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import Any, Protocol
+from uuid import UUID
 
 CONTEXT_FIELDS = ("agency_id", "run_id", "bulk_request")
 _context: ContextVar[Mapping[str, str]] = ContextVar("migration_log_context", default=MappingProxyType({}))
@@ -31,7 +33,15 @@ def log_context(**fields: object) -> Iterator[None]:
         _context.reset(token)
 
 
-def run_log_fields(run) -> dict[str, str]:
+class LoggedRun(Protocol):
+    """What a line about a run names of it (MigrationRun has it all)."""
+
+    pk: Any
+    revos_agency_id: UUID
+    bulk_request: UUID | None
+
+
+def run_log_fields(run: LoggedRun) -> dict[str, str]:
     """The `extra=` for a line about a run logged outside its worker (the web process, say)."""
     fields = {"run_id": str(run.pk), "agency_id": str(run.revos_agency_id)}
     if getattr(run, "bulk_request", None):

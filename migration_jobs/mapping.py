@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Any
 
 
 class Identity(StrEnum):
@@ -59,14 +60,14 @@ class TableMap:
     app_context: str = "revos"
     # Foreign-key hops (column, parent table) from a table without agency_id up to one with it.
     scope: tuple[tuple[str, str], ...] = ()
-    constants: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
-    expressions: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    constants: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    expressions: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     config_from_rest: bool = False
     identity: Identity | None = None
     # An extra SQL condition on the source rows; rows it excludes are not migrated.
     where: str | None = None
     # The way back: RevOS column -> SQL expression over the unified row, where a name differs.
-    inverse: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    inverse: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
     # Which unified rows created after cutover go back to this RevOS table (SQL over the unified
     # row); None: none do. Rows from RevOS always go back to the table they came from.
     new_rows: str | None = "true"
@@ -89,7 +90,7 @@ FROM_HGC_SESSION = "session_id IN ({hgc_sessions})"
 SIGN_IN_COLUMNS = ("last_sign_in_at", "updated_at")
 
 
-def _map(source: str, target: str, **options) -> TableMap:
+def _map(source: str, target: str, **options: Any) -> TableMap:
     for key in ("constants", "expressions", "inverse"):
         if key in options:
             options[key] = MappingProxyType(options[key])
@@ -249,7 +250,7 @@ TABLE_MAPS: tuple[TableMap, ...] = (
 )
 
 # RevOS tables deliberately left behind, with the reason staff will read.
-NOT_MIGRATED: MappingProxyType = MappingProxyType(
+NOT_MIGRATED: MappingProxyType[str, str] = MappingProxyType(
     {
         "backup_dm_sequences": "Ops backup of dm_sequences with orphaned rows; the live dm_sequences is migrated.",
         "campaigns_trigger_word_backup": "Ops backup of campaigns.trigger_word; campaigns carries the live value.",

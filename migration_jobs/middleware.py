@@ -1,9 +1,10 @@
 """Requests the databases cannot serve: a clear 400 or 503 page instead of a 500 traceback."""
 
 import logging
+from collections.abc import Callable
 
 from django.db import OperationalError as DatabaseUnavailable
-from django.http import HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.template.response import TemplateResponse
 from redis.exceptions import ConnectionError as RedisUnavailable
 
@@ -11,13 +12,13 @@ logger = logging.getLogger(__name__)
 
 
 class ServiceUnavailableMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, DatabaseUnavailable):
             what = "A database"
         elif isinstance(exception, RedisUnavailable):
@@ -42,10 +43,10 @@ class NulByteMiddleware:
     and django-rq's included, and every page added later.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         # Form bodies only: request.POST is empty for JSON and other bodies, which views parse themselves.
         parameters = [*request.GET.lists(), *(request.POST.lists() if request.method == "POST" else [])]
         texts = [request.path_info, *(text for key, values in parameters for text in (key, *values))]

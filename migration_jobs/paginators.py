@@ -15,6 +15,8 @@ from django.db import connections
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
+from migration_jobs.etl.connections import fetch_value
+
 # Below this many rows an exact count is cheap enough to run on every page view.
 EXACT_COUNT_LIMIT = 10_000
 
@@ -36,7 +38,7 @@ def query_row_estimate(*, queryset: QuerySet) -> int:
     sql, params = queryset.order_by().values("pk").query.sql_with_params()
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
-        plan = cursor.fetchone()[0]
+        plan = fetch_value(cursor)
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])

@@ -43,7 +43,7 @@ def _tables(category: Category, names: str) -> dict[str, TenantTable]:
     return {name: TenantTable(category) for name in names.split()}
 
 
-TABLES: MappingProxyType = MappingProxyType(
+TABLES: MappingProxyType[str, TenantTable] = MappingProxyType(
     {
         "agency": TenantTable(Category.SHARED, tenant_key="id"),
         # Shared by both apps (the seed's list, plus RBAC and the audit trail, which serve both).

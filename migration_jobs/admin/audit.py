@@ -4,26 +4,28 @@ that would fix them (shown, never applied), and "Run audit" buttons that queue o
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Value, When
-from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import path, reverse
+from django.db.models import Case, IntegerField, Model, QuerySet, Value, When
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page, staff_user
 from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
 from migration_jobs.services.schema_audit import AuditQueueUnavailable, schema_audit_start
 
 RUN_PERMISSION = "migration_jobs.run_schemaauditrun"
-SEVERITY_COLOURS = {
+SEVERITY_COLOURS: dict[str, str] = {
     SchemaFinding.Severity.ERROR: "#ba2121",
     SchemaFinding.Severity.WARN: "#b8860b",
     SchemaFinding.Severity.INFO: "#417690",
 }
 
 
-def _badge(severity: str, text: str) -> str:
+def _badge(severity: str, text: str | int) -> str:
     return format_html(
         '<span style="background:{};color:#fff;padding:1px 6px;border-radius:3px;font-weight:bold">{}</span>',
         SEVERITY_COLOURS[severity],
@@ -39,11 +41,11 @@ class SchemaFindingInline(ViewOnlyMixin, admin.TabularInline):
     can_delete = False
     verbose_name_plural = "Findings (errors first; the fix SQL is shown, never applied)"
 
-    def has_view_permission(self, request, obj=None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         # Findings are part of the run: whoever may see a run sees all of it.
         return request.user.has_perm("migration_jobs.view_schemaauditrun")
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
         order = Case(
             When(severity=SchemaFinding.Severity.ERROR, then=Value(0)),
             When(severity=SchemaFinding.Severity.WARN, then=Value(1)),
@@ -99,7 +101,7 @@ class SchemaAuditRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             return _badge(SchemaFinding.Severity.WARN, run.warn_count)
         return "0"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         run = path("run/", self.admin_site.admin_view(self.run_view), name="migration_jobs_schemaauditrun_run")
         return [run, *super().get_urls()]
 
@@ -110,13 +112,15 @@ class SchemaAuditRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             "audit_databases": SchemaAuditRun.Database.choices,
         }
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         return super().changelist_view(request, self._extra_context(request, extra_context))
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         return super().change_view(request, object_id, form_url, self._extra_context(request, extra_context))
 
-    def run_view(self, request: HttpRequest):
+    def run_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             back = reverse("admin:migration_jobs_schemaauditrun_changelist")
             return post_only_page(request, admin_site=self.admin_site, back=back, back_label="schema audits")
@@ -127,7 +131,7 @@ class SchemaAuditRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             messages.error(request, f"Unknown database {database!r}: choose RevOS, AudienceOS or Unified.")
             return HttpResponseRedirect(reverse("admin:migration_jobs_schemaauditrun_changelist"))
         try:
-            run = schema_audit_start(database=database, requested_by=request.user)
+            run = schema_audit_start(database=database, requested_by=staff_user(request))
         except AuditQueueUnavailable as error:
             messages.error(request, f"The audit was not started. {error}")
             return HttpResponseRedirect(reverse("admin:migration_jobs_schemaauditrun_changelist"))

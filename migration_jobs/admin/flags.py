@@ -9,16 +9,22 @@ and a forged POST gets the service's refusal as a message.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, Protocol
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import InlineModelAdmin
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, staff_user
 from migration_jobs.models.flags import AgencyAiProvider, AiProviderChange, FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
 from migration_jobs.selectors.flags import UNIFIED_DB, flag_agency_rows
@@ -32,6 +38,7 @@ from migration_jobs.services.flags import (
     flags_cache_invalidate_on_commit,
     unified_db_refusal,
 )
+from migration_jobs.services.migration import BulkOutcome
 
 FLAG_STATE_PERMISSION = "migration_jobs.change_flag_state"
 REASON_HELP = "Why — kept in the audit trail with your name and the time."
@@ -70,7 +77,7 @@ class FlagChangeInline(ViewOnlyMixin, admin.TabularInline):
     can_delete = False
     verbose_name_plural = "Change history"
 
-    def has_view_permission(self, request, obj=None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         # Whoever may see a flag may see its history, without a separate permission on the trail.
         return request.user.has_perm("migration_jobs.view_featureflag")
 
@@ -90,15 +97,15 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
     fields = ("name", "description", "app_context", "requires_verification", "enabled_globally", "rollout_percentage")
     inlines = [FlagChangeInline]
 
-    def get_inlines(self, request, obj):
+    def get_inlines(self, request: HttpRequest, obj: FeatureFlag | None) -> list[type[InlineModelAdmin]]:
         return self.inlines if obj else []
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: FeatureFlag | None = None) -> tuple[str, ...]:
         state = ("enabled_globally", "rollout_percentage")
         # The name is hashed into rollout buckets, and ungating a live flag would bypass the interlock.
         return (*state, "name", "requires_verification") if obj else state
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: FeatureFlag | None = None) -> bool:
         # Deleting unified_db would take every cut-over agency's override with it: each one switched
         # back to RevOS at once, with no fence and without the writes made since its cutover.
         return super().has_delete_permission(request, obj) and not (obj and obj.name == UNIFIED_DB)
@@ -131,19 +138,19 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
     def overrides_on(self, obj: FeatureFlag) -> int:
         return obj.overrides.filter(enabled=True).count()
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         flags_cache_invalidate_on_commit()
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
         super().delete_model(request, obj)
         flags_cache_invalidate_on_commit()
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         super().delete_queryset(request, queryset)
         flags_cache_invalidate_on_commit()
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         state = self.admin_site.admin_view(self.state_view)
         return [path("<path:object_id>/state/", state, name="migration_jobs_featureflag_state"), *super().get_urls()]
 
@@ -187,10 +194,13 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
             with transaction.atomic():
                 changes = [
                     flag_set_global(
-                        flag=flag, enabled=data["enabled_globally"], reason=data["reason"], actor=request.user
+                        flag=flag, enabled=data["enabled_globally"], reason=data["reason"], actor=staff_user(request)
                     ),
                     flag_set_percentage(
-                        flag=flag, percentage=data["rollout_percentage"], reason=data["reason"], actor=request.user
+                        flag=flag,
+                        percentage=data["rollout_percentage"],
+                        reason=data["reason"],
+                        actor=staff_user(request),
                     ),
                 ]
         except CutoverRefused as refusal:
@@ -207,7 +217,7 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
                 agency_link=data["agency_link"],
                 enabled=form.enabled(),
                 reason=data["reason"],
-                actor=request.user,
+                actor=staff_user(request),
             )
         except CutoverRefused as refusal:
             self.message_user(request, f"Refused: {refusal}", messages.ERROR)
@@ -255,33 +265,34 @@ class AgencyAiProviderAdmin(ObjectIdMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(FLAG_STATE_PERMISSION)
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return request.user.has_perm(FLAG_STATE_PERMISSION)
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False  # back to the default is a change too, with its reason
 
-    def get_readonly_fields(self, request: HttpRequest, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: AgencyAiProvider | None = None) -> tuple[str, ...]:
         return ("agency_link", "app_context") if obj else ()
 
-    def save_model(self, request: HttpRequest, obj, form, change) -> None:
+    def save_model(self, request: HttpRequest, obj: AgencyAiProvider, form: Any, change: bool) -> None:
         data = form.cleaned_data
         recorded = ai_provider_set(
             agency_link=obj.agency_link,
             app_context=obj.app_context,
             provider=data["provider"],
             reason=data["reason"],
-            actor=request.user,
+            actor=staff_user(request),
         )
         if recorded is None:
             self.message_user(request, "Nothing changed: the agency's app already used that backend.", messages.WARNING)
         if not obj.pk:  # the service saved the row; the admin's redirect needs its id
             obj.pk = AgencyAiProvider.objects.get(agency_link=obj.agency_link, app_context=obj.app_context).pk
 
-    def log_addition(self, request, obj, message):
+    # Django ignores what log_addition returns; django-stubs has it return the LogEntry it writes.
+    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> None:  # type: ignore[override]
         return None  # ai_provider_set logged it, with the reason
 
-    log_change = log_addition
+    log_change = log_addition  # type: ignore[assignment]  # as log_addition
 
 
 @admin.register(AiProviderChange)
@@ -296,7 +307,9 @@ class AiProviderChangeAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.action(description="Cut over selected agencies… (fence RevOS, catch up, verify, turn unified_db on)")
-def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset):
+def enable_unified_db_for_selected(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[AgencyLink]
+) -> HttpResponse | None:
     """Bulk cutover for the RevOS agency admin: asks for a reason, then queues a cutover run per agency.
 
     Each agency is checked by the interlock on its own; the result lists which were queued and, for
@@ -321,8 +334,21 @@ def enable_unified_db_for_selected(modeladmin: admin.ModelAdmin, request: HttpRe
     )
 
 
+class BulkRequest(Protocol):
+    """A service that queues one run per agency with a reason (cutover_runs_request_bulk, ...)."""
+
+    def __call__(self, *, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome: ...
+
+
 def runs_bulk_with_reason(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset, *, what: str, title: str, template: str, request_bulk
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[AgencyLink],
+    *,
+    what: str,
+    title: str,
+    template: str,
+    request_bulk: BulkRequest,
 ) -> HttpResponse | None:
     """A bulk action that asks for a typed reason on a page of its own, then queues one run per agency
     (`request_bulk(links=, reason=, actor=)`) and says which were queued and, for the others, why not."""
@@ -338,7 +364,7 @@ def runs_bulk_with_reason(
             "action_name": request.POST.get("action", ""),
         }
         return TemplateResponse(request, template, context)
-    bulk = request_bulk(links=queryset, reason=form.cleaned_data["reason"], actor=request.user)
+    bulk = request_bulk(links=queryset, reason=form.cleaned_data["reason"], actor=staff_user(request))
     for run in bulk.queued:
         modeladmin.log_change(request, run.agency_link, f"Queued: {what.lower()} (bulk {bulk.bulk_request}).")
     if bulk.queued:

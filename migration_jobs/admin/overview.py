@@ -8,6 +8,9 @@ implementation of "migrate / verify / cut over these agencies", whichever page i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
@@ -69,6 +72,7 @@ def _bulk_action(request: HttpRequest, agency_admin: admin.ModelAdmin) -> HttpRe
     if not selected:
         agency_admin.message_user(request, "Select at least one agency first; nothing was done.", messages.WARNING)
         return back
-    action = available[name][0]
+    # get_actions leaves out what the user may not run; what it returns is (function, name, description)
+    action = cast("tuple[Callable[..., HttpResponse | None], str, str]", available[name])[0]
     response = action(agency_admin, request, AgencyLink.objects.filter(pk__in=selected).order_by("name"))
     return response or back

@@ -8,17 +8,20 @@ with the messages framework. Nothing here writes tenant data itself.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import OuterRef, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from redis.exceptions import RedisError
 
@@ -32,7 +35,7 @@ from migration_jobs.admin.switch_back import (
     switch_back_selected,
 )
 from migration_jobs.admin.verification import verify_selected_agencies
-from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
+from migration_jobs.models import AgencyLink, ClientLink, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors import agency_migrated_rows
 from migration_jobs.selectors.agency_page import agency_cockpit_read
@@ -74,8 +77,8 @@ from migration_jobs.services.verification import verification_run_request
 Kind = MigrationRun.Kind
 
 
-def _run_action(kind: str):
-    def start(link: AgencyLink, user) -> str:
+def _run_action(kind: str) -> Callable[[AgencyLink, User], str]:
+    def start(link: AgencyLink, user: User) -> str:
         run = migration_run_request(link=link, kind=kind, actor=user)
         message = f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
         plan = plan_latest(link=link) if kind == Kind.MIGRATE else None
@@ -89,8 +92,8 @@ def _run_action(kind: str):
     return start
 
 
-def _control_action(control: str):
-    def apply(link: AgencyLink, user) -> str:
+def _control_action(control: str) -> Callable[[AgencyLink, User], str]:
+    def apply(link: AgencyLink, user: User) -> str:
         stoppable = MigrationRun.ACTIVE_STATUSES + ((MigrationRun.Status.PAUSED,) if control == "cancel" else ())
         run = link.runs.filter(status__in=stoppable).first()
         if run is None:
@@ -101,12 +104,12 @@ def _control_action(control: str):
     return apply
 
 
-def _verify(link: AgencyLink, user) -> str:
+def _verify(link: AgencyLink, user: User) -> str:
     verification = verification_run_request(link=link, migration_run=None, actor=user)
     return f"Verification of {link.name} queued (verification {verification.pk})."
 
 
-def _cutover(link: AgencyLink, user, reason: str) -> str:
+def _cutover(link: AgencyLink, user: User, reason: str) -> str:
     run = cutover_run_request(link=link, reason=reason, actor=user)
     return (
         f"Cutover of {link.name} queued (run {run.pk}): RevOS writes are fenced, the last changes applied and "
@@ -139,7 +142,7 @@ def _progress_bar(run: MigrationRun | None) -> str:
 class ClientLinkFormSet(BaseInlineFormSet):
     """Each link must name a RevOS client of this agency and a unified client of the agency it becomes."""
 
-    def clean(self):
+    def clean(self) -> None:
         super().clean()
         for form in self.forms:
             data = getattr(form, "cleaned_data", None) or {}
@@ -165,16 +168,16 @@ class ClientLinkInline(admin.TabularInline):
     extra = 0
     verbose_name = "explicit client link"
 
-    def _may_link(self, request) -> bool:
+    def _may_link(self, request: HttpRequest) -> bool:
         return request.user.has_perm("migration_jobs.confirm_agencylink")
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self._may_link(request)
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self._may_link(request)
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self._may_link(request)
 
 
@@ -189,14 +192,14 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
     change_list_template = "admin/migration_jobs/agencylink/change_list.html"
     inlines = [ClientLinkInline]
 
-    def save_formset(self, request, form, formset, change):
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         for client_link in formset.save(commit=False):
             client_link.created_by = client_link.created_by or request.user
             client_link.save()
         for removed in formset.deleted_objects:
             removed.delete()
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
         latest = MigrationRun.objects.filter(agency_link=OuterRef("pk")).order_by("-created_at")
         return (
             super()
@@ -207,10 +210,10 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             )
         )
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # agencies come from RevOS: "Sync from RevOS"
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
     @admin.display(description="Suggested")
@@ -226,13 +229,13 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return f"{obj.get_kind_display()} → {obj.unified_agency_id}"
 
     @admin.display(description="Latest run")
-    def latest_run(self, obj) -> str:
+    def latest_run(self, obj: AgencyLink) -> str:
         if not obj.latest_run_kind:
             return "—"
         return f"{Kind(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
 
     @admin.action(description="Migrate selected agencies")
-    def migrate_selected(self, request: HttpRequest, queryset) -> None:
+    def migrate_selected(self, request: HttpRequest, queryset: QuerySet[AgencyLink]) -> None:
         if not request.user.has_perm("migration_jobs.start_migrationrun"):
             self.message_user(request, "You may not start migrations.", messages.ERROR)
             return
@@ -245,14 +248,14 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         for link, refusal in bulk.skipped:
             self.message_user(request, f"Skipped {link.name}: {refusal}", messages.WARNING)
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         _warn_stopped_bulks(self, request)
         migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
     # Per-agency pages and buttons ---------------------------------------------------------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             # Before the object URLs, so `overview` is not taken for an agency's id.
@@ -465,7 +468,9 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         response["Content-Disposition"] = f'attachment; filename="plan-{plan.run.pk}-refused-rows.csv"'
         return response
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         link = self._link(object_id)
         if not self.has_view_or_change_permission(request, link):
             raise PermissionDenied  # before the cockpit reads the unified database for it
@@ -527,7 +532,7 @@ def _heartbeat_text(run: MigrationRun | None) -> str:
     )
 
 
-def _verification_json(verification) -> dict | None:
+def _verification_json(verification: VerificationRun | None) -> dict[str, Any] | None:
     if verification is None:
         return None
     active = verification.status in (verification.Status.QUEUED, verification.Status.RUNNING)
@@ -569,12 +574,14 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             return "—" if run.kind != Kind.PLAN else "see the agency's page"
         return render_to_string("admin/migration_jobs/migrationrun/report.html", {"report": report})
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         _warn_stopped_bulks(self, request)
         migration_runs_reconcile_running()
         return super().changelist_view(request, extra_context)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         run = self.get_object(request, object_id)
         if run:
             extra_context = {

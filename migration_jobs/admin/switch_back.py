@@ -7,6 +7,8 @@ service (services/switch_back.py), which refuses with the reason whatever the ca
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -35,7 +37,7 @@ def _post_only(modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyL
     return post_only_page(request, admin_site=modeladmin.admin_site, back=back, back_label=link.name)
 
 
-def _switch_back(link: AgencyLink, user, reason: str) -> str:
+def _switch_back(link: AgencyLink, user: User, reason: str) -> str:
     run = switch_back_run_request(link=link, reason=reason, actor=user)
     return (
         f"Switch back of {link.name} queued (run {run.pk}): unified writes are fenced, the apps' changes since the"
@@ -43,7 +45,7 @@ def _switch_back(link: AgencyLink, user, reason: str) -> str:
     )
 
 
-def _complete(link: AgencyLink, user, reason: str) -> str:
+def _complete(link: AgencyLink, user: User, reason: str) -> str:
     run = agency_complete(link=link, reason=reason, actor=user)
     return f"{link.name}'s move is complete (run {run.pk}): RevOS stays read-only for it; no switching back."
 
@@ -55,7 +57,9 @@ REASONED_ACTIONS = {
 }
 
 
-def reasoned_action_view(modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyLink, action: str):
+def reasoned_action_view(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyLink, action: str
+) -> HttpResponse:
     """A per-agency button that needs a typed reason: switch back or complete."""
     if request.method != "POST":
         return _post_only(modeladmin, request, link)
@@ -97,7 +101,9 @@ def switch_back_plan_view(modeladmin: admin.ModelAdmin, request: HttpRequest, li
 
 
 @admin.action(description="Switch selected agencies back to RevOS… (with what the apps wrote since cutover)")
-def switch_back_selected(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset):
+def switch_back_selected(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[AgencyLink]
+) -> HttpResponse | None:
     """Bulk switch back: asks for a reason, then queues a switch-back run per agency, saying why for the others."""
     if not request.user.has_perm(SWITCH_BACK_PERMISSION):
         modeladmin.message_user(request, "You may not switch agencies back.", messages.ERROR)

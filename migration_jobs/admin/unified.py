@@ -9,11 +9,12 @@ row's page, with a reason, through services/app_context.py.
 from __future__ import annotations
 
 import uuid
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
@@ -56,10 +57,10 @@ class VisibilityFilter(admin.SimpleListFilter):
         "migrated": "Came from RevOS (migrated)",
     }
 
-    def lookups(self, request, model_admin):
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return list(self.CHOICES.items())
 
-    def queryset(self, request, queryset):
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
         value = self.value()
         if value in (AppContext.REVOS, AppContext.AUDIENCE):
             # The RLS rule (sql/unified/0007_rls.sql): an app sees its own rows and the shared ones.
@@ -81,7 +82,7 @@ class ReadOnlyUnifiedAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     """
 
     actions = None
-    list_filter: tuple = (VisibilityFilter, "app_context")
+    list_filter: ClassVar[tuple[type[admin.SimpleListFilter] | str, ...]] = (VisibilityFilter, "app_context")
     list_per_page = 50
     paginator = EstimatedCountPaginator
     search_help_text = "Or paste a UUID: the row with that id, or the rows that refer to it."
@@ -150,7 +151,7 @@ class ReadOnlyUnifiedAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
         except ValueError:
             return None
 
-    def get_search_results(self, request, queryset, search_term):
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         """A pasted UUID finds the row with that id or any row referring to it, through indexes."""
         try:
             value = uuid.UUID(search_term.strip())
@@ -169,7 +170,9 @@ class AgencyAdmin(ReadOnlyUnifiedAdmin):
     search_fields = ("name", "slug", "domain")
     ordering = ("name",)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra_context = {**(extra_context or {}), "app_context_table": self.app_context_table(object_id)}
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -7,10 +7,13 @@ AudienceOS), so the rest of the demo migrates cleanly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 from django.db import connections, transaction
+
+from migration_jobs.etl.connections import fetch_value
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ def demo_bad_rows_plant(*, agency_id: UUID) -> list[BadRow]:
     """Make four of the agency's RevOS rows ones the unified schema refuses; return them."""
     with transaction.atomic(using="revos"), connections["revos"].cursor() as cursor:
 
-        def first(query: str, params=()) -> UUID:
+        def first(query: str, params: Sequence[str | UUID] = ()) -> UUID:
             cursor.execute(query, params)
             row = cursor.fetchone()
             if row is None:
@@ -42,7 +45,7 @@ def demo_bad_rows_plant(*, agency_id: UUID) -> list[BadRow]:
             " FROM users WHERE id = %s RETURNING id",
             [twin],
         )
-        duplicate = cursor.fetchone()[0]
+        duplicate = fetch_value(cursor)
         # A post of this agency on another agency's campaign: valid in RevOS, an orphan once migrated.
         post = first("SELECT id FROM posts WHERE agency_id = %s ORDER BY id LIMIT 1", [agency_id])
         elsewhere = first("SELECT id FROM campaigns WHERE agency_id <> %s ORDER BY id LIMIT 1", [agency_id])

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar, cast
 
 import bcrypt
 import psycopg
@@ -34,6 +35,7 @@ from psycopg import sql
 
 from migration_jobs.demo.phase0 import phase0_problems_plant
 from migration_jobs.etl.catalog import catalog_read, table_identifier
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
 
 BASE_TIME = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
@@ -179,7 +181,10 @@ def _later(moment: datetime, rng: random.Random, hours: int = 72) -> datetime:
     return moment + timedelta(seconds=rng.randrange(60, hours * 3600))
 
 
-def _maybe(rng: random.Random, null_share: float, value):
+T = TypeVar("T")
+
+
+def _maybe(rng: random.Random, null_share: float, value: T) -> T | None:
     """`value`, or NULL for about `null_share` of the rows (the dirt real data has)."""
     return None if rng.random() < null_share else value
 
@@ -306,7 +311,7 @@ def _audience_agency(
     agency.twin = twin
     picks = agency.id("agency", -1).int
     if twin is None:
-        agency.name, agency.domain = taken.claim(base, picks >> 8)
+        agency.name, agency.domain = taken.claim(cast(str, base), picks >> 8)  # given where there is no twin
         agency.shared_users = agency.shared_clients = 0
     else:
         agency.name = _variant(twin.name, picks % 6, legal_suffix_may_differ=True)
@@ -559,6 +564,8 @@ def _leads(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
     for i in range(a.n("leads")):
         row_id = a.id("leads", i)
         magnet = rng.randrange(a.n("lead_magnets"))
+        magnet_id: uuid.UUID | None
+        campaign_id: uuid.UUID | None
         # Most leads came through a lead magnet and so through its campaign; some arrived bare.
         if rng.random() < 0.6:
             magnet_id, campaign_id = a.id("lead_magnets", magnet), a.id("campaigns", magnet % a.n("campaigns"))
@@ -702,7 +709,7 @@ def _skill_executions(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
         row_id = a.id("skill_executions", i)
         status = rng.choice(("queued", "running", "succeeded", "succeeded", "failed"))
         started = None if status == "queued" else _stamp(row_id)
-        finished = _later(started, rng, 1) if status in ("succeeded", "failed") else None
+        finished = _later(cast(datetime, started), rng, 1) if status in ("succeeded", "failed") else None
         output = json.dumps({"ok": status == "succeeded"}) if finished else None
         yield row_id, a.pick(rng, "campaign_skills"), status, _maybe(rng, 0.2, '{"lead": 1}'), output, started, finished
 
@@ -819,14 +826,15 @@ def _email_queue(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
             if to_email:
                 break
             lead_id = a.pick(rng, "leads")
+        tied_to: uuid.UUID | None = lead_id
         if to_email is None:  # an address typed in by hand, tied to no lead
-            lead_id, to_email = None, f"contact{i}@{a.mail_domain}"
+            tied_to, to_email = None, f"contact{i}@{a.mail_domain}"
         status = rng.choice(("queued", "sent", "sent", "bounced"))
         body = _maybe(rng, 0.1, "Here is the guide you asked for.")
         yield (
             row_id,
             agency_id,
-            lead_id,
+            tied_to,
             to_email,
             "Your guide",
             body,
@@ -1082,7 +1090,7 @@ def _aos_agency(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
 def _aos_person(a: _AudienceAgency, index: int) -> tuple[str, str, str]:
     """First name, last name and email of AudienceOS user `index`; the first few are RevOS users too."""
     if index < a.shared_users:
-        twin = a.twin
+        twin = cast(_RevosAgency, a.twin)  # only an agency with a twin shares users
         first, last = _person(twin.id("users", index))
         email = _revos_user_email(twin, index)
         # The same person, but AudienceOS kept the capitals they typed at sign-up.
@@ -1113,7 +1121,7 @@ def _aos_users(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
 def _aos_client_name(a: _AudienceAgency, index: int) -> str:
     if index < a.shared_clients:
         # exact, upper case, "X, Inc." for "X Inc", extra whitespace, lower case
-        return _variant(_revos_client_name(a.twin, index), (0, 1, 3, 2, 4)[index % 5])
+        return _variant(_revos_client_name(cast(_RevosAgency, a.twin), index), (0, 1, 3, 2, 4)[index % 5])
     # Numbered past the RevOS twin's clients, so no accidental twin appears.
     twin_clients = a.twin.n("clients") if a.twin else 0
     return _company(twin_clients + index, _company_offset(a.twin or a))
@@ -1328,11 +1336,16 @@ def _write(plan: _Plan) -> DemoSummary:
     for agency in plan.revos:
         twin = twins.get(id(agency))
         summary.agencies.append(
-            DemoAgency(agency.id("agencies", 0), agency.name, twin and twin.id("agency", 0), twin and twin.name)
+            DemoAgency(
+                agency.id("agencies", 0),
+                agency.name,
+                twin.id("agency", 0) if twin else None,
+                twin.name if twin else None,
+            )
         )
-    for agency in plan.audience:
-        if agency.twin is None:
-            summary.agencies.append(DemoAgency(None, None, agency.id("agency", 0), agency.name))
+    for audience_agency in plan.audience:
+        if audience_agency.twin is None:
+            summary.agencies.append(DemoAgency(None, None, audience_agency.id("agency", 0), audience_agency.name))
     return summary
 
 
@@ -1344,7 +1357,7 @@ def _require_schemas() -> None:
     ):
         with connections[database].cursor() as cursor:
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f"public.{table}"])
-            if not cursor.fetchone()[0]:
+            if not fetch_value(cursor):
                 raise DemoDataError(f"The {database} database has no {table} table: run `manage.py {command}` first.")
 
 

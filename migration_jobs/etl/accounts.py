@@ -92,7 +92,7 @@ def identities_match(
     or, for a merged person, when their account already has an identity of that provider (their
     AudienceOS email login stands for the RevOS one).
     """
-    rows = source.execute(
+    rows: list[tuple[str, str, str, str]] = source.execute(
         sql.SQL("SELECT id::text, provider, provider_id, user_id::text FROM {} WHERE {} ORDER BY id").format(
             plan.source_table, plan.scope_condition(source_agency_id)
         )
@@ -127,7 +127,7 @@ def identities_match(
 
 def merged_people(
     source: psycopg.Connection, target: psycopg.Connection, *, accounts: list[Match], identities: list[Match]
-) -> list[dict]:
+) -> list[dict[str, str | list[str] | None]]:
     """For the plan: each person merged into their AudienceOS account, the password they will use
     and what happens to their RevOS identities, so staff can tell them."""
     if not accounts:
@@ -153,11 +153,12 @@ def merged_people(
         ).fetchall()
     }
     kept_identities = {source_id for _, source_id, _, _ in identities}
-    people = []
+    people: list[dict[str, str | list[str] | None]] = []
     for _, source_id, _, target_id in accounts:
         revos_email, revos_identities = revos.get(source_id, (None, []))
         email, has_password, providers = unified[target_id]
-        attached, not_attached = [], []
+        attached: list[str] = []
+        not_attached: list[str] = []
         for item in revos_identities:
             identity_id, provider = item.split(":", 1)
             (not_attached if identity_id in kept_identities else attached).append(provider)

@@ -52,6 +52,7 @@ from uuid import UUID
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl.connections import fetch_row, fetch_value
 from migration_jobs.mapping import TABLE_MAPS
 
 TRIGGER = "controlplane_capture"
@@ -191,7 +192,7 @@ def capture_triggers_problems(
     return problems
 
 
-def _trigger_problem(shape: TriggerShape, found: tuple | None, table: CapturedTable) -> str:
+def _trigger_problem(shape: TriggerShape, found: tuple[int, str, str, list[str]] | None, table: CapturedTable) -> str:
     if found is None:
         return "is missing"
     tgtype, enabled, function, args = found
@@ -213,7 +214,7 @@ def capture_triggers_verify(connection: psycopg.Connection, *, tables: Sequence[
     (they need a superuser to create): so every catch-up, verification, cutover and switch back
     looks before it trusts the capture.
     """
-    relied_on = connection.execute("SELECT EXISTS (SELECT 1 FROM controlplane.capture_agency)").fetchone()[0]
+    relied_on = fetch_value(connection.execute("SELECT EXISTS (SELECT 1 FROM controlplane.capture_agency)"))
     connection.commit()
     problems = capture_triggers_problems(connection, tables=tables) if relied_on else {}
     if problems:
@@ -261,7 +262,7 @@ def _triggers_install(connection: psycopg.Connection, *, tables: Sequence[Captur
     }
     if not problems:
         return []
-    captured = connection.execute("SELECT count(*) FROM controlplane.capture_agency").fetchone()[0]
+    captured = fetch_value(connection.execute("SELECT count(*) FROM controlplane.capture_agency"))
     connection.commit()
     if captured and not repair:
         capture_triggers_verify(connection, tables=tables, database=connection.info.dbname)
@@ -357,7 +358,8 @@ def capture_remove(connection: psycopg.Connection, *, agency_id: UUID) -> None:
 
 def snapshot_of(snapshot: psycopg.Connection) -> str:
     """This REPEATABLE READ transaction's snapshot (taking it, if no statement has yet)."""
-    return snapshot.execute("SELECT pg_current_snapshot()::text").fetchone()[0]
+    taken: str = fetch_value(snapshot.execute("SELECT pg_current_snapshot()::text"))
+    return taken
 
 
 def changes_read(snapshot: psycopg.Connection, *, agency_id: UUID, since: str | None) -> dict[str, list[str]]:
@@ -374,13 +376,15 @@ def changes_pending_count(connection: psycopg.Connection, *, agency_id: UUID) ->
     """(records, distinct rows) not applied yet: an estimate of the next catch-up's work."""
     state = capture_state(connection, agency_id=agency_id)
     since = state.applied_snapshot if state else None
-    row = connection.execute(
-        "SELECT count(*), count(DISTINCT (table_name, row_id)) FROM controlplane.change_log"
-        f" WHERE agency_id = %s AND {NOT_SEEN_BY}",
-        [agency_id, since, since, since],
-    ).fetchone()
+    records, rows = fetch_row(
+        connection.execute(
+            "SELECT count(*), count(DISTINCT (table_name, row_id)) FROM controlplane.change_log"
+            f" WHERE agency_id = %s AND {NOT_SEEN_BY}",
+            [agency_id, since, since, since],
+        )
+    )
     connection.commit()
-    return row[0], row[1]
+    return records, rows
 
 
 def changes_since(connection: psycopg.Connection, *, agency_id: UUID, since: datetime | None) -> dict[str, list[str]]:
@@ -436,7 +440,8 @@ def fence_set(connection: psycopg.Connection, *, agency_id: UUID, owner: str, me
         connection.rollback()
         raise LookupError(f"agency {agency_id} is not captured, so it cannot be fenced")
     connection.commit()
-    return row[0]
+    xid: int = row[0]
+    return xid
 
 
 def fence_lift(connection: psycopg.Connection, *, agency_id: UUID, owner: str | None = None) -> bool:
@@ -454,7 +459,7 @@ def fence_bypass(connection: psycopg.Connection) -> None:
     """Let this connection's current transaction write fenced rows, unrecorded (the control plane's own work)."""
     key = connection.execute("SELECT key FROM controlplane.fence_key").fetchone()
     if key is None:  # the key row was removed (a test emptying tables): make a new one
-        key = connection.execute("INSERT INTO controlplane.fence_key DEFAULT VALUES RETURNING key").fetchone()
+        key = fetch_row(connection.execute("INSERT INTO controlplane.fence_key DEFAULT VALUES RETURNING key"))
     connection.execute("SELECT set_config(%s, %s, true)", [BYPASS_SETTING, key[0]])
 
 
@@ -484,11 +489,13 @@ def transactions_older(connection: psycopg.Connection, *, xid: int) -> list[str]
         " AND (age(backend_xid) >= age(%s::text::xid8::xid) OR age(backend_xmin) >= age(%s::text::xid8::xid))",
         [OWN_APPLICATION_PREFIX + "%", xid, xid],
     ).fetchall()
-    sees_all, oldest_running = connection.execute(
-        "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-        " OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),"
-        " pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-    ).fetchone()
+    sees_all, oldest_running = fetch_row(
+        connection.execute(
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+            " OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),"
+            " pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+        )
+    )
     connection.commit()
     described = [
         f"pid {pid} ({user}, {app or 'no application name'}, {state}, open {age})"

@@ -144,7 +144,7 @@ def dependency_order(tables: list[str], foreign_keys: dict[str, dict[str, str]])
     INSERT statement); ties keep the order they were given in.
     """
     wanted = set(tables)
-    sorter = TopologicalSorter()
+    sorter: TopologicalSorter[str] = TopologicalSorter()
     for table in tables:
         parents = {p for p in foreign_keys.get(table, {}).values() if p in wanted and p != table}
         sorter.add(table, *sorted(parents, key=tables.index))

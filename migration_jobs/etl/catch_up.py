@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from uuid import UUID
 
 import psycopg
 from psycopg import sql
@@ -69,6 +70,7 @@ class CapturedMigration(AgencyMigration):
             snapshot = capture.snapshot_of(source)  # takes the run's snapshot
             capture.apply_begin(control, agency_id=self.source_agency_id, snapshot=snapshot, full=not from_capture)
             if from_capture:
+                assert state is not None and state.applied_snapshot is not None  # what from_capture says
                 self._from_capture(source, target, since=state.applied_snapshot)
             report = super()._run_locked(source, target)
             capture.apply_finish(control, agency_id=self.source_agency_id)
@@ -97,7 +99,7 @@ class CapturedMigration(AgencyMigration):
         )
 
 
-def _agency_name(connection: psycopg.Connection, agency_id) -> str:
+def _agency_name(connection: psycopg.Connection, agency_id: UUID) -> str:
     row = connection.execute("SELECT name FROM agencies WHERE id = %s", [agency_id]).fetchone()
     connection.commit()
     return row[0] if row else ""

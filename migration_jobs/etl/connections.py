@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any, Protocol
 
 import psycopg
 from django.conf import settings
@@ -22,6 +23,37 @@ SERVER_KEEPALIVE_OPTIONS = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval
 DATABASE_LABELS = {"default": "control-plane"}
 # The application_name tag of a connection opened inside an RQ job; the rest of it is `controlplane-<purpose>`.
 WORKER_TAG = " w="
+
+
+class Cursor(Protocol):
+    """A DB-API cursor, psycopg's or Django's, as the statements shared by both use it.
+
+    Rows are `Any`: their shape is the SQL's, which the type checker does not read.
+    """
+
+    def execute(self, query: Any, params: Any = ..., /) -> object: ...
+
+    def executemany(self, query: Any, params_seq: Any, /) -> object: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    @property
+    def rowcount(self) -> int: ...
+
+
+def fetch_row(cursor: Cursor) -> Any:
+    """The one row a statement always returns (an aggregate, a function's result, `RETURNING` of a sure write).
+
+    psycopg types `fetchone()` as possibly None; here the SQL rules that out.
+    """
+    return cursor.fetchone()
+
+
+def fetch_value(cursor: Cursor) -> Any:
+    """The first column of the one row a statement always returns (count(*), EXISTS, a function's result)."""
+    return cursor.fetchone()[0]
 
 
 def application_name(purpose: str) -> str:

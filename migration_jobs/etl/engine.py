@@ -22,10 +22,11 @@ import platform
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -41,7 +42,7 @@ from migration_jobs.etl.accounts import (
     source_emails,
 )
 from migration_jobs.etl.catalog import catalog_read, table_identifier
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_row, fetch_value
 from migration_jobs.etl.plan import (
     MappingError,
     TablePlan,
@@ -51,7 +52,6 @@ from migration_jobs.etl.plan import (
 )
 from migration_jobs.etl.scheduler import (
     BatchDone,
-    Control,
     Flight,
     Lane,
     ReportBatch,
@@ -60,6 +60,9 @@ from migration_jobs.etl.scheduler import (
     table_parents,
     tables_write,
     units_plan,
+)
+from migration_jobs.etl.scheduler import (
+    Control as Control,  # re-exported: a run's on_progress answers with it
 )
 from migration_jobs.etl.unified_guard import unified_guard_forget
 from migration_jobs.mapping import Identity
@@ -129,7 +132,7 @@ class Progress:
 class MigrationReport:
     tables: dict[str, TableOutcome] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, dict[str, Any]]:
         return {name: vars(outcome) for name, outcome in self.tables.items()}
 
 
@@ -142,7 +145,7 @@ class PhaseClock:
     once the table or part is done). A monotonic clock read per statement costs nothing beside it."""
 
     def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     @contextmanager
     def measure(self, phase: str) -> Iterator[None]:
@@ -176,9 +179,9 @@ def large_buffers_returned() -> None:
 @contextmanager
 def agency_lock(connection: psycopg.Connection, agency_id: UUID) -> Iterator[None]:
     """Hold the agency's session advisory lock, or raise AgencyBusy at once."""
-    acquired = connection.execute(sql.SQL("SELECT pg_try_advisory_lock({})").format(lock_key(agency_id))).fetchone()
+    acquired = fetch_value(connection.execute(sql.SQL("SELECT pg_try_advisory_lock({})").format(lock_key(agency_id))))
     connection.commit()
-    if not acquired[0]:
+    if not acquired:
         raise AgencyBusy(f"Another run of agency {agency_id} is in progress (its lock is held).")
     try:
         yield
@@ -262,9 +265,9 @@ class AgencyMigration:
         clock = PhaseClock()  # the run's own steps, logged at the end (tables: TableOutcome.phases)
         with clock.measure("source counts"):
             totals = {
-                p.source: source.execute(
-                    p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p))
-                ).fetchone()[0]
+                p.source: fetch_value(
+                    source.execute(p.count_query(source_agency_id=self.source_agency_id, ids=self._ids(p)))
+                )
                 for p in plans
             }
         for plan in plans:
@@ -300,7 +303,16 @@ class AgencyMigration:
         )
         return report
 
-    def _copy_tables(self, source, target, plans: list[TablePlan], remap, checkpoints, report, totals) -> None:
+    def _copy_tables(
+        self,
+        source: psycopg.Connection,
+        target: psycopg.Connection,
+        plans: list[TablePlan],
+        remap: dict[str, str],
+        checkpoints: dict[str, tuple[UUID | None, int, bool]],
+        report: MigrationReport,
+        totals: dict[str, int],
+    ) -> None:
         """Every table (or part) not completed yet, `writers` at a time, parents first (etl/scheduler.py)."""
         references = table_dependencies(target)
         units = units_plan(
@@ -364,7 +376,7 @@ class AgencyMigration:
         target.commit()
         return previous
 
-    def _checkpoints(self, target: psycopg.Connection) -> dict[str, tuple[str | None, int, bool]]:
+    def _checkpoints(self, target: psycopg.Connection) -> dict[str, tuple[UUID | None, int, bool]]:
         rows = target.execute(
             sql.SQL("SELECT source_table, last_source_id, rows_done, completed FROM {} WHERE agency_id = %s").format(
                 CHECKPOINT
@@ -424,7 +436,15 @@ class AgencyMigration:
 
     # Copy: stream the source, write batches ------------------------------------------------
 
-    def _copy_table(self, lane: Lane, unit: Unit, remap, last_id, report, report_batch: ReportBatch) -> None:
+    def _copy_table(
+        self,
+        lane: Lane,
+        unit: Unit,
+        remap: dict[str, str],
+        last_id: UUID | None,
+        report: MigrationReport,
+        report_batch: ReportBatch,
+    ) -> None:
         """Stream one table (or one part of it) on a writer's connections: a reader thread fills
         batches while this thread writes the previous one."""
         began = time.monotonic()
@@ -452,7 +472,9 @@ class AgencyMigration:
             "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
             extra={"agency_id": str(self.source_agency_id)},
         )
-        batches: queue.Queue = queue.Queue(maxsize=1)  # one batch read ahead: memory stays at ~3 batches
+        batches: queue.Queue[_Batch | BaseException] = queue.Queue(
+            maxsize=1
+        )  # one batch read ahead: memory stays at ~3 batches
         stop = threading.Event()
         reader = threading.Thread(
             target=self._read_batches,
@@ -481,7 +503,7 @@ class AgencyMigration:
                 outcome.seconds = round(outcome.seconds + time.monotonic() - began, 3)
                 writer.clock.merge_into(outcome.phases)
 
-    def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: str | None) -> bool:
+    def _written_ahead(self, target: psycopg.Connection, unit: Unit, last_id: UUID | None) -> bool:
         """Has a run of this agency already written rows of the table (within the unit's id range)
         beyond its checkpoint?"""
         with target.cursor() as cursor:
@@ -525,7 +547,14 @@ class AgencyMigration:
         return digests
 
     def _read_batches(
-        self, source, plan: TablePlan, remap, statement, batches: queue.Queue, stop, as_they_are: frozenset[bytes]
+        self,
+        source: psycopg.Connection,
+        plan: TablePlan,
+        remap: dict[str, str],
+        statement: sql.Composed,
+        batches: queue.Queue[_Batch | BaseException],
+        stop: threading.Event,
+        as_they_are: frozenset[bytes],
     ) -> None:
         """Reader thread: COPY rows as they come (bytes, one per row), reused rows dropped, ids
         rewritten, rows the unified database holds as they are (`as_they_are`) dropped.
@@ -534,7 +563,7 @@ class AgencyMigration:
         tabs (a tab inside a value is escaped as \\t) only where an id must be looked at.
         """
 
-        def hand_over(item) -> bool:
+        def hand_over(item: _Batch | BaseException) -> bool:
             while not stop.is_set():
                 try:
                     batches.put(item, timeout=0.2)
@@ -571,7 +600,16 @@ class AgencyMigration:
         except BaseException as error:  # handed to the writing thread, which raises it
             hand_over(error)
 
-    def _flush(self, writer: BatchWriter, batch, report, report_batch: ReportBatch, *, skipped: int, completed: bool):
+    def _flush(
+        self,
+        writer: BatchWriter,
+        batch: CopyRows,
+        report: MigrationReport,
+        report_batch: ReportBatch,
+        *,
+        skipped: int,
+        completed: bool,
+    ) -> None:
         """Write one batch on a writer's thread, then stop there if the run's thread says so."""
         number = next(self.state.batch_numbers)
         inserted, updated = writer.write(batch, batch_no=number, completed=completed)
@@ -613,7 +651,7 @@ class AgencyMigration:
 
     # Catch-up: rows deleted at the source leave the unified database -----------------------
 
-    def _delete_vanished(self, source, target, plan: TablePlan) -> int:
+    def _delete_vanished(self, source: psycopg.Connection, target: psycopg.Connection, plan: TablePlan) -> int:
         """Remove unified rows this agency's migration inserted whose source row is gone."""
         target.execute("CREATE TEMP TABLE IF NOT EXISTS seen_source_id (id uuid PRIMARY KEY) ON COMMIT DELETE ROWS")
         with (
@@ -635,7 +673,7 @@ class AgencyMigration:
         return deleted
 
 
-def _row_digest(row: bytes | memoryview) -> bytes:
+def _row_digest(row: bytes | bytearray | memoryview) -> bytes:
     """A row's COPY text, in 16 bytes (a set of them stands for the rows without holding them)."""
     return hashlib.blake2b(row, digest_size=16).digest()
 
@@ -652,7 +690,7 @@ class CopyRows:
         self.data = bytearray()
         self._count = self._last_start = 0
 
-    def append(self, row: bytes | memoryview) -> None:
+    def append(self, row: bytes | bytearray | memoryview) -> None:
         self._last_start = len(self.data)
         self.data += row
         self._count += 1
@@ -806,9 +844,9 @@ class BatchWriter:
                 with clock.measure("staging COPY"), cursor.copy(self._copy_in) as copy:
                     copy.write(rows.data)
                 with clock.measure("upsert and id map"):
-                    inserted, updated = cursor.execute(
-                        self.upsert, [self.source_agency_id, self.plan.source, self.plan.target]
-                    ).fetchone()
+                    inserted, updated = fetch_row(
+                        cursor.execute(self.upsert, [self.source_agency_id, self.plan.source, self.plan.target])
+                    )
                 with clock.measure("id map"):
                     foreign = cursor.execute(self.unrecorded, [self.plan.source]).fetchone()
                 if foreign:
@@ -892,9 +930,9 @@ class ReferenceCheck:
 
     def first_orphan(self, cursor: psycopg.Cursor) -> tuple[str, str] | None:
         """(row id, why) of the first staged row whose parent is missing, or None."""
-        if cursor.execute(self.lock_parents).fetchone()[0] == 0:
+        if fetch_value(cursor.execute(self.lock_parents)) == 0:
             return None
-        row_id, value = cursor.execute(self.find_orphan).fetchone()
+        row_id, value = fetch_row(cursor.execute(self.find_orphan))
         return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
 
 
@@ -988,7 +1026,9 @@ def identity_matches(
     return []
 
 
-def _match_by_email(source, target, plan: TablePlan, *, source_agency_id: UUID) -> list[tuple[str, str, str, str]]:
+def _match_by_email(
+    source: psycopg.Connection, target: psycopg.Connection, plan: TablePlan, *, source_agency_id: UUID
+) -> list[tuple[str, str, str, str]]:
     emails = source_emails(source, plan, source_agency_id=source_agency_id)
     if not emails:
         return []
@@ -1000,7 +1040,13 @@ def _match_by_email(source, target, plan: TablePlan, *, source_agency_id: UUID) 
 
 
 def _match_by_client_name(
-    source, target, plan: TablePlan, *, source_agency_id: UUID, target_agency_id: UUID, client_links: dict[str, str]
+    source: psycopg.Connection,
+    target: psycopg.Connection,
+    plan: TablePlan,
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    client_links: dict[str, str],
 ) -> list[tuple[str, str, str, str]]:
     names = source.execute(
         sql.SQL("SELECT {}, id::text FROM {} WHERE {}").format(
@@ -1009,7 +1055,7 @@ def _match_by_client_name(
             plan.scope_condition(source_agency_id),
         )
     ).fetchall()
-    existing = dict(
+    existing: dict[str, str] = dict(
         target.execute(
             sql.SQL("SELECT {}, id::text FROM {} WHERE agency_id = %s").format(
                 sql.SQL(NORMALIZED_NAME.format("name")), plan.target_table
@@ -1056,7 +1102,7 @@ def agency_rollback(
 
 def agency_plan(
     *, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool, client_links: dict[str, str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """A dry run: what would move, what would be reused, what is already there. Writes nothing.
 
     Reuse is matched as the migration matches it, staff's explicit client links (`client_links`)
@@ -1081,7 +1127,7 @@ def agency_plan(
         tables = {}
         for plan in plans:
             reused = reused_per_table[plan.source]
-            rows = source.execute(plan.count_query(source_agency_id=source_agency_id)).fetchone()[0]
+            rows = fetch_value(source.execute(plan.count_query(source_agency_id=source_agency_id)))
             tables[plan.source] = {
                 "target": plan.target,
                 "source_rows": rows,
@@ -1098,7 +1144,9 @@ def agency_plan(
         return {"tables": tables, "conflicts": conflicts, "merged_people": people}
 
 
-def _email_conflicts(source, target, source_agency_id: UUID, target_agency_id: UUID) -> list[str]:
+def _email_conflicts(
+    source: psycopg.Connection, target: psycopg.Connection, source_agency_id: UUID, target_agency_id: UUID
+) -> list[str]:
     """Users whose email already belongs to a user of another unified agency: reused, but worth a look."""
     emails = [e for (e,) in source.execute("SELECT lower(email) FROM users WHERE agency_id = %s", [source_agency_id])]
     if not emails:

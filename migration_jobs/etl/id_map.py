@@ -19,6 +19,7 @@ from uuid import UUID
 from psycopg import sql
 
 from migration_jobs.etl.catalog import table_identifier
+from migration_jobs.etl.connections import Cursor
 
 TABLE = "controlplane.id_map"
 ID_MAP = sql.SQL(TABLE)
@@ -30,20 +31,20 @@ COLUMNS = sql.SQL("(agency_id, source_table, source_id, target_table, target_id,
 # --- questions about one agency ---------------------------------------------------------------
 
 
-def agency_has_mapped_rows(cursor, *, agency_id: UUID) -> bool:
+def agency_has_mapped_rows(cursor: Cursor, *, agency_id: UUID) -> bool:
     """Has a migration of this agency left rows behind? Even one stopped half-way fills the map; a
     rollback empties it. The one answer to "is this agency migrated (in part)?"."""
     cursor.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE agency_id = %s)").format(ID_MAP), [agency_id])
-    return cursor.fetchone()[0]
+    return bool(cursor.fetchone()[0])
 
 
-def agency_inserted_count(cursor, *, agency_id: UUID) -> int:
+def agency_inserted_count(cursor: Cursor, *, agency_id: UUID) -> int:
     """How many unified rows this agency's runs inserted (what a rollback would delete)."""
     cursor.execute(sql.SQL("SELECT count(*) FROM {} WHERE agency_id = %s AND inserted").format(ID_MAP), [agency_id])
-    return cursor.fetchone()[0]
+    return int(cursor.fetchone()[0])
 
 
-def agency_mapped_counts(cursor, *, agency_id: UUID) -> dict[str, int]:
+def agency_mapped_counts(cursor: Cursor, *, agency_id: UUID) -> dict[str, int]:
     """Mapped rows per source table (inserted or reused)."""
     cursor.execute(
         sql.SQL("SELECT source_table, count(*) FROM {} WHERE agency_id = %s GROUP BY 1").format(ID_MAP), [agency_id]
@@ -51,7 +52,7 @@ def agency_mapped_counts(cursor, *, agency_id: UUID) -> dict[str, int]:
     return dict(cursor.fetchall())
 
 
-def agency_reused_ids(cursor, *, agency_id: UUID) -> dict[str, str]:
+def agency_reused_ids(cursor: Cursor, *, agency_id: UUID) -> dict[str, str]:
     """Source id -> unified id of the rows AudienceOS already had (agency, users, clients)."""
     cursor.execute(
         sql.SQL("SELECT source_id::text, target_id::text FROM {} WHERE agency_id = %s AND NOT inserted").format(ID_MAP),
@@ -60,7 +61,7 @@ def agency_reused_ids(cursor, *, agency_id: UUID) -> dict[str, str]:
     return dict(cursor.fetchall())
 
 
-def agency_people_merged(cursor, *, agency_id: UUID) -> dict[str, str]:
+def agency_people_merged(cursor: Cursor, *, agency_id: UUID) -> dict[str, str]:
     """RevOS person id -> the unified person (and account) they were merged into."""
     cursor.execute(
         sql.SQL(
@@ -79,12 +80,12 @@ def agency_inserted_tables() -> sql.Composed:
     )
 
 
-def agency_back_map(cursor, *, agency_id: UUID) -> dict[str, str]:
+def agency_back_map(cursor: Cursor, *, agency_id: UUID) -> dict[str, str]:
     """Unified id -> RevOS id of the rows AudienceOS already had: `agency_reused_ids` turned around."""
     return {target: source for source, target in agency_reused_ids(cursor, agency_id=agency_id).items()}
 
 
-def table_source_ids(cursor, *, agency_id: UUID, source_table: str) -> set[str]:
+def table_source_ids(cursor: Cursor, *, agency_id: UUID, source_table: str) -> set[str]:
     """The RevOS ids of one source table the map knows for the agency."""
     cursor.execute(
         sql.SQL("SELECT source_id::text FROM {} WHERE agency_id = %s AND source_table = %s").format(ID_MAP),
@@ -93,21 +94,21 @@ def table_source_ids(cursor, *, agency_id: UUID, source_table: str) -> set[str]:
     return {row[0] for row in cursor.fetchall()}
 
 
-def table_mapped_count(cursor, *, agency_id: UUID, source_table: str) -> int:
+def table_mapped_count(cursor: Cursor, *, agency_id: UUID, source_table: str) -> int:
     """Mapped rows of one source table of the agency."""
     cursor.execute(
         sql.SQL("SELECT count(*) FROM {} WHERE agency_id = %s AND source_table = %s").format(ID_MAP),
         [agency_id, source_table],
     )
-    return cursor.fetchone()[0]
+    return int(cursor.fetchone()[0])
 
 
 def table_written_ahead(
-    cursor,
+    cursor: Cursor,
     *,
     agency_id: UUID,
     source_table: str,
-    last_id: str | None,
+    last_id: UUID | None,
     id_range: tuple[UUID | None, UUID | None] = (None, None),
 ) -> bool:
     """Has a run of this agency inserted rows of the table beyond `last_id` (its checkpoint),
@@ -122,13 +123,13 @@ def table_written_ahead(
         ).format(ID_MAP),
         {"agency": agency_id, "table": source_table, "after": last_id, "low": low, "high": high},
     )
-    return cursor.fetchone()[0]
+    return bool(cursor.fetchone()[0])
 
 
 # --- writes ------------------------------------------------------------------------------------
 
 
-def identities_record(cursor, *, agency_id: UUID, matches: Iterable[tuple[str, str, str, str]]) -> None:
+def identities_record(cursor: Cursor, *, agency_id: UUID, matches: Iterable[tuple[str, str, str, str]]) -> None:
     """Record (source table, source id, target table, target id) pairs of rows AudienceOS already had."""
     cursor.executemany(
         sql.SQL(
@@ -138,7 +139,7 @@ def identities_record(cursor, *, agency_id: UUID, matches: Iterable[tuple[str, s
     )
 
 
-def rows_record(cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str, str, bool]]) -> None:
+def rows_record(cursor: Cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str, str, bool]]) -> None:
     """Record (source table, target table, id, inserted) rows that keep one id on both sides."""
     cursor.executemany(
         sql.SQL(
@@ -148,7 +149,7 @@ def rows_record(cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str, str, 
     )
 
 
-def rows_forget(cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str]]) -> None:
+def rows_forget(cursor: Cursor, *, agency_id: UUID, rows: Iterable[tuple[str, str]]) -> None:
     """Forget (source table, source id) rows of the agency."""
     cursor.executemany(
         sql.SQL("DELETE FROM {} WHERE agency_id = %s AND source_table = %s AND source_id = %s").format(ID_MAP),
@@ -190,7 +191,7 @@ def vanished_delete(target_table: str) -> sql.Composed:
     ).format(id_map=ID_MAP, target=table_identifier(target_table))
 
 
-def inserted_rows_delete(cursor, *, agency_id: UUID, source_table: str, target_table: str) -> int:
+def inserted_rows_delete(cursor: Cursor, *, agency_id: UUID, source_table: str, target_table: str) -> int:
     """Delete the unified rows of one table the agency's runs inserted; how many."""
     cursor.execute(
         sql.SQL(
@@ -202,7 +203,7 @@ def inserted_rows_delete(cursor, *, agency_id: UUID, source_table: str, target_t
     return cursor.rowcount
 
 
-def agency_forget(cursor, *, agency_id: UUID) -> None:
+def agency_forget(cursor: Cursor, *, agency_id: UUID) -> None:
     """Drop the agency's whole map (after its inserted rows are gone)."""
     cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(ID_MAP), [agency_id])
 
@@ -235,7 +236,7 @@ def agency_reused_in(*, agency_id: UUID, target_table: str) -> sql.Composed:
     )
 
 
-def agency_target_ids(cursor, *, agency_id: UUID, source_tables: list[str]) -> dict[str, set[str]]:
+def agency_target_ids(cursor: Cursor, *, agency_id: UUID, source_tables: list[str]) -> dict[str, set[str]]:
     """Source table -> the unified ids the agency's map rows of it point at (inserted or reused)."""
     cursor.execute(
         sql.SQL(

@@ -15,6 +15,8 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
+from migration_jobs.etl.connections import fetch_value
+
 LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
 REMOTE_DEFAULT = 2
 
@@ -23,7 +25,8 @@ def snapshot_export(connection: psycopg.Connection) -> str:
     """The id of `connection`'s transaction snapshot; valid while that transaction stays open."""
     if connection.isolation_level not in (psycopg.IsolationLevel.REPEATABLE_READ, psycopg.IsolationLevel.SERIALIZABLE):
         raise ValueError("Only a REPEATABLE READ or SERIALIZABLE transaction has one snapshot to share.")
-    return connection.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    snapshot: str = fetch_value(connection.execute("SELECT pg_export_snapshot()"))
+    return snapshot
 
 
 def snapshot_join(connection: psycopg.Connection, snapshot: str) -> None:

@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -43,7 +44,7 @@ class RefusedRow:
     reason: str
     value: str
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -54,7 +55,7 @@ class _Check:
     query: sql.Composable  # selects (id, value) of the refused staged rows
 
 
-def agency_preflight(*, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool) -> dict:
+def agency_preflight(*, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool) -> dict[str, Any]:
     """The plan's second half: table order, refused rows, tables left behind and tables nobody mapped."""
     with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-check") as target:
         source.read_only = True
@@ -116,7 +117,12 @@ def _refused(target: psycopg.Connection, plan: TablePlan, check: _Check) -> list
 
 
 def _checks(
-    target: psycopg.Connection, plan: TablePlan, stage: str, staged: dict[str, list[str]], *, existing_rows_conflict
+    target: psycopg.Connection,
+    plan: TablePlan,
+    stage: str,
+    staged: dict[str, list[str]],
+    *,
+    existing_rows_conflict: bool,
 ) -> Iterator[_Check]:
     table = plan.target_table.as_string(target)
     yield from _not_null_checks(target, plan, table, stage)
@@ -130,7 +136,7 @@ def _staged_columns(plan: TablePlan, columns: list[str]) -> bool:
     return all(column in plan.target_columns for column in columns)
 
 
-def _not_null_checks(target, plan: TablePlan, table: str, stage: str) -> Iterator[_Check]:
+def _not_null_checks(target: psycopg.Connection, plan: TablePlan, table: str, stage: str) -> Iterator[_Check]:
     rows = target.execute(
         "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
         " AND NOT attisdropped AND attnotnull ORDER BY attnum",
@@ -147,7 +153,7 @@ def _not_null_checks(target, plan: TablePlan, table: str, stage: str) -> Iterato
             )
 
 
-def _length_checks(target, plan: TablePlan, table: str, stage: str) -> Iterator[_Check]:
+def _length_checks(target: psycopg.Connection, plan: TablePlan, table: str, stage: str) -> Iterator[_Check]:
     rows = target.execute(
         "SELECT attname, atttypmod - 4 FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
         " AND NOT attisdropped AND atttypid IN ('varchar'::regtype, 'bpchar'::regtype) AND atttypmod > 4"
@@ -165,7 +171,7 @@ def _length_checks(target, plan: TablePlan, table: str, stage: str) -> Iterator[
             )
 
 
-def _check_constraints(target, plan: TablePlan, table: str, stage: str) -> Iterator[_Check]:
+def _check_constraints(target: psycopg.Connection, plan: TablePlan, table: str, stage: str) -> Iterator[_Check]:
     rows = target.execute(
         "SELECT conname, pg_get_expr(conbin, conrelid) FROM pg_constraint"
         " WHERE conrelid = %s::regclass AND contype = 'c' ORDER BY conname",
@@ -200,7 +206,7 @@ def _readable(expression: str) -> str:
 
 
 def _foreign_key_checks(
-    target, plan: TablePlan, table: str, stage: str, staged: dict[str, list[str]]
+    target: psycopg.Connection, plan: TablePlan, table: str, stage: str, staged: dict[str, list[str]]
 ) -> Iterator[_Check]:
     rows = target.execute(
         "SELECT c.conname, c.confrelid::regclass::text,"
@@ -238,7 +244,7 @@ def _foreign_key_checks(
 
 
 def _unique_checks(
-    target, plan: TablePlan, table: str, stage: str, *, existing_rows_conflict: bool
+    target: psycopg.Connection, plan: TablePlan, table: str, stage: str, *, existing_rows_conflict: bool
 ) -> Iterator[_Check]:
     rows = target.execute(
         "SELECT i.indexrelid::regclass::text,"
@@ -249,7 +255,7 @@ def _unique_checks(
     ).fetchall()
     for name, keys, predicate in rows:
 
-        def keyed(relation: sql.Composable, keys=keys, predicate=predicate) -> sql.Composed:
+        def keyed(relation: sql.Composable, keys: list[str] = keys, predicate: str | None = predicate) -> sql.Composed:
             """(id, the key as text) of the rows the index covers, its key complete."""
             return sql.SQL("SELECT id, ROW({})::text AS key FROM {} WHERE {}{}").format(
                 sql.SQL(", ").join(sql.SQL(k) for k in keys),

@@ -36,6 +36,7 @@ import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -188,7 +189,7 @@ def _picked(plan: ReverseTablePlan, scope: Scope) -> sql.Composed:
         # Without a capture a new row of a shared table cannot be told from AudienceOS's own rows.
         return from_revos
     sources = list(plan.sources_of_target)
-    conditions = [
+    conditions: list[sql.Composable] = [
         sql.SQL("{} = {}").format(plan.forward.target_agency("t"), sql.Literal(scope.target_agency_id)),
         sql.SQL("({})").format(new_rows_condition(entry.new_rows)),
         id_map.unmapped_source(source_tables=sources, alias="t"),
@@ -389,7 +390,7 @@ class ReverseReport:
                 lines.append(f"{change.source}: RevOS refuses the rows: {change.refused}")
         return lines
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "tables": {
                 name: {
@@ -596,7 +597,9 @@ def reverse_plan(*, scope: Scope) -> ReverseReport:
         return report
 
 
-def _trial(revos: psycopg.Connection, plans: list[ReverseTablePlan], stages: dict[str, _Stage], report) -> None:
+def _trial(
+    revos: psycopg.Connection, plans: list[ReverseTablePlan], stages: dict[str, _Stage], report: ReverseReport
+) -> None:
     """Apply in savepoints and keep RevOS's refusal per table; the caller rolls everything back."""
     steps = [(p, "upsert") for p in plans] + [(p, "delete") for p in reversed(plans)]
     for plan, step in steps:
@@ -624,7 +627,7 @@ def reverse_apply(*, scope: Scope) -> ReverseReport:
         if problems:
             revos.rollback()
             raise ReverseRefused("; ".join(problems) + ". Nothing was written.")
-        new_rows = {p.source: set() for p in plans}
+        new_rows: dict[str, set[str]] = {p.source: set() for p in plans}
         for plan in plans:
             known = _known_ids(unified, plan, scope)
             new_rows[plan.source] = {i for i in stages[plan.source].new_ids() if i not in known}

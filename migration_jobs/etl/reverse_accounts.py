@@ -25,13 +25,14 @@ from uuid import UUID
 from psycopg import sql
 
 from migration_jobs.etl import id_map
+from migration_jobs.etl.connections import Cursor
 
 ACCOUNTS, IDENTITIES = "auth.users", "auth.identities"
 BASELINE = sql.SQL("controlplane.reverse_baseline")
 
 
 def accounts_in_question(
-    cursor, *, source_agency_id: UUID, target_agency_id: UUID, changed_people: frozenset[UUID]
+    cursor: Cursor, *, source_agency_id: UUID, target_agency_id: UUID, changed_people: frozenset[UUID]
 ) -> dict[str, frozenset[UUID]]:
     """auth table -> ids of the agency's accounts and identities a switch back compares with RevOS."""
     mapped = id_map.agency_target_ids(cursor, agency_id=source_agency_id, source_tables=["users", ACCOUNTS, IDENTITIES])
@@ -65,7 +66,7 @@ def accounts_in_question(
     }
 
 
-def accounts_baseline_record(cursor, *, source_agency_id: UUID) -> None:
+def accounts_baseline_record(cursor: Cursor, *, source_agency_id: UUID) -> None:
     """At the cutover: keep the merged accounts and every identity of the agency's accounts as they
     are, for a switch back to tell what the apps changed since from what AudienceOS had."""
     accounts = id_map.agency_targets(agency_id=source_agency_id, source_table=ACCOUNTS)

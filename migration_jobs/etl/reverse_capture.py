@@ -37,7 +37,7 @@ def unified_captured_tables() -> list[capture.CapturedTable]:
     A switch back still compares the accounts whole (etl/reverse_accounts.py); capturing them here
     is what holds them behind its fence, GoTrue's writes included (sign-ins alone pass: volatile).
     """
-    tables = []
+    tables: list[capture.CapturedTable] = []
     for entry in TABLE_MAPS:
         if not entry.captured or any(t.name == entry.target for t in tables):
             continue

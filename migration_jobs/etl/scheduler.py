@@ -190,7 +190,7 @@ class _Finished:
 @dataclass
 class _Reported:
     batch: BatchDone
-    answer: Future = field(default_factory=Future)
+    answer: Future[Control] = field(default_factory=Future)
 
 
 class TableScheduler:

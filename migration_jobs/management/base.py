@@ -7,6 +7,8 @@ that mean "a server is down" are turned into a CommandError here, once, whatever
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -50,7 +52,7 @@ class ProjectCommand(BaseCommand):
 
     unreachable_returncode = 1
 
-    def execute(self, *args, **options):
+    def execute(self, *args: Any, **options: Any) -> str | None:
         try:
             return super().execute(*args, **options)
         except UNREACHABLE as error:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.management.base import CommandError
 
 from migration_jobs.management.base import ProjectCommand, database_unreachable
@@ -18,6 +20,6 @@ class DatabaseCommand(ProjectCommand):
 
     databases: tuple[str, ...] = ("default", "unified", "revos")
 
-    def execute(self, *args, **options):
+    def execute(self, *args: Any, **options: Any) -> str | None:
         databases_require(*self.databases, returncode=self.unreachable_returncode)
         return super().execute(*args, **options)

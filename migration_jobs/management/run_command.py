@@ -1,9 +1,11 @@
 """The shared body of migrate_agency and rollback_agency: resolve, queue (or run here), report."""
 
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.database_command import DatabaseCommand
-from migration_jobs.models import MigrationRun
+from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.follow_ups import migration_run_follow_ups
@@ -11,20 +13,20 @@ from migration_jobs.services.migration import migration_run_execute, migration_r
 
 
 class RunCommand(DatabaseCommand):
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
         parser.add_argument("--sync", action="store_true", help="Run in this process instead of queueing for a worker.")
 
-    def kind(self, options) -> str:
+    def kind(self, options: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def request_run(self, link, options) -> MigrationRun:
+    def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
 
     def execute_run(self, run: MigrationRun) -> MigrationRun:
         return migration_run_execute(run_id=run.pk)
 
-    def handle(self, *args, agency_id: str, sync: bool, **options):
+    def handle(self, *args: Any, agency_id: str, sync: bool, **options: Any) -> None:
         try:
             link = agency_link_resolve(agency_id)
             run = self.request_run(link, {**options, "sync": sync})
@@ -54,7 +56,7 @@ class SteppedRunCommand(RunCommand):
     window_label = ""  # what the run's window_seconds measures, e.g. "write downtime (fence to switch)"
     reason_required = True  # False where an option (a dry run) needs none; the command checks it then
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "--reason", required=self.reason_required, help="Why, kept with the run and the unified_db change."

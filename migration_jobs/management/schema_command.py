@@ -1,7 +1,9 @@
 """The shared body of apply_unified_schema and apply_revos_schema."""
 
+from typing import Any
+
 import psycopg
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
 from migration_jobs.etl.connections import DatabaseUnreachable
@@ -13,7 +15,7 @@ from migration_jobs.services.schema_scratch import schema_lock_plan
 class SchemaCommand(ProjectCommand):
     database: str
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--plan", action="store_true", help="Print what would be applied; apply nothing.")
         parser.add_argument(
             "--baseline",
@@ -21,7 +23,7 @@ class SchemaCommand(ProjectCommand):
             help="Record files up to VERSION as applied without running them (the database already has them).",
         )
 
-    def handle(self, *args, plan: bool, baseline: str | None, **options):
+    def handle(self, *args: Any, plan: bool, baseline: str | None, **options: Any) -> None:
         try:
             if plan:
                 self._print_plan()

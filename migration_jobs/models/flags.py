@@ -117,7 +117,7 @@ class AiProvider(models.TextChoices):
 
 
 # Which backend the shared HGC component loads in each app when staff chose nothing else (seed case 3).
-DEFAULT_AI_PROVIDERS = {
+DEFAULT_AI_PROVIDERS: dict[str, str] = {
     FeatureFlag.AppContext.AUDIENCE: AiProvider.GEMINI,
     FeatureFlag.AppContext.REVOS: AiProvider.AGENTKIT,
 }

@@ -6,6 +6,9 @@ across databases): `revos_agency_id` in the RevOS source, `unified_agency_id` in
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -181,7 +184,7 @@ class MigrationRun(TrackedRun):
         return f"ETA {hours}h {rest // 60:02d}m" if hours else f"ETA {rest // 60}m {rest % 60:02d}s"
 
     @property
-    def duration(self):
+    def duration(self) -> timedelta | None:
         if not self.started_at:
             return None
         return (self.finished_at or timezone.now()) - self.started_at
@@ -221,7 +224,7 @@ class VerificationRun(TrackedRun):
     def __str__(self) -> str:
         return f"Verification of {self.agency_link} ({self.get_verdict_display()})"
 
-    def fail(self, error: str, **fields) -> bool:
+    def fail(self, error: str, **fields: Any) -> bool:
         """A verification that could not check ends with verdict error, which keeps the cutover closed."""
         return super().fail(error, verdict=self.Verdict.ERROR, **fields)
 

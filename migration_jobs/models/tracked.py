@@ -9,6 +9,7 @@ whether it won.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -51,21 +52,21 @@ class TrackedRun(models.Model):
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
 
-    def start(self, **fields) -> bool:
+    def start(self, **fields: Any) -> bool:
         """Claim the run for this worker; False when it ended, was stopped, or cannot be started again."""
         fields.setdefault("started_at", timezone.now())
         return self._transition(self.STARTABLE_STATUSES, status=self.RUNNING, **fields)
 
-    def finish(self, status: str, *, from_statuses: tuple[str, ...] | None = None, **fields) -> bool:
+    def finish(self, status: str, *, from_statuses: tuple[str, ...] | None = None, **fields: Any) -> bool:
         """End the run in `status` if it is still active (or in `from_statuses`); False if it was not."""
         fields.setdefault("finished_at", timezone.now())
         return self._transition(from_statuses or self.ACTIVE_STATUSES, status=status, **fields)
 
-    def fail(self, error: str, **fields) -> bool:
+    def fail(self, error: str, **fields: Any) -> bool:
         """End the run as failed, saying why; False when it had already ended."""
         return self.finish(self.FAILED_STATUS, error=error, **fields)
 
-    def _transition(self, from_statuses: tuple[str, ...], **fields) -> bool:
+    def _transition(self, from_statuses: tuple[str, ...], **fields: Any) -> bool:
         changed = type(self)._default_manager.filter(pk=self.pk, status__in=from_statuses).update(**fields)
         self.refresh_from_db()
         return bool(changed)

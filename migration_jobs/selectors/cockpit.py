@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.db import connections
 from django.utils import timezone
@@ -43,7 +44,7 @@ class Cockpit:
     timeline: Timeline | None = None
 
     @property
-    def verification_age(self):
+    def verification_age(self) -> timedelta | None:
         if self.verification and self.verification.finished_at:
             return timezone.now() - self.verification.finished_at
         return None
@@ -111,7 +112,7 @@ def agency_cockpit(
     busy = f"run {active.pk} is {active.get_status_display().lower()}" if active else ""
     unlinked = "" if link.is_confirmed else "confirm the link first"
 
-    def action(name, label, blocker, danger=False) -> Action:
+    def action(name: str, label: str, blocker: str, danger: bool = False) -> Action:
         return Action(name, label, enabled=not blocker, reason=blocker, danger=danger)
 
     resumable = (

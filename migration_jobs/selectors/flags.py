@@ -14,7 +14,9 @@ import hashlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.core.cache import cache
 from django.db import connections
@@ -117,11 +119,14 @@ def ai_providers_for_agency_cached(*, agency: Agency) -> dict[str, str]:
     return _through_cache("ai", str(agency.agency_id), lambda: ai_providers_for_agency(agency=agency))
 
 
-def _through_cache(kind: str, key: str, compute):
+AnswerT = TypeVar("AnswerT")  # what a cached evaluation answers
+
+
+def _through_cache(kind: str, key: str, compute: Callable[[], AnswerT]) -> AnswerT:
     """The cached answer under the current version (every change moves it), else `compute()`."""
     try:
         full_key = f"{kind}:v{flags_cache_version()}:{key}"
-        cached = cache.get(full_key)
+        cached: AnswerT | None = cache.get(full_key)
     except RedisError:
         logger.warning("flag cache unreachable; evaluating %s %s uncached", kind, key, exc_info=True)
         return compute()
@@ -136,7 +141,7 @@ def _through_cache(kind: str, key: str, compute):
 
 
 def flags_cache_version() -> int:
-    version = cache.get(CACHE_VERSION_KEY)
+    version: int | None = cache.get(CACHE_VERSION_KEY)
     if version is None:
         # A lost version key restarts from the clock, so it never meets a version it already used.
         cache.add(CACHE_VERSION_KEY, time.time_ns(), timeout=None)
@@ -196,7 +201,7 @@ def agency_cutover_refusal(*, agency_link: AgencyLink) -> str | None:
     return None
 
 
-def flag_agency_rows(*, flag: FeatureFlag) -> list[dict]:
+def flag_agency_rows(*, flag: FeatureFlag) -> list[dict[str, Any]]:
     """Each RevOS agency with its override, the state in force, and (if gated) why it may not be on."""
     overrides = dict(AgencyFlagOverride.objects.filter(flag=flag).values_list("agency_link_id", "enabled"))
     rows = []

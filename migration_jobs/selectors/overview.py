@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import TypeVar
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag
 from migration_jobs.selectors.cockpit import agency_state
 from migration_jobs.selectors.flags import agency_flag_id, flag_evaluate
 from migration_jobs.selectors.timeline import NextAction, agency_next_action
+
+RunT = TypeVar("RunT", MigrationRun, VerificationRun)
 
 Kind = MigrationRun.Kind
 
@@ -54,7 +57,7 @@ class AgencyOverview:
     total: int
 
 
-def _latest_per_agency(queryset) -> dict[int, object]:
+def _latest_per_agency(queryset: QuerySet[RunT]) -> dict[int, RunT]:
     """The newest row per agency link, with PostgreSQL's DISTINCT ON: one query for all agencies."""
     rows = queryset.order_by("agency_link_id", "-created_at", "-id").distinct("agency_link_id")
     return {row.agency_link_id: row for row in rows}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from migration_jobs.models import AgencyLink, MigrationRun
 
@@ -28,13 +29,13 @@ class PlanSummary:
     run: MigrationRun
     rows: list[PlanRow]  # parents first, as the run will go
     totals: dict[str, int]
-    refused: list[dict]
+    refused: list[dict[str, str]]  # RefusedRow.as_dict() of each (etl/preflight.py)
     refused_total: int
     not_migrated: dict[str, str]
     unmapped: list[str]
     conflicts: list[str] = field(default_factory=list)
     # People already in AudienceOS: their one account, the password they will use (for staff to tell them).
-    merged_people: list[dict] = field(default_factory=list)
+    merged_people: list[dict[str, Any]] = field(default_factory=list)
 
 
 def plan_latest(*, link: AgencyLink) -> PlanSummary | None:
@@ -53,7 +54,12 @@ def plan_summary(*, run: MigrationRun) -> PlanSummary:
     # jsonb keeps object keys in its own order: the plan records the run's order beside them.
     order = [name for name in report.get("order", []) if name in tables] or sorted(tables)
     rows = [
-        PlanRow(name, tables[name]["target"], *(tables[name].get(c, 0) for c in PLAN_COLUMNS), per_table.get(name, 0))
+        PlanRow(
+            name,
+            tables[name]["target"],
+            **{c: tables[name].get(c, 0) for c in PLAN_COLUMNS},
+            refused=per_table.get(name, 0),
+        )
         for name in order
     ]
     totals = {c: sum(getattr(r, c) for r in rows) for c in (*PLAN_COLUMNS, "refused")}

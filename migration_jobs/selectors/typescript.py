@@ -110,7 +110,7 @@ def _columns(connection: psycopg.Connection) -> dict[str, list[_Column]]:
 
 
 def _relationships(connection: psycopg.Connection) -> dict[str, list[tuple[str, list[str], str, list[str]]]]:
-    found: dict[str, list] = {}
+    found: dict[str, list[tuple[str, list[str], str, list[str]]]] = {}
     for table, name, columns, parent, parent_columns in connection.execute(
         "SELECT c.relname, k.conname,"
         " array(SELECT attname FROM unnest(k.conkey) WITH ORDINALITY o(n, i)"
@@ -146,7 +146,9 @@ def _key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", name) else _quote(name)
 
 
-def _table_block(table: str, columns: list[_Column], relationships: list) -> list[str]:
+def _table_block(
+    table: str, columns: list[_Column], relationships: list[tuple[str, list[str], str, list[str]]]
+) -> list[str]:
     lines = [f"      {_key(table)}: {{", "        Row: {"]
     lines += [f"          {_key(c.name)}: {c.ts_type}{' | null' if c.nullable else ''}" for c in columns]
     lines += ["        }", "        Insert: {"]

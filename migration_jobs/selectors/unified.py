@@ -27,7 +27,7 @@ def agency_app_context_counts(*, agency_id: uuid.UUID | str) -> dict[str, dict[s
     counts = {}
     for key, model in AGENCY_COUNTED_MODELS.items():
         grouped = dict(
-            model.objects.filter(agency_id=agency_id)
+            model._default_manager.filter(agency_id=agency_id)
             .values_list("app_context")
             .annotate(rows=models.Count("*"))
             .order_by()

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.utils import timezone
 
@@ -42,10 +42,11 @@ class Suggestion:
 def _unified_agencies() -> list[tuple[UUID, str, str | None]]:
     with connections["unified"].cursor() as cursor:
         cursor.execute("SELECT id, name, domain FROM agency")
-        return cursor.fetchall()
+        agencies: list[tuple[UUID, str, str | None]] = cursor.fetchall()
+        return agencies
 
 
-def agency_link_suggest(*, name: str, domain: str | None, candidates) -> Suggestion:
+def agency_link_suggest(*, name: str, domain: str | None, candidates: list[tuple[UUID, str, str | None]]) -> Suggestion:
     """Same domain first, then same normalized name; otherwise the agency is new."""
     by_domain = {normalize_domain(d): i for i, _, d in candidates if normalize_domain(d)}
     by_name = {normalize_agency_name(n): i for i, n, _ in candidates}
@@ -82,7 +83,7 @@ def agency_links_sync() -> int:
 
 @transaction.atomic
 def agency_link_confirm(
-    *, link: AgencyLink, kind: str, unified_agency_id: UUID | None, actor: AbstractBaseUser | None
+    *, link: AgencyLink, kind: str, unified_agency_id: UUID | None, actor: User | None
 ) -> AgencyLink:
     """Confirm the link. A new agency keeps its RevOS id in the unified database."""
     link = AgencyLink.objects.select_for_update().get(pk=link.pk)

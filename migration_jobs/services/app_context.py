@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.models.unified import AppContext
 from migration_jobs.refusals import RunRefused, reason_required
 
@@ -60,18 +61,20 @@ def unified_row_app_context_set(*, table: str, row_id: str, app_context: str, re
     return f"{table} {row}: app_context {before} -> {app_context} ({reason}); recorded in audit_log."
 
 
-def _held_by_revos(connection, *, table: str, row: UUID, agency: UUID) -> bool:
+def _held_by_revos(connection: psycopg.Connection, *, table: str, row: UUID, agency: UUID) -> bool:
     """A row the migration inserted, of an agency RevOS holds the truth of (etl/unified_guard.py)."""
     return bool(
-        connection.execute(
-            "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s)"
-            " AND EXISTS (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
-            [agency, table, row],
-        ).fetchone()[0]
+        fetch_value(
+            connection.execute(
+                "SELECT EXISTS (SELECT 1 FROM controlplane.agency_guard WHERE agency_id = %s) AND EXISTS"
+                " (SELECT 1 FROM controlplane.id_map WHERE target_table = %s AND target_id = %s AND inserted)",
+                [agency, table, row],
+            )
+        )
     )
 
 
-def _tables_with_app_context(connection) -> set[str]:
+def _tables_with_app_context(connection: psycopg.Connection) -> set[str]:
     rows = connection.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'app_context' AND NOT a.attisdropped"

@@ -11,6 +11,7 @@ The request itself (`migration_runs_request_bulk`) is a migration request and li
 from __future__ import annotations
 
 import logging
+from typing import cast
 from uuid import UUID
 
 from django.conf import settings
@@ -81,7 +82,9 @@ def bulk_requests_stopped() -> list[str]:
     )
     stopped: dict[UUID, tuple[str, list[str]]] = {}
     for run in runs:
-        stopped.setdefault(run.bulk_request, (run.status_note, []))[1].append(run.agency_link.name)
+        stopped.setdefault(
+            cast(UUID, run.bulk_request), (run.status_note, [])
+        )  # the query keeps bulk runs only[1].append(run.agency_link.name)
     return [
         f"Bulk migration {str(bulk)[:8]} was stopped: {note.removeprefix(AUTO_STOP_PREFIX)} Paused: {', '.join(names)}."
         for bulk, (note, names) in stopped.items()

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from typing import Unpack
+from collections.abc import Callable, Iterable
+from typing import Any, Unpack
 
 import psycopg
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from migration_jobs.etl import capture
 from migration_jobs.etl.catch_up import catch_up_rounds
@@ -75,7 +75,7 @@ Kind = MigrationRun.Kind
 
 
 def cutover_run_request(
-    *, link: AgencyLink, reason: str, actor: AbstractBaseUser | None, **request: Unpack[RunRequest]
+    *, link: AgencyLink, reason: str, actor: User | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a cutover of one agency, or raise RunRefused saying why not."""
     reason = reason_required(reason, "A cutover")
@@ -86,9 +86,7 @@ def cutover_run_request(
     return migration_run_request(link=link, kind=Kind.CUTOVER, actor=actor, reason=reason, **request)
 
 
-def cutover_runs_request_bulk(
-    *, links: Iterable[AgencyLink], reason: str, actor: AbstractBaseUser | None
-) -> BulkOutcome:
+def cutover_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome:
     """Queue a cutover of each agency (they run within MIGRATION_MAX_CONCURRENT_AGENCIES); skip those refused."""
     return runs_request_bulk(
         links=links,
@@ -104,7 +102,7 @@ def cutover_run_execute(*, run_id: int) -> MigrationRun:
     return migration_run_execute(run_id=run_id, perform=_cutover_perform)
 
 
-def _cutover_perform(run: MigrationRun, mark_running) -> dict:
+def _cutover_perform(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
     try:
         return fenced_switch_perform(run, mark_running, switch=CUTOVER, steps=STEPS)
     except BaseException:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connections
 
+from migration_jobs.etl.connections import fetch_value
+
 TENANT_DATABASES = ("revos", "unified")
 # The root tenant table of each database: any tenant row belongs to an agency.
 AGENCY_TABLES = {"revos": "agencies", "unified": "agency"}
@@ -30,7 +32,7 @@ def database_mark_read(*, database: str) -> str | None:
     """'demo' or 'test', or None for an unmarked database."""
     with connections[database].cursor() as cursor:
         cursor.execute("SELECT to_regclass('controlplane.database_mark') IS NOT NULL")
-        if not cursor.fetchone()[0]:
+        if not fetch_value(cursor):
             return None
         cursor.execute("SELECT purpose FROM controlplane.database_mark")
         row = cursor.fetchone()
@@ -40,7 +42,8 @@ def database_mark_read(*, database: str) -> str | None:
 def database_has_tenant_rows(*, database: str) -> bool:
     with connections[database].cursor() as cursor:
         cursor.execute(f"SELECT EXISTS (SELECT 1 FROM public.{AGENCY_TABLES[database]})")
-        return cursor.fetchone()[0]
+        has_rows: bool = fetch_value(cursor)
+        return has_rows
 
 
 def database_mark(*, database: str, purpose: str, reason: str) -> None:

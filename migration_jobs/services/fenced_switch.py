@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -168,8 +169,10 @@ class RunSteps:
 
     def __init__(self, run: MigrationRun, switch: FencedSwitch, labels: dict[str, str]):
         self.run, self.switch, self.labels = run, switch, labels
-        self.items = {name: {"name": name, "label": label, "status": "pending", "seconds": None, "detail": ""}
-                      for name, label in labels.items()}  # fmt: skip
+        self.items: dict[str, dict[str, Any]] = {
+            name: {"name": name, "label": label, "status": "pending", "seconds": None, "detail": ""}
+            for name, label in labels.items()
+        }
         self.current = ""
         self._save()
 
@@ -179,7 +182,7 @@ class RunSteps:
         )
 
     @contextmanager
-    def step(self, name: str) -> Iterator[dict]:
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
         item, self.current = self.items[name], name
         item["status"], started = "running", time.monotonic()
         self._save()
@@ -272,8 +275,8 @@ class SwitchRun:
     steps: RunSteps
     fence: Fence
     unified: psycopg.Connection  # holds the agency's lock
-    report: dict = field(default_factory=dict)  # the run's report, as its steps add to it
-    kept: dict = field(default_factory=dict)  # what a step leaves for a later one
+    report: dict[str, Any] = field(default_factory=dict)  # the run's report, as its steps add to it
+    kept: dict[str, Any] = field(default_factory=dict)  # what a step leaves for a later one
 
     @property
     def link(self) -> AgencyLink:
@@ -317,7 +320,7 @@ class Step:
 
 def fenced_switch_perform(
     run: MigrationRun, mark_running: Callable[[], None], *, switch: FencedSwitch, steps: dict[str, Step]
-) -> dict:
+) -> dict[str, Any]:
     """Do a switch run's work (a `perform` of services/migration.py's migration_run_execute): its
     steps in order under the agency's lock; the fence lifted if the run ends before its switch."""
     link = run.agency_link

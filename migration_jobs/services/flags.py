@@ -13,11 +13,15 @@ of its last seconds lost. Staff who try are sent to "Cut over" / "Switch back" o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Model
 
 from migration_jobs.models.flags import (
     DEFAULT_AI_PROVIDERS,
@@ -58,6 +62,8 @@ def flags_cache_invalidate_on_commit() -> None:
     transaction.on_commit(flags_cache_invalidate, robust=True)
 
 
+ChangeT = TypeVar("ChangeT", FlagChange, AiProviderChange)  # the two audit trails
+
 # --- audited changes ---------------------------------------------------------------------------
 
 
@@ -68,7 +74,16 @@ def _require_reason(reason: str) -> str:
     return reason
 
 
-def _record(*, flag: FeatureFlag, field: str, old: str, new: str, reason: str, actor, agency_link=None):
+def _record(
+    *,
+    flag: FeatureFlag,
+    field: str,
+    old: str,
+    new: str,
+    reason: str,
+    actor: User | None,
+    agency_link: AgencyLink | None = None,
+) -> FlagChange:
     return _audited(
         FlagChange,
         log_on=flag,
@@ -82,7 +97,9 @@ def _record(*, flag: FeatureFlag, field: str, old: str, new: str, reason: str, a
     )
 
 
-def _audited(trail, *, log_on, reason: str, actor, log_prefix: str = "", **fields):
+def _audited(
+    trail: type[ChangeT], *, log_on: Model, reason: str, actor: User | None, log_prefix: str = "", **fields: Any
+) -> ChangeT:
     """One change in its audit trail (`trail`: a change model) and in the admin's history of `log_on`;
     the cached flag answers retire once it commits."""
     change = trail.objects.create(reason=reason, actor=actor, **fields)
@@ -91,7 +108,7 @@ def _audited(trail, *, log_on, reason: str, actor, log_prefix: str = "", **field
     return change
 
 
-def _admin_log(*, actor, obj, message: str) -> None:
+def _admin_log(*, actor: User | None, obj: Model, message: str) -> None:
     """The change in the admin's own history of `obj` too, when a person made it."""
     if actor is not None:
         LogEntry.objects.log_actions(user_id=actor.pk, queryset=[obj], action_flag=CHANGE, change_message=message)
@@ -110,7 +127,7 @@ def unified_db_refusal(*, agency_link: AgencyLink | None = None) -> str:
     )
 
 
-def flag_set_global(*, flag: FeatureFlag, enabled: bool, reason: str, actor) -> FlagChange | None:
+def flag_set_global(*, flag: FeatureFlag, enabled: bool, reason: str, actor: User | None) -> FlagChange | None:
     """Turn a flag on or off for every agency without an override; None if it already was."""
     return _flag_setting_change(
         flag=flag,
@@ -124,7 +141,7 @@ def flag_set_global(*, flag: FeatureFlag, enabled: bool, reason: str, actor) -> 
     )
 
 
-def flag_set_percentage(*, flag: FeatureFlag, percentage: int, reason: str, actor) -> FlagChange | None:
+def flag_set_percentage(*, flag: FeatureFlag, percentage: int, reason: str, actor: User | None) -> FlagChange | None:
     """Roll a flag out to `percentage`% of agencies (by bucket); None if it already was."""
     if not 0 <= percentage <= 100:
         raise ValidationError("The rollout percentage is a whole number from 0 to 100.")
@@ -141,7 +158,15 @@ def flag_set_percentage(*, flag: FeatureFlag, percentage: int, reason: str, acto
 
 
 def _flag_setting_change(
-    *, flag: FeatureFlag, attribute: str, value, gated_reason: str | None, field: str, shown, reason: str, actor
+    *,
+    flag: FeatureFlag,
+    attribute: str,
+    value: bool | int,
+    gated_reason: str | None,
+    field: str,
+    shown: Callable[[Any], str],
+    reason: str,
+    actor: User | None,
 ) -> FlagChange | None:
     """Change one flag-wide setting under a row lock and record it; None when nothing changes.
 
@@ -170,7 +195,7 @@ def _flag_setting_change(
 
 
 def flag_set_for_agency(
-    *, flag: FeatureFlag, agency_link: AgencyLink, enabled: bool | None, reason: str, actor
+    *, flag: FeatureFlag, agency_link: AgencyLink, enabled: bool | None, reason: str, actor: User | None
 ) -> FlagChange | None:
     """Force a flag on or off for one agency (None: follow the global switch and percentage again).
 
@@ -184,7 +209,7 @@ def flag_set_for_agency(
 
 
 # The runs that switch unified_db, and which way.
-RUN_SWITCHES = {MigrationRun.Kind.CUTOVER: True, MigrationRun.Kind.SWITCH_BACK: False}
+RUN_SWITCHES: dict[str, bool] = {MigrationRun.Kind.CUTOVER: True, MigrationRun.Kind.SWITCH_BACK: False}
 
 
 def unified_db_switch(*, run: MigrationRun) -> FlagChange | None:
@@ -206,7 +231,9 @@ def unified_db_switch(*, run: MigrationRun) -> FlagChange | None:
     )
 
 
-def _override_set(*, flag: FeatureFlag, agency_link: AgencyLink, enabled: bool | None, reason: str, actor):
+def _override_set(
+    *, flag: FeatureFlag, agency_link: AgencyLink, enabled: bool | None, reason: str, actor: User | None
+) -> FlagChange | None:
     """The override itself, under the flag's row lock, behind the verification interlock, recorded."""
     reason = _require_reason(reason)
     with transaction.atomic():
@@ -241,7 +268,7 @@ def _override_set(*, flag: FeatureFlag, agency_link: AgencyLink, enabled: bool |
 
 
 def ai_provider_set(
-    *, agency_link: AgencyLink, app_context: str, provider: str, reason: str, actor
+    *, agency_link: AgencyLink, app_context: str, provider: str, reason: str, actor: User | None
 ) -> AiProviderChange | None:
     """Choose the HGC backend an agency's app uses; recorded with the reason. None if it already was."""
     reason = _require_reason(reason)

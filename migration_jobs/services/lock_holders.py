@@ -16,6 +16,7 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 from uuid import UUID
 
 import django_rq
@@ -68,12 +69,20 @@ def agency_lock_holders(*, agency_id: UUID) -> list[LockHolder]:
     return [LockHolder(pid=pid, application_name=name, backend_start=started) for pid, name, started in rows]
 
 
+def _worker_fields(worker_name: str, *fields: str) -> list[bytes | None]:
+    """Fields of the worker's hash in Redis, None for each one missing (all once its key expired).
+
+    redis-py types a reply as either client's (a value or, for its asyncio client, an awaitable);
+    this is the blocking client, whose reply is the list.
+    """
+    reply = django_rq.get_connection(QUEUE).hmget(Worker.redis_worker_namespace_prefix + worker_name, list(fields))
+    return cast("list[bytes | None]", reply)
+
+
 def worker_alive(*, worker_name: str) -> bool:
     """Is the worker still there? Its heartbeat key expires when the heartbeats stop; a worker on this
     host is also looked up in the process table, which knows of a killed one at once."""
-    hostname, pid = django_rq.get_connection(QUEUE).hmget(
-        Worker.redis_worker_namespace_prefix + worker_name, "hostname", "pid"
-    )
+    hostname, pid = _worker_fields(worker_name, "hostname", "pid")
     if hostname is None:
         return False
     if pid and hostname.decode() == socket.gethostname():
@@ -83,20 +92,19 @@ def worker_alive(*, worker_name: str) -> bool:
 
 def worker_last_heartbeat(*, worker_name: str) -> datetime | None:
     """When the worker last said it is alive; None once its key has expired (the worker is gone)."""
-    raw = django_rq.get_connection(QUEUE).hget(Worker.redis_worker_namespace_prefix + worker_name, "last_heartbeat")
+    (raw,) = _worker_fields(worker_name, "last_heartbeat")
     return utcparse(raw.decode()) if raw else None
 
 
 def worker_gone_reason(*, worker_name: str) -> str:
     """How the worker was found gone, for the run's error; "" while it is alive."""
-    hostname, pid = django_rq.get_connection(QUEUE).hmget(
-        Worker.redis_worker_namespace_prefix + worker_name, "hostname", "pid"
-    )
+    hostname, pid = _worker_fields(worker_name, "hostname", "pid")
     if hostname is None:
         return f"stopped sending heartbeats (none for over {HEARTBEAT_TIMEOUT_SECONDS} s)"
     if worker_alive(worker_name=worker_name):
         return ""
-    return f"stopped without finishing (its process {int(pid)} on this host is gone)"
+    process = int(cast(bytes, pid))  # without a pid, worker_alive said alive
+    return f"stopped without finishing (its process {process} on this host is gone)"
 
 
 def orphaned_holders(holders: list[LockHolder]) -> list[LockHolder]:

@@ -11,12 +11,12 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 from uuid import UUID
 
 import django_rq
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 QUEUE = MIGRATIONS_QUEUE
 # Does a run's work: (run, mark_running) -> report; see migration_run_execute.
-Perform = Callable[[MigrationRun, Callable[[], None]], dict]
+Perform = Callable[[MigrationRun, Callable[[], None]], dict[str, Any]]
 
 
 @dataclass
@@ -112,10 +112,10 @@ def migration_run_request(
     *,
     link: AgencyLink,
     kind: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     enqueue: bool = True,
     bulk_request: UUID | None = None,
-    **options,
+    **options: Any,
 ) -> MigrationRun:
     """Queue a migrate, plan, rollback or cutover run of one agency, or raise RunRefused saying why not.
 
@@ -144,10 +144,10 @@ def _request_locked(
     *,
     link: AgencyLink,
     kind: str,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     enqueue: bool,
     bulk_request: UUID | None,
-    options: dict,
+    options: dict[str, Any],
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
@@ -193,7 +193,7 @@ class BulkOutcome:
     skipped: list[tuple[AgencyLink, str]] = field(default_factory=list)  # (agency, why)
 
 
-def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractBaseUser | None) -> BulkOutcome:
+def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: User | None) -> BulkOutcome:
     """Queue a migration of each agency under one bulk request id; skip (saying why) those refused.
 
     The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
@@ -388,7 +388,7 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
             report = perform(run, mark_running)
         elif run.kind == MigrationRun.Kind.PLAN:
             mark_running()
-            agency = {
+            agency: dict[str, Any] = {
                 "source_agency_id": link.revos_agency_id,
                 "target_agency_id": link.unified_agency_id,
                 "link_existing": link.kind == AgencyLink.Kind.EXISTING,
@@ -443,7 +443,7 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
     return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
 
 
-def agency_migration(*, link: AgencyLink, **options) -> CapturedMigration:
+def agency_migration(*, link: AgencyLink, **options: Any) -> CapturedMigration:
     """The migration of this agency's rows as staff linked it (its unified agency, whether that
     existed, their explicit client matches), in the configured batches; `options` add to them."""
     return CapturedMigration(
@@ -499,13 +499,13 @@ def _finish(
     *,
     error: str,
     note: str = "",
-    report: dict | None = None,
+    report: dict[str, Any] | None = None,
     trace: str = "",
     failed_table: str = "",
     failed_batch: int | None = None,
 ) -> MigrationRun:
     """End an active run (a run that already ended is left as it is) and log how it ended."""
-    fields = {
+    fields: dict[str, Any] = {
         "error": error,
         "error_traceback": trace,
         "failed_table": failed_table,

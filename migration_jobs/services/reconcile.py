@@ -33,7 +33,7 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from migration_jobs.etl import capture
-from migration_jobs.etl.connections import DatabaseUnreachable, connect, connection_failure_reason
+from migration_jobs.etl.connections import DatabaseUnreachable, connect, connection_failure_reason, fetch_value
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.reconcile import LAST_PASS_KEY, PERIODS_KEPT
 from migration_jobs.services.fence import fence_owners_live, fences_reconcile
@@ -139,7 +139,7 @@ def _reconciler_user_id() -> int:
 def _pass_lock() -> Iterator[bool]:
     with connections["default"].cursor() as cursor:
         cursor.execute(f"SELECT pg_try_advisory_lock({PASS_LOCK})")
-        held = cursor.fetchone()[0]
+        held = fetch_value(cursor)
     try:
         yield held
     finally:

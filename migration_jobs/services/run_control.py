@@ -10,11 +10,13 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import django_rq
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
+from redis import Redis
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -36,7 +38,7 @@ class RunJob:
     queue: str
     function: str
     failure: str = "Could not queue the job: {error}."
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of Queue.enqueue
 
 
 def run_queue_require(*, queue: str, refusal: type[RunRefused] = RunRefused) -> None:
@@ -71,7 +73,7 @@ def _enqueue(run: TrackedRun, job: RunJob) -> None:
         run.fail(job.failure.format(error=str(error).rstrip(".")))
 
 
-def _forget_finished_job(connection, job_id: str) -> None:
+def _forget_finished_job(connection: Redis, job_id: str) -> None:
     """Drop a previous job under this id (runs that reuse an id, one per agency, have ended).
 
     One still executing would find its run over and return; it is left alone and the new run
@@ -86,7 +88,7 @@ def _forget_finished_job(connection, job_id: str) -> None:
     previous.delete()
 
 
-def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBaseUser | None) -> MigrationRun:
+def migration_run_control(*, run: MigrationRun, control: str, actor: User | None) -> MigrationRun:
     """Ask a run to pause or cancel. A queued run stops at once, a running one at its next batch; a
     paused run can still be cancelled."""
     if control not in (MigrationRun.Control.PAUSE, MigrationRun.Control.CANCEL):
@@ -108,7 +110,7 @@ def migration_run_control(*, run: MigrationRun, control: str, actor: AbstractBas
     return run
 
 
-def migration_run_supersede(*, run: MigrationRun, by: str, actor: AbstractBaseUser | None) -> bool:
+def migration_run_supersede(*, run: MigrationRun, by: str, actor: User | None) -> bool:
     """Cancel a queued run that no worker has picked up, noting what took its place (`by`, e.g. "a switch
     back"); False when a worker holds its job or it is no longer queued.
 
@@ -125,7 +127,7 @@ def migration_run_supersede(*, run: MigrationRun, by: str, actor: AbstractBaseUs
         return False
     _cancel_queued_job(run.job_id)
     logger.info("run %s of agency %s: %s", run.pk, run.revos_agency_id, note)
-    if getattr(actor, "pk", None):
+    if actor is not None and actor.pk:
         LogEntry.objects.log_actions(
             user_id=actor.pk,
             queryset=[run.agency_link],

@@ -22,6 +22,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections, transaction
 
+from migration_jobs.etl.connections import Cursor
 from migration_jobs.tenancy import tenancy_problems
 
 SQL_ROOT = Path(settings.BASE_DIR) / "sql"
@@ -88,7 +89,9 @@ def schema_files(*, database: str) -> list[SchemaFile]:
 
 def sql_statements(text: str) -> list[str]:
     """Split a file into statements at `;` ending a line, outside dollar-quoted bodies."""
-    statements, current, quoted = [], [], False
+    statements: list[str] = []
+    current: list[str] = []
+    quoted = False
     for line in text.splitlines():
         if not current and (not line.strip() or line.lstrip().startswith("--")):
             continue
@@ -102,7 +105,7 @@ def sql_statements(text: str) -> list[str]:
     return statements
 
 
-def _check_tenancy(cursor) -> None:
+def _check_tenancy(cursor: Cursor) -> None:
     """Refuse, naming each table, when a live public table is undeclared or lacks its tenant key."""
     cursor.execute(
         "SELECT c.relname, array_agg(a.attname::text) FROM pg_class c"

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import connections, transaction
 
+from migration_jobs.etl.connections import Cursor, fetch_value
 from migration_jobs.models.audit import SchemaAuditRun, SchemaFinding
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services.run_control import RunJob, run_enqueue_once
@@ -52,7 +54,7 @@ SINGULAR_WORDS_ENDING_IN_S = frozenset(
     {"news", "series", "species", "alias", "canvas", "gas", "lens", "plus", "bus", "axis", "atlas"}
 )
 
-SEVERITY_ORDER = {Severity.ERROR: 0, Severity.WARN: 1, Severity.INFO: 2}
+SEVERITY_ORDER: dict[str, int] = {Severity.ERROR: 0, Severity.WARN: 1, Severity.INFO: 2}
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,13 @@ AUDIT_TARGETS = {
 class AuditContext:
     target: AuditTarget
     tables: list[TableInfo]
-    cursor: object
+    cursor: Cursor
     _row_counts: dict[str, int] = field(default_factory=dict)
 
     def row_count(self, table: TableInfo) -> int:
         if table.qualified not in self._row_counts:
             self.cursor.execute(f"SELECT count(*) FROM {table.qualified}")
-            self._row_counts[table.qualified] = self.cursor.fetchone()[0]
+            self._row_counts[table.qualified] = int(fetch_value(self.cursor))
         return self._row_counts[table.qualified]
 
     def referenced_by(self, table: TableInfo) -> list[str]:
@@ -146,7 +148,8 @@ class AuditContext:
 
     def quote_ident(self, name: str) -> str:
         self.cursor.execute("SELECT quote_ident(%s)", [name])
-        return self.cursor.fetchone()[0]
+        quoted: str = fetch_value(self.cursor)
+        return quoted
 
 
 TABLES_SQL = """
@@ -167,10 +170,10 @@ ORDER BY n.nspname, c.relname
 ANON_CAN_SELECT_SQL = "has_schema_privilege(%s, n.oid, 'USAGE') AND has_table_privilege(%s, c.oid, 'SELECT')"
 
 
-def _tables(cursor) -> list[TableInfo]:
+def _tables(cursor: Cursor) -> list[TableInfo]:
     cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s)", [ANON_ROLE])
     # has_table_privilege() raises on a role that does not exist; plain PostgreSQL may have no anon.
-    if cursor.fetchone()[0]:
+    if fetch_value(cursor):
         cursor.execute(
             TABLES_SQL.format(anon_can_select=ANON_CAN_SELECT_SQL), [ANON_ROLE, ANON_ROLE, list(SYSTEM_SCHEMAS)]
         )
@@ -310,7 +313,7 @@ def _duplicate_singular_plural(ctx: AuditContext) -> Iterable[Finding]:
     """
     for singular, plural in _singular_plural_pairs(ctx):
         rows = {singular: ctx.row_count(singular), plural: ctx.row_count(plural)}
-        live = max(rows, key=rows.get) if rows[singular] != rows[plural] else None
+        live = max(rows, key=lambda table: rows[table]) if rows[singular] != rows[plural] else None
         if ctx.target.singular_names:
             keep, drop = singular, plural
         else:
@@ -358,7 +361,7 @@ def _backup_tables_without_rls(ctx: AuditContext) -> Iterable[Finding]:
 AUTH_CALL = re.compile(r"(auth)\.(uid|jwt|role|email)\(\)")
 AUTH_CALL_WRAPPED = re.compile(r"select\s+(auth)\.(uid|jwt|role|email)\(\)")
 ALWAYS_TRUE = ("true", "(true)", "1=1", "(1=1)")
-ACTIONS = {"r": ("SELECT",), "a": ("INSERT",), "w": ("UPDATE",), "d": ("DELETE",)}
+ACTIONS: dict[str, tuple[str, ...]] = {"r": ("SELECT",), "a": ("INSERT",), "w": ("UPDATE",), "d": ("DELETE",)}
 ACTIONS["*"] = ACTIONS["r"] + ACTIONS["a"] + ACTIONS["w"] + ACTIONS["d"]
 
 
@@ -608,7 +611,7 @@ AUDIT_JOB = RunJob(
 )
 
 
-def schema_audit_start(*, database: str, requested_by=None) -> SchemaAuditRun:
+def schema_audit_start(*, database: str, requested_by: User | None = None) -> SchemaAuditRun:
     """Record a run and queue its job once the run is committed (the worker must find the row)."""
     if database not in AUDIT_TARGETS:
         raise ValueError(f"database must be one of {', '.join(AUDIT_TARGETS)}, not {database!r}")

@@ -19,7 +19,7 @@ import psycopg
 from django.conf import settings
 from psycopg import sql
 
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.services.schema import BOOKKEEPING_SQL, SchemaFile, schema_files, schema_plan
 
 
@@ -113,9 +113,9 @@ def _file_locks(scratch: psycopg.Connection, schema_file: SchemaFile) -> FileLoc
             scratch.execute(statement)
         return FileLocks(schema_file, {"ShareUpdateExclusiveLock": sorted(tables)} if tables else {}, _EACH)
     with scratch.transaction():
-        existing = scratch.execute("SELECT array_agg(oid) FROM pg_class WHERE relkind IN ('r', 'p')").fetchone()[0]
+        existing = fetch_value(scratch.execute("SELECT array_agg(oid) FROM pg_class WHERE relkind IN ('r', 'p')"))
         scratch.execute(schema_file.sql)
-        measured = dict(scratch.execute(TABLE_LOCKS_SQL, [existing or []]).fetchall())
+        measured: dict[str, list[str]] = dict(scratch.execute(TABLE_LOCKS_SQL, [existing or []]).fetchall())
     return FileLocks(schema_file, _strongest_only(measured), "until the file commits")
 
 

@@ -28,10 +28,11 @@ refused before anything is recorded, so nothing is captured for it any more.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import Unpack
+from typing import Any, Unpack
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import catalog_read
@@ -87,7 +88,7 @@ def agency_complete_refusal(*, link: AgencyLink) -> str | None:
 
 
 def switch_back_run_request(
-    *, link: AgencyLink, reason: str, actor: AbstractBaseUser | None, **request: Unpack[RunRequest]
+    *, link: AgencyLink, reason: str, actor: User | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a switch back of one agency, or raise RunRefused saying why not."""
     reason = reason_required(reason, "A switch back")
@@ -96,7 +97,7 @@ def switch_back_run_request(
     return migration_run_request(link=link, kind=Kind.SWITCH_BACK, actor=actor, reason=reason, **request)
 
 
-def switch_back_runs_request_bulk(*, links, reason: str, actor: AbstractBaseUser | None) -> BulkOutcome:
+def switch_back_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome:
     """Queue a switch back of each agency; skip (with the reason) those refused."""
     return runs_request_bulk(
         links=links,
@@ -104,7 +105,7 @@ def switch_back_runs_request_bulk(*, links, reason: str, actor: AbstractBaseUser
     )
 
 
-def switch_back_plan(*, link: AgencyLink) -> dict:
+def switch_back_plan(*, link: AgencyLink) -> dict[str, Any]:
     """A dry run: rows per RevOS table a switch back would insert, update and delete, and what RevOS
     cannot hold. Writes nothing; refused (RunRefused) when there is nothing to switch back."""
     if refusal := agency_switch_back_refusal(link=link):
@@ -218,7 +219,7 @@ STEPS = {
 # --- complete ---------------------------------------------------------------------------------
 
 
-def agency_complete(*, link: AgencyLink, reason: str, actor: AbstractBaseUser | None) -> MigrationRun:
+def agency_complete(*, link: AgencyLink, reason: str, actor: User | None) -> MigrationRun:
     """End the agency's move for good (recorded as a run); RunRefused says why not."""
     reason = reason_required(reason, "Completing a move")
     if refusal := agency_complete_refusal(link=link):
@@ -227,7 +228,7 @@ def agency_complete(*, link: AgencyLink, reason: str, actor: AbstractBaseUser | 
     return migration_run_execute(run_id=run.pk, perform=_complete_perform)
 
 
-def _complete_perform(run: MigrationRun, mark_running) -> dict:
+def _complete_perform(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
     link = run.agency_link
     with connect("unified", purpose="complete") as unified, agency_lock(unified, link.revos_agency_id):
         mark_running()

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from migration_jobs.etl import id_map
 from migration_jobs.etl.connections import connect
-from migration_jobs.etl.engine import Control
+from migration_jobs.etl.scheduler import Control
 from migration_jobs.mapping import TABLE_MAPS
 from migration_jobs.models import MigrationRun
 

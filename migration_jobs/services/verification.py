@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter
+from typing import cast
+from uuid import UUID
 
 import django_rq
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -45,7 +47,7 @@ def verification_run_request(
     *,
     link: AgencyLink,
     migration_run: MigrationRun | None = None,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     enqueue: bool = True,
 ) -> VerificationRun:
     """Queue a verification of one agency, or raise VerificationRefused saying why not.
@@ -59,7 +61,7 @@ def verification_run_request(
 
 
 def _request_locked(
-    *, link: AgencyLink, migration_run: MigrationRun | None, actor: AbstractBaseUser | None, enqueue: bool
+    *, link: AgencyLink, migration_run: MigrationRun | None, actor: User | None, enqueue: bool
 ) -> VerificationRun:
     _require_verifiable(link, migration_run)
     if enqueue:
@@ -166,10 +168,10 @@ def verification_run_execute(*, verification_run_id: int) -> VerificationRun:
             run.pk, Status.ERROR, Verdict.ERROR, error=f"{type(error).__name__}: {error}\n\n{traceback.format_exc()}"
         )
     verdict = verdict_of(tally)
-    error = f"{len(errored)} checks could not run: {', '.join(errored[:10])}" if errored else ""
+    problem = f"{len(errored)} checks could not run: {', '.join(errored[:10])}" if errored else ""
     if not tally:
-        error = "No check ran."
-    return _finish(run.pk, Status.FINISHED, verdict, error=error)
+        problem = "No check ran."
+    return _finish(run.pk, Status.FINISHED, verdict, error=problem)
 
 
 def verdict_of(tally: Counter[str]) -> str:
@@ -185,7 +187,7 @@ def _scope(run: VerificationRun) -> AgencyScope:
     link = run.agency_link
     return AgencyScope(
         source_agency_id=link.revos_agency_id,
-        target_agency_id=link.unified_agency_id,
+        target_agency_id=cast(UUID, link.unified_agency_id),  # _require_verifiable admits confirmed links only
         migrated=_expects_migrated(run),
     )
 

@@ -17,24 +17,30 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from migration_jobs.etl.catalog import Catalog
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.etl.id_map import ID_MAP
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
 CLAIMS_SAMPLE = 3  # people whose hook claims are probed per agency
 APPS = ("revos", "audience")
+# JSON as GoTrue and the access-token hook speak it.
+Event = dict[str, Any]
+Claims = dict[str, Any]
+# Table -> app_context -> rows.
+AppCounts = dict[str, dict[str, int]]
 
 
 # --- tokens as Supabase Auth issues them ------------------------------------------------------
 
 
-def access_token_event(connection: psycopg.Connection, *, user_id: uuid.UUID, session_id: uuid.UUID) -> dict:
+def access_token_event(connection: psycopg.Connection, *, user_id: uuid.UUID, session_id: uuid.UUID) -> Event:
     """The hook's input for a password sign-in (or refresh) of `user_id` in session `session_id`:
     {"user_id", "claims", "authentication_method"}, the claims as GoTrue builds them from auth.users."""
     row = connection.execute(
@@ -65,21 +71,22 @@ def access_token_event(connection: psycopg.Connection, *, user_id: uuid.UUID, se
     return {"user_id": str(user_id), "claims": claims, "authentication_method": "password"}
 
 
-def hook_claims(connection: psycopg.Connection, event: dict) -> dict:
+def hook_claims(connection: psycopg.Connection, event: Event) -> Claims:
     """The claims the access-token hook returns for `event`, called as supabase_auth_admin.
 
     Runs inside the caller's transaction and leaves its role as it found it.
     """
     connection.execute("SET LOCAL ROLE supabase_auth_admin")
     try:
-        output = connection.execute("SELECT public.custom_access_token_hook(%s)", [Jsonb(event)]).fetchone()[0]
+        output = fetch_value(connection.execute("SELECT public.custom_access_token_hook(%s)", [Jsonb(event)]))
     finally:
         _reset_role(connection)
-    return output["claims"]
+    claims: Claims = output["claims"]
+    return claims
 
 
 @contextmanager
-def acting_as(connection: psycopg.Connection, claims: dict | None, role: str = "authenticated") -> Iterator[None]:
+def acting_as(connection: psycopg.Connection, claims: Claims | None, role: str = "authenticated") -> Iterator[None]:
     """Run as the API role with these JWT claims (as PostgREST does), inside the caller's transaction."""
     connection.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(role)))
     connection.execute("SELECT set_config('request.jwt.claims', %s, true)", [json.dumps(claims) if claims else ""])
@@ -138,7 +145,7 @@ def auth_check(*, scope: AgencyScope, source: psycopg.Connection, catalog: Catal
 
 def _account_problems(
     target: psycopg.Connection, scope: AgencyScope, revos_people: list[uuid.UUID]
-) -> tuple[dict[str, list], list[uuid.UUID]]:
+) -> tuple[dict[str, list[uuid.UUID]], list[uuid.UUID]]:
     """Problems by kind (RevOS person ids), and the unified ids of the people found."""
     rows = target.execute(
         sql.SQL(
@@ -154,7 +161,7 @@ def _account_problems(
         ).format(id_map=ID_MAP),
         [revos_people, scope.source_agency_id],
     ).fetchall()
-    problems: dict[str, list] = {}
+    problems: dict[str, list[uuid.UUID]] = {}
     found = []
     for revos_id, person, agency, accounts, has_own in rows:
         kind = None
@@ -175,10 +182,11 @@ def _account_problems(
 
 def _claims_probes(
     target: psycopg.Connection, scope: AgencyScope, catalog: Catalog, people: list[uuid.UUID]
-) -> tuple[list[dict], list[dict]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The hook's claims for each person, and what is wrong with what they see."""
     tables = _tenant_tables(target, catalog)
-    sample, problems = [], []
+    sample: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
     for person in people:
         session = uuid.uuid5(uuid.NAMESPACE_URL, f"controlplane-verification-session:{person}")
         claims = hook_claims(target, access_token_event(target, user_id=person, session_id=session))
@@ -187,7 +195,7 @@ def _claims_probes(
             problems.append({"person": str(person), "claims": sample[-1], "problem": "claims name another agency"})
             continue
         with acting_as(target, claims):
-            own = target.execute("SELECT count(*) FROM agency WHERE id = %s", [scope.target_agency_id]).fetchone()[0]
+            own = fetch_value(target.execute("SELECT count(*) FROM agency WHERE id = %s", [scope.target_agency_id]))
             foreign = [table for table, key in tables if _sees_other_agency(target, table, key, scope)]
         if own != 1 or foreign:
             problems.append({"person": str(person), "own_agency_visible": own == 1, "other_agency_rows_in": foreign})
@@ -216,12 +224,15 @@ def _sees_other_agency(connection: psycopg.Connection, table: str, key: str, sco
     meet and reads nothing, where `<>` filtered every row of the agency, per table and person."""
     other = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table} WHERE {key} {op} %(agency)s)")
     table_key = {"table": sql.Identifier(table), "key": sql.Identifier(key)}
-    return connection.execute(
-        sql.SQL("SELECT ({}) OR ({})").format(
-            other.format(op=sql.SQL("<"), **table_key), other.format(op=sql.SQL(">"), **table_key)
-        ),
-        {"agency": scope.target_agency_id},
-    ).fetchone()[0]
+    seen: bool = fetch_value(
+        connection.execute(
+            sql.SQL("SELECT ({}) OR ({})").format(
+                other.format(op=sql.SQL("<"), **table_key), other.format(op=sql.SQL(">"), **table_key)
+            ),
+            {"agency": scope.target_agency_id},
+        )
+    )
+    return seen
 
 
 # --- seed case 5: the app toggle keeps the session --------------------------------------------
@@ -294,7 +305,7 @@ def _switching_person(connection: psycopg.Connection, scope: AgencyScope) -> uui
     return row[0] if row else None
 
 
-def _token_in(connection: psycopg.Connection, person: uuid.UUID, session: uuid.UUID, app: str) -> dict:
+def _token_in(connection: psycopg.Connection, person: uuid.UUID, session: uuid.UUID, app: str) -> Claims:
     """The token a refresh of `session` gives once the person is in `app`, switching there if needed."""
     claims = hook_claims(connection, access_token_event(connection, user_id=person, session_id=session))
     if claims.get("app_context") != app:
@@ -310,11 +321,11 @@ def _visible_by_app_context(
     catalog: Catalog,
     skip: frozenset[str] = frozenset(),
     rows: Mapping[str, frozenset[uuid.UUID]] | None = None,
-) -> dict:
+) -> AppCounts:
     """Per public table `authenticated` may read: rows of the agency by app_context, as the current
     role sees them (a table it may not read shows nothing, which the sweeps report); of a table in
     `rows`, only those rows."""
-    counts = {}
+    counts: AppCounts = {}
     for table, key in _tenant_tables(connection, catalog):
         if "app_context" not in catalog.column_names(table) or table in skip:
             continue
@@ -332,12 +343,12 @@ def _visible_by_app_context(
     return counts
 
 
-def _for_app(stored: dict, app: str) -> dict:
+def _for_app(stored: AppCounts, app: str) -> AppCounts:
     visible = {t: {c: n for c, n in counts.items() if c in ("both", app)} for t, counts in stored.items()}
     return {t: counts for t, counts in visible.items() if counts}
 
 
-def _differences(expected: dict, seen: dict) -> dict:
+def _differences(expected: AppCounts, seen: AppCounts) -> dict[str, dict[str, dict[str, int]]]:
     return {
         table: {"expected": expected.get(table, {}), "seen": seen.get(table, {})}
         for table in sorted(set(expected) | set(seen))

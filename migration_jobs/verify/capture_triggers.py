@@ -7,6 +7,8 @@ verification, so staff see it before they ask for either.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import unified_captured_tables
@@ -15,7 +17,7 @@ from migration_jobs.verify.outcome import CheckOutcome, status_of
 CHECK_NAME = "capture.triggers_in_place"
 
 
-def capture_triggers_check(*, source_agency_id, target_agency_id) -> CheckOutcome:
+def capture_triggers_check(*, source_agency_id: UUID, target_agency_id: UUID) -> CheckOutcome:
     """Every captured table of each database that captures this agency has its triggers, enabled always."""
     problems: dict[str, list[str]] = {}
     sides = (

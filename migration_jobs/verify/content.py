@@ -35,6 +35,7 @@ from migration_jobs.verify.pool import both_sides
 
 UUID_MAX = (1 << 128) - 1
 FANOUT = 16  # sub-ranges per split
+Row = tuple[UUID, list[str | None]]  # (id, the row's values as text) as _rows reads them
 LEAF_ROWS = 256  # a differing range this small is fetched and compared row by row
 DIFFERENCE_LIMIT = 1000  # stop narrowing down after this many differing ids (the result says so)
 
@@ -213,7 +214,7 @@ def _checksums(side: Side, low: int, high: int, bounds: list[int]) -> dict[int, 
     return {bucket: (rows, total) for bucket, rows, total in side.connection.execute(query)}
 
 
-def _rows(side: Side, low: int, high: int) -> list[tuple[UUID, list[str | None]]]:
+def _rows(side: Side, low: int, high: int) -> list[Row]:
     query = sql.SQL("SELECT r.id, r.vals FROM ({}) AS r WHERE r.id BETWEEN {} AND {} ORDER BY r.id").format(
         side.relation, sql.Literal(UUID(int=low)), sql.Literal(UUID(int=high))
     )
@@ -239,8 +240,10 @@ def _relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], sour
     while pending and not diff.truncated:
         low, high, fetch = pending.pop()
         if fetch:
-            ours, theirs = both_sides(source_side, partial(_rows, source, low, high), partial(_rows, target, low, high))
-            _compare_rows(diff, ours, theirs, columns)
+            source_rows, target_rows = both_sides(
+                source_side, partial(_rows, source, low, high), partial(_rows, target, low, high)
+            )
+            _compare_rows(diff, source_rows, target_rows, columns)
             continue
         bounds = _split(low, high, FANOUT)
         ours, theirs = both_sides(
@@ -261,7 +264,7 @@ def _relation_diff(source: Side, target: Side, *, columns: tuple[str, ...], sour
     return diff
 
 
-def _compare_rows(diff: Diff, ours: list, theirs: list, columns: tuple[str, ...]) -> None:
+def _compare_rows(diff: Diff, ours: list[Row], theirs: list[Row], columns: tuple[str, ...]) -> None:
     """Merge two id-ordered row lists, noting each id missing, extra or differing."""
     i = j = 0
     while (i < len(ours) or j < len(theirs)) and not diff.truncated:
@@ -298,7 +301,7 @@ def content_check(
 
     With `ids`, only those rows are compared (the rows changed since the last full verification).
     """
-    relations = (
+    relations: tuple[sql.Composed, ...] = (
         source_relation(plan, scope=scope, target=target_catalog, remap=remap),
         target_relation(plan, scope=scope, target=target_catalog, ids=ids),
     )

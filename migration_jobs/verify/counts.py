@@ -15,6 +15,7 @@ from psycopg import sql
 
 from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
+from migration_jobs.etl.connections import fetch_row
 from migration_jobs.etl.plan import TablePlan
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
 from migration_jobs.verify.pool import both_sides
@@ -49,8 +50,8 @@ def counts_check(
     ).format(in_agency=in_agency, joined=joined)
     (expected,), (mapped, found, reused) = both_sides(
         source_side,
-        lambda: source.execute(plan.count_query(source_agency_id=scope.source_agency_id)).fetchone(),
-        lambda: target.execute(mapped_query).fetchone(),
+        lambda: fetch_row(source.execute(plan.count_query(source_agency_id=scope.source_agency_id))),
+        lambda: fetch_row(target.execute(mapped_query)),
     )
     lost = []
     if found < mapped:  # only then is there a mapped row to name
@@ -83,7 +84,7 @@ def _absent_check(
     """Not migrated (or rolled back): no id map row, and no unified row carries a source row's id."""
     with target.cursor() as cursor:
         mapped = id_map.table_mapped_count(cursor, agency_id=scope.source_agency_id, source_table=plan.source)
-    present, sample = 0, []
+    present, sample = 0, list[str]()
     with source.cursor(name=f"verify_ids_{plan.source.replace('.', '_')}") as cursor:
         cursor.execute(plan.source_ids_query(source_agency_id=scope.source_agency_id))
         while chunk := [row[0] for row in cursor.fetchmany(ID_CHUNK)]:

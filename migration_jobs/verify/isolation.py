@@ -15,16 +15,19 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Params
 
 from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
+from migration_jobs.etl.connections import fetch_row, fetch_value
 from migration_jobs.mapping import TABLE_MAPS
-from migration_jobs.verify.auth import app_switch_proof
+from migration_jobs.verify.auth import Claims, app_switch_proof
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
 REVOS, AUDIENCE = "revos", "audience"
@@ -32,7 +35,7 @@ APPS = (REVOS, AUDIENCE)
 CASE1_PROBED = 500  # AudienceOS clients probed, at most
 
 
-def claims_for(agency_id: uuid.UUID, app: str) -> dict:
+def claims_for(agency_id: uuid.UUID, app: str) -> Claims:
     """Claims as the apps' Supabase JWTs carry them; `sub` is a fixed probe identity, not a real user."""
     return {
         "aud": "authenticated",
@@ -60,7 +63,7 @@ class Probe:
     def agency(self) -> sql.Literal:
         return sql.Literal(self.scope.target_agency_id)
 
-    def owner(self, query: sql.Composable, params=None) -> list[tuple]:
+    def owner(self, query: str | sql.SQL | sql.Composed, params: Params | None = None) -> list[tuple[Any, ...]]:
         """Rows as the connecting role sees them (RLS does not apply to the owner)."""
         try:
             return self.connection.execute(query, params).fetchall()
@@ -68,7 +71,7 @@ class Probe:
             self.connection.rollback()
 
     @contextmanager
-    def acting(self, role: str, claims: dict | None) -> Iterator[psycopg.Connection]:
+    def acting(self, role: str, claims: Claims | None) -> Iterator[psycopg.Connection]:
         """One transaction as `role` with these JWT claims (none: as an anonymous request)."""
         connection = self.connection
         connection.rollback()
@@ -81,7 +84,7 @@ class Probe:
         finally:
             connection.rollback()
 
-    def as_app(self, app: str, agency_id: uuid.UUID | None = None):
+    def as_app(self, app: str, agency_id: uuid.UUID | None = None) -> AbstractContextManager[psycopg.Connection]:
         return self.acting("authenticated", claims_for(agency_id or self.scope.target_agency_id, app))
 
     def not_migrated(self, table: str, alias: str = "t") -> sql.Composed:
@@ -99,7 +102,7 @@ class Probe:
         column = sql.Identifier(alias, "id") if alias else sql.Identifier("id")
         return sql.SQL("{} = ANY({})").format(column, sql.Literal(sorted(self.rows[table])))
 
-    def narrowed(self, *tables: str) -> dict:
+    def narrowed(self, *tables: str) -> dict[str, dict[str, int]]:
         """What an outcome says of the rows it read, when `rows` narrowed them."""
         read = {t: len(self.rows[t]) for t in tables if self.rows is not None and t in self.rows}
         return {"rows_read_written_since_the_check_before_the_fence": read} if read else {}
@@ -166,7 +169,7 @@ def case2_revos_lead_hidden_from_audienceos(probe: Probe) -> CheckOutcome:
             )
         ]
     with probe.as_app(REVOS) as connection:
-        seen = connection.execute(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency)).fetchone()[0]
+        seen = fetch_value(connection.execute(sql.SQL("SELECT count(*) FROM lead WHERE {}").format(in_agency)))
     return CheckOutcome(
         name,
         status_of(not leaked and seen == total),
@@ -177,7 +180,7 @@ def case2_revos_lead_hidden_from_audienceos(probe: Probe) -> CheckOutcome:
     )
 
 
-def _grouped(rows) -> dict[str, int]:
+def _grouped(rows: list[tuple[Any, ...]]) -> dict[str, int]:
     return {"/".join(key): count for *key, count in rows}
 
 
@@ -318,7 +321,7 @@ def other_agency_sees_nothing(probe: Probe) -> CheckOutcome:
     # A moved row belongs to another agency now, whose writes nothing records: its table is swept.
     tables = _readable_tables(probe, "authenticated", keep=frozenset(moved))
     others = sorted({str(_unrelated_agency(probe))} | {a for per_table in moved.values() for a in per_table})
-    leaks: dict[str, list[dict]] = {}
+    leaks: dict[str, list[dict[str, Any]]] = {}
     for other in others:
         for app in APPS:
             with probe.as_app(app, uuid.UUID(other)) as connection:
@@ -425,8 +428,9 @@ def policies_row_local(connection: psycopg.Connection) -> bool:
     """Does every policy decide on its own row and the request's claims alone (it refers to no
     other table and calls no function but CLAIMS_FUNCTIONS and the built-in ones)? Then, with the
     same rules and claims, a row nobody wrote is visible exactly as it was."""
-    row = connection.execute(
-        """
+    row = fetch_row(
+        connection.execute(
+            """
         SELECT NOT EXISTS (
             SELECT 1 FROM pg_depend d JOIN pg_policy p ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
              WHERE (d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid)
@@ -434,18 +438,21 @@ def policies_row_local(connection: psycopg.Connection) -> bool:
                     AND d.refobjid <> ALL(ARRAY(SELECT to_regprocedure(f) FROM unnest(%s::text[]) f
                                               WHERE to_regprocedure(f) IS NOT NULL))))
         """,
-        [list(CLAIMS_FUNCTIONS)],
-    ).fetchone()
+            [list(CLAIMS_FUNCTIONS)],
+        )
+    )
     connection.rollback()
-    return row[0]
+    independent: bool = row[0]
+    return independent
 
 
 def policies_fingerprint(connection: psycopg.Connection) -> str:
     """A digest of what decides visibility apart from the rows: the policies, each table's RLS flags
     and grants, the roles' memberships and the functions outside the system schemas (auth.jwt(),
     the policies' helpers). Equal digests: the isolation cases see the same rules."""
-    row = connection.execute(
-        """
+    row = fetch_row(
+        connection.execute(
+            """
         SELECT md5(concat_ws('|',
             (SELECT string_agg(concat_ws(',', p.polrelid::regclass::text, p.polname, p.polcmd, p.polpermissive,
                     p.polroles::text, pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)),
@@ -461,6 +468,8 @@ def policies_fingerprint(connection: psycopg.Connection) -> str:
                FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace
               WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))))
         """
-    ).fetchone()
+        )
+    )
     connection.rollback()
-    return row[0]
+    fingerprint: str = row[0]
+    return fingerprint

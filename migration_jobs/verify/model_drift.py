@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any, cast
 
 from django.apps import apps
 from django.db import connections, models
@@ -72,7 +73,7 @@ def unified_model_drift(*, database: str = "unified") -> list[str]:
 
 
 def _model_drift(
-    model: type[models.Model], columns: dict[str, Column], primary_key: str | None, foreign_keys: dict
+    model: type[models.Model], columns: dict[str, Column], primary_key: str | None, foreign_keys: dict[str, str]
 ) -> list[str]:
     table = model._meta.db_table
     fields = {field.column: field for field in model._meta.concrete_fields}
@@ -85,8 +86,10 @@ def _model_drift(
             continue
         problems += [f"{where}: {problem}" for problem in _field_drift(field, column)]
         referenced = foreign_keys.get(column_name)
-        if field.many_to_one and referenced != field.related_model._meta.db_table:
-            problems.append(f"{where}: ForeignKey to {field.related_model._meta.db_table}, SQL: {referenced}")
+        # A concrete many-to-one field is a ForeignKey, its related model a class once the app registry is ready.
+        related = cast("type[models.Model]", field.related_model)
+        if field.many_to_one and referenced != related._meta.db_table:
+            problems.append(f"{where}: ForeignKey to {related._meta.db_table}, SQL: {referenced}")
         if referenced and not field.many_to_one:
             problems.append(f"{where}: SQL has a foreign key to {referenced}, the model a plain field")
     if model._meta.pk.column != primary_key:
@@ -94,9 +97,11 @@ def _model_drift(
     return problems
 
 
-def _field_drift(field: models.Field, column: Column) -> list[str]:
+def _field_drift(field: models.Field[Any, Any], column: Column) -> list[str]:
     """How one field disagrees with its column: type, size and nullability."""
-    target = field.target_field if field.many_to_one else field
+    # The field whose type the column has; its attributes (max_digits, ...) follow its internal type,
+    # a string the type checker cannot follow.
+    target: Any = cast("models.ForeignKey[Any, Any]", field).target_field if field.many_to_one else field
     internal_type = target.get_internal_type()
     expected = POSTGRES_DATA_TYPES.get(internal_type)
     problems = []

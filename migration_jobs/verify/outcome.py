@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
@@ -26,7 +28,7 @@ class CheckOutcome:
     table_name: str = ""
     expected: str = ""
     actual: str = ""
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)  # what was found, as JSON
     # How long the check took, both databases' queries included (kept out of `details`, which says
     # what was found: a serial and a parallel run find the same, in different times).
     seconds: float | None = field(default=None, compare=False)
@@ -43,5 +45,5 @@ def not_applicable(check_name: str, table_name: str, reason: str) -> CheckOutcom
     )
 
 
-def ids(values) -> list[str]:
+def ids(values: Iterable[object]) -> list[str]:
     return [str(value) for value in values]

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from migration_jobs.etl.catalog import Catalog
+from migration_jobs.etl.connections import fetch_value
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
 
 
@@ -98,7 +99,7 @@ def references_check(
             + sql.SQL(" ORDER BY c.id LIMIT {}").format(sql.Literal(SAMPLE_SIZE))
         ).fetchall()
         if sample:
-            total = target.execute(_orphans_query(key, in_agency, select=sql.SQL("count(*)"))).fetchone()[0]
+            total = fetch_value(target.execute(_orphans_query(key, in_agency, select=sql.SQL("count(*)"))))
             broken[key.name] = {
                 "columns": list(key.columns),
                 "parent": key.parent,

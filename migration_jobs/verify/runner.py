@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -41,7 +43,9 @@ def _snapshot_reader(alias: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def _outcome_of(check_name: str, table_name: str, run: Callable[[], CheckOutcome], reset: Callable[[], None]):
+def _outcome_of(
+    check_name: str, table_name: str, run: Callable[[], CheckOutcome], reset: Callable[[], None]
+) -> CheckOutcome:
     """What `run` found, or the error that stopped it (after `reset` readies its connections again),
     with the seconds it took."""
     began = time.monotonic()
@@ -62,7 +66,11 @@ def _outcome_of(check_name: str, table_name: str, run: Callable[[], CheckOutcome
 
 
 def _guarded(
-    record: Record, check_name: str, table_name: str, connections: tuple, run: Callable[[], CheckOutcome]
+    record: Record,
+    check_name: str,
+    table_name: str,
+    connections: tuple[psycopg.Connection, ...],
+    run: Callable[[], CheckOutcome],
 ) -> None:
     """Record what `run` found, or the error that stopped it; either way the next check runs."""
 
@@ -191,9 +199,9 @@ def _isolation_checks(
         for name, case in {**isolation.CASES, **isolation.SWEEPS}.items():
             if only is None or name in only.cases:
                 probe.rows = only.rows_for(name) if only is not None else None
-                _guarded(record, name, "", (connection,), lambda case=case: case(probe))
+                _guarded(record, name, "", (connection,), partial(case, probe))
         for name, check in schema.SQL_CHECKS.items() if with_schema else ():
-            _guarded(record, name, "", (connection,), lambda check=check: check(connection))
+            _guarded(record, name, "", (connection,), partial(check, connection))
 
 
 def _plans(source: psycopg.Connection, target_catalog: Catalog, record: Record) -> list[TablePlan]:
@@ -203,7 +211,7 @@ def _plans(source: psycopg.Connection, target_catalog: Catalog, record: Record) 
     except Exception as error:
         source.rollback()
         for check_name in ("counts", "content"):
-            _guarded(record, check_name, "", (), lambda error=error: _raise(error))
+            _guarded(record, check_name, "", (), partial(_raise, error))
         return []
 
 
@@ -220,12 +228,14 @@ class _Reading:
     checks: list[Check] = field(default_factory=list)
     early: set[int] = field(default_factory=set)  # positions of the checks started first
 
-    def add(self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome], *, early=False) -> None:
+    def add(
+        self, check_name: str, table_name: str, check: Callable[[Pair], CheckOutcome], *, early: bool = False
+    ) -> None:
         if early:
             self.early.add(len(self.checks))
         self.checks.append(lambda pair: _outcome_of(check_name, table_name, lambda: check(pair), pair.reset))
 
-    def _sides(self, pair: Pair) -> dict:
+    def _sides(self, pair: Pair) -> dict[str, Any]:
         """What every table check is told: the agency, both sides of the pair, the target's catalog."""
         return {
             "scope": self.scope,

@@ -1,4 +1,7 @@
-from django.core.management.base import CommandError
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.base import ProjectCommand
 from migration_jobs.services.schema_audit import AUDIT_TARGETS, Finding, Severity, schema_audit_run
@@ -11,7 +14,7 @@ class Command(ProjectCommand):
         "Exits 1 when any finding has error severity."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--database",
             required=True,
@@ -20,7 +23,7 @@ class Command(ProjectCommand):
             "unified: all of the unified database.",
         )
 
-    def handle(self, *args, database: str, **options):
+    def handle(self, *args: Any, database: str, **options: Any) -> None:
         target = AUDIT_TARGETS[database]
         findings = schema_audit_run(database=database)
         counts = {severity: sum(f.severity == severity for f in findings) for severity in Severity}
@@ -34,7 +37,8 @@ class Command(ProjectCommand):
             raise CommandError(f"{counts[Severity.ERROR]} finding(s) of error severity.", returncode=1)
 
     def _write(self, finding: Finding) -> None:
-        style = {Severity.ERROR: self.style.ERROR, Severity.WARN: self.style.WARNING}.get(finding.severity, str)
+        styles: dict[str, Callable[[str], str]] = {Severity.ERROR: self.style.ERROR, Severity.WARN: self.style.WARNING}
+        style = styles.get(finding.severity, str)
         where = f"{finding.schema}.{finding.table}" if finding.table else finding.schema
         self.stdout.write("")
         self.stdout.write(style(f"{finding.severity.upper():5}  {finding.rule}  {where}"))

@@ -1,4 +1,6 @@
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.base import ProjectCommand
 from migration_jobs.refusals import RunRefused
@@ -12,11 +14,11 @@ class Command(ProjectCommand):
         "stays read-only for it, and it can no longer be switched back."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
         parser.add_argument("--reason", required=True, help="Why, kept with the run.")
 
-    def handle(self, *args, agency_id: str, reason: str, **options):
+    def handle(self, *args: Any, agency_id: str, reason: str, **options: Any) -> None:
         try:
             run = agency_complete(link=agency_link_resolve(agency_id), reason=reason, actor=None)
         except RunRefused as refusal:

@@ -1,5 +1,7 @@
+from typing import Any
+
 from migration_jobs.management.run_command import SteppedRunCommand
-from migration_jobs.models import MigrationRun
+from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.cutover import cutover_run_execute, cutover_run_request
 
 
@@ -11,7 +13,7 @@ class Command(SteppedRunCommand):
 
     window_label = "write downtime (fence to switch)"
 
-    def request_run(self, link, options) -> MigrationRun:
+    def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         return cutover_run_request(link=link, reason=options["reason"], actor=None, enqueue=not options["sync"])
 
     def execute_run(self, run: MigrationRun) -> MigrationRun:

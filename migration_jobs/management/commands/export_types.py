@@ -1,6 +1,7 @@
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.etl.connections import connect
 from migration_jobs.management.database_command import DatabaseCommand
@@ -14,10 +15,10 @@ class Command(DatabaseCommand):
     )
     databases = ("unified",)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--out", metavar="FILE", help="write here (its folder must exist) instead of stdout")
 
-    def handle(self, *args, out: str | None, **options):
+    def handle(self, *args: Any, out: str | None, **options: Any) -> None:
         with connect("unified", autocommit=True, purpose="export-types") as connection:
             types = typescript_types(connection)
         if not out:

@@ -1,6 +1,7 @@
 import uuid
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.refusals import RunRefused
@@ -11,14 +12,16 @@ from migration_jobs.services.agency_links import LinkError, agency_link_confirm
 class Command(DatabaseCommand):
     help = "Confirm which unified agency a RevOS agency becomes: --new, --existing UNIFIED_ID, or --suggested."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agency_id", help="The agency's RevOS id.")
         choice = parser.add_mutually_exclusive_group(required=True)
         choice.add_argument("--new", action="store_true", help="A new agency in the unified database.")
         choice.add_argument("--existing", metavar="UNIFIED_ID", help="This AudienceOS agency.")
         choice.add_argument("--suggested", action="store_true", help="Whatever the suggestion says.")
 
-    def handle(self, *args, agency_id, new, existing, suggested, **options):
+    def handle(
+        self, *args: Any, agency_id: str, new: bool, existing: str | None, suggested: bool, **options: Any
+    ) -> None:
         try:
             link = agency_link_resolve(agency_id)
             if suggested:

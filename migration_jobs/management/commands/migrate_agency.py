@@ -1,9 +1,10 @@
 from pathlib import Path
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.run_command import RunCommand
-from migration_jobs.models import MigrationRun
+from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.plan import plan_lines, plan_refused_csv, plan_summary
 from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.migration import migration_run_request
@@ -12,7 +13,7 @@ from migration_jobs.services.migration import migration_run_request
 class Command(RunCommand):
     help = "Queue (or with --sync, run) the migration of one agency; --dry-run plans it and writes nothing."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--dry-run", action="store_true", help="Plan only: count, match, write nothing.")
         parser.add_argument(
@@ -26,7 +27,7 @@ class Command(RunCommand):
             "--csv", type=Path, help="With --dry-run --sync: write the refused rows here (the page's CSV)."
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> str | None:
         if options["csv"] and not (options["dry_run"] and options["sync"]):
             raise CommandError("--csv needs --dry-run --sync: it writes the refused rows of the plan run here.")
         self.csv_path = options["csv"]
@@ -43,12 +44,12 @@ class Command(RunCommand):
             self.csv_path.write_text(plan_refused_csv(plan=plan), newline="")  # the CSV keeps its \r\n
             self.stdout.write(f"Refused rows written to {self.csv_path}.")
 
-    def request_run(self, link, options) -> MigrationRun:
+    def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         if options["full"] and not options["dry_run"]:
             return migration_full_reread_request(
                 link=link, reason=options["reason"], actor=None, enqueue=not options["sync"]
             )
         return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
 
-    def kind(self, options) -> str:
+    def kind(self, options: dict[str, Any]) -> str:
         return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE

@@ -1,3 +1,5 @@
+from typing import Any
+
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import AgencyLink
 from migration_jobs.services.migration import migration_runs_reconcile_running
@@ -7,7 +9,7 @@ class Command(DatabaseCommand):
     help = "Print each RevOS agency with its link and latest run (a run whose worker died shows as failed)."
     databases = ("default",)
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         migration_runs_reconcile_running()
         links = AgencyLink.objects.prefetch_related("runs").order_by("name")
         for link in links:

@@ -3,9 +3,10 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from migration_jobs.management.base import ProjectCommand
@@ -37,13 +38,13 @@ class Command(ProjectCommand):
         "live run owns, each action in the agency's history. Runs beside the worker; --once runs one pass."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="One pass, then exit (for cron and tests).")
         parser.add_argument(
             "--interval", type=positive_seconds, default=None, help="Seconds between passes (RECONCILE_INTERVAL)."
         )
 
-    def handle(self, *args, once: bool, interval: float | None, **options):
+    def handle(self, *args: Any, once: bool, interval: float | None, **options: Any) -> None:
         interval = interval or settings.RECONCILE_INTERVAL
         if once:
             self._once(interval)

@@ -1,3 +1,5 @@
+from typing import Any
+
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
 
@@ -5,5 +7,5 @@ from migration_jobs.models import MigrationRun
 class Command(RunCommand):
     help = "Queue (or with --sync, run) the rollback of one agency: deletes exactly the rows its runs inserted."
 
-    def kind(self, options) -> str:
+    def kind(self, options: dict[str, Any]) -> str:
         return MigrationRun.Kind.ROLLBACK

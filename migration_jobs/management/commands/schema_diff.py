@@ -1,5 +1,7 @@
+from typing import Any
+
 import psycopg
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError
 
 from migration_jobs.management.base import UNREACHABLE, ProjectCommand
@@ -16,10 +18,10 @@ class Command(ProjectCommand):
 
     unreachable_returncode = 2  # it cannot compare, as documented
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--database", required=True, choices=["unified", "revos"])
 
-    def handle(self, *args, database: str, **options):
+    def handle(self, *args: Any, database: str, **options: Any) -> None:
         try:
             differences = schema_diff(database=database)
         except SchemaError as error:

@@ -1,9 +1,13 @@
-from django.core.management.base import CommandError
+from typing import Any, cast
+from uuid import UUID
+
+from django.core.management.base import CommandError, CommandParser
 from django.db import DatabaseError, OperationalError
 
-from migration_jobs.demo.bad_rows import demo_bad_rows_plant
+from migration_jobs.demo.bad_rows import BadRow, demo_bad_rows_plant
 from migration_jobs.demo.demo import (
     DemoDataError,
+    DemoSummary,
     demo_data_reset,
     demo_data_seed,
     demo_phase0_problems_plant,
@@ -22,7 +26,7 @@ class Command(ProjectCommand):
         "of both databases first (demo and test databases only), or choose another --seed."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--agencies", type=int, default=6, help="RevOS agencies to create (default 6).")
         parser.add_argument("--scale", type=float, default=1.0, help="Row-count multiplier (default 1).")
         parser.add_argument("--seed", type=int, default=1, help="Random seed; same seed, same data (default 1).")
@@ -42,7 +46,17 @@ class Command(ProjectCommand):
             help="Afterwards, put back the problems Phase 0 fixed, so the schema audit has findings.",
         )
 
-    def handle(self, *args, agencies, scale, seed, reset, with_phase0_problems, with_bad_rows, **options):
+    def handle(
+        self,
+        *args: Any,
+        agencies: int,
+        scale: float,
+        seed: int,
+        reset: bool,
+        with_phase0_problems: bool,
+        with_bad_rows: bool,
+        **options: Any,
+    ) -> None:
         try:
             if reset:
                 demo_data_reset()
@@ -68,10 +82,10 @@ class Command(ProjectCommand):
         for row in bad_rows:
             self.stdout.write(f"  bad row: {row.table} {row.source_id} (refused by {row.constraint})")
 
-    def _bad_rows(self, summary) -> list:
+    def _bad_rows(self, summary: DemoSummary) -> list[BadRow]:
         revos_only = [a for a in summary.agencies if a.kind == "revos"]
         if not revos_only:
             raise DemoDataError("--with-bad-rows needs a RevOS-only agency: seed more --agencies.")
         agency = revos_only[0]
         self.stdout.write(f"Bad rows planted in {agency.revos_name} ({agency.revos_id}):")
-        return demo_bad_rows_plant(agency_id=agency.revos_id)
+        return demo_bad_rows_plant(agency_id=cast(UUID, agency.revos_id))  # a RevOS-only agency has its RevOS id

@@ -1,7 +1,9 @@
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.run_command import SteppedRunCommand
-from migration_jobs.models import MigrationRun
+from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.switch_back import switch_back_plan, switch_back_run_execute, switch_back_run_request
@@ -17,13 +19,13 @@ class Command(SteppedRunCommand):
     window_label = "unified write downtime (fence to reopen)"
     reason_required = False  # --plan needs none; running does (checked in handle)
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument(
             "--plan", action="store_true", help="Print the rows it would change in RevOS; write nothing."
         )
 
-    def handle(self, *args, agency_id: str, **options):
+    def handle(self, *args: Any, agency_id: str, **options: Any) -> None:
         if not options["plan"]:
             if not (options.get("reason") or "").strip():
                 raise CommandError("--reason is required: it is kept with the run and the unified_db change.")
@@ -48,7 +50,7 @@ class Command(SteppedRunCommand):
         for problem in plan["problems"]:
             self.stdout.write(f"  cannot hold: {problem}")
 
-    def request_run(self, link, options) -> MigrationRun:
+    def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         return switch_back_run_request(link=link, reason=options["reason"], actor=None, enqueue=not options["sync"])
 
     def execute_run(self, run: MigrationRun) -> MigrationRun:

@@ -6,8 +6,9 @@ refused (unknown or malformed id, no confirmed link, a run in progress, Redis do
 
 import json
 from collections import Counter
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import VerificationRun
@@ -16,18 +17,18 @@ from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.verification import verification_run_execute, verification_run_request
 
 Verdict = VerificationRun.Verdict
-EXIT_STATUS = {Verdict.FAIL: 1, Verdict.ERROR: 3}
+EXIT_STATUS: dict[str, int] = {Verdict.FAIL: 1, Verdict.ERROR: 3}
 
 
 class Command(DatabaseCommand):
     unreachable_returncode = 3  # an error, as documented: the verification could not run
     help = "Verify one migrated agency (counts, content, references, RLS isolation, schema); --sync runs it here."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
         parser.add_argument("--sync", action="store_true", help="Run in this process instead of queueing for a worker.")
 
-    def handle(self, *args, agency_id: str, sync: bool, verbosity: int = 1, **options):
+    def handle(self, *args: Any, agency_id: str, sync: bool, verbosity: int = 1, **options: Any) -> None:
         self.verbosity = verbosity
         try:
             link = agency_link_resolve(agency_id)
