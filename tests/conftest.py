@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import django_rq
 import pytest
 from django.db import connections
@@ -11,6 +13,20 @@ from migration_jobs.services.database_marks import database_mark
 from migration_jobs.services.schema import schema_apply
 
 TENANT_ALIASES = ("unified", "revos")
+# Set by `bin/stack --supabase`: the database the Supabase role mode clones a hosted project's
+# unified and RevOS databases from (GoTrue's auth, the project's default privileges).
+SUPABASE_PROJECT_TEMPLATE = os.environ.get("SUPABASE_PROJECT_TEMPLATE", "")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """In the Supabase role mode the tenant test databases are clones of the hosted project's
+    template, created by `postgres` (not a superuser); sql/ is then applied on top, as in production."""
+    from django.conf import settings
+
+    if SUPABASE_PROJECT_TEMPLATE:
+        for alias in TENANT_ALIASES:
+            settings.DATABASES[alias]["TEST"]["TEMPLATE"] = SUPABASE_PROJECT_TEMPLATE
 
 
 @pytest.fixture(scope="session")
