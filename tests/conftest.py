@@ -77,11 +77,40 @@ def truncate_tenant_tables() -> None:
                     cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
+# The modules whose outcome depends on the databases' role model (who owns auth and the tables,
+# what `postgres` may do, the default privileges): marked `supabase`, so that `make test` runs them
+# a second time in the Supabase role mode. The rest (admin, flags, commands, configuration, ...)
+# behave the same whoever owns what, and run once.
+ROLE_MODEL_MODULES = {
+    "test_auth",
+    "test_capture_paths",
+    "test_cutover",
+    "test_duplicates",
+    "test_id_map",
+    "test_migration",
+    "test_models_match_sql",
+    "test_production",
+    "test_reconcile",
+    "test_reverse",
+    "test_schema",
+    "test_schema_audit",
+    "test_schema_diff",
+    "test_schema_tenancy",
+    "test_stale_locks",
+    "test_supabase_mode",
+    "test_switch_back",
+    "test_tenant_references",
+    "test_verification",
+}
+
+
 def pytest_collection_modifyitems(items):
     """A test that uses tenant_db talks to all three databases, outside a wrapping transaction."""
     for item in items:
         if "tenant_db" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
+        if item.module.__name__.rpartition(".")[2] in ROLE_MODEL_MODULES:
+            item.add_marker(pytest.mark.supabase)
 
 
 @pytest.fixture

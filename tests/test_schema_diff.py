@@ -15,7 +15,7 @@ from migration_jobs.etl.reverse_capture import unified_captured_tables
 from migration_jobs.services.schema_diff import schema_diff
 from tests.conftest import worker_environment
 
-pytestmark = [pytest.mark.supabase, pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)]
+pytestmark = pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True)
 
 
 def execute(database: str, statement: str) -> None:

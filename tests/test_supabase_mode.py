@@ -11,7 +11,6 @@ from django.db import connections
 from tests.conftest import SUPABASE_PROJECT_TEMPLATE
 
 pytestmark = [
-    pytest.mark.supabase,
     pytest.mark.django_db(databases=["default", "unified", "revos"], transaction=True),
     pytest.mark.skipif(not SUPABASE_PROJECT_TEMPLATE, reason="the Supabase role mode is off (bin/stack --supabase)"),
 ]
