@@ -79,14 +79,13 @@ def truncate_tenant_tables() -> None:
 
 # The modules whose outcome depends on the databases' role model (who owns auth and the tables,
 # what `postgres` may do, the default privileges): marked `supabase`, so that `make test` runs them
-# a second time in the Supabase role mode. The rest (admin, flags, commands, configuration, ...)
-# behave the same whoever owns what, and run once.
+# a second time in the Supabase role mode. The rest (admin, flags, commands, configuration, and
+# the data-level checks: verification, id map, duplicates) behave the same whoever owns what, and
+# run once.
 ROLE_MODEL_MODULES = {
     "test_auth",
     "test_capture_paths",
     "test_cutover",
-    "test_duplicates",
-    "test_id_map",
     "test_migration",
     "test_models_match_sql",
     "test_production",
@@ -100,7 +99,6 @@ ROLE_MODEL_MODULES = {
     "test_supabase_mode",
     "test_switch_back",
     "test_tenant_references",
-    "test_verification",
 }
 
 
