@@ -82,7 +82,6 @@ def test_auth_is_gotrues_and_belongs_to_it_not_to_postgres(alias):
     assert columns["auth.identities.provider_id"] == "!"  # NOT NULL
     assert {columns[f"auth.users.{c}"] for c in ("is_sso_user", "is_anonymous")} == {"!"}
     assert "auth.users.deleted_at" in columns
-    assert query(alias, "SELECT has_schema_privilege('postgres', 'auth', 'CREATE')") == [(False,)]
 
 
 def test_the_api_roles_get_every_privilege_on_a_new_public_table_by_default():
