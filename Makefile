@@ -70,16 +70,26 @@ demo: install
 
 # Everything runs inside one `bin/stack run`, so the private servers start and stop once. Every
 # check runs even after one fails, so a single CI run reports them all; the status is the worst.
+# Then the tests whose outcome depends on the databases' role model (marker `supabase`,
+# tests/conftest.py) run again in the Supabase role mode: `postgres` not a superuser, GoTrue's auth
+# owned by supabase_auth_admin (bin/stack --supabase). `make test TEST_MODES=supabase` runs only
+# that part, TEST_MODES=default only the first.
+TEST_MODES ?= default supabase
 # mypy's Django plugin imports the settings (so it runs in here, with their URLs) but queries nothing.
 test: install
-	$(STACK) run -- sh -xc 'failed=0; \
+	@failed=0; \
+	if echo " $(TEST_MODES) " | grep -q " default "; then SUPABASE_MODE= $(STACK) run -- sh -xc 'failed=0; \
 		$(PY) manage.py check || failed=1; \
 		$(PY) manage.py makemigrations --check --dry-run || failed=1; \
 		$(PY) -m pytest $(PYTEST_ARGS) || failed=1; \
 		$(RUFF) check $(LINTED) || failed=1; \
 		$(RUFF) format --check $(LINTED) || failed=1; \
 		$(PY) -m mypy || failed=1; \
-		exit $$failed'
+		exit $$failed' || failed=1; fi; \
+	if echo " $(TEST_MODES) " | grep -q " supabase "; then \
+		echo "make test: the role-model tests (marker supabase) again, in the Supabase role mode"; \
+		$(STACK) --supabase run -- $(PY) -m pytest -m supabase $(PYTEST_ARGS) || failed=1; fi; \
+	exit $$failed
 
 lint: install
 	$(RUFF) check $(LINTED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import django_rq
 import pytest
 from django.db import connections
@@ -11,6 +13,20 @@ from migration_jobs.services.database_marks import database_mark
 from migration_jobs.services.schema import schema_apply
 
 TENANT_ALIASES = ("unified", "revos")
+# Set by `bin/stack --supabase`: the database the Supabase role mode clones a hosted project's
+# unified and RevOS databases from (GoTrue's auth, the project's default privileges).
+SUPABASE_PROJECT_TEMPLATE = os.environ.get("SUPABASE_PROJECT_TEMPLATE", "")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """In the Supabase role mode the tenant test databases are clones of the hosted project's
+    template, created by `postgres` (not a superuser); sql/ is then applied on top, as in production."""
+    from django.conf import settings
+
+    if SUPABASE_PROJECT_TEMPLATE:
+        for alias in TENANT_ALIASES:
+            settings.DATABASES[alias]["TEST"]["TEMPLATE"] = SUPABASE_PROJECT_TEMPLATE
 
 
 @pytest.fixture(scope="session")
@@ -61,11 +77,38 @@ def truncate_tenant_tables() -> None:
                     cursor.execute(f"TRUNCATE {', '.join(tables)} CASCADE")
 
 
+# The modules whose outcome depends on the databases' role model (who owns auth and the tables,
+# what `postgres` may do, the default privileges): marked `supabase`, so that `make test` runs them
+# a second time in the Supabase role mode. The rest (admin, flags, commands, configuration, and
+# the data-level checks: verification, id map, duplicates) behave the same whoever owns what, and
+# run once.
+ROLE_MODEL_MODULES = {
+    "test_auth",
+    "test_capture_paths",
+    "test_cutover",
+    "test_migration",
+    "test_models_match_sql",
+    "test_production",
+    "test_reconcile",
+    "test_reverse",
+    "test_schema",
+    "test_schema_audit",
+    "test_schema_diff",
+    "test_schema_tenancy",
+    "test_stale_locks",
+    "test_supabase_mode",
+    "test_switch_back",
+    "test_tenant_references",
+}
+
+
 def pytest_collection_modifyitems(items):
     """A test that uses tenant_db talks to all three databases, outside a wrapping transaction."""
     for item in items:
         if "tenant_db" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.django_db(transaction=True, databases="__all__"))
+        if item.module.__name__.rpartition(".")[2] in ROLE_MODEL_MODULES:
+            item.add_marker(pytest.mark.supabase)
 
 
 @pytest.fixture

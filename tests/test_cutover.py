@@ -206,6 +206,9 @@ def app_role(agencies):
     """A non-superuser login role with the rights an app has on RevOS's tables (not on controlplane)."""
     revos("DROP ROLE IF EXISTS revos_app_test")
     revos("CREATE ROLE revos_app_test LOGIN PASSWORD 'app'")
+    # DROP OWNED BY needs the role's privileges, which a non-superuser (Supabase's postgres) lacks
+    # for a role it merely created.
+    revos("GRANT revos_app_test TO CURRENT_USER")
     revos("GRANT USAGE ON SCHEMA public TO revos_app_test")
     revos("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO revos_app_test")
     revos("ALTER TABLE leads NO FORCE ROW LEVEL SECURITY")
@@ -225,7 +228,7 @@ def test_the_fence_holds_for_an_app_role_and_the_owner_and_names_the_agency(agen
             owner="test",
             message=f'Agency "{link.name}" has moved to the unified database',
         )
-        for dsn in (app_role, None):  # the app's role, then the owner (a superuser here)
+        for dsn in (app_role, None):  # the app's role, then the owner (the control plane's role)
             assert f'Agency "{link.name}" {FENCE_ERROR}' in (revos_write_error(link.revos_agency_id, dsn=dsn) or "")
             assert revos_write_error(other.revos_agency_id, dsn=dsn) is None
         # The control plane's own work passes, and is not recorded as a change.

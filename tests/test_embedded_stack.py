@@ -18,6 +18,7 @@ from pathlib import Path
 
 import environ
 import psutil
+import psycopg
 import pytest
 
 pytestmark = pytest.mark.embedded
@@ -213,3 +214,36 @@ def test_manage_py_in_a_second_shell_finds_the_running_servers(data_dir):
         [sys.executable, "manage.py", "migration_status"], cwd=PROJECT, env=second_shell, capture_output=True, text=True
     )
     assert "is not set" in result.stderr
+
+
+def test_supabase_mode_starts_a_hosted_projects_cluster_beside_the_default_one(data_dir):
+    """bin/stack --supabase: its own servers under <data>/supabase, `postgres` no superuser, GoTrue's
+    auth in the tenant databases, and the control plane's schema applies there as `postgres`."""
+    env = stack_env(data_dir)
+    exported = subprocess.run(
+        [sys.executable, str(STACK), "--supabase", "env"], cwd=PROJECT, env=env, capture_output=True, text=True
+    )
+    try:
+        assert exported.returncode == 0, exported.stderr
+        urls = dict(line.removeprefix("export ").split("=", 1) for line in exported.stdout.splitlines()[:-1])
+        assert urls["SUPABASE_PROJECT_TEMPLATE"] == "supabase_project"
+        assert str(data_dir / "supabase" / "pg") in urls["UNIFIED_DATABASE_URL"]
+        applied = subprocess.run(
+            [sys.executable, "manage.py", "apply_unified_schema"],
+            cwd=PROJECT,
+            env={**env, **{var: urls[var].strip("'") for var in URL_VARS}},
+            capture_output=True,
+            text=True,
+        )
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        with psycopg.connect(urls["UNIFIED_DATABASE_URL"].strip("'")) as conn:
+            superuser, auth_owner, users_owner, sessions = conn.execute(
+                "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
+                " (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'auth'),"
+                " (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'auth.users'::regclass),"
+                " to_regclass('auth.sessions') IS NOT NULL"
+            ).fetchone()
+        assert (superuser, auth_owner, users_owner, sessions) == (False, "supabase_admin", "supabase_auth_admin", True)
+    finally:
+        assert stack("--supabase", "stop", env=env).wait(timeout=60) == 0
+    assert leftover_processes(data_dir / "supabase") == []

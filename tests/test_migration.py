@@ -498,6 +498,8 @@ def test_a_role_that_may_not_turn_row_triggers_off_keeps_them(tenant_db):
     role = sql.Identifier(f"cp_plain_migrator_{uuid.uuid4().hex[:12]}")  # roles are server-wide
     with connect("unified", autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} NOSUPERUSER").format(role))
+        # Without superuser (Supabase's postgres) creating a role does not let one SET ROLE to it.
+        admin.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(role))
         try:
             with connect("unified") as connection:
                 assert row_triggers_skippable(connection)

@@ -38,6 +38,18 @@ def execute(database: str, sql: str, params=None) -> None:
         cursor.execute(sql, params)
 
 
+def anon_readable_without_rls(database: str) -> list[str]:
+    """Public tables with RLS off that anon may read. None of the planted ones by default; on
+    Supabase (the role mode) the default privileges give anon every new table, so each planted table
+    with RLS off is also an anon_readable_without_policy error."""
+    with connections[database].cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+            " AND NOT relrowsecurity AND has_table_privilege('anon', oid, 'SELECT') ORDER BY 1"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 @contextmanager
 def planted(database: str, create_sql: str, drop_sql: str):
     """A problem made for one test, removed afterwards so no other test's truncation sees it."""
@@ -221,7 +233,10 @@ def test_command_exits_non_zero_on_error_findings_and_prints_the_fix(phase0):
     assert result.returncode == 1, result.stderr
     assert "ERROR  backup_table_without_rls  public.backup_dm_sequences" in result.stdout
     assert "| ALTER TABLE public.backup_dm_sequences ENABLE ROW LEVEL SECURITY;" in result.stdout
-    assert "4 finding(s) of error severity" in result.stderr
+    exposed = anon_readable_without_rls("revos")
+    for table in exposed:
+        assert f"ERROR  anon_readable_without_policy  public.{table}" in result.stdout
+    assert f"{4 + len(exposed)} finding(s) of error severity" in result.stderr
 
 
 def test_command_exits_zero_on_a_clean_database(tenant_db):
@@ -241,7 +256,7 @@ def test_audit_job_on_a_real_worker_stores_the_findings(phase0, rq_queues):
     run.refresh_from_db()
     assert run.status == SchemaAuditRun.Status.FINISHED
     # Info: two table counts and the leftover chat_message's unindexed session_id key.
-    assert (run.error_count, run.warn_count, run.info_count) == (4, 5, 3)
+    assert (run.error_count, run.warn_count, run.info_count) == (4 + len(anon_readable_without_rls("revos")), 5, 3)
     stored = set(run.findings.values_list("rule", "table"))
     assert ("unindexed_foreign_keys", "chat_message") in stored
     assert ("backup_table_without_rls", "backup_dm_sequences") in stored

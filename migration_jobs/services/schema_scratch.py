@@ -39,6 +39,36 @@ def scratch_database(*, database: str) -> Iterator[psycopg.Connection]:
             server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def default_privileges_copy(*, source: psycopg.Connection, target: psycopg.Connection) -> None:
+    """Give `target` the default privileges `source` has in the schemas both have, for the roles
+    this session may act for (itself, on Supabase `postgres`, and the roles it is a member of).
+
+    They are the project's, not sql/'s (Supabase gives the API roles every privilege on what
+    `postgres` creates in public), and they decide the grants a new object gets. Only per-schema
+    defaults are copied: those only ever add to the built-in ones.
+    """
+    rows = source.execute(
+        "SELECT r.rolname, n.nspname, d.defaclobjtype, (SELECT rolname FROM pg_roles WHERE oid = g.grantee),"
+        " string_agg(g.privilege_type, ', ')"
+        " FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+        " JOIN pg_roles r ON r.oid = d.defaclrole, aclexplode(d.defaclacl) g"
+        " WHERE pg_has_role(d.defaclrole, 'USAGE') GROUP BY 1, 2, 3, 4"
+    ).fetchall()
+    present = {row[0] for row in target.execute("SELECT nspname FROM pg_namespace").fetchall()}
+    objects = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+    for role, schema, kind, grantee, privileges in rows:
+        if schema in present:
+            target.execute(
+                sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT {} ON {} TO {}").format(
+                    sql.Identifier(role),
+                    sql.Identifier(schema),
+                    sql.SQL(privileges),
+                    sql.SQL(objects[kind]),
+                    sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                )
+            )
+
+
 def scratch_apply(connection: psycopg.Connection, files: list[SchemaFile]) -> None:
     """Run the files as schema_apply does (each in a transaction, or statement by statement)."""
     for schema_file in files:

@@ -28,8 +28,10 @@ END $$;
 DO $$
 BEGIN
     IF to_regclass('auth.users') IS NULL THEN
-        -- GoTrue's role owns its tables; the foreign-key checks run as the owner.
-        GRANT USAGE ON SCHEMA auth TO supabase_auth_admin;
+        -- GoTrue's role owns its tables; the foreign-key checks run as the owner. Giving it a
+        -- table needs it to have CREATE on the schema, unless a superuser runs this (on a new
+        -- database beside a Supabase project, `postgres` runs it, and the shim made `auth`).
+        GRANT USAGE, CREATE ON SCHEMA auth TO supabase_auth_admin;
         CREATE TABLE auth.users (
             instance_id uuid,
             id uuid PRIMARY KEY,

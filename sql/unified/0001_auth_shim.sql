@@ -2,6 +2,8 @@
 -- On Supabase all of this already exists and nothing here changes it; on plain PostgreSQL 15+
 -- it supplies the same behaviour: auth.jwt() reads the claims PostgREST puts in
 -- request.jwt.claims, and no claims means NULL, so every policy comparison is false.
+-- Grants are made only on what the shim made: on Supabase `auth` belongs to its bootstrap
+-- superuser, so `postgres` could not grant on it ("no privileges were granted"), nor needs to.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
@@ -16,7 +18,13 @@ BEGIN
 END $$;
 
 CREATE SCHEMA IF NOT EXISTS auth;
-GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+DO $$
+BEGIN
+    IF NOT (has_schema_privilege('anon', 'auth', 'USAGE') AND has_schema_privilege('authenticated', 'auth', 'USAGE')
+            AND has_schema_privilege('service_role', 'auth', 'USAGE')) THEN
+        GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+    END IF;
+END $$;
 
 DO $$
 BEGIN
@@ -32,8 +40,8 @@ BEGIN
                 nullif(current_setting('request.jwt.claims', true), '')
             )::jsonb
         $fn$;
+        GRANT EXECUTE ON FUNCTION auth.jwt() TO anon, authenticated, service_role;
     END IF;
 END $$;
 
-GRANT EXECUTE ON FUNCTION auth.jwt() TO anon, authenticated, service_role;
 GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;

@@ -12,7 +12,8 @@ from migration_jobs.services.schema_diff import schema_diff
 class Command(ProjectCommand):
     help = (
         "Compare a live database with what sql/ says it should be (tables, columns, types, constraints, "
-        "indexes, policies, RLS flags, grants), by applying sql/ to a scratch database beside it. "
+        "indexes, policies, RLS flags, grants, functions with their bodies, triggers and whether each fires, "
+        "views, types, and the capture triggers once attached), by applying sql/ to a scratch database beside it. "
         "Prints each difference; exits 0 when they match, 1 when they differ, 2 when it cannot compare."
     )
 
