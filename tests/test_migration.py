@@ -441,7 +441,9 @@ def test_a_batch_checked_set_wise_holds_its_parents_until_it_commits(shared_agen
         assert orphan is not None and "references no campaign row" in orphan[1]
 
 
-def test_tables_with_their_own_triggers_or_other_foreign_keys_keep_the_row_triggers(tenant_db):
+def test_tables_with_always_firing_triggers_or_other_foreign_keys_keep_the_row_triggers(tenant_db):
+    """An app's trigger enabled for origin sessions is quiet in the copy's replica mode
+    (tests/test_app_triggers.py); one that fires there too keeps its table on the row triggers."""
     with connect("unified") as connection:  # DDL is transactional: the rollback leaves nothing behind
         for statement in (
             "CREATE TABLE probe_parent (id uuid PRIMARY KEY, code int UNIQUE)",
@@ -450,6 +452,7 @@ def test_tables_with_their_own_triggers_or_other_foreign_keys_keep_the_row_trigg
             "CREATE TABLE probe_triggered (id uuid PRIMARY KEY, parent_id uuid REFERENCES probe_parent (id))",
             "CREATE FUNCTION probe_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
             "CREATE TRIGGER probe_t BEFORE INSERT ON probe_triggered FOR EACH ROW EXECUTE FUNCTION probe_noop()",
+            "ALTER TABLE probe_triggered ENABLE ALWAYS TRIGGER probe_t",
         ):
             connection.execute(statement)
         checkable = catalog_read(connection).set_checkable
