@@ -314,5 +314,9 @@ CACHES = {
         "KEY_PREFIX": "controlplane",
     }
 }
+# Whether the RevOS and unified Supabase projects sign tokens with the same JWT secret (each project
+# has its own unless set otherwise). When they differ, the agency's people sign in again at its
+# cutover and the flags API says when (selectors/sessions.py).
+AUTH_JWT_SECRET_SHARED = env.bool("AUTH_JWT_SECRET_SHARED", default=False)
 # The service token both apps send as `Authorization: Bearer ...`; unset, the API answers 503.
 FLAGS_API_TOKEN = env.str("FLAGS_API_TOKEN", default="")

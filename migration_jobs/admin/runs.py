@@ -46,6 +46,7 @@ from migration_jobs.selectors.flags import (
 from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
 from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.selectors.run_report import run_report
+from migration_jobs.selectors.sessions import sessions_notice
 from migration_jobs.services.agency_links import (
     LinkError,
     agency_link_confirm,
@@ -445,6 +446,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "agency_flags": _flags_for(link),
             "cutover_run": agency_cut_over(link=link),
             "complete_run": agency_completed(link=link),
+            "sessions_notice": sessions_notice(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
