@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import connections
+from django.urls import reverse
 
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
@@ -93,10 +94,13 @@ def test_a_migration_with_the_apps_triggers_writes_exactly_the_rows_it_writes_wi
     assert fired() == []
 
 
-def test_the_plan_lists_the_apps_triggers_and_what_the_migration_does_with_them(app_triggers, settings):
+def test_the_plan_lists_the_apps_triggers_and_what_the_migration_does_with_them(app_triggers, settings, admin_client):
     triggers_install()
     run = migrate(app_triggers, kind=MigrationRun.Kind.PLAN)
     assert run.status == Status.SUCCEEDED, run.error
+    page = admin_client.get(reverse("admin:migration_jobs_agencylink_change", args=[app_triggers.pk])).content.decode()
+    assert "The apps' own triggers on the target tables: 2" in page
+    assert "on_auth_user_created" in page and "app_probe.handle_new_user" in page
     listed = {(t["table"], t["trigger"]): t for t in run.report["app_triggers"]}
     assert set(listed) == {("auth.users", "on_auth_user_created"), ("lead", "lead_touched")}
     handle_new_user = listed[("auth.users", "on_auth_user_created")]

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connections
 
 from migration_jobs.etl.connections import PURPOSE_KINDS, connect, work_kind
+from migration_jobs.services import schema
 from tests.conftest import database_url, worker_environment
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
@@ -127,3 +128,32 @@ def test_sslmode_in_the_url_reaches_every_connection(tenant_db):
     assert mode == "require"
     if settings.DATABASES["unified"].get("HOST"):  # libpq uses no TLS on a unix socket, so cannot refuse there
         assert len(refusal) == 1 and "SSL" in refusal[0] and "cannot be reached" in refusal[0]
+
+
+@pytest.mark.parametrize(
+    ("first_line", "kind"), [("", "ddl"), (schema.NO_TRANSACTION + "\n", "copy")], ids=["in-a-transaction", "outside"]
+)
+def test_schema_files_run_with_the_limits_of_ddl_and_index_builds_with_a_copys(
+    tenant_db, tmp_path, monkeypatch, first_line, kind
+):
+    """A versioned file waits for a lock only seconds; a no-transaction one (CREATE INDEX CONCURRENTLY,
+    which blocks no writes) as long as a copy. The admin's connection has its own limits again after."""
+    directory = tmp_path / "revos"
+    directory.mkdir()
+    for schema_file in schema.schema_files(database="revos"):
+        (directory / schema_file.path.name).write_text(schema_file.sql)
+    settings_now = ", ".join(f"current_setting('{name}') AS {name}" for name in LIMITS)
+    probe = f"CREATE TABLE controlplane.limits_probe AS SELECT {settings_now};"
+    (directory / "9999_limits_probe.sql").write_text(first_line + probe + "\n")
+    monkeypatch.setitem(schema.SCHEMA_DIRECTORIES, "revos", directory)
+    try:
+        assert [f.version for f in schema.schema_apply(database="revos")] == ["9999"]
+        with connections["revos"].cursor() as cursor:
+            cursor.execute(f"SELECT {', '.join(LIMITS)} FROM controlplane.limits_probe")
+            seen = dict(zip(LIMITS, cursor.fetchone(), strict=True))
+            assert seen == expected(cursor, kind)
+            assert shown(cursor) == expected(cursor, "control")
+    finally:
+        with connections["revos"].cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS controlplane.limits_probe")
+            cursor.execute("DELETE FROM controlplane.schema_version WHERE version = '9999'")
