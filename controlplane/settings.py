@@ -8,7 +8,7 @@ private PostgreSQL and Redis when they are not given.
 
 import os
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -32,6 +32,41 @@ _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10
 _SERVER_KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
 
 
+# Each kind of work sets its own session limits rather than inheriting the server's (a hosted
+# project's defaults differ from a local server's). Copies and verification run long statements (a
+# batch, a table's checksum) and keep a REPEATABLE READ snapshot open for the whole run, idle while
+# other connections write (the lanes import it): as long as a migration job may run. DDL and the
+# fence fail fast rather than queue the apps' writes behind a lock they wait for. `control` is all
+# else, the admin's and the flags API's queries included. Values are PostgreSQL durations;
+# etl/connections.py maps each connection's purpose to its kind (docs/connections.md).
+DATABASE_SESSION_TIMEOUTS = {
+    "copy": {"statement_timeout": "1h", "lock_timeout": "1min", "idle_in_transaction_session_timeout": "6h"},
+    "verification": {"statement_timeout": "1h", "lock_timeout": "1min", "idle_in_transaction_session_timeout": "6h"},
+    "ddl": {"statement_timeout": "15min", "lock_timeout": "5s", "idle_in_transaction_session_timeout": "1min"},
+    "fence": {"statement_timeout": "30s", "lock_timeout": "5s", "idle_in_transaction_session_timeout": "1min"},
+    "control": {"statement_timeout": "5min", "lock_timeout": "30s", "idle_in_transaction_session_timeout": "10min"},
+}
+# The same, as the `-c name=value` startup options a connection of each kind is opened with.
+DATABASE_SESSION_OPTIONS = {
+    kind: " ".join(f"-c {name}={value}" for name, value in limits.items())
+    for kind, limits in DATABASE_SESSION_TIMEOUTS.items()
+}
+
+
+# Supavisor's transaction mode listens on 6543; PgBouncer URLs carry pgbouncer=true (Prisma's flag).
+TRANSACTION_POOLER_PORT = 6543
+
+
+def _transaction_pooler(raw: str) -> str | None:
+    """Why this URL points at a transaction pooler, or None."""
+    url = urlparse(raw)
+    if url.port == TRANSACTION_POOLER_PORT:
+        return f"port {TRANSACTION_POOLER_PORT} is Supavisor's transaction mode"
+    if any(value.lower() == "true" for value in parse_qs(url.query).get("pgbouncer", [])):
+        return "pgbouncer=true marks a transaction pooler"
+    return None
+
+
 def _database(var: str) -> dict:
     """Parse one database URL, failing with a message that says what to set."""
     raw = env.str(var, default="")
@@ -42,6 +77,14 @@ def _database(var: str) -> dict:
         )
     if urlparse(raw).scheme not in {"postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(f"{var}={raw!r} is not a PostgreSQL URL (postgres://user@host:5432/name).")
+    if why := _transaction_pooler(raw):
+        # A transaction pooler hands each transaction to any server session: advisory locks, exported
+        # snapshots, the fence's bypass and SET would land on sessions the control plane does not hold.
+        raise ImproperlyConfigured(
+            f"{var} points at a transaction pooler ({why}); the control plane needs a session of its own"
+            " (advisory locks, exported snapshots, the fence, SET). Use the session pooler (the same host,"
+            " port 5432) or the direct connection (db.<project-ref>.supabase.co:5432); see docs/connections.md."
+        )
     config = env.db_url_config(raw)
     if not config.get("NAME"):
         raise ImproperlyConfigured(f"{var}={raw!r} names no database (postgres://user@host:5432/<name>).")
@@ -52,7 +95,9 @@ def _database(var: str) -> dict:
     # as the engine's connections, migration_jobs/etl/connections.py).
     for parameter, value in _KEEPALIVES.items():
         options.setdefault(parameter, value)
-    options["options"] = f"{options.get('options', '')} {_SERVER_KEEPALIVES}".strip()
+    # The URL's own `options` come last, so a value set there wins.
+    own = options.get("options", "")
+    options["options"] = f"{DATABASE_SESSION_OPTIONS['control']} {_SERVER_KEEPALIVES} {own}".strip()
     return config
 
 
@@ -275,6 +320,10 @@ CACHES = {
         "KEY_PREFIX": "controlplane",
     }
 }
+# Whether the RevOS and unified Supabase projects sign tokens with the same JWT secret (each project
+# has its own unless set otherwise). When they differ, the agency's people sign in again at its
+# cutover and the flags API says when (selectors/sessions.py).
+AUTH_JWT_SECRET_SHARED = env.bool("AUTH_JWT_SECRET_SHARED", default=False)
 # The service token both apps send as `Authorization: Bearer ...`; unset, the API answers 503.
 FLAGS_API_TOKEN = env.str("FLAGS_API_TOKEN", default="")
 # Where manage.py rehearse_fleet writes its reports (latest.json, latest.html); the admin's Rehearsal page reads it.

@@ -16,6 +16,7 @@ from migration_jobs.selectors.flags import (
     ai_providers_for_agency_cached,
     flags_for_agency_cached,
 )
+from migration_jobs.selectors.sessions import agency_sessions_reset_at
 from migration_jobs.services.fence import (
     agency_revos_read_only,
     agency_unified_copy_read_only,
@@ -51,7 +52,8 @@ def _token_error(request: HttpRequest) -> JsonResponse | None:
 @require_GET
 def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     """GET /api/flags/<agency id>/?app_context=revos|audience → {agency_id, app_context, flags,
-    ai_providers (the HGC backend per app), ai_provider (this app's, when app_context is given)}."""
+    the read-only states, sessions_reset_at, ai_providers (the HGC backend per app), ai_provider
+    (this app's, when app_context is given)}."""
     if (refusal := _token_error(request)) is not None:
         return refusal
     try:
@@ -71,6 +73,9 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
     unified_read_only = agency.link is not None and agency_unified_read_only(link=agency.link)
     # True while RevOS holds the agency's truth: the unified copies of its RevOS rows take no app writes.
     unified_copy_read_only = agency.link is not None and agency_unified_copy_read_only(link=agency.link)
+    # When the agency's people last had to sign in again (unified_db changed; the projects' JWT
+    # secrets differ): tokens issued before it are the other project's.
+    reset_at = agency_sessions_reset_at(link=agency.link) if agency.link is not None else None
     providers = ai_providers_for_agency_cached(agency=agency)
     answer = {
         "agency_id": str(parsed_id),
@@ -79,6 +84,7 @@ def agency_flags(request: HttpRequest, agency_id: str) -> JsonResponse:
         "revos_read_only": read_only,
         "unified_read_only": unified_read_only,
         "unified_copy_read_only": unified_copy_read_only,
+        "sessions_reset_at": reset_at.isoformat() if reset_at is not None else None,
         "ai_providers": providers,
     }
     if app_context is not None:

@@ -12,8 +12,9 @@ Unified columns none of these fill are left to their defaults, and generated col
 Foreign keys to the shared tables (agency, user, client, auth.users) are rewritten through the id
 map; every other row keeps its UUID.
 
-Tables outside the public schema are named "schema.table" (Supabase Auth's auth.users and
-auth.identities): a person's account moves with the agency, so their password keeps working.
+Tables outside the public schema are named "schema.table" (Supabase Auth's auth.users,
+auth.identities and auth.mfa_factors): a person's account moves with the agency, so their password
+and their second factors keep working.
 
 The same entry says how a unified row goes back to its RevOS table (a switch back after cutover).
 A RevOS column is filled, in this order, from:
@@ -88,6 +89,8 @@ class TableMap:
 FROM_HGC_SESSION = "session_id IN ({hgc_sessions})"
 # GoTrue writes these on every sign-in (mapping.TableMap.volatile).
 SIGN_IN_COLUMNS = ("last_sign_in_at", "updated_at")
+# And these on every MFA challenge of a factor.
+MFA_CHALLENGE_COLUMNS = ("last_challenged_at", "updated_at")
 
 
 def _map(source: str, target: str, **options: Any) -> TableMap:
@@ -164,6 +167,17 @@ TABLE_MAPS: tuple[TableMap, ...] = (
         identity=Identity.PROVIDER,
         target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.user_id)',
         volatile=SIGN_IN_COLUMNS,
+    ),
+    # A person's second factors (TOTP secrets, phone, WebAuthn) move with their account, so their
+    # authenticator keeps working; a merged person's join the AudienceOS account they keep. A
+    # challenge only writes last_challenged_at and updated_at. Their sessions and refresh tokens do
+    # not move: the agency's people sign in again where the projects' JWT secrets differ (docs/accounts.md).
+    _map(
+        "auth.mfa_factors",
+        "auth.mfa_factors",
+        scope=(("user_id", "users"),),
+        target_agency='(SELECT u.agency_id FROM public."user" u WHERE u.id = {t}.user_id)',
+        volatile=MFA_CHALLENGE_COLUMNS,
     ),
     # HGC: both RevOS chat generations become unified chat, answered by AgentKit.
     _map("chat_sessions", "chat_session", app_context="both"),

@@ -24,7 +24,7 @@ from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import unified_captured_tables
 from migration_jobs.models import MigrationRun
 from migration_jobs.services.migration import migration_run_request
-from tests.conftest import database_url, run_worker
+from tests.conftest import childless_leads, database_url, run_worker
 from tests.test_cutover import (  # noqa: F401
     FENCE_ERROR,
     agencies,
@@ -343,12 +343,14 @@ def test_the_unified_copies_are_read_only_for_the_apps_until_the_cutover(merged,
     settings.FLAGS_API_TOKEN = "token"
     answer = client.get(f"/api/flags/{link.revos_agency_id}/", HTTP_AUTHORIZATION="Bearer token").json()
     assert answer["unified_copy_read_only"] is True and answer["revos_read_only"] is False
+    # A lead nothing references: deleting one with children fails their foreign key before the guard.
+    childless = childless_leads(agency, count=10_000)
     with connect("unified") as connection:
         migrated_lead, migrated_client = (
             connection.execute(
                 "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND target_table = %s AND inserted"
-                " LIMIT 1",
-                [link.revos_agency_id, table],
+                " AND (target_table <> 'lead' OR target_id = ANY(%s)) ORDER BY target_id LIMIT 1",
+                [link.revos_agency_id, table, childless],
             ).fetchone()[0]
             for table in ("lead", "client")
         )

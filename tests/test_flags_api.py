@@ -127,6 +127,7 @@ def test_an_audience_only_agency_gets_the_global_state(client, flags, unified_ag
         "revos_read_only": False,
         "unified_read_only": False,
         "unified_copy_read_only": False,
+        "sessions_reset_at": None,
         "ai_providers": {"audience": "gemini", "revos": "agentkit"},
         "ai_provider": "gemini",
     }

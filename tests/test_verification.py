@@ -566,7 +566,7 @@ def test_verify_agency_sync_prints_every_check_and_exits_zero_on_pass(migrated):
     call_command("verify_agency", str(migrated.revos_id), "--sync", stdout=out)
     text = out.getvalue()
     assert "of Northwind Media: pass" in text
-    assert "  isolation   7 pass" in text and "  counts      44 pass" in text and "  auth        1 pass" in text
+    assert "  isolation   7 pass" in text and "  counts      45 pass" in text and "  auth        1 pass" in text
     assert "expected" not in text  # passing checks are tallied, not listed (-v 2 lists them)
     assert VerificationRun.objects.get().verdict == "pass"
 
@@ -577,7 +577,7 @@ def test_verify_agency_sync_exits_one_naming_the_failure(migrated):
     with pytest.raises(CommandError) as refused:
         call_command("verify_agency", str(migrated.unified_id), "--sync", stdout=out)
     assert refused.value.returncode == 1
-    assert "  counts      1 fail, 43 pass" in out.getvalue()
+    assert "  counts      1 fail, 44 pass" in out.getvalue()
     assert "fail  counts comments: expected 3 rows; found 2 rows in comment (0 reused)" in out.getvalue()
     assert str(migrated.comments[1]) in out.getvalue()
 

@@ -46,6 +46,7 @@ from migration_jobs.selectors.flags import (
 )
 from migration_jobs.selectors.plan import plan_latest, plan_refused_csv, plan_rows_planned
 from migration_jobs.selectors.run_report import run_report
+from migration_jobs.selectors.sessions import sessions_notice
 from migration_jobs.selectors.timeline import (
     TableProgress,
     run_counters,
@@ -491,6 +492,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "agency_flags": _flags_for(link),
             "cutover_run": agency_cut_over(link=link),
             "complete_run": agency_completed(link=link),
+            "sessions_notice": sessions_notice(),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 

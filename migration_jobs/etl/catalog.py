@@ -38,6 +38,23 @@ class Column:
 
 
 @dataclass(frozen=True)
+class AppTrigger:
+    """A trigger of the apps' own on a table (not a foreign key's, not the control plane's), such as
+    Supabase's `handle_new_user` on auth.users, which inserts a profile row for each new account."""
+
+    table: str
+    name: str
+    function: str
+    events: str  # "AFTER INSERT", "BEFORE INSERT OR UPDATE", ...
+    enabled: str  # pg_trigger.tgenabled: O (origin sessions), A (always), R (replica only), D (disabled)
+
+    @property
+    def off_in_copy(self) -> bool:
+        """Does a session with session_replication_role = replica (the copy's) leave it unfired?"""
+        return self.enabled in ("O", "D")
+
+
+@dataclass(frozen=True)
 class Catalog:
     columns: dict[str, tuple[Column, ...]]  # table -> columns in ordinal order
     foreign_keys: dict[str, dict[str, str]]  # table -> {column: referenced table}
@@ -46,6 +63,7 @@ class Catalog:
     set_checkable: frozenset[str] = frozenset()
     # table -> reference columns whose key is a tenant key (the parent must be of the row's agency)
     tenant_references: dict[str, frozenset[str]] = field(default_factory=dict)
+    app_triggers: dict[str, tuple[AppTrigger, ...]] = field(default_factory=dict)  # table -> its apps' triggers
 
     def column_names(self, table: str) -> list[str]:
         return [c.name for c in self.columns[table]]
@@ -108,15 +126,33 @@ def catalog_read(
         foreign_keys.setdefault(table, {})[column] = referenced
         if tenant:
             tenant_references.setdefault(table, set()).add(column)
+    app_triggers: dict[str, list[AppTrigger]] = {}
+    for table, *trigger in connection.execute(
+        f"""
+        SELECT {_NAME.format(n="n", c="c")}, t.tgname, t.tgfoid::regproc::text,
+               CASE WHEN t.tgtype & 2 <> 0 THEN 'BEFORE' WHEN t.tgtype & 64 <> 0 THEN 'INSTEAD OF' ELSE 'AFTER' END
+               || ' ' || concat_ws(' OR ', CASE WHEN t.tgtype & 4 <> 0 THEN 'INSERT' END,
+                   CASE WHEN t.tgtype & 16 <> 0 THEN 'UPDATE' END, CASE WHEN t.tgtype & 8 <> 0 THEN 'DELETE' END,
+                   CASE WHEN t.tgtype & 32 <> 0 THEN 'TRUNCATE' END),
+               t.tgenabled::text
+        FROM pg_trigger t
+        JOIN pg_class c ON c.oid = t.tgrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
+        WHERE NOT t.tgisinternal AND t.tgname <> ALL(%(own_triggers)s)
+        ORDER BY 1, 2
+        """,
+        params,
+    ).fetchall():
+        app_triggers.setdefault(table, []).append(AppTrigger(table, *trigger))
+    # The apps' triggers a replica-mode session leaves unfired do not keep a table from the set-wise
+    # checks: the copy runs in that mode (etl/engine.py), so they stay quiet for it. One that fires
+    # there (ENABLE ALWAYS or REPLICA) would fire for the copy too: such a table keeps the row triggers.
     unchecked = {
+        table for table, triggers in app_triggers.items() if not all(trigger.off_in_copy for trigger in triggers)
+    } | {
         table
         for (table,) in connection.execute(
             f"""
-            SELECT {_NAME.format(n="n", c="c")} FROM pg_trigger t
-            JOIN pg_class c ON c.oid = t.tgrelid
-            JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
-            WHERE NOT t.tgisinternal AND t.tgname <> ALL(%(own_triggers)s)
-            UNION
             SELECT {_NAME.format(n="n", c="c")} FROM pg_constraint k
             JOIN pg_class c ON c.oid = k.conrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace AND {_WANTED.format(n="n", c="c")}
@@ -134,6 +170,7 @@ def catalog_read(
         foreign_keys,
         frozenset(t for t in columns if t not in unchecked),
         {table: frozenset(names) for table, names in tenant_references.items()},
+        {table: tuple(triggers) for table, triggers in app_triggers.items()},
     )
 
 

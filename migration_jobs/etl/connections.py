@@ -92,10 +92,58 @@ def connection_failure_reason(error: BaseException) -> str:
     return f"{why[:1].lower()}{why[1:]} at {where}"
 
 
+# The kind of work (settings.DATABASE_SESSION_TIMEOUTS) of each connection purpose; a purpose not
+# named here is `control`. A switch's fence connection is `<switch>-fence` (services/fenced_switch.py).
+PURPOSE_KINDS = {
+    **dict.fromkeys(
+        (
+            "migration",
+            "migration-read",
+            "migration-write",
+            "rollback",
+            "rollback-read",
+            "capture",
+            "cutover",
+            "cutover-read",
+            "switch-back",
+            "switch-back-read",
+            "switch-back-plan",
+            "switch-back-plan-read",
+            "switch-back-id-map",
+            "reverse-capture",
+            "complete",
+        ),
+        "copy",
+    ),
+    **dict.fromkeys(
+        (
+            "verification",
+            "verification-auth",
+            "verification-app-switch",
+            "verification-rls",
+            "switch-back-verify",
+            "switch-back-verify-read",
+            "cutover-check",
+            "plan-read",
+            "plan-check",
+        ),
+        "verification",
+    ),
+    **dict.fromkeys(("fence", "cutover-fence", "switch-back-fence", "guard"), "fence"),
+    "scratch": "ddl",
+}
+
+
+def work_kind(purpose: str) -> str:
+    """Which limits a connection opened for `purpose` gets (settings.DATABASE_SESSION_TIMEOUTS)."""
+    return PURPOSE_KINDS.get(purpose, "control")
+
+
 def connect(
     alias: str, *, autocommit: bool = False, purpose: str = "migration", dbname: str | None = None
 ) -> psycopg.Connection:
-    """Open a new connection to a configured database, in UTC so text values compare exactly.
+    """Open a new connection to a configured database, in UTC so text values compare exactly, with
+    the session limits of its purpose's kind of work (`work_kind`).
 
     `dbname` opens another database on the same server, as the same role (a scratch database).
     """
@@ -115,14 +163,16 @@ def connect(
         parameters["dbname"] = dbname
     parameters.setdefault("connect_timeout", 5)
     parameters = {**KEEPALIVE_PARAMETERS, **parameters}
-    # Session settings from the URL (settings.py adds the server keepalives there) come after ours.
+    # Session settings from the URL (settings.py adds the server keepalives and the `control`
+    # limits there) come after ours, and the limits of this connection's kind after them.
     session = parameters.pop("options", SERVER_KEEPALIVE_OPTIONS)
     try:
         return psycopg.connect(
             **parameters,
             autocommit=autocommit,
             application_name=application_name(purpose),
-            options="-c timezone=UTC -c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 " + session,
+            options="-c timezone=UTC -c datestyle=ISO,YMD -c intervalstyle=postgres -c extra_float_digits=3 "
+            f"{session} {settings.DATABASE_SESSION_OPTIONS[work_kind(purpose)]}",
         )
     except psycopg.OperationalError as error:
         name = DATABASE_LABELS.get(alias, alias)

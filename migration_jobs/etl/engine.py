@@ -46,6 +46,7 @@ from migration_jobs.etl.connections import connect, fetch_row, fetch_value
 from migration_jobs.etl.plan import (
     MappingError,
     TablePlan,
+    app_triggers_plan,
     id_range_conditions,
     migration_plan_build,
     unmapped_source_tables,
@@ -456,10 +457,13 @@ class AgencyMigration:
             ids=self._ids(plan),
             id_range=unit.id_range,
         )
-        first_load = (
-            self.state.set_checks and plan.references is not None and not self._written_ahead(target, unit, last_id)
+        # Set-wise checks stand in for the foreign-key triggers, so the batches run in replica mode
+        # and the apps' own triggers (handle_new_user, ...) stay quiet for rows that are copies.
+        quiet = self.state.set_checks and plan.references is not None
+        first_load = quiet and not self._written_ahead(target, unit, last_id)
+        writer = BatchWriter(
+            target, plan, self.source_agency_id, first_load=first_load, quiet=quiet, checkpoint_key=unit.name
         )
-        writer = BatchWriter(target, plan, self.source_agency_id, first_load=first_load, checkpoint_key=unit.name)
         as_they_are: frozenset[bytes] = frozenset()
         if self._compared(plan, report):
             with writer.clock.measure("rows as they are"):
@@ -469,7 +473,9 @@ class AgencyMigration:
             lane.number,
             unit.name,
             plan.target,
-            "first load, foreign keys checked per batch" if first_load else "upsert, foreign keys checked per row",
+            "first load, foreign keys checked per batch"
+            if first_load
+            else f"upsert, foreign keys checked per {'batch' if quiet else 'row'}",
             extra={"agency_id": str(self.source_agency_id)},
         )
         batches: queue.Queue[_Batch | BaseException] = queue.Queue(
@@ -728,10 +734,11 @@ class BatchWriter:
         source_agency_id: UUID,
         *,
         first_load: bool = False,
+        quiet: bool = False,  # every batch in replica mode, its foreign keys checked set-wise
         checkpoint_key: str | None = None,  # a part of a split table keeps a checkpoint of its own
     ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
-        self.first_load = first_load
+        self.first_load, self.quiet = first_load, quiet or first_load
         self.checkpoint_key = checkpoint_key or plan.source
         self.clock = PhaseClock()
         self.id_at = plan.target_columns.index("id")
@@ -818,17 +825,22 @@ class BatchWriter:
             with clock.measure("insert"):
                 inserted = cursor.execute(self.insert).rowcount
             with clock.measure("foreign key checks"):
-                for check in self.reference_checks:
-                    orphan = check.first_orphan(cursor)
-                    if orphan is not None:
-                        connection.rollback()
-                        raise RowRejected(table=self.plan.source, source_id=orphan[0], batch=batch_no, reason=orphan[1])
+                self._check_references(cursor, batch_no)
             with clock.measure("id map"):
                 cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
             with clock.measure("staging COPY"):
                 cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         self._checkpoint_commit(self._row_id(rows.last_row), len(rows), completed)
         return inserted, 0
+
+    def _check_references(self, cursor: psycopg.Cursor, batch_no: int) -> None:
+        """The staged batch's foreign keys, one query each (the triggers are off): RowRejected names
+        the first row whose parent is missing, and the batch is undone."""
+        for check in self.reference_checks:
+            orphan = check.first_orphan(cursor)
+            if orphan is not None:
+                self.connection.rollback()
+                raise RowRejected(table=self.plan.source, source_id=orphan[0], batch=batch_no, reason=orphan[1])
 
     def _checkpoint_commit(self, last_id: str | None, rows: int, completed: bool) -> None:
         with self.clock.measure("checkpoint and commit"):
@@ -841,6 +853,8 @@ class BatchWriter:
         inserted = updated = 0
         if rows:
             with connection.cursor() as cursor:
+                if self.quiet:  # no row trigger fires, ours (ENABLE ALWAYS) excepted: see `_write_new`
+                    cursor.execute("SET LOCAL session_replication_role = replica")
                 with clock.measure("staging COPY"), cursor.copy(self._copy_in) as copy:
                     copy.write(rows.data)
                 with clock.measure("upsert and id map"):
@@ -857,6 +871,9 @@ class BatchWriter:
                         batch=batch_no,
                         reason=f"its id is already taken by a {self.plan.target} row this agency's runs did not write",
                     )
+                if self.quiet:
+                    with clock.measure("foreign key checks"):
+                        self._check_references(cursor, batch_no)
                 with clock.measure("staging COPY"):
                     cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
         self._checkpoint_commit(self._row_id(rows.last_row) if rows else None, len(rows), completed)
@@ -1101,15 +1118,23 @@ def agency_rollback(
 
 
 def agency_plan(
-    *, source_agency_id: UUID, target_agency_id: UUID, link_existing: bool, client_links: dict[str, str] | None = None
+    *,
+    source_agency_id: UUID,
+    target_agency_id: UUID,
+    link_existing: bool,
+    client_links: dict[str, str] | None = None,
+    set_based_checks: bool = True,
 ) -> dict[str, Any]:
-    """A dry run: what would move, what would be reused, what is already there. Writes nothing.
+    """A dry run: what would move, what would be reused, what is already there, what becomes of
+    the apps' own triggers on the target tables. Writes nothing.
 
     Reuse is matched as the migration matches it, staff's explicit client links (`client_links`)
     included, so the plan's counts are the run's."""
     with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-read") as target:
         source.read_only = target.read_only = True
-        plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
+        target_catalog = catalog_read(target)
+        plans = migration_plan_build(source=catalog_read(source), target=target_catalog)
+        triggers = app_triggers_plan(plans, target_catalog, quiet=set_based_checks and row_triggers_skippable(target))
         with target.cursor() as cursor:
             already = id_map.agency_mapped_counts(cursor, agency_id=source_agency_id)
         conflicts = _email_conflicts(source, target, source_agency_id, target_agency_id)
@@ -1141,7 +1166,7 @@ def agency_plan(
             accounts=[m for m in matches if m[0] == "auth.users"],
             identities=[m for m in matches if m[0] == "auth.identities"],
         )
-        return {"tables": tables, "conflicts": conflicts, "merged_people": people}
+        return {"tables": tables, "conflicts": conflicts, "merged_people": people, "app_triggers": triggers}
 
 
 def _email_conflicts(

@@ -214,3 +214,40 @@ def unmapped_source_tables(source: Catalog) -> list[str]:
     """RevOS tables that neither the mapping nor NOT_MIGRATED accounts for."""
     mapped = {m.source for m in TABLE_MAPS}
     return sorted(t for t in source.columns if t not in mapped and t not in NOT_MIGRATED)
+
+
+def app_triggers_plan(plans: list[TablePlan], target: Catalog, *, quiet: bool) -> list[dict]:
+    """The apps' own triggers on every target table of the migration, and what the copy does with each.
+
+    `quiet`: the run may copy in replica mode (the role may set session_replication_role and set-wise
+    checks are on), which leaves a trigger enabled for origin sessions unfired: the rows such a
+    trigger makes (a profile for each new account) come from RevOS with the rest, so firing it would
+    add a second one. Deleting a row that left RevOS runs in origin mode, so its cascades hold.
+    """
+    listed = []
+    for table in dict.fromkeys(plan.target for plan in plans):
+        set_checked = all(plan.references is not None for plan in plans if plan.target == table)
+        for trigger in target.app_triggers.get(table, ()):
+            if trigger.enabled == "D":
+                handling = "disabled: it never fires"
+            elif trigger.off_in_copy and quiet and set_checked:
+                handling = (
+                    "off for the copy's inserts and updates (session_replication_role = replica): the rows it would"
+                    " make are copied from RevOS; it fires when the run deletes a row that left RevOS"
+                )
+            elif trigger.off_in_copy:
+                why = "this role may not set session_replication_role, or MIGRATION_SET_BASED_FK_CHECKS is off"
+                handling = f"FIRES for every row the copy inserts or updates ({why}): expect rows it makes"
+            else:
+                handling = "FIRES for every row the copy writes (ENABLE ALWAYS or REPLICA): expect rows it makes"
+            listed.append(
+                {
+                    "table": table,
+                    "trigger": trigger.name,
+                    "function": trigger.function,
+                    "events": trigger.events,
+                    "handling": handling,
+                    "fires": handling.startswith("FIRES"),
+                }
+            )
+    return listed

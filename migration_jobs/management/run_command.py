@@ -48,6 +48,8 @@ class RunCommand(DatabaseCommand):
             if isinstance(outcome, dict) and any(v for k, v in outcome.items() if k not in ("source", "target")):
                 cells = ", ".join(f"{k}={v}" for k, v in outcome.items() if k not in ("source", "target") and v)
                 self.stdout.write(f"  {table:28} {cells}")
+        for trigger in run.report.get("app_triggers", []):  # a plan's: the apps' triggers on the targets
+            self.stdout.write(f"  trigger {trigger['trigger']} on {trigger['table']}: {trigger['handling']}")
 
 
 class SteppedRunCommand(RunCommand):

@@ -36,6 +36,9 @@ class PlanSummary:
     conflicts: list[str] = field(default_factory=list)
     # People already in AudienceOS: their one account, the password they will use (for staff to tell them).
     merged_people: list[dict[str, Any]] = field(default_factory=list)
+    # The apps' own triggers on the target tables and what the copy does with each (etl/plan.py).
+    app_triggers: list[dict[str, Any]] = field(default_factory=list)
+    sessions: str = ""  # what the cutover means for the people's sign-ins (selectors/sessions.py)
 
 
 def plan_latest(*, link: AgencyLink) -> PlanSummary | None:
@@ -74,6 +77,8 @@ def plan_summary(*, run: MigrationRun) -> PlanSummary:
         unmapped=report.get("unmapped", []),
         conflicts=report.get("conflicts", []),
         merged_people=report.get("merged_people", []),
+        app_triggers=report.get("app_triggers", []),
+        sessions=report.get("sessions", ""),
     )
 
 

@@ -42,6 +42,7 @@ from migration_jobs.etl.preflight import agency_preflight
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.sessions import sessions_notice
 from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
@@ -394,8 +395,11 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
                 "link_existing": link.kind == AgencyLink.Kind.EXISTING,
             }
             # What would move, then every row the unified schema would refuse (etl/preflight.py).
-            plan = agency_plan(**agency, client_links=client_links_of(link))
-            report = {**plan, **agency_preflight(**agency)}
+            plan = agency_plan(
+                **agency, client_links=client_links_of(link), set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS
+            )
+            people = plan["tables"].get("auth.users", {}).get("source_rows")
+            report = {**plan, **agency_preflight(**agency), "sessions": sessions_notice(people=people)}
         elif run.kind == MigrationRun.Kind.ROLLBACK:
             report = agency_rollback(
                 source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running

@@ -166,6 +166,8 @@ def schema_apply(*, database: str, baseline_through: str | None = None) -> list[
             _run_outside_transaction(alias, schema_file)
         with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
             if not as_baseline and schema_file.in_transaction:
+                # DDL waiting for a lock queues the apps' queries behind it: it fails in seconds instead.
+                _session_limits(cursor, kind="ddl", local=True)
                 cursor.execute(schema_file.sql)
             cursor.execute(
                 "INSERT INTO controlplane.schema_version (version, name, checksum, baseline) VALUES (%s, %s, %s, %s)",
@@ -186,5 +188,17 @@ def _run_outside_transaction(alias: str, schema_file: SchemaFile) -> None:
         for qualified, name in cursor.fetchall():
             if re.search(rf"\b{re.escape(name)}\b", schema_file.sql):
                 cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {qualified}")
-        for statement in schema_file.statements:
-            cursor.execute(statement)
+        # A concurrent index build blocks nobody's writes and may take as long as a copy.
+        _session_limits(cursor, kind="copy", local=False)
+        try:
+            for statement in schema_file.statements:
+                cursor.execute(statement)
+        finally:
+            _session_limits(cursor, kind="control", local=False)  # what the admin's connection has
+
+
+def _session_limits(cursor, *, kind: str, local: bool) -> None:
+    """Give this session (or, `local`, this transaction) the limits of a kind of work
+    (settings.DATABASE_SESSION_TIMEOUTS)."""
+    for name, value in settings.DATABASE_SESSION_TIMEOUTS[kind].items():
+        cursor.execute("SELECT set_config(%s, %s, %s)", [name, value, local])
