@@ -31,6 +31,23 @@ def test_an_applied_file_that_changed_is_refused(tmp_path, monkeypatch):
         schema_plan(database="unified")
 
 
+def test_a_database_that_applied_an_amended_file_before_its_amendment_is_accepted():
+    """0001 and 0040 were amended in place (services/schema.py AMENDED): a database that ran their
+    old text goes on; any other text recorded for them is still refused."""
+    old_0040 = next(iter(schema.AMENDED[("unified", "0040")]))
+    with connections["unified"].cursor() as cursor:
+        cursor.execute("SELECT checksum FROM controlplane.schema_version WHERE version = '0040'")
+        current = cursor.fetchone()[0]
+        try:
+            cursor.execute("UPDATE controlplane.schema_version SET checksum = %s WHERE version = '0040'", [old_0040])
+            assert schema_plan(database="unified").pending == []
+            cursor.execute("UPDATE controlplane.schema_version SET checksum = 'other' WHERE version = '0040'")
+            with pytest.raises(SchemaError, match=r"0040_supabase_auth\.sql was changed after it was applied"):
+                schema_plan(database="unified")
+        finally:
+            cursor.execute("UPDATE controlplane.schema_version SET checksum = %s WHERE version = '0040'", [current])
+
+
 def test_auth_jwt_reads_the_request_claims_and_is_null_without_them():
     with connections["unified"].cursor() as cursor:
         cursor.execute("SELECT auth.jwt()")

@@ -30,6 +30,17 @@ SCHEMA_DIRECTORIES = {"unified": SQL_ROOT / "unified", "revos": SQL_ROOT / "revo
 VERSION_FILE = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 NO_TRANSACTION = "-- schema: no-transaction"
 
+# Applied files amended in place, with the checksums they had when databases applied them. Each
+# amendment only lets a role that is not a superuser run the file where it creates the auth shim
+# (Supabase's `postgres`, docs/supabase-mode.md): where a database already ran the old text, the
+# new text would have done the same there, and a new version file could not help a new database,
+# whose build stops in the old file itself. Nothing else may be amended.
+AMENDED: dict[tuple[str, str], frozenset[str]] = {
+    ("unified", "0001"): frozenset({"e901b4d69ce95e641136f2d75c102bf522d1f36025c34ff5118b9d72c88a9662"}),
+    ("unified", "0040"): frozenset({"afb1855bf90639198afddeab4909a82e42fa6b938549c7ed9bf4792ffd7eb19c"}),
+    ("revos", "0020"): frozenset({"2d7d8d975cb53d97fca8645a43a5f6938d2f3f1a0bb7b306738929e921acf649"}),
+}
+
 BOOKKEEPING_SQL = """
 CREATE SCHEMA IF NOT EXISTS controlplane;
 CREATE TABLE IF NOT EXISTS controlplane.schema_version (
@@ -139,7 +150,8 @@ def schema_plan(*, database: str) -> SchemaPlan:
             "does not have. Check out the code that matches this database."
         )
     for schema_file in files:
-        if schema_file.version in recorded and recorded[schema_file.version] != schema_file.checksum:
+        applied_as = recorded.get(schema_file.version)
+        if applied_as not in (None, schema_file.checksum, *AMENDED.get((database, schema_file.version), ())):
             raise SchemaError(
                 f"{schema_file.path.name} was changed after it was applied to the {database} database. "
                 "Applied files are immutable: restore it and put the change in a new version file."
