@@ -35,7 +35,6 @@ REFUSALS = ("25006", "42501", "P0001")  # read-only (the fences, the unified gua
 @dataclass
 class WriterAgency:
     revos_agency_id: UUID
-    unified_agency_id: UUID
     side: str = "revos"  # where the writer writes it now
     rows: dict[str, str | None] = field(default_factory=dict)  # lead id -> last acknowledged name (None: deleted)
 
@@ -53,13 +52,13 @@ class FleetWriters:
     def __init__(
         self,
         *,
-        agencies: list[tuple[UUID, UUID]],
+        agencies: list[UUID],  # their RevOS ids
         audience_leads: list[UUID],
         threads: int,
         rate: float,
         seed: int,
     ) -> None:
-        self.agencies = [WriterAgency(r, u) for r, u in agencies]
+        self.agencies = [WriterAgency(revos_agency_id) for revos_agency_id in agencies]
         self.audience: dict[str, str | None] = {str(lead): None for lead in audience_leads}  # lead -> last name
         self.threads_count = max(1, threads)
         self.interval = self.threads_count / rate if rate > 0 else 0.0
