@@ -110,13 +110,15 @@ class FeatureFlagAdmin(ObjectIdMixin, admin.ModelAdmin):
         # back to RevOS at once, with no fence and without the writes made since its cutover.
         return super().has_delete_permission(request, obj) and not (obj and obj.name == UNIFIED_DB)
 
-    def delete_view(self, request, object_id, extra_context=None):
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         flag = self.get_object(request, object_id)
         if flag is not None and flag.name == UNIFIED_DB:
             return self._refuse_unified_db_delete(request)
         return super().delete_view(request, object_id, extra_context)
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # The bulk delete stays on offer for the other flags; with unified_db among those selected it
         # says why it will not, instead of a bare 403.
         if request.method == "POST" and request.POST.get("action") == "delete_selected":

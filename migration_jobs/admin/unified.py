@@ -17,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.text import capfirst
 
 from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page
@@ -90,7 +90,7 @@ class ReadOnlyUnifiedAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     view_on_site = False
     change_form_template = "admin/migration_jobs/unified/change_form.html"
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta
         return [
             path(
@@ -101,7 +101,9 @@ class ReadOnlyUnifiedAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         extra_context = {**(extra_context or {}), "app_context_form": self.app_context_form(request, object_id)}
         return super().change_view(request, object_id, form_url, extra_context)
 

@@ -13,9 +13,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, staff_user
 from migration_jobs.models import AgencyLink, BulkWindow
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.rehearsal import rehearsal_charts, rehearsal_latest, rehearsal_summary
@@ -53,7 +53,7 @@ class BulkWindowAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     def plan(self, window: BulkWindow) -> str:
         return str(bulk_window_plan(window=window))
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("night/", self.admin_site.admin_view(self.night_view), name="migration_jobs_bulkwindow_night"),
             path("rehearsal/", self.admin_site.admin_view(self.rehearsal_view), name="migration_jobs_rehearsal"),
@@ -71,7 +71,7 @@ class BulkWindowAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             try:
                 window = bulk_window_open(
                     links=data["agencies"], kind=data["kind"], wave_size=data["wave_size"],
-                    stop_at=stop_at_parse(data["stop_at"]), actor=request.user, reason=data["reason"],
+                    stop_at=stop_at_parse(data["stop_at"]), actor=staff_user(request), reason=data["reason"],
                 )  # fmt: skip
             except RunRefused as refusal:
                 form.add_error(None, str(refusal))

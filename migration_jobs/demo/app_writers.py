@@ -35,7 +35,6 @@ REFUSALS = ("25006", "42501", "P0001")  # read-only (the fences, the unified gua
 @dataclass
 class WriterAgency:
     revos_agency_id: UUID
-    unified_agency_id: UUID
     side: str = "revos"  # where the writer writes it now
     rows: dict[str, str | None] = field(default_factory=dict)  # lead id -> last acknowledged name (None: deleted)
 
@@ -53,14 +52,14 @@ class FleetWriters:
     def __init__(
         self,
         *,
-        agencies: list[tuple[UUID, UUID]],
+        agencies: list[UUID],  # their RevOS ids
         audience_leads: list[UUID],
         threads: int,
         rate: float,
         seed: int,
     ) -> None:
-        self.agencies = [WriterAgency(r, u) for r, u in agencies]
-        self.audience = {str(lead): None for lead in audience_leads}
+        self.agencies = [WriterAgency(revos_agency_id) for revos_agency_id in agencies]
+        self.audience: dict[str, str | None] = {str(lead): None for lead in audience_leads}  # lead -> last name
         self.threads_count = max(1, threads)
         self.interval = self.threads_count / rate if rate > 0 else 0.0
         self.seed = seed
@@ -104,7 +103,9 @@ class FleetWriters:
                 agency = rng.choice(share)
                 self._write_one(agency, sides, rng, value=f"app-{index}-{n}")
 
-    def _write_one(self, agency: WriterAgency, sides: dict[str, psycopg.Connection], rng, *, value: str) -> None:
+    def _write_one(
+        self, agency: WriterAgency, sides: dict[str, psycopg.Connection], rng: random.Random, *, value: str
+    ) -> None:
         mine = [row for row, name in agency.rows.items() if name is not None]
         side = agency.side
         if side == "unified" and not mine:
@@ -161,7 +162,7 @@ class FleetWriters:
             for agency in self.agencies:
                 truth = cut_over(agency.revos_agency_id)
                 connection, table = (unified, "lead") if truth else (revos, "leads")
-                found = dict(
+                found: dict[str, str | None] = dict(
                     connection.execute(
                         f"SELECT id::text, name FROM {table} WHERE id = ANY(%s::uuid[])", [list(agency.rows)]
                     ).fetchall()
@@ -184,14 +185,15 @@ class FleetWriters:
         return lost
 
 
-def _statement(side: str, op: str, row: str, value: str, agency: UUID) -> tuple[str, list]:
+def _statement(side: str, op: str, row: str, value: str, agency: UUID) -> tuple[str, list[object]]:
     if side == "unified":
         return "UPDATE lead SET name = %s WHERE id = %s", [value, row]
-    return {
+    statements: dict[str, tuple[str, list[object]]] = {
         "insert": ("INSERT INTO leads (id, agency_id, name) VALUES (%s, %s, %s)", [row, agency, value]),
         "update": ("UPDATE leads SET name = %s WHERE id = %s", [value, row]),
         "delete": ("DELETE FROM leads WHERE id = %s", [row]),
-    }[op]
+    }
+    return statements[op]
 
 
 def _app_connection(alias: str) -> psycopg.Connection:

@@ -44,8 +44,11 @@ def fleet_seed(*, agencies: int, max_rows: int, merge_share: float, seed: int) -
         if rng.random() < merge_share:
             # One RevOS agency that AudienceOS has too (and one AudienceOS-only agency beside it).
             summary = demo_data_seed(agencies=1, scale=scale, seed=seed * 100_000 + index)
-            agency = next(a for a in summary.agencies if a.kind == "both")
-            fleet.append(FleetAgency(agency.revos_id, agency.revos_name or "", rows, True))
+            # "both" has a RevOS id; testing it again tells the type checker so.
+            revos_id, revos_name = next(
+                (a.revos_id, a.revos_name) for a in summary.agencies if a.kind == "both" and a.revos_id
+            )
+            fleet.append(FleetAgency(revos_id, revos_name or "", rows, True))
         else:
             agency_id = demo_agency_seed(scale=scale, seed=seed * 100_000 + index, name=name)
             fleet.append(FleetAgency(agency_id, name, rows, False))

@@ -38,10 +38,10 @@ class Cockpit:
     verification: VerificationRun | None
     migrated_rows: int
     actions: list[Action]
+    next_action: NextAction
+    timeline: Timeline
     # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
     fence_note: str = ""
-    next_action: NextAction | None = None
-    timeline: Timeline | None = None
 
     @property
     def verification_age(self) -> timedelta | None:

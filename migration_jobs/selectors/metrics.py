@@ -9,6 +9,7 @@ leaves its metrics out and sets controlplane_source_up{source=...} to 0, so a sc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from uuid import UUID
 
 import django_rq
@@ -22,7 +23,7 @@ from redis.exceptions import RedisError
 from migration_jobs.etl.capture_prune import capture_backlogs
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
-from migration_jobs.services.throttle import THROTTLE_SECONDS_KEY
+from migration_jobs.services.throttle import throttle_seconds_by_run
 
 QUEUES = ("migrations", "verification", "audit")
 
@@ -68,7 +69,7 @@ class ControlPlaneCollector(Collector):
     def _capture(self, alias: str) -> Iterator[Metric]:
         with connect(alias, purpose="metrics") as connection:
             backlogs = capture_backlogs(connection)
-            fenced = dict(
+            fenced: dict[UUID, Decimal] = dict(  # agency -> seconds (numeric)
                 connection.execute(
                     "SELECT agency_id, extract(epoch FROM now() - fenced_at) FROM controlplane.capture_agency"
                     " WHERE fenced_at IS NOT NULL"
@@ -104,8 +105,7 @@ class ControlPlaneCollector(Collector):
         for name in QUEUES:
             depth.add_metric([name], django_rq.get_queue(name).count)
         yield depth
-        connection = django_rq.get_connection("migrations")
-        throttled = sum(float(v) for v in connection.hgetall(THROTTLE_SECONDS_KEY).values())
+        throttled = sum(throttle_seconds_by_run().values())
         throttle = CounterMetricFamily(
             "controlplane_throttle_seconds", "Seconds runs waited for the unified database's health.", labels=[]
         )

@@ -104,10 +104,10 @@ def plan_lines(*, plan: PlanSummary) -> list[str]:
     label = f"Total ({len(plan.rows)} tables, parents first)"
     lines.append(f"  {'':>3}  {label:52} " + " ".join(f"{c:>16,}" for c in totals))
     lines.append(f"Rows the unified schema would refuse: {plan.refused_total:,}")
-    for row in plan.refused:
-        value = " ".join(str(row.get("value", "")).split())
+    for bad in plan.refused:
+        value = " ".join(str(bad.get("value", "")).split())
         value = value if len(value) <= 80 else value[:79] + "…"
-        lines.append(f"  {row['table']} {row['source_id']}: {row['constraint']} ({row['reason']}) value {value!r}")
+        lines.append(f"  {bad['table']} {bad['source_id']}: {bad['constraint']} ({bad['reason']}) value {value!r}")
     if plan.refused_total > len(plan.refused):
         lines.append(f"  (the first {len(plan.refused)} are listed; the CSV has the same)")
     for conflict in plan.conflicts:

@@ -10,14 +10,21 @@ import html
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
-import pygal
+# pygal ships no type information (no stubs, no py.typed): its charts are Any here.
+import pygal  # type: ignore[import-untyped]
 from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
-from pygal.style import CleanStyle
+from pygal.graph.graph import Graph  # type: ignore[import-untyped]
+from pygal.style import CleanStyle  # type: ignore[import-untyped]
+
+# The report, a JSON document (services/rehearsal.py writes it, this module reads it back from disk):
+# sections by name, each value of JSON's kinds, as a run's report is (MigrationRun.report).
+Report = dict[str, Any]
 
 
-def _phases(r: dict) -> str:
+def _phases(r: Report) -> str:
     phases = r["phases"]
     return (
         f"{r['fleet_seconds']} s (migrate {phases['migrate']['seconds']} s, verify {phases['verify']['seconds']} s,"
@@ -25,15 +32,15 @@ def _phases(r: dict) -> str:
     )
 
 
-def _downtime(r: dict) -> str:
+def _downtime(r: Report) -> str:
     return " / ".join(str(r["downtime_seconds"][k]) for k in ("p50", "p95", "max"))
 
 
-def _writes(r: dict) -> str:
+def _writes(r: Report) -> str:
     return f"{r['writes']['acknowledged']} / {r['writes']['refused']} / {r['writes']['lost']}"
 
 
-def _extrapolated(r: dict) -> str:
+def _extrapolated(r: Report) -> str:
     return f"{r['extrapolation']['seconds']} s for {r['extrapolation']['plan_agencies']} agencies"
 
 
@@ -56,20 +63,21 @@ def rehearsal_report_dir() -> Path:
     return Path(settings.REHEARSAL_REPORT_DIR)
 
 
-def rehearsal_latest(*, report_dir: Path | None = None) -> dict | None:
+def rehearsal_latest(*, report_dir: Path | None = None) -> Report | None:
     """The newest report, or None when no rehearsal has written one (or it cannot be read)."""
     path = (report_dir or rehearsal_report_dir()) / "latest.json"
     try:
-        return json.loads(path.read_text())
+        report: Report = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return report
 
 
-def rehearsal_summary(*, report: dict) -> list[tuple[str, str]]:
+def rehearsal_summary(*, report: Report) -> list[tuple[str, str]]:
     return [(label, str(value(report))) for label, value in SUMMARY]
 
 
-def rehearsal_charts(*, report: dict) -> dict[str, SafeString]:
+def rehearsal_charts(*, report: Report) -> dict[str, SafeString]:
     """Title -> an SVG plot: agencies over time in their lanes, the downtime distribution, rows/s."""
     return {
         "Agencies over time, one lane per concurrent run": _timeline(report),
@@ -78,14 +86,16 @@ def rehearsal_charts(*, report: dict) -> dict[str, SafeString]:
     }
 
 
-def _svg(chart) -> SafeString:
+def _svg(chart: Graph) -> SafeString:
     # pygal's output is its own SVG, built from numbers and the agency names it escapes itself.
-    return mark_safe(chart.render(is_unicode=True, disable_xml_declaration=True))
+    svg: str = chart.render(is_unicode=True, disable_xml_declaration=True)
+    return mark_safe(svg)
 
 
-def _lanes(runs: list[dict]) -> list[tuple[dict, int]]:
+def _lanes(runs: list[Report]) -> list[tuple[Report, int]]:
     """Each run with a lane: the lowest one free at its start (as many lanes as ran at once)."""
-    placed, ends = [], []
+    placed: list[tuple[Report, int]] = []
+    ends: list[float] = []  # each lane's last end, in seconds since the start
     for run in sorted((r for r in runs if r["start"] is not None and r["end"] is not None), key=lambda r: r["start"]):
         lane = next((i for i, end in enumerate(ends) if end <= run["start"]), len(ends))
         if lane == len(ends):
@@ -96,12 +106,12 @@ def _lanes(runs: list[dict]) -> list[tuple[dict, int]]:
     return placed
 
 
-def _timeline(report: dict) -> SafeString:
+def _timeline(report: Report) -> SafeString:
     chart = pygal.XY(
         style=CleanStyle, allow_interruptions=True, show_dots=False, stroke_style={"width": 6}, height=360,
         x_title="seconds since the start", y_title="lane",
     )  # fmt: skip
-    series: dict[str, list] = {}
+    series: dict[str, list[tuple[float, int] | None]] = {}  # None: a break in the line
     for run, lane in _lanes(report["runs"]):
         series.setdefault(run["kind"], []).extend([(run["start"], lane), (run["end"], lane), None])
     for kind, points in sorted(series.items()):
@@ -109,7 +119,7 @@ def _timeline(report: dict) -> SafeString:
     return _svg(chart)
 
 
-def _downtimes(report: dict) -> SafeString:
+def _downtimes(report: Report) -> SafeString:
     values = sorted(a["downtime_seconds"] for a in report["agencies"] if a["downtime_seconds"] is not None)
     chart = pygal.Histogram(style=CleanStyle, height=300, x_title="seconds of write downtime", y_title="agencies")
     if values:
@@ -124,7 +134,7 @@ def _downtimes(report: dict) -> SafeString:
     return _svg(chart)
 
 
-def _throughput(report: dict) -> SafeString:
+def _throughput(report: Report) -> SafeString:
     samples = report["samples"]
     points = [
         (b["t"], round((b["rows"] - a["rows"]) / max(b["t"] - a["t"], 0.001), 1))
@@ -135,7 +145,7 @@ def _throughput(report: dict) -> SafeString:
     return _svg(chart)
 
 
-def rehearsal_html(*, report: dict) -> str:
+def rehearsal_html(*, report: Report) -> str:
     """A page on its own (no server needed): the summary, the plots, the slowest agencies and the failures."""
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rehearsal_summary(report=report)

@@ -32,7 +32,7 @@ class KindShape:
 
 
 _NO_SHAPE = KindShape(retry="")
-_SHAPES = {
+_SHAPES: dict[str, KindShape] = {
     MigrationRun.Kind.MIGRATE: KindShape(retry="migrate", copies_rows=True, resumable=True, reported=True),
     MigrationRun.Kind.ROLLBACK: KindShape(
         retry="rollback", reported=True, working="deleting the rows this agency's runs inserted, in one transaction"
@@ -156,7 +156,7 @@ class TimelineEntry:
         return _seconds_text(self.duration.total_seconds()) if self.duration is not None else ""
 
 
-_TONES = {
+_TONES: dict[str, str] = {
     Status.SUCCEEDED: "ok",
     Status.FAILED: "failed",
     Status.QUEUED: "active",
@@ -164,7 +164,7 @@ _TONES = {
     Status.PAUSED: "stopped",
     Status.CANCELLED: "stopped",
 }
-_VERDICT_TONES = {
+_VERDICT_TONES: dict[str, str] = {
     VerificationRun.Verdict.PASS: "ok",
     VerificationRun.Verdict.FAIL: "failed",
     VerificationRun.Verdict.ERROR: "failed",
@@ -190,7 +190,7 @@ def run_took(*, run: MigrationRun | VerificationRun) -> str:
 
 
 def _who(run: MigrationRun | VerificationRun) -> str:
-    if run.requested_by_id:
+    if run.requested_by is not None:
         user = run.requested_by.get_username()
         return f"{user} (bulk)" if getattr(run, "bulk_request", None) else user
     if isinstance(run, VerificationRun) and run.migration_run_id:

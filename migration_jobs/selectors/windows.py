@@ -45,9 +45,8 @@ def bulk_window_plan(*, window: BulkWindow, now: datetime | None = None) -> Wind
     """The window's waves and where each agency stands, from its runs (the latest of each agency)."""
     now = now or timezone.now()
     names = dict(AgencyLink.objects.filter(pk__in=window.agency_link_ids).values_list("pk", "name"))
-    latest: dict[int, MigrationRun] = {}
-    for run in MigrationRun.objects.filter(bulk_request=window.bulk_request).order_by("created_at", "pk"):
-        latest[run.agency_link_id] = run
+    runs = MigrationRun.objects.filter(bulk_request=window.bulk_request).order_by("created_at", "pk")
+    latest: dict[int, MigrationRun] = {run.agency_link_id: run for run in runs}  # the last one of each wins
     done, active, stopped, todo = [], [], [], []
     for link_id in window.agency_link_ids:
         run, name = latest.get(link_id), names.get(link_id, f"link {link_id}")

@@ -114,6 +114,8 @@ def agency_reverse_capture_prune(*, link: AgencyLink) -> Streamed:
         active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
         if active:
             raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk})")
+        if link.unified_agency_id is None:  # never linked: no agency of it in the unified database
+            raise RunRefused(f"{link.name} has no unified agency")
         with connect("unified", purpose="catch-up-stream") as unified, _locked(unified, link):
             folded = capture_prune(unified, agency_id=link.unified_agency_id, keep_since=None, applied_only=False)
     return Streamed(link, 0, 0, folded, time.monotonic() - started)

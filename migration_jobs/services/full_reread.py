@@ -10,7 +10,7 @@ active, an unconfirmed link).
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import reason_required
@@ -18,7 +18,7 @@ from migration_jobs.services.migration import migration_run_request
 
 
 def migration_full_reread_request(
-    *, link: AgencyLink, reason: str | None, actor: AbstractBaseUser | None, enqueue: bool = True
+    *, link: AgencyLink, reason: str | None, actor: User | None, enqueue: bool = True
 ) -> MigrationRun:
     """Queue a full re-read of one agency with staff's reason, or raise RunRefused saying why not.
 

@@ -41,19 +41,19 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from migration_jobs.demo.app_writers import FleetWriters
-from migration_jobs.demo.fleet import fleet_seed
+from migration_jobs.demo.fleet import FleetAgency, fleet_seed
 from migration_jobs.etl.capture_prune import capture_backlogs
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_row
 from migration_jobs.models import AgencyLink, BulkWindow, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
-from migration_jobs.selectors.rehearsal import rehearsal_html
+from migration_jobs.selectors.rehearsal import Report, rehearsal_html
 from migration_jobs.selectors.windows import bulk_window_plan
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.catch_up_stream import catch_up_stream_pass
 from migration_jobs.services.database_marks import database_mark
 from migration_jobs.services.fence import agency_cut_over
 from migration_jobs.services.schema import schema_apply
-from migration_jobs.services.throttle import THROTTLE_SECONDS_KEY, unified_health_problems
+from migration_jobs.services.throttle import throttle_seconds_by_run, unified_health_problems
 from migration_jobs.services.verification import verification_run_request
 from migration_jobs.services.windows import bulk_window_advance, bulk_window_open, bulk_window_reopen
 
@@ -85,7 +85,7 @@ class RehearsalPlan:
 class Sampler:
     """Once a second: rows copied so far, the unified database's health problems, the queue's depth."""
 
-    samples: list[dict] = field(default_factory=list)
+    samples: list[Report] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
     started: float = field(default_factory=time.monotonic)
 
@@ -105,7 +105,7 @@ class Sampler:
                 )
 
 
-def fleet_rehearse(*, plan: RehearsalPlan) -> dict:
+def fleet_rehearse(*, plan: RehearsalPlan) -> Report:
     """Run the rehearsal (see the module docstring) and write its report; return the report."""
     started_at, started = timezone.now(), time.monotonic()
     _databases_build()
@@ -114,7 +114,7 @@ def fleet_rehearse(*, plan: RehearsalPlan) -> dict:
     seeded = time.monotonic()
     workers = [_worker_start(index, log_dir=plan.report_dir) for index in range(plan.workers)]
     writers = FleetWriters(
-        agencies=[(link.revos_agency_id, link.unified_agency_id) for link in links],
+        agencies=[link.revos_agency_id for link in links],
         audience_leads=_audience_leads(links),
         threads=plan.writer_threads,
         rate=plan.write_rate,
@@ -122,7 +122,7 @@ def fleet_rehearse(*, plan: RehearsalPlan) -> dict:
     )
     sampler = Sampler()
     sampling = threading.Thread(target=sampler.run, daemon=True)
-    phases: dict[str, dict] = {}
+    phases: dict[str, Report] = {}
     try:
         writers.start()
         sampling.start()
@@ -176,7 +176,7 @@ def _audience_leads(links: list[AgencyLink]) -> list[UUID]:
     return [row[0] for row in rows]
 
 
-def _worker_start(index: int, *, log_dir: Path) -> subprocess.Popen:
+def _worker_start(index: int, *, log_dir: Path) -> subprocess.Popen[bytes]:
     """A real worker process, as the Procfile runs one (a host of its own would look the same); its
     log beside the report."""
     command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "rqworker", "migrations", "verification"]
@@ -185,7 +185,7 @@ def _worker_start(index: int, *, log_dir: Path) -> subprocess.Popen:
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _worker_stop(worker: subprocess.Popen) -> None:
+def _worker_stop(worker: subprocess.Popen[bytes]) -> None:
     if worker.poll() is None:
         os.killpg(worker.pid, signal.SIGTERM)  # a warm shutdown: the job in hand finishes
         try:
@@ -203,7 +203,7 @@ def _cut_over(links: list[AgencyLink], revos_id: UUID) -> bool:
 # --- phases ------------------------------------------------------------------------------------
 
 
-def _phase_windows(plan: RehearsalPlan, links: list[AgencyLink], *, kind: str) -> dict:
+def _phase_windows(plan: RehearsalPlan, links: list[AgencyLink], *, kind: str) -> Report:
     """Every agency through one kind of run, in nights of `window_minutes`, until all are done."""
     started = time.monotonic()
     window = bulk_window_open(
@@ -237,7 +237,7 @@ def _night_end(plan: RehearsalPlan) -> datetime:
     return timezone.now() + timedelta(minutes=plan.window_minutes)
 
 
-def _phase_verify(links: list[AgencyLink], writers: FleetWriters) -> dict:
+def _phase_verify(links: list[AgencyLink], writers: FleetWriters) -> Report:
     """A quiet moment: writers paused, every agency caught up and verified on the workers, writers on."""
     started = time.monotonic()
     writers.paused.set()
@@ -267,18 +267,28 @@ def _percentile(values: list[float], share: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))], 3)
 
 
-def _seconds(run) -> float | None:
+def _seconds(run: MigrationRun | VerificationRun) -> float | None:
     if run.started_at is None or run.finished_at is None:
         return None
     return round((run.finished_at - run.started_at).total_seconds(), 3)
 
 
-def _report(plan, fleet, links, phases, writers, sampler, lost, started_at, seed_seconds) -> dict:
+def _report(
+    plan: RehearsalPlan,
+    fleet: list[FleetAgency],
+    links: list[AgencyLink],
+    phases: dict[str, Report],
+    writers: FleetWriters,
+    sampler: Sampler,
+    lost: list[str],
+    started_at: datetime,
+    seed_seconds: float,
+) -> Report:
     planned = {agency.revos_agency_id: agency for agency in fleet}
-    agencies, runs_out, failures = [], [], []
-    throttle = {
-        int(k): float(v) for k, v in django_rq.get_connection("migrations").hgetall(THROTTLE_SECONDS_KEY).items()
-    }
+    agencies: list[Report] = []
+    runs_out: list[Report] = []
+    failures: list[Report] = []
+    throttle = throttle_seconds_by_run()
     for link in links:
         runs = list(link.runs.order_by("created_at", "pk"))
         verifications = list(VerificationRun.objects.filter(agency_link=link).order_by("created_at"))
@@ -364,7 +374,7 @@ def _report(plan, fleet, links, phases, writers, sampler, lost, started_at, seed
     }
 
 
-def _verification_failure(link: AgencyLink, verification: VerificationRun) -> dict:
+def _verification_failure(link: AgencyLink, verification: VerificationRun) -> Report:
     # The one queued after each migration runs while the app writes (the rehearsal verifies again
     # in a quiet moment before the cutovers); it says so, and which checks did not pass.
     step = "verification after the migration, writers on" if verification.migration_run_id else "verification"
@@ -377,19 +387,21 @@ def _offset(moment: datetime | None, origin: datetime) -> float | None:
     return round((moment - origin).total_seconds(), 2) if moment else None
 
 
-def _health(sampler: Sampler) -> dict:
+def _health(sampler: Sampler) -> Report:
     """The databases at the end, and how often the unified database was strained on the way."""
-    health: dict = {
+    health: Report = {
         "strained_samples": sum(bool(s["problems"]) for s in sampler.samples),
         "samples": len(sampler.samples),
         "problems_seen": sorted({p for s in sampler.samples for p in s["problems"]})[:20],
     }
     for alias in ("revos", "unified"):
         with connect(alias, purpose="rehearsal-health") as connection:
-            row = connection.execute(
-                "SELECT deadlocks, conflicts, xact_rollback, temp_bytes, pg_database_size(datname)"
-                " FROM pg_stat_database WHERE datname = current_database()"
-            ).fetchone()
+            row = fetch_row(
+                connection.execute(
+                    "SELECT deadlocks, conflicts, xact_rollback, temp_bytes, pg_database_size(datname)"
+                    " FROM pg_stat_database WHERE datname = current_database()"
+                )
+            )
             backlogs = capture_backlogs(connection)
             dead = connection.execute(
                 "SELECT relname, n_dead_tup FROM pg_stat_user_tables ORDER BY n_dead_tup DESC LIMIT 3"
@@ -406,7 +418,7 @@ def _health(sampler: Sampler) -> dict:
     return health
 
 
-def _extrapolation(plan: RehearsalPlan, fleet_seconds: float, agencies: int) -> dict:
+def _extrapolation(plan: RehearsalPlan, fleet_seconds: float, agencies: int) -> Report:
     per_agency = fleet_seconds / agencies if agencies else 0
     return {
         "plan_agencies": plan.plan_agencies,
@@ -419,7 +431,7 @@ def _extrapolation(plan: RehearsalPlan, fleet_seconds: float, agencies: int) -> 
     }
 
 
-def rehearsal_report_write(*, report: dict, report_dir: Path) -> Path:
+def rehearsal_report_write(*, report: Report, report_dir: Path) -> Path:
     """The report as JSON and as an HTML page with its plots; `latest.*` are the newest."""
     report_dir.mkdir(parents=True, exist_ok=True)
     stamp = report["at"][:19].replace(":", "").replace("-", "")

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import django_rq
 import psycopg
@@ -124,6 +125,16 @@ def throttle_seconds_add(*, run_id: int, seconds: float) -> None:
         django_rq.get_connection("migrations").hincrbyfloat(THROTTLE_SECONDS_KEY, str(run_id), seconds)
     except RedisError as error:  # the run goes on; only the figure misses these seconds
         logger.warning("could not record %.1f throttle seconds of run %s: %s", seconds, run_id, error)
+
+
+def throttle_seconds_by_run() -> dict[int, float]:
+    """Run id -> the seconds it has waited for the unified database's health, as recorded so far.
+
+    redis-py types a reply as either client's (a value or, for its asyncio client, an awaitable);
+    this is the blocking client, whose reply is the dict.
+    """
+    reply = django_rq.get_connection("migrations").hgetall(THROTTLE_SECONDS_KEY)
+    return {int(run_id): float(seconds) for run_id, seconds in cast("dict[bytes, bytes]", reply).items()}
 
 
 class HealthThrottle:

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from migration_jobs.models import AgencyLink, BulkWindow, MigrationRun
@@ -40,7 +40,7 @@ def bulk_window_open(
     kind: str,
     wave_size: int,
     stop_at: datetime,
-    actor: AbstractBaseUser | None,
+    actor: User | None,
     reason: str = "",
     now: datetime | None = None,
 ) -> BulkWindow:

@@ -1,3 +1,7 @@
+from typing import Any
+
+from django.core.management.base import CommandParser
+
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.selectors.agency_page import agency_cockpit_read
@@ -11,11 +15,11 @@ class Command(DatabaseCommand):
         " as its page in the admin shows them."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("agency_id", help="The agency's RevOS id (or its unified id).")
         parser.add_argument("--limit", type=int, default=None, help="Only the newest this many runs.")
 
-    def handle(self, *args, agency_id: str, limit: int | None, **options):
+    def handle(self, *args: Any, agency_id: str, limit: int | None, **options: Any) -> None:
         link = agency_link_resolve(agency_id)
         migration_runs_reconcile_running(link=link)  # a run whose worker died reads failed, as on the page
         cockpit = agency_cockpit_read(link=link)

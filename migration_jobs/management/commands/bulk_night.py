@@ -1,6 +1,7 @@
 import time
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import AgencyLink, BulkWindow
@@ -17,7 +18,7 @@ class Command(DatabaseCommand):
         "The reconciler queues each next wave; --wait follows the night here."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--kind", choices=BulkWindow.Kind.values, default="migrate", help="migrate (default) or cutover."
         )
@@ -29,7 +30,19 @@ class Command(DatabaseCommand):
         parser.add_argument("--resume", default="", help="A window's bulk id (or its first characters): next night.")
         parser.add_argument("--wait", action="store_true", help="Advance and show the plan until the night ends.")
 
-    def handle(self, *args, kind, agency_ids, every, wave_size, stop_at, reason, resume, wait, **options):
+    def handle(
+        self,
+        *args: Any,
+        kind: str,
+        agency_ids: list[str],
+        every: bool,
+        wave_size: int,
+        stop_at: str,
+        reason: str,
+        resume: str,
+        wait: bool,
+        **options: Any,
+    ) -> None:
         try:
             stop = stop_at_parse(stop_at)
             if resume:

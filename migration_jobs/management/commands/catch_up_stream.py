@@ -2,9 +2,10 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 from django.conf import settings
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from django.db import connections
 
 from migration_jobs.management.base import ProjectCommand
@@ -22,13 +23,13 @@ class Command(ProjectCommand):
         "stays small. Runs beside the worker; --once runs one pass."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="One pass, then exit (for cron and tests).")
         parser.add_argument(
             "--interval", type=positive_seconds, default=None, help="Seconds between passes (CATCH_UP_STREAM_INTERVAL)."
         )
 
-    def handle(self, *args, once: bool, interval: float | None, **options):
+    def handle(self, *args: Any, once: bool, interval: float | None, **options: Any) -> None:
         interval = interval or settings.CATCH_UP_STREAM_INTERVAL
         if once:
             databases_require("default")

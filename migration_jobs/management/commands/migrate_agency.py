@@ -27,11 +27,11 @@ class Command(RunCommand):
             "--csv", type=Path, help="With --dry-run --sync: write the refused rows here (the page's CSV)."
         )
 
-    def handle(self, *args: Any, **options: Any) -> str | None:
-        if options["csv"] and not (options["dry_run"] and options["sync"]):
+    def handle(self, *args: Any, agency_id: str, sync: bool, **options: Any) -> None:
+        if options["csv"] and not (options["dry_run"] and sync):
             raise CommandError("--csv needs --dry-run --sync: it writes the refused rows of the plan run here.")
         self.csv_path = options["csv"]
-        return super().handle(*args, **options)
+        super().handle(*args, agency_id=agency_id, sync=sync, **options)
 
     def report(self, run: MigrationRun) -> None:
         if run.kind != MigrationRun.Kind.PLAN or run.status != MigrationRun.Status.SUCCEEDED:

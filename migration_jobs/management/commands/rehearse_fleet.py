@@ -2,11 +2,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import redis
 from django.conf import settings
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 from psycopg import sql
 
 from migration_jobs.etl.connections import connect
@@ -27,7 +28,7 @@ class Command(ProjectCommand):
         "JSON and HTML (REHEARSAL_REPORT_DIR), then drop the scratch databases."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--agencies", type=int, default=20, help="Agencies in the fleet (default 20).")
         parser.add_argument("--max-rows", type=int, default=20000, help="Rows of the largest agency (Zipf).")
         parser.add_argument("--merge-share", type=float, default=0.3, help="Share merging into AudienceOS ones.")
@@ -42,7 +43,7 @@ class Command(ProjectCommand):
         parser.add_argument("--suffix", default="rehearsal", help="Scratch databases: <configured name>_<suffix>.")
         parser.add_argument("--redis-url", default="", help="An empty Redis database for the rehearsal's queues.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         self._check(options)
         report_dir = Path(options["report_dir"] or settings.REHEARSAL_REPORT_DIR).resolve()
         if os.environ.get(INSIDE) == "1":
@@ -70,7 +71,7 @@ class Command(ProjectCommand):
             raise CommandError(f"The rehearsal failed (exit {child.returncode}); the scratch databases are dropped.")
         self.stdout.write(f"report: {report_dir / 'latest.html'}")
 
-    def _check(self, options) -> None:
+    def _check(self, options: dict[str, Any]) -> None:
         for option in ("agencies", "max_rows", "workers", "wave_size", "writer_threads"):
             if options[option] < 1:
                 raise CommandError(f"--{option.replace('_', '-')} must be 1 or more (got {options[option]}).")
@@ -79,7 +80,7 @@ class Command(ProjectCommand):
         if options["window_minutes"] <= 0 or options["write_rate"] < 0:
             raise CommandError("--window-minutes must be above 0 and --write-rate 0 or more.")
 
-    def _rehearse(self, options, report_dir: Path) -> None:
+    def _rehearse(self, options: dict[str, Any], report_dir: Path) -> None:
         plan = RehearsalPlan(
             agencies=options["agencies"], max_rows=options["max_rows"], merge_share=options["merge_share"],
             workers=options["workers"], writer_threads=options["writer_threads"], write_rate=options["write_rate"],
@@ -106,7 +107,7 @@ OPTIONS = (
 )  # fmt: skip
 
 
-def _arguments(options: dict) -> list[str]:
+def _arguments(options: dict[str, Any]) -> list[str]:
     """The options again, for the rehearsal's own process."""
     return [part for name in OPTIONS for part in (f"--{name.replace('_', '-')}", str(options[name]))]
 
@@ -160,9 +161,10 @@ def _scratch_redis(given: str) -> str:
     return url
 
 
-def _redis_database(url: str) -> tuple:
+def _redis_database(url: str) -> tuple[str | None, int | None, str | None, int]:
     """(server, database number) of a Redis URL, whichever way it names them."""
-    kwargs = redis.connection.parse_url(url)
+    # redis-py leaves parse_url unannotated; it returns the keyword arguments of a Connection.
+    kwargs: dict[str, Any] = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
     return kwargs.get("host"), kwargs.get("port"), kwargs.get("path"), int(kwargs.get("db") or 0)
 
 
