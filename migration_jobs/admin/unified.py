@@ -171,6 +171,8 @@ class AgencyAdmin(ReadOnlyUnifiedAdmin):
     list_display = ("name", "slug", "domain", "app_context", "created_at")
     search_fields = ("name", "slug", "domain")
     ordering = ("name",)
+    # Its page adds the rows-per-app_context table to the unified change form it extends.
+    change_form_template = "admin/migration_jobs/agency/change_form.html"
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
