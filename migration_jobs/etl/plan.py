@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from psycopg import sql
@@ -216,7 +217,7 @@ def unmapped_source_tables(source: Catalog) -> list[str]:
     return sorted(t for t in source.columns if t not in mapped and t not in NOT_MIGRATED)
 
 
-def app_triggers_plan(plans: list[TablePlan], target: Catalog, *, quiet: bool) -> list[dict]:
+def app_triggers_plan(plans: list[TablePlan], target: Catalog, *, quiet: bool) -> list[dict[str, Any]]:
     """The apps' own triggers on every target table of the migration, and what the copy does with each.
 
     `quiet`: the run may copy in replica mode (the role may set session_replication_role and set-wise

@@ -209,7 +209,7 @@ def _run_outside_transaction(alias: str, schema_file: SchemaFile) -> None:
             _session_limits(cursor, kind="control", local=False)  # what the admin's connection has
 
 
-def _session_limits(cursor, *, kind: str, local: bool) -> None:
+def _session_limits(cursor: Cursor, *, kind: str, local: bool) -> None:
     """Give this session (or, `local`, this transaction) the limits of a kind of work
     (settings.DATABASE_SESSION_TIMEOUTS)."""
     for name, value in settings.DATABASE_SESSION_TIMEOUTS[kind].items():

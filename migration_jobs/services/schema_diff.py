@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import psycopg
 
 from migration_jobs.etl import capture
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.etl.reverse_capture import unified_captured_tables
 from migration_jobs.services.schema import schema_files
 from migration_jobs.services.schema_scratch import default_privileges_copy, scratch_apply, scratch_database
@@ -177,12 +177,13 @@ def _schemas(connection: psycopg.Connection) -> list[str]:
 
 def _capture_in_use(live: psycopg.Connection) -> bool:
     """Has etl/capture.py attached its triggers here (or registered an agency, which relies on them)?"""
-    attached = live.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = ANY (%s))", [list(capture.TRIGGER_NAMES)]
-    ).fetchone()[0]
-    if attached or live.execute("SELECT to_regclass('controlplane.capture_agency')").fetchone()[0] is None:
+    attached: bool = fetch_value(
+        live.execute("SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = ANY (%s))", [list(capture.TRIGGER_NAMES)])
+    )
+    if attached or fetch_value(live.execute("SELECT to_regclass('controlplane.capture_agency')")) is None:
         return attached
-    return live.execute("SELECT EXISTS (SELECT 1 FROM controlplane.capture_agency)").fetchone()[0]
+    registered: bool = fetch_value(live.execute("SELECT EXISTS (SELECT 1 FROM controlplane.capture_agency)"))
+    return registered
 
 
 def schema_diff(*, database: str) -> list[Difference]:
