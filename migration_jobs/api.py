@@ -10,16 +10,16 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from migration_jobs.selectors.agency_state import (
+    agency_revos_read_only,
+    agency_unified_copy_read_only,
+    agency_unified_read_only,
+)
 from migration_jobs.selectors.flags import (
     APP_CONTEXTS,
     agency_resolve,
     ai_providers_for_agency_cached,
     flags_for_agency_cached,
-)
-from migration_jobs.services.fence import (
-    agency_revos_read_only,
-    agency_unified_copy_read_only,
-    agency_unified_read_only,
 )
 
 

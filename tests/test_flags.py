@@ -20,10 +20,10 @@ from django.utils import timezone
 from migration_jobs.admin.flags import enable_unified_db_for_selected
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag, FlagChange
+from migration_jobs.refusals import CutoverRefused
 from migration_jobs.selectors.flags import agency_flag_enabled, flag_bucket, flag_evaluate
 from migration_jobs.selectors.overview import agencies_overview
 from migration_jobs.services.flags import (
-    CutoverRefused,
     flag_set_for_agency,
     flag_set_global,
     flag_set_percentage,

@@ -35,13 +35,11 @@ from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.cutover import cutover_run_execute, cutover_run_request
-from migration_jobs.services.migration import migration_run_request
-from migration_jobs.services.switch_back import (
-    switch_back_plan,
-    switch_back_run_execute,
-    switch_back_run_request,
-)
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.kinds.switch_back import switch_back_plan, switch_back_run_request
+from migration_jobs.services.runs import migration_run_execute as cutover_run_execute
+from migration_jobs.services.runs import migration_run_execute as switch_back_run_execute
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import agency_checksums, childless_leads, database_url, run_worker, start_worker_process
 
 Status, Kind = MigrationRun.Status, MigrationRun.Kind

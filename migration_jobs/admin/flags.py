@@ -21,10 +21,9 @@ from django.urls import path, reverse
 from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
 from migration_jobs.models.flags import AgencyAiProvider, AiProviderChange, FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
+from migration_jobs.refusals import CutoverRefused
 from migration_jobs.selectors.flags import UNIFIED_DB, flag_agency_rows
-from migration_jobs.services.cutover import cutover_runs_request_bulk
 from migration_jobs.services.flags import (
-    CutoverRefused,
     ai_provider_set,
     flag_set_for_agency,
     flag_set_global,
@@ -32,6 +31,7 @@ from migration_jobs.services.flags import (
     flags_cache_invalidate_on_commit,
     unified_db_refusal,
 )
+from migration_jobs.services.kinds.cutover import cutover_runs_request_bulk
 
 FLAG_STATE_PERMISSION = "migration_jobs.change_flag_state"
 REASON_HELP = "Why — kept in the audit trail with your name and the time."

@@ -12,7 +12,7 @@ import uuid
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -35,14 +35,15 @@ from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.etl.connections import DatabaseUnreachable
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import RunKind, run_kind_get, run_kind_values, run_kinds
 from migration_jobs.selectors import agency_cockpit, agency_migrated_rows
-from migration_jobs.selectors.flags import (
-    Agency,
+from migration_jobs.selectors.agency_state import (
+    agency_completed,
+    agency_cut_over,
     agency_cutover_refusal,
-    agency_flag_enabled,
-    agency_flag_id,
-    flags_for_agency,
+    agency_switch_back_refusal,
 )
+from migration_jobs.selectors.flags import Agency, agency_flag_enabled, agency_flag_id, flags_for_agency
 from migration_jobs.selectors.plan import plan_latest, plan_refused_csv
 from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.selectors.run_report import run_report
@@ -53,27 +54,22 @@ from migration_jobs.services.agency_links import (
     client_link_check,
 )
 from migration_jobs.services.bulk import bulk_requests_stopped
-from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_completed, agency_cut_over, fences_orphaned
-from migration_jobs.services.flags import CutoverRefused
+from migration_jobs.services.fence import fences_orphaned
+from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.lock_holders import HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
-from migration_jobs.services.migration import (
-    migration_run_request,
-    migration_runs_reconcile_running,
-    migration_runs_request_bulk,
-)
 from migration_jobs.services.run_control import migration_run_control
-from migration_jobs.services.switch_back import agency_switch_back_refusal
+from migration_jobs.services.runs import migration_run_request, migration_runs_reconcile_running
 from migration_jobs.services.verification import verification_run_request
 
-Kind = MigrationRun.Kind
 
-
-def _run_action(kind: str):
+def _run_action(kind: RunKind):
     def start(link: AgencyLink, user) -> str:
-        run = migration_run_request(link=link, kind=kind, actor=user)
-        message = f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
-        plan = plan_latest(link=link) if kind == Kind.MIGRATE else None
+        if kind.request is not None:
+            run = kind.request(link, user, "")
+        else:
+            run = migration_run_request(link=link, kind=kind.value, actor=user)
+        message = kind.button.done.format(name=link.name, pk=run.pk, label=run.get_kind_display())
+        plan = plan_latest(link=link) if kind.loads else None
         if plan and plan.refused_total:
             message += (
                 f" Warning: the last plan (#{plan.run.pk}) found {plan.refused_total} row(s) the unified schema"
@@ -101,19 +97,13 @@ def _verify(link: AgencyLink, user) -> str:
     return f"Verification of {link.name} queued (verification {verification.pk})."
 
 
-def _cutover(link: AgencyLink, user, reason: str) -> str:
-    run = cutover_run_request(link=link, reason=reason, actor=user)
-    return (
-        f"Cutover of {link.name} queued (run {run.pk}): RevOS writes are fenced, the last changes applied and "
-        "verified, then unified_db is on for it."
-    )
-
-
-# name -> (permission, service caller)
+# name -> (permission, service caller): the kinds whose button takes no reason, then the controls.
 AGENCY_ACTIONS = {
-    "plan": ("migration_jobs.plan_migrationrun", _run_action(Kind.PLAN)),
-    "migrate": ("migration_jobs.start_migrationrun", _run_action(Kind.MIGRATE)),
-    "rollback": ("migration_jobs.rollback_migrationrun", _run_action(Kind.ROLLBACK)),
+    **{
+        kind.value: (kind.permission, _run_action(kind))
+        for kind in run_kinds()
+        if kind.button and not kind.button.reasoned
+    },
     "pause": ("migration_jobs.resume_migrationrun", _control_action("pause")),
     "cancel": ("migration_jobs.resume_migrationrun", _control_action("cancel")),
     "verify": ("migration_jobs.start_verificationrun", _verify),
@@ -224,7 +214,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
     def latest_run(self, obj) -> str:
         if not obj.latest_run_kind:
             return "—"
-        return f"{Kind(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
+        return f"{run_kind_get(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
 
     @admin.action(description="Migrate selected agencies")
     def migrate_selected(self, request: HttpRequest, queryset) -> None:
@@ -255,7 +245,6 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             path("sync/", view(self.sync_view), name="migration_jobs_agencylink_sync"),
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
-            path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
             path("<path:object_id>/plan.csv", view(self.plan_csv_view), name="migration_jobs_agencylink_plan_csv"),
             path(
                 "<path:object_id>/switch-back-plan/",
@@ -267,6 +256,8 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
                 view(self.reasoned_view),
                 name="migration_jobs_agencylink_reasoned",
             ),
+            # After `reasoned/<action>/`, whose cutover this is too: a <path:> id would take "1/reasoned".
+            path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
             path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
@@ -319,29 +310,11 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return self._back(link)
 
     def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        link = self._link(object_id)
-        if request.method != "POST":
-            return self._post_only(request, link)
-        if not request.user.has_perm("migration_jobs.change_flag_state"):
-            self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
-            return self._back(link)
-        reason = request.POST.get("reason", "").strip()
-        if not reason:
-            self.message_user(request, "A reason is required for every flag change.", messages.ERROR)
-            return self._back(link)
-        try:
-            message = _cutover(link, request.user, reason)
-        except (CutoverRefused, RunRefused) as refusal:
-            self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
-        except ValidationError as error:  # a reason the flag service will not take
-            self.message_user(request, " ".join(error.messages), messages.ERROR)
-        else:
-            self.log_change(request, link, message)
-            self.message_user(request, message, messages.SUCCESS)
-        return self._back(link)
+        """The Cut over button's own address: the reasoned action of the cutover kind."""
+        return self.reasoned_view(request, object_id, "cutover")
 
     def reasoned_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
-        """Switch back or Complete: buttons that need a typed reason (admin/switch_back.py)."""
+        """Cut over, Switch back or Complete: buttons that need a typed reason (admin/switch_back.py)."""
         if action not in REASONED_ACTIONS:
             raise Http404(f"No action {action!r}.")
         return reasoned_action_view(self, request, self._link(object_id), action)
@@ -439,7 +412,9 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "title": "Migration cockpit",
             "heartbeat": _heartbeat_text(link.runs.first()),
             "plan": plan_latest(link=link),
-            "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
+            "run_report": run_report(
+                run=link.runs.exclude(kind__in=run_kind_values(dry_run=True)).exclude(report={}).first()
+            ),
             "cockpit": _cockpit_for(link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
@@ -462,7 +437,7 @@ def _cockpit_for(link: AgencyLink):
 def _orphaned_fences(link: AgencyLink) -> list[OrphanedFence]:
     """The agency's fences no run owns; none for an agency no cutover ever fenced (no database is
     asked), nor when a database does not answer (the reconciler says so in its log)."""
-    if not link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK)).exists():
+    if not link.runs.filter(kind__in=run_kind_values(switches=True)).exists():
         return []
     try:
         return fences_orphaned(link=link)
@@ -529,7 +504,7 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     def report_table(self, run: MigrationRun) -> str:
         report = run_report(run=run)
         if report is None:
-            return "—" if run.kind != Kind.PLAN else "see the agency's page"
+            return "see the agency's page" if run_kind_get(run.kind).dry_run else "—"
         return render_to_string("admin/migration_jobs/migrationrun/report.html", {"report": report})
 
     def changelist_view(self, request, extra_context=None):

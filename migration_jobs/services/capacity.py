@@ -22,18 +22,13 @@ from django.conf import settings
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped
 from migration_jobs.models import MigrationRun
+from migration_jobs.run_kinds import run_kind_get
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 
 # The first key of the two-key advisory locks, so slots never collide with the agency locks.
 SLOT_CLASS = "hashtext('controlplane.migration-slot')"
-WRITING_KINDS = (
-    MigrationRun.Kind.MIGRATE,
-    MigrationRun.Kind.ROLLBACK,
-    MigrationRun.Kind.CUTOVER,
-    MigrationRun.Kind.SWITCH_BACK,
-)
 
 
 @contextmanager
@@ -43,7 +38,7 @@ def capacity_slot_hold(*, run: MigrationRun) -> Iterator[int | None]:
     Raises MigrationStopped if staff pause or cancel the run while it waits.
     """
     limit = settings.MIGRATION_MAX_CONCURRENT_AGENCIES
-    if limit <= 0 or run.kind not in WRITING_KINDS:
+    if limit <= 0 or not run_kind_get(run.kind).writes:
         yield None
         return
     with connect("unified", autocommit=True, purpose="slot") as connection:

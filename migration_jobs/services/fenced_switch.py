@@ -1,11 +1,12 @@
 """A fenced switch: a run that stops one database's writes to an agency, brings the other up to date,
-checks it, and turns unified_db over. The cutover (services/cutover.py: RevOS fenced, unified_db
-on) and the switch back (services/switch_back.py: the unified database fenced, unified_db off) are
-two kinds of it.
+checks it, and turns unified_db over. The cutover (services/kinds/cutover.py: RevOS fenced, unified_db
+on) and the switch back (services/kinds/switch_back.py: the unified database fenced, unified_db off)
+are two kinds of it.
 
-A kind is data: a `FencedSwitch` here (the database it fences, the unified_db value its switch
-sets, how its outcomes read) and its steps in its own module, in order, each a label and a
-function (`Step`). This module runs every kind alike:
+A kind is data in its own module: its declaration in the registry (migration_jobs/run_kinds.py:
+the unified_db value its switch sets, whether Cancel applies), a `FencedSwitch` (the database it
+fences, how its outcomes read) and its steps, in order, each a label and a function (`Step`).
+This module runs every kind alike:
 
 - its steps are saved on the run as each one starts and ends, for staff to follow (`RunSteps`);
 - the fence is set, drained and lifted on a connection of its own (`Fence`; the steps
@@ -14,10 +15,10 @@ function (`Step`). This module runs every kind alike:
   and says which step ended it and why; after the switch nothing is undone, since the other
   database is the agency's source of truth by then;
 - a run whose worker died is finished if its switch was made, undone otherwise
-  (`fenced_switch_recovery`, from the reconcile in services/migration.py: the reconciler's next
-  pass, or the next request on the agency).
+  (`fenced_switch_recovery`, the kind's `recover`, from the reconcile in services/runs.py: the
+  reconciler's next pass, or the next request on the agency).
 
-A third kind adds its `FencedSwitch` here and its steps in its own module.
+A third kind is a third module under services/kinds/.
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.run_kinds import run_kind_get
 from migration_jobs.selectors.flags import agency_flag_enabled
-from migration_jobs.services.fence import agency_cut_over, agency_reopen_revos, fence_message, fence_owner
-from migration_jobs.services.flags import RUN_SWITCHES, flags_cache_invalidate, unified_db_switch
+from migration_jobs.services.fence import fence_message, fence_owner
+from migration_jobs.services.flags import flags_cache_invalidate, unified_db_switch
 
 logger = logging.getLogger(__name__)
-Kind, Status = MigrationRun.Kind, MigrationRun.Status
+Status = MigrationRun.Status
 
 
 class RunStepFailed(Exception):
@@ -110,43 +112,23 @@ class FencedSwitch:
     fenced: FencedSide
     undone: str
     recovered: str
-    cancellable: bool  # Cancel is honoured between its steps before the switch
     # What finishing a run whose worker died after the switch still takes.
     switched: Callable[[AgencyLink], object] = lambda link: None
 
     @property
-    def unified_db(self) -> bool:
-        """What its switch step sets unified_db to (services/flags.py says it, for the flag's guard)."""
-        return RUN_SWITCHES[self.kind]
+    def unified_db(self) -> bool | None:
+        """What its switch step sets unified_db to, as its kind declares."""
+        return run_kind_get(self.kind).unified_db
+
+    @property
+    def cancellable(self) -> bool:
+        """Cancel is honoured between its steps before the switch, as its kind declares."""
+        return run_kind_get(self.kind).cancellable
 
     @property
     def purpose(self) -> str:
         """What its database sessions are named after (etl/connections.py application_name)."""
         return self.name.replace(" ", "-")
-
-
-CUTOVER = FencedSwitch(
-    kind=Kind.CUTOVER,
-    name="cutover",
-    fenced=REVOS,
-    undone="unified_db stays off",
-    recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
-    cancellable=True,
-)
-SWITCH_BACK = FencedSwitch(
-    kind=Kind.SWITCH_BACK,
-    name="switch back",
-    fenced=UNIFIED,
-    undone="{name} stays cut over and nothing was lost",
-    recovered=(
-        "before unified_db was turned off: the unified fence is lifted and the agency stays cut over."
-        " Nothing was lost; switch back again."
-    ),
-    cancellable=False,
-    # unified_db is off: RevOS is the source again, and takes the agency's writes.
-    switched=lambda link: agency_reopen_revos(link=link, cutover=agency_cut_over(link=link)),
-)
-FENCED_SWITCHES = {switch.kind: switch for switch in (CUTOVER, SWITCH_BACK)}
 
 
 # --- running one ------------------------------------------------------------------------------
@@ -318,7 +300,7 @@ class Step:
 def fenced_switch_perform(
     run: MigrationRun, mark_running: Callable[[], None], *, switch: FencedSwitch, steps: dict[str, Step]
 ) -> dict:
-    """Do a switch run's work (a `perform` of services/migration.py's migration_run_execute): its
+    """Do a switch run's work (a kind's `work`, run by services/runs.py migration_run_execute): its
     steps in order under the agency's lock; the fence lifted if the run ends before its switch."""
     link = run.agency_link
     progress = RunSteps(run, switch, {name: step.label for name, step in steps.items()})
@@ -366,11 +348,10 @@ def fenced_switch_perform(
 # --- a run whose worker died ------------------------------------------------------------------
 
 
-def fenced_switch_recovery(*, run: MigrationRun) -> tuple[str, str]:
+def fenced_switch_recovery(*, run: MigrationRun, switch: FencedSwitch) -> tuple[str, str]:
     """(status, message) for a switch whose worker died: finished if it had turned unified_db over,
     else undone. Its fence is lifted by the `fences_reconcile` (services/fence.py) that follows, as
     is any fence no running run holds."""
-    switch = FENCED_SWITCHES[run.kind]
     link = run.agency_link
     if agency_flag_enabled(flag_name="unified_db", agency_link=link) == switch.unified_db:
         switch.switched(link)

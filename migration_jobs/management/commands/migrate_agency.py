@@ -1,6 +1,8 @@
 from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import MigrationRun
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.migrate import MIGRATE
+from migration_jobs.services.kinds.plan import PLAN
+from migration_jobs.services.runs import migration_run_request
 
 
 class Command(RunCommand):
@@ -25,4 +27,4 @@ class Command(RunCommand):
         )
 
     def kind(self, options) -> str:
-        return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE
+        return PLAN.value if options["dry_run"] else MIGRATE.value

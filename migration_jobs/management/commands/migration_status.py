@@ -1,6 +1,6 @@
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import AgencyLink
-from migration_jobs.services.migration import migration_runs_reconcile_running
+from migration_jobs.services.runs import migration_runs_reconcile_running
 
 
 class Command(DatabaseCommand):

@@ -24,7 +24,7 @@ Any failure or a Cancel before step 6 lifts the fence and leaves unified_db off;
 the step and the reason. A worker that dies mid-cutover holds the agency's advisory lock no more;
 the reconciler (or the next request) finds the run dead and finishes it (the switch was made) or
 undoes it (it was not). The steps, the fence and those outcomes are services/fenced_switch.py's, shared with the
-switch back; this module holds the cutover's own steps.
+switch back; this module holds the cutover's declaration and its own steps.
 """
 
 from __future__ import annotations
@@ -54,22 +54,23 @@ from migration_jobs.etl.unified_guard import unified_guard_remove, unified_guard
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused, reason_required
-from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
-from migration_jobs.services.fence import agency_cut_over_refusal
-from migration_jobs.services.fenced_switch import CUTOVER, Step, SwitchRun, fenced_switch_perform
-from migration_jobs.services.migration import (
-    BulkOutcome,
-    RunRequest,
-    agency_migration,
-    migration_run_execute,
-    migration_run_request,
-    runs_request_bulk,
+from migration_jobs.run_kinds import Button, RunKind, run_kind_register
+from migration_jobs.selectors.agency_state import agency_cutover_refusal, agency_kind_refusal
+from migration_jobs.selectors.flags import agency_flag_enabled
+from migration_jobs.services.fenced_switch import (
+    REVOS,
+    FencedSwitch,
+    Step,
+    SwitchRun,
+    fenced_switch_perform,
+    fenced_switch_recovery,
 )
+from migration_jobs.services.kinds.migrate import agency_migration
+from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
 from migration_jobs.verify.delta import delta_verify_ahead, delta_verify_in_fence
 
 logger = logging.getLogger(__name__)
-Kind = MigrationRun.Kind
 
 # A full verification's snapshot may be older than its recorded start by a little clock skew
 # between hosts; rows changed this long before it are checked again.
@@ -84,11 +85,11 @@ def cutover_run_request(
 ) -> MigrationRun:
     """Queue a cutover of one agency, or raise RunRefused saying why not."""
     reason = reason_required(reason, "A cutover")
-    if refusal := agency_cut_over_refusal(link=link, kind=Kind.CUTOVER):
+    if refusal := agency_kind_refusal(link=link, kind=CUTOVER.value):
         raise RunRefused(refusal)
     if refusal := agency_cutover_refusal(agency_link=link):
         raise RunRefused(f"{link.name} cannot be cut over: {refusal}.")
-    return migration_run_request(link=link, kind=Kind.CUTOVER, actor=actor, reason=reason, **request)
+    return migration_run_request(link=link, kind=CUTOVER.value, actor=actor, reason=reason, **request)
 
 
 def cutover_runs_request_bulk(
@@ -104,14 +105,10 @@ def cutover_runs_request_bulk(
 # --- executing --------------------------------------------------------------------------------
 
 
-def cutover_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out a cutover run (in the worker, or here for `cutover_agency --sync`)."""
-    return migration_run_execute(run_id=run_id, perform=_cutover_perform)
-
-
-def _cutover_perform(run: MigrationRun, mark_running) -> dict:
+def _cutover(run: MigrationRun, mark_running) -> dict:
+    """The cutover's work (services/runs.py migration_run_execute runs it): its steps."""
     try:
-        return fenced_switch_perform(run, mark_running, switch=CUTOVER, steps=STEPS)
+        return fenced_switch_perform(run, mark_running, switch=SWITCH, steps=STEPS)
     except BaseException:
         if not agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
             _unified_watch_stop(run.agency_link)  # not switched: nothing recorded outlives the run
@@ -274,3 +271,36 @@ STEPS = {
     "verify": Step("Delta verification", _verify_in_fence),
     "switch": Step("Switch unified_db on", _switch),
 }
+
+SWITCH = FencedSwitch(
+    kind=MigrationRun.Kind.CUTOVER,
+    name="cutover",
+    fenced=REVOS,
+    undone="unified_db stays off",
+    recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
+)
+
+CUTOVER = run_kind_register(
+    RunKind(
+        value=MigrationRun.Kind.CUTOVER,
+        label=MigrationRun.Kind.CUTOVER.label,
+        work=_cutover,
+        permission="migration_jobs.cutover_migrationrun",
+        button=Button(
+            done=(
+                "Cutover of {name} queued (run {pk}): RevOS writes are fenced, the last changes applied and "
+                "verified, then unified_db is on for it."
+            ),
+            reasoned=True,
+            may_not="cut agencies over",
+            refused="Cutover refused",
+        ),
+        request=lambda link, actor, reason: cutover_run_request(link=link, reason=reason, actor=actor),
+        writes=True,
+        cancellable=True,
+        supersedes_dry_run=True,
+        unified_db=True,
+        when_cut_over="it is cut over already",
+        recover=lambda run: fenced_switch_recovery(run=run, switch=SWITCH),
+    )
+)
