@@ -147,6 +147,7 @@ OPERATOR = (
     "view_migrationrun",
     "view_featureflag",
     "change_flag_state",
+    "cutover_migrationrun",
     "switchback_migrationrun",
     "complete_migrationrun",
 )
@@ -382,7 +383,7 @@ def test_bulk_buttons_check_their_own_permissions(demo):
         "You may not verify agencies."
     ]
     response = press(viewer, page, "bulk-enable_unified_db_for_selected", _selected_action=ids)
-    assert messages_of(response) == ["You may not turn feature flags on or off."]
+    assert messages_of(response) == ["You may not cut agencies over."]
     assert MigrationRun.objects.count() == 0 and VerificationRun.objects.count() == 0
 
 
