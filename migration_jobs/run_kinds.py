@@ -20,7 +20,7 @@ from migration_jobs.models import AgencyLink, MigrationRun
 # Does a run's work: (run, mark_running) -> its report, or (report, note) where the run gets a note.
 # mark_running is called once the work holds the agency's lock (or needs none).
 Work = Callable[[MigrationRun, Callable[[], None]], "dict | tuple[dict, str]"]
-# How staff ask for a run of the kind from the agency page: (link, actor, reason) -> the run.
+# How staff ask for a run of a kind that is not queued like the others: (link, actor, reason) -> the run.
 Request = Callable[[AgencyLink, object, str], MigrationRun]
 
 # What a run of a kind that declares nothing else would do to a cut-over agency.
@@ -47,6 +47,7 @@ class RunKind:
     permission: str = ""  # "migration_jobs.<codename>" staff need to ask for it from the admin
     button: Button | None = None
     request: Request | None = None  # the button's service; None: services/runs.py migration_run_request
+    reason_for: str = ""  # "A cutover": a run of the kind needs staff's typed reason, and is refused without
     writes: bool = False  # writes the unified database: holds a slot of the concurrency limit
     changes_data: bool = False  # the cutover interlock wants a passing verification after it
     verified_after: bool = False  # a verification is queued once it succeeds

@@ -19,6 +19,7 @@ from migration_jobs.models import AgencyLink
 from migration_jobs.refusals import CutoverRefused, RunRefused
 from migration_jobs.run_kinds import run_kinds
 from migration_jobs.services.kinds.switch_back import SWITCH_BACK, switch_back_plan, switch_back_runs_request_bulk
+from migration_jobs.services.runs import migration_run_request
 
 SWITCH_BACK_PERMISSION = SWITCH_BACK.permission
 
@@ -44,8 +45,12 @@ def reasoned_action_view(modeladmin: admin.ModelAdmin, request: HttpRequest, lin
     if not request.user.has_perm(kind.permission):
         modeladmin.message_user(request, f"You may not {kind.button.may_not}.", messages.ERROR)
         return _back(link)
+    reason = request.POST.get("reason", "")
     try:
-        run = kind.request(link, request.user, request.POST.get("reason", ""))
+        if kind.request is not None:
+            run = kind.request(link, request.user, reason)
+        else:
+            run = migration_run_request(link=link, kind=kind.value, actor=request.user, reason=reason)
     except (RunRefused, CutoverRefused) as refusal:
         modeladmin.message_user(request, f"{kind.button.refused}: {refusal}", messages.ERROR)
     except ValidationError as error:  # a reason the flag service will not take

@@ -6,9 +6,10 @@ are two kinds of it.
 A kind is data in its own module: its declaration in the registry (migration_jobs/run_kinds.py:
 the unified_db value its switch sets, whether Cancel applies), a `FencedSwitch` (the database it
 fences, how its outcomes read) and its steps, in order, each a label and a function (`Step`).
-This module runs every kind alike:
+This module holds every kind alike:
 
-- its steps are saved on the run as each one starts and ends, for staff to follow (`RunSteps`);
+- its steps, which its module runs in order inside `fenced_switch_held`, are saved on the run as
+  each one starts and ends, for staff to follow (`SwitchRun.step`, `RunSteps`);
 - the fence is set, drained and lifted on a connection of its own (`Fence`; the steps
   `SwitchRun.fence_set` and `.fence_drain`), and unified_db set alike (`.unified_db_switch`);
 - anything that ends the run before its switch step is done (a failure, a Cancel) lifts the fence
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 import psycopg
@@ -114,6 +116,8 @@ class FencedSwitch:
     recovered: str
     # What finishing a run whose worker died after the switch still takes.
     switched: Callable[[AgencyLink], object] = lambda link: None
+    # A fresh holder, per run, of what its steps leave for later ones (fields of the kind's own).
+    kept: Callable[[], Any] = lambda: None
 
     @property
     def unified_db(self) -> bool | None:
@@ -255,7 +259,7 @@ class SwitchRun:
     fence: Fence
     unified: psycopg.Connection  # holds the agency's lock
     report: dict = field(default_factory=dict)  # the run's report, as its steps add to it
-    kept: dict = field(default_factory=dict)  # what a step leaves for a later one
+    kept: Any = None  # what a step leaves for a later one, in its kind's holder (`FencedSwitch.kept`)
 
     @property
     def link(self) -> AgencyLink:
@@ -283,6 +287,16 @@ class SwitchRun:
         self.steps.check_cancel()
         return f"no older transaction left after {waited:.2f} s"
 
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict]:
+        """One step, as staff follow it: its item's "detail" is what the step says it did."""
+        with self.steps.step(name) as item:
+            yield item
+            # A Cancel ends the run between its steps up to the switch, checked before a step counts
+            # as done so that the next one starts at once (the drain watches for it itself).
+            if name not in ("fence", "switch") and not self.steps.switched:
+                self.steps.check_cancel()
+
     def unified_db_switch(self) -> None:
         """The switch itself: unified_db for the agency as its kind sets it, the run's reason and
         requester in the flag's audit record."""
@@ -297,11 +311,13 @@ class Step:
     do: Callable[[SwitchRun], str]
 
 
-def fenced_switch_perform(
+@contextmanager
+def fenced_switch_held(
     run: MigrationRun, mark_running: Callable[[], None], *, switch: FencedSwitch, steps: dict[str, Step]
-) -> dict:
-    """Do a switch run's work (a kind's `work`, run by services/runs.py migration_run_execute): its
-    steps in order under the agency's lock; the fence lifted if the run ends before its switch."""
+) -> Iterator[SwitchRun]:
+    """What a switch run's steps need, under the agency's lock, for its kind's module to run its steps
+    in order (`SwitchRun.step`); whatever ends the run before its switch lifts the fence and says why.
+    Once it ends, the run's report holds the write downtime (`window_seconds`)."""
     link = run.agency_link
     progress = RunSteps(run, switch, {name: step.label for name, step in steps.items()})
     fence_purpose = f"{switch.purpose}-fence"
@@ -312,15 +328,9 @@ def fenced_switch_perform(
     ):
         mark_running()
         fence = Fence(run, switch.fenced, fenced, fence_purpose)
-        switch_run = SwitchRun(run, progress, fence, unified)
+        switch_run = SwitchRun(run, progress, fence, unified, kept=switch.kept())
         try:
-            for name, step in steps.items():
-                with progress.step(name) as item:
-                    item["detail"] = step.do(switch_run)
-                    # A Cancel ends the run between its steps up to the switch, checked before a step
-                    # counts as done so that the next one starts at once (the drain watches for it itself).
-                    if name not in ("fence", "switch") and not progress.switched:
-                        progress.check_cancel()
+            yield switch_run
         except SwitchCancelled as cancelled:
             cancelled.outcome = fence.lift()
             raise
@@ -342,7 +352,7 @@ def fenced_switch_perform(
     logger.info(
         "%s of %s: write downtime %.2f s", switch.name, link, window, extra={"agency_id": str(run.revos_agency_id)}
     )
-    return {"window_seconds": round(window, 3), **switch_run.report}
+    switch_run.report = {"window_seconds": round(window, 3), **switch_run.report}
 
 
 # --- a run whose worker died ------------------------------------------------------------------

@@ -31,7 +31,7 @@ from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import AgencyBusy, Control, MigrationStopped, RowRejected
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.refusals import RunRefused
+from migration_jobs.refusals import RunRefused, reason_required
 from migration_jobs.run_kinds import RunKind, run_kind_get
 from migration_jobs.selectors.agency_state import agency_kind_refusal
 from migration_jobs.services.bulk import bulk_auto_stop_after
@@ -111,6 +111,8 @@ def migration_run_request(
     are fields of the run (full_reread, reason).
     """
     declared = run_kind_get(kind)
+    if declared.reason_for:
+        options["reason"] = reason_required(options.get("reason"), declared.reason_for)
     if declared.request_check is not None:
         declared.request_check(link)
     with agency_request_lock(link):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Unpack
 
@@ -53,7 +54,7 @@ from migration_jobs.etl.reverse_capture import (
 from migration_jobs.etl.unified_guard import unified_guard_remove, unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
-from migration_jobs.refusals import RunRefused, reason_required
+from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
 from migration_jobs.selectors.agency_state import agency_cutover_refusal, agency_kind_refusal
 from migration_jobs.selectors.flags import agency_flag_enabled
@@ -62,13 +63,13 @@ from migration_jobs.services.fenced_switch import (
     FencedSwitch,
     Step,
     SwitchRun,
-    fenced_switch_perform,
+    fenced_switch_held,
     fenced_switch_recovery,
 )
 from migration_jobs.services.kinds.migrate import agency_migration
 from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
-from migration_jobs.verify.delta import delta_verify_ahead, delta_verify_in_fence
+from migration_jobs.verify.delta import Ahead, delta_verify_ahead, delta_verify_in_fence
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +85,15 @@ def cutover_run_request(
     *, link: AgencyLink, reason: str, actor: AbstractBaseUser | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a cutover of one agency, or raise RunRefused saying why not."""
-    reason = reason_required(reason, "A cutover")
+    return migration_run_request(link=link, kind=CUTOVER.value, actor=actor, reason=reason, **request)
+
+
+def _cutover_check(link: AgencyLink) -> None:
+    """Not cut over already, and past the interlock: migrated, and verified since its latest change."""
     if refusal := agency_kind_refusal(link=link, kind=CUTOVER.value):
         raise RunRefused(refusal)
     if refusal := agency_cutover_refusal(agency_link=link):
         raise RunRefused(f"{link.name} cannot be cut over: {refusal}.")
-    return migration_run_request(link=link, kind=CUTOVER.value, actor=actor, reason=reason, **request)
 
 
 def cutover_runs_request_bulk(
@@ -106,9 +110,13 @@ def cutover_runs_request_bulk(
 
 
 def _cutover(run: MigrationRun, mark_running) -> dict:
-    """The cutover's work (services/runs.py migration_run_execute runs it): its steps."""
+    """The cutover's work (services/runs.py migration_run_execute runs it): its steps, in order."""
     try:
-        return fenced_switch_perform(run, mark_running, switch=SWITCH, steps=STEPS)
+        with fenced_switch_held(run, mark_running, switch=SWITCH, steps=STEPS) as switch_run:
+            for name, step in STEPS.items():
+                with switch_run.step(name) as item:
+                    item["detail"] = step.do(switch_run)
+        return switch_run.report
     except BaseException:
         if not agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
             _unified_watch_stop(run.agency_link)  # not switched: nothing recorded outlives the run
@@ -153,7 +161,7 @@ def _verify_ahead(switch_run: SwitchRun) -> str:
         content_ids=_changed_since_full(link, switch_run.fence.connection),
         position=position,
     )
-    switch_run.kept["ahead"] = ahead
+    switch_run.kept.ahead = ahead
     again = sum(o.status != PASS for o in ahead.outcomes)
     return (
         f"{len(ahead.outcomes)} checks in {time.monotonic() - started - watched:.2f} s, {again} not passed"
@@ -172,7 +180,7 @@ def _catch_up(switch_run: SwitchRun) -> str:
             link=switch_run.link,
             on_progress=lambda progress: Control.CANCEL if steps.cancel_requested() else Control.CONTINUE,
         )
-        tables = migration._run_locked(source, switch_run.unified)  # this run holds the agency's lock already
+        tables = migration.run_holding_lock(source, switch_run.unified)  # this run holds the agency's lock already
     switch_run.report.update(
         catch_up_seconds=round(time.monotonic() - started, 3),
         changed_rows=migration.changed_rows,
@@ -184,7 +192,7 @@ def _catch_up(switch_run: SwitchRun) -> str:
 def _switch(switch_run: SwitchRun) -> str:
     link = switch_run.link
     # From here on the apps write the unified database: record it, so the agency can switch back
-    # with those writes (services/switch_back.py). A fresh record: nothing before this counts.
+    # with those writes (services/kinds/switch_back.py). A fresh record: nothing before this counts.
     reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     reverse_capture_start(
         source_agency_id=link.revos_agency_id,
@@ -241,7 +249,7 @@ def _verify_in_fence(switch_run: SwitchRun) -> str:
     outcomes: list[CheckOutcome] = []
     delta_verify_in_fence(
         scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
-        ahead=switch_run.kept["ahead"],
+        ahead=switch_run.kept.ahead,
         unified_changed=reverse_changes(unified_agency_id=link.unified_agency_id),
         record=outcomes.append,
     )
@@ -259,7 +267,14 @@ def _verify_in_fence(switch_run: SwitchRun) -> str:
     )
 
 
-# The cutover's steps, in order (services/fenced_switch.py runs them).
+@dataclass
+class Kept:
+    """What the cutover's steps leave for later ones."""
+
+    ahead: Ahead | None = None  # the verification before the fence, which the one inside it completes
+
+
+# The cutover's steps, in order.
 STEPS = {
     "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link, switch_run.fence.connection)),
     "catch_up_ahead": Step("Catch-up before the fence", _catch_up_ahead),
@@ -278,6 +293,7 @@ SWITCH = FencedSwitch(
     fenced=REVOS,
     undone="unified_db stays off",
     recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
+    kept=Kept,
 )
 
 CUTOVER = run_kind_register(
@@ -295,7 +311,8 @@ CUTOVER = run_kind_register(
             may_not="cut agencies over",
             refused="Cutover refused",
         ),
-        request=lambda link, actor, reason: cutover_run_request(link=link, reason=reason, actor=actor),
+        reason_for="A cutover",
+        request_check=_cutover_check,
         writes=True,
         cancellable=True,
         supersedes_dry_run=True,

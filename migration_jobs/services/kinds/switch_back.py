@@ -28,6 +28,7 @@ refused before anything is recorded, so nothing is captured for it any more (ser
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Unpack
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -38,7 +39,7 @@ from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse import Scope, reverse_apply, reverse_plan, reverse_verify
 from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_changes
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.refusals import RunRefused, reason_required
+from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
 from migration_jobs.selectors.agency_state import agency_cut_over, agency_switch_back_refusal
 from migration_jobs.services.fence import agency_reopen_revos
@@ -47,7 +48,7 @@ from migration_jobs.services.fenced_switch import (
     FencedSwitch,
     Step,
     SwitchRun,
-    fenced_switch_perform,
+    fenced_switch_held,
     fenced_switch_recovery,
 )
 from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
@@ -64,10 +65,13 @@ def switch_back_run_request(
     *, link: AgencyLink, reason: str, actor: AbstractBaseUser | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a switch back of one agency, or raise RunRefused saying why not."""
-    reason = reason_required(reason, "A switch back")
+    return migration_run_request(link=link, kind=SWITCH_BACK.value, actor=actor, reason=reason, **request)
+
+
+def _switch_back_check(link: AgencyLink) -> None:
+    """Only a cut-over agency whose move is not complete switches back."""
     if refusal := agency_switch_back_refusal(link=link):
         raise RunRefused(refusal + ".")
-    return migration_run_request(link=link, kind=SWITCH_BACK.value, actor=actor, reason=reason, **request)
 
 
 def switch_back_runs_request_bulk(*, links, reason: str, actor: AbstractBaseUser | None) -> BulkOutcome:
@@ -100,13 +104,17 @@ def _scope(link: AgencyLink) -> Scope:
 
 def _switch_back(run: MigrationRun, mark_running) -> dict:
     """The switch back's work (services/runs.py migration_run_execute runs it): its steps."""
-    return fenced_switch_perform(run, mark_running, switch=SWITCH, steps=STEPS)
+    with fenced_switch_held(run, mark_running, switch=SWITCH, steps=STEPS) as switch_run:
+        for name, step in STEPS.items():
+            with switch_run.step(name) as item:
+                item["detail"] = step.do(switch_run)
+    return switch_run.report
 
 
 def _apply(switch_run: SwitchRun) -> str:
     """The captured changes to RevOS in one transaction, past RevOS's fence."""
     # Read once nothing can change any more: what the fence froze, which the verification checks too.
-    scope = switch_run.kept["scope"] = _scope(switch_run.link)
+    scope = switch_run.kept.scope = _scope(switch_run.link)
     report = reverse_apply(scope=scope)
     switch_run.report.update(report.as_dict())
     return "{insert} inserted, {update} updated, {delete} deleted in RevOS".format(**report.as_dict()["totals"])
@@ -167,13 +175,20 @@ def _verify(link: AgencyLink, scope: Scope) -> str:
     return f"{compared} changed rows equal in RevOS; counts of {len(outcomes)} tables match"
 
 
-# The switch back's steps, in order (services/fenced_switch.py runs them).
+@dataclass
+class Kept:
+    """What the switch back's steps leave for later ones."""
+
+    scope: Scope | None = None  # the changes the apply step applied: what the fence froze, verified after
+
+
+# The switch back's steps, in order.
 STEPS = {
     "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link)),
     "fence": Step("Fence unified writes", SwitchRun.fence_set),
     "drain": Step("Drain older transactions", SwitchRun.fence_drain),
     "apply": Step("Apply changes to RevOS", _apply),
-    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.link, switch_run.kept["scope"])),
+    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.link, switch_run.kept.scope)),
     "switch": Step("Switch unified_db off", _switch),
     "reopen": Step("Lift the RevOS fence", _reopen),
 }
@@ -189,6 +204,7 @@ SWITCH = FencedSwitch(
     ),
     # unified_db is off: RevOS is the source again, and takes the agency's writes.
     switched=lambda link: agency_reopen_revos(link=link, cutover=agency_cut_over(link=link)),
+    kept=Kept,
 )
 
 SWITCH_BACK = run_kind_register(
@@ -205,7 +221,8 @@ SWITCH_BACK = run_kind_register(
             reasoned=True,
             may_not="switch agencies back",
         ),
-        request=lambda link, actor, reason: switch_back_run_request(link=link, reason=reason, actor=actor),
+        reason_for="A switch back",
+        request_check=_switch_back_check,
         writes=True,
         # It changed RevOS and the id map: a later cutover needs a verification after it too.
         changes_data=True,
