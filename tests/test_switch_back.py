@@ -349,7 +349,7 @@ def test_a_value_revos_cannot_hold_refuses_the_switch_back_and_leaves_the_agency
 
 def test_a_failure_after_the_fence_lifts_it_and_leaves_the_agency_cut_over(agencies, settings, monkeypatch):
     link, _ = agencies
-    from migration_jobs.services import switch_back as module
+    from migration_jobs.services.kinds import switch_back as module
 
     def broken(**kwargs):
         raise RuntimeError("RevOS went away")
@@ -622,7 +622,7 @@ def test_admin_complete_is_refused_before_cutover_and_the_page_then_says_complet
 
 def test_a_reopen_that_fails_after_the_switch_leaves_it_to_the_next_request(agencies, rq_queues, monkeypatch):
     link, _ = agencies
-    from migration_jobs.services import switch_back as module
+    from migration_jobs.services.kinds import switch_back as module
 
     def unreachable(**kwargs):
         raise RuntimeError("RevOS did not answer")
