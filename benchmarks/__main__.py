@@ -30,7 +30,13 @@ from benchmarks.databases import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE_VARS = ("DATABASE_URL", "UNIFIED_DATABASE_URL", "REVOS_DATABASE_URL")
 QUEUES = ("migrations", "verification")
-QUICK = {"rows": 100_000, "sizes": (10_000, 50_000, 100_000), "clients": 100_000, "rls_leads": 100_000}
+QUICK = {
+    "rows": 100_000,
+    "sizes": (10_000, 50_000, 100_000),
+    "clients": 100_000,
+    "rls_leads": 100_000,
+    "people": 1_000,
+}
 
 
 class BenchRefused(Exception):
@@ -71,6 +77,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--rls-leads", type=_count, help="unified leads for the RLS read cost (default 1M; --quick 100k)"
     )
     parser.add_argument(
+        "--people", type=_count, help="people of the main agency, for the cutover window (default 10k; --quick 1k)"
+    )
+    parser.add_argument(
         "--only",
         choices=["cutover"],
         help="measure only this: `cutover` seeds, migrates and verifies once, then measures the cutover",
@@ -92,7 +101,7 @@ def _options(args: argparse.Namespace):
     defaults = (
         QUICK
         if args.quick
-        else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000, "rls_leads": 1_000_000}
+        else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000, "rls_leads": 1_000_000, "people": 10_000}
     )
     return BenchOptions(
         rows=args.rows or defaults["rows"],
@@ -101,6 +110,7 @@ def _options(args: argparse.Namespace):
         requests=args.requests,
         repeats=args.repeats,
         rls_leads=args.rls_leads or defaults["rls_leads"],
+        people=args.people or defaults["people"],
         seed=args.seed,
         timeout=args.timeout,
         log_dir=args.out.parent / "logs",

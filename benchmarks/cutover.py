@@ -41,7 +41,11 @@ def cutover_measure(
 ) -> dict:
     """Every figure of the cutover measurement (see the module docstring)."""
     link = AgencyLink.objects.get(revos_agency_id=agency_id)
-    figures: dict = {"changes": changes, **capture_overhead_measure(agency_id=agency_id, writes=writes)}
+    figures: dict = {
+        "changes": changes,
+        "people": _people_count(agency_id=agency_id),
+        **capture_overhead_measure(agency_id=agency_id, writes=writes),
+    }
 
     def worker() -> None:
         database_checkpoint()
@@ -140,6 +144,11 @@ def revos_rows_change(*, agency_id: UUID, rows: int) -> int:
         ).rowcount
 
 
+def _people_count(*, agency_id: UUID) -> int:
+    with connect("revos", purpose="benchmark") as connection:
+        return connection.execute("SELECT count(*) FROM users WHERE agency_id = %s", [agency_id]).fetchone()[0]
+
+
 def capture_overhead_measure(*, agency_id: UUID, writes: int) -> dict:
     """Rows/s of one app-like write loop without the capture triggers, and with the agency captured.
 
@@ -171,10 +180,15 @@ def capture_overhead_measure(*, agency_id: UUID, writes: int) -> dict:
                         [position, agency],
                     )
                 control.commit()
+        records = "SELECT count(*) FROM controlplane.change_log WHERE agency_id = %s"
+        before = connection.execute(records, [agency_id]).fetchone()[0]
         captured = _write_loop(connection, ids)
+        # Evidence that the loop measured the capture: each write left its record.
+        recorded = connection.execute(records, [agency_id]).fetchone()[0] - before
     return {
         "capture_overhead": {
             "writes": len(ids),
+            "recorded": recorded,
             "without_capture_rows_per_second": without,
             "with_capture_rows_per_second": captured,
         }

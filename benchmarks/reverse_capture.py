@@ -1,16 +1,20 @@
-"""What the reverse capture costs the unified database's live traffic: other agencies' writes.
+"""What moving agencies costs the unified database's live traffic: other agencies' writes.
 
-Once an agency is cut over, every unified table RevOS rows go to carries the capture trigger
-(etl/reverse_capture.py), and every write to them, AudienceOS's included, runs it. This writes the
-rows of an agency that is not captured, one row per transaction as an app does, in three set-ups
-measured in one run: no trigger at all; the trigger with no agency captured (its fast path); and
-the trigger while another agency is captured (the cost every other agency pays during a
-switch-back window). The writes are updates of `lead` and `client` rows (a RevOS-only and a shared
-table) and inserts of `lead` rows; each set-up is measured `repeats` times and the median kept.
+Every unified table RevOS rows go to carries two triggers of the control plane: the reverse
+capture (etl/reverse_capture.py: the writes of cut-over agencies, for a switch back) and the guard
+(etl/unified_guard.py: the copies of agencies RevOS still holds are read-only for the apps). Every
+app write to those tables runs both, for whichever agency. This writes the rows of an agency that
+is neither captured nor guarded, as the apps do: one row per transaction, as role `authenticated`
+with the agency's JWT claims (so under RLS, as PostgREST writes). Three set-ups, measured in one
+run, taking turns: without the triggers; with them idle (no agency captured or guarded); and while
+agencies move (one captured, another guarded). The writes are updates of `lead` and `client` rows
+(a RevOS-only and a shared table) and inserts of `lead` rows; each set-up is measured `repeats`
+times and the median kept.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 import uuid
@@ -21,17 +25,31 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import unified_captured_tables
 
+# The agencies of the measurement: the one that writes, one captured, one guarded.
+WRITING_AGENCY = uuid.UUID("00000000-0000-4000-8000-00000000ca96")
 CAPTURED_AGENCY = uuid.UUID("00000000-0000-4000-8000-00000000ca97")
+GUARDED_AGENCY = uuid.UUID("00000000-0000-4000-8000-00000000ca98")
+GUARDED_TABLES = ("lead", "client")  # the tables written, whose guard trigger the baseline disables
 
 
-def _write_loop(connection: psycopg.Connection, *, agency_id: uuid.UUID, writes: int) -> float:
-    """Seconds for `writes` single-row transactions on the agency's rows (update lead, update client, insert lead)."""
-    leads = [r[0] for r in connection.execute("SELECT id FROM lead WHERE agency_id = %s LIMIT 200", [agency_id])]
-    clients = [r[0] for r in connection.execute("SELECT id FROM client WHERE agency_id = %s LIMIT 200", [agency_id])]
+def _as_app(connection: psycopg.Connection) -> None:
+    """The transaction's role and claims, as PostgREST sets them for a request of the agency."""
+    claims = json.dumps({"agency_id": str(WRITING_AGENCY), "app_context": "revos", "role": "authenticated"})
+    connection.execute(
+        "SELECT set_config('role', 'authenticated', true), set_config('request.jwt.claims', %s, true)", [claims]
+    )
+
+
+def _write_loop(connection: psycopg.Connection, *, writes: int) -> float:
+    """Seconds for `writes` single-row transactions of the writing agency (update lead, update client,
+    insert lead)."""
+    leads = [r[0] for r in connection.execute("SELECT id FROM lead WHERE agency_id = %s", [WRITING_AGENCY])]
+    clients = [r[0] for r in connection.execute("SELECT id FROM client WHERE agency_id = %s", [WRITING_AGENCY])]
     connection.commit()
     inserted = []
     started = time.perf_counter()
     for n in range(writes):
+        _as_app(connection)
         kind = n % 3
         if kind == 0:
             connection.execute("UPDATE lead SET name = %s WHERE id = %s", [f"bench {n}", leads[n % len(leads)]])
@@ -43,7 +61,7 @@ def _write_loop(connection: psycopg.Connection, *, agency_id: uuid.UUID, writes:
             row_id = uuid.uuid4()
             connection.execute(
                 "INSERT INTO lead (id, agency_id, name, app_context) VALUES (%s, %s, 'bench', 'revos')",
-                [row_id, agency_id],
+                [row_id, WRITING_AGENCY],
             )
             inserted.append(row_id)
         connection.commit()
@@ -53,46 +71,92 @@ def _write_loop(connection: psycopg.Connection, *, agency_id: uuid.UUID, writes:
     return seconds
 
 
-def reverse_capture_measure(*, agency_id: uuid.UUID, writes: int = 3000, repeats: int = 3) -> dict:
-    """Writes/s of another agency's rows without the trigger, with it idle, and with an agency captured."""
+def _writing_agency_create(connection: psycopg.Connection) -> None:
+    connection.execute(
+        "INSERT INTO agency (id, name, slug, app_context) VALUES (%s, 'Benchmark writer', 'benchmark-writer', 'both')",
+        [WRITING_AGENCY],
+    )
+    for table, app_context in (("client", "both"), ("lead", "revos")):
+        connection.execute(
+            f"INSERT INTO {table} (agency_id, name, app_context)"
+            " SELECT %s, 'Bench ' || i, %s FROM generate_series(1, 200) i",
+            [WRITING_AGENCY, app_context],
+        )
+    connection.commit()
+
+
+def _writing_agency_drop(connection: psycopg.Connection) -> None:
+    for table in ("lead", "client", "agency"):
+        key = "id" if table == "agency" else "agency_id"
+        connection.execute(f"DELETE FROM {table} WHERE {key} = %s", [WRITING_AGENCY])
+    connection.commit()
+
+
+def _guard_triggers(connection: psycopg.Connection, *, enabled: bool) -> None:
+    for table in GUARDED_TABLES:
+        state = "ENABLE ALWAYS" if enabled else "DISABLE"
+        connection.execute(f"ALTER TABLE {table} {state} TRIGGER controlplane_guard")
+
+
+def _agencies_moving(connection: psycopg.Connection, *, moving: bool) -> None:
+    """One agency captured (cut over, switch back possible) and one guarded (migrated, not cut over)."""
+    if moving:
+        connection.execute(
+            "INSERT INTO controlplane.capture_agency (agency_id, agency_name) VALUES (%s, 'benchmark')",
+            [CAPTURED_AGENCY],
+        )
+        connection.execute(
+            "INSERT INTO controlplane.agency_guard (agency_id, message) VALUES (%s, 'benchmark')", [GUARDED_AGENCY]
+        )
+    else:
+        capture.capture_remove(connection, agency_id=CAPTURED_AGENCY)
+        connection.execute("DELETE FROM controlplane.agency_guard WHERE agency_id = %s", [GUARDED_AGENCY])
+    connection.commit()
+
+
+def reverse_capture_measure(*, writes: int = 3000, repeats: int = 3) -> dict:
+    """Writes/s of an agency's rows without the triggers, with them idle, and while agencies move."""
     tables = unified_captured_tables()
     with connect("unified", purpose="benchmark") as connection:
         if connection.execute("SELECT count(*) FROM controlplane.capture_agency").fetchone()[0]:
             connection.rollback()
             return {"status": "not run: an agency is captured on the unified database already"}
-        for table in ("client", "lead"):  # the agency's rows to update, if it has none of its own
-            if not connection.execute(f"SELECT 1 FROM {table} WHERE agency_id = %s LIMIT 1", [agency_id]).fetchone():
-                connection.execute(
-                    f"INSERT INTO {table} (agency_id, name) SELECT %s, 'Bench ' || i FROM generate_series(1, 50) i",
-                    [agency_id],
-                )
-        connection.commit()
+        # The benchmark's migrated agency is guarded (its copy is RevOS's until a cutover): set
+        # aside while measuring, so that "idle" is idle, and put back after.
+        guards = connection.execute("DELETE FROM controlplane.agency_guard RETURNING agency_id, message").fetchall()
+        _writing_agency_create(connection)
         # The set-ups take turns within each repeat, so that the machine's drift hits them alike.
-        seconds: dict[str, list[float]] = {"without": [], "idle": [], "captured": []}
+        seconds: dict[str, list[float]] = {"without": [], "idle": [], "moving": []}
         try:
             for _ in range(repeats):
                 capture.capture_triggers_remove(connection, tables=tables)
-                seconds["without"].append(_write_loop(connection, agency_id=agency_id, writes=writes))
-                capture.capture_triggers_install(connection, tables=tables)
-                seconds["idle"].append(_write_loop(connection, agency_id=agency_id, writes=writes))
-                connection.execute(
-                    "INSERT INTO controlplane.capture_agency (agency_id, agency_name) VALUES (%s, 'benchmark')",
-                    [CAPTURED_AGENCY],
-                )
+                _guard_triggers(connection, enabled=False)
                 connection.commit()
-                seconds["captured"].append(_write_loop(connection, agency_id=agency_id, writes=writes))
-                capture.capture_remove(connection, agency_id=CAPTURED_AGENCY)
+                seconds["without"].append(_write_loop(connection, writes=writes))
+                capture.capture_triggers_install(connection, tables=tables)
+                _guard_triggers(connection, enabled=True)
+                connection.commit()
+                seconds["idle"].append(_write_loop(connection, writes=writes))
+                _agencies_moving(connection, moving=True)
+                seconds["moving"].append(_write_loop(connection, writes=writes))
+                _agencies_moving(connection, moving=False)
         finally:
-            capture.capture_remove(connection, agency_id=CAPTURED_AGENCY)
+            connection.rollback()
+            _agencies_moving(connection, moving=False)
+            _guard_triggers(connection, enabled=True)
             capture.capture_triggers_remove(connection, tables=tables)
-    without, idle, captured = (round(writes / statistics.median(seconds[k])) for k in ("without", "idle", "captured"))
+            _writing_agency_drop(connection)
+            with connection.cursor() as cursor:
+                cursor.executemany("INSERT INTO controlplane.agency_guard (agency_id, message) VALUES (%s, %s)", guards)
+            connection.commit()
+    without, idle, moving = (round(writes / statistics.median(seconds[k])) for k in ("without", "idle", "moving"))
     return {
         "status": "ok",
         "writes": writes,
         "repeats": repeats,
         "without_trigger_per_second": without,
         "trigger_idle_per_second": idle,
-        "another_agency_captured_per_second": captured,
+        "agencies_moving_per_second": moving,
         "idle_vs_without": round(idle / without, 3),
-        "captured_vs_without": round(captured / without, 3),
+        "moving_vs_without": round(moving / without, 3),
     }

@@ -19,15 +19,16 @@ logger = logging.getLogger(__name__)
 ROWS_PER_SCALE = 1071
 
 
-def bench_agency_seed(*, rows: int, seed: int) -> UUID:
-    """Empty both tenant databases, then seed one RevOS agency of about `rows` rows.
+def bench_agency_seed(*, rows: int, seed: int, people: int | None = None) -> UUID:
+    """Empty both tenant databases, then seed one RevOS agency of about `rows` rows (and `people`
+    people, if given, whatever its size).
 
     Alone in RevOS, the agency's rows are whole tables, which is what pgloader can load. VACUUM
     sets the hint bits and statistics now, so the first reader timed does not pay for them.
     """
     revos_capture_forget()
     demo_data_reset()
-    agency_id = demo_agency_seed(scale=rows / ROWS_PER_SCALE, seed=seed, name=f"Benchmark {rows:,} rows")
+    agency_id = demo_agency_seed(scale=rows / ROWS_PER_SCALE, seed=seed, name=f"Benchmark {rows:,} rows", people=people)
     database_vacuum(alias="revos")
     return agency_id
 

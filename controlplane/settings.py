@@ -175,6 +175,12 @@ CUTOVER_CATCH_UP_ROUNDS = env.int("CUTOVER_CATCH_UP_ROUNDS", default=5)
 RECONCILE_INTERVAL = env.float("RECONCILE_INTERVAL", default=15)
 if RECONCILE_INTERVAL <= 0:
     raise ImproperlyConfigured(f"RECONCILE_INTERVAL={RECONCILE_INTERVAL} is not a period; set seconds above 0.")
+# The continuous catch-up (manage.py catch_up_stream): seconds between its passes.
+CATCH_UP_STREAM_INTERVAL = env.float("CATCH_UP_STREAM_INTERVAL", default=5)
+if CATCH_UP_STREAM_INTERVAL <= 0:
+    raise ImproperlyConfigured(
+        f"CATCH_UP_STREAM_INTERVAL={CATCH_UP_STREAM_INTERVAL} is not a period; set seconds above 0."
+    )
 
 # Many workers, one unified database: at most this many agencies migrate (or roll back) at once,
 # whatever the number of workers and hosts; the others wait, visibly ("waiting: 4 running, limit 4").
@@ -271,3 +277,8 @@ CACHES = {
 }
 # The service token both apps send as `Authorization: Bearer ...`; unset, the API answers 503.
 FLAGS_API_TOKEN = env.str("FLAGS_API_TOKEN", default="")
+# Where manage.py rehearse_fleet writes its reports (latest.json, latest.html); the admin's Rehearsal page reads it.
+REHEARSAL_REPORT_DIR = Path(env.str("REHEARSAL_REPORT_DIR", default=str(BASE_DIR / "var" / "rehearsal")))
+# GET /api/metrics (Prometheus' format) for a scraper sending `Authorization: Bearer <token>`;
+# empty: only logged-in staff may read it.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -191,7 +191,7 @@ def test_rollback_removes_exactly_the_accounts_the_migration_created(demo):
     migrate(agency)
     created = rows("unified", "SELECT count(*) FROM controlplane.id_map WHERE source_table = 'auth.users' AND inserted")
     assert created[0][0] == len(revos_people(agency)) - len(merged_people(agency)) > 0
-    agency_rollback(source_agency_id=agency.revos_id)
+    agency_rollback(source_agency_id=agency.revos_id, unified_agency_id=agency.unified_id)
     after = rows("unified", "SELECT a::text FROM auth.users a ORDER BY id") + rows(
         "unified", "SELECT i::text FROM auth.identities i ORDER BY id"
     )

@@ -307,6 +307,7 @@ def test_the_reverse_capture_runs_the_same_functions_as_the_revos_capture():
     root = Path(settings.BASE_DIR) / "sql"
     pairs = [("revos/0002_change_capture.sql", "unified/0030_reverse_capture.sql")]
     pairs.append(("revos/0003_capture_final_values.sql", "unified/0032_reverse_capture_final_values.sql"))
+    pairs.append(("revos/0031_capture_fast_path.sql", "unified/0063_reverse_capture_fast_path.sql"))
     for revos_file, unified_file in pairs:
         # Alike but for the line that names the other file.
         revos_lines = [line for line in (root / revos_file).read_text().splitlines() if ".sql is this file" not in line]
@@ -376,3 +377,74 @@ def test_the_unified_copies_are_read_only_for_the_apps_until_the_cutover(merged,
         # The control plane writes through (a catch-up brings these rows level).
         connection.execute("UPDATE lead SET name = name WHERE id = %s", [migrated_lead])
         connection.commit()
+
+
+def test_a_rollback_takes_the_guard_with_the_copy(merged, client, settings):
+    link, agency = merged, merged.unified_agency_id
+    new_lead = ("INSERT INTO lead (agency_id, name) VALUES (%s, 'after the rollback')", [agency])
+    with connect("unified") as connection:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="lives in RevOS until its cutover"):
+            as_app(connection, agency, "revos", *new_lead)
+        connection.rollback()
+    rollback = migration_run_request(link=link, kind=Kind.ROLLBACK, actor=None)
+    run_worker("migrations")
+    rollback.refresh_from_db()
+    assert rollback.status == Status.SUCCEEDED, rollback.error
+    settings.FLAGS_API_TOKEN = "token"
+    answer = client.get(f"/api/flags/{link.revos_agency_id}/", HTTP_AUTHORIZATION="Bearer token").json()
+    assert answer["unified_copy_read_only"] is False
+    with connect("unified") as connection:
+        as_app(connection, agency, "revos", *new_lead)  # nothing of RevOS's is here to protect any more
+        assert connection.execute(
+            "SELECT count(*) FROM controlplane.agency_guard WHERE agency_id = %s", [agency]
+        ).fetchone() == (0,)
+
+
+def test_staff_set_which_app_sees_a_row_from_its_admin_page_with_a_reason(merged):
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    from tests.test_admin_permissions import staff
+
+    link, agency = merged, merged.unified_agency_id
+    with connect("unified") as connection:
+        migrated_lead = connection.execute(
+            "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND target_table = 'lead' AND inserted"
+            " LIMIT 1",
+            [link.revos_agency_id],
+        ).fetchone()[0]
+        own_client = connection.execute(
+            "INSERT INTO client (agency_id, name, app_context) VALUES (%s, 'AudienceOS client', 'audience')"
+            " RETURNING id",
+            [agency],
+        ).fetchone()[0]
+        connection.commit()
+
+    def app_context(table: str, row) -> str:
+        with connect("unified") as connection:
+            return connection.execute(f"SELECT app_context FROM {table} WHERE id = %s", [row]).fetchone()[0]
+
+    page, button = (
+        reverse(f"admin:migration_jobs_client_{name}", args=[own_client]) for name in ("change", "app_context")
+    )
+    viewer, _ = staff(permissions=Permission.objects.filter(codename="view_client"))
+    assert "set-app-context" not in viewer.get(page).content.decode()
+    refused = viewer.post(button, {"app_context": "both", "reason": "shared"}, follow=True).content.decode()
+    assert "You may not change which app sees a row." in refused and app_context("client", own_client) == "audience"
+
+    deciders = Permission.objects.filter(codename__in=("view_client", "view_lead", "set_app_context"))
+    decider, decider_user = staff(permissions=deciders)
+    assert 'id="set-app-context"' in decider.get(page).content.decode()
+    assert decider.get(button).status_code == 405  # a button's URL, not a page
+    blank = decider.post(button, {"app_context": "both", "reason": "  "}, follow=True).content.decode()
+    assert "Refused:" in blank and app_context("client", own_client) == "audience"
+    done = decider.post(button, {"app_context": "both", "reason": "both teams work it"}, follow=True)
+    assert "app_context audience -&gt; both" in done.content.decode() and app_context("client", own_client) == "both"
+    with connect("unified") as connection:
+        assert connection.execute(
+            "SELECT details->>'reason', details->>'by' FROM audit_log WHERE entity_id = %s", [own_client]
+        ).fetchone() == ("both teams work it", decider_user.username)
+    # A row RevOS still holds the truth of: the service refuses, the admin says why.
+    lead_button = reverse("admin:migration_jobs_lead_app_context", args=[migrated_lead])
+    held = decider.post(lead_button, {"app_context": "audience", "reason": "x"}, follow=True).content.decode()
+    assert "came from RevOS" in held and app_context("lead", migrated_lead) != "audience"

@@ -1,5 +1,5 @@
-"""No block of migration_jobs/ is written twice beyond the pairs the README names (section "Code
-layout", "Repetition `duplicates` may report"), as the `duplicates` command reports them."""
+"""No block of migration_jobs/ is written twice beyond the pairs docs/architecture.md names (section
+"Repetition `duplicates` may report"), as the `duplicates` command reports them."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ ROW = re.compile(r"^D\d+ (\S+?):\d+-\d+ ~ (\S+?):\d+-\d+(.*)$", re.M)
 NAMED = re.compile(r"^- `(\S+)` ~ `(\S+)`:", re.M)
 
 
-def named_pairs(readme: str) -> list[tuple[str, str]]:
-    """The README's `a` ~ `b` lines; a name ending in / stands for every file below that folder."""
-    section = readme.split("### Repetition `duplicates` may report", 1)[1].split("\n## ", 1)[0]
+def named_pairs(page: str) -> list[tuple[str, str]]:
+    """The page's `a` ~ `b` lines; a name ending in / stands for every file below that folder."""
+    section = page.split("## Repetition `duplicates` may report", 1)[1].split("\n## ", 1)[0]
     return NAMED.findall(section)
 
 
@@ -34,7 +34,7 @@ def reported_pairs(output: str) -> list[tuple[str, str]]:
     return [(first, second) for first, second, rest in ROW.findall(output) if "boilerplate" not in rest]
 
 
-def test_every_repeated_block_in_migration_jobs_is_named_in_the_readme():
+def test_every_repeated_block_in_migration_jobs_is_named_in_the_architecture_page():
     if shutil.which("duplicates") is None:
         pytest.skip("the `duplicates` command is not installed on this machine")
     result = subprocess.run(
@@ -45,20 +45,24 @@ def test_every_repeated_block_in_migration_jobs_is_named_in_the_readme():
         timeout=300,
     )
     assert "incomplete:" not in result.stdout, result.stdout
-    named = named_pairs((ROOT / "README.md").read_text())
+    named = named_pairs((ROOT / "docs" / "architecture.md").read_text())
     unnamed = [f"{a} ~ {b}" for a, b in reported_pairs(result.stdout) if not is_named((a, b), named)]
-    assert unnamed == [], "fold these or name them (with why) in the README:\n" + result.stdout
+    assert unnamed == [], "fold these or name them (with why) in docs/architecture.md:\n" + result.stdout
 
 
-def test_the_check_reads_the_tools_rows_and_the_readmes_names():
+def test_the_check_reads_the_tools_rows_and_the_pages_names():
     output = (
         "3 pairs of places (9 files read)\n"
         "D1 models/unified.py:1-9 ~ models/unified.py:20-29 shape (+3 more runs)\n"
         "D2 services/a.py:1-9 ~ services/b.py:5-13\n"
         "D3 admin/x.py:1-8 ~ admin/y.py:1-8 shape boilerplate\n"
     )
-    readme = "### Repetition `duplicates` may report\n\n- `models/unified.py` ~ `models/unified.py`: why\n"
-    named = named_pairs(readme)
+    page = (
+        "## Repetition `duplicates` may report\n\n- `models/unified.py` ~ `models/unified.py`: why\n"
+        "\n## The next section\n\n- `services/a.py` ~ `services/b.py`: not in the section\n"
+    )
+    named = named_pairs(page)
+    assert named == [("models/unified.py", "models/unified.py")]
     pairs = reported_pairs(output)
     assert pairs == [("models/unified.py", "models/unified.py"), ("services/a.py", "services/b.py")]
     assert [is_named(pair, named) for pair in pairs] == [True, False]

@@ -411,7 +411,7 @@ def test_a_first_load_checked_set_wise_writes_exactly_what_the_row_triggers_writ
     caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
     by_row_triggers = migrate_directly(set_based_checks=False)
     assert "first load" not in caplog.text
-    agency_rollback(source_agency_id=link.revos_agency_id)
+    agency_rollback(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     assert migrate_directly() == by_row_triggers
     assert "posts -> post: first load, foreign keys checked per batch" in caplog.text
     # A second run is a catch-up: the rows are there, so every table takes the upsert path.
@@ -473,7 +473,7 @@ def test_capture_triggers_left_by_a_cutover_keep_first_loads_set_wise_but_a_capt
         caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
         AgencyMigration(link.revos_agency_id, link.unified_agency_id, False, batch_size=200).run()
         assert "posts -> post: first load, foreign keys checked per batch" in caplog.text
-        agency_rollback(source_agency_id=link.revos_agency_id)
+        agency_rollback(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
 
         with connect("unified") as connection:
             capture_register(
@@ -602,7 +602,7 @@ def test_parallel_writers_write_exactly_what_one_writer_writes(large_agency):
     link = large_agency
     migrate_in_process(link, writers=1)
     serial = agency_checksums(link.unified_agency_id), id_map_rows(link)
-    agency_rollback(source_agency_id=link.revos_agency_id)
+    agency_rollback(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     migrate_in_process(link, writers=4)
     assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial
     # And a catch-up run over it (the upsert path) changes nothing.
@@ -794,7 +794,7 @@ def test_a_large_table_is_written_in_id_ranges_by_several_writers_exactly_as_by_
     link = large_agency
     migrate_in_process(link, writers=1)
     serial = agency_checksums(link.unified_agency_id), id_map_rows(link)
-    agency_rollback(source_agency_id=link.revos_agency_id)
+    agency_rollback(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
     migrate_in_process(link, writers=3, split_rows=1000)
     assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == serial

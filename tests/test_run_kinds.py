@@ -80,7 +80,7 @@ def test_a_kind_declared_in_a_test_module_is_requested_executed_and_shown_on_the
 
 def kind_member_uses(source: str) -> list[int]:
     """The lines that name a member of MigrationRun.Kind (`Kind.CUTOVER`, `MigrationRun.Kind.PLAN`)
-    or call the enum (`Kind(value)`); AgencyLink.Kind is another enum and does not count."""
+    or call the enum (`Kind(value)`); AgencyLink.Kind and BulkWindow.Kind are other enums."""
     lines = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute) and node.attr in MEMBERS:
@@ -88,7 +88,7 @@ def kind_member_uses(source: str) -> list[int]:
             if (isinstance(holder, ast.Name) and holder.id == "Kind") or (
                 isinstance(holder, ast.Attribute)
                 and holder.attr == "Kind"
-                and ast.unparse(holder.value) != "AgencyLink"
+                and ast.unparse(holder.value) == "MigrationRun"
             ):
                 lines.append(node.lineno)
         elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("Kind", "MigrationRun.Kind"):
@@ -102,6 +102,7 @@ def test_the_kind_check_sees_members_and_enum_calls_but_not_the_agency_links_kin
         "b = Kind.PLAN\n"
         "c = MigrationRun.Kind(value).label\n"
         "d = AgencyLink.Kind.EXISTING\n"
+        "f = BulkWindow.Kind.MIGRATE\n"
         "e = run.kind == 'migrate'\n"
     )
     assert kind_member_uses(source) == [1, 2, 3]

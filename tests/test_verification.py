@@ -542,7 +542,7 @@ def test_content_bisection_names_the_differing_ids_among_many_without_fetching_t
 
 
 def test_rolled_back_agency_verifies_that_nothing_of_it_remains(migrated):
-    agency_rollback(source_agency_id=migrated.revos_id)
+    agency_rollback(source_agency_id=migrated.revos_id, unified_agency_id=migrated.unified_id)
     run = verify(migrated)
     assert run.verdict == "pass", failing(run)
     leads = run.results.get(check_name="counts", table_name="leads")

@@ -1,3 +1,3 @@
 """The admin, one module per area; importing each registers its ModelAdmins on the default site."""
 
-from migration_jobs.admin import audit, flags, overview, runs, staff, unified, verification  # noqa: F401
+from migration_jobs.admin import audit, flags, overview, runs, staff, unified, verification, windows  # noqa: F401

@@ -16,6 +16,8 @@ from django.template.response import TemplateResponse
 
 from migration_jobs.models import AgencyLink
 from migration_jobs.selectors import AGENCY_STATES, agencies_overview
+from migration_jobs.selectors.capture import capture_backlogs_shown
+from migration_jobs.selectors.windows import bulk_windows_open_plans
 from migration_jobs.services.runs import migration_runs_reconcile_running
 
 # Action name on the RevOS agency admin -> the overview's button.
@@ -48,6 +50,9 @@ def agency_overview_view(request: HttpRequest, agency_admin: admin.ModelAdmin) -
         "search": search,
         "bulk_actions": [(name, label) for name, label in BULK_ACTIONS.items() if name in available],
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        # The nights' plans and each agency's capture backlog (docs/fleet.md).
+        "windows": bulk_windows_open_plans(),
+        "backlogs": capture_backlogs_shown(),
     }
     return TemplateResponse(request, "admin/migration_jobs/agencylink/overview.html", context)
 

@@ -1,7 +1,9 @@
 """Browse the unified database's tenant data: read-only, and fast on tables of millions of rows.
 
-Nothing here can add, change or delete a tenant row: the unified database belongs to the apps
-and to the migration engine, never to a click in the admin.
+Nothing here can add or delete a tenant row or edit its data: the unified database belongs to the
+apps and to the migration engine, never to a click in the admin. One thing staff decide on a row
+is which app sees it (its app_context, which the apps themselves cannot change): a button on each
+row's page, with a reason, through services/app_context.py.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlencode
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.text import capfirst
 
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page
 from migration_jobs.etl import id_map
 from migration_jobs.models.unified import (
     Agency,
@@ -31,7 +35,11 @@ from migration_jobs.models.unified import (
     UnifiedUser,
 )
 from migration_jobs.paginators import EstimatedCountPaginator
+from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors import AGENCY_COUNTED_MODELS, agency_app_context_counts
+from migration_jobs.services.app_context import unified_row_app_context_set
+
+SET_APP_CONTEXT_PERMISSION = "migration_jobs.set_app_context"
 
 
 class VisibilityFilter(admin.SimpleListFilter):
@@ -79,6 +87,68 @@ class ReadOnlyUnifiedAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     search_help_text = "Or paste a UUID: the row with that id, or the rows that refer to it."
     show_full_result_count = False
     view_on_site = False
+    change_form_template = "admin/migration_jobs/unified/change_form.html"
+
+    def get_urls(self):
+        opts = self.model._meta
+        return [
+            path(
+                "<path:object_id>/app-context/",
+                self.admin_site.admin_view(self.app_context_view),
+                name=f"{opts.app_label}_{opts.model_name}_app_context",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "app_context_form": self.app_context_form(request, object_id)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def app_context_form(self, request: HttpRequest, object_id: str) -> dict | None:
+        """The row's app_context button, for staff who may use it."""
+        if not request.user.has_perm(SET_APP_CONTEXT_PERMISSION):
+            return None
+        row = self.model._default_manager.filter(pk=self._row_id(object_id)).values("app_context").first()
+        if row is None:
+            return None  # Not a row: Django's change view answers it.
+        opts = self.model._meta
+        return {
+            "url": reverse(f"admin:{opts.app_label}_{opts.model_name}_app_context", args=[object_id]),
+            "choices": AppContext.choices,
+            "current": row["app_context"],
+        }
+
+    def app_context_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """POST: set which app sees this row (services/app_context.py refuses with the reason)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        row = self.object_or_404(request, object_id)
+        back = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[object_id])
+        if request.method != "POST":
+            return post_only_page(request, admin_site=self.admin_site, back=back, back_label=str(row))
+        if not request.user.has_perm(SET_APP_CONTEXT_PERMISSION):
+            self.message_user(request, "You may not change which app sees a row.", messages.ERROR)
+            return HttpResponseRedirect(back)
+        try:
+            message = unified_row_app_context_set(
+                table=self.opts.db_table,
+                row_id=str(row.pk),
+                app_context=request.POST.get("app_context", ""),
+                reason=request.POST.get("reason", ""),
+                actor=request.user.get_username(),
+            )
+        except RunRefused as refusal:
+            self.message_user(request, f"Refused: {refusal}", messages.ERROR)
+        else:
+            self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(back)
+
+    @staticmethod
+    def _row_id(object_id: str) -> uuid.UUID | None:
+        try:
+            return uuid.UUID(object_id)
+        except ValueError:
+            return None
 
     def get_search_results(self, request, queryset, search_term):
         """A pasted UUID finds the row with that id or any row referring to it, through indexes."""

@@ -1376,8 +1376,11 @@ def demo_data_seed(*, agencies: int, scale: float, seed: int) -> DemoSummary:
     return _write(plan)
 
 
-def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uuid.UUID:
-    """Add one RevOS-only agency of the given scale (for benchmarks and tests); returns its id."""
+def demo_agency_seed(*, scale: float, seed: int, name: str | None = None, people: int | None = None) -> uuid.UUID:
+    """Add one RevOS-only agency of the given scale (for benchmarks and tests); returns its id.
+
+    `people`: its users (and their accounts) whatever the scale, e.g. the many people of an
+    agency whose cutover window is measured."""
     _check_scale(scale)
     _require_schemas()
     _claim(destructive=None)
@@ -1386,6 +1389,8 @@ def demo_agency_seed(*, scale: float, seed: int, name: str | None = None) -> uui
     agency = _revos_agency(key=f"agency:{seed}:{name or ''}", scale=scale, base=base, taken=_Taken.load(), dirty=True)
     if name:  # the caller's name stands as given, though its domain may be numbered
         agency.name = name
+    if people is not None:
+        agency.counts["users"] = max(1, people)
     _write(_Plan(revos=[agency]))
     return agency.id("agencies", 0)
 

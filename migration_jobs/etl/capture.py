@@ -155,6 +155,8 @@ TRIGGER_SHAPES = (
     TriggerShape(TRUNCATE_TRIGGER, "BEFORE TRUNCATE", "controlplane.capture_truncate", 2 | 32, False),
 )
 TRIGGER_NAMES = tuple(shape.name for shape in TRIGGER_SHAPES)
+# Installs take turns on each database (capture_triggers_install); a key no other lock uses.
+INSTALL_LOCK = "hashtext('controlplane.capture-install')"
 ALWAYS = "A"  # pg_trigger.tgenabled: fires whatever session_replication_role says
 
 
@@ -237,8 +239,21 @@ def capture_triggers_install(
     position is cleared, so that only a full read may bring any of them level again (`apply_begin`).
     A table's triggers are replaced in one transaction, so no write falls between old and new.
     CREATE TRIGGER briefly locks the table against writes: it waits at most a few seconds for the
-    lock, and fails rather than queue the apps' writes behind it.
+    lock, and fails rather than queue the apps' writes behind it. Installs on one database take
+    turns (INSTALL_LOCK): two agencies' first loads starting together would otherwise both create
+    the same trigger, and the second fail.
     """
+    connection.execute(f"SELECT pg_advisory_lock({INSTALL_LOCK})")
+    connection.commit()
+    try:
+        return _triggers_install(connection, tables=tables, repair=repair)
+    finally:
+        connection.rollback()  # a failed statement must not keep the unlock from running
+        connection.execute(f"SELECT pg_advisory_unlock({INSTALL_LOCK})")
+        connection.commit()
+
+
+def _triggers_install(connection: psycopg.Connection, *, tables: Sequence[CapturedTable], repair: bool) -> list[str]:
     problems = {
         table: found
         for table, found in capture_triggers_problems(connection, tables=tables).items()

@@ -24,12 +24,19 @@ from migration_jobs.etl.unified_guard import unified_guard_set
 logger = logging.getLogger(__name__)
 
 
+class CaptureOnly(Exception):
+    """A catch-up from the capture alone cannot bring this agency level; the message says why."""
+
+
 @dataclass
 class CapturedMigration(AgencyMigration):
     """AgencyMigration that keeps RevOS's change capture and its position; see the module docstring."""
 
     full: bool = False  # re-read every row even when the capture could say what changed
     register_wait_seconds: float = 120.0
+    # Only a catch-up from the capture, never a first load or a full read (the continuous
+    # catch-up, services/catch_up_stream.py): CaptureOnly says why not, before anything is written.
+    capture_only: bool = False
     # Filled by the run: whether it read the capture, and how many changed rows it brought level.
     used_capture: bool = False
     changed_rows: int = 0
@@ -38,6 +45,8 @@ class CapturedMigration(AgencyMigration):
         # `source` has not run a statement yet, so its snapshot is taken after the registration.
         with connect("revos", purpose="capture") as control:
             state = capture.capture_state(control, agency_id=self.source_agency_id)
+            if self.capture_only:
+                self._capture_only_check(state, target)
             if state is None:
                 capture.capture_register(
                     control,
@@ -64,6 +73,14 @@ class CapturedMigration(AgencyMigration):
             report = super().run_holding_lock(source, target)
             capture.apply_finish(control, agency_id=self.source_agency_id)
         return report
+
+    def _capture_only_check(self, state: capture.CaptureState | None, target: psycopg.Connection) -> None:
+        if state is None or state.applied_snapshot is None:
+            raise CaptureOnly("its first load (or a full read) has not finished, so the capture has no position")
+        if state.fenced_at is not None:
+            raise CaptureOnly("RevOS is fenced for it: a cutover holds or held its writes")
+        if not self._has_previous_rows(target):
+            raise CaptureOnly("its unified rows are gone (rolled back): only a full read may bring it level")
 
     def _from_capture(self, source: psycopg.Connection, target: psycopg.Connection, *, since: str) -> None:
         self.changed_ids = capture.changes_read(source, agency_id=self.source_agency_id, since=since)

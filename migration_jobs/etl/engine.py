@@ -61,6 +61,7 @@ from migration_jobs.etl.scheduler import (
     tables_write,
     units_plan,
 )
+from migration_jobs.etl.unified_guard import unified_guard_forget
 from migration_jobs.mapping import Identity
 
 logger = logging.getLogger(__name__)
@@ -1026,11 +1027,14 @@ def _match_by_client_name(
     return matches
 
 
-def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = lambda: None) -> MigrationReport:
+def agency_rollback(
+    *, source_agency_id: UUID, unified_agency_id: UUID, on_locked: Callable[[], None] = lambda: None
+) -> MigrationReport:
     """Delete exactly the unified rows this agency's runs inserted, children first, in one commit.
 
     Rows that existed before (reused agency, users, clients) stay. If AudienceOS rows have come to
-    reference a migrated row since, the foreign key refuses and nothing at all is deleted.
+    reference a migrated row since, the foreign key refuses and nothing at all is deleted. The
+    agency's guard goes in the same commit: with no copy left, nothing is read-only for the apps.
     """
     with (
         connect("revos", purpose="rollback-read") as source,
@@ -1047,6 +1051,7 @@ def agency_rollback(*, source_agency_id: UUID, on_locked: Callable[[], None] = l
                 )
             id_map.agency_forget(cursor, agency_id=source_agency_id)
             cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [source_agency_id])
+            unified_guard_forget(cursor, unified_agency_id=unified_agency_id)
         target.commit()
         return report
 

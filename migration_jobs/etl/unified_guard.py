@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+import psycopg
+
 from migration_jobs.etl.connections import connect
 
 
@@ -37,6 +39,11 @@ def unified_guard_remove(*, unified_agency_id: UUID) -> None:
     with connect("unified", purpose="guard") as connection:
         connection.execute("DELETE FROM controlplane.agency_guard WHERE agency_id = %s", [unified_agency_id])
         connection.commit()
+
+
+def unified_guard_forget(cursor: psycopg.Cursor, *, unified_agency_id: UUID) -> None:
+    """The guard's removal as one statement of a caller's transaction (a rollback's)."""
+    cursor.execute("DELETE FROM controlplane.agency_guard WHERE agency_id = %s", [unified_agency_id])
 
 
 def unified_guarded(*, unified_agency_id: UUID) -> bool:

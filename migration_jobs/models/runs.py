@@ -44,6 +44,8 @@ class AgencyLink(models.Model):
             # Emptying a queue, deleting, requeueing or stopping jobs, clearing a registry: any POST
             # to those pages changes Redis, so it needs more than reading them (controlplane/urls.py).
             ("manage_job_queues", "Can empty queues and delete, requeue or stop jobs"),
+            # The one change staff make to tenant rows: which app sees one (services/app_context.py).
+            ("set_app_context", "Can set which app sees a unified row"),
         ]
 
     def __str__(self) -> str:

@@ -23,6 +23,7 @@ from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped
 from migration_jobs.models import MigrationRun
 from migration_jobs.run_kinds import run_kind_get
+from migration_jobs.services.window_gate import window_start_refusal
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
@@ -37,6 +38,7 @@ def capacity_slot_hold(*, run: MigrationRun) -> Iterator[int | None]:
 
     Raises MigrationStopped if staff pause or cancel the run while it waits.
     """
+    _window_gate(run)
     limit = settings.MIGRATION_MAX_CONCURRENT_AGENCIES
     if limit <= 0 or not run_kind_get(run.kind).writes:
         yield None
@@ -59,6 +61,11 @@ def _slot_wait(connection: psycopg.Connection, *, run: MigrationRun, limit: int)
         if slot is not None:
             if shown is not None:
                 MigrationRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(status_note="")
+            try:
+                _window_gate(run)  # the night may have ended while it waited
+            except MigrationStopped:
+                connection.execute(f"SELECT pg_advisory_unlock({SLOT_CLASS}, %s)", [slot])
+                raise
             return slot
         taken = _slots_taken(connection)
         if taken < limit:  # one came free since we tried
@@ -73,6 +80,16 @@ def _slot_wait(connection: psycopg.Connection, *, run: MigrationRun, limit: int)
             logger.info("%s", note)
             shown = note
         time.sleep(settings.THROTTLE_CHECK_INTERVAL_SECONDS)
+
+
+def _window_gate(run: MigrationRun) -> None:
+    """A run of a night's window that would start after the night ended is paused, not started."""
+    note = window_start_refusal(run=run) if run.status == Status.QUEUED else None
+    if note is None:  # a running run's job delivered again carries on: it started inside the window
+        return
+    if run.finish(Status.PAUSED, from_statuses=(Status.QUEUED,), control="", status_note=note):
+        logger.info("run %s not started: %s", run.pk, note)
+    raise MigrationStopped(Control.PAUSE)
 
 
 def _slot_try(connection: psycopg.Connection, limit: int) -> int | None:

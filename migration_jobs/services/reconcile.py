@@ -39,6 +39,7 @@ from migration_jobs.selectors.reconcile import LAST_PASS_KEY, PERIODS_KEPT
 from migration_jobs.services.fence import fence_owners_live, fences_reconcile
 from migration_jobs.services.run_control import MIGRATIONS_QUEUE
 from migration_jobs.services.runs import migration_runs_reconcile_running
+from migration_jobs.services.windows import bulk_windows_advance
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
@@ -79,6 +80,7 @@ class PassReport:
             self.unreachable.append(said)
 
     skipped: bool = False  # another reconciler was in its pass
+    windows: list[str] = field(default_factory=list)  # what advancing the nights' windows did
 
 
 def reconcile_pass(*, now: datetime | None = None, interval: float | None = None) -> PassReport:
@@ -103,6 +105,10 @@ def reconcile_pass(*, now: datetime | None = None, interval: float | None = None
             for action in actions:
                 agency_history_record(link=action.link, message=f"Reconciler: {action.message}")
             report.actions += actions
+        try:  # the nights' windows: the next wave queued, or the runs of an ended night stopped
+            report.windows = bulk_windows_advance(now=now)
+        except (psycopg.Error, RedisError) as error:
+            report.unreachable_add(error)
     try:
         # Whole seconds: the cache rounds down, and a timeout of 0 deletes the key.
         kept = math.ceil(interval * PERIODS_KEPT)

@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+import django_rq
 import psycopg
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from migration_jobs.etl import id_map
 from migration_jobs.etl.connections import connect
@@ -35,6 +37,8 @@ from migration_jobs.mapping import TABLE_MAPS
 from migration_jobs.models import MigrationRun
 
 logger = logging.getLogger(__name__)
+# Redis hash: run id -> seconds it waited for the unified database's health.
+THROTTLE_SECONDS_KEY = "controlplane:throttle-seconds"
 
 # Every table a migration writes: the mapped targets and the control plane's bookkeeping.
 WRITTEN_TABLES = (
@@ -110,6 +114,18 @@ def _autovacuum(connection: psycopg.Connection, tables: list[str]) -> list[str]:
     return [f"autovacuum on {table} ({phase})" for table, phase in rows]
 
 
+def throttle_seconds_add(*, run_id: int, seconds: float) -> None:
+    """Add to the seconds the run waited for the database's health (the metrics and the rehearsal read them).
+
+    In Redis, beside the run's job: the workers are many processes on many hosts, and a run's
+    report is written once, at its end, by its own worker.
+    """
+    try:
+        django_rq.get_connection("migrations").hincrbyfloat(THROTTLE_SECONDS_KEY, str(run_id), seconds)
+    except RedisError as error:  # the run goes on; only the figure misses these seconds
+        logger.warning("could not record %.1f throttle seconds of run %s: %s", seconds, run_id, error)
+
+
 class HealthThrottle:
     """One run's throttle: its own connection for the checks, and the note it shows while waiting."""
 
@@ -119,7 +135,7 @@ class HealthThrottle:
 
     def wait_until_healthy(self, *, requested: Callable[[], Control]) -> Control:
         """Return CONTINUE once the database is healthy, or the control staff asked for meanwhile."""
-        sleep, shown = settings.THROTTLE_CHECK_INTERVAL_SECONDS, None
+        sleep, shown, started = settings.THROTTLE_CHECK_INTERVAL_SECONDS, None, time.monotonic()
         while problems := unified_health_problems(connection=self._connect()):
             note = f"throttled: {'; '.join(problems)}"[:300]
             if note != shown:
@@ -130,8 +146,10 @@ class HealthThrottle:
             sleep = min(sleep * 2, settings.THROTTLE_MAX_SLEEP_SECONDS)
             control = requested()
             if control is not Control.CONTINUE:
+                throttle_seconds_add(run_id=self.run_id, seconds=time.monotonic() - started)
                 return control
         if shown is not None:
+            throttle_seconds_add(run_id=self.run_id, seconds=time.monotonic() - started)
             MigrationRun.objects.filter(pk=self.run_id, status_note=shown).update(status_note="")
             logger.info("unified database healthy again; continuing")
         return Control.CONTINUE

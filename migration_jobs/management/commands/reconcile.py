@@ -68,15 +68,15 @@ class Command(ProjectCommand):
             report = reconcile_pass(interval=interval)
         except Exception as error:
             raise CommandError(f"The reconcile pass failed: {one_line(error)}") from error
-        for action in report.actions:
-            self.stdout.write(str(action))
+        for line in [*map(str, report.actions), *report.windows]:
+            self.stdout.write(line)
         if report.unreachable:
             raise CommandError("; ".join(report.unreachable) + ". Left for the next pass.")
         if report.skipped:
             self.stdout.write("Another reconciler is in its pass; nothing done.")
 
     def _show(self, report: PassReport, interval: float) -> None:
-        for action in report.actions:
-            self.stdout.write(str(action))
+        for line in [*map(str, report.actions), *report.windows]:
+            self.stdout.write(line)
         if report.unreachable:
             logger.warning("%s; left for the next pass in %g s", "; ".join(report.unreachable), interval)

@@ -33,7 +33,6 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Unpack
 
 import psycopg
@@ -52,11 +51,12 @@ from migration_jobs.etl.reverse_capture import (
     unified_watch_start,
 )
 from migration_jobs.etl.unified_guard import unified_guard_remove, unified_guard_set
-from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
+from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
 from migration_jobs.selectors.agency_state import agency_cutover_refusal, agency_kind_refusal
+from migration_jobs.selectors.capture import agency_capture_needed_since
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.fenced_switch import (
     REVOS,
@@ -72,11 +72,6 @@ from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
 from migration_jobs.verify.delta import Ahead, delta_verify_ahead, delta_verify_in_fence
 
 logger = logging.getLogger(__name__)
-
-# A full verification's snapshot may be older than its recorded start by a little clock skew
-# between hosts; rows changed this long before it are checked again.
-CLOCK_MARGIN = timedelta(minutes=5)
-
 
 # --- requesting -------------------------------------------------------------------------------
 
@@ -234,13 +229,7 @@ def _preflight(link: AgencyLink, connection: psycopg.Connection) -> str:
 
 def _changed_since_full(link: AgencyLink, connection: psycopg.Connection) -> dict[str, list[str]]:
     """Source table -> ids of the rows written since the last full verification (all recorded ones without one)."""
-    last_full = (
-        VerificationRun.objects.filter(agency_link=link, verdict=VerificationRun.Verdict.PASS)
-        .exclude(started_at=None)
-        .order_by("-started_at")
-        .first()
-    )
-    since = last_full.started_at - CLOCK_MARGIN if last_full else None
+    since = agency_capture_needed_since(link=link)
     return capture.changes_since(connection, agency_id=link.revos_agency_id, since=since)
 
 

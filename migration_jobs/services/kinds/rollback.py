@@ -23,7 +23,10 @@ def _something_to_roll_back(link: AgencyLink) -> None:
 
 
 def _rollback(run: MigrationRun, mark_running) -> dict:
-    report = agency_rollback(source_agency_id=run.agency_link.revos_agency_id, on_locked=mark_running).as_dict()
+    link = run.agency_link
+    report = agency_rollback(
+        source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running
+    ).as_dict()
     # One transaction: the rows it deleted are its progress, all at once.
     deleted = sum(table["deleted"] for table in report.values())
     MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
