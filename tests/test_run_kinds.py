@@ -147,7 +147,7 @@ def test_the_cut_over_button_checks_the_cutover_permission_not_the_flags_one():
 
 @pytest.mark.django_db
 def test_whoever_could_cut_over_before_keeps_it_after_the_permission_migration():
-    grant = importlib.import_module("migration_jobs.migrations.0015_cutover_permission")
+    grant = importlib.import_module("migration_jobs.migrations.0017_cutover_permission")
     flag_state = Permission.objects.get(codename="change_flag_state")
     cutover = Permission.objects.get(codename="cutover_migrationrun")
     user = User.objects.create_user("flagger", password="pw", is_staff=True)

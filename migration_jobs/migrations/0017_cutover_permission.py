@@ -27,7 +27,7 @@ def grant_cutover_to_flag_changers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("migration_jobs", "0014_manage_job_queues"),
+        ("migration_jobs", "0016_set_app_context"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]
