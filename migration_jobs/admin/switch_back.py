@@ -46,6 +46,9 @@ def reasoned_action_view(modeladmin: admin.ModelAdmin, request: HttpRequest, lin
         modeladmin.message_user(request, f"You may not {kind.button.may_not}.", messages.ERROR)
         return _back(link)
     reason = request.POST.get("reason", "")
+    if kind.button.no_reason and not reason.strip():
+        modeladmin.message_user(request, kind.button.no_reason, messages.ERROR)
+        return _back(link)
     try:
         if kind.request is not None:
             run = kind.request(link, request.user, reason)
