@@ -30,9 +30,10 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.services.cutover import cutover_run_request
 from migration_jobs.services.fence import agency_capture_remove
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.kinds.migrate import MIGRATE
+from migration_jobs.services.runs import migration_run_request
 
 
 def cutover_measure(
@@ -51,11 +52,11 @@ def cutover_measure(
         worker_run(queue="migrations", worker_env=worker_env, log_dir=log_dir, timeout=timeout)
 
     revos_rows_change(agency_id=agency_id, rows=changes)
-    run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    run = migration_run_request(link=link, kind=MIGRATE.value, actor=None)
     worker()
     figures["capture_catch_up"] = _run_figures(run)
     revos_rows_change(agency_id=agency_id, rows=changes)
-    run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None, full_reread=True)
+    run = migration_run_request(link=link, kind=MIGRATE.value, actor=None, full_reread=True)
     worker()
     figures["full_catch_up"] = _run_figures(run)
     verification = verification_measure(migration_run=run, worker_env=worker_env, log_dir=log_dir, timeout=timeout)

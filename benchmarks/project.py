@@ -14,7 +14,8 @@ from benchmarks.profile import migration_profile, verification_profile
 from benchmarks.workload import bench_link_confirm, database_backends_stop, database_checkpoint
 from migration_jobs.etl.parallel import parallelism
 from migration_jobs.models import CheckResult, MigrationRun, VerificationRun
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.migrate import MIGRATE
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import verification_run_request
 
 
@@ -63,7 +64,7 @@ def migration_measure(
     finished_at); the worker's process time, Python start-up included, is reported beside it.
     """
     link = bench_link_confirm(agency_id=agency_id)
-    run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    run = migration_run_request(link=link, kind=MIGRATE.value, actor=None)
     database_checkpoint()
     worker = worker_run(queue="migrations", worker_env=worker_env, log_dir=log_dir, timeout=timeout)
     log = log_dir / "worker-migrations.log"

@@ -10,6 +10,11 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from migration_jobs.selectors.agency_state import (
+    agency_revos_read_only,
+    agency_unified_copy_read_only,
+    agency_unified_read_only,
+)
 from migration_jobs.selectors.flags import (
     APP_CONTEXTS,
     agency_resolve,
@@ -17,11 +22,6 @@ from migration_jobs.selectors.flags import (
     flags_for_agency_cached,
 )
 from migration_jobs.selectors.sessions import agency_sessions_reset_at
-from migration_jobs.services.fence import (
-    agency_revos_read_only,
-    agency_unified_copy_read_only,
-    agency_unified_read_only,
-)
 
 
 def _error(status: int, message: str, **headers: str) -> JsonResponse:

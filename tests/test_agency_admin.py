@@ -118,7 +118,7 @@ def test_bulk_migrate_skips_unlinked_and_busy_agencies_and_says_so(agencies):
     first, second = (
         agency_link_confirm(link=x, kind="new", unified_agency_id=None, actor=None) for x in (first, second)
     )
-    from migration_jobs.services.migration import migration_run_request
+    from migration_jobs.services.runs import migration_run_request
 
     migration_run_request(link=second, kind="migrate", actor=None)
     client = staff("start_migrationrun")

@@ -306,7 +306,7 @@ def test_the_agency_page_lists_the_merged_people_after_a_plan(demo, rq_queues, a
 
     from migration_jobs.models import AgencyLink, MigrationRun
     from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-    from migration_jobs.services.migration import migration_run_request
+    from migration_jobs.services.runs import migration_run_request
     from tests.conftest import run_worker
 
     agency_links_sync()

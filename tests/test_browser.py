@@ -369,7 +369,7 @@ def test_plan_table_verification_matrix_and_app_filters_read_right(browser, step
     from django.core.management import call_command
     from django.db import connections
 
-    from migration_jobs.services.migration import migration_run_request
+    from migration_jobs.services.runs import migration_run_request
     from tests.conftest import run_worker
 
     call_command("seed_demo", "--agencies", "3", "--seed", "9", "--with-bad-rows")

@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.services.agency_links import agency_link_confirm
-from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import verification_run_request
 from tests import test_browser as ui
 from tests.conftest import database_url, run_worker

@@ -23,7 +23,7 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.reverse_capture import unified_captured_tables
 from migration_jobs.models import MigrationRun
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import childless_leads, database_url, run_worker
 from tests.test_cutover import (  # noqa: F401
     FENCE_ERROR,

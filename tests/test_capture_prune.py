@@ -32,9 +32,9 @@ from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors.capture import agency_capture_needed_since
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.catch_up_stream import agency_stream_refusal
-from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.migration import migration_run_request
-from migration_jobs.services.switch_back import switch_back_run_request
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.kinds.switch_back import switch_back_run_request
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker
 

@@ -75,7 +75,7 @@ def test_the_environment_wins_over_the_env_file(tmp_path):
 
 def test_every_log_line_is_printed_once():
     """Django's own `django` console handler used to print django.* lines a second time (DEBUG on)."""
-    names = ("django.request", "django.server", "rq.worker", "migration_jobs.services.migration")
+    names = ("django.request", "django.server", "rq.worker", "migration_jobs.services.runs")
     probe = "import logging\n" + "".join(f"logging.getLogger({n!r}).warning('probe %s', {n!r})\n" for n in names)
     result = manage("shell", "-c", probe, DEBUG="true")
     assert result.returncode == 0, result.stderr

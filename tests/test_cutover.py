@@ -24,12 +24,13 @@ from migration_jobs.etl.reverse_capture import reverse_capture_state
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_state import agency_cut_over, agency_revos_read_only
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.cutover import STEPS, cutover_run_request, cutover_runs_request_bulk
-from migration_jobs.services.fence import agency_cut_over, agency_revos_read_only
-from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.kinds.cutover import STEPS, cutover_run_request, cutover_runs_request_bulk
+from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.verify import isolation
 from tests.conftest import database_url, run_worker, start_worker_process
 
@@ -320,7 +321,7 @@ def test_a_failed_delta_verification_lifts_the_fence_and_leaves_unified_db_off(a
 def caught_inside_the_fence(link: AgencyLink, monkeypatch, change) -> str:
     """Cut over with `change` made right after the verification before the fence has passed: the
     check inside the fence must catch it and the run be undone. Its error."""
-    from migration_jobs.services import cutover
+    from migration_jobs.services.kinds import cutover
 
     check_ahead = cutover.delta_verify_ahead
 
@@ -574,7 +575,7 @@ def wait_until(condition, *, timeout: float = 60, what: str):
 
 
 def _still_running(link: AgencyLink) -> bool:
-    from migration_jobs.services.migration import migration_runs_reconcile
+    from migration_jobs.services.runs import migration_runs_reconcile
 
     migration_runs_reconcile(link=link)
     return link.runs.filter(status=Status.RUNNING).exists()

@@ -20,10 +20,10 @@ from django.utils import timezone
 from migration_jobs.admin.flags import enable_unified_db_for_selected
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag, FlagChange
+from migration_jobs.refusals import CutoverRefused
 from migration_jobs.selectors.flags import agency_flag_enabled, flag_bucket, flag_evaluate
 from migration_jobs.selectors.overview import agencies_overview
 from migration_jobs.services.flags import (
-    CutoverRefused,
     flag_set_for_agency,
     flag_set_global,
     flag_set_percentage,
@@ -49,9 +49,11 @@ def flags() -> dict[str, FeatureFlag]:
 
 @pytest.fixture
 def operator() -> User:
-    """Staff allowed to toggle flags."""
+    """Staff allowed to toggle flags and cut agencies over."""
     user = User.objects.create_user("operator", password="pw", is_staff=True)
-    user.user_permissions.add(*_permissions("view_featureflag", "change_featureflag", "change_flag_state"))
+    user.user_permissions.add(
+        *_permissions("view_featureflag", "change_featureflag", "change_flag_state", "cutover_migrationrun")
+    )
     return user
 
 
@@ -557,5 +559,5 @@ def test_bulk_enable_is_refused_to_staff_without_the_permission(flags, viewer):
     make_verification(link, minutes_ago=30)
     request = _action_request(viewer, {"apply": "yes", "reason": "wave 1"})
     enable_unified_db_for_selected(ModelAdmin(AgencyLink, site), request, AgencyLink.objects.all())
-    assert [str(m) for m in request._messages] == ["You may not turn feature flags on or off."]
+    assert [str(m) for m in request._messages] == ["You may not cut agencies over."]
     assert not agency_flag_enabled(flag_name="unified_db", agency_link=link)

@@ -80,14 +80,14 @@ def layer_graph() -> dict[str, set[str]]:
 
 def test_every_module_of_migration_jobs_imports():
     names = sorted(all_modules())
-    assert "migration_jobs.services.migration" in names and "migration_jobs.verify.runner" in names
+    assert "migration_jobs.services.runs" in names and "migration_jobs.verify.runner" in names
     for name in names:
         importlib.import_module(name)
 
 
 def test_services_selectors_etl_and_verify_have_no_import_cycle():
     graph = layer_graph()
-    assert "migration_jobs.services.run_control" in graph["migration_jobs.services.migration"]
+    assert "migration_jobs.services.run_control" in graph["migration_jobs.services.runs"]
     assert [" -> ".join(cycle) for cycle in cycles(graph)] == []
 
 

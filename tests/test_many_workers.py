@@ -21,15 +21,17 @@ from migration_jobs.demo.demo import demo_agency_seed, demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.capacity import SLOT_CLASS
-from migration_jobs.services.migration import migration_run_request, migration_runs_request_bulk
+from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import database_url, start_worker_process
 
 Status = MigrationRun.Status
 CAP = 2
 # Migration log lines (every one must name its agency and run); verification keeps its own.
 MIGRATION_LOGGERS = (
-    "logger=migration_jobs.services.migration",
+    "logger=migration_jobs.services.runs",
+    "logger=migration_jobs.services.kinds.",
     "logger=migration_jobs.services.capacity",
     "logger=migration_jobs.services.throttle",
     "logger=migration_jobs.services.bulk",

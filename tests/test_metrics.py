@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.throttle import THROTTLE_SECONDS_KEY, throttle_seconds_add
 from tests.conftest import run_worker
 from tests.test_capture_prune import revos

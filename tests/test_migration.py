@@ -51,8 +51,8 @@ from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.migration import migration_run_request
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import agency_checksums, childless_leads, run_worker, start_worker_process
 
 Status = MigrationRun.Status

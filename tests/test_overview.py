@@ -29,9 +29,10 @@ from migration_jobs.etl.engine import lock_key
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.selectors import AGENCY_STATES, agency_cockpit
-from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
+from migration_jobs.selectors.agency_state import agency_cutover_refusal
+from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import database_url, run_worker, start_worker_process
 from tests.test_flags import switched_by_run
 
@@ -146,6 +147,7 @@ OPERATOR = (
     "view_migrationrun",
     "view_featureflag",
     "change_flag_state",
+    "cutover_migrationrun",
     "switchback_migrationrun",
     "complete_migrationrun",
 )
@@ -381,7 +383,7 @@ def test_bulk_buttons_check_their_own_permissions(demo):
         "You may not verify agencies."
     ]
     response = press(viewer, page, "bulk-enable_unified_db_for_selected", _selected_action=ids)
-    assert messages_of(response) == ["You may not turn feature flags on or off."]
+    assert messages_of(response) == ["You may not cut agencies over."]
     assert MigrationRun.objects.count() == 0 and VerificationRun.objects.count() == 0
 
 

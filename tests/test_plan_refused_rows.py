@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import run_worker
 
 

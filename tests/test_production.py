@@ -29,7 +29,7 @@ from migration_jobs.etl.connections import connect
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.throttle import unified_health_problems
 from tests.conftest import database_url, run_worker, worker_environment
 from tests.test_many_workers import Worker, migration_log_lines, wait_for

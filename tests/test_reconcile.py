@@ -36,13 +36,14 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.selectors.agency_state import agency_revos_read_only
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.selectors.reconcile import LAST_PASS_KEY
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_revos_read_only, fence_message, fence_owner
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.fence import fence_message, fence_owner
+from migration_jobs.services.kinds.cutover import cutover_run_request
 from migration_jobs.services.reconcile import RECONCILER_USERNAME
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker, worker_environment
 

@@ -25,7 +25,7 @@ from migration_jobs.etl.engine import lock_key
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.lock_holders import agency_lock_holders, worker_backends_terminate
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import database_url
 
 Status = MigrationRun.Status

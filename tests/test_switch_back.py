@@ -35,13 +35,11 @@ from migration_jobs.models.flags import FeatureFlag, FlagChange
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.cutover import cutover_run_execute, cutover_run_request
-from migration_jobs.services.migration import migration_run_request
-from migration_jobs.services.switch_back import (
-    switch_back_plan,
-    switch_back_run_execute,
-    switch_back_run_request,
-)
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.kinds.switch_back import switch_back_plan, switch_back_run_request
+from migration_jobs.services.runs import migration_run_execute as cutover_run_execute
+from migration_jobs.services.runs import migration_run_execute as switch_back_run_execute
+from migration_jobs.services.runs import migration_run_request
 from tests.conftest import agency_checksums, childless_leads, database_url, run_worker, start_worker_process
 
 Status, Kind = MigrationRun.Status, MigrationRun.Kind
@@ -351,7 +349,7 @@ def test_a_value_revos_cannot_hold_refuses_the_switch_back_and_leaves_the_agency
 
 def test_a_failure_after_the_fence_lifts_it_and_leaves_the_agency_cut_over(agencies, settings, monkeypatch):
     link, _ = agencies
-    from migration_jobs.services import switch_back as module
+    from migration_jobs.services.kinds import switch_back as module
 
     def broken(**kwargs):
         raise RuntimeError("RevOS went away")
@@ -624,7 +622,7 @@ def test_admin_complete_is_refused_before_cutover_and_the_page_then_says_complet
 
 def test_a_reopen_that_fails_after_the_switch_leaves_it_to_the_next_request(agencies, rq_queues, monkeypatch):
     link, _ = agencies
-    from migration_jobs.services import switch_back as module
+    from migration_jobs.services.kinds import switch_back as module
 
     def unreachable(**kwargs):
         raise RuntimeError("RevOS did not answer")

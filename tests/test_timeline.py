@@ -34,9 +34,9 @@ from migration_jobs.selectors.timeline import (
     run_tables_progress,
 )
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.cutover import cutover_run_request
 from migration_jobs.services.full_reread import migration_full_reread_request
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker
 

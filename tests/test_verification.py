@@ -31,7 +31,7 @@ from migration_jobs.etl.engine import AgencyMigration, agency_rollback
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.services import run_control as run_control_module
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import (
     VerificationRefused,
     verification_run_execute,

@@ -23,8 +23,9 @@ import pytest
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
-from migration_jobs.services.migration import migration_run_request
-from migration_jobs.services.switch_back import switch_back_run_execute, switch_back_run_request
+from migration_jobs.services.kinds.switch_back import switch_back_run_request
+from migration_jobs.services.runs import migration_run_execute as switch_back_run_execute
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker, start_worker_process
 from tests.test_cutover import FENCE_ERROR, _still_running, cut_over, migrate, revos, unified, wait_until

@@ -1,8 +1,9 @@
 """Feature flags in the admin: the flag list, an on/off and agency-overrides page, and the audit trail.
 
-Flag state never changes through the plain change form: it changes on the state page (or the bulk
-action the RevOS agency admin attaches), which needs `change_flag_state` and a typed reason and goes
-through `migration_jobs.services.flags`, where the cutover interlock and the audit live. `unified_db`
+Flag state never changes through the plain change form: it changes on the state page, which needs
+`change_flag_state` and a typed reason and goes through `migration_jobs.services.flags`, where the
+cutover interlock and the audit live. The bulk cutover the RevOS agency admin attaches needs what
+the Cut over button needs, `cutover_migrationrun`. `unified_db`
 is not set here at all: its page says so and sends staff to the agency page's Cut over / Switch back,
 and a forged POST gets the service's refusal as a message.
 """
@@ -27,10 +28,9 @@ from django.urls import URLPattern, path, reverse
 from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, staff_user
 from migration_jobs.models.flags import AgencyAiProvider, AiProviderChange, FeatureFlag, FlagChange
 from migration_jobs.models.runs import AgencyLink
+from migration_jobs.refusals import CutoverRefused
 from migration_jobs.selectors.flags import UNIFIED_DB, flag_agency_rows
-from migration_jobs.services.cutover import cutover_runs_request_bulk
 from migration_jobs.services.flags import (
-    CutoverRefused,
     ai_provider_set,
     flag_set_for_agency,
     flag_set_global,
@@ -38,7 +38,8 @@ from migration_jobs.services.flags import (
     flags_cache_invalidate_on_commit,
     unified_db_refusal,
 )
-from migration_jobs.services.migration import BulkOutcome
+from migration_jobs.services.kinds.cutover import CUTOVER, cutover_runs_request_bulk
+from migration_jobs.services.runs import BulkOutcome
 
 FLAG_STATE_PERMISSION = "migration_jobs.change_flag_state"
 REASON_HELP = "Why — kept in the audit trail with your name and the time."
@@ -318,8 +319,8 @@ def enable_unified_db_for_selected(
     the others, why not. The runs take slots like migrations, so at most
     MIGRATION_MAX_CONCURRENT_AGENCIES agencies are cut over at once.
     """
-    if not request.user.has_perm(FLAG_STATE_PERMISSION):
-        modeladmin.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
+    if not request.user.has_perm(CUTOVER.permission):
+        modeladmin.message_user(request, f"You may not {CUTOVER.shown_button.may_not}.", messages.ERROR)
         return None
     flag = FeatureFlag.objects.filter(name="unified_db").first()
     if flag is None:

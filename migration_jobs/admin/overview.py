@@ -21,7 +21,7 @@ from migration_jobs.models import AgencyLink
 from migration_jobs.selectors import AGENCY_STATES, agencies_overview
 from migration_jobs.selectors.capture import capture_backlogs_shown
 from migration_jobs.selectors.windows import bulk_windows_open_plans
-from migration_jobs.services.migration import migration_runs_reconcile_running
+from migration_jobs.services.runs import migration_runs_reconcile_running
 
 # Action name on the RevOS agency admin -> the overview's button.
 BULK_ACTIONS = {

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -37,8 +37,13 @@ from migration_jobs.admin.switch_back import (
 from migration_jobs.admin.verification import verify_selected_agencies
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import RunKind, run_kind_get, run_kind_values, run_kinds
 from migration_jobs.selectors import agency_migrated_rows
 from migration_jobs.selectors.agency_page import agency_cockpit_read
+from migration_jobs.selectors.agency_state import (
+    agency_completed,
+    agency_cut_over,
+)
 from migration_jobs.selectors.flags import (
     Agency,
     agency_flag_id,
@@ -62,27 +67,22 @@ from migration_jobs.services.agency_links import (
     client_link_check,
 )
 from migration_jobs.services.bulk import bulk_requests_stopped
-from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.fence import agency_completed, agency_cut_over
-from migration_jobs.services.flags import CutoverRefused
 from migration_jobs.services.full_reread import migration_full_reread_request
+from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.lock_holders import HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
-from migration_jobs.services.migration import (
-    migration_run_request,
-    migration_runs_reconcile_running,
-    migration_runs_request_bulk,
-)
 from migration_jobs.services.run_control import MIGRATIONS_QUEUE, migration_run_control
+from migration_jobs.services.runs import migration_run_request, migration_runs_reconcile_running
 from migration_jobs.services.verification import verification_run_request
 
-Kind = MigrationRun.Kind
 
-
-def _run_action(kind: str) -> Callable[[AgencyLink, User], str]:
+def _run_action(kind: RunKind) -> Callable[[AgencyLink, User], str]:
     def start(link: AgencyLink, user: User) -> str:
-        run = migration_run_request(link=link, kind=kind, actor=user)
-        message = f"{run.get_kind_display()} of {link.name} queued (run {run.pk})."
-        plan = plan_latest(link=link) if kind == Kind.MIGRATE else None
+        if kind.request is not None:
+            run = kind.request(link, user, "")
+        else:
+            run = migration_run_request(link=link, kind=kind.value, actor=user)
+        message = kind.shown_button.done.format(name=link.name, pk=run.pk, label=run.get_kind_display())
+        plan = plan_latest(link=link) if kind.loads else None
         if plan and plan.refused_total:
             message += (
                 f" Warning: the last plan (#{plan.run.pk}) found {plan.refused_total} row(s) the unified schema"
@@ -110,19 +110,13 @@ def _verify(link: AgencyLink, user: User) -> str:
     return f"Verification of {link.name} queued (verification {verification.pk})."
 
 
-def _cutover(link: AgencyLink, user: User, reason: str) -> str:
-    run = cutover_run_request(link=link, reason=reason, actor=user)
-    return (
-        f"Cutover of {link.name} queued (run {run.pk}): RevOS writes are fenced, the last changes applied and "
-        "verified, then unified_db is on for it."
-    )
-
-
-# name -> (permission, service caller)
+# name -> (permission, service caller): the kinds whose button takes no reason, then the controls.
 AGENCY_ACTIONS = {
-    "plan": ("migration_jobs.plan_migrationrun", _run_action(Kind.PLAN)),
-    "migrate": ("migration_jobs.start_migrationrun", _run_action(Kind.MIGRATE)),
-    "rollback": ("migration_jobs.rollback_migrationrun", _run_action(Kind.ROLLBACK)),
+    **{
+        kind.value: (kind.permission, _run_action(kind))
+        for kind in run_kinds()
+        if kind.button and not kind.button.reasoned
+    },
     "pause": ("migration_jobs.resume_migrationrun", _control_action("pause")),
     "cancel": ("migration_jobs.resume_migrationrun", _control_action("cancel")),
     "verify": ("migration_jobs.start_verificationrun", _verify),
@@ -233,7 +227,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
     def latest_run(self, obj: AgencyLink) -> str:
         if not obj.latest_run_kind:
             return "—"
-        return f"{Kind(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
+        return f"{run_kind_get(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
 
     @admin.action(description="Migrate selected agencies")
     def migrate_selected(self, request: HttpRequest, queryset: QuerySet[AgencyLink]) -> None:
@@ -264,7 +258,6 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             path("sync/", view(self.sync_view), name="migration_jobs_agencylink_sync"),
             path("<path:object_id>/confirm/", view(self.confirm_view), name="migration_jobs_agencylink_confirm"),
             path("<path:object_id>/progress/", view(self.progress_view), name="migration_jobs_agencylink_progress"),
-            path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
             path(
                 "<path:object_id>/full-reread/",
                 view(self.full_reread_view),
@@ -281,6 +274,8 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
                 view(self.reasoned_view),
                 name="migration_jobs_agencylink_reasoned",
             ),
+            # After `reasoned/<action>/`, whose cutover this is too: a <path:> id would take "1/reasoned".
+            path("<path:object_id>/cutover/", view(self.cutover_view), name="migration_jobs_agencylink_cutover"),
             path(
                 "<path:object_id>/action/<str:action>/",
                 view(self.action_view),
@@ -333,22 +328,8 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return self._back(link)
 
     def cutover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        link = self._link(object_id)
-        if request.method != "POST":
-            return self._post_only(request, link)
-        if not request.user.has_perm("migration_jobs.change_flag_state"):
-            self.message_user(request, "You may not turn feature flags on or off.", messages.ERROR)
-            return self._back(link)
-        try:  # a missing or blank reason is the service's refusal, in its words
-            message = _cutover(link, request.user, request.POST.get("reason", ""))
-        except (CutoverRefused, RunRefused) as refusal:
-            self.message_user(request, f"Cutover refused: {refusal}", messages.ERROR)
-        except ValidationError as error:  # a reason the flag service will not take
-            self.message_user(request, " ".join(error.messages), messages.ERROR)
-        else:
-            self.log_change(request, link, message)
-            self.message_user(request, message, messages.SUCCESS)
-        return self._back(link)
+        """The Cut over button's own address: the reasoned action of the cutover kind."""
+        return self.reasoned_view(request, object_id, "cutover")
 
     def full_reread_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """A migration that reads every row again, with a typed reason: what repairs rows edited in the
@@ -377,7 +358,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return self._back(link)
 
     def reasoned_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
-        """Switch back or Complete: buttons that need a typed reason (admin/switch_back.py)."""
+        """Cut over, Switch back or Complete: buttons that need a typed reason (admin/switch_back.py)."""
         if action not in REASONED_ACTIONS:
             raise Http404(f"No action {action!r}.")
         return reasoned_action_view(self, request, self._link(object_id), action)
@@ -486,7 +467,9 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "tables_progress": _tables_progress(last_run, link),
             "run_took": run_took(run=last_run) if last_run else "",
             "plan": plan_latest(link=link),
-            "run_report": run_report(run=link.runs.exclude(kind=Kind.PLAN).exclude(report={}).first()),
+            "run_report": run_report(
+                run=link.runs.exclude(kind__in=run_kind_values(dry_run=True)).exclude(report={}).first()
+            ),
             "cockpit": agency_cockpit_read(link=link),
             "agency_actions": AGENCY_ACTIONS,
             "agency_flags": _flags_for(link),
@@ -573,7 +556,7 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     def report_table(self, run: MigrationRun) -> str:
         report = run_report(run=run)
         if report is None:
-            return "—" if run.kind != Kind.PLAN else "see the agency's page"
+            return "see the agency's page" if run_kind_get(run.kind).dry_run else "—"
         return render_to_string("admin/migration_jobs/migrationrun/report.html", {"report": report})
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:

@@ -1,13 +1,14 @@
-"""Switch back and Complete from the admin: the agency page's buttons and the bulk action.
+"""The agency page's buttons that take a typed reason (cutover, switch back, complete), and the bulk switch back.
 
 Each view is a POST with its own permission check (admin_view only checks is_staff) and calls one
-service (services/switch_back.py), which refuses with the reason whatever the caller.
+service (its kind's `request`, services/kinds/), which refuses with the reason whatever the caller.
+Which buttons there are, their permissions and messages, is what the kinds declare (run_kinds.py).
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -16,16 +17,12 @@ from django.urls import reverse
 from migration_jobs.admin.flags import runs_bulk_with_reason
 from migration_jobs.admin.mixins import post_only_page
 from migration_jobs.models import AgencyLink
-from migration_jobs.refusals import RunRefused
-from migration_jobs.services.switch_back import (
-    agency_complete,
-    switch_back_plan,
-    switch_back_run_request,
-    switch_back_runs_request_bulk,
-)
+from migration_jobs.refusals import CutoverRefused, RunRefused
+from migration_jobs.run_kinds import run_kinds
+from migration_jobs.services.kinds.switch_back import SWITCH_BACK, switch_back_plan, switch_back_runs_request_bulk
+from migration_jobs.services.runs import migration_run_request
 
-SWITCH_BACK_PERMISSION = "migration_jobs.switchback_migrationrun"
-COMPLETE_PERMISSION = "migration_jobs.complete_migrationrun"
+SWITCH_BACK_PERMISSION = SWITCH_BACK.permission
 
 
 def _back(link: AgencyLink) -> HttpResponseRedirect:
@@ -37,41 +34,35 @@ def _post_only(modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyL
     return post_only_page(request, admin_site=modeladmin.admin_site, back=back, back_label=link.name)
 
 
-def _switch_back(link: AgencyLink, user: User, reason: str) -> str:
-    run = switch_back_run_request(link=link, reason=reason, actor=user)
-    return (
-        f"Switch back of {link.name} queued (run {run.pk}): unified writes are fenced, the apps' changes since the"
-        " cutover applied to RevOS and verified, then unified_db is off for it."
-    )
-
-
-def _complete(link: AgencyLink, user: User, reason: str) -> str:
-    run = agency_complete(link=link, reason=reason, actor=user)
-    return f"{link.name}'s move is complete (run {run.pk}): RevOS stays read-only for it; no switching back."
-
-
-# name -> (permission, what the button does, service caller)
-REASONED_ACTIONS = {
-    "switchback": (SWITCH_BACK_PERMISSION, "switch agencies back", _switch_back),
-    "complete": (COMPLETE_PERMISSION, "complete agencies' moves", _complete),
-}
+# name -> the kind its button asks for: the kinds whose button takes a reason.
+REASONED_ACTIONS = {kind.value: kind for kind in run_kinds() if kind.button and kind.shown_button.reasoned}
 
 
 def reasoned_action_view(
     modeladmin: admin.ModelAdmin, request: HttpRequest, link: AgencyLink, action: str
 ) -> HttpResponse:
-    """A per-agency button that needs a typed reason: switch back or complete."""
+    """A per-agency button that needs a typed reason: cutover, switch back or complete."""
     if request.method != "POST":
         return _post_only(modeladmin, request, link)
-    permission, what, perform = REASONED_ACTIONS[action]
-    if not request.user.has_perm(permission):
-        modeladmin.message_user(request, f"You may not {what}.", messages.ERROR)
+    kind = REASONED_ACTIONS[action]
+    if not request.user.has_perm(kind.permission):
+        modeladmin.message_user(request, f"You may not {kind.shown_button.may_not}.", messages.ERROR)
+        return _back(link)
+    reason = request.POST.get("reason", "")
+    if kind.shown_button.no_reason and not reason.strip():
+        modeladmin.message_user(request, kind.shown_button.no_reason, messages.ERROR)
         return _back(link)
     try:
-        message = perform(link, request.user, request.POST.get("reason", ""))
-    except RunRefused as refusal:
-        modeladmin.message_user(request, f"Refused: {refusal}", messages.ERROR)
+        if kind.request is not None:
+            run = kind.request(link, request.user, reason)
+        else:
+            run = migration_run_request(link=link, kind=kind.value, actor=request.user, reason=reason)
+    except (RunRefused, CutoverRefused) as refusal:
+        modeladmin.message_user(request, f"{kind.shown_button.refused}: {refusal}", messages.ERROR)
+    except ValidationError as error:  # a reason the flag service will not take
+        modeladmin.message_user(request, " ".join(error.messages), messages.ERROR)
     else:
+        message = kind.shown_button.done.format(name=link.name, pk=run.pk, label=kind.label)
         modeladmin.log_change(request, link, message)
         modeladmin.message_user(request, message, messages.SUCCESS)
     return _back(link)

@@ -42,7 +42,7 @@ class CapturedMigration(AgencyMigration):
     used_capture: bool = False
     changed_rows: int = 0
 
-    def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
+    def run_holding_lock(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
         # `source` has not run a statement yet, so its snapshot is taken after the registration.
         with connect("revos", purpose="capture") as control:
             state = capture.capture_state(control, agency_id=self.source_agency_id)
@@ -72,7 +72,7 @@ class CapturedMigration(AgencyMigration):
             if from_capture:
                 assert state is not None and state.applied_snapshot is not None  # what from_capture says
                 self._from_capture(source, target, since=state.applied_snapshot)
-            report = super()._run_locked(source, target)
+            report = super().run_holding_lock(source, target)
             capture.apply_finish(control, agency_id=self.source_agency_id)
         return report
 
@@ -113,7 +113,7 @@ def catch_up_rounds(
 
     As Vitess and ghostferry do before a cutover: the writes keep coming while a round runs, but
     each round has only what came during the last, so the fenced catch-up is left with the few
-    rows written after the last round. The caller holds the agency's lock (`_run_locked`).
+    rows written after the last round. The caller holds the agency's lock (`run_holding_lock`).
     """
     applied: list[int] = []
     with connect("revos", purpose="capture") as control:
@@ -122,7 +122,7 @@ def catch_up_rounds(
             with connect("revos", purpose="cutover-read") as source:
                 source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 source.read_only = True
-                round_._run_locked(source, target)
+                round_.run_holding_lock(source, target)
             applied.append(round_.changed_rows)
             if capture.changes_pending_count(control, agency_id=round_.source_agency_id)[1] <= pending_rows:
                 break

@@ -239,7 +239,7 @@ class AgencyMigration:
             source.read_only = True
             with agency_lock(target, self.source_agency_id):
                 self.on_locked()
-                return self._run_locked(source, target)
+                return self.run_holding_lock(source, target)
 
     # The run, under the lock -------------------------------------------------------------
 
@@ -251,7 +251,9 @@ class AgencyMigration:
         """
         return bool(capture.agencies_registered(target, [self.target_agency_id]))
 
-    def _run_locked(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
+    def run_holding_lock(self, source: psycopg.Connection, target: psycopg.Connection) -> MigrationReport:
+        """The run, by a caller that holds the agency's lock on `target` already: `run` takes it, a
+        cutover holds it over its catch-ups (etl/catch_up.py catch_up_rounds, services/kinds/cutover.py)."""
         source_catalog = catalog_read(source)
         if unmapped := unmapped_source_tables(source_catalog):
             # Its rows would stay behind unseen, and the apps would lose them at the cutover.

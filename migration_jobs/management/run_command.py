@@ -9,7 +9,7 @@ from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.services.follow_ups import migration_run_follow_ups
-from migration_jobs.services.migration import migration_run_execute, migration_run_request
+from migration_jobs.services.runs import migration_run_execute, migration_run_request
 
 
 class RunCommand(DatabaseCommand):

@@ -110,7 +110,7 @@ class MigrationRun(TrackedRun):
     # this table, and a run keeps the unified agency it wrote to even if the link changes later.
     revos_agency_id = models.UUIDField(db_index=True)
     unified_agency_id = models.UUIDField(null=True, blank=True)
-    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MIGRATE)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default="migrate")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
     control = models.CharField(max_length=10, choices=Control.choices, blank=True, default="")
     # Runs queued together by one "Migrate selected agencies" share an id; the auto-stop counts by it.

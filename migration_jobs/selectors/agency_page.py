@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from migration_jobs.etl.connections import DatabaseUnreachable
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.run_kinds import run_kind_values
+from migration_jobs.selectors.agency_state import (
+    agency_complete_refusal,
+    agency_cutover_refusal,
+    agency_switch_back_refusal,
+)
 from migration_jobs.selectors.cockpit import Cockpit, agency_cockpit
-from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
+from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.services.fence import fences_orphaned
-from migration_jobs.services.switch_back import agency_complete_refusal, agency_switch_back_refusal
 
 Kind = MigrationRun.Kind
 
@@ -29,7 +34,7 @@ def agency_cockpit_read(*, link: AgencyLink) -> Cockpit:
 def _orphaned_fences(link: AgencyLink) -> list[OrphanedFence]:
     """The agency's fences no run owns; none for an agency no cutover ever fenced (no database is
     asked), nor when a database does not answer (the reconciler says so in its log)."""
-    if not link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK)).exists():
+    if not link.runs.filter(kind__in=run_kind_values(switches=True)).exists():
         return []
     try:
         return fences_orphaned(link=link)

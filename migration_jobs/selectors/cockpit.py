@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
+from migration_jobs.run_kinds import run_kind_get, run_kind_values
 from migration_jobs.selectors.reconcile import OrphanedFence, orphaned_fences_note, reconcile_next_pass
 from migration_jobs.selectors.timeline import NextAction, Timeline, agency_next_action, agency_timeline
 
-Kind, Status = MigrationRun.Kind, MigrationRun.Status
+Status = MigrationRun.Status
 # The newest runs the agency page lists; the rest are one click away (the run list, filtered).
 TIMELINE_SHOWN = 25
 
@@ -73,7 +74,7 @@ def agency_state(
         return "migrating"
     if last_migration.status in (Status.FAILED, Status.PAUSED, Status.CANCELLED):
         return "failed" if last_migration.status == Status.FAILED else "paused"
-    if last_migration.kind == Kind.ROLLBACK:
+    if run_kind_get(last_migration.kind).unloads:
         return "linked"
     if cut_over:
         return "complete" if complete else "cut over"
@@ -106,7 +107,7 @@ def agency_cockpit(
     runs = link.runs.all()
     active = runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     last_run = runs.first()
-    last_migration = runs.filter(kind__in=(Kind.MIGRATE, Kind.ROLLBACK)).first()
+    last_migration = runs.filter(kind__in=run_kind_values(moves_rows=True)).first()
     verification = link.verifications.order_by("-created_at").first()
     migrated_rows = agency_migrated_rows(link=link)
     busy = f"run {active.pk} is {active.get_status_display().lower()}" if active else ""
@@ -117,12 +118,12 @@ def agency_cockpit(
 
     resumable = (
         last_migration
-        and last_migration.kind == Kind.MIGRATE
+        and run_kind_get(last_migration.kind).pausable
         and (last_migration.status in MigrationRun.RESUMABLE_STATUSES)
     )
     migrate_label = "Resume" if resumable else ("Catch up" if migrated_rows else "Migrate")
-    running_migration = active if active and active.kind == Kind.MIGRATE else None
-    cancellable = active if active and active.kind in (Kind.MIGRATE, Kind.CUTOVER) else None
+    running_migration = active if active and run_kind_get(active.kind).pausable else None
+    cancellable = active if active and run_kind_get(active.kind).cancellable else None
     # Once cut over, the unified database is the source of truth: the services refuse these too.
     moved = "the agency is cut over: the unified database is its source of truth" if cut_over else ""
     paused = last_migration is not None and last_migration.status == Status.PAUSED
@@ -161,7 +162,7 @@ def agency_cockpit(
         last_migration=last_migration,
         verification=verification,
         cut_over=cut_over,
-        complete=runs.filter(kind=Kind.COMPLETE, status=Status.SUCCEEDED).exists(),
+        complete=runs.filter(kind__in=run_kind_values(completes=True), status=Status.SUCCEEDED).exists(),
     )
     return Cockpit(
         link=link,

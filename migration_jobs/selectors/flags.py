@@ -1,4 +1,4 @@
-"""Feature flag reads: who an agency is, what is on for it, and whether it may be cut over yet.
+"""Feature flag reads: who an agency is and what is on for it (may it be cut over: selectors/agency_state.py).
 
 Evaluation for one agency and flag: its override if it has one, else the global switch, else its
 rollout bucket. The bucket is a hash of flag name and agency id into 0..99 and the agency is in iff
@@ -23,7 +23,8 @@ from django.db import connections
 from redis.exceptions import RedisError
 
 from migration_jobs.models.flags import DEFAULT_AI_PROVIDERS, AgencyAiProvider, AgencyFlagOverride, FeatureFlag
-from migration_jobs.models.runs import AgencyLink, MigrationRun, VerificationRun
+from migration_jobs.models.runs import AgencyLink
+from migration_jobs.selectors.agency_state import agency_cutover_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,6 @@ UNIFIED_DB = "unified_db"
 CACHE_VERSION_KEY = "flags:version"
 # Bounds how long an entry written under a lost version key can live; changes invalidate at once.
 CACHE_TIMEOUT = 300
-
-# Runs that wrote or removed an agency's unified rows; a verification must come after the last one.
-# A switch back changed RevOS and the id map: a later cutover needs a verification after it too.
-DATA_CHANGING_KINDS = (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.ROLLBACK, MigrationRun.Kind.SWITCH_BACK)
-UNFINISHED_STATUSES = (MigrationRun.Status.QUEUED, MigrationRun.Status.RUNNING, MigrationRun.Status.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -160,45 +156,6 @@ def agency_flag_enabled(*, flag_name: str, agency_link: AgencyLink) -> bool:
         agency_id=agency_flag_id(agency_link=agency_link),
         override=override.enabled if override else None,
     )
-
-
-# --- the cutover interlock ---------------------------------------------------------------------
-
-
-def agency_cutover_refusal(*, agency_link: AgencyLink) -> str | None:
-    """Why this agency may not be switched to the unified database yet, or None if it may."""
-    last_change = (
-        MigrationRun.objects.filter(agency_link=agency_link, kind__in=DATA_CHANGING_KINDS)
-        .order_by("-created_at", "-id")
-        .first()
-    )
-    if last_change is None:
-        return "this agency has not been migrated yet"
-    if last_change.status in UNFINISHED_STATUSES:
-        return "a migration or rollback of this agency is queued, running or paused; finish or cancel it, then verify"
-    if last_change.status != MigrationRun.Status.SUCCEEDED:
-        return (
-            f"its latest {last_change.get_kind_display().lower()} (#{last_change.pk}) "
-            f"{last_change.get_status_display().lower()}; resume or roll it back, then verify"
-        )
-    if last_change.kind == MigrationRun.Kind.ROLLBACK:
-        return "this agency's migration was rolled back; migrate and verify it again"
-    verification = VerificationRun.objects.filter(agency_link=agency_link).order_by("-created_at", "-id").first()
-    if verification is None:
-        return "this agency has never been verified; run a verification first"
-    passed = verification.verdict == VerificationRun.Verdict.PASS
-    if verification.status != VerificationRun.Status.FINISHED or not passed:
-        return (
-            f"its latest verification (#{verification.pk}) is {verification.get_status_display().lower()} "
-            f"with verdict {verification.get_verdict_display().lower()}; it must have passed"
-        )
-    # It must have started after the change ended: one that began earlier may have read older data.
-    if verification.started_at is None or verification.started_at <= last_change.finished_at:
-        return (
-            f"its latest verification (#{verification.pk}) is older than its latest "
-            f"{last_change.get_kind_display().lower()} (#{last_change.pk}); verify again"
-        )
-    return None
 
 
 def flag_agency_rows(*, flag: FeatureFlag) -> list[dict[str, Any]]:

@@ -10,13 +10,12 @@ from django.db.models import Q, QuerySet
 
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import AgencyFlagOverride, FeatureFlag
+from migration_jobs.run_kinds import run_kind_values
 from migration_jobs.selectors.cockpit import agency_state
 from migration_jobs.selectors.flags import agency_flag_id, flag_evaluate
 from migration_jobs.selectors.timeline import NextAction, agency_next_action
 
 RunT = TypeVar("RunT", MigrationRun, VerificationRun)
-
-Kind = MigrationRun.Kind
 
 # The order an agency goes through, then the two ways it can stop; the overview lists them so.
 AGENCY_STATES = (
@@ -82,13 +81,13 @@ def agencies_overview(*, state: str = "", search: str = "") -> AgencyOverview:
     if search:
         links = links.filter(Q(name__icontains=search) | Q(domain__icontains=search))
     last_runs = _latest_per_agency(MigrationRun.objects.all())
-    last_migrations = _latest_per_agency(MigrationRun.objects.filter(kind__in=(Kind.MIGRATE, Kind.ROLLBACK)))
+    last_migrations = _latest_per_agency(MigrationRun.objects.filter(kind__in=run_kind_values(moves_rows=True)))
     verifications = _latest_per_agency(VerificationRun.objects.all())
     cut_over = _cut_over_links()
     complete = set(
-        MigrationRun.objects.filter(kind=Kind.COMPLETE, status=MigrationRun.Status.SUCCEEDED).values_list(
-            "agency_link_id", flat=True
-        )
+        MigrationRun.objects.filter(
+            kind__in=run_kind_values(completes=True), status=MigrationRun.Status.SUCCEEDED
+        ).values_list("agency_link_id", flat=True)
     )
     rows = [
         AgencyRow(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.run_kinds import run_kind_values
 
 PLAN_COLUMNS = ("source_rows", "reused", "to_write", "already_migrated")
 REFUSED_CSV_COLUMNS = ("table", "source_id", "constraint", "reason", "value")
@@ -43,7 +44,7 @@ class PlanSummary:
 
 def plan_latest(*, link: AgencyLink) -> PlanSummary | None:
     """The agency's latest finished plan, or None if it never had one."""
-    run = link.runs.filter(kind=MigrationRun.Kind.PLAN, status=MigrationRun.Status.SUCCEEDED).first()
+    run = link.runs.filter(kind__in=run_kind_values(dry_run=True), status=MigrationRun.Status.SUCCEEDED).first()
     return plan_summary(run=run) if run else None
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from migration_jobs.mapping import TABLE_MAPS
 from migration_jobs.models import MigrationRun
+from migration_jobs.run_kinds import run_kind_get
 
 COUNTS = ("inserted", "updated", "deleted", "reused", "refused")
 # The mapping lists tables roughly parents first; jsonb has lost the run's own order.
@@ -33,7 +34,7 @@ class RunReport:
 
 def run_report(*, run: MigrationRun | None) -> RunReport | None:
     """The report of a migrate or rollback run that has one; None otherwise (plans have their own)."""
-    if run is None or run.kind == MigrationRun.Kind.PLAN or not run.report:
+    if run is None or run_kind_get(run.kind).dry_run or not run.report:
         return None
     tables = {
         name: outcome for name, outcome in run.report.items() if isinstance(outcome, dict) and "target" in outcome

@@ -14,6 +14,7 @@ from itertools import islice
 from django.db import connections
 
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
+from migration_jobs.run_kinds import run_kind_get
 
 Status = MigrationRun.Status
 
@@ -31,24 +32,23 @@ class KindShape:
     working: str = ""  # what it does while it runs, for kinds without rows to count as they go
 
 
-_NO_SHAPE = KindShape(retry="")
-_SHAPES: dict[str, KindShape] = {
-    MigrationRun.Kind.MIGRATE: KindShape(retry="migrate", copies_rows=True, resumable=True, reported=True),
-    MigrationRun.Kind.ROLLBACK: KindShape(
-        retry="rollback", reported=True, working="deleting the rows this agency's runs inserted, in one transaction"
-    ),
-    MigrationRun.Kind.PLAN: KindShape(
-        retry="plan", working="counting each table's rows and checking them against the unified schema"
-    ),
-    MigrationRun.Kind.CUTOVER: KindShape(retry="cutover", steps=True, write_window=True),
-    MigrationRun.Kind.SWITCH_BACK: KindShape(retry="switchback", steps=True, write_window=True),
-    MigrationRun.Kind.COMPLETE: KindShape(retry="complete", steps=True),
-}
-
-
 def run_kind_shape(kind: str) -> KindShape:
-    """What a run of `kind` shows; a kind this table does not know shows its outcome only."""
-    return _SHAPES.get(kind, _NO_SHAPE)
+    """What a run of `kind` shows, as its declaration in the run-kind registry implies; a kind the
+    registry does not know shows its outcome only."""
+    try:
+        declared = run_kind_get(kind)
+    except LookupError:
+        return KindShape(retry="")
+    switches = declared.unified_db is not None
+    return KindShape(
+        retry=declared.value,  # its button's action is its value (selectors/cockpit.py)
+        copies_rows=declared.loads is True,
+        resumable=declared.pausable,
+        steps=switches or declared.completes,
+        write_window=switches,
+        reported=declared.loads is not None,
+        working=declared.working,
+    )
 
 
 # --- counters -----------------------------------------------------------------------------------

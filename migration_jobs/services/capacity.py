@@ -22,6 +22,7 @@ from django.conf import settings
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped
 from migration_jobs.models import MigrationRun
+from migration_jobs.run_kinds import run_kind_get
 from migration_jobs.services.window_gate import window_start_refusal
 
 logger = logging.getLogger(__name__)
@@ -29,12 +30,6 @@ Status = MigrationRun.Status
 
 # The first key of the two-key advisory locks, so slots never collide with the agency locks.
 SLOT_CLASS = "hashtext('controlplane.migration-slot')"
-WRITING_KINDS = (
-    MigrationRun.Kind.MIGRATE,
-    MigrationRun.Kind.ROLLBACK,
-    MigrationRun.Kind.CUTOVER,
-    MigrationRun.Kind.SWITCH_BACK,
-)
 
 
 @contextmanager
@@ -45,7 +40,7 @@ def capacity_slot_hold(*, run: MigrationRun) -> Iterator[int | None]:
     """
     _window_gate(run)
     limit = settings.MIGRATION_MAX_CONCURRENT_AGENCIES
-    if limit <= 0 or run.kind not in WRITING_KINDS:
+    if limit <= 0 or not run_kind_get(run.kind).writes:
         yield None
         return
     with connect("unified", autocommit=True, purpose="slot") as connection:

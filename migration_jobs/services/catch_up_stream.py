@@ -10,7 +10,7 @@ grows with weeks of traffic.
 
 An agency is left alone, with the reason, whenever staff could not start a catch-up of it
 themselves: not confirmed, a run queued or running (a cutover or switch back above all), cut over
-(`agency_cut_over_refusal`), RevOS fenced for it. The checks and the work are done holding the
+(`agency_kind_refusal`), RevOS fenced for it. The checks and the work are done holding the
 agency's request lock, so no run can be requested in between (a request made meanwhile waits for
 the catch-up, a few seconds), and the work holds the agency's lock, which every run takes: a
 cutover or switch back never shares an agency with the stream, and never meets its lock.
@@ -36,14 +36,13 @@ from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import AgencyBusy, agency_lock
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.selectors.agency_state import agency_cut_over, agency_kind_refusal, agency_revos_read_only
 from migration_jobs.selectors.capture import agency_capture_needed_since
-from migration_jobs.services.fence import agency_cut_over, agency_cut_over_refusal, agency_revos_read_only
-from migration_jobs.services.migration import agency_migration
+from migration_jobs.services.kinds.migrate import MIGRATE, agency_migration
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.throttle import unified_health_problems
 
 logger = logging.getLogger(__name__)
-Kind = MigrationRun.Kind
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def agency_stream_refusal(*, link: AgencyLink) -> str | None:
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     if active:
         return f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk})"
-    if refusal := agency_cut_over_refusal(link=link, kind=Kind.MIGRATE):
+    if refusal := agency_kind_refusal(link=link, kind=MIGRATE.value):
         return refusal
     if agency_revos_read_only(link=link):
         return f"RevOS refuses {link.name}'s writes (a run holds its fence)"

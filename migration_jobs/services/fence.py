@@ -1,4 +1,5 @@
-"""Where an agency stands with the RevOS fence and the cutover, and putting right what a dead worker left.
+"""The fences of an agency's runs, and putting right what a dead worker left (where the agency
+stands is selectors/agency_state.py).
 
 RevOS's controlplane.capture_agency says whether an agency is fenced and which run holds the
 fence ("migrationrun:<pk>"). A fence is only ever held by a running cutover or by one that
@@ -14,14 +15,16 @@ from dataclasses import dataclass
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.reverse_capture import reverse_capture_stop
-from migration_jobs.etl.unified_guard import unified_guard_set, unified_guarded
+from migration_jobs.etl.unified_guard import unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.run_kinds import run_kind_get, run_kind_values
+from migration_jobs.selectors.agency_state import agency_cut_over
 from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.services.flags import flags_cache_invalidate
 
 logger = logging.getLogger(__name__)
 OWNER_PREFIX = "migrationrun:"
-Kind, Status = MigrationRun.Kind, MigrationRun.Status
+Status = MigrationRun.Status
 
 
 def fence_owner(run: MigrationRun) -> str:
@@ -34,59 +37,6 @@ def fence_message(link: AgencyLink) -> str:
         f'Agency "{link.name}" ({link.revos_agency_id}) has moved to the unified database: '
         "RevOS no longer accepts writes to its rows."
     )
-
-
-def agency_cut_over(*, link: AgencyLink) -> MigrationRun | None:
-    """The cutover that made the unified database this agency's source of truth, or None
-    (never cut over, or switched back to RevOS since)."""
-    latest = (
-        link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK), status=Status.SUCCEEDED)
-        .order_by("-finished_at", "-id")
-        .first()
-    )
-    return latest if latest is not None and latest.kind == Kind.CUTOVER else None
-
-
-def agency_completed(*, link: AgencyLink) -> MigrationRun | None:
-    """The run that completed this agency's move (no switching back after it), or None."""
-    return link.runs.filter(kind=Kind.COMPLETE, status=Status.SUCCEEDED).order_by("-finished_at", "-id").first()
-
-
-def agency_cut_over_refusal(*, link: AgencyLink, kind: str) -> str | None:
-    """Why a run of this kind would harm a cut-over agency, or None (not cut over, or harmless)."""
-    cutover = agency_cut_over(link=link)
-    # A switch back and Complete are what a cut-over agency is for; their own refusals say the rest.
-    if cutover is None or kind in (Kind.PLAN, Kind.SWITCH_BACK, Kind.COMPLETE):
-        return None
-    who = cutover.requested_by or "a command"
-    when = cutover.finished_at.strftime("%Y-%m-%d %H:%M UTC")
-    consequence = {
-        Kind.MIGRATE: "a migration or catch-up would overwrite the apps' writes there with RevOS's stale rows",
-        Kind.ROLLBACK: "a rollback would delete its rows from the database the apps now use",
-        Kind.CUTOVER: "it is cut over already",
-    }.get(kind, "the unified database is its source of truth")
-    return f"{link.name} was cut over to the unified database on {when} by {who} (run {cutover.pk}): {consequence}."
-
-
-def agency_revos_read_only(*, link: AgencyLink) -> bool:
-    """Does RevOS refuse this agency's writes (a cutover under way or done)? What the flags API tells the apps."""
-    return link.runs.filter(fence_held=True).exists()
-
-
-def agency_unified_read_only(*, link: AgencyLink) -> bool:
-    """Does the unified database refuse this agency's writes (a switch back under way)? Also for the apps."""
-    return link.runs.filter(kind=Kind.SWITCH_BACK, fence_held=True).exists()
-
-
-def agency_unified_copy_read_only(*, link: AgencyLink) -> bool:
-    """Are the unified copies of the agency's RevOS rows read-only for the apps (RevOS holds its
-    truth: etl/unified_guard.py)? Without an answer from the unified database: yes, the safe side."""
-    if link.unified_agency_id is None:
-        return False
-    try:
-        return unified_guarded(unified_agency_id=link.unified_agency_id)
-    except DatabaseUnreachable:
-        return True
 
 
 def fence_lift_for_run(*, run: MigrationRun) -> bool:
@@ -107,7 +57,7 @@ def agency_reopen_revos(*, link: AgencyLink, cutover: MigrationRun | None) -> st
     if cutover is not None:
         fence_lift_for_run(run=cutover)
     reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
-    if link.runs.filter(kind=Kind.SWITCH_BACK, fence_held=True).update(fence_held=False):
+    if link.runs.filter(kind__in=run_kind_values(unified_db=False), fence_held=True).update(fence_held=False):
         flags_cache_invalidate()
     return "RevOS accepts the agency's writes again; the unified database no longer records them"
 
@@ -125,8 +75,8 @@ class FenceOwners:
 
 def fence_owners_live(*, link: AgencyLink) -> FenceOwners:
     current = agency_cut_over(link=link)
-    running = list(link.runs.filter(kind__in=(Kind.CUTOVER, Kind.SWITCH_BACK), status=Status.RUNNING))
-    revos = {fence_owner(run) for run in running if run.kind == Kind.CUTOVER}
+    running = list(link.runs.filter(kind__in=run_kind_values(switches=True), status=Status.RUNNING))
+    revos = {fence_owner(run) for run in running if run_kind_get(run.kind).unified_db}
     if current is not None:
         revos.add(fence_owner(current))
     return FenceOwners(

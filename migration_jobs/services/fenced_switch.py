@@ -1,23 +1,25 @@
 """A fenced switch: a run that stops one database's writes to an agency, brings the other up to date,
-checks it, and turns unified_db over. The cutover (services/cutover.py: RevOS fenced, unified_db
-on) and the switch back (services/switch_back.py: the unified database fenced, unified_db off) are
-two kinds of it.
+checks it, and turns unified_db over. The cutover (services/kinds/cutover.py: RevOS fenced, unified_db
+on) and the switch back (services/kinds/switch_back.py: the unified database fenced, unified_db off)
+are two kinds of it.
 
-A kind is data: a `FencedSwitch` here (the database it fences, the unified_db value its switch
-sets, how its outcomes read) and its steps in its own module, in order, each a label and a
-function (`Step`). This module runs every kind alike:
+A kind is data in its own module: its declaration in the registry (migration_jobs/run_kinds.py:
+the unified_db value its switch sets, whether Cancel applies), a `FencedSwitch` (the database it
+fences, how its outcomes read) and its steps, in order, each a label and a function (`Step`).
+This module holds every kind alike:
 
-- its steps are saved on the run as each one starts and ends, for staff to follow (`RunSteps`);
+- its steps, which its module runs in order inside `fenced_switch_held`, are saved on the run as
+  each one starts and ends, for staff to follow (`SwitchRun.step`, `RunSteps`);
 - the fence is set, drained and lifted on a connection of its own (`Fence`; the steps
   `SwitchRun.fence_set` and `.fence_drain`), and unified_db set alike (`.unified_db_switch`);
 - anything that ends the run before its switch step is done (a failure, a Cancel) lifts the fence
   and says which step ended it and why; after the switch nothing is undone, since the other
   database is the agency's source of truth by then;
 - a run whose worker died is finished if its switch was made, undone otherwise
-  (`fenced_switch_recovery`, from the reconcile in services/migration.py: the reconciler's next
-  pass, or the next request on the agency).
+  (`fenced_switch_recovery`, the kind's `recover`, from the reconcile in services/runs.py: the
+  reconciler's next pass, or the next request on the agency).
 
-A third kind adds its `FencedSwitch` here and its steps in its own module.
+A third kind is a third module under services/kinds/.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.run_kinds import run_kind_get
 from migration_jobs.selectors.flags import agency_flag_enabled
-from migration_jobs.services.fence import agency_cut_over, agency_reopen_revos, fence_message, fence_owner
-from migration_jobs.services.flags import RUN_SWITCHES, flags_cache_invalidate, unified_db_switch
+from migration_jobs.services.fence import fence_message, fence_owner
+from migration_jobs.services.flags import flags_cache_invalidate, unified_db_switch
 
 logger = logging.getLogger(__name__)
-Kind, Status = MigrationRun.Kind, MigrationRun.Status
+Status = MigrationRun.Status
 
 
 class RunStepFailed(Exception):
@@ -111,43 +114,25 @@ class FencedSwitch:
     fenced: FencedSide
     undone: str
     recovered: str
-    cancellable: bool  # Cancel is honoured between its steps before the switch
     # What finishing a run whose worker died after the switch still takes.
     switched: Callable[[AgencyLink], object] = lambda link: None
+    # A fresh holder, per run, of what its steps leave for later ones (fields of the kind's own).
+    kept: Callable[[], Any] = lambda: None
 
     @property
-    def unified_db(self) -> bool:
-        """What its switch step sets unified_db to (services/flags.py says it, for the flag's guard)."""
-        return RUN_SWITCHES[self.kind]
+    def unified_db(self) -> bool | None:
+        """What its switch step sets unified_db to, as its kind declares."""
+        return run_kind_get(self.kind).unified_db
+
+    @property
+    def cancellable(self) -> bool:
+        """Cancel is honoured between its steps before the switch, as its kind declares."""
+        return run_kind_get(self.kind).cancellable
 
     @property
     def purpose(self) -> str:
         """What its database sessions are named after (etl/connections.py application_name)."""
         return self.name.replace(" ", "-")
-
-
-CUTOVER = FencedSwitch(
-    kind=Kind.CUTOVER,
-    name="cutover",
-    fenced=REVOS,
-    undone="unified_db stays off",
-    recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
-    cancellable=True,
-)
-SWITCH_BACK = FencedSwitch(
-    kind=Kind.SWITCH_BACK,
-    name="switch back",
-    fenced=UNIFIED,
-    undone="{name} stays cut over and nothing was lost",
-    recovered=(
-        "before unified_db was turned off: the unified fence is lifted and the agency stays cut over."
-        " Nothing was lost; switch back again."
-    ),
-    cancellable=False,
-    # unified_db is off: RevOS is the source again, and takes the agency's writes.
-    switched=lambda link: agency_reopen_revos(link=link, cutover=agency_cut_over(link=link)),
-)
-FENCED_SWITCHES = {switch.kind: switch for switch in (CUTOVER, SWITCH_BACK)}
 
 
 # --- running one ------------------------------------------------------------------------------
@@ -276,7 +261,7 @@ class SwitchRun:
     fence: Fence
     unified: psycopg.Connection  # holds the agency's lock
     report: dict[str, Any] = field(default_factory=dict)  # the run's report, as its steps add to it
-    kept: dict[str, Any] = field(default_factory=dict)  # what a step leaves for a later one
+    kept: Any = None  # what a step leaves for a later one, in its kind's holder (`FencedSwitch.kept`)
 
     @property
     def link(self) -> AgencyLink:
@@ -304,6 +289,16 @@ class SwitchRun:
         self.steps.check_cancel()
         return f"no older transaction left after {waited:.2f} s"
 
+    @contextmanager
+    def step(self, name: str) -> Iterator[dict[str, Any]]:
+        """One step, as staff follow it: its item's "detail" is what the step says it did."""
+        with self.steps.step(name) as item:
+            yield item
+            # A Cancel ends the run between its steps up to the switch, checked before a step counts
+            # as done so that the next one starts at once (the drain watches for it itself).
+            if name not in ("fence", "switch") and not self.steps.switched:
+                self.steps.check_cancel()
+
     def unified_db_switch(self) -> None:
         """The switch itself: unified_db for the agency as its kind sets it, the run's reason and
         requester in the flag's audit record."""
@@ -318,11 +313,13 @@ class Step:
     do: Callable[[SwitchRun], str]
 
 
-def fenced_switch_perform(
+@contextmanager
+def fenced_switch_held(
     run: MigrationRun, mark_running: Callable[[], None], *, switch: FencedSwitch, steps: dict[str, Step]
-) -> dict[str, Any]:
-    """Do a switch run's work (a `perform` of services/migration.py's migration_run_execute): its
-    steps in order under the agency's lock; the fence lifted if the run ends before its switch."""
+) -> Iterator[SwitchRun]:
+    """What a switch run's steps need, under the agency's lock, for its kind's module to run its steps
+    in order (`SwitchRun.step`); whatever ends the run before its switch lifts the fence and says why.
+    Once it ends, the run's report holds the write downtime (`window_seconds`)."""
     link = run.agency_link
     progress = RunSteps(run, switch, {name: step.label for name, step in steps.items()})
     fence_purpose = f"{switch.purpose}-fence"
@@ -333,15 +330,9 @@ def fenced_switch_perform(
     ):
         mark_running()
         fence = Fence(run, switch.fenced, fenced, fence_purpose)
-        switch_run = SwitchRun(run, progress, fence, unified)
+        switch_run = SwitchRun(run, progress, fence, unified, kept=switch.kept())
         try:
-            for name, step in steps.items():
-                with progress.step(name) as item:
-                    item["detail"] = step.do(switch_run)
-                    # A Cancel ends the run between its steps up to the switch, checked before a step
-                    # counts as done so that the next one starts at once (the drain watches for it itself).
-                    if name not in ("fence", "switch") and not progress.switched:
-                        progress.check_cancel()
+            yield switch_run
         except SwitchCancelled as cancelled:
             cancelled.outcome = fence.lift()
             raise
@@ -363,17 +354,16 @@ def fenced_switch_perform(
     logger.info(
         "%s of %s: write downtime %.2f s", switch.name, link, window, extra={"agency_id": str(run.revos_agency_id)}
     )
-    return {"window_seconds": round(window, 3), **switch_run.report}
+    switch_run.report = {"window_seconds": round(window, 3), **switch_run.report}
 
 
 # --- a run whose worker died ------------------------------------------------------------------
 
 
-def fenced_switch_recovery(*, run: MigrationRun) -> tuple[str, str]:
+def fenced_switch_recovery(*, run: MigrationRun, switch: FencedSwitch) -> tuple[str, str]:
     """(status, message) for a switch whose worker died: finished if it had turned unified_db over,
     else undone. Its fence is lifted by the `fences_reconcile` (services/fence.py) that follows, as
     is any fence no running run holds."""
-    switch = FENCED_SWITCHES[run.kind]
     link = run.agency_link
     if agency_flag_enabled(flag_name="unified_db", agency_link=link) == switch.unified_db:
         switch.switched(link)

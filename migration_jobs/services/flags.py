@@ -33,20 +33,18 @@ from migration_jobs.models.flags import (
     FlagChange,
 )
 from migration_jobs.models.runs import AgencyLink, MigrationRun
+from migration_jobs.refusals import CutoverRefused
+from migration_jobs.run_kinds import run_kind_get
+from migration_jobs.selectors.agency_state import agency_cutover_refusal
 from migration_jobs.selectors.flags import (
     CACHE_VERSION_KEY,
     UNIFIED_DB,
-    agency_cutover_refusal,
     agency_flag_id,
     flag_evaluate,
     flags_cache_version,
 )
 
 logger = logging.getLogger(__name__)
-
-
-class CutoverRefused(Exception):
-    """Turning a verification-gated flag on was refused; the message says why, for staff to read."""
 
 
 def flags_cache_invalidate() -> None:
@@ -208,10 +206,6 @@ def flag_set_for_agency(
     return _override_set(flag=flag, agency_link=agency_link, enabled=enabled, reason=reason, actor=actor)
 
 
-# The runs that switch unified_db, and which way.
-RUN_SWITCHES: dict[str, bool] = {MigrationRun.Kind.CUTOVER: True, MigrationRun.Kind.SWITCH_BACK: False}
-
-
 def unified_db_switch(*, run: MigrationRun) -> FlagChange | None:
     """`unified_db` on (a cutover run) or off (a switch-back run) for the run's agency: the only way it changes.
 
@@ -219,7 +213,7 @@ def unified_db_switch(*, run: MigrationRun) -> FlagChange | None:
     verified. Any other caller, or a run that is not running (finished, or taken over by the reconcile),
     is refused: nothing but a live fenced run may switch an agency.
     """
-    enabled = RUN_SWITCHES.get(run.kind)
+    enabled = run_kind_get(run.kind).unified_db  # which way its kind switches, if it does
     if enabled is None or not MigrationRun.objects.filter(pk=run.pk, status=MigrationRun.Status.RUNNING).exists():
         raise CutoverRefused(f"only a running cutover or switch-back run switches {UNIFIED_DB}; #{run.pk} is not one")
     return _override_set(

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from migration_jobs.log import run_log_fields
 from migration_jobs.models import MigrationRun
+from migration_jobs.run_kinds import run_kind_get
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.verification import verification_run_request
 
@@ -37,9 +38,11 @@ def migration_run_follow_ups(*, run_id: int) -> Iterator[None]:
 
 
 def _verify_after(run: MigrationRun) -> None:
-    """A migration or rollback that changed data is verified straight away."""
-    if run.kind in (MigrationRun.Kind.PLAN, MigrationRun.Kind.CUTOVER, MigrationRun.Kind.COMPLETE):
-        return  # a cutover verified its own changes; the unified database is the source of truth now
+    """A run that changed data (a migration, a rollback, a switch back) is verified straight away.
+
+    Not a cutover: it verified its own changes, and the unified database is the source of truth now."""
+    if not run_kind_get(run.kind).verified_after:
+        return
     try:
         verification_run_request(link=run.agency_link, migration_run=run, actor=run.requested_by)
     except Exception:  # the migration stands; staff can press Verify

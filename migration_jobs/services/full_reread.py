@@ -14,7 +14,8 @@ from django.contrib.auth.models import User
 
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import reason_required
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.migrate import MIGRATE
+from migration_jobs.services.runs import migration_run_request
 
 
 def migration_full_reread_request(
@@ -28,7 +29,7 @@ def migration_full_reread_request(
         reason = reason_required(reason, "A full re-read", kept_with="the run")
     return migration_run_request(
         link=link,
-        kind=MigrationRun.Kind.MIGRATE,
+        kind=MIGRATE.value,
         actor=actor,
         enqueue=enqueue,
         full_reread=True,

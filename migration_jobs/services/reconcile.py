@@ -2,7 +2,7 @@
 
 A run whose worker died is failed (or finished, for a switch that had turned unified_db over) and a
 fence that no live run owns is lifted. The pages and the next request already do both for the
-agency they look at (`migration_runs_reconcile` in services/migration.py, `fences_reconcile` in
+agency they look at (`migration_runs_reconcile` in services/runs.py, `fences_reconcile` in
 services/fence.py); a pass runs the same functions for every agency that needs them, so an agency
 whose cutover failed while RevOS was down is unfenced once RevOS answers again, whether anyone looks
 or not. Each action goes into the agency's admin history, by the `reconciler` account.
@@ -37,8 +37,8 @@ from migration_jobs.etl.connections import DatabaseUnreachable, connect, connect
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.reconcile import LAST_PASS_KEY, PERIODS_KEPT
 from migration_jobs.services.fence import fence_owners_live, fences_reconcile
-from migration_jobs.services.migration import migration_runs_reconcile_running
 from migration_jobs.services.run_control import MIGRATIONS_QUEUE
+from migration_jobs.services.runs import migration_runs_reconcile_running
 from migration_jobs.services.windows import bulk_windows_advance
 
 logger = logging.getLogger(__name__)

@@ -46,12 +46,13 @@ from migration_jobs.etl.capture_prune import capture_backlogs
 from migration_jobs.etl.connections import connect, fetch_row
 from migration_jobs.models import AgencyLink, BulkWindow, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
+from migration_jobs.run_kinds import run_kind_get, run_kind_values
+from migration_jobs.selectors.agency_state import agency_cut_over
 from migration_jobs.selectors.rehearsal import Report, rehearsal_html
 from migration_jobs.selectors.windows import bulk_window_plan
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.catch_up_stream import catch_up_stream_pass
 from migration_jobs.services.database_marks import database_mark
-from migration_jobs.services.fence import agency_cut_over
 from migration_jobs.services.schema import schema_apply
 from migration_jobs.services.throttle import throttle_seconds_by_run, unified_health_problems
 from migration_jobs.services.verification import verification_run_request
@@ -93,7 +94,9 @@ class Sampler:
         with connect("unified", autocommit=True, purpose="rehearsal-health") as unified:
             while not self.stopping.wait(1.0):
                 rows = sum(
-                    MigrationRun.objects.filter(kind=MigrationRun.Kind.MIGRATE).values_list("rows_done", flat=True)
+                    MigrationRun.objects.filter(kind__in=run_kind_values(loads=True)).values_list(
+                        "rows_done", flat=True
+                    )
                 )
                 self.samples.append(
                     {
@@ -292,8 +295,8 @@ def _report(
     for link in links:
         runs = list(link.runs.order_by("created_at", "pk"))
         verifications = list(VerificationRun.objects.filter(agency_link=link).order_by("created_at"))
-        migrate = [r for r in runs if r.kind == MigrationRun.Kind.MIGRATE]
-        cutover = [r for r in runs if r.kind == MigrationRun.Kind.CUTOVER and r.status == Status.SUCCEEDED]
+        migrate = [r for r in runs if run_kind_get(r.kind).loads]
+        cutover = [r for r in runs if run_kind_get(r.kind).unified_db and r.status == Status.SUCCEEDED]
         rows = sum(r.rows_done for r in migrate if r.status == Status.SUCCEEDED) or max(
             (r.rows_done for r in migrate), default=0
         )

@@ -23,6 +23,7 @@ from migration_jobs.etl import id_map
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import run_kind_get
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.run_control import RunJob, run_enqueue_once, run_queue_require
 from migration_jobs.verify import ERROR, FAIL, AgencyScope, CheckOutcome
@@ -200,8 +201,8 @@ def _expects_migrated(run: VerificationRun) -> bool:
     the rows out: a switch back leaves them in the unified database (and in the id map) for the
     next cutover.
     """
-    if run.migration_run is not None and run.migration_run.kind != MigrationRun.Kind.PLAN:
-        return run.migration_run.kind != MigrationRun.Kind.ROLLBACK
+    if run.migration_run is not None and not (kind := run_kind_get(run.migration_run.kind)).dry_run:
+        return not kind.unloads
     with connect("unified", autocommit=True, purpose="verification") as connection, connection.cursor() as cursor:
         return id_map.agency_has_mapped_rows(cursor, agency_id=run.agency_link.revos_agency_id)
 

@@ -25,10 +25,12 @@ from django.utils import timezone
 
 from migration_jobs.models import AgencyLink, BulkWindow, MigrationRun
 from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import run_kind_get
 from migration_jobs.selectors.windows import bulk_window_plan
-from migration_jobs.services.cutover import cutover_run_request
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.cutover import cutover_run_request
+from migration_jobs.services.kinds.migrate import MIGRATE
 from migration_jobs.services.run_control import migration_run_control
+from migration_jobs.services.runs import migration_run_request
 from migration_jobs.services.window_gate import window_ended_note
 
 Status = MigrationRun.Status
@@ -123,9 +125,7 @@ def _request(window: BulkWindow, link: AgencyLink) -> MigrationRun:
     actor = window.requested_by
     if window.kind == BulkWindow.Kind.CUTOVER:
         return cutover_run_request(link=link, reason=window.reason, actor=actor, bulk_request=window.bulk_request)
-    return migration_run_request(
-        link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=window.bulk_request
-    )
+    return migration_run_request(link=link, kind=MIGRATE.value, actor=actor, bulk_request=window.bulk_request)
 
 
 def _window_stop(window: BulkWindow) -> list[str]:
@@ -134,7 +134,7 @@ def _window_stop(window: BulkWindow) -> list[str]:
     note = window_ended_note(window)
     runs = MigrationRun.objects.filter(bulk_request=window.bulk_request, status__in=MigrationRun.ACTIVE_STATUSES)
     for run in runs.select_related("agency_link"):
-        if run.status == Status.RUNNING and run.kind != MigrationRun.Kind.MIGRATE:
+        if run.status == Status.RUNNING and not run_kind_get(run.kind).pausable:
             continue  # a cutover finishes: stopping it half-way would only lift its fence again
         if run.status == Status.RUNNING and run.control:
             continue  # asked already

@@ -8,7 +8,7 @@ changed since the last full verification, every isolation case and sweep. Inside
 
 Why the two together prove what the same checks inside the fence would
 ---------------------------------------------------------------------
-The cutover (services/cutover.py) does, holding the agency's lock (so no other run writes its
+The cutover (services/kinds/cutover.py) does, holding the agency's lock (so no other run writes its
 unified rows or the id map), in this order:
 
   a. catch up RevOS -> unified; the capture's position becomes P (etl/capture.py);

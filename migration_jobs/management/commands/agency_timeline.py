@@ -6,7 +6,7 @@ from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.selectors.agency_page import agency_cockpit_read
 from migration_jobs.selectors.timeline import agency_timeline, timeline_lines
-from migration_jobs.services.migration import migration_runs_reconcile_running
+from migration_jobs.services.runs import migration_runs_reconcile_running
 
 
 class Command(DatabaseCommand):

@@ -5,7 +5,7 @@ from django.core.management.base import CommandError, CommandParser
 from migration_jobs.management.base import ProjectCommand
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
-from migration_jobs.services.switch_back import agency_complete
+from migration_jobs.services.kinds.complete import agency_complete
 
 
 class Command(ProjectCommand):

@@ -2,7 +2,7 @@ from typing import Any
 
 from migration_jobs.management.run_command import SteppedRunCommand
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.services.cutover import cutover_run_execute, cutover_run_request
+from migration_jobs.services.kinds.cutover import cutover_run_request
 
 
 class Command(SteppedRunCommand):
@@ -15,6 +15,3 @@ class Command(SteppedRunCommand):
 
     def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         return cutover_run_request(link=link, reason=options["reason"], actor=None, enqueue=not options["sync"])
-
-    def execute_run(self, run: MigrationRun) -> MigrationRun:
-        return cutover_run_execute(run_id=run.pk)

@@ -7,7 +7,9 @@ from migration_jobs.management.run_command import RunCommand
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.selectors.plan import plan_lines, plan_refused_csv, plan_summary
 from migration_jobs.services.full_reread import migration_full_reread_request
-from migration_jobs.services.migration import migration_run_request
+from migration_jobs.services.kinds.migrate import MIGRATE
+from migration_jobs.services.kinds.plan import PLAN
+from migration_jobs.services.runs import migration_run_request
 
 
 class Command(RunCommand):
@@ -34,7 +36,7 @@ class Command(RunCommand):
         super().handle(*args, agency_id=agency_id, sync=sync, **options)
 
     def report(self, run: MigrationRun) -> None:
-        if run.kind != MigrationRun.Kind.PLAN or run.status != MigrationRun.Status.SUCCEEDED:
+        if run.kind != PLAN.value or run.status != MigrationRun.Status.SUCCEEDED:
             return super().report(run)
         plan = plan_summary(run=run)
         self.stdout.write(f"run {run.pk}: {run.get_kind_display()} of {run.agency_link} — nothing was written")
@@ -52,4 +54,4 @@ class Command(RunCommand):
         return migration_run_request(link=link, kind=self.kind(options), actor=None, enqueue=not options["sync"])
 
     def kind(self, options: dict[str, Any]) -> str:
-        return MigrationRun.Kind.PLAN if options["dry_run"] else MigrationRun.Kind.MIGRATE
+        return PLAN.value if options["dry_run"] else MIGRATE.value

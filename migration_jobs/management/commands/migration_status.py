@@ -2,7 +2,7 @@ from typing import Any
 
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.models import AgencyLink
-from migration_jobs.services.migration import migration_runs_reconcile_running
+from migration_jobs.services.runs import migration_runs_reconcile_running
 
 
 class Command(DatabaseCommand):

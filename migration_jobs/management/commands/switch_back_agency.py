@@ -6,7 +6,7 @@ from migration_jobs.management.run_command import SteppedRunCommand
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
-from migration_jobs.services.switch_back import switch_back_plan, switch_back_run_execute, switch_back_run_request
+from migration_jobs.services.kinds.switch_back import switch_back_plan, switch_back_run_request
 
 
 class Command(SteppedRunCommand):
@@ -52,6 +52,3 @@ class Command(SteppedRunCommand):
 
     def request_run(self, link: AgencyLink, options: dict[str, Any]) -> MigrationRun:
         return switch_back_run_request(link=link, reason=options["reason"], actor=None, enqueue=not options["sync"])
-
-    def execute_run(self, run: MigrationRun) -> MigrationRun:
-        return switch_back_run_execute(run_id=run.pk)

@@ -15,73 +15,48 @@ every change to the agency's unified rows (etl/reverse_capture.py). A switch bac
 Any failure before step 6 lifts the unified fence: the agency stays cut over, and the run says
 which step failed and why. A worker killed mid-way leaves a run the reconciler (or the next request) recognises:
 finished if unified_db was off already, undone otherwise. The steps, the fence and those outcomes
-are services/fenced_switch.py's, shared with the cutover; this module holds its own steps.
+are services/fenced_switch.py's, shared with the cutover; this module holds its declaration and its own steps.
 
 After a switch back the agency is a migrated agency again: its RevOS capture never stopped, the
 id map knows the rows the apps created, so catch-up, verification and a later cutover work.
 
 Complete ends the move for good: no switch back after it. The reverse capture stops, RevOS keeps
 the agency fenced (read-only) and forgets its captured changes; a fenced agency's writes are
-refused before anything is recorded, so nothing is captured for it any more.
+refused before anything is recorded, so nothing is captured for it any more (services/kinds/complete.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from functools import partial
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 from django.contrib.auth.models import User
 
-from migration_jobs.etl import capture
 from migration_jobs.etl.catalog import catalog_read
 from migration_jobs.etl.connections import connect
-from migration_jobs.etl.engine import agency_lock
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse import Scope, reverse_apply, reverse_plan, reverse_verify
-from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_capture_stop, reverse_changes
+from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_changes
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.refusals import RunRefused, reason_required
-from migration_jobs.services.cutover import cutover_run_execute
-from migration_jobs.services.fence import agency_completed, agency_cut_over, agency_reopen_revos
-from migration_jobs.services.fenced_switch import SWITCH_BACK, Step, SwitchRun, fenced_switch_perform
-from migration_jobs.services.migration import (
-    BulkOutcome,
-    RunRequest,
-    migration_run_execute,
-    migration_run_request,
-    runs_request_bulk,
+from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import Button, RunKind, run_kind_register
+from migration_jobs.selectors.agency_state import agency_cut_over, agency_switch_back_refusal
+from migration_jobs.services.fence import agency_reopen_revos
+from migration_jobs.services.fenced_switch import (
+    UNIFIED,
+    FencedSwitch,
+    Step,
+    SwitchRun,
+    fenced_switch_held,
+    fenced_switch_recovery,
 )
+from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
 from migration_jobs.verify import PASS, AgencyScope
 from migration_jobs.verify.counts import counts_check
 
 logger = logging.getLogger(__name__)
-Kind = MigrationRun.Kind
-
-
-# --- what may be done -------------------------------------------------------------------------
-
-
-def agency_switch_back_refusal(*, link: AgencyLink) -> str | None:
-    """Why this agency cannot be switched back to RevOS, or None if it can."""
-    if completed := agency_completed(link=link):
-        return (
-            f"{link.name}'s move was completed on {completed.finished_at:%Y-%m-%d %H:%M UTC} (run {completed.pk}):"
-            " RevOS stays read-only for it and there is no switching back"
-        )
-    if agency_cut_over(link=link) is None:
-        return f"{link.name} is not cut over: switching back applies after a cutover (before it, RevOS is its source)"
-    return None
-
-
-def agency_complete_refusal(*, link: AgencyLink) -> str | None:
-    """Why this agency's move cannot be completed, or None if it can."""
-    if completed := agency_completed(link=link):
-        return f"{link.name}'s move is complete already (run {completed.pk})"
-    if agency_cut_over(link=link) is None:
-        return f"{link.name} is not cut over: a move is completed only after its cutover"
-    return None
 
 
 # --- requesting -------------------------------------------------------------------------------
@@ -91,10 +66,13 @@ def switch_back_run_request(
     *, link: AgencyLink, reason: str, actor: User | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a switch back of one agency, or raise RunRefused saying why not."""
-    reason = reason_required(reason, "A switch back")
+    return migration_run_request(link=link, kind=SWITCH_BACK.value, actor=actor, reason=reason, **request)
+
+
+def _switch_back_check(link: AgencyLink) -> None:
+    """Only a cut-over agency whose move is not complete switches back."""
     if refusal := agency_switch_back_refusal(link=link):
         raise RunRefused(refusal + ".")
-    return migration_run_request(link=link, kind=Kind.SWITCH_BACK, actor=actor, reason=reason, **request)
 
 
 def switch_back_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome:
@@ -125,25 +103,19 @@ def _scope(link: AgencyLink) -> Scope:
 # --- executing --------------------------------------------------------------------------------
 
 
-def tracked_run_execute(*, run_id: int) -> MigrationRun:
-    """Execute a queued run of any kind (what the RQ job calls)."""
-    kind = MigrationRun.objects.filter(pk=run_id).values_list("kind", flat=True).first()
-    if kind == Kind.CUTOVER:
-        return cutover_run_execute(run_id=run_id)
-    if kind == Kind.SWITCH_BACK:
-        return switch_back_run_execute(run_id=run_id)
-    return migration_run_execute(run_id=run_id)
-
-
-def switch_back_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out a switch-back run (in the worker, or here for `switch_back_agency --sync`)."""
-    return migration_run_execute(run_id=run_id, perform=partial(fenced_switch_perform, switch=SWITCH_BACK, steps=STEPS))
+def _switch_back(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
+    """The switch back's work (services/runs.py migration_run_execute runs it): its steps."""
+    with fenced_switch_held(run, mark_running, switch=SWITCH, steps=STEPS) as switch_run:
+        for name, step in STEPS.items():
+            with switch_run.step(name) as item:
+                item["detail"] = step.do(switch_run)
+    return switch_run.report
 
 
 def _apply(switch_run: SwitchRun) -> str:
     """The captured changes to RevOS in one transaction, past RevOS's fence."""
     # Read once nothing can change any more: what the fence froze, which the verification checks too.
-    scope = switch_run.kept["scope"] = _scope(switch_run.link)
+    scope = switch_run.kept.scope = _scope(switch_run.link)
     report = reverse_apply(scope=scope)
     switch_run.report.update(report.as_dict())
     return "{insert} inserted, {update} updated, {delete} deleted in RevOS".format(**report.as_dict()["totals"])
@@ -204,37 +176,61 @@ def _verify(link: AgencyLink, scope: Scope) -> str:
     return f"{compared} changed rows equal in RevOS; counts of {len(outcomes)} tables match"
 
 
-# The switch back's steps, in order (services/fenced_switch.py runs them).
+@dataclass
+class Kept:
+    """What the switch back's steps leave for later ones."""
+
+    scope: Scope | None = None  # the changes the apply step applied: what the fence froze, verified after
+
+
+# The switch back's steps, in order.
 STEPS = {
     "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link)),
     "fence": Step("Fence unified writes", SwitchRun.fence_set),
     "drain": Step("Drain older transactions", SwitchRun.fence_drain),
     "apply": Step("Apply changes to RevOS", _apply),
-    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.link, switch_run.kept["scope"])),
+    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.link, switch_run.kept.scope)),
     "switch": Step("Switch unified_db off", _switch),
     "reopen": Step("Lift the RevOS fence", _reopen),
 }
 
+SWITCH = FencedSwitch(
+    kind=MigrationRun.Kind.SWITCH_BACK,
+    name="switch back",
+    fenced=UNIFIED,
+    undone="{name} stays cut over and nothing was lost",
+    recovered=(
+        "before unified_db was turned off: the unified fence is lifted and the agency stays cut over."
+        " Nothing was lost; switch back again."
+    ),
+    # unified_db is off: RevOS is the source again, and takes the agency's writes.
+    switched=lambda link: agency_reopen_revos(link=link, cutover=agency_cut_over(link=link)),
+    kept=Kept,
+)
 
-# --- complete ---------------------------------------------------------------------------------
-
-
-def agency_complete(*, link: AgencyLink, reason: str, actor: User | None) -> MigrationRun:
-    """End the agency's move for good (recorded as a run); RunRefused says why not."""
-    reason = reason_required(reason, "Completing a move")
-    if refusal := agency_complete_refusal(link=link):
-        raise RunRefused(refusal + ".")
-    run = migration_run_request(link=link, kind=Kind.COMPLETE, actor=actor, enqueue=False, reason=reason)
-    return migration_run_execute(run_id=run.pk, perform=_complete_perform)
-
-
-def _complete_perform(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
-    link = run.agency_link
-    with connect("unified", purpose="complete") as unified, agency_lock(unified, link.revos_agency_id):
-        mark_running()
-        if refusal := agency_complete_refusal(link=link):
-            raise RunRefused(refusal)
-        reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
-        with connect("revos", purpose="complete") as revos:
-            forgotten = capture.changes_forget(revos, agency_id=link.revos_agency_id)
-    return {"revos_changes_forgotten": forgotten, "revos": "read-only for this agency", "reverse_capture": "stopped"}
+SWITCH_BACK = run_kind_register(
+    RunKind(
+        value=MigrationRun.Kind.SWITCH_BACK,
+        label=MigrationRun.Kind.SWITCH_BACK.label,
+        work=_switch_back,
+        permission="migration_jobs.switchback_migrationrun",
+        button=Button(
+            done=(
+                "Switch back of {name} queued (run {pk}): unified writes are fenced, the apps' changes since the"
+                " cutover applied to RevOS and verified, then unified_db is off for it."
+            ),
+            reasoned=True,
+            may_not="switch agencies back",
+        ),
+        reason_for="A switch back",
+        request_check=_switch_back_check,
+        writes=True,
+        # It changed RevOS and the id map: a later cutover needs a verification after it too.
+        changes_data=True,
+        verified_after=True,
+        supersedes_dry_run=True,
+        unified_db=False,
+        when_cut_over=None,  # what a cut-over agency is for; its own refusal says the rest
+        recover=lambda run: fenced_switch_recovery(run=run, switch=SWITCH),
+    )
+)

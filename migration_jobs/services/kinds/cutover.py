@@ -24,7 +24,7 @@ Any failure or a Cancel before step 6 lifts the fence and leaves unified_db off;
 the step and the reason. A worker that dies mid-cutover holds the agency's advisory lock no more;
 the reconciler (or the next request) finds the run dead and finishes it (the switch was made) or
 undoes it (it was not). The steps, the fence and those outcomes are services/fenced_switch.py's, shared with the
-switch back; this module holds the cutover's own steps.
+switch back; this module holds the cutover's declaration and its own steps.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 import psycopg
@@ -52,24 +53,25 @@ from migration_jobs.etl.reverse_capture import (
 from migration_jobs.etl.unified_guard import unified_guard_remove, unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.models.flags import FeatureFlag
-from migration_jobs.refusals import RunRefused, reason_required
+from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import Button, RunKind, run_kind_register
+from migration_jobs.selectors.agency_state import agency_cutover_refusal, agency_kind_refusal
 from migration_jobs.selectors.capture import agency_capture_needed_since
-from migration_jobs.selectors.flags import agency_cutover_refusal, agency_flag_enabled
-from migration_jobs.services.fence import agency_cut_over_refusal
-from migration_jobs.services.fenced_switch import CUTOVER, Step, SwitchRun, fenced_switch_perform
-from migration_jobs.services.migration import (
-    BulkOutcome,
-    RunRequest,
-    agency_migration,
-    migration_run_execute,
-    migration_run_request,
-    runs_request_bulk,
+from migration_jobs.selectors.flags import agency_flag_enabled
+from migration_jobs.services.fenced_switch import (
+    REVOS,
+    FencedSwitch,
+    Step,
+    SwitchRun,
+    fenced_switch_held,
+    fenced_switch_recovery,
 )
+from migration_jobs.services.kinds.migrate import agency_migration
+from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
-from migration_jobs.verify.delta import delta_verify_ahead, delta_verify_in_fence
+from migration_jobs.verify.delta import Ahead, delta_verify_ahead, delta_verify_in_fence
 
 logger = logging.getLogger(__name__)
-Kind = MigrationRun.Kind
 
 # --- requesting -------------------------------------------------------------------------------
 
@@ -78,12 +80,15 @@ def cutover_run_request(
     *, link: AgencyLink, reason: str, actor: User | None, **request: Unpack[RunRequest]
 ) -> MigrationRun:
     """Queue a cutover of one agency, or raise RunRefused saying why not."""
-    reason = reason_required(reason, "A cutover")
-    if refusal := agency_cut_over_refusal(link=link, kind=Kind.CUTOVER):
+    return migration_run_request(link=link, kind=CUTOVER.value, actor=actor, reason=reason, **request)
+
+
+def _cutover_check(link: AgencyLink) -> None:
+    """Not cut over already, and past the interlock: migrated, and verified since its latest change."""
+    if refusal := agency_kind_refusal(link=link, kind=CUTOVER.value):
         raise RunRefused(refusal)
     if refusal := agency_cutover_refusal(agency_link=link):
         raise RunRefused(f"{link.name} cannot be cut over: {refusal}.")
-    return migration_run_request(link=link, kind=Kind.CUTOVER, actor=actor, reason=reason, **request)
 
 
 def cutover_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome:
@@ -97,14 +102,14 @@ def cutover_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor
 # --- executing --------------------------------------------------------------------------------
 
 
-def cutover_run_execute(*, run_id: int) -> MigrationRun:
-    """Carry out a cutover run (in the worker, or here for `cutover_agency --sync`)."""
-    return migration_run_execute(run_id=run_id, perform=_cutover_perform)
-
-
-def _cutover_perform(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
+def _cutover(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
+    """The cutover's work (services/runs.py migration_run_execute runs it): its steps, in order."""
     try:
-        return fenced_switch_perform(run, mark_running, switch=CUTOVER, steps=STEPS)
+        with fenced_switch_held(run, mark_running, switch=SWITCH, steps=STEPS) as switch_run:
+            for name, step in STEPS.items():
+                with switch_run.step(name) as item:
+                    item["detail"] = step.do(switch_run)
+        return switch_run.report
     except BaseException:
         if not agency_flag_enabled(flag_name="unified_db", agency_link=run.agency_link):
             _unified_watch_stop(run.agency_link)  # not switched: nothing recorded outlives the run
@@ -149,7 +154,7 @@ def _verify_ahead(switch_run: SwitchRun) -> str:
         content_ids=_changed_since_full(link, switch_run.fence.connection),
         position=position,
     )
-    switch_run.kept["ahead"] = ahead
+    switch_run.kept.ahead = ahead
     again = sum(o.status != PASS for o in ahead.outcomes)
     return (
         f"{len(ahead.outcomes)} checks in {time.monotonic() - started - watched:.2f} s, {again} not passed"
@@ -168,7 +173,7 @@ def _catch_up(switch_run: SwitchRun) -> str:
             link=switch_run.link,
             on_progress=lambda progress: Control.CANCEL if steps.cancel_requested() else Control.CONTINUE,
         )
-        tables = migration._run_locked(source, switch_run.unified)  # this run holds the agency's lock already
+        tables = migration.run_holding_lock(source, switch_run.unified)  # this run holds the agency's lock already
     switch_run.report.update(
         catch_up_seconds=round(time.monotonic() - started, 3),
         changed_rows=migration.changed_rows,
@@ -180,7 +185,7 @@ def _catch_up(switch_run: SwitchRun) -> str:
 def _switch(switch_run: SwitchRun) -> str:
     link = switch_run.link
     # From here on the apps write the unified database: record it, so the agency can switch back
-    # with those writes (services/switch_back.py). A fresh record: nothing before this counts.
+    # with those writes (services/kinds/switch_back.py). A fresh record: nothing before this counts.
     reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     reverse_capture_start(
         source_agency_id=link.revos_agency_id,
@@ -231,7 +236,7 @@ def _verify_in_fence(switch_run: SwitchRun) -> str:
     outcomes: list[CheckOutcome] = []
     delta_verify_in_fence(
         scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
-        ahead=switch_run.kept["ahead"],
+        ahead=switch_run.kept.ahead,
         unified_changed=reverse_changes(unified_agency_id=link.unified_agency_id),
         record=outcomes.append,
     )
@@ -249,7 +254,14 @@ def _verify_in_fence(switch_run: SwitchRun) -> str:
     )
 
 
-# The cutover's steps, in order (services/fenced_switch.py runs them).
+@dataclass
+class Kept:
+    """What the cutover's steps leave for later ones."""
+
+    ahead: Ahead | None = None  # the verification before the fence, which the one inside it completes
+
+
+# The cutover's steps, in order.
 STEPS = {
     "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link, switch_run.fence.connection)),
     "catch_up_ahead": Step("Catch-up before the fence", _catch_up_ahead),
@@ -261,3 +273,39 @@ STEPS = {
     "verify": Step("Delta verification", _verify_in_fence),
     "switch": Step("Switch unified_db on", _switch),
 }
+
+SWITCH = FencedSwitch(
+    kind=MigrationRun.Kind.CUTOVER,
+    name="cutover",
+    fenced=REVOS,
+    undone="unified_db stays off",
+    recovered="before the switch: the fence is lifted and unified_db stays off. Nothing was lost; cut over again.",
+    kept=Kept,
+)
+
+CUTOVER = run_kind_register(
+    RunKind(
+        value=MigrationRun.Kind.CUTOVER,
+        label=MigrationRun.Kind.CUTOVER.label,
+        work=_cutover,
+        permission="migration_jobs.cutover_migrationrun",
+        button=Button(
+            done=(
+                "Cutover of {name} queued (run {pk}): RevOS writes are fenced, the last changes applied and "
+                "verified, then unified_db is on for it."
+            ),
+            reasoned=True,
+            may_not="cut agencies over",
+            refused="Cutover refused",
+            no_reason="A reason is required for every flag change.",  # it turns unified_db on
+        ),
+        reason_for="A cutover",
+        request_check=_cutover_check,
+        writes=True,
+        cancellable=True,
+        supersedes_dry_run=True,
+        unified_db=True,
+        when_cut_over="it is cut over already",
+        recover=lambda run: fenced_switch_recovery(run=run, switch=SWITCH),
+    )
+)

@@ -1,6 +1,8 @@
-"""The lifecycle of a MigrationRun: request (queue), execute (in the worker), pause, cancel, reconcile.
+"""The lifecycle of a MigrationRun of any kind: request (queue), execute (in the worker), reconcile, finish.
 
-Admin views, management commands and the RQ job all call these functions and nothing else.
+Admin views, management commands and the RQ job all call these functions; what a kind does, and
+what this module asks about it, is its declaration in the registry (migration_jobs/run_kinds.py,
+one module per kind under services/kinds/).
 """
 
 from __future__ import annotations
@@ -17,37 +19,25 @@ from uuid import UUID
 import django_rq
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
 from rq import Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from migration_jobs.etl import id_map
 from migration_jobs.etl.capture import TransactionsStillOpen
-from migration_jobs.etl.catch_up import CapturedMigration
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
-from migration_jobs.etl.engine import (
-    AgencyBusy,
-    Control,
-    MigrationStopped,
-    Progress,
-    RowRejected,
-    agency_plan,
-    agency_rollback,
-)
-from migration_jobs.etl.parallel import parallelism
-from migration_jobs.etl.preflight import agency_preflight
+from migration_jobs.etl.engine import AgencyBusy, Control, MigrationStopped, RowRejected
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
-from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors.sessions import sessions_notice
-from migration_jobs.services.agency_links import LinkError, client_links_check
+from migration_jobs.refusals import RunRefused, reason_required
+from migration_jobs.run_kinds import RunKind, run_kind_get
+from migration_jobs.selectors.agency_state import agency_kind_refusal
 from migration_jobs.services.bulk import bulk_auto_stop_after
 from migration_jobs.services.capacity import capacity_slot_hold
-from migration_jobs.services.fence import agency_cut_over_refusal, fences_reconcile
-from migration_jobs.services.fenced_switch import FENCED_SWITCHES, RunStepFailed, fenced_switch_recovery
+from migration_jobs.services.fence import fences_reconcile
+from migration_jobs.services.fenced_switch import RunStepFailed
 from migration_jobs.services.lock_holders import (
     agency_lock_holders,
     orphaned_holders,
@@ -63,13 +53,10 @@ from migration_jobs.services.run_control import (
     run_enqueue_once,
     run_queue_require,
 )
-from migration_jobs.services.throttle import HealthThrottle, health_throttle
 
 logger = logging.getLogger(__name__)
 Status = MigrationRun.Status
 QUEUE = MIGRATIONS_QUEUE
-# Does a run's work: (run, mark_running) -> report; see migration_run_execute.
-Perform = Callable[[MigrationRun, Callable[[], None]], dict[str, Any]]
 
 
 @dataclass
@@ -118,27 +105,20 @@ def migration_run_request(
     bulk_request: UUID | None = None,
     **options: Any,
 ) -> MigrationRun:
-    """Queue a migrate, plan, rollback or cutover run of one agency, or raise RunRefused saying why not.
+    """Queue a run of one agency, of any kind, or raise RunRefused saying why not.
 
     With enqueue=False the run is only recorded, for a caller that executes it itself. `options`
     are fields of the run (full_reread, reason).
     """
-    if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN) and not link.is_confirmed:
-        raise RunRefused(f"{link.name} has no confirmed link to a unified agency; confirm it first.")
-    if kind in (MigrationRun.Kind.MIGRATE, MigrationRun.Kind.PLAN):
-        try:
-            client_links_check(link=link)
-        except LinkError as error:
-            raise RunRefused(str(error)) from None
+    declared = run_kind_get(kind)
+    if declared.reason_for:
+        options["reason"] = reason_required(options.get("reason"), declared.reason_for)
+    if declared.request_check is not None:
+        declared.request_check(link)
     with agency_request_lock(link):
         return _request_locked(
             link=link, kind=kind, actor=actor, enqueue=enqueue, bulk_request=bulk_request, options=options
         )
-
-
-# A plan only reads and can be asked for again at any time; a cutover or switch back must not wait for
-# a worker to run a queued one first (nor be refused for it), so it takes the queued plan's place.
-PLAN_SUPERSEDING_KINDS = (MigrationRun.Kind.CUTOVER, MigrationRun.Kind.SWITCH_BACK)
 
 
 def _request_locked(
@@ -151,18 +131,20 @@ def _request_locked(
     options: dict[str, Any],
 ) -> MigrationRun:
     migration_runs_reconcile(link=link)
+    declared = run_kind_get(kind)
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
-    if active and active.kind == MigrationRun.Kind.PLAN and kind in PLAN_SUPERSEDING_KINDS:
-        by = f"a {MigrationRun.Kind(kind).label.lower()}"
-        if migration_run_supersede(run=active, by=by, actor=actor):
-            active = None
+    # A dry run only reads and can be asked for again at any time; a cutover or switch back must not
+    # wait for a worker to run a queued one first (nor be refused for it), so it takes its place.
+    supersedes = active and run_kind_get(active.kind).dry_run and declared.supersedes_dry_run
+    if supersedes and migration_run_supersede(run=active, by=f"a {declared.label.lower()}", actor=actor):
+        active = None
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
-    if refusal := agency_cut_over_refusal(link=link, kind=kind):
+    if refusal := agency_kind_refusal(link=link, kind=kind):
         raise RunRefused(refusal)
     _require_services()
-    if kind == MigrationRun.Kind.ROLLBACK:
-        _require_something_to_roll_back(link)
+    if declared.queue_check is not None:
+        declared.queue_check(link)
     try:
         with transaction.atomic():
             run = MigrationRun.objects.create(
@@ -194,19 +176,6 @@ class BulkOutcome:
     skipped: list[tuple[AgencyLink, str]] = field(default_factory=list)  # (agency, why)
 
 
-def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: User | None) -> BulkOutcome:
-    """Queue a migration of each agency under one bulk request id; skip (saying why) those refused.
-
-    The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.
-    """
-    return runs_request_bulk(
-        links=links,
-        request=lambda link, bulk: migration_run_request(
-            link=link, kind=MigrationRun.Kind.MIGRATE, actor=actor, bulk_request=bulk
-        ),
-    )
-
-
 def runs_request_bulk(
     *, links: Iterable[AgencyLink], request: Callable[[AgencyLink, UUID], MigrationRun]
 ) -> BulkOutcome:
@@ -231,17 +200,6 @@ def _require_services() -> None:
             raise RunRefused(f"{error}. Nothing was queued.") from error
 
 
-def _require_something_to_roll_back(link: AgencyLink) -> None:
-    """A rollback deletes the rows the agency's runs inserted; with none, it would only record a
-    rollback (and make the agency read "rolled back") for an agency nothing happened to."""
-    if not link.is_confirmed and not link.runs.filter(kind=MigrationRun.Kind.MIGRATE).exists():
-        raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
-    with connect("unified", autocommit=True, purpose="preflight") as connection, connection.cursor() as cursor:
-        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
-    if not inserted:
-        raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
-
-
 def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) -> Reconciled:
     """Fail runs whose execution is gone: a running run nobody holds the lock of, or whose lock holder's
     worker stopped sending heartbeats (its backends are ended, which frees the agency), and a queued
@@ -255,9 +213,10 @@ def migration_runs_reconcile(*, link: AgencyLink, running_only: bool = False) ->
             if not error:
                 continue
             _delete_job(run.job_id)  # RQ still lists it as started; its worker is gone
-            if run.kind in FENCED_SWITCHES:
+            recover = run_kind_get(run.kind).recover
+            if recover is not None:
                 # A switch whose worker died is finished if it had flipped the flag, undone otherwise.
-                status, recovery_error = fenced_switch_recovery(run=run)
+                status, recovery_error = recover(run)
                 if MigrationRun.objects.filter(pk=run.pk, status=Status.RUNNING).exists():
                     note = "" if recovery_error else "Finished after its worker stopped."
                     reconciled.runs.append(_finish(run, status, error=recovery_error, note=note))
@@ -351,12 +310,9 @@ def _job_pending(job_id: str) -> bool:
 # In the worker ------------------------------------------------------------------------------
 
 
-def migration_run_execute(*, run_id: int, perform: Perform | None = None) -> MigrationRun:
-    """Carry out one run. Safe to call twice: RQ may deliver a job again after a worker died.
-
-    `perform(run, mark_running)` does the work of a kind this module does not know (a cutover);
-    it calls mark_running once it holds the agency's lock and returns the run's report.
-    """
+def migration_run_execute(*, run_id: int) -> MigrationRun:
+    """Carry out one run of any kind: what the RQ job calls. Safe to call twice: RQ may deliver a
+    job again after a worker died. The kind's work (its declaration's `work`) does the rest."""
     run = MigrationRun.objects.select_related("agency_link").get(pk=run_id)
     with log_context(**run_log_fields(run)):
         if run.status not in MigrationRun.ACTIVE_STATUSES:
@@ -371,56 +327,20 @@ def migration_run_execute(*, run_id: int, perform: Perform | None = None) -> Mig
             except Exception as error:
                 _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
                 raise
-            return _run_execute(run, perform)
+            return _run_execute(run, run_kind_get(run.kind))
 
 
-def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
+def _run_execute(run: MigrationRun, kind: RunKind) -> MigrationRun:
     """The run itself, holding a slot when the concurrency limit applies to it."""
-    link = run.agency_link
 
     def mark_running() -> None:
         # A redelivered job takes over its run where the dead worker left it, first start time kept.
         if not run.start(started_at=run.started_at or timezone.now(), status_note=""):
             raise MigrationStopped(Control.PAUSE)  # paused or cancelled while it waited in the queue
 
-    note = ""
     try:
-        if perform is not None:
-            report = perform(run, mark_running)
-        elif run.kind == MigrationRun.Kind.PLAN:
-            mark_running()
-            agency: dict[str, Any] = {
-                "source_agency_id": link.revos_agency_id,
-                "target_agency_id": link.unified_agency_id,
-                "link_existing": link.kind == AgencyLink.Kind.EXISTING,
-            }
-            # What would move, then every row the unified schema would refuse (etl/preflight.py).
-            plan = agency_plan(
-                **agency, client_links=client_links_of(link), set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS
-            )
-            people = plan["tables"].get("auth.users", {}).get("source_rows")
-            report = {**plan, **agency_preflight(**agency), "sessions": sessions_notice(people=people)}
-        elif run.kind == MigrationRun.Kind.ROLLBACK:
-            report = agency_rollback(
-                source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running
-            ).as_dict()
-            # One transaction: the rows it deleted are its progress, all at once.
-            deleted = sum(table["deleted"] for table in report.values())
-            MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
-        else:
-            with health_throttle(run_id=run.pk) as throttle:
-                migration = agency_migration(
-                    link=link,
-                    writers=parallelism(settings.MIGRATION_WRITERS),
-                    split_rows=settings.MIGRATION_SPLIT_ROWS,
-                    on_progress=lambda progress: _record_progress(run.pk, progress, throttle=throttle),
-                    on_locked=mark_running,
-                    full=run.full_reread,
-                    register_wait_seconds=settings.CAPTURE_REGISTER_WAIT_SECONDS,
-                )
-                report = migration.run().as_dict()
-                if migration.used_capture:
-                    note = f"Caught up from the RevOS change capture: {migration.changed_rows} changed rows."
+        done = kind.work(run, mark_running)
+        report, note = done if isinstance(done, tuple) else (done, "")
     except AgencyBusy as busy:
         # A live execution holds the lock: this is a second delivery of the job. Leave the run to it.
         logger.warning("run %s: %s", run.pk, busy)
@@ -445,56 +365,6 @@ def _run_execute(run: MigrationRun, perform: Perform | None) -> MigrationRun:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
     return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
-
-
-def agency_migration(*, link: AgencyLink, **options: Any) -> CapturedMigration:
-    """The migration of this agency's rows as staff linked it (its unified agency, whether that
-    existed, their explicit client matches), in the configured batches; `options` add to them."""
-    return CapturedMigration(
-        source_agency_id=link.revos_agency_id,
-        target_agency_id=link.unified_agency_id,
-        link_existing=link.kind == AgencyLink.Kind.EXISTING,
-        batch_size=settings.MIGRATION_BATCH_SIZE,
-        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
-        # Staff's explicit client matches: RevOS client id -> unified client id.
-        client_links=client_links_of(link),
-        **options,
-    )
-
-
-def client_links_of(link: AgencyLink) -> dict[str, str]:
-    """Staff's explicit client matches, RevOS client id -> unified client id: the plan and the
-    migration reuse by them alike."""
-    return {str(c.revos_client_id): str(c.unified_client_id) for c in link.client_links.all()}
-
-
-def _record_progress(run_id: int, progress: Progress, *, throttle: HealthThrottle | None = None) -> Control:
-    # Every table being written, so staff see all the writers at work.
-    in_flight = ", ".join(progress.in_flight or (progress.table,))
-    database = router.db_for_write(MigrationRun)
-    with transaction.atomic(using=database):
-        # Progress only informs: a crash may lose the last figures, which the next batch rewrites,
-        # so this commit does not wait for the disk while every writer waits for its answer.
-        with connections[database].cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")
-        MigrationRun.objects.filter(pk=run_id).update(
-            current_table=in_flight[: MigrationRun._meta.get_field("current_table").max_length],
-            tables_done=progress.tables_done,
-            tables_total=progress.tables_total,
-            rows_done=progress.rows_done,
-            rows_total=progress.rows_total,
-            rows_per_second=round(progress.rows_per_second, 1),
-            failed_batch=None,
-        )
-        control = _requested_control(run_id)
-    if control is Control.CONTINUE and throttle is not None:
-        control = throttle.wait_until_healthy(requested=lambda: _requested_control(run_id))
-    return control
-
-
-def _requested_control(run_id: int) -> Control:
-    control = MigrationRun.objects.filter(pk=run_id).values_list("control", flat=True).get()
-    return {"pause": Control.PAUSE, "cancel": Control.CANCEL}.get(control, Control.CONTINUE)
 
 
 def _finish(

@@ -1,0 +1,54 @@
+"""The rollback kind: delete exactly the rows the agency's runs inserted in the unified database,
+in one transaction (etl/engine.py agency_rollback)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from migration_jobs.etl import id_map
+from migration_jobs.etl.connections import connect
+from migration_jobs.etl.engine import agency_rollback
+from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.refusals import RunRefused
+from migration_jobs.run_kinds import Button, RunKind, run_kind_register, run_kind_values
+
+
+def _something_to_roll_back(link: AgencyLink) -> None:
+    """A rollback deletes the rows the agency's runs inserted; with none, it would only record a
+    rollback (and make the agency read "rolled back") for an agency nothing happened to."""
+    if not link.is_confirmed and not link.runs.filter(kind__in=run_kind_values(loads=True)).exists():
+        raise RunRefused(f"{link.name} was never linked or migrated; there is nothing to roll back.")
+    with connect("unified", autocommit=True, purpose="preflight") as connection, connection.cursor() as cursor:
+        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
+    if not inserted:
+        raise RunRefused(f"No row of {link.name} was inserted by its runs; there is nothing to roll back.")
+
+
+def _rollback(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
+    link = run.agency_link
+    report = agency_rollback(
+        source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running
+    ).as_dict()
+    # One transaction: the rows it deleted are its progress, all at once.
+    deleted = sum(table["deleted"] for table in report.values())
+    MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
+    return report
+
+
+ROLLBACK = run_kind_register(
+    RunKind(
+        value=MigrationRun.Kind.ROLLBACK,
+        label=MigrationRun.Kind.ROLLBACK.label,
+        work=_rollback,
+        permission="migration_jobs.rollback_migrationrun",
+        button=Button(done="{label} of {name} queued (run {pk})."),
+        writes=True,
+        changes_data=True,
+        verified_after=True,
+        loads=False,
+        working="deleting the rows this agency's runs inserted, in one transaction",
+        when_cut_over="a rollback would delete its rows from the database the apps now use",
+        queue_check=_something_to_roll_back,
+    )
+)
