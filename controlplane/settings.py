@@ -205,7 +205,7 @@ for _name in ("MIGRATION_WRITERS", "VERIFICATION_WORKERS", "MIGRATION_SPLIT_ROWS
         raise ImproperlyConfigured(
             f"{_name}={globals()[_name]} is negative; set 0 or more (0 writers or workers: the default)."
         )
-# Change capture and cutover (etl/capture.py, services/cutover.py). Registering an agency for capture
+# Change capture and cutover (etl/capture.py, services/kinds/cutover.py). Registering an agency for capture
 # waits for RevOS transactions older than the registration (so the first copy misses none); the
 # cutover's drain waits for transactions older than its fence, and aborts (lifting the fence) past it.
 CAPTURE_REGISTER_WAIT_SECONDS = env.float("CAPTURE_REGISTER_WAIT_SECONDS", default=120)
