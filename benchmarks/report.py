@@ -126,7 +126,7 @@ def _throughput_lines(report: dict) -> list[str]:
     for label, figures in (
         ("baseline (COPY -> COPY)", report["baseline"]),
         ("baseline with the target's FKs", report["baseline_fk"]),
-        (f"pgloader ({pgloader['status']})" if pgloader["status"] != "ok" else "pgloader", pgloader),
+        (f"pgloader ({pgloader['status']})" if pgloader["status"] != "ok" else _pgloader_label(pgloader), pgloader),
         ("migration (rqworker)", report["migration"]),
         ("verification (rqworker)", report["verification"]),
     ):
@@ -138,6 +138,12 @@ def _throughput_lines(report: dict) -> list[str]:
             f"  {_spread_text(figures.get('seconds_spread'))}"
         )
     return lines
+
+
+def _pgloader_label(pgloader: dict) -> str:
+    """'pgloader (heap 4,096 MiB)': the heap it was given, so a reader knows it was not starved."""
+    heap = pgloader.get("heap_mb")
+    return f"pgloader (heap {heap:,} MiB)" if isinstance(heap, int) else "pgloader"
 
 
 def _spread_text(spread: dict | None) -> str:
