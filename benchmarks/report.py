@@ -58,6 +58,26 @@ def _repeat_ratios(repeat: dict) -> dict:
     }
 
 
+# The ratios' spread over the repeats above which more repeats are run (BenchOptions.max_repeats).
+SETTLED_SPREAD_PCT = 25
+
+
+def repeats_settled(repeats: list[dict]) -> bool:
+    """Is every repeated ratio within SETTLED_SPREAD_PCT over the repeats, and measured in every
+    repeat where it was measured in any? A ratio some repeat lacks (its tool failed that time) is
+    unsettled; one no repeat has (pgloader not installed) has nothing to settle."""
+    per_repeat = [_repeat_ratios(repeat) for repeat in repeats]
+    for key in (*REPEATED_RATIOS, "verification_vs_migration_time"):
+        spread = spread_of([r[key] for r in per_repeat])
+        if spread is None:
+            continue
+        if spread["samples"] < spread["of"]:
+            return False
+        if spread["spread_pct"] is not None and spread["spread_pct"] > SETTLED_SPREAD_PCT:
+            return False
+    return True
+
+
 def report_evaluate(report: dict) -> dict:
     """The ratios the issue sets targets on (medians over the repeats, with their spread), and
     whether each is met (None: it could not be measured)."""
@@ -106,7 +126,7 @@ def _throughput_lines(report: dict) -> list[str]:
     for label, figures in (
         ("baseline (COPY -> COPY)", report["baseline"]),
         ("baseline with the target's FKs", report["baseline_fk"]),
-        (f"pgloader ({pgloader['status']})" if pgloader["status"] != "ok" else "pgloader", pgloader),
+        (f"pgloader ({pgloader['status']})" if pgloader["status"] != "ok" else _pgloader_label(pgloader), pgloader),
         ("migration (rqworker)", report["migration"]),
         ("verification (rqworker)", report["verification"]),
     ):
@@ -118,6 +138,12 @@ def _throughput_lines(report: dict) -> list[str]:
             f"  {_spread_text(figures.get('seconds_spread'))}"
         )
     return lines
+
+
+def _pgloader_label(pgloader: dict) -> str:
+    """'pgloader (heap 4,096 MiB)': the heap it was given, so a reader knows it was not starved."""
+    heap = pgloader.get("heap_mb")
+    return f"pgloader (heap {heap:,} MiB)" if isinstance(heap, int) else "pgloader"
 
 
 def _spread_text(spread: dict | None) -> str:

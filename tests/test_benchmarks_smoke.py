@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from benchmarks.__main__ import _arguments
+from benchmarks.__main__ import _arguments, _options
+from benchmarks.pgloader import HEAP_MIN_MB, pgloader_heap_mb
 from benchmarks.repeats import measurement_summary, spread_of
-from benchmarks.report import TARGETS, report_table, report_write
+from benchmarks.report import TARGETS, repeats_settled, report_table, report_write
 from benchmarks.runner import BenchOptions, benchmark_run
 from tests.conftest import worker_environment
 
@@ -38,6 +39,7 @@ def report(tenant_db, rq_queues, tmp_path):
         writes=30,
         people=12,
         repeats=2,
+        max_repeats=2,  # however the tiny figures spread (repeats_settled is tested on its own)
         log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
@@ -134,6 +136,37 @@ def test_repeats_reduce_to_the_median_and_a_failed_repeat_is_shown_not_averaged_
     assert summary["seconds_spread"]["spread_pct"] == 40.0
     failed = measurement_summary([{"seconds": 1.0}, {"seconds": None, "status": "failed", "error": "boom"}])
     assert (failed["status"], failed["failed_repeats"], failed["repeats"]) == ("failed", 1, 2)
+
+
+def _repeat(*, migration: float, baseline: float, pgloader: float | None) -> dict:
+    """A repeat's figures as repeats_settled reads them: rows/s, and seconds for the verification ratio."""
+    return {
+        "migration": {"rows_per_second": migration, "seconds": 10.0},
+        "verification": {"seconds": 1.0, "waited_seconds": None},
+        "baseline": {"rows_per_second": baseline},
+        "baseline_fk": {"rows_per_second": baseline},
+        "pgloader": {"rows_per_second": pgloader},
+    }
+
+
+def test_more_repeats_where_the_ratios_spread_over_a_quarter_or_a_peer_figure_is_missing():
+    steady = [_repeat(migration=100, baseline=200, pgloader=90), _repeat(migration=110, baseline=210, pgloader=95)]
+    assert repeats_settled(steady)
+    # migration / baseline: 0.5 and 0.75, a spread of 40 % of their median.
+    assert not repeats_settled([*steady[:1], _repeat(migration=150, baseline=200, pgloader=90)])
+    # pgloader failed once: its ratio is missing from one repeat.
+    assert not repeats_settled([*steady, _repeat(migration=100, baseline=200, pgloader=None)])
+    # pgloader not installed: no repeat has the ratio, so it has nothing to settle.
+    assert repeats_settled([_repeat(migration=100, baseline=200, pgloader=None)] * 3)
+    assert _options(_arguments([])).max_repeats == 5
+    assert _options(_arguments(["--repeats", "7"])).max_repeats == 7
+
+
+def test_pgloader_heap_fits_the_tables_within_half_the_memory():
+    gib = 1024**3
+    assert pgloader_heap_mb(source_bytes=100 * 1024**2, memory_bytes=24 * gib) == HEAP_MIN_MB
+    assert pgloader_heap_mb(source_bytes=5 * gib, memory_bytes=64 * gib) == 2 * 5 * 1024 + 1024
+    assert pgloader_heap_mb(source_bytes=50 * gib, memory_bytes=24 * gib) == 12 * 1024
 
 
 def test_repeats_must_be_a_positive_count(capsys):

@@ -465,6 +465,30 @@ def test_policy_using_true_fails_only_isolation_naming_the_rows(migrated, restor
     assert all(set(entry["ids"]) == set(map(str, migrated.leads)) for entry in seen_by_others)
 
 
+def test_case5_reads_one_row_per_app_context_where_the_policy_reads_nothing_else(migrated):
+    run = verify(migrated)
+    case5 = run.results.get(check_name="isolation.case5_shared_sessions_survive_app_switch")
+    assert case5.status == "pass"
+    assert case5.details["tables_counted_under_each_token"] == []
+    assert case5.details["tables_decided_by_one_row_per_app_context"] > 10
+
+
+def test_a_policy_reading_another_column_is_counted_under_each_token_and_fails_case5(migrated, restore_schema):
+    # Hides one lead of three: one row per app_context would not tell, so lead is counted again.
+    hidden = migrated.leads[0]
+    original = execute(
+        "unified",
+        "SELECT pg_get_expr(polqual, polrelid) FROM pg_policy WHERE polname = 'lead_tenant'",
+    )[0][0]
+    execute("unified", f"ALTER POLICY lead_tenant ON lead USING (({original}) AND id <> '{hidden}'::uuid)")
+    restore_schema.append(f"ALTER POLICY lead_tenant ON lead USING ({original})")
+    problems = failing(verify(migrated))
+    case5 = problems[("isolation.case5_shared_sessions_survive_app_switch", "lead")]
+    assert case5["tables_counted_under_each_token"] == ["lead"]
+    assert case5["wrong"] == {"revos": {"lead": {"expected": {"revos": 3}, "seen": {"revos": 2}}}}
+    assert ("isolation.case2_revos_lead_hidden_from_audienceos", "lead") in problems
+
+
 def test_row_moved_to_another_agency_fails_counts_content_and_isolation_naming_it(migrated):
     moved = migrated.leads[2]
     # The tenant keys refuse the move (its campaign stays in this agency): bypass them, as a restore would.

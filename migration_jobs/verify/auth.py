@@ -235,6 +235,32 @@ def _sees_other_agency(connection: psycopg.Connection, table: str, key: str, sco
     return seen
 
 
+# --- what decides a row's visibility --------------------------------------------------------
+
+# Functions a policy may call and still decide on the row alone: they read the request's claims.
+CLAIMS_FUNCTIONS = ("auth.jwt()", "auth.uid()", "auth.role()")
+
+
+def rows_decide(connection: psycopg.Connection) -> bool:
+    """Does every policy decide on its own row and the request's claims alone (it refers to no
+    other table and calls no function but CLAIMS_FUNCTIONS and the built-in ones)? Read inside the
+    caller's transaction, which it leaves open."""
+    decided: bool = fetch_value(
+        connection.execute(
+            """
+            SELECT NOT EXISTS (
+                SELECT 1 FROM pg_depend d JOIN pg_policy p ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+                 WHERE (d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid)
+                    OR (d.refclassid = 'pg_proc'::regclass
+                        AND d.refobjid <> ALL(ARRAY(SELECT to_regprocedure(f) FROM unnest(%s::text[]) f
+                                                  WHERE to_regprocedure(f) IS NOT NULL))))
+            """,
+            [list(CLAIMS_FUNCTIONS)],
+        )
+    )
+    return decided
+
+
 # --- seed case 5: the app toggle keeps the session --------------------------------------------
 
 
@@ -250,7 +276,12 @@ def app_switch_proof(
 
     Tables in `skip` are not counted, and of the tables in `rows` only those rows (the cutover's
     check inside its fence: the other rows and the rules are as they were when counted before,
-    verify/delta.py)."""
+    verify/delta.py).
+
+    The agency's rows are counted once, by app_context, as the owner. Where a table's policies
+    decide on the tenant key and app_context alone (`_decided_by_context`), every row of one
+    app_context is visible to a token exactly when any one of them is, so each token reads one row
+    per app_context; the other tables are counted again under each token."""
     name = "isolation.case5_shared_sessions_survive_app_switch"
     with connect("unified", purpose="verification-app-switch") as connection:
         # One snapshot for the stored counts and what each token sees: the isolation checks run
@@ -260,20 +291,23 @@ def app_switch_proof(
             person = _switching_person(connection, scope)
             if person is None:
                 return not_applicable(name, "auth.users", "the agency has no person with an account to sign in")
-            stored = _visible_by_app_context(connection, scope, catalog, skip, rows)
+            tables = _switch_tables(connection, catalog, skip)
+            stored = _stored_by_app_context(connection, scope, tables, rows)
+            counted = sorted(table for table, _ in tables if table not in _decided_by_context(connection, tables))
             session = uuid.uuid5(uuid.NAMESPACE_URL, f"controlplane-verification-switch:{person}")
             tokens, seen = {}, {}
             for app in APPS:
                 tokens[app] = _token_in(connection, person, session, app)
                 with acting_as(connection, tokens[app]):
-                    seen[app] = _visible_by_app_context(connection, scope, catalog, skip, rows)
+                    seen[app] = _seen_by_app_context(connection, scope, tables, rows, stored, frozenset(counted))
         finally:
             connection.rollback()  # the switches are part of the proof, not of the data
-    expected = {app: _for_app(stored, app) for app in APPS}
+    counts = {table: {c: n for c, (n, _) in groups.items()} for table, groups in stored.items()}
+    expected = {app: _for_app(counts, app) for app in APPS}
     same_session = len({(t.get("session_id"), t.get("sub"), t.get("agency_id")) for t in tokens.values()}) == 1
     contexts = {app: tokens[app].get("app_context") for app in APPS}
     wrong = {app: _differences(expected[app], seen[app]) for app in APPS if seen[app] != expected[app]}
-    shared = sum(n for counts in stored.values() for context, n in counts.items() if context == "both")
+    shared = sum(n for groups in counts.values() for context, n in groups.items() if context == "both")
     return CheckOutcome(
         name,
         status_of(same_session and contexts == {app: app for app in APPS} and not wrong),
@@ -287,6 +321,8 @@ def app_switch_proof(
             "tokens": {
                 app: {k: tokens[app].get(k) for k in ("sub", "session_id", "agency_id", "app_context")} for app in APPS
             },
+            "tables_decided_by_one_row_per_app_context": len(tables) - len(counted),
+            "tables_counted_under_each_token": counted,
             **({"wrong": wrong} if wrong else {}),
         },
     )
@@ -315,32 +351,104 @@ def _token_in(connection: psycopg.Connection, person: uuid.UUID, session: uuid.U
     return claims
 
 
-def _visible_by_app_context(
+def _switch_tables(connection: psycopg.Connection, catalog: Catalog, skip: frozenset[str]) -> list[tuple[str, str]]:
+    """(table, tenant key) of the public tables `authenticated` may read that have an app_context,
+    but those in `skip` (a table it may not read shows nothing, which the sweeps report)."""
+    return [
+        (table, key)
+        for table, key in _tenant_tables(connection, catalog)
+        if "app_context" in catalog.column_names(table) and table not in skip
+    ]
+
+
+def _only(table: str, rows: Mapping[str, frozenset[uuid.UUID]] | None) -> sql.Composable:
+    """Of a table in `rows`, only those rows; else every row."""
+    only = rows.get(table) if rows is not None else None
+    return sql.SQL("TRUE") if only is None else sql.SQL("id = ANY({})").format(sql.Literal(sorted(only)))
+
+
+def _stored_by_app_context(
     connection: psycopg.Connection,
     scope: AgencyScope,
-    catalog: Catalog,
-    skip: frozenset[str] = frozenset(),
-    rows: Mapping[str, frozenset[uuid.UUID]] | None = None,
-) -> AppCounts:
-    """Per public table `authenticated` may read: rows of the agency by app_context, as the current
-    role sees them (a table it may not read shows nothing, which the sweeps report); of a table in
-    `rows`, only those rows."""
-    counts: AppCounts = {}
-    for table, key in _tenant_tables(connection, catalog):
-        if "app_context" not in catalog.column_names(table) or table in skip:
-            continue
-        only = rows.get(table) if rows is not None else None
+    tables: list[tuple[str, str]],
+    rows: Mapping[str, frozenset[uuid.UUID]] | None,
+) -> dict[str, dict[str, tuple[int, uuid.UUID | None]]]:
+    """Table -> app_context -> (the agency's rows, one of them), as the owner sees them: one pass
+    over the agency's (tenant key, app_context) index entries per table, and one row per app_context."""
+    stored = {}
+    for table, key in tables:
         found = connection.execute(
-            sql.SQL("SELECT app_context, count(*) FROM {} WHERE {} = %s AND {} GROUP BY 1").format(
-                sql.Identifier(table),
-                sql.Identifier(key),
-                sql.SQL("TRUE") if only is None else sql.SQL("id = ANY({})").format(sql.Literal(sorted(only))),
-            ),
-            [scope.target_agency_id],
+            sql.SQL(
+                "SELECT g.app_context, g.n, (SELECT t.id FROM {table} t WHERE t.{key} = %(agency)s"
+                " AND t.app_context = g.app_context AND {only} LIMIT 1)"
+                " FROM (SELECT app_context, count(*) AS n FROM {table} WHERE {key} = %(agency)s AND {only}"
+                " GROUP BY 1) g"
+            ).format(table=sql.Identifier(table), key=sql.Identifier(key), only=_only(table, rows)),
+            {"agency": scope.target_agency_id},
         ).fetchall()
         if found:
-            counts[table] = dict(found)
-    return counts
+            stored[table] = {context: (n, one) for context, n, one in found}
+    return stored
+
+
+def _decided_by_context(connection: psycopg.Connection, tables: list[tuple[str, str]]) -> frozenset[str]:
+    """The tables where a row's visibility is decided by its tenant key and app_context alone: every
+    policy is row local (rows_decide: no other table, no function but the claims')
+    and refers to no column of its table but those two, nor to the whole row. With the same claims
+    and snapshot, two rows of one agency and app_context are then both visible or both hidden.
+    Built-in functions leave no trace in pg_depend: a policy calling random() is not caught here."""
+    row_local = rows_decide(connection)
+    if not row_local:
+        return frozenset()
+    # A column a policy refers to is a dependency on (its table, the column's number); the whole
+    # row, on (its table, 0) beside the policy's own automatic one.
+    other_columns = connection.execute(
+        """
+        SELECT DISTINCT c.relname FROM pg_policy p
+          JOIN pg_class c ON c.oid = p.polrelid
+          JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+          JOIN pg_depend d ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
+               AND d.refclassid = 'pg_class'::regclass AND d.refobjid = p.polrelid AND d.deptype <> 'a'
+          LEFT JOIN pg_attribute a ON a.attrelid = p.polrelid AND a.attnum = d.refobjsubid
+          JOIN unnest(%s::text[], %s::text[]) AS k(relname, tenant_key) ON k.relname = c.relname
+         WHERE a.attname IS NULL OR a.attname NOT IN ('app_context', k.tenant_key)
+        """,
+        [[table for table, _ in tables], [key for _, key in tables]],
+    ).fetchall()
+    return frozenset(table for table, _ in tables) - {row[0] for row in other_columns}
+
+
+def _seen_by_app_context(
+    connection: psycopg.Connection,
+    scope: AgencyScope,
+    tables: list[tuple[str, str]],
+    rows: Mapping[str, frozenset[uuid.UUID]] | None,
+    stored: dict[str, dict[str, tuple[int, uuid.UUID | None]]],
+    counted: frozenset[str],
+) -> dict[str, dict[str, int]]:
+    """Table -> app_context -> the agency's rows the current role sees. A table in `counted` is
+    counted; of any other, an app_context counts all its stored rows when its one row is visible."""
+    seen: dict[str, dict[str, int]] = {}
+    for table, key in tables:
+        groups = stored.get(table, {})
+        if table in counted or any(one is None for _, one in groups.values()):
+            found = connection.execute(
+                sql.SQL("SELECT app_context, count(*) FROM {} WHERE {} = %s AND {} GROUP BY 1").format(
+                    sql.Identifier(table), sql.Identifier(key), _only(table, rows)
+                ),
+                [scope.target_agency_id],
+            ).fetchall()
+        elif groups:
+            visible = connection.execute(
+                sql.SQL("SELECT app_context FROM {} WHERE id = ANY(%s)").format(sql.Identifier(table)),
+                [[one for _, one in groups.values()]],
+            ).fetchall()
+            found = [(context, groups[context][0]) for (context,) in visible]
+        else:
+            found = []  # no row of the agency to see: nothing the owner could not see either
+        if found:
+            seen[table] = dict(found)
+    return seen
 
 
 def _for_app(stored: AppCounts, app: str) -> AppCounts:

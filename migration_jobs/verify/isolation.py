@@ -27,7 +27,7 @@ from migration_jobs.etl import id_map
 from migration_jobs.etl.catalog import Catalog
 from migration_jobs.etl.connections import fetch_row, fetch_value
 from migration_jobs.mapping import TABLE_MAPS
-from migration_jobs.verify.auth import Claims, app_switch_proof
+from migration_jobs.verify.auth import Claims, app_switch_proof, rows_decide
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, not_applicable, status_of
 
 REVOS, AUDIENCE = "revos", "audience"
@@ -420,30 +420,13 @@ def isolation_only(
     return Only(frozenset(cases | set(SWEEPS) | again), unchanged, moved, rows, again)
 
 
-# Functions a policy may call and still decide on the row alone: they read the request's claims.
-CLAIMS_FUNCTIONS = ("auth.jwt()", "auth.uid()", "auth.role()")
-
-
 def policies_row_local(connection: psycopg.Connection) -> bool:
-    """Does every policy decide on its own row and the request's claims alone (it refers to no
-    other table and calls no function but CLAIMS_FUNCTIONS and the built-in ones)? Then, with the
-    same rules and claims, a row nobody wrote is visible exactly as it was."""
-    row = fetch_row(
-        connection.execute(
-            """
-        SELECT NOT EXISTS (
-            SELECT 1 FROM pg_depend d JOIN pg_policy p ON d.classid = 'pg_policy'::regclass AND d.objid = p.oid
-             WHERE (d.refclassid = 'pg_class'::regclass AND d.refobjid <> p.polrelid)
-                OR (d.refclassid = 'pg_proc'::regclass
-                    AND d.refobjid <> ALL(ARRAY(SELECT to_regprocedure(f) FROM unnest(%s::text[]) f
-                                              WHERE to_regprocedure(f) IS NOT NULL))))
-        """,
-            [list(CLAIMS_FUNCTIONS)],
-        )
-    )
-    connection.rollback()
-    independent: bool = row[0]
-    return independent
+    """Does every policy decide on its own row and the request's claims alone (verify.auth.rows_decide)?
+    Then, with the same rules and claims, a row nobody wrote is visible exactly as it was."""
+    try:
+        return rows_decide(connection)
+    finally:
+        connection.rollback()
 
 
 def policies_fingerprint(connection: psycopg.Connection) -> str:

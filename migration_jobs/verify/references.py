@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from migration_jobs.etl.catalog import Catalog
-from migration_jobs.etl.connections import fetch_value
+from migration_jobs.etl.connections import fetch_row
 from migration_jobs.verify.outcome import SAMPLE_SIZE, AgencyScope, CheckOutcome, ids, status_of
 
 
@@ -86,26 +86,52 @@ def tenant_scoped(key: ForeignKey, catalog: Catalog) -> ForeignKey:
     return ForeignKey(key.name, key.table, (*key.columns, "agency_id"), key.parent, (*key.parent_columns, "agency_id"))
 
 
+def _orphan_counts(keys: list[ForeignKey], scope_condition: sql.Composable) -> sql.Composed:
+    """One pass over the agency's rows of a table, whatever its number of keys: the orphans per key,
+    each parent joined once (a key names a unique key of its parent, so a row meets at most one
+    parent row, and a met parent's key columns are not NULL)."""
+    joins, counts = [], []
+    for number, key in enumerate(keys):
+        parent = sql.Identifier(f"p{number}")
+        matches = sql.SQL(" AND ").join(
+            sql.SQL("{}.{} = c.{}").format(parent, sql.Identifier(p), sql.Identifier(c))
+            for c, p in zip(key.columns, key.parent_columns, strict=True)
+        )
+        joins.append(sql.SQL("LEFT JOIN {} {} ON {}").format(sql.Identifier(key.parent), parent, matches))
+        not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c)) for c in key.columns)
+        counts.append(
+            sql.SQL("count(*) FILTER (WHERE {} AND {}.{} IS NULL)").format(
+                not_null, parent, sql.Identifier(key.parent_columns[0])
+            )
+        )
+    return sql.SQL("SELECT {} FROM {} c {} WHERE {}").format(
+        sql.SQL(", ").join(counts), sql.Identifier(keys[0].table), sql.SQL(" ").join(joins), scope_condition
+    )
+
+
 def references_check(
     table: str, keys: list[ForeignKey], *, scope: AgencyScope, target: psycopg.Connection, target_catalog: Catalog
 ) -> CheckOutcome:
-    """One unified table: the agency's rows whose parent is missing, per foreign key."""
+    """One unified table: the agency's rows whose parent is missing, per foreign key. Every key is
+    counted in one pass over the agency's rows; only a key with orphans is read again, for its sample."""
     column = "agency_id" if "agency_id" in target_catalog.column_names(table) else "id"
     in_agency = sql.SQL("c.{} = {}").format(sql.Identifier(column), sql.Literal(scope.target_agency_id))
+    scoped = [tenant_scoped(k, target_catalog) for k in keys]
+    totals = fetch_row(target.execute(_orphan_counts(scoped, in_agency))) if scoped else ()
     broken = {}
-    for key in (tenant_scoped(k, target_catalog) for k in keys):
+    for key, total in zip(scoped, totals, strict=True):
+        if not total:
+            continue
         sample = target.execute(
             _orphans_query(key, in_agency, select=sql.SQL("c.id"))
             + sql.SQL(" ORDER BY c.id LIMIT {}").format(sql.Literal(SAMPLE_SIZE))
         ).fetchall()
-        if sample:
-            total = fetch_value(target.execute(_orphans_query(key, in_agency, select=sql.SQL("count(*)"))))
-            broken[key.name] = {
-                "columns": list(key.columns),
-                "parent": key.parent,
-                "orphans": total,
-                "sample_ids": ids(row[0] for row in sample),
-            }
+        broken[key.name] = {
+            "columns": list(key.columns),
+            "parent": key.parent,
+            "orphans": total,
+            "sample_ids": ids(row[0] for row in sample),
+        }
     orphans = sum(entry["orphans"] for entry in broken.values())
     return CheckOutcome(
         "references",
