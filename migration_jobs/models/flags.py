@@ -79,7 +79,22 @@ class AgencyFlagOverride(models.Model):
         return f"{self.flag} {'on' if self.enabled else 'off'} for {self.agency_link}"
 
 
-class FlagChange(models.Model):
+class AuditedChange(models.Model):
+    """What every audit trail of a staff decision records: the value before and after, the reason
+    typed, who and when. Each trail adds what was changed (a flag's field, an agency's app)."""
+
+    old_value = models.CharField(max_length=20)
+    new_value = models.CharField(max_length=20)
+    reason = models.TextField()
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+
+class FlagChange(AuditedChange):
     """The audit trail: one row per change of a flag's state, with the reason the staff member typed."""
 
     class Field(models.TextChoices):
@@ -93,14 +108,8 @@ class FlagChange(models.Model):
         AgencyLink, null=True, blank=True, on_delete=models.PROTECT, related_name="flag_changes"
     )
     field = models.CharField(max_length=12, choices=Field.choices)
-    old_value = models.CharField(max_length=20)
-    new_value = models.CharField(max_length=20)
-    reason = models.TextField()
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(AuditedChange.Meta):
         get_latest_by = "created_at"
         constraints = [models.CheckConstraint(condition=~models.Q(reason=""), name="flag_change_has_reason")]
 
@@ -147,19 +156,13 @@ class AgencyAiProvider(models.Model):
         return f"{self.agency_link}: {self.get_app_context_display()} uses {self.get_provider_display()}"
 
 
-class AiProviderChange(models.Model):
+class AiProviderChange(AuditedChange):
     """The audit trail of HGC backends: who changed which agency's app to what, when and why."""
 
     agency_link = models.ForeignKey(AgencyLink, on_delete=models.PROTECT, related_name="ai_provider_changes")
     app_context = models.CharField(max_length=10, choices=AgencyAiProvider.App.choices)
-    old_value = models.CharField(max_length=20)
-    new_value = models.CharField(max_length=20)
-    reason = models.TextField()
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    class Meta:
-        ordering = ["-created_at", "-id"]
+    class Meta(AuditedChange.Meta):
         verbose_name = "HGC backend change"
         constraints = [models.CheckConstraint(condition=~models.Q(reason=""), name="ai_provider_change_has_reason")]
 
