@@ -36,7 +36,6 @@ class Button:
     reasoned: bool = False  # staff type a reason (the reasoned-action path)
     may_not: str = ""  # "You may not {may_not}." to staff without the permission (reasoned buttons)
     refused: str = "Refused"  # how a refusal's message starts
-    no_reason: str = ""  # what a reasoned button says to a blank reason before asking the service, if anything
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from urllib.parse import urlparse
 
 import psycopg
 import pytest
@@ -44,7 +45,8 @@ def test_a_tiny_rehearsal_cuts_every_agency_over_loses_no_write_reports_and_clea
 @pytest.mark.django_db(databases="__all__")
 def test_the_rehearsal_refuses_the_configured_databases_and_redis(monkeypatch, settings):
     # A configured database that happens to bear the scratch name is refused, never emptied.
-    live = database_url("revos").rsplit("/", 1)[0] + f"/{settings.DATABASES['revos']['NAME']}_rehearsal"
+    # The name is the URL's path; a unix-socket URL carries its directory in the query (?host=/dir).
+    live = urlparse(database_url("revos"))._replace(path=f"/{settings.DATABASES['revos']['NAME']}_rehearsal").geturl()
     monkeypatch.setenv("REVOS_DATABASE_URL", live)
     with pytest.raises(CommandError, match=r"^Refusing to rehearse in .*_rehearsal: the rehearsal never touches"):
         call_command("rehearse_fleet", "--agencies", "1")

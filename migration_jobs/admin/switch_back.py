@@ -49,9 +49,6 @@ def reasoned_action_view(
         modeladmin.message_user(request, f"You may not {kind.shown_button.may_not}.", messages.ERROR)
         return _back(link)
     reason = request.POST.get("reason", "")
-    if kind.shown_button.no_reason and not reason.strip():
-        modeladmin.message_user(request, kind.shown_button.no_reason, messages.ERROR)
-        return _back(link)
     try:
         if kind.request is not None:
             run = kind.request(link, request.user, reason)

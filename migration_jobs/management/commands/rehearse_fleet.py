@@ -151,7 +151,8 @@ def _scratch_redis(given: str) -> str:
     if given:
         url = given
     elif configured.scheme == "unix":
-        url = configured._replace(query="db=15").geturl()
+        # Not urlunparse: with no host it writes "unix:/path", which redis-py refuses.
+        url = f"{settings.REDIS_URL.partition('?')[0]}?db=15"
     else:
         url = configured._replace(path="/15").geturl()
     if _redis_database(url) == _redis_database(settings.REDIS_URL):

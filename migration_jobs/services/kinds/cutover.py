@@ -297,7 +297,6 @@ CUTOVER = run_kind_register(
             reasoned=True,
             may_not="cut agencies over",
             refused="Cutover refused",
-            no_reason="A reason is required for every flag change.",  # it turns unified_db on
         ),
         reason_for="A cutover",
         request_check=_cutover_check,
