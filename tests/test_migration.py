@@ -46,7 +46,7 @@ from migration_jobs.etl.engine import (
 )
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse_capture import unified_captured_tables
-from migration_jobs.etl.scheduler import PART_KEY, table_dependencies, table_parents, units_plan
+from migration_jobs.etl.scheduler import table_dependencies, table_parents, units_plan
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import agency_link_resolve
@@ -732,10 +732,7 @@ def test_pause_with_several_tables_in_flight_stops_every_writer_at_a_batch_bound
             [link.revos_agency_id],
         )
     )
-    per_table = Counter()
-    for unit, rows in after.items():
-        per_table[PART_KEY.match(unit)["table"] if PART_KEY.match(unit) else unit] += rows
-    assert {table: mapped.get(table, 0) for table in per_table} == per_table
+    assert {table: mapped.get(table, 0) for table in after} == after
     migrate_in_process(link, writers=3)
     assert agency_checksums(link.unified_agency_id) == reference
 
@@ -853,11 +850,10 @@ def test_units_keep_an_earlier_split_keep_a_table_begun_whole_and_never_split_a_
         writers=4,
         split_rows=1000,
     )
-    # posts first: comments wait for it (5000 + 5000 rows in a chain); leads' parts are 2500 rows each.
-    assert [unit.name for unit in units] == ["posts", "comments", "leads part 1/2", "leads part 2/2", "notes"]
-    low, high = units[2].id_range
+    assert [unit.name for unit in units] == ["leads part 1/2", "leads part 2/2", "comments", "posts", "notes"]
+    low, high = units[0].id_range
     assert low is None and high == uuid.UUID(int=1 << 127)
-    assert units[3].id_range == (uuid.UUID(int=1 << 127), None)
+    assert units[1].id_range == (uuid.UUID(int=1 << 127), None)
     fresh = units_plan(plans, rows=rows, checkpoint_keys=[], references={}, writers=3, split_rows=1000)
     assert [u.name for u in fresh if u.table == "posts"] == ["posts part 1/3", "posts part 2/3", "posts part 3/3"]
     assert [
@@ -868,42 +864,3 @@ def test_units_keep_an_earlier_split_keep_a_table_begun_whole_and_never_split_a_
         "posts",
         "notes",
     ]
-
-
-def test_the_largest_table_is_split_whatever_its_share_and_its_chain_starts_first():
-    def plan(source, target):
-        return SimpleNamespace(source=source, target=target)
-
-    plans = [
-        plan("agencies", "agency"),
-        plan("notes", "note"),
-        plan("leads", "lead"),
-        plan("messages", "message"),
-        plan("tags", "tag"),
-    ]
-    rows = {"agencies": 1, "notes": 300, "leads": 200, "messages": 500, "tags": 2}
-    references = {"note": {"agency"}, "lead": {"agency"}, "message": {"lead"}, "tag": {"agency"}}
-    units = units_plan(plans, rows=rows, checkpoint_keys=[], references=references, writers=2, split_rows=100_000)
-    # messages holds under half the rows and is below split_rows, yet both writers write it; leads,
-    # its parent, starts before notes, which is larger but which nothing waits for (200 + 500 / 2
-    # rows in a chain against 300).
-    assert [unit.name for unit in units] == [
-        "agencies",
-        "leads",
-        "notes",
-        "messages part 1/2",
-        "messages part 2/2",
-        "tags",
-    ]
-    one_writer = units_plan(plans, rows=rows, checkpoint_keys=[], references=references, writers=1, split_rows=1000)
-    assert all(unit.parts == 1 for unit in one_writer)
-    # A largest table that references itself stays whole.
-    whole = units_plan(
-        plans,
-        rows=rows,
-        checkpoint_keys=[],
-        references={**references, "message": {"lead", "message"}},
-        writers=2,
-        split_rows=100_000,
-    )
-    assert all(unit.parts == 1 for unit in whole)
