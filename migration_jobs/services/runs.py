@@ -190,6 +190,19 @@ def runs_request_bulk(
     return outcome
 
 
+def reasoned_runs_request_bulk(
+    *, kind: str, links: Iterable[AgencyLink], reason: str, actor: User | None
+) -> BulkOutcome:
+    """Queue a run of a kind that needs a reason (a cutover, a switch back) for each agency, under one
+    bulk request id; skip, saying why, the agencies refused."""
+    return runs_request_bulk(
+        links=links,
+        request=lambda link, bulk: migration_run_request(
+            link=link, kind=kind, actor=actor, reason=reason, bulk_request=bulk
+        ),
+    )
+
+
 def _require_services() -> None:
     """Fail before queueing when a database or Redis the run needs does not answer."""
     run_queue_require(queue=QUEUE)

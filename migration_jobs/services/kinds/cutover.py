@@ -67,7 +67,7 @@ from migration_jobs.services.fenced_switch import (
     fenced_switch_recovery,
 )
 from migration_jobs.services.kinds.migrate import agency_migration
-from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
+from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, reasoned_runs_request_bulk
 from migration_jobs.verify import PASS, AgencyScope, CheckOutcome
 from migration_jobs.verify.delta import Ahead, delta_verify_ahead, delta_verify_in_fence
 
@@ -93,10 +93,7 @@ def _cutover_check(link: AgencyLink) -> None:
 
 def cutover_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome:
     """Queue a cutover of each agency (they run within MIGRATION_MAX_CONCURRENT_AGENCIES); skip those refused."""
-    return runs_request_bulk(
-        links=links,
-        request=lambda link, bulk: cutover_run_request(link=link, reason=reason, actor=actor, bulk_request=bulk),
-    )
+    return reasoned_runs_request_bulk(kind=CUTOVER.value, links=links, reason=reason, actor=actor)
 
 
 # --- executing --------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from migration_jobs.services.fenced_switch import (
     fenced_switch_held,
     fenced_switch_recovery,
 )
-from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, runs_request_bulk
+from migration_jobs.services.runs import BulkOutcome, RunRequest, migration_run_request, reasoned_runs_request_bulk
 from migration_jobs.verify import PASS, AgencyScope
 from migration_jobs.verify.counts import counts_check
 
@@ -77,10 +77,7 @@ def _switch_back_check(link: AgencyLink) -> None:
 
 def switch_back_runs_request_bulk(*, links: Iterable[AgencyLink], reason: str, actor: User | None) -> BulkOutcome:
     """Queue a switch back of each agency; skip (with the reason) those refused."""
-    return runs_request_bulk(
-        links=links,
-        request=lambda link, bulk: switch_back_run_request(link=link, reason=reason, actor=actor, bulk_request=bulk),
-    )
+    return reasoned_runs_request_bulk(kind=SWITCH_BACK.value, links=links, reason=reason, actor=actor)
 
 
 def switch_back_plan(*, link: AgencyLink) -> dict[str, Any]:
