@@ -1,15 +1,15 @@
 """What moving agencies costs the unified database's live traffic: other agencies' writes.
 
-Every unified table RevOS rows go to carries two triggers of the control plane: the reverse
-capture (etl/reverse_capture.py: the writes of cut-over agencies, for a switch back) and the guard
-(etl/unified_guard.py: the copies of agencies RevOS still holds are read-only for the apps). Every
-app write to those tables runs both, for whichever agency. This writes the rows of an agency that
-is neither captured nor guarded, as the apps do: one row per transaction, as role `authenticated`
-with the agency's JWT claims (so under RLS, as PostgREST writes). Three set-ups, measured in one
-run, taking turns: without the triggers; with them idle (no agency captured or guarded); and while
-agencies move (one captured, another guarded). The writes are updates of `lead` and `client` rows
-(a RevOS-only and a shared table) and inserts of `lead` rows; each set-up is measured `repeats`
-times and the median kept.
+Every unified table RevOS rows go to carries the control plane's reverse capture
+(etl/reverse_capture.py: the writes of cut-over agencies, for a switch back) and guard
+(etl/unified_guard.py: the copies of agencies RevOS still holds are read-only for the apps), in one
+trigger call once the capture is installed (sql/unified/0066). Every app write to those tables runs
+it, for whichever agency. This writes the rows of an agency that is neither captured nor guarded,
+as the apps do: one row per transaction, as role `authenticated` with the agency's JWT claims (so
+under RLS, as PostgREST writes). Three set-ups, measured in one run, taking turns: without the
+triggers; with them idle (no agency captured or guarded); and while agencies move (one captured,
+another guarded). The writes are updates of `lead` and `client` rows (a RevOS-only and a shared
+table) and inserts of `lead` rows; each set-up is measured `repeats` times and the median kept.
 """
 
 from __future__ import annotations
@@ -133,8 +133,8 @@ def reverse_capture_measure(*, writes: int = 3000, repeats: int = 3) -> dict:
                 _guard_triggers(connection, enabled=False)
                 connection.commit()
                 seconds["without"].append(_write_loop(connection, writes=writes))
+                # The install disables the guard's trigger where the capture's does its work (sql/unified/0066).
                 capture.capture_triggers_install(connection, tables=tables)
-                _guard_triggers(connection, enabled=True)
                 connection.commit()
                 seconds["idle"].append(_write_loop(connection, writes=writes))
                 _agencies_moving(connection, moving=True)

@@ -365,20 +365,68 @@ def test_the_unified_copies_are_read_only_for_the_apps_until_the_cutover(merged,
             "delete of a migrated lead": ("DELETE FROM lead WHERE id = %s", [migrated_lead]),
             "update of a migrated client": ("UPDATE client SET name = name WHERE id = %s", [migrated_client]),
             "a new RevOS-only row": ("INSERT INTO lead (agency_id, name) VALUES (%s, 'new')", [agency]),
+            # An app's own SECURITY DEFINER function writes as its owner, for the app's role.
+            "an app function's update": ("SELECT public.test_lead_rename(%s)", [migrated_lead]),
         }
-        for statement, params in refused.values():
-            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="lives in RevOS until its cutover"):
-                as_app(connection, agency, "revos", statement, params)
-            connection.rollback()
-        # AudienceOS's own rows of the agency, and its new shared rows, stay the apps' to write.
-        if reused_client:
-            as_app(connection, agency, "audience", "UPDATE client SET name = name WHERE id = %s", [reused_client[0]])
-        as_app(
-            connection, agency, "audience", "INSERT INTO client (agency_id, name) VALUES (%s, 'New client')", [agency]
+        connection.execute(
+            "CREATE OR REPLACE FUNCTION public.test_lead_rename(lead_id uuid) RETURNS void LANGUAGE sql"
+            " SECURITY DEFINER SET search_path = pg_catalog"
+            " AS $$ UPDATE public.lead SET name = 'renamed' WHERE id = lead_id $$"
         )
-        # The control plane writes through (a catch-up brings these rows level).
-        connection.execute("UPDATE lead SET name = name WHERE id = %s", [migrated_lead])
+        connection.execute("GRANT EXECUTE ON FUNCTION public.test_lead_rename(uuid) TO authenticated")
         connection.commit()
+        # The guard's own trigger decides, until the reverse capture's triggers are on the table (a
+        # cutover installs them): then their function does, in the same call (sql/unified/0066).
+        tables = unified_captured_tables()
+        found_installed = capture.TRIGGER in capture_trigger_names(connection, table="lead")
+        capture.capture_triggers_remove(connection, tables=tables)  # an earlier test's cutover installs them
+        for guard_trigger_enabled in (True, False):
+            if not guard_trigger_enabled:
+                capture.capture_triggers_install(connection, tables=tables)
+            assert guard_triggers_enabled(connection) == {
+                "lead": guard_trigger_enabled,
+                "client": guard_trigger_enabled,
+            }
+            for statement, params in refused.values():
+                with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="lives in RevOS until its cutover"):
+                    as_app(connection, agency, "revos", statement, params)
+                connection.rollback()
+            # AudienceOS's own rows of the agency, and its new shared rows, stay the apps' to write.
+            if reused_client:
+                as_app(
+                    connection, agency, "audience", "UPDATE client SET name = name WHERE id = %s", [reused_client[0]]
+                )
+            as_app(
+                connection,
+                agency,
+                "audience",
+                "INSERT INTO client (agency_id, name) VALUES (%s, 'New client')",
+                [agency],
+            )
+            # The control plane writes through (a catch-up brings these rows level).
+            connection.execute("UPDATE lead SET name = name WHERE id = %s", [migrated_lead])
+            connection.commit()
+        connection.execute("DROP FUNCTION public.test_lead_rename(uuid)")
+        connection.commit()
+        if not found_installed:  # as the other tests found the database
+            capture.capture_triggers_remove(connection, tables=tables)
+            assert guard_triggers_enabled(connection) == {"lead": True, "client": True}
+
+
+def capture_trigger_names(connection: psycopg.Connection, *, table: str) -> set[str]:
+    rows = connection.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", [table]).fetchall()
+    connection.commit()
+    return {row[0] for row in rows}
+
+
+def guard_triggers_enabled(connection: psycopg.Connection) -> dict[str, bool]:
+    rows = connection.execute(
+        "SELECT tgrelid::regclass::text, tgenabled = 'A' FROM pg_trigger"
+        " WHERE tgname = %s AND tgrelid IN ('lead'::regclass, 'client'::regclass)",
+        [capture.GUARD_TRIGGER],
+    ).fetchall()
+    connection.commit()
+    return dict(rows)
 
 
 def test_a_rollback_takes_the_guard_with_the_copy(merged, client, settings):

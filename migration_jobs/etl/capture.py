@@ -156,6 +156,11 @@ TRIGGER_SHAPES = (
     TriggerShape(TRUNCATE_TRIGGER, "BEFORE TRUNCATE", "controlplane.capture_truncate", 2 | 32, False),
 )
 TRIGGER_NAMES = tuple(shape.name for shape in TRIGGER_SHAPES)
+# The unified database's guard (sql/unified/0062, etl/unified_guard.py). Where a unified table
+# carries the capture triggers, their function makes the guard's decision too, in the same call
+# (sql/unified/0066): the guard's own trigger is disabled with their install, enabled again with
+# their removal, so that an app's write runs one trigger, not two. RevOS has no such trigger.
+GUARD_TRIGGER = "controlplane_guard"
 # Installs take turns on each database (capture_triggers_install); a key no other lock uses.
 INSTALL_LOCK = "hashtext('controlplane.capture-install')"
 ALWAYS = "A"  # pg_trigger.tgenabled: fires whatever session_replication_role says
@@ -267,6 +272,7 @@ def _triggers_install(connection: psycopg.Connection, *, tables: Sequence[Captur
     if captured and not repair:
         capture_triggers_verify(connection, tables=tables, database=connection.info.dbname)
     by_name = {table.name: table for table in tables}
+    guarded = _guard_trigger_tables(connection)
     for name in problems:
         target = sql.Identifier(*by_name[name].schema_and_name)
         with connection.transaction():
@@ -289,21 +295,39 @@ def _triggers_install(connection: psycopg.Connection, *, tables: Sequence[Captur
                 connection.execute(
                     sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, sql.Identifier(shape.name))
                 )
+            if by_name[name].name in guarded:
+                connection.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(target, GUARD))
             connection.execute("UPDATE controlplane.capture_agency SET applied_snapshot = NULL")
     connection.commit()
     return list(problems)
 
 
 def capture_triggers_remove(connection: psycopg.Connection, *, tables: Sequence[CapturedTable]) -> None:
-    """Detach the triggers (for a database no agency moves out of any more)."""
+    """Detach the triggers (for a database no agency moves out of any more); a unified table's
+    guard trigger takes the guard's work back in the same transaction."""
+    guarded = _guard_trigger_tables(connection)
     for table in tables:
+        target = sql.Identifier(*table.schema_and_name)
         for trigger in TRIGGER_NAMES:
-            connection.execute(
-                sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                    sql.Identifier(trigger), sql.Identifier(*table.schema_and_name)
-                )
-            )
+            connection.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trigger), target))
+        if table.name in guarded:
+            connection.execute(sql.SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, GUARD))
     connection.commit()
+
+
+GUARD = sql.Identifier(GUARD_TRIGGER)
+
+
+def _guard_trigger_tables(connection: psycopg.Connection) -> set[str]:
+    """The tables carrying the guard trigger, named as CapturedTable names them (bare in public)."""
+    rows = connection.execute(
+        "SELECT CASE WHEN n.nspname = 'public' THEN c.relname ELSE n.nspname || '.' || c.relname END"
+        " FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE t.tgname = %s",
+        [GUARD_TRIGGER],
+    ).fetchall()
+    connection.commit()
+    return {row[0] for row in rows}
 
 
 # --- registering an agency --------------------------------------------------------------------

@@ -9,14 +9,13 @@ from graphlib import CycleError, TopologicalSorter
 import psycopg
 from psycopg import sql
 
+from migration_jobs.etl.capture import GUARD_TRIGGER as MIGRATED_ROWS_GUARD
 from migration_jobs.etl.capture import TRIGGER_NAMES as CAPTURE_TRIGGERS
 from migration_jobs.mapping import QUALIFIED_TABLES
 
 # sql/unified/0061_app_context_guard.sql: refuses the apps' changes of app_context. It fires on
 # updates only, so a first load's set-wise checks may run beside it.
 APP_CONTEXT_GUARD = "app_context_guard"
-# sql/unified/0062_migrated_rows_guard.sql (etl/unified_guard.py): it fires for the apps' roles only.
-MIGRATED_ROWS_GUARD = "controlplane_guard"
 
 # A tenant foreign key (sql/unified/0053): (reference, agency_id) -> parent (id, agency_id). For
 # ordering, remapping and the set-based checks it is the reference column's key, which also
