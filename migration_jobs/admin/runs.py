@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import User
@@ -70,9 +69,10 @@ from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.lock_holders import HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
-from migration_jobs.services.run_control import MIGRATIONS_QUEUE, migration_run_control
+from migration_jobs.services.run_control import migration_run_control
 from migration_jobs.services.runs import migration_run_request, migration_runs_reconcile_running
 from migration_jobs.services.verification import verification_run_request
+from migration_jobs.templatetags.rq_jobs import rq_job_url
 
 
 def _run_action(kind: RunKind) -> Callable[[AgencyLink, User], str]:
@@ -595,12 +595,10 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
         url = _job_url(run)
         if not url:
             return "—"
-        # The id is long (agency-<uuid>): the link says what it is, the tooltip has the id.
+        # The link says what it is, the tooltip has the id (migration-<run>-<tail>).
         return format_html('<a href="{}" title="{}">job</a>', url, run.job_id)
 
 
 def _job_url(run: MigrationRun) -> str:
-    """The run's RQ job page, under the queue the run was queued on; "" without a job."""
-    if not run.job_id:
-        return ""
-    return reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index(MIGRATIONS_QUEUE), run.job_id])
+    """The run's own RQ job page, under the queue the run was queued on; "" without a job."""
+    return rq_job_url(queue=run.QUEUE, job_id=run.job_id)

@@ -6,6 +6,7 @@ across databases): `revos_agency_id` in the RevOS source, `unified_agency_id` in
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -99,6 +100,8 @@ class MigrationRun(TrackedRun):
     ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
     FAILED_STATUS = Status.FAILED
     RESUMABLE_STATUSES = (Status.PAUSED, Status.CANCELLED, Status.FAILED)
+    JOB_PREFIX = "migration"
+    QUEUE = "migrations"
 
     class Control(models.TextChoices):
         NONE = "", "None"
@@ -158,6 +161,15 @@ class MigrationRun(TrackedRun):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.agency_link} ({self.get_status_display()})"
 
+    def job_id_assign(self) -> str:
+        """Name the run's own RQ job after it (run 412: `migration-412-<8 hex>`) once it has a pk and before
+        its enqueue. One job per run: each run's job page is its own, and a job is never taken for another
+        run's. The random tail keeps a control-plane database rebuilt from scratch (its pks start over)
+        clear of the jobs Redis still holds under the old ones."""
+        self.job_id = f"{self.JOB_PREFIX}-{self.pk}-{uuid.uuid4().hex[:8]}"
+        type(self).objects.filter(pk=self.pk).update(job_id=self.job_id)
+        return self.job_id
+
     @property
     def progress_percent(self) -> int:
         if self.status == self.Status.SUCCEEDED:
@@ -202,6 +214,7 @@ class VerificationRun(TrackedRun):
     ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
     FAILED_STATUS = Status.ERROR
     JOB_PREFIX = "verification"
+    QUEUE = "verification"
 
     class Verdict(models.TextChoices):
         PENDING = "", "Pending"

@@ -146,6 +146,8 @@ class TimelineEntry:
     duration: timedelta | None
     write_downtime_seconds: float | None
     detail: str  # the error, or the note, in one line
+    job_queue: str = ""  # the RQ queue of its own job, and the job's id: the run's link to the job
+    job_id: str = ""
 
     @property
     def label(self) -> str:
@@ -213,6 +215,8 @@ def _migration_entry(run: MigrationRun) -> TimelineEntry:
         duration=_duration(run),
         write_downtime_seconds=window,
         detail=_one_line(run.error or run.status_note),
+        job_queue=run.QUEUE,
+        job_id=run.job_id,
     )
 
 
@@ -233,6 +237,8 @@ def _verification_entry(run: VerificationRun) -> TimelineEntry:
         duration=_duration(run),
         write_downtime_seconds=None,
         detail=_one_line(run.error),
+        job_queue=run.QUEUE,
+        job_id=run.job_id,
     )
 
 
