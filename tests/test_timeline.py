@@ -18,10 +18,11 @@ from django.test import Client
 from django.urls import reverse
 
 from migration_jobs.demo.demo import demo_data_seed
+from migration_jobs.etl.tally import TableTally
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors import AGENCY_STATES
+from migration_jobs.selectors import AGENCY_STATES, agency_migrated_rows
 from migration_jobs.selectors.agency_page import agency_cockpit_read
 from migration_jobs.selectors.plan import plan_latest, plan_rows_planned
 from migration_jobs.selectors.timeline import (
@@ -36,7 +37,7 @@ from migration_jobs.selectors.timeline import (
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.kinds.cutover import cutover_run_request
-from migration_jobs.services.runs import migration_run_request
+from migration_jobs.services.runs import migration_run_request, migration_run_tally_record
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker
 
@@ -195,10 +196,52 @@ def test_counters_agree_on_a_succeeded_run_and_the_run_page_shows_what_its_kind_
     run_worker("migrations")
     page = ops.get(reverse("admin:migration_jobs_migrationrun_change", args=[plan.pk])).content.decode()
     assert 'id="run-summary"' in page and "Control:" not in page and "Full reread" not in page
-    labels = [label for label, _ in run_summary(run=MigrationRun.objects.get(pk=plan.pk))]
-    assert "Rows" not in labels and "Tables" not in labels  # a plan copies nothing
+    summary = dict(run_summary(run=MigrationRun.objects.get(pk=plan.pk)))
+    assert "Rows" not in summary and "Rows counted" in summary  # a plan copies nothing; it counts
     changelist = ops.get(reverse("admin:migration_jobs_migrationrun_changelist")).content.decode()
-    assert changelist.count("<progress") == 1  # the migration's bar only; the plan shows none
+    assert changelist.count("<progress") == 2  # the migration's bar and the plan's, tables counted
+
+
+def test_a_rollback_and_a_plan_report_progress_table_by_table_on_the_page_the_json_and_the_command(link, ops):
+    inserted = agency_migrated_rows(link=link)
+    rollback = migration_run_request(link=link, kind=Kind.ROLLBACK, actor=None)
+    # As its worker reports it two tables in (what the engine hands etl/tally.py), before its commit.
+    tally = TableTally(tables=["comments", "posts", "leads"]).end("comments", 12).end("posts", 30).begin("leads")
+    migration_run_tally_record(run_id=rollback.pk, tally=tally, rows_total=inserted)
+    progress = ops.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])).json()
+    assert (progress["rows_done"], progress["rows_total"], progress["tables_done"], progress["tables_total"]) == (
+        42,
+        inserted,
+        2,
+        3,
+    )
+    assert progress["table"] == "leads" and progress["percent"] == int(100 * 42 / inserted)
+    assert [(t["name"], t["rows_done"]) for t in progress["tables_progress"]] == [("posts", 30), ("comments", 12)]
+    page = ops.get(cockpit_url(link)).content.decode()
+    assert f'<span id="run-rows" class="numeric">42 / {inserted:,}</span> rows deleted' in page
+    assert 'tables: <span id="run-tables">2 / 3</span> deleted · now <span id="run-table">leads</span>' in page
+    assert "Progress of Roll back" in timeline_command(link) and "now leads" in timeline_command(link)
+
+    run_worker("migrations")
+    rollback.refresh_from_db()
+    assert rollback.status == Status.SUCCEEDED, rollback.error
+    deleted = {table: outcome["deleted"] for table, outcome in rollback.report.items()}
+    assert dict(rollback.table_rows) == deleted and len(rollback.table_rows) == rollback.tables_total == len(deleted)
+    assert sum(rows for _, rows in rollback.table_rows) == rollback.rows_done == rollback.rows_total == inserted > 0
+    assert agency_migrated_rows(link=link) == 0
+    assert dict(run_summary(run=rollback))["Rows deleted"] == f"{inserted:,} / {inserted:,} (100 %)"
+    assert f"100 % · {inserted:,} / {inserted:,} rows deleted · tables {len(deleted)} / {len(deleted)} deleted" in (
+        timeline_command(link)
+    )
+
+    plan = migration_run_request(link=link, kind=Kind.PLAN, actor=None)
+    run_worker("migrations")
+    plan.refresh_from_db()
+    counted = {table: outcome["source_rows"] for table, outcome in plan.report["tables"].items()}
+    assert dict(plan.table_rows) == counted and plan.rows_done == sum(counted.values()) > 0
+    assert [table for table, _ in plan.table_rows] == plan.report["order"], "in the order the plan takes them"
+    run_page = ops.get(reverse("admin:migration_jobs_migrationrun_change", args=[plan.pk])).content.decode()
+    assert f"{sum(counted.values()):,} (100 %)" in run_page
 
 
 @pytest.fixture

@@ -124,6 +124,10 @@ class MigrationRun(TrackedRun):
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(default=0)
     rows_per_second = models.FloatField(default=0)
+    # [table, rows] of each table done so far, in the order done, for a kind whose tables are not
+    # checkpointed batch by batch (a rollback's rows deleted, a plan's rows counted: etl/tally.py).
+    # A list: jsonb does not keep an object's key order.
+    table_rows = models.JSONField(default=list, blank=True)
     status_note = models.CharField(max_length=300, blank=True)
     report = models.JSONField(default=dict, blank=True)
     error_traceback = models.TextField(blank=True)

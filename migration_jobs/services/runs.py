@@ -29,6 +29,7 @@ from rq.job import Job, JobStatus
 from migration_jobs.etl.capture import TransactionsStillOpen
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import AgencyBusy, Control, MigrationStopped, RowRejected
+from migration_jobs.etl.tally import TableTally
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused, reason_required
@@ -387,6 +388,22 @@ def _run_execute(run: MigrationRun, kind: RunKind) -> MigrationRun:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
     return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
+
+
+def migration_run_tally_record(*, run_id: int, tally: TableTally, rows_total: int | None = None) -> None:
+    """Record the progress a rollback or a plan reports table by table (etl/tally.py): tables done of
+    all, the table under way, the rows so far (deleted, counted) in all and per table; `rows_total`
+    when the kind knows it beforehand."""
+    fields: dict[str, Any] = {
+        "current_table": tally.current[: MigrationRun._meta.get_field("current_table").max_length],
+        "tables_done": len(tally.done),
+        "tables_total": len(tally.tables),
+        "rows_done": tally.rows,
+        "table_rows": [[table, rows] for table, rows in tally.done],
+    }
+    if rows_total is not None:
+        fields["rows_total"] = rows_total
+    MigrationRun.objects.filter(pk=run_id).update(**fields)
 
 
 def _finish(
