@@ -326,7 +326,8 @@ class NextAction:
     """What repairs a failure or moves the agency on: a sentence and the button that does it."""
 
     text: str
-    action: str = ""  # the cockpit's button ("migrate", "fullreread", "cutover", "verify"), "" for none
+    # the cockpit's button ("migrate", "fullreread", "cutover", "verify", "relink"), "" for none
+    action: str = ""
 
 
 # Checks that compare the agency's rows in both databases: a full re-read rewrites every row from
@@ -362,11 +363,19 @@ def verification_next_action(*, verification: VerificationRun) -> NextAction | N
     return NextAction("The verification failed without failed checks: Verify again.", "verify")
 
 
+# How etl/engine.py refuses a row AudienceOS already has under another agency (a user matched by email):
+# the link is what is wrong, and its error says so in these words.
+LINK_REFUSED = "link this agency as existing"
+RELINK = "Re-link the agency (Change the link: the existing AudienceOS agency it is, or a new one)"
+
+
 def run_next_action(*, run: MigrationRun) -> NextAction | None:
     """What to do after a run that did not succeed; None for a run that succeeded or is under way."""
     if run.status in (Status.SUCCEEDED, Status.QUEUED, Status.RUNNING):
         return None
     shape = run_kind_shape(run.kind)
+    if run.status == Status.FAILED and LINK_REFUSED in run.error:
+        return NextAction(f"The unified database refused a row as another agency's. {RELINK}, then Resume.", "relink")
     if shape.steps:
         return NextAction(
             "Nothing was switched and the fence is lifted. Fix what the failed step names (for a drain, let the"
@@ -405,13 +414,18 @@ def agency_next_action(
     last_run: MigrationRun | None,
     verification: VerificationRun | None,
     with_checks: bool = True,
+    link_problem: str = "",
 ) -> NextAction:
     """The one thing to do next for an agency: repair the latest failure, else move it on.
 
     A failed run counts while it is the agency's latest (a retry that succeeded replaces it); a
     failed verification counts while the agency waits for a passing one. `with_checks=False` does
     not read the verification's checks (the overview, one line per agency, links to the page).
+    `link_problem` says why the agency's link no longer holds (selectors/agency_links.py): a failure
+    then is the link's to repair first.
     """
+    if link_problem and (failed := _failure(state=state, last_run=last_run, verification=verification)):
+        return NextAction(f"{failed} failed, and the link no longer holds: {link_problem}. {RELINK}.", "relink")
     if last_run is not None and (action := run_next_action(run=last_run)):
         kind = last_run.get_kind_display()
         return NextAction(
@@ -428,6 +442,17 @@ def agency_next_action(
         if with_checks and (action := verification_next_action(verification=verification)):
             return NextAction(f"Verification #{verification.pk} failed. {action.text}", action.action)
     return _STATE_NEXT.get(state, NextAction(""))
+
+
+def _failure(*, state: str, last_run: MigrationRun | None, verification: VerificationRun | None) -> str:
+    """The agency's failure still waiting for a repair ("Migrate #4", "Verification #7"), or ""."""
+    if last_run is not None and last_run.status == Status.FAILED:
+        return f"{last_run.get_kind_display()} #{last_run.pk}"
+    failed = (VerificationRun.Verdict.FAIL, VerificationRun.Verdict.ERROR)
+    waiting = state == "migrated" and verification is not None and verification.verdict in failed
+    if waiting and verification is not None and not _superseded(verification, last_run):
+        return f"Verification #{verification.pk}"
+    return ""
 
 
 def _superseded(verification: VerificationRun, last_run: MigrationRun | None) -> bool:

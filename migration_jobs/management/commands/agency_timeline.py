@@ -31,6 +31,9 @@ class Command(DatabaseCommand):
         cockpit = agency_cockpit_read(link=link)
         timeline = agency_timeline(link=link, limit=limit)
         lines = timeline_lines(link=link, state=cockpit.state, next_action=cockpit.next_action, timeline=timeline)
+        if cockpit.next_action.action == "relink":
+            relink = f"Re-link: manage.py link_agency {link.revos_agency_id} --existing UNIFIED_ID (or --new)"
+            lines[2:2] = [f"Re-link refused now: {cockpit.relink_refusal}" if cockpit.relink_refusal else relink]
         if (run := cockpit.last_run) is not None:
             # The latest run's progress, per table while it runs, after the next action as on the page.
             tables = run_progress_tables(run=run, planned=lambda: plan_rows_planned(plan=plan_latest(link=link)))
