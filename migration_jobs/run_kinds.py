@@ -60,6 +60,9 @@ class RunKind:
     unified_db: bool | None = None  # what its switch sets unified_db to; None: it switches nothing
     completes: bool = False  # ends the agency's move for good
     working: str = ""  # what a run of it does while it runs, for the cockpit, when it has no rows to count
+    # Its progress is counted table by table, not checkpointed batch by batch (etl/tally.py): what it
+    # does to each table's rows ("deleted", "counted"); "" for a kind without such progress.
+    tallies: str = ""
     when_cut_over: str | None = SOURCE_OF_TRUTH  # why it is refused for a cut-over agency; None: it is not
     # Raise RunRefused saying why the agency cannot have such a run: before the agency's request
     # lock is taken, and under it once the databases and Redis answer.

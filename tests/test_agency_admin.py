@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import uuid
 
+import django_rq
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
-from django.urls import reverse
+from django.urls import resolve, reverse
+from django_rq.queues import get_queue_by_index
 
 from migration_jobs.admin.runs import AGENCY_ACTIONS
 from migration_jobs.admin.switch_back import REASONED_ACTIONS
 from migration_jobs.demo.demo import demo_data_seed
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+from migration_jobs.services.runs import migration_run_request
+from migration_jobs.templatetags.rq_jobs import rq_job_url
 from tests.conftest import run_worker
 
 
@@ -186,20 +190,49 @@ def test_progress_shows_an_eta_and_the_live_inserted_row_count(agencies):
     assert progress["migrated_rows"] == 0 and progress["eta"] == ""
 
 
-def test_run_list_links_each_run_to_its_job_and_the_dashboard_needs_its_own_permission(agencies):
+def test_each_run_links_to_its_own_job_under_its_own_queue_and_the_dashboard_needs_its_own_permission(agencies):
     link = agencies.first()
     call_command("link_agency", str(link.revos_agency_id), "--new")
-    call_command("migrate_agency", str(link.revos_agency_id), "--sync")
+    call_command("migrate_agency", str(link.revos_agency_id), "--sync")  # queues its verification
+    link.refresh_from_db()
+    migrated = link.runs.get()
+    plan = migration_run_request(link=link, kind=MigrationRun.Kind.PLAN, actor=None)
+    verification = link.verifications.get()
+    assert not migrated.job_id, "run by the command itself: no job to link to"
+    viewer = staff("view_migrationrun", "view_verificationrun", "view_job_queues")
+    cockpit = viewer.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk])).content.decode()
+    for run in (plan, verification):
+        url = rq_job_url(queue=run.QUEUE, job_id=run.job_id)
+        match = resolve(url)
+        assert (match.view_name, match.kwargs["job_id"]) == ("django_rq:job_detail", run.job_id)
+        assert get_queue_by_index(match.kwargs["queue_index"]).name == run.QUEUE
+        page = viewer.get(url)
+        assert page.status_code == 200 and run.job_id in page.content.decode()
+        assert f'href="{url}"' in cockpit, "the timeline links the run to its own job"
+        model = type(run)._meta.model_name
+        run_page = viewer.get(reverse(f"admin:migration_jobs_{model}_change", args=[run.pk])).content.decode()
+        assert f'href="{url}"' in run_page
+    runs = viewer.get(reverse("admin:migration_jobs_migrationrun_changelist")).content.decode()
+    assert rq_job_url(queue=plan.QUEUE, job_id=plan.job_id) in runs
     client = staff("view_migrationrun")
-    response = client.get(reverse("admin:migration_jobs_migrationrun_changelist"))
-    assert response.status_code == 200
-    job_url = reverse("django_rq:job_detail", args=[0, f"agency-{link.revos_agency_id}"])
-    assert job_url in response.content.decode()
+    without_queues = client.get(reverse("admin:migration_jobs_agencylink_change", args=[link.pk]))
+    assert "job-link" not in without_queues.content.decode(), "no link to a dashboard it may not open"
     assert client.get(reverse("django_rq:home")).status_code == 403, "staff without 'view the job queues'"
     assert staff("view_job_queues").get(reverse("django_rq:home")).status_code == 200
     superuser = User.objects.create_superuser("root", password="x")
     client.force_login(superuser)
     assert client.get(reverse("django_rq:home")).status_code == 200
+
+
+def test_a_double_click_on_migrate_queues_one_run_and_one_job(agencies):
+    link = agencies.first()
+    call_command("link_agency", str(link.revos_agency_id), "--new")
+    client = staff("start_migrationrun")
+    first, second = (post(client, action_url(link, "migrate")) for _ in range(2))
+    run = link.runs.get()
+    assert messages_of(first) == [f"Migrate of {link.name} queued (run {run.pk})."]
+    assert messages_of(second) == [f"{link.name} already has a run queued (run {run.pk})."]
+    assert django_rq.get_queue(MigrationRun.QUEUE).job_ids == [run.job_id]
 
 
 def test_unknown_or_malformed_agency_urls_are_404_not_500(agencies):

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
-from django.db import connections
+from django.db import IntegrityError, connections, transaction
 from psycopg import sql
 
 from migration_jobs.demo.demo import demo_agency_seed, demo_data_seed
@@ -297,11 +297,23 @@ def test_agency_without_a_confirmed_link_cannot_be_migrated(tenant_db, rq_queues
 
 
 def test_a_second_request_while_one_is_queued_is_refused(shared_agency, rq_queues):
-    migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    first = migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
     with pytest.raises(RunRefused, match="already has a run queued"):
         migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
-    assert rq_queues["migrations"].count == 1
-    assert rq_queues["migrations"].job_ids == [f"agency-{shared_agency.revos_agency_id}"]
+    assert rq_queues["migrations"].job_ids == [first.job_id] and first.job_id.startswith(f"migration-{first.pk}-")
+    assert shared_agency.runs.count() == 1
+
+
+def test_the_database_refuses_a_second_active_run_of_an_agency_whatever_path_writes_it(shared_agency, rq_queues):
+    """What holds when two requests pass the service's checks at once: the one_active_run_per_agency
+    constraint, which the service turns into a refusal."""
+    migration_run_request(link=shared_agency, kind=MigrationRun.Kind.MIGRATE, actor=None)
+    for status in MigrationRun.ACTIVE_STATUSES:
+        with pytest.raises(IntegrityError, match="one_active_run_per_agency"), transaction.atomic():
+            MigrationRun.objects.create(
+                agency_link=shared_agency, revos_agency_id=shared_agency.revos_agency_id, status=status
+            )
+    assert shared_agency.runs.count() == 1 and rq_queues["migrations"].count == 1
 
 
 def test_redis_down_refuses_with_a_clear_message(shared_agency, settings):

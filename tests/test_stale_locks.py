@@ -33,12 +33,13 @@ Status = MigrationRun.Status
 
 @pytest.fixture
 def running(tenant_db, rq_queues):
-    """A confirmed agency whose migration run says running."""
+    """A confirmed agency whose migration run says running, under a job id of its own as a queued run has."""
     demo_data_seed(agencies=1, scale=1, seed=5)
     agency_links_sync()
     link = AgencyLink.objects.get()
     link = agency_link_confirm(link=link, kind="new", unified_agency_id=None, actor=None)
     run = migration_run_request(link=link, kind=MigrationRun.Kind.MIGRATE, actor=None, enqueue=False)
+    run.job_id_assign()
     MigrationRun.objects.filter(pk=run.pk).update(status=Status.RUNNING, rows_done=40, rows_total=100)
     return link, run
 

@@ -506,8 +506,8 @@ def test_a_queued_plan_gives_way_to_a_switch_back_and_a_cutover_and_the_agency_h
     plan.refresh_from_db()
     assert plan.status == Status.CANCELLED, plan.status_note
     assert plan.status_note == "superseded by a switch back requested before a worker started it"
-    assert back.status == Status.QUEUED and queue.job_ids == [back.job_id]
-    assert queue.fetch_job(back.job_id).args == (back.pk,)  # the agency's one job id now runs the switch back
+    assert back.status == Status.QUEUED and queue.job_ids == [back.job_id] and back.job_id != plan.job_id
+    assert queue.fetch_job(back.job_id).args == (back.pk,)  # its own job; the plan's is cancelled
     entry = LogEntry.objects.get(object_id=str(shared.pk), user=staff)
     assert f"Plan (dry run) run {plan.pk} cancelled: superseded by a switch back" in entry.change_message
     run_worker("migrations")

@@ -7,7 +7,10 @@ services refuse a full re-read of a cut-over agency in the same words for the pa
 
 from __future__ import annotations
 
+import inspect
 import io
+import re
+import uuid
 
 import psycopg
 import pytest
@@ -16,15 +19,19 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from migration_jobs.demo.demo import demo_data_seed
+from migration_jobs.etl.engine import AgencyMigration
+from migration_jobs.etl.tally import TableTally
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.models.flags import FeatureFlag
 from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors import AGENCY_STATES
+from migration_jobs.selectors import AGENCY_STATES, agency_migrated_rows
 from migration_jobs.selectors.agency_page import agency_cockpit_read
 from migration_jobs.selectors.plan import plan_latest, plan_rows_planned
 from migration_jobs.selectors.timeline import (
+    LINK_REFUSED,
     agency_next_action,
     agency_timeline,
     run_counters,
@@ -36,7 +43,7 @@ from migration_jobs.selectors.timeline import (
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.kinds.cutover import cutover_run_request
-from migration_jobs.services.runs import migration_run_request
+from migration_jobs.services.runs import migration_run_request, migration_run_tally_record
 from migration_jobs.services.verification import verification_run_request
 from tests.conftest import database_url, run_worker
 
@@ -195,10 +202,111 @@ def test_counters_agree_on_a_succeeded_run_and_the_run_page_shows_what_its_kind_
     run_worker("migrations")
     page = ops.get(reverse("admin:migration_jobs_migrationrun_change", args=[plan.pk])).content.decode()
     assert 'id="run-summary"' in page and "Control:" not in page and "Full reread" not in page
-    labels = [label for label, _ in run_summary(run=MigrationRun.objects.get(pk=plan.pk))]
-    assert "Rows" not in labels and "Tables" not in labels  # a plan copies nothing
+    summary = dict(run_summary(run=MigrationRun.objects.get(pk=plan.pk)))
+    assert "Rows" not in summary and "Rows counted" in summary  # a plan copies nothing; it counts
     changelist = ops.get(reverse("admin:migration_jobs_migrationrun_changelist")).content.decode()
-    assert changelist.count("<progress") == 1  # the migration's bar only; the plan shows none
+    assert changelist.count("<progress") == 2  # the migration's bar and the plan's, tables counted
+
+
+def test_a_rollback_and_a_plan_report_progress_table_by_table_on_the_page_the_json_and_the_command(link, ops):
+    inserted = agency_migrated_rows(link=link)
+    rollback = migration_run_request(link=link, kind=Kind.ROLLBACK, actor=None)
+    # As its worker reports it two tables in (what the engine hands etl/tally.py), before its commit.
+    tally = TableTally(tables=["comments", "posts", "leads"]).end("comments", 12).end("posts", 30).begin("leads")
+    migration_run_tally_record(run_id=rollback.pk, tally=tally, rows_total=inserted)
+    progress = ops.get(reverse("admin:migration_jobs_agencylink_progress", args=[link.pk])).json()
+    assert (progress["rows_done"], progress["rows_total"], progress["tables_done"], progress["tables_total"]) == (
+        42,
+        inserted,
+        2,
+        3,
+    )
+    assert progress["table"] == "leads" and progress["percent"] == int(100 * 42 / inserted)
+    assert [(t["name"], t["rows_done"]) for t in progress["tables_progress"]] == [("posts", 30), ("comments", 12)]
+    page = ops.get(cockpit_url(link)).content.decode()
+    assert f'<span id="run-rows" class="numeric">42 / {inserted:,}</span> rows deleted' in page
+    assert 'tables: <span id="run-tables">2 / 3</span> deleted · now <span id="run-table">leads</span>' in page
+    assert "Progress of Roll back" in timeline_command(link) and "now leads" in timeline_command(link)
+
+    run_worker("migrations")
+    rollback.refresh_from_db()
+    assert rollback.status == Status.SUCCEEDED, rollback.error
+    deleted = {table: outcome["deleted"] for table, outcome in rollback.report.items()}
+    assert dict(rollback.table_rows) == deleted and len(rollback.table_rows) == rollback.tables_total == len(deleted)
+    assert sum(rows for _, rows in rollback.table_rows) == rollback.rows_done == rollback.rows_total == inserted > 0
+    assert agency_migrated_rows(link=link) == 0
+    assert dict(run_summary(run=rollback))["Rows deleted"] == f"{inserted:,} / {inserted:,} (100 %)"
+    assert f"100 % · {inserted:,} / {inserted:,} rows deleted · tables {len(deleted)} / {len(deleted)} deleted" in (
+        timeline_command(link)
+    )
+
+    plan = migration_run_request(link=link, kind=Kind.PLAN, actor=None)
+    run_worker("migrations")
+    plan.refresh_from_db()
+    counted = {table: outcome["source_rows"] for table, outcome in plan.report["tables"].items()}
+    assert dict(plan.table_rows) == counted and plan.rows_done == sum(counted.values()) > 0
+    assert [table for table, _ in plan.table_rows] == plan.report["order"], "in the order the plan takes them"
+    run_page = ops.get(reverse("admin:migration_jobs_migrationrun_change", args=[plan.pk])).content.decode()
+    assert f"{sum(counted.values()):,} (100 %)" in run_page
+
+
+def test_a_failure_under_a_link_that_no_longer_holds_offers_re_link_refused_alike_by_page_and_command(link, ops):
+    other = AgencyLink.objects.exclude(pk=link.pk).get()
+    # Linked to an AudienceOS agency that is gone (deleted behind the tool's back, or a typo of an id).
+    gone = uuid.uuid4()
+    AgencyLink.objects.filter(pk=other.pk).update(kind="existing", unified_agency_id=gone, confirmed_at=timezone.now())
+    other.refresh_from_db()
+    failed = migration_run_request(link=other, kind=Kind.MIGRATE, actor=None)
+    run_worker("migrations")
+    failed.refresh_from_db()
+    assert failed.status == Status.FAILED, "nothing can be written under an agency that does not exist"
+    cockpit = agency_cockpit_read(link=other)
+    assert cockpit.next_action.action == "relink"
+    assert f"Migrate #{failed.pk} failed, and the link no longer holds" in cockpit.next_action.text
+    assert f"({gone}) no longer exists" in cockpit.next_action.text and cockpit.relink_refusal == ""
+    page = ops.get(cockpit_url(other)).content.decode()
+    assert 'data-action="relink"' in page and 'id="next-action-button" href="#link-status"' in page
+    out = timeline_command(other)
+    assert f"Next: {cockpit.next_action.text}" in out
+    assert f"Re-link: manage.py link_agency {other.revos_agency_id} --existing UNIFIED_ID (or --new)" in out
+    # The button leads to the link form, the existing flow: confirmed to the agency that exists, the failure
+    # is a plain failed migration again, to resume.
+    token = ops.get(cockpit_url(other)).cookies.get("csrftoken")
+    confirm = reverse("admin:migration_jobs_agencylink_confirm", args=[other.pk])
+    data = {"kind": "existing", "unified_agency_id": str(other.suggested_agency_id)}
+    response = ops.post(confirm, {**data, "csrfmiddlewaretoken": token.value if token else ""}, follow=True)
+    assert [str(m) for m in response.context["messages"]][-1].startswith("Link confirmed")
+    other.refresh_from_db()
+    assert other.unified_agency_id == other.suggested_agency_id
+    assert agency_cockpit_read(link=other).next_action.action == "migrate"
+
+    # An agency with rows migrated under the link that no longer holds: re-linking waits for a rollback,
+    # and the page's button and the command refuse it in the same words.
+    AgencyLink.objects.filter(pk=link.pk).update(kind="existing", unified_agency_id=gone)
+    link.refresh_from_db()
+    verification_run_request(link=link, actor=None)
+    run_worker("verification")
+    cockpit = agency_cockpit_read(link=link)
+    assert cockpit.state == "migrated" and cockpit.next_action.action == "relink", cockpit.next_action.text
+    refusal = f"{link.name} has migrated rows under its current link; roll it back first."
+    assert cockpit.relink_refusal == refusal
+    page = ops.get(cockpit_url(link)).content.decode()
+    assert f'<span class="why refused" id="relink-reason">Not now: {refusal}</span>' in page
+    assert f"Re-link refused now: {refusal}" in timeline_command(link)
+    with pytest.raises(CommandError, match=re.escape(refusal)):
+        call_command("link_agency", str(link.revos_agency_id), "--new", stdout=io.StringIO())
+
+
+def test_a_row_refused_as_another_agencys_names_re_link_in_the_engines_own_words():
+    refused = MigrationRun(kind=Kind.MIGRATE, status=Status.FAILED, failed_table="users", failed_batch=0)
+    refused.error = (
+        "users: source row 1 was refused (batch 0): it is user 2 of unified agency 3 (same email), and rows may"
+        f" reference their own agency's user rows only: {LINK_REFUSED} 3, or move that user first"
+    )
+    assert run_next_action(run=refused).action == "relink"
+    assert LINK_REFUSED in inspect.getsource(AgencyMigration._refuse_other_agencies_rows), "the words it looks for"
+    refused.error = "leads: source row 1 was refused (batch 0): violates check constraint lead_email_check"
+    assert run_next_action(run=refused).action == "migrate"  # a row to fix in RevOS, then Resume
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
-from rq.job import Job, JobStatus
+from rq.job import Job
 
 from migration_jobs.models import AgencyLink, MigrationRun, SchemaAuditRun, VerificationRun
 from migration_jobs.services.run_control import RunJob, run_enqueue_once
@@ -64,47 +64,35 @@ def test_a_failed_verification_has_verdict_error(link):
     assert (run.status, run.verdict, run.error) == ("error", "error", "no database")
 
 
+def migration_run_with_job_id(link: AgencyLink, **fields) -> MigrationRun:
+    run = migration_run(link, **fields)
+    run.job_id_assign()
+    return run
+
+
 def test_the_job_is_enqueued_under_the_runs_id_only_after_commit(link, rq_queues):
     with transaction.atomic():
-        run = migration_run(link, job_id=f"agency-{link.revos_agency_id}")
+        run = migration_run_with_job_id(link)
         run_enqueue_once(run=run, job=JOB)
         assert rq_queues["migrations"].job_ids == []  # the worker would not find the row yet
     assert rq_queues["migrations"].job_ids == [run.job_id]
 
 
-def test_a_finished_job_under_the_same_id_is_replaced(link, rq_queues):
-    job_id = f"agency-{link.revos_agency_id}"
-    old = rq_queues["migrations"].enqueue(JOB.function, 0, job_id=job_id)
-    old.set_status(JobStatus.FINISHED)
-    rq_queues["migrations"].remove(old)
-    run = migration_run(link, job_id=job_id)
-    run_enqueue_once(run=run, job=JOB)
-    run.refresh_from_db()
-    assert run.status == MigrationRun.Status.QUEUED, run.error
-    job = Job.fetch(job_id, connection=rq_queues["migrations"].connection)
-    assert job.args == (run.pk,) and rq_queues["migrations"].job_ids == [job_id]
-
-
-def test_a_job_still_executing_under_the_same_id_fails_the_new_run_saying_so(link, rq_queues):
-    job_id = f"agency-{link.revos_agency_id}"
-    old = rq_queues["migrations"].enqueue(JOB.function, 0, job_id=job_id)
-    rq_queues["migrations"].remove(old)
-    old.set_status(JobStatus.STARTED)
-    run = migration_run(link, job_id=job_id)
-    run_enqueue_once(run=run, job=JOB)
-    run.refresh_from_db()
-    assert run.status == MigrationRun.Status.FAILED
-    assert (
-        run.error
-        == "Could not queue the job: The agency's previous job is still winding down; try again in a few seconds."
-    )
-    assert Job.fetch(job_id, connection=rq_queues["migrations"].connection).args == (0,), "left alone"
+def test_every_run_of_an_agency_has_a_job_of_its_own_named_after_it(link, rq_queues):
+    first = migration_run_with_job_id(link, status=MigrationRun.Status.SUCCEEDED)
+    second = migration_run_with_job_id(link)
+    assert first.job_id.startswith(f"migration-{first.pk}-") and second.job_id.startswith(f"migration-{second.pk}-")
+    assert MigrationRun.objects.get(pk=second.pk).job_id == second.job_id, "stored before any enqueue"
+    run_enqueue_once(run=first, job=JOB)
+    run_enqueue_once(run=second, job=JOB)
+    connection = rq_queues["migrations"].connection
+    assert [Job.fetch(run.job_id, connection=connection).args for run in (first, second)] == [(first.pk,), (second.pk,)]
 
 
 def test_redis_refusing_the_job_fails_the_run_with_the_kinds_own_words(link, rq_queues):
     job = RunJob(queue="migrations", function=JOB.function, failure="Nothing was queued ({error}).")
     dead_redis = {**settings.RQ_QUEUES, "migrations": {"URL": "redis://127.0.0.1:1/0"}}
-    run = migration_run(link, job_id=f"agency-{link.revos_agency_id}")
+    run = migration_run_with_job_id(link)
     with override_settings(RQ_QUEUES=dead_redis):
         run_enqueue_once(run=run, job=job)
     run.refresh_from_db()

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.models import User
@@ -56,8 +55,9 @@ from migration_jobs.selectors.timeline import (
     TableProgress,
     run_counters,
     run_kind_shape,
+    run_progress_tables,
+    run_shows_progress,
     run_summary,
-    run_tables_progress,
     run_took,
 )
 from migration_jobs.services.agency_links import (
@@ -70,9 +70,10 @@ from migration_jobs.services.bulk import bulk_requests_stopped
 from migration_jobs.services.full_reread import migration_full_reread_request
 from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.lock_holders import HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_TIMEOUT_SECONDS, run_heartbeat
-from migration_jobs.services.run_control import MIGRATIONS_QUEUE, migration_run_control
+from migration_jobs.services.run_control import migration_run_control
 from migration_jobs.services.runs import migration_run_request, migration_runs_reconcile_running
 from migration_jobs.services.verification import verification_run_request
+from migration_jobs.templatetags.rq_jobs import rq_job_url
 
 
 def _run_action(kind: RunKind) -> Callable[[AgencyLink, User], str]:
@@ -126,12 +127,8 @@ AGENCY_ACTIONS = {
 def _progress_bar(run: MigrationRun | None) -> str:
     if run is None:
         return "—"
-    return format_html(
-        '<progress max="100" value="{}" title="{}%"></progress> {}%',
-        run.progress_percent,
-        run.progress_percent,
-        run.progress_percent,
-    )
+    percent = run_counters(run=run).percent
+    return format_html('<progress max="100" value="{}" title="{}%"></progress> {}%', percent, percent, percent)
 
 
 class ClientLinkFormSet(BaseInlineFormSet):
@@ -464,6 +461,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             "heartbeat": _heartbeat_text(last_run),
             "counters": run_counters(run=last_run) if last_run else None,
             "run_shape": run_kind_shape(last_run.kind) if last_run else None,
+            "shows_progress": run_shows_progress(run=last_run) if last_run else False,
             "tables_progress": _tables_progress(last_run, link),
             "run_took": run_took(run=last_run) if last_run else "",
             "plan": plan_latest(link=link),
@@ -481,10 +479,9 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
 
 
 def _tables_progress(run: MigrationRun | None, link: AgencyLink) -> list[TableProgress]:
-    """Rows done per table in flight, against the latest plan's rows; none for a run that copies none."""
-    if run is None or not run_kind_shape(run.kind).copies_rows or not run.is_active:
-        return []
-    return run_tables_progress(run=run, planned=plan_rows_planned(plan=plan_latest(link=link)))
+    """The active run's per-table progress: a migration's tables in flight against the latest plan's
+    rows, a rollback's or a plan's tables done so far."""
+    return run_progress_tables(run=run, planned=lambda: plan_rows_planned(plan=plan_latest(link=link)))
 
 
 def _flags_for(link: AgencyLink) -> dict[str, bool]:
@@ -581,8 +578,8 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="Progress")
     def progress(self, run: MigrationRun) -> str:
-        if not run_kind_shape(run.kind).copies_rows:
-            return "—"  # a plan or a switch has no rows to count: no "0 %"
+        if not run_shows_progress(run=run):
+            return "—"  # a switch has no rows to count, nor a plan from before plans counted: no "0 %"
         return _progress_bar(run)
 
     @admin.display(description="Duration")
@@ -595,12 +592,10 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
         url = _job_url(run)
         if not url:
             return "—"
-        # The id is long (agency-<uuid>): the link says what it is, the tooltip has the id.
+        # The link says what it is, the tooltip has the id (migration-<run>-<tail>).
         return format_html('<a href="{}" title="{}">job</a>', url, run.job_id)
 
 
 def _job_url(run: MigrationRun) -> str:
-    """The run's RQ job page, under the queue the run was queued on; "" without a job."""
-    if not run.job_id:
-        return ""
-    return reverse("django_rq:job_detail", args=[list(settings.RQ_QUEUES).index(MIGRATIONS_QUEUE), run.job_id])
+    """The run's own RQ job page, under the queue the run was queued on; "" without a job."""
+    return rq_job_url(queue=run.QUEUE, job_id=run.job_id)

@@ -22,6 +22,7 @@ from migration_jobs.models import AgencyLink, CheckResult, VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.verification import verification_matrix
 from migration_jobs.services.verification import verification_run_request
+from migration_jobs.templatetags.rq_jobs import rq_job_url
 
 COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "": "#757575"}
 CHECK_FAMILIES = ("counts", "content", "references", "isolation", "schema")
@@ -129,7 +130,7 @@ class VerificationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
         "status",
         "verdict_coloured",
         "requested_by",
-        "job_id",
+        "job",
         "created_at",
         "started_at",
         "finished_at",
@@ -161,6 +162,12 @@ class VerificationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
             return "on demand"
         url = reverse("admin:migration_jobs_migrationrun_change", args=[run.migration_run_id])
         return format_html('<a href="{}">{} #{}</a>', url, run.migration_run.get_kind_display(), run.migration_run_id)
+
+    @admin.display(description="RQ job")
+    def job(self, run: VerificationRun) -> str:
+        """Its own job, on the verification queue's page of django-rq's dashboard."""
+        url = rq_job_url(queue=run.QUEUE, job_id=run.job_id)
+        return format_html('<a href="{}">{}</a>', url, run.job_id) if url else "—"
 
     @admin.display(description="Verdict", ordering="verdict")
     def verdict_coloured(self, run: VerificationRun) -> str:

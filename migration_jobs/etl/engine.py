@@ -65,6 +65,7 @@ from migration_jobs.etl.scheduler import (
 from migration_jobs.etl.scheduler import (
     Control as Control,  # re-exported: a run's on_progress answers with it
 )
+from migration_jobs.etl.tally import OnTally, TableTally
 from migration_jobs.etl.unified_guard import unified_guard_forget
 from migration_jobs.mapping import Identity
 
@@ -1091,13 +1092,18 @@ def _match_by_client_name(
 
 
 def agency_rollback(
-    *, source_agency_id: UUID, unified_agency_id: UUID, on_locked: Callable[[], None] = lambda: None
+    *,
+    source_agency_id: UUID,
+    unified_agency_id: UUID,
+    on_locked: Callable[[], None] = lambda: None,
+    on_tally: OnTally = lambda tally: None,
 ) -> MigrationReport:
     """Delete exactly the unified rows this agency's runs inserted, children first, in one commit.
 
     Rows that existed before (reused agency, users, clients) stay. If AudienceOS rows have come to
     reference a migrated row since, the foreign key refuses and nothing at all is deleted. The
     agency's guard goes in the same commit: with no copy left, nothing is read-only for the apps.
+    `on_tally` hears each table begin and end, with its rows deleted (not yet committed).
     """
     with (
         connect("revos", purpose="rollback-read") as source,
@@ -1107,11 +1113,14 @@ def agency_rollback(
         on_locked()
         plans = migration_plan_build(source=catalog_read(source), target=catalog_read(target))
         report = MigrationReport({p.source: TableOutcome(p.source, p.target) for p in plans})
+        tally = TableTally(tables=[plan.source for plan in reversed(plans)])
         with target.cursor() as cursor:
             for plan in reversed(plans):
+                on_tally(tally.begin(plan.source))
                 report.tables[plan.source].deleted = id_map.inserted_rows_delete(
                     cursor, agency_id=source_agency_id, source_table=plan.source, target_table=plan.target
                 )
+                on_tally(tally.end(plan.source, report.tables[plan.source].deleted))
             id_map.agency_forget(cursor, agency_id=source_agency_id)
             cursor.execute(sql.SQL("DELETE FROM {} WHERE agency_id = %s").format(CHECKPOINT), [source_agency_id])
             unified_guard_forget(cursor, unified_agency_id=unified_agency_id)
@@ -1126,12 +1135,13 @@ def agency_plan(
     link_existing: bool,
     client_links: dict[str, str] | None = None,
     set_based_checks: bool = True,
+    on_tally: OnTally = lambda tally: None,
 ) -> dict[str, Any]:
     """A dry run: what would move, what would be reused, what is already there, what becomes of
     the apps' own triggers on the target tables. Writes nothing.
 
     Reuse is matched as the migration matches it, staff's explicit client links (`client_links`)
-    included, so the plan's counts are the run's."""
+    included, so the plan's counts are the run's. `on_tally` hears each table's count begin and end."""
     with connect("revos", purpose="plan-read") as source, connect("unified", purpose="plan-read") as target:
         source.read_only = target.read_only = True
         target_catalog = catalog_read(target)
@@ -1152,9 +1162,12 @@ def agency_plan(
         conflicts += [f"refused: {conflict}" for conflict in refused]
         reused_per_table = Counter(table for table, *_ in matches)
         tables = {}
+        tally = TableTally(tables=[plan.source for plan in plans])
         for plan in plans:
             reused = reused_per_table[plan.source]
+            on_tally(tally.begin(plan.source))
             rows = fetch_value(source.execute(plan.count_query(source_agency_id=source_agency_id)))
+            on_tally(tally.end(plan.source, rows))
             tables[plan.source] = {
                 "target": plan.target,
                 "source_rows": rows,

@@ -32,6 +32,7 @@ class SchemaAuditRun(TrackedRun):
     STARTABLE_STATUSES = (Status.QUEUED,)
     FAILED_STATUS = Status.FAILED
     JOB_PREFIX = "schema-audit"
+    QUEUE = "audit"
 
     database = models.CharField(max_length=10, choices=Database.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)

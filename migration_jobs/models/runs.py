@@ -6,6 +6,7 @@ across databases): `revos_agency_id` in the RevOS source, `unified_agency_id` in
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -99,6 +100,8 @@ class MigrationRun(TrackedRun):
     ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
     FAILED_STATUS = Status.FAILED
     RESUMABLE_STATUSES = (Status.PAUSED, Status.CANCELLED, Status.FAILED)
+    JOB_PREFIX = "migration"
+    QUEUE = "migrations"
 
     class Control(models.TextChoices):
         NONE = "", "None"
@@ -121,6 +124,10 @@ class MigrationRun(TrackedRun):
     rows_done = models.BigIntegerField(default=0)
     rows_total = models.BigIntegerField(default=0)
     rows_per_second = models.FloatField(default=0)
+    # [table, rows] of each table done so far, in the order done, for a kind whose tables are not
+    # checkpointed batch by batch (a rollback's rows deleted, a plan's rows counted: etl/tally.py).
+    # A list: jsonb does not keep an object's key order.
+    table_rows = models.JSONField(default=list, blank=True)
     status_note = models.CharField(max_length=300, blank=True)
     report = models.JSONField(default=dict, blank=True)
     error_traceback = models.TextField(blank=True)
@@ -157,6 +164,15 @@ class MigrationRun(TrackedRun):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.agency_link} ({self.get_status_display()})"
+
+    def job_id_assign(self) -> str:
+        """Name the run's own RQ job after it (run 412: `migration-412-<8 hex>`) once it has a pk and before
+        its enqueue. One job per run: each run's job page is its own, and a job is never taken for another
+        run's. The random tail keeps a control-plane database rebuilt from scratch (its pks start over)
+        clear of the jobs Redis still holds under the old ones."""
+        self.job_id = f"{self.JOB_PREFIX}-{self.pk}-{uuid.uuid4().hex[:8]}"
+        type(self).objects.filter(pk=self.pk).update(job_id=self.job_id)
+        return self.job_id
 
     @property
     def progress_percent(self) -> int:
@@ -202,6 +218,7 @@ class VerificationRun(TrackedRun):
     ACTIVE_STATUSES = STARTABLE_STATUSES = (Status.QUEUED, Status.RUNNING)
     FAILED_STATUS = Status.ERROR
     JOB_PREFIX = "verification"
+    QUEUE = "verification"
 
     class Verdict(models.TextChoices):
         PENDING = "", "Pending"

@@ -31,6 +31,7 @@ class TrackedRun(models.Model):
     STARTABLE_STATUSES: tuple[str, ...] = (QUEUED, RUNNING)
     FAILED_STATUS = "failed"
     JOB_PREFIX = "run"
+    QUEUE = ""  # the RQ queue its jobs go to: where the dashboard finds them
 
     status = models.CharField(max_length=10, default=QUEUED)
     job_id = models.CharField(max_length=100, blank=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from migration_jobs.etl.connections import DatabaseUnreachable
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.run_kinds import run_kind_values
+from migration_jobs.selectors.agency_links import agency_link_problem, agency_relink_refusal
 from migration_jobs.selectors.agency_state import (
     agency_complete_refusal,
     agency_cutover_refusal,
@@ -28,6 +29,8 @@ def agency_cockpit_read(*, link: AgencyLink) -> Cockpit:
         switch_back_refusal=agency_switch_back_refusal(link=link),
         complete_refusal=agency_complete_refusal(link=link),
         orphaned_fences=_orphaned_fences(link),
+        link_problem=agency_link_problem(link=link),
+        relink_refusal=agency_relink_refusal(link=link),
     )
 
 

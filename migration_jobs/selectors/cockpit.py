@@ -43,6 +43,8 @@ class Cockpit:
     timeline: Timeline
     # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
     fence_note: str = ""
+    # Why the agency cannot be re-linked now, as the link service refuses it ("" when it can).
+    relink_refusal: str = ""
 
     @property
     def verification_age(self) -> timedelta | None:
@@ -96,13 +98,17 @@ def agency_cockpit(
     switch_back_refusal: str | None = "this agency is not cut over",
     complete_refusal: str | None = None,
     orphaned_fences: Sequence[OrphanedFence] = (),
+    link_problem: str = "",
+    relink_refusal: str = "",
 ) -> Cockpit:
     """Everything the agency page shows, with each button's enabled state and reason.
 
     `switch_back_refusal` is why the agency cannot be switched back (None: it can), and
     `complete_refusal` why its move cannot be completed (None: the switch back's reason, as both
     follow a cutover). `orphaned_fences` are the agency's fences no live run owns (services/fence.py
-    `fences_orphaned`). The timeline holds the newest TIMELINE_SHOWN runs.
+    `fences_orphaned`). `link_problem` is why the agency's link no longer holds and `relink_refusal`
+    why it cannot be changed now (selectors/agency_links.py). The timeline holds the newest
+    TIMELINE_SHOWN runs.
     """
     runs = link.runs.all()
     active = runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
@@ -176,6 +182,9 @@ def agency_cockpit(
         fence_note=orphaned_fences_note(orphaned=orphaned_fences, next_pass=reconcile_next_pass())
         if orphaned_fences
         else "",
-        next_action=agency_next_action(state=state, last_run=last_run, verification=verification),
+        next_action=agency_next_action(
+            state=state, last_run=last_run, verification=verification, link_problem=link_problem
+        ),
+        relink_refusal=relink_refusal,
         timeline=agency_timeline(link=link, limit=TIMELINE_SHOWN),
     )

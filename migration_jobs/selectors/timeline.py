@@ -7,6 +7,7 @@ is asked of `run_kind_shape` alone, so that a new kind is one entry there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
@@ -30,6 +31,7 @@ class KindShape:
     write_window: bool = False  # it fences writes: its downtime is part of its outcome
     reported: bool = False  # it ends with a per-table report of rows written or deleted
     working: str = ""  # what it does while it runs, for kinds without rows to count as they go
+    tallies: str = ""  # its progress goes table by table, rows "deleted" or "counted" (etl/tally.py)
 
 
 def run_kind_shape(kind: str) -> KindShape:
@@ -48,6 +50,7 @@ def run_kind_shape(kind: str) -> KindShape:
         write_window=switches,
         reported=declared.loads is not None,
         working=declared.working,
+        tallies=declared.tallies,
     )
 
 
@@ -73,14 +76,24 @@ def run_counters(*, run: MigrationRun) -> RunCounters:
     done = run.status == Status.SUCCEEDED
     rows_done = run.rows_total if done and run.rows_total > run.rows_done else run.rows_done
     tables_done = run.tables_total if done else run.tables_done
+    percent = run.progress_percent
+    if not (done or run.rows_total) and run.tables_total:  # a plan counts rows it cannot know beforehand
+        percent = min(99, int(100 * tables_done / run.tables_total))
     return RunCounters(
-        percent=run.progress_percent,
+        percent=percent,
         rows_done=rows_done,
         rows_total=run.rows_total,
         tables_done=tables_done,
         tables_total=run.tables_total,
         rows_per_second=run.rows_per_second,
     )
+
+
+def run_shows_progress(*, run: MigrationRun) -> bool:
+    """Its pages show progress figures: a migration's always; a rollback's or a plan's while it runs
+    and once it counted tables (runs from before they counted them have none to show)."""
+    shape = run_kind_shape(run.kind)
+    return shape.copies_rows or bool(shape.tallies and (run.is_active or run.tables_total))
 
 
 def run_tables_in_flight(*, run: MigrationRun) -> list[str]:
@@ -128,6 +141,46 @@ def run_tables_progress(*, run: MigrationRun, planned: dict[str, int]) -> list[T
     return progress
 
 
+# The tables a rollback's or a plan's progress lists, newest first; the counters say how many in all.
+TALLY_SHOWN = 8
+
+
+def run_tally_progress(*, run: MigrationRun) -> list[TableProgress]:
+    """A rollback's or a plan's tables done so far, newest first (the last TALLY_SHOWN), each with the
+    rows it deleted or counted there."""
+    return [TableProgress(str(name), int(rows), None) for name, rows in reversed(run.table_rows[-TALLY_SHOWN:])]
+
+
+def run_progress_tables(*, run: MigrationRun | None, planned: Callable[[], dict[str, int]]) -> list[TableProgress]:
+    """The per-table progress of an active run: a migration's tables in flight against `planned()`
+    (rows per RevOS table, from the latest plan), a rollback's or a plan's tables done so far."""
+    if run is None or not run.is_active:
+        return []
+    shape = run_kind_shape(run.kind)
+    if shape.copies_rows:
+        return run_tables_progress(run=run, planned=planned())
+    return run_tally_progress(run=run) if shape.tallies else []
+
+
+def run_progress_lines(*, run: MigrationRun, tables: list[TableProgress]) -> list[str]:
+    """The run's progress as the cockpit shows it, as plain lines (`agency_timeline`); none for a run
+    without progress figures."""
+    if not run_shows_progress(run=run):
+        return []
+    shape = run_kind_shape(run.kind)
+    counters = run_counters(run=run)
+    rows = f"{counters.rows_done:,}" + (f" / {counters.rows_total:,}" if counters.rows_total else "")
+    line = f"{counters.percent} % · {rows} rows {shape.tallies or 'copied'} · tables {counters.tables_done} / "
+    line += f"{counters.tables_total} {'done' if not shape.tallies else shape.tallies}"
+    if run.is_active and run.current_table:
+        line += f" · {'writing' if shape.copies_rows else 'now'} {run.current_table}"
+    lines = [f"Progress of {run.get_kind_display()} #{run.pk} ({run.get_status_display().lower()}): {line}"]
+    for table in tables:
+        planned = f" / {table.rows_planned:,}" if table.rows_planned is not None else ""
+        lines.append(f"  {table.name:32} {table.rows_done:>12,}{planned}")
+    return lines
+
+
 # --- the timeline -------------------------------------------------------------------------------
 
 
@@ -146,6 +199,8 @@ class TimelineEntry:
     duration: timedelta | None
     write_downtime_seconds: float | None
     detail: str  # the error, or the note, in one line
+    job_queue: str = ""  # the RQ queue of its own job, and the job's id: the run's link to the job
+    job_id: str = ""
 
     @property
     def label(self) -> str:
@@ -213,6 +268,8 @@ def _migration_entry(run: MigrationRun) -> TimelineEntry:
         duration=_duration(run),
         write_downtime_seconds=window,
         detail=_one_line(run.error or run.status_note),
+        job_queue=run.QUEUE,
+        job_id=run.job_id,
     )
 
 
@@ -233,6 +290,8 @@ def _verification_entry(run: VerificationRun) -> TimelineEntry:
         duration=_duration(run),
         write_downtime_seconds=None,
         detail=_one_line(run.error),
+        job_queue=run.QUEUE,
+        job_id=run.job_id,
     )
 
 
@@ -267,7 +326,8 @@ class NextAction:
     """What repairs a failure or moves the agency on: a sentence and the button that does it."""
 
     text: str
-    action: str = ""  # the cockpit's button ("migrate", "fullreread", "cutover", "verify"), "" for none
+    # the cockpit's button ("migrate", "fullreread", "cutover", "verify", "relink"), "" for none
+    action: str = ""
 
 
 # Checks that compare the agency's rows in both databases: a full re-read rewrites every row from
@@ -303,11 +363,19 @@ def verification_next_action(*, verification: VerificationRun) -> NextAction | N
     return NextAction("The verification failed without failed checks: Verify again.", "verify")
 
 
+# How etl/engine.py refuses a row AudienceOS already has under another agency (a user matched by email):
+# the link is what is wrong, and its error says so in these words.
+LINK_REFUSED = "link this agency as existing"
+RELINK = "Re-link the agency (Change the link: the existing AudienceOS agency it is, or a new one)"
+
+
 def run_next_action(*, run: MigrationRun) -> NextAction | None:
     """What to do after a run that did not succeed; None for a run that succeeded or is under way."""
     if run.status in (Status.SUCCEEDED, Status.QUEUED, Status.RUNNING):
         return None
     shape = run_kind_shape(run.kind)
+    if run.status == Status.FAILED and LINK_REFUSED in run.error:
+        return NextAction(f"The unified database refused a row as another agency's. {RELINK}, then Resume.", "relink")
     if shape.steps:
         return NextAction(
             "Nothing was switched and the fence is lifted. Fix what the failed step names (for a drain, let the"
@@ -346,13 +414,18 @@ def agency_next_action(
     last_run: MigrationRun | None,
     verification: VerificationRun | None,
     with_checks: bool = True,
+    link_problem: str = "",
 ) -> NextAction:
     """The one thing to do next for an agency: repair the latest failure, else move it on.
 
     A failed run counts while it is the agency's latest (a retry that succeeded replaces it); a
     failed verification counts while the agency waits for a passing one. `with_checks=False` does
     not read the verification's checks (the overview, one line per agency, links to the page).
+    `link_problem` says why the agency's link no longer holds (selectors/agency_links.py): a failure
+    then is the link's to repair first.
     """
+    if link_problem and (failed := _failure(state=state, last_run=last_run, verification=verification)):
+        return NextAction(f"{failed} failed, and the link no longer holds: {link_problem}. {RELINK}.", "relink")
     if last_run is not None and (action := run_next_action(run=last_run)):
         kind = last_run.get_kind_display()
         return NextAction(
@@ -369,6 +442,17 @@ def agency_next_action(
         if with_checks and (action := verification_next_action(verification=verification)):
             return NextAction(f"Verification #{verification.pk} failed. {action.text}", action.action)
     return _STATE_NEXT.get(state, NextAction(""))
+
+
+def _failure(*, state: str, last_run: MigrationRun | None, verification: VerificationRun | None) -> str:
+    """The agency's failure still waiting for a repair ("Migrate #4", "Verification #7"), or ""."""
+    if last_run is not None and last_run.status == Status.FAILED:
+        return f"{last_run.get_kind_display()} #{last_run.pk}"
+    failed = (VerificationRun.Verdict.FAIL, VerificationRun.Verdict.ERROR)
+    waiting = state == "migrated" and verification is not None and verification.verdict in failed
+    if waiting and verification is not None and not _superseded(verification, last_run):
+        return f"Verification #{verification.pk}"
+    return ""
 
 
 def _superseded(verification: VerificationRun, last_run: MigrationRun | None) -> bool:
@@ -426,10 +510,11 @@ def run_summary(*, run: MigrationRun) -> list[tuple[str, str]]:
     ]
     if entry.took:
         lines.append(("Took", entry.took))
-    if shape.copies_rows:
+    if run_shows_progress(run=run):
         counters = run_counters(run=run)
-        lines.append(("Rows", f"{counters.rows_done:,} / {counters.rows_total:,} ({counters.percent} %)"))
-        lines.append(("Tables", f"{counters.tables_done} / {counters.tables_total}"))
+        rows = f"{counters.rows_done:,}" + (f" / {counters.rows_total:,}" if counters.rows_total else "")
+        lines.append((f"Rows {shape.tallies}".rstrip(), f"{rows} ({counters.percent} %)"))
+        lines.append((f"Tables {shape.tallies}".rstrip(), f"{counters.tables_done} / {counters.tables_total}"))
         if run.full_reread:
             lines.append(("Read", "every row again (full re-read)"))
     if shape.write_window and entry.write_downtime_seconds is not None:

@@ -10,8 +10,8 @@ from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.utils import timezone
 
-from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink
+from migration_jobs.selectors.agency_links import agency_link_busy, agency_link_held_by_rows
 
 LEGAL_SUFFIXES = re.compile(r"\b(inc|llc|ltd|gmbh|co|corp|corporation|company|agency)\b")
 
@@ -87,11 +87,11 @@ def agency_link_confirm(
 ) -> AgencyLink:
     """Confirm the link. A new agency keeps its RevOS id in the unified database."""
     link = AgencyLink.objects.select_for_update().get(pk=link.pk)
-    if link.runs.filter(status__in=link.runs.model.ACTIVE_STATUSES).exists():
-        raise LinkError(f"{link.name} has a migration in progress; change the link after it ends.")
+    if busy := agency_link_busy(link=link):
+        raise LinkError(busy)
     relinking = link.is_confirmed and (kind, unified_agency_id) != (link.kind, link.unified_agency_id)
-    if relinking and _has_migrated_rows(link):
-        raise LinkError(f"{link.name} has migrated rows under its current link; roll it back first.")
+    if relinking and (held := agency_link_held_by_rows(link=link)):
+        raise LinkError(held)
     if kind == AgencyLink.Kind.NEW:
         unified_agency_id = link.revos_agency_id
     elif kind == AgencyLink.Kind.EXISTING:
@@ -108,11 +108,6 @@ def agency_link_confirm(
     link.confirmed_by, link.confirmed_at = actor, timezone.now()
     link.save(update_fields=["kind", "unified_agency_id", "confirmed_by", "confirmed_at"])
     return link
-
-
-def _has_migrated_rows(link: AgencyLink) -> bool:
-    with connections["unified"].cursor() as cursor:
-        return id_map.agency_has_mapped_rows(cursor, agency_id=link.revos_agency_id)
 
 
 def client_link_check(*, link: AgencyLink, revos_client_id: UUID, unified_client_id: UUID) -> None:

@@ -16,7 +16,6 @@ import django_rq
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import User
 from django.db import transaction
-from redis import Redis
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -27,7 +26,7 @@ from migration_jobs.models.tracked import TrackedRun
 from migration_jobs.refusals import RunRefused
 
 logger = logging.getLogger(__name__)
-MIGRATIONS_QUEUE = "migrations"
+MIGRATIONS_QUEUE = MigrationRun.QUEUE
 
 
 @dataclass(frozen=True)
@@ -55,9 +54,8 @@ def run_enqueue_once(*, run: TrackedRun, job: RunJob) -> None:
     """Enqueue the run's job under the job id the run already carries, once the row is committed.
 
     The worker must find the row, so the enqueue waits for the commit (and runs at once outside a
-    transaction). A finished job still holding that id is dropped first so the id can be used
-    again; a job still executing under it is not, and the run fails saying so. Whatever Redis
-    says, the run never stays queued without a job: it fails with `job.failure`.
+    transaction). Every run has a job id of its own, so no earlier job stands in the way. Whatever
+    Redis says, the run never stays queued without a job: it fails with `job.failure`.
     """
     transaction.on_commit(partial(_enqueue, run, job), using="default")
 
@@ -66,26 +64,10 @@ def _enqueue(run: TrackedRun, job: RunJob) -> None:
     # Already deferred to the commit by run_enqueue_once: django-rq must not defer it a second time.
     queue = django_rq.get_queue(job.queue, commit_mode="auto")
     try:
-        _forget_finished_job(queue.connection, run.job_id)
         queue.enqueue(job.function, run.pk, job_id=run.job_id, description=str(run), **job.options)
     except Exception as error:  # whatever Redis said, the run must not stay "queued"
         logger.exception("could not queue %s %s", type(run).__name__, run.pk)
         run.fail(job.failure.format(error=str(error).rstrip(".")))
-
-
-def _forget_finished_job(connection: Redis, job_id: str) -> None:
-    """Drop a previous job under this id (runs that reuse an id, one per agency, have ended).
-
-    One still executing would find its run over and return; it is left alone and the new run
-    waits for a second click.
-    """
-    try:
-        previous = Job.fetch(job_id, connection=connection)
-    except NoSuchJobError:
-        return
-    if previous.get_status(refresh=False) == JobStatus.STARTED:
-        raise RunRefused("The agency's previous job is still winding down; try again in a few seconds.")
-    previous.delete()
 
 
 def migration_run_control(*, run: MigrationRun, control: str, actor: User | None) -> MigrationRun:
@@ -141,6 +123,6 @@ def _cancel_queued_job(job_id: str) -> None:
     with contextlib.suppress(NoSuchJobError):
         job = Job.fetch(job_id, connection=django_rq.get_connection(MIGRATIONS_QUEUE))
         # A started job of a queued run is waiting for a slot: it sees the run stopped and returns by
-        # itself, and cancelling it would let a new run reuse its job id before that.
+        # itself, and cancelling would take it out of the started registry under its worker's feet.
         if job.get_status(refresh=False) != JobStatus.STARTED:
             job.cancel()

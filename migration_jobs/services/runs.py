@@ -29,6 +29,7 @@ from rq.job import Job, JobStatus
 from migration_jobs.etl.capture import TransactionsStillOpen
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.etl.engine import AgencyBusy, Control, MigrationStopped, RowRejected
+from migration_jobs.etl.tally import TableTally
 from migration_jobs.log import log_context, run_log_fields
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused, reason_required
@@ -91,11 +92,6 @@ def migration_job() -> RunJob:
     )
 
 
-def job_id_for(link: AgencyLink) -> str:
-    """One job id per agency: a second click finds the first job instead of queueing another."""
-    return f"agency-{link.revos_agency_id}"
-
-
 def migration_run_request(
     *,
     link: AgencyLink,
@@ -152,12 +148,16 @@ def _request_locked(
                 revos_agency_id=link.revos_agency_id,
                 unified_agency_id=link.unified_agency_id,
                 kind=kind,
-                job_id=job_id_for(link),
                 requested_by=actor if getattr(actor, "pk", None) else None,
                 bulk_request=bulk_request,
                 **options,
             )
             if enqueue:
+                # The run's own job id, before the enqueue (deferred to the commit, where django-rq returns
+                # no job). A second click queues no second job: the request lock puts it after the first,
+                # whose active run refuses it above; and whatever path writes runs, the
+                # one_active_run_per_agency constraint refuses a second active row (the IntegrityError below).
+                run.job_id_assign()
                 run_enqueue_once(run=run, job=migration_job())
     except IntegrityError:
         raise RunRefused(f"{link.name} already has a run queued or running.") from None
@@ -296,31 +296,41 @@ def _fail_if_running(run: MigrationRun, *, error: str) -> bool:
     return False
 
 
-def _job_worker_alive(job_id: str) -> bool:
+def _job(job_id: str) -> Job | None:
+    """The run's own job; None for a run executed by its caller (no job id) or whose job Redis dropped."""
+    if not job_id:
+        return None
     try:
-        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
+        return Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
     except NoSuchJobError:
+        return None
+
+
+def _job_worker_alive(job_id: str) -> bool:
+    job = _job(job_id)
+    if job is None:
         return False
     started = job.get_status(refresh=False) == JobStatus.STARTED
     return started and bool(job.worker_name) and worker_alive(worker_name=job.worker_name)
 
 
 def _delete_job(job_id: str) -> None:
-    with contextlib.suppress(NoSuchJobError):
-        Job.fetch(job_id, connection=django_rq.get_connection(QUEUE)).delete()
+    if job := _job(job_id):
+        job.delete()
 
 
 def _job_pending(job_id: str) -> bool:
     """The job is still to run or running: a run waiting for a slot waits inside a started job,
     and if that worker died meanwhile the job ends up failed (or stopped) while the run still says queued."""
-    try:
-        job = Job.fetch(job_id, connection=django_rq.get_connection(QUEUE))
-    except NoSuchJobError:
-        return False
-    return job.get_status(refresh=False) not in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+    job = _job(job_id)
+    return job is not None and job.get_status(refresh=False) not in (
+        JobStatus.FAILED,
+        JobStatus.STOPPED,
+        JobStatus.CANCELED,
+    )
 
 
-# In the worker ------------------------------------------------------------------------------
+# # In the worker ------------------------------------------------------------------------------
 
 
 def migration_run_execute(*, run_id: int) -> MigrationRun:
@@ -378,6 +388,22 @@ def _run_execute(run: MigrationRun, kind: RunKind) -> MigrationRun:
         _finish(run, Status.FAILED, error=f"{type(error).__name__}: {error}", trace=traceback.format_exc())
         raise
     return _finish(run, Status.SUCCEEDED, error="", report=report, note=note)
+
+
+def migration_run_tally_record(*, run_id: int, tally: TableTally, rows_total: int | None = None) -> None:
+    """Record the progress a rollback or a plan reports table by table (etl/tally.py): tables done of
+    all, the table under way, the rows so far (deleted, counted) in all and per table; `rows_total`
+    when the kind knows it beforehand."""
+    fields: dict[str, Any] = {
+        "current_table": tally.current[: MigrationRun._meta.get_field("current_table").max_length],
+        "tables_done": len(tally.done),
+        "tables_total": len(tally.tables),
+        "rows_done": tally.rows,
+        "table_rows": [[table, rows] for table, rows in tally.done],
+    }
+    if rows_total is not None:
+        fields["rows_total"] = rows_total
+    MigrationRun.objects.filter(pk=run_id).update(**fields)
 
 
 def _finish(

@@ -39,7 +39,7 @@ Severity = SchemaFinding.Severity
 DEFAULT_CONTAMINATION_TABLES = ("outfit_history", "swatches", "swipe_cartridges")
 DEFAULT_EXPOSED_SCHEMAS = ("public",)
 ANON_ROLE = "anon"
-AUDIT_QUEUE = "audit"
+AUDIT_QUEUE = SchemaAuditRun.QUEUE
 
 # Schemas that belong to PostgreSQL or to Supabase itself (splinter's own exclusion list).
 SYSTEM_SCHEMAS = (

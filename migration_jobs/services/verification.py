@@ -30,7 +30,7 @@ from migration_jobs.verify import ERROR, FAIL, AgencyScope, CheckOutcome
 from migration_jobs.verify.runner import agency_verify
 
 logger = logging.getLogger(__name__)
-QUEUE = "verification"
+QUEUE = VerificationRun.QUEUE
 Status, Verdict = VerificationRun.Status, VerificationRun.Verdict
 JOB = RunJob(
     queue=QUEUE,

@@ -5,7 +5,13 @@ from django.core.management.base import CommandParser
 from migration_jobs.management.database_command import DatabaseCommand
 from migration_jobs.selectors.agency_links import agency_link_resolve
 from migration_jobs.selectors.agency_page import agency_cockpit_read
-from migration_jobs.selectors.timeline import agency_timeline, timeline_lines
+from migration_jobs.selectors.plan import plan_latest, plan_rows_planned
+from migration_jobs.selectors.timeline import (
+    agency_timeline,
+    run_progress_lines,
+    run_progress_tables,
+    timeline_lines,
+)
 from migration_jobs.services.runs import migration_runs_reconcile_running
 
 
@@ -24,5 +30,13 @@ class Command(DatabaseCommand):
         migration_runs_reconcile_running(link=link)  # a run whose worker died reads failed, as on the page
         cockpit = agency_cockpit_read(link=link)
         timeline = agency_timeline(link=link, limit=limit)
-        for line in timeline_lines(link=link, state=cockpit.state, next_action=cockpit.next_action, timeline=timeline):
+        lines = timeline_lines(link=link, state=cockpit.state, next_action=cockpit.next_action, timeline=timeline)
+        if cockpit.next_action.action == "relink":
+            relink = f"Re-link: manage.py link_agency {link.revos_agency_id} --existing UNIFIED_ID (or --new)"
+            lines[2:2] = [f"Re-link refused now: {cockpit.relink_refusal}" if cockpit.relink_refusal else relink]
+        if (run := cockpit.last_run) is not None:
+            # The latest run's progress, per table while it runs, after the next action as on the page.
+            tables = run_progress_tables(run=run, planned=lambda: plan_rows_planned(plan=plan_latest(link=link)))
+            lines[2:2] = run_progress_lines(run=run, tables=tables)
+        for line in lines:
             self.stdout.write(line)

@@ -14,6 +14,7 @@ from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
 from migration_jobs.selectors.sessions import sessions_notice
 from migration_jobs.services.kinds.migrate import client_links_of, linked_agency_check
+from migration_jobs.services.runs import migration_run_tally_record
 
 
 def _plan(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
@@ -26,7 +27,10 @@ def _plan(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]
     }
     # What would move, then every row the unified schema would refuse (etl/preflight.py).
     plan = agency_plan(
-        **agency, client_links=client_links_of(link), set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS
+        **agency,
+        client_links=client_links_of(link),
+        set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
+        on_tally=lambda tally: migration_run_tally_record(run_id=run.pk, tally=tally),
     )
     people = plan["tables"].get("auth.users", {}).get("source_rows")
     return {**plan, **agency_preflight(**agency), "sessions": sessions_notice(people=people)}
@@ -41,6 +45,7 @@ PLAN = run_kind_register(
         button=Button(done="{label} of {name} queued (run {pk})."),
         dry_run=True,
         working="counting each table's rows and checking them against the unified schema",
+        tallies="counted",
         when_cut_over=None,
         request_check=linked_agency_check,
     )

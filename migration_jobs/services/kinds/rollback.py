@@ -12,6 +12,7 @@ from migration_jobs.etl.engine import agency_rollback
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register, run_kind_values
+from migration_jobs.services.runs import migration_run_tally_record
 
 
 def _something_to_roll_back(link: AgencyLink) -> None:
@@ -27,10 +28,16 @@ def _something_to_roll_back(link: AgencyLink) -> None:
 
 def _rollback(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
     link = run.agency_link
+    # Rows to delete in all, for its progress: while it runs, no other run of the agency inserts any.
+    with connect("unified", autocommit=True, purpose="rollback-count") as connection, connection.cursor() as cursor:
+        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
     report = agency_rollback(
-        source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running
+        source_agency_id=link.revos_agency_id,
+        unified_agency_id=link.unified_agency_id,
+        on_locked=mark_running,
+        # Table by table as it deletes: one transaction, so the rows are gone for others only at its commit.
+        on_tally=lambda tally: migration_run_tally_record(run_id=run.pk, tally=tally, rows_total=inserted),
     ).as_dict()
-    # One transaction: the rows it deleted are its progress, all at once.
     deleted = sum(table["deleted"] for table in report.values())
     MigrationRun.objects.filter(pk=run.pk).update(rows_done=deleted, rows_total=deleted)
     return report
@@ -48,6 +55,7 @@ ROLLBACK = run_kind_register(
         verified_after=True,
         loads=False,
         working="deleting the rows this agency's runs inserted, in one transaction",
+        tallies="deleted",
         when_cut_over="a rollback would delete its rows from the database the apps now use",
         queue_check=_something_to_roll_back,
     )
