@@ -12,6 +12,7 @@ from migration_jobs.etl.engine import agency_rollback
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register, run_kind_values
+from migration_jobs.selectors.agency_links import agency_linked
 
 
 def _something_to_roll_back(link: AgencyLink) -> None:
@@ -26,9 +27,9 @@ def _something_to_roll_back(link: AgencyLink) -> None:
 
 
 def _rollback(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
-    link = run.agency_link
+    agency = agency_linked(link=run.agency_link)
     report = agency_rollback(
-        source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, on_locked=mark_running
+        source_agency_id=agency.revos_agency_id, unified_agency_id=agency.unified_agency_id, on_locked=mark_running
     ).as_dict()
     # One transaction: the rows it deleted are its progress, all at once.
     deleted = sum(table["deleted"] for table in report.values())
