@@ -9,8 +9,9 @@ Determinism without memory: every id is a hash of (seed, agency, table, row numb
 names its parent by the parent's row number and nothing has to be remembered between tables; every
 table of every agency draws from its own `random.Random` seeded by the same path, so the content
 does not depend on the order tables are written in. Timestamps derive from a fixed base, never now().
-Rows stream from generators straight into `COPY`: `--scale 1000` (an agency of about a million
-rows) runs in the same memory as `--scale 1`.
+The rows are data: per table, its columns and the rule that fills each (`REVOS_TABLES`,
+`UNIFIED_TABLES`), read by one generator (`_Rows`) that streams them straight into `COPY`:
+`--scale 1000` (an agency of about a million rows) runs in the same memory as `--scale 1`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import bcrypt
 import psycopg
@@ -140,6 +141,8 @@ class _Table:
 class _Tenant:
     """One agency in one app: the namespace its ids and random streams derive from."""
 
+    agency_table: str  # its app's table of agencies
+
     def __init__(self, *, key: str, scale: float, tables: Sequence[_Table], name: str) -> None:
         self.key = key
         self.name = name
@@ -158,13 +161,19 @@ class _Tenant:
     def rng(self, table: str) -> random.Random:
         return random.Random(f"{self.key}/{table}")
 
+    def agency_id(self) -> uuid.UUID:
+        """The id of its row in its app's agency table."""
+        return self.id(self.agency_table, 0)
+
 
 class _RevosAgency(_Tenant):
+    agency_table = "agencies"
     domain: str | None
     mail_domain: str
 
 
 class _AudienceAgency(_Tenant):
+    agency_table = "agency"
     domain: str
     slug: str
     twin: _RevosAgency | None
@@ -348,16 +357,18 @@ def _demo_plan(*, agencies: int, scale: float, seed: int, taken: _Taken) -> _Pla
 
 
 # ---------------------------------------------------------------------------------------------
-# RevOS rows, as data: each table's columns and the rule that fills each (REVOS_TABLES below).
+# Rows as data: each table's columns and the rule that fills each (REVOS_TABLES, UNIFIED_TABLES).
+
+A = TypeVar("A", bound=_Tenant)
 
 
-class _Row:
-    """One RevOS row as its rules build it: its agency, row number and id, the table's random
-    stream, and the columns filled so far (`row["status"]`)."""
+class _Row(Generic[A]):
+    """One row as its rules build it: its agency, row number and id, the table's random stream,
+    and the columns filled so far (`row["status"]`)."""
 
     __slots__ = ("a", "i", "id", "rng", "table", "values")
 
-    def __init__(self, a: _RevosAgency, table: str, i: int, rng: random.Random) -> None:
+    def __init__(self, a: A, table: str, i: int, rng: random.Random) -> None:
         self.a, self.table, self.i, self.id, self.rng = a, table, i, a.id(table, i), rng
         self.values: dict[str, Any] = {}
 
@@ -365,7 +376,7 @@ class _Row:
         return self.values[column]
 
     def agency_id(self) -> uuid.UUID:
-        return self.a.id("agencies", 0)
+        return self.a.agency_id()
 
     def created(self) -> datetime:
         return _stamp(self.id)
@@ -384,7 +395,7 @@ class _Row:
         return f"https://www.linkedin.com/in/{first}-{last}-{self.id.hex[:6]}".lower()
 
 
-Rule = Callable[[_Row], Any]
+Rule = Callable[[_Row[Any]], Any]
 AGENCY: Rule = _Row.agency_id
 CREATED: Rule = _Row.created
 
@@ -414,31 +425,39 @@ def _numbered(template: str) -> Rule:
 
 
 @dataclass(frozen=True)
-class _Rows:
-    """A RevOS table's rows as data: every row's `id` is derived from its number, and each other
-    column is filled by its rule, in the declared order; a name starting with "_" is a value the
-    rules share that no column holds. The order is the order the rules draw from the table's random
+class _Rows(Generic[A]):
+    """A table's rows as data: every row's `id` is derived from its number, and each other column
+    is filled by its rule, in the declared order; a name starting with "_" is a value the rules
+    share that no column holds. The order is the order the rules draw from the table's random
     stream, so a seed gives the same rows whatever order the columns are written in."""
 
     table: str
-    rules: tuple[tuple[str, Rule], ...]
+    rules: tuple[tuple[str, Callable[[_Row[A]], Any]], ...]
 
     @property
     def columns(self) -> tuple[str, ...]:
         return ("id", *(name for name, _ in self.rules if not name.startswith("_")))
 
-    def __call__(self, a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-        columns = self.columns
+    def __call__(self, a: A, rng: random.Random) -> Iterator[tuple]:
+        columns, row = self.columns, _Row(a, self.table, 0, rng)
         for i in range(a.n(self.table)):
-            row = _Row(a, self.table, i, rng)
-            row.values["id"] = row.id
+            row.i, row.id = i, a.id(self.table, i)
+            values = row.values = {"id": row.id}
             for name, rule in self.rules:
-                row.values[name] = rule(row)
-            yield tuple(row.values[column] for column in columns)
+                values[name] = rule(row)
+            yield tuple([values[column] for column in columns])
 
 
-def _revos(table: str, base: int, /, *, scaled: bool = True, **rules: Rule) -> _Table:
+def _revos(table: str, base: int, /, *, scaled: bool = True, **rules: Callable[[_Row[_RevosAgency]], Any]) -> _Table:
     """A RevOS table: `base` rows per agency at scale 1, its columns filled by `rules` (see `_Rows`)."""
+    rows = _Rows(table, tuple(rules.items()))
+    return _Table(table, rows.columns, base, rows, scaled)
+
+
+def _aos(table: str, base: int, /, *, scaled: bool = True, **rules: Callable[[_Row[_AudienceAgency]], Any]) -> _Table:
+    """An AudienceOS table: `base` rows per agency at scale 1, the columns `rules` fill (see `_Rows`);
+    the rest (app_context and the other columns the unified migrations added) keep the defaults
+    they had for AudienceOS's own rows."""
     rows = _Rows(table, tuple(rules.items()))
     return _Table(table, rows.columns, base, rows, scaled)
 
@@ -610,12 +629,6 @@ def _auth(name: str, columns: str, rows: Callable[..., Iterator[tuple]]) -> _Tab
     """A Supabase Auth table: its rows carry the named columns (GoTrue's defaults fill the rest);
     one or two rows per person, whatever the scale."""
     return _Table(name, tuple(columns.split()), 0, rows, False)
-
-
-def _aos(name: str, columns: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
-    """An AudienceOS table: its rows carry the named columns; the rest (app_context and the other
-    columns the unified migrations added) keep the defaults they had for AudienceOS's own rows."""
-    return _Table(name, tuple(columns.split()), base, rows, scaled)
 
 
 # In foreign-key order. Each RevOS entry: the table, its rows per agency at scale 1 (about 1,000
@@ -1065,13 +1078,6 @@ REVOS_TABLES: tuple[_Table, ...] = (
 # AudienceOS rows in the unified database.
 
 
-def _aos_agency(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    row_id = a.id("agency", 0)
-    created = _stamp(row_id)
-    settings = json.dumps({"timezone": rng.choice(("UTC", "America/New_York", "Europe/London"))})
-    yield row_id, a.name, a.slug, a.domain, settings, created, _later(created, rng)
-
-
 def _aos_person(a: _AudienceAgency, index: int) -> tuple[str, str, str]:
     """First name, last name and email of AudienceOS user `index`; the first few are RevOS users too."""
     if index < a.shared_users:
@@ -1084,25 +1090,6 @@ def _aos_person(a: _AudienceAgency, index: int) -> tuple[str, str, str]:
     return first, last, f"{first}.{last}.{index}@{a.domain}".lower()
 
 
-def _aos_users(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("user")):
-        row_id = a.id("user", i)
-        first, last, email = _aos_person(a, i)
-        role = "owner" if i == 0 else rng.choice(("admin", "member", "member"))
-        created = _stamp(row_id)
-        yield (
-            row_id,
-            agency_id,
-            email,
-            _maybe(rng, 0.05, first),
-            _maybe(rng, 0.1, last),
-            role,
-            created,
-            _later(created, rng),
-        )
-
-
 def _aos_client_name(a: _AudienceAgency, index: int) -> str:
     if index < a.shared_clients:
         # exact, upper case, "X, Inc." for "X Inc", extra whitespace, lower case
@@ -1112,152 +1099,144 @@ def _aos_client_name(a: _AudienceAgency, index: int) -> str:
     return _company(twin_clients + index, _company_offset(a.twin or a))
 
 
-def _aos_clients(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("client")):
-        row_id, name = a.id("client", i), _aos_client_name(a, i)
-        website = _maybe(rng, 0.2, f"https://{slugify(name)}.example")
-        contact = _maybe(rng, 0.3, f"hello@{slugify(name)}.example")
-        stage = rng.choice(("onboarding", "active", "active", "renewal"))
-        health = _maybe(rng, 0.2, rng.choice(("green", "yellow", "red")))
-        created = _stamp(row_id)
-        yield row_id, agency_id, name, website, contact, stage, health, created, _later(created, rng, 2000)
+CARTRIDGE_TYPES = ("training", "voice", "style", "brand", "preferences", "instructions")
 
-
-def _aos_chat_sessions(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("chat_session")):
-        row_id = a.id("chat_session", i)
-        user_id, client_id = _maybe(rng, 0.1, a.pick(rng, "user")), _maybe(rng, 0.3, a.pick(rng, "client"))
-        title = _maybe(rng, 0.2, f"Client health: {rng.choice(TOPICS)}")
-        created = _stamp(row_id)
-        yield row_id, agency_id, user_id, client_id, title, '{"page": "dashboard"}', created, _later(created, rng)
-
-
-def _aos_chat_messages(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("chat_message")):
-        session_id = a.pick(rng, "chat_session")
-        role = "user" if i % 2 == 0 else "assistant"
-        content = f"{'Summarise' if role == 'user' else 'Summary of'} the client's {rng.choice(TOPICS)}."
-        yield a.id("chat_message", i), agency_id, session_id, role, content, _later(_stamp(session_id), rng), "gemini"
-
-
-def _aos_permissions(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i, (role, resource, action) in enumerate(PERMISSIONS):
-        row_id = a.id("permission", i)
-        yield row_id, agency_id, role, resource, action, _stamp(row_id)
-
-
-def _aos_cartridges(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("cartridge")):
-        row_id = a.id("cartridge", i)
-        kind = ("training", "voice", "style", "brand", "preferences", "instructions")[i % 6]
-        config = json.dumps({"source": "training", "notes": f"{kind} guidance for {rng.choice(TOPICS)}"})
-        created = _stamp(row_id)
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.2, a.pick(rng, "user")),
-            f"{kind.title()} {i + 1}",
-            kind,
-            "audience",
-            config,
-            rng.random() > 0.1,
-            created,
-            _later(created, rng),
-        )
-
-
-def _aos_client_assignments(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("client_assignment")):
-        row_id = a.id("client_assignment", i)
-        client_id = a.id("client", i % a.n("client"))
-        role = rng.choice(("owner", "owner", "support"))
-        yield row_id, agency_id, client_id, a.pick(rng, "user"), role, _stamp(row_id)
-
-
-def _aos_tasks(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("task")):
-        row_id = a.id("task", i)
-        created = _stamp(row_id)
-        due = _maybe(rng, 0.3, (created + timedelta(days=rng.randrange(1, 30))).date())
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "client")),
-            _maybe(rng, 0.2, a.pick(rng, "user")),
-            f"Review {rng.choice(TOPICS)}",
-            rng.choice(("todo", "in_progress", "done")),
-            due,
-            created,
-        )
-
-
-def _aos_alerts(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("alert")):
-        row_id = a.id("alert", i)
-        created = _stamp(row_id)
-        resolved = _maybe(rng, 0.5, _later(created, rng))
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "client")),
-            rng.choice(("info", "warning", "critical")),
-            "Spend is pacing above plan.",
-            resolved,
-            created,
-        )
-
-
-def _aos_documents(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("document")):
-        row_id = a.id("document", i)
-        url = _maybe(rng, 0.2, f"https://docs.example/{row_id.hex[:10]}")
-        yield row_id, agency_id, _maybe(rng, 0.1, a.pick(rng, "client")), f"Report {i + 1}", url, _stamp(row_id)
-
-
-def _aos_kpi_snapshots(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("kpi_snapshot")):
-        row_id = a.id("kpi_snapshot", i)
-        metric = ("roas", "cpl", "ctr", "spend")[i % 4]
-        value = f"{rng.uniform(0.5, 5000):.2f}"
-        captured = date(2025, 1, 6) + timedelta(days=i % 365)
-        yield row_id, agency_id, _maybe(rng, 0.1, a.pick(rng, "client")), metric, value, captured
-
-
+# As REVOS_TABLES: the table, its rows per agency at scale 1, then each column and its rule.
 UNIFIED_TABLES: tuple[_Table, ...] = (
-    _aos("agency", "id name slug domain settings created_at updated_at", 1, _aos_agency, scaled=False),
-    _aos("user", "id agency_id email first_name last_name role created_at updated_at", 4, _aos_users),
+    _aos(
+        "agency",
+        1,
+        scaled=False,
+        name=lambda row: row.a.name,
+        slug=lambda row: row.a.slug,
+        domain=lambda row: row.a.domain,
+        settings=lambda row: json.dumps({"timezone": row.rng.choice(("UTC", "America/New_York", "Europe/London"))}),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _aos(
+        "user",
+        4,
+        agency_id=AGENCY,
+        _person=lambda row: _aos_person(row.a, row.i),
+        role=lambda row: "owner" if row.i == 0 else row.rng.choice(("admin", "member", "member")),
+        email=lambda row: row["_person"][2],
+        first_name=_nullable(0.05, lambda row: row["_person"][0]),
+        last_name=_nullable(0.1, lambda row: row["_person"][1]),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
     _auth("auth.users", AUTH_USER_COLUMNS, _auth_users(_aos_accounts)),
     _auth("auth.identities", AUTH_IDENTITY_COLUMNS, _auth_identities(_aos_accounts)),
     _aos(
-        "client", "id agency_id name website contact_email stage health_status created_at updated_at", 6, _aos_clients
+        "client",
+        6,
+        agency_id=AGENCY,
+        name=lambda row: _aos_client_name(row.a, row.i),
+        website=_nullable(0.2, lambda row: f"https://{slugify(row['name'])}.example"),
+        contact_email=_nullable(0.3, lambda row: f"hello@{slugify(row['name'])}.example"),
+        stage=_choice("onboarding", "active", "active", "renewal"),
+        health_status=_nullable(0.2, _choice("green", "yellow", "red")),
+        created_at=CREATED,
+        updated_at=_after_created(2000),
     ),
-    _aos("chat_session", "id agency_id user_id client_id title context created_at updated_at", 4, _aos_chat_sessions),
-    _aos("chat_message", "id agency_id session_id role content created_at ai_provider", 16, _aos_chat_messages),
+    _aos(
+        "chat_session",
+        4,
+        agency_id=AGENCY,
+        user_id=_nullable(0.1, _pick("user")),
+        client_id=_nullable(0.3, _pick("client")),
+        title=_nullable(0.2, lambda row: f"Client health: {row.rng.choice(TOPICS)}"),
+        context=lambda row: '{"page": "dashboard"}',
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _aos(
+        "chat_message",
+        16,
+        agency_id=AGENCY,
+        session_id=_pick("chat_session"),
+        role=lambda row: "user" if row.i % 2 == 0 else "assistant",
+        content=lambda row: (
+            f"{'Summarise' if row['role'] == 'user' else 'Summary of'} the client's {row.rng.choice(TOPICS)}."
+        ),
+        created_at=lambda row: row.later(_stamp(row["session_id"])),
+        ai_provider=lambda row: "gemini",
+    ),
     # RBAC is configuration, not volume: the same matrix at every scale.
     _aos(
-        "permission", "id agency_id role resource action created_at", len(PERMISSIONS), _aos_permissions, scaled=False
+        "permission",
+        len(PERMISSIONS),
+        scaled=False,
+        agency_id=AGENCY,
+        role=lambda row: PERMISSIONS[row.i][0],
+        resource=lambda row: PERMISSIONS[row.i][1],
+        action=lambda row: PERMISSIONS[row.i][2],
+        created_at=CREATED,
     ),
     _aos(
         "cartridge",
-        "id agency_id user_id name type app_context config is_active created_at updated_at",
         4,
-        _aos_cartridges,
+        agency_id=AGENCY,
+        type=lambda row: CARTRIDGE_TYPES[row.i % len(CARTRIDGE_TYPES)],
+        config=lambda row: json.dumps(
+            {"source": "training", "notes": f"{row['type']} guidance for {row.rng.choice(TOPICS)}"}
+        ),
+        user_id=_nullable(0.2, _pick("user")),
+        name=lambda row: f"{row['type'].title()} {row.i + 1}",
+        app_context=lambda row: "audience",
+        is_active=lambda row: row.rng.random() > 0.1,
+        created_at=CREATED,
+        updated_at=_after_created(),
     ),
-    _aos("client_assignment", "id agency_id client_id user_id role created_at", 6, _aos_client_assignments),
-    _aos("task", "id agency_id client_id assignee_id title status due_date created_at", 10, _aos_tasks),
-    _aos("alert", "id agency_id client_id severity message resolved_at created_at", 3, _aos_alerts),
-    _aos("document", "id agency_id client_id title url created_at", 5, _aos_documents),
-    _aos("kpi_snapshot", "id agency_id client_id metric value captured_on", 12, _aos_kpi_snapshots),
+    _aos(
+        "client_assignment",
+        6,
+        agency_id=AGENCY,
+        client_id=lambda row: row.a.id("client", row.i % row.a.n("client")),
+        role=_choice("owner", "owner", "support"),
+        user_id=_pick("user"),
+        created_at=CREATED,
+    ),
+    _aos(
+        "task",
+        10,
+        agency_id=AGENCY,
+        due_date=_nullable(0.3, lambda row: (row.created() + timedelta(days=row.rng.randrange(1, 30))).date()),
+        client_id=_nullable(0.1, _pick("client")),
+        assignee_id=_nullable(0.2, _pick("user")),
+        title=lambda row: f"Review {row.rng.choice(TOPICS)}",
+        status=_choice("todo", "in_progress", "done"),
+        created_at=CREATED,
+    ),
+    _aos(
+        "alert",
+        3,
+        agency_id=AGENCY,
+        resolved_at=_nullable(0.5, _after_created()),
+        client_id=_nullable(0.1, _pick("client")),
+        severity=_choice("info", "warning", "critical"),
+        message=lambda row: "Spend is pacing above plan.",
+        created_at=CREATED,
+    ),
+    _aos(
+        "document",
+        5,
+        agency_id=AGENCY,
+        url=_nullable(0.2, lambda row: f"https://docs.example/{row.id.hex[:10]}"),
+        client_id=_nullable(0.1, _pick("client")),
+        title=_numbered("Report {n}"),
+        created_at=CREATED,
+    ),
+    _aos(
+        "kpi_snapshot",
+        12,
+        agency_id=AGENCY,
+        metric=lambda row: ("roas", "cpl", "ctr", "spend")[row.i % 4],
+        value=lambda row: f"{row.rng.uniform(0.5, 5000):.2f}",
+        captured_on=lambda row: date(2025, 1, 6) + timedelta(days=row.i % 365),
+        client_id=_nullable(0.1, _pick("client")),
+    ),
 )
 
 
