@@ -359,16 +359,16 @@ def _demo_plan(*, agencies: int, scale: float, seed: int, taken: _Taken) -> _Pla
 # ---------------------------------------------------------------------------------------------
 # Rows as data: each table's columns and the rule that fills each (REVOS_TABLES, UNIFIED_TABLES).
 
-A = TypeVar("A", bound=_Tenant)
+TenantT = TypeVar("TenantT", bound=_Tenant)
 
 
-class _Row(Generic[A]):
+class _Row(Generic[TenantT]):
     """One row as its rules build it: its agency, row number and id, the table's random stream,
     and the columns filled so far (`row["status"]`)."""
 
     __slots__ = ("a", "i", "id", "rng", "table", "values")
 
-    def __init__(self, a: A, table: str, i: int, rng: random.Random) -> None:
+    def __init__(self, a: TenantT, table: str, i: int, rng: random.Random) -> None:
         self.a, self.table, self.i, self.id, self.rng = a, table, i, a.id(table, i), rng
         self.values: dict[str, Any] = {}
 
@@ -425,20 +425,20 @@ def _numbered(template: str) -> Rule:
 
 
 @dataclass(frozen=True)
-class _Rows(Generic[A]):
+class _Rows(Generic[TenantT]):
     """A table's rows as data: every row's `id` is derived from its number, and each other column
     is filled by its rule, in the declared order; a name starting with "_" is a value the rules
     share that no column holds. The order is the order the rules draw from the table's random
     stream, so a seed gives the same rows whatever order the columns are written in."""
 
     table: str
-    rules: tuple[tuple[str, Callable[[_Row[A]], Any]], ...]
+    rules: tuple[tuple[str, Callable[[_Row[TenantT]], Any]], ...]
 
     @property
     def columns(self) -> tuple[str, ...]:
         return ("id", *(name for name, _ in self.rules if not name.startswith("_")))
 
-    def __call__(self, a: A, rng: random.Random) -> Iterator[tuple]:
+    def __call__(self, a: TenantT, rng: random.Random) -> Iterator[tuple]:
         columns, row = self.columns, _Row(a, self.table, 0, rng)
         for i in range(a.n(self.table)):
             row.i, row.id = i, a.id(self.table, i)
