@@ -16,13 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
+
 from migration_jobs.models import AgencyLink, MigrationRun
 
 # Does a run's work: (run, mark_running) -> its report, or (report, note) where the run gets a note.
 # mark_running is called once the work holds the agency's lock (or needs none).
 Work = Callable[[MigrationRun, Callable[[], None]], "dict[str, Any] | tuple[dict[str, Any], str]"]
 # How staff ask for a run of a kind that is not queued like the others: (link, actor, reason) -> the run.
-Request = Callable[[AgencyLink, object, str], MigrationRun]
+Request = Callable[[AgencyLink, User | None, str], MigrationRun]
 
 # What a run of a kind that declares nothing else would do to a cut-over agency.
 SOURCE_OF_TRUTH = "the unified database is its source of truth"

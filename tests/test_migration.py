@@ -49,7 +49,7 @@ from migration_jobs.etl.reverse_capture import unified_captured_tables
 from migration_jobs.etl.scheduler import table_dependencies, table_parents, units_plan
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
-from migration_jobs.selectors.agency_links import agency_link_resolve
+from migration_jobs.selectors.agency_links import LinkedAgency, agency_link_resolve, agency_linked
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
 from migration_jobs.services.run_control import migration_run_control
 from migration_jobs.services.runs import migration_run_request
@@ -286,6 +286,14 @@ def test_unknown_and_malformed_agency_ids_are_refused(tenant_db):
         agency_link_resolve("not-a-uuid")
     with pytest.raises(RunRefused, match="No RevOS agency"):
         agency_link_resolve(str(uuid.uuid4()))
+
+
+def test_a_linked_agency_carries_its_unified_id_and_an_unlinked_one_is_refused():
+    link = AgencyLink(name="Acme", revos_agency_id=uuid.uuid4())
+    with pytest.raises(RunRefused, match="Acme is not linked to a unified agency"):
+        agency_linked(link=link)
+    link.unified_agency_id = uuid.uuid4()
+    assert agency_linked(link=link) == LinkedAgency(link.revos_agency_id, link.unified_agency_id, "Acme")
 
 
 def test_agency_without_a_confirmed_link_cannot_be_migrated(tenant_db, rq_queues):

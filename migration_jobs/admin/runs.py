@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from redis.exceptions import RedisError
 
 from migration_jobs.admin.flags import enable_unified_db_for_selected
-from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page
+from migration_jobs.admin.mixins import ObjectIdMixin, ViewOnlyMixin, post_only_page, staff_user
 from migration_jobs.admin.overview import agency_overview_view
 from migration_jobs.admin.switch_back import (
     REASONED_ACTIONS,
@@ -74,6 +74,16 @@ from migration_jobs.services.run_control import migration_run_control
 from migration_jobs.services.runs import migration_run_request, migration_runs_reconcile_running
 from migration_jobs.services.verification import verification_run_request
 from migration_jobs.templatetags.rq_jobs import rq_job_url
+
+if TYPE_CHECKING:  # the type checker's alone: django-stubs' plugin reads it
+    from django_stubs_ext import WithAnnotations
+
+
+class LatestRun(TypedDict):
+    """What AgencyLinkAdmin.get_queryset annotates each agency with: its latest run's kind and status."""
+
+    latest_run_kind: str | None
+    latest_run_status: str | None
 
 
 def _run_action(kind: RunKind) -> Callable[[AgencyLink, User], str]:
@@ -221,8 +231,8 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         return f"{obj.get_kind_display()} → {obj.unified_agency_id}"
 
     @admin.display(description="Latest run")
-    def latest_run(self, obj: AgencyLink) -> str:
-        if not obj.latest_run_kind:
+    def latest_run(self, obj: WithAnnotations[AgencyLink, LatestRun]) -> str:
+        if not obj.latest_run_kind or not obj.latest_run_status:  # no run: both None
             return "—"
         return f"{run_kind_get(obj.latest_run_kind).label}: {MigrationRun.Status(obj.latest_run_status).label}"
 
@@ -231,7 +241,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
         if not request.user.has_perm("migration_jobs.start_migrationrun"):
             self.message_user(request, "You may not start migrations.", messages.ERROR)
             return
-        bulk = migration_runs_request_bulk(links=queryset, actor=request.user)
+        bulk = migration_runs_request_bulk(links=queryset, actor=staff_user(request))
         for run in bulk.queued:
             self.log_change(request, run.agency_link, f"Queued a migration (bulk {bulk.bulk_request}).")
         if bulk.queued:
@@ -312,7 +322,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             self.message_user(request, f"You do not have permission to {action} agencies.", messages.ERROR)
             return self._back(link)
         try:
-            message = perform(link, request.user)
+            message = perform(link, staff_user(request))
         except (RunRefused, LinkError) as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
         except RedisError as error:
@@ -338,7 +348,9 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             self.message_user(request, "You do not have permission to migrate agencies.", messages.ERROR)
             return self._back(link)
         try:
-            run = migration_full_reread_request(link=link, reason=request.POST.get("reason", ""), actor=request.user)
+            run = migration_full_reread_request(
+                link=link, reason=request.POST.get("reason", ""), actor=staff_user(request)
+            )
         except RunRefused as refusal:
             self.message_user(request, f"Full re-read refused: {refusal}", messages.ERROR)
         except RedisError as error:
@@ -378,7 +390,7 @@ class AgencyLinkAdmin(ObjectIdMixin, admin.ModelAdmin):
             self.message_user(request, f"{raw_id!r} is not an agency id (a UUID).", messages.ERROR)
             return self._back(link)
         try:
-            link = agency_link_confirm(link=link, kind=kind, unified_agency_id=unified_id, actor=request.user)
+            link = agency_link_confirm(link=link, kind=kind, unified_agency_id=unified_id, actor=staff_user(request))
         except LinkError as refusal:
             self.message_user(request, str(refusal), messages.ERROR)
         else:
@@ -545,7 +557,7 @@ class MigrationRunAdmin(ObjectIdMixin, ViewOnlyMixin, admin.ModelAdmin):
     list_select_related = ("agency_link",)
     search_fields = ("agency_link__name", "=revos_agency_id")
     readonly_fields = [f.name for f in MigrationRun._meta.fields if f.name != "report"] + ["progress", "report_table"]
-    fields = readonly_fields
+    fields = tuple(readonly_fields)
     # A summary of what means something for the run's kind instead of every field (selectors/timeline.py).
     change_form_template = "admin/migration_jobs/migrationrun/change_form.html"
 

@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from migration_jobs.admin.flags import runs_bulk_with_reason
-from migration_jobs.admin.mixins import post_only_page
+from migration_jobs.admin.mixins import post_only_page, staff_user
 from migration_jobs.models import AgencyLink
 from migration_jobs.refusals import CutoverRefused, RunRefused
 from migration_jobs.run_kinds import run_kinds
@@ -51,9 +51,9 @@ def reasoned_action_view(
     reason = request.POST.get("reason", "")
     try:
         if kind.request is not None:
-            run = kind.request(link, request.user, reason)
+            run = kind.request(link, staff_user(request), reason)
         else:
-            run = migration_run_request(link=link, kind=kind.value, actor=request.user, reason=reason)
+            run = migration_run_request(link=link, kind=kind.value, actor=staff_user(request), reason=reason)
     except (RunRefused, CutoverRefused) as refusal:
         modeladmin.message_user(request, f"{kind.shown_button.refused}: {refusal}", messages.ERROR)
     except ValidationError as error:  # a reason the flag service will not take

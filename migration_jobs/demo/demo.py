@@ -9,8 +9,9 @@ Determinism without memory: every id is a hash of (seed, agency, table, row numb
 names its parent by the parent's row number and nothing has to be remembered between tables; every
 table of every agency draws from its own `random.Random` seeded by the same path, so the content
 does not depend on the order tables are written in. Timestamps derive from a fixed base, never now().
-Rows stream from generators straight into `COPY`: `--scale 1000` (an agency of about a million
-rows) runs in the same memory as `--scale 1`.
+The rows are data: per table, its columns and the rule that fills each (`REVOS_TABLES`,
+`UNIFIED_TABLES`), read by one generator (`_Rows`) that streams them straight into `COPY`:
+`--scale 1000` (an agency of about a million rows) runs in the same memory as `--scale 1`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import bcrypt
 import psycopg
@@ -34,7 +35,7 @@ from django.utils.text import slugify
 from psycopg import sql
 
 from migration_jobs.demo.phase0 import phase0_problems_plant
-from migration_jobs.etl.catalog import catalog_read, table_identifier
+from migration_jobs.etl.catalog import table_identifier
 from migration_jobs.etl.connections import fetch_value
 from migration_jobs.services.database_marks import DatabaseNotMarked, demo_databases_claim
 
@@ -128,7 +129,7 @@ class _Table:
     """One table to fill: its columns, its rows per agency at scale 1, and its row generator."""
 
     name: str
-    columns: tuple[str, ...] | None  # None: every column, as the database's catalog lists them
+    columns: tuple[str, ...]  # what each row carries, in this order
     base: int
     rows: Callable[..., Iterator[tuple]]
     scaled: bool = True
@@ -139,6 +140,8 @@ class _Table:
 
 class _Tenant:
     """One agency in one app: the namespace its ids and random streams derive from."""
+
+    agency_table: str  # its app's table of agencies
 
     def __init__(self, *, key: str, scale: float, tables: Sequence[_Table], name: str) -> None:
         self.key = key
@@ -158,13 +161,19 @@ class _Tenant:
     def rng(self, table: str) -> random.Random:
         return random.Random(f"{self.key}/{table}")
 
+    def agency_id(self) -> uuid.UUID:
+        """The id of its row in its app's agency table."""
+        return self.id(self.agency_table, 0)
+
 
 class _RevosAgency(_Tenant):
+    agency_table = "agencies"
     domain: str | None
     mail_domain: str
 
 
 class _AudienceAgency(_Tenant):
+    agency_table = "agency"
     domain: str
     slug: str
     twin: _RevosAgency | None
@@ -348,7 +357,109 @@ def _demo_plan(*, agencies: int, scale: float, seed: int, taken: _Taken) -> _Pla
 
 
 # ---------------------------------------------------------------------------------------------
-# RevOS rows, one generator per table; each yields rows in the table's column order.
+# Rows as data: each table's columns and the rule that fills each (REVOS_TABLES, UNIFIED_TABLES).
+
+TenantT = TypeVar("TenantT", bound=_Tenant)
+
+
+class _Row(Generic[TenantT]):
+    """One row as its rules build it: its agency, row number and id, the table's random stream,
+    and the columns filled so far (`row["status"]`)."""
+
+    __slots__ = ("a", "i", "id", "rng", "table", "values")
+
+    def __init__(self, a: TenantT, table: str, i: int, rng: random.Random) -> None:
+        self.a, self.table, self.i, self.id, self.rng = a, table, i, a.id(table, i), rng
+        self.values: dict[str, Any] = {}
+
+    def __getitem__(self, column: str) -> Any:
+        return self.values[column]
+
+    def agency_id(self) -> uuid.UUID:
+        return self.a.agency_id()
+
+    def created(self) -> datetime:
+        return _stamp(self.id)
+
+    def pick(self, table: str) -> uuid.UUID:
+        return self.a.pick(self.rng, table)
+
+    def later(self, moment: datetime, hours: int = 72) -> datetime:
+        return _later(moment, self.rng, hours)
+
+    def maybe(self, null_share: float, value: T) -> T | None:
+        return _maybe(self.rng, null_share, value)
+
+    def profile_url(self) -> str:
+        first, last = _person(self.id)
+        return f"https://www.linkedin.com/in/{first}-{last}-{self.id.hex[:6]}".lower()
+
+
+Rule = Callable[[_Row[Any]], Any]
+AGENCY: Rule = _Row.agency_id
+CREATED: Rule = _Row.created
+
+
+def _pick(table: str) -> Rule:
+    """A random row of `table` of the same agency."""
+    return lambda row: row.pick(table)
+
+
+def _choice(*options: Any) -> Rule:
+    return lambda row: row.rng.choice(options)
+
+
+def _nullable(null_share: float, rule: Rule) -> Rule:
+    """The rule's value, or NULL for about `null_share` of the rows (drawn after the value)."""
+    return lambda row: row.maybe(null_share, rule(row))
+
+
+def _after_created(hours: int = 72) -> Rule:
+    """A moment up to `hours` after the row's creation (updated_at and the like)."""
+    return lambda row: row.later(row.created(), hours)
+
+
+def _numbered(template: str) -> Rule:
+    """`template` with {n}, the row's number from 1."""
+    return lambda row: template.format(n=row.i + 1)
+
+
+@dataclass(frozen=True)
+class _Rows(Generic[TenantT]):
+    """A table's rows as data: every row's `id` is derived from its number, and each other column
+    is filled by its rule, in the declared order; a name starting with "_" is a value the rules
+    share that no column holds. The order is the order the rules draw from the table's random
+    stream, so a seed gives the same rows whatever order the columns are written in."""
+
+    table: str
+    rules: tuple[tuple[str, Callable[[_Row[TenantT]], Any]], ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return ("id", *(name for name, _ in self.rules if not name.startswith("_")))
+
+    def __call__(self, a: TenantT, rng: random.Random) -> Iterator[tuple]:
+        columns, row = self.columns, _Row(a, self.table, 0, rng)
+        for i in range(a.n(self.table)):
+            row.i, row.id = i, a.id(self.table, i)
+            values = row.values = {"id": row.id}
+            for name, rule in self.rules:
+                values[name] = rule(row)
+            yield tuple([values[column] for column in columns])
+
+
+def _revos(table: str, base: int, /, *, scaled: bool = True, **rules: Callable[[_Row[_RevosAgency]], Any]) -> _Table:
+    """A RevOS table: `base` rows per agency at scale 1, its columns filled by `rules` (see `_Rows`)."""
+    rows = _Rows(table, tuple(rules.items()))
+    return _Table(table, rows.columns, base, rows, scaled)
+
+
+def _aos(table: str, base: int, /, *, scaled: bool = True, **rules: Callable[[_Row[_AudienceAgency]], Any]) -> _Table:
+    """An AudienceOS table: `base` rows per agency at scale 1, the columns `rules` fill (see `_Rows`);
+    the rest (app_context and the other columns the unified migrations added) keep the defaults
+    they had for AudienceOS's own rows."""
+    rows = _Rows(table, tuple(rules.items()))
+    return _Table(table, rows.columns, base, rows, scaled)
 
 
 def _revos_user_email(agency: _RevosAgency, index: int) -> str:
@@ -366,393 +477,9 @@ def _lead_email(lead_id: uuid.UUID) -> str | None:
     return f"{first}.{last}.{(bits >> 40) % 1000}@{company}.example".lower()
 
 
-def _agencies(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    row_id = a.id("agencies", 0)
-    created = _stamp(row_id)
-    yield row_id, a.name, a.domain, rng.choice(("starter", "growth", "scale")), created, _later(created, rng)
-
-
-def _users(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("users")):
-        row_id = a.id("users", i)
-        role = "owner" if i == 0 else rng.choice(("admin", "member", "member"))
-        full_name = _maybe(rng, 0.1, " ".join(_person(row_id)))
-        yield row_id, agency_id, _revos_user_email(a, i), full_name, role, _stamp(row_id)
-
-
 def _revos_client_name(a: _RevosAgency, index: int) -> str:
     name = _company(index, _company_offset(a))
     return f"{name} Inc" if index % 4 == 2 else name
-
-
-def _clients(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("clients")):
-        row_id, name = a.id("clients", i), _revos_client_name(a, i)
-        website = _maybe(rng, 0.25, f"https://{slugify(name)}.example")
-        created = _stamp(row_id)
-        status = rng.choice(("active", "active", "active", "paused", "churned"))
-        yield row_id, agency_id, name, website, status, created, _later(created, rng, 2000)
-
-
-def _chat_sessions(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("chat_sessions")):
-        row_id = a.id("chat_sessions", i)
-        user_id, client_id = _maybe(rng, 0.1, a.pick(rng, "users")), _maybe(rng, 0.4, a.pick(rng, "clients"))
-        title = _maybe(rng, 0.2, f"Ideas for {rng.choice(TOPICS)}")
-        created = _stamp(row_id)
-        yield row_id, agency_id, user_id, client_id, title, created, _later(created, rng)
-
-
-def _chat_messages(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("chat_messages")):
-        session_id = a.pick(rng, "chat_sessions")
-        role = "user" if i % 2 == 0 else "assistant"
-        content = f"{'Draft' if role == 'user' else 'Here is'} a post about {rng.choice(TOPICS)}."
-        yield a.id("chat_messages", i), session_id, role, content, _later(_stamp(session_id), rng)
-
-
-def _hgc_sessions(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("hgc_sessions")):
-        row_id = a.id("hgc_sessions", i)
-        metadata = json.dumps({"agent": "agentkit", "model": rng.choice(("gpt-4o", "gpt-4.1"))})
-        created = _stamp(row_id)
-        title = _maybe(rng, 0.2, f"HGC: {rng.choice(TOPICS)}")
-        yield row_id, agency_id, _maybe(rng, 0.1, a.pick(rng, "users")), title, metadata, created, _later(created, rng)
-
-
-def _hgc_messages(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("hgc_messages")):
-        session_id = a.pick(rng, "hgc_sessions")
-        role = "user" if i % 2 == 0 else "assistant"
-        tools = None if role == "user" or rng.random() < 0.6 else json.dumps([{"name": "search_leads", "args": {}}])
-        content = f"{'Find' if role == 'user' else 'Found'} leads interested in {rng.choice(TOPICS)}."
-        yield a.id("hgc_messages", i), session_id, role, content, tools, _later(_stamp(session_id), rng)
-
-
-def _brand_cartridges(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id, offset = a.id("agencies", 0), _company_offset(a)
-    for i in range(a.n("brand_cartridges")):
-        row_id, company = a.id("brand_cartridges", i), _company(i, offset)
-        industry = _maybe(rng, 0.3, COMPANY_KINDS[i % len(COMPANY_KINDS)])
-        tone = _maybe(rng, 0.2, rng.choice(("friendly", "bold", "expert", "playful")))
-        logo = _maybe(rng, 0.5, f"https://cdn.example/logos/{row_id.hex[:12]}.png")
-        created = _stamp(row_id)
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.2, a.pick(rng, "users")),
-            f"{company} brand",
-            company,
-            industry,
-            tone,
-            logo,
-            rng.random() > 0.1,
-            created,
-            _later(created, rng),
-        )
-
-
-def _style_cartridges(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("style_cartridges")):
-        row_id = a.id("style_cartridges", i)
-        style = _maybe(rng, 0.2, rng.choice(("Short lines, one idea each.", "Story first, lesson last.")))
-        examples = json.dumps([f"Example post about {rng.choice(TOPICS)}"])
-        created = _stamp(row_id)
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.2, a.pick(rng, "users")),
-            f"Style {i + 1}",
-            style,
-            examples,
-            rng.random() > 0.1,
-            created,
-            _later(created, rng),
-        )
-
-
-def _linkedin_accounts(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("linkedin_accounts")):
-        row_id = a.id("linkedin_accounts", i)
-        first, last = _person(row_id)
-        url = f"https://www.linkedin.com/in/{first}-{last}-{row_id.hex[:6]}".lower()
-        unipile = _maybe(rng, 0.2, f"unp_{row_id.hex[:16]}")
-        status = rng.choice(("connected", "connected", "disconnected"))
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "users")),
-            url,
-            _maybe(rng, 0.15, f"{first} {last}"),
-            unipile,
-            status,
-            _stamp(row_id),
-        )
-
-
-def _campaigns(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("campaigns")):
-        row_id = a.id("campaigns", i)
-        client_id = _maybe(rng, 0.2, a.id("clients", i % a.n("clients")))
-        trigger = _maybe(rng, 0.25, TRIGGER_WORDS[i % len(TRIGGER_WORDS)])
-        settings = json.dumps({"daily_dm_limit": rng.choice((20, 40, 80)), "auto_reply": rng.random() < 0.5})
-        created = _stamp(row_id)
-        status = rng.choice(("draft", "active", "active", "paused", "completed"))
-        yield (
-            row_id,
-            agency_id,
-            client_id,
-            f"{rng.choice(TOPICS).title()} {i + 1}",
-            trigger,
-            status,
-            settings,
-            created,
-            _later(created, rng, 500),
-        )
-
-
-def _posts(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("posts")):
-        row_id = a.id("posts", i)
-        created = _stamp(row_id)
-        status = rng.choice(("draft", "scheduled", "published", "published", "published"))
-        published = _later(created, rng, 48) if status == "published" else None
-        content = f"{rng.randrange(3, 12)} lessons on {rng.choice(TOPICS)}. Comment {rng.choice(TRIGGER_WORDS)}."
-        campaign_id = _maybe(rng, 0.4, a.pick(rng, "campaigns"))
-        yield row_id, agency_id, a.pick(rng, "linkedin_accounts"), campaign_id, content, status, published, created
-
-
-def _comments(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("comments")):
-        row_id, post_id = a.id("comments", i), a.pick(rng, "posts")
-        first, last = _person(row_id)
-        author = _maybe(rng, 0.05, f"{first} {last}")
-        url = _maybe(rng, 0.1, f"https://www.linkedin.com/in/{first}-{last}-{row_id.hex[:6]}".lower())
-        content = rng.choice(COMMENT_LINES) if rng.random() < 0.7 else rng.choice(TRIGGER_WORDS)
-        yield row_id, post_id, author, url, content, _later(_stamp(post_id), rng)
-
-
-def _lead_magnets(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("lead_magnets")):
-        row_id = a.id("lead_magnets", i)
-        campaign_id = a.id("campaigns", i % a.n("campaigns"))
-        url = _maybe(rng, 0.2, f"https://files.example/{row_id.hex[:10]}.pdf")
-        title = f"The {rng.choice(TOPICS)} {TRIGGER_WORDS[i % len(TRIGGER_WORDS)].lower()}"
-        yield row_id, agency_id, campaign_id, title, url, _stamp(row_id)
-
-
-def _lead_magnet_library(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("lead_magnet_library")):
-        row_id = a.id("lead_magnet_library", i)
-        description = _maybe(rng, 0.3, f"A reusable asset on {rng.choice(TOPICS)}.")
-        file_url = _maybe(rng, 0.2, f"https://files.example/library/{row_id.hex[:10]}.pdf")
-        yield row_id, agency_id, f"Library item {i + 1}", description, file_url, _stamp(row_id)
-
-
-def _leads(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("leads")):
-        row_id = a.id("leads", i)
-        magnet = rng.randrange(a.n("lead_magnets"))
-        magnet_id: uuid.UUID | None
-        campaign_id: uuid.UUID | None
-        # Most leads came through a lead magnet and so through its campaign; some arrived bare.
-        if rng.random() < 0.6:
-            magnet_id, campaign_id = a.id("lead_magnets", magnet), a.id("campaigns", magnet % a.n("campaigns"))
-        else:
-            magnet_id, campaign_id = None, _maybe(rng, 0.25, a.pick(rng, "campaigns"))
-        first, last = _person(row_id)
-        name = _maybe(rng, 0.05, f"{first} {last}")
-        url = _maybe(rng, 0.1, f"https://www.linkedin.com/in/{first}-{last}-{row_id.hex[:6]}".lower())
-        yield (
-            row_id,
-            agency_id,
-            campaign_id,
-            magnet_id,
-            name,
-            _lead_email(row_id),
-            url,
-            rng.choice(LEAD_STATUSES),
-            _stamp(row_id),
-        )
-
-
-def _dm_sequences(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("dm_sequences")):
-        row_id = a.id("dm_sequences", i)
-        steps = json.dumps([{"delay_hours": 24 * step, "template": f"step {step + 1}"} for step in range(3)])
-        campaign_id = _maybe(rng, 0.15, a.id("campaigns", i % a.n("campaigns")))
-        status = rng.choice(("active", "active", "paused"))
-        yield row_id, agency_id, campaign_id, f"Sequence {i + 1}", steps, status, _stamp(row_id)
-
-
-def _dm_messages(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("dm_messages")):
-        row_id = a.id("dm_messages", i)
-        lead_id = _maybe(rng, 0.05, a.pick(rng, "leads"))
-        direction = DM_DIRECTIONS[rng.random() < 0.7]
-        body = "Thanks, sending it now!" if direction == "outbound" else "Yes please, send it over."
-        sent = _maybe(rng, 0.1, _later(_stamp(row_id), rng))
-        yield row_id, a.pick(rng, "dm_sequences"), lead_id, direction, body, sent
-
-
-def _dm_deliveries(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("dm_deliveries")):
-        row_id = a.id("dm_deliveries", i)
-        status = rng.choice(("pending", "sent", "sent", "failed"))
-        delivered = _later(_stamp(row_id), rng) if status == "sent" else None
-        lead_id = _maybe(rng, 0.05, a.pick(rng, "leads"))
-        yield row_id, a.pick(rng, "dm_sequences"), lead_id, rng.randrange(3), status, delivered
-
-
-def _webhook_configs(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("webhook_configs")):
-        row_id = a.id("webhook_configs", i)
-        secret = _maybe(rng, 0.3, row_id.hex)
-        events = json.dumps(rng.sample(["lead.created", "dm.sent", "comment.triggered", "post.published"], 2))
-        yield (
-            row_id,
-            agency_id,
-            f"https://hooks.example/{row_id.hex[:8]}",
-            secret,
-            events,
-            rng.random() > 0.2,
-            _stamp(row_id),
-        )
-
-
-def _webhook_deliveries(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("webhook_deliveries")):
-        config_id = a.pick(rng, "webhook_configs")
-        payload = json.dumps({"event": "lead.created", "n": i})
-        status_code = _maybe(rng, 0.1, rng.choice((200, 200, 200, 500, 404)))
-        yield a.id("webhook_deliveries", i), config_id, payload, status_code, _later(_stamp(config_id), rng, 5000)
-
-
-def _webhook_endpoints(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("webhook_endpoints")):
-        row_id = a.id("webhook_endpoints", i)
-        yield row_id, agency_id, f"https://api.example/inbound/{row_id.hex[:8]}", _stamp(row_id)
-
-
-def _webhook_logs(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("webhook_logs")):
-        endpoint_id = a.pick(rng, "webhook_endpoints")
-        payload = json.dumps({"source": rng.choice(("zapier", "make", "n8n")), "n": i})
-        yield a.id("webhook_logs", i), endpoint_id, payload, _later(_stamp(endpoint_id), rng, 5000)
-
-
-def _pods(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("pods")):
-        row_id = a.id("pods", i)
-        yield row_id, agency_id, f"{rng.choice(AGENCY_WORDS)} pod", _stamp(row_id)
-
-
-def _pod_members(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("pod_members")):
-        # A member's pod follows from its row number, so activities can name a matching pair.
-        pod_id = a.id("pods", i % a.n("pods"))
-        yield a.id("pod_members", i), pod_id, a.pick(rng, "linkedin_accounts"), _later(_stamp(pod_id), rng, 500)
-
-
-def _pod_activities(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("pod_activities")):
-        member = rng.randrange(a.n("pod_members"))
-        pod_id = a.id("pods", member % a.n("pods"))
-        member_id = _maybe(rng, 0.05, a.id("pod_members", member))
-        post_id = _maybe(rng, 0.1, a.pick(rng, "posts"))
-        activity = rng.choice(("like", "comment", "repost"))
-        row_id = a.id("pod_activities", i)
-        yield row_id, pod_id, member_id, post_id, activity, _stamp(row_id)
-
-
-def _console_workflows(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("console_workflows")):
-        row_id = a.id("console_workflows", i)
-        definition = json.dumps({"steps": ["research", "draft", "review"][: rng.randrange(1, 4)]})
-        yield row_id, agency_id, f"Workflow {i + 1}", definition, _stamp(row_id)
-
-
-def _console_prompts(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("console_prompts")):
-        row_id = a.id("console_prompts", i)
-        workflow_id = _maybe(rng, 0.2, a.pick(rng, "console_workflows"))
-        prompt = f"Write a LinkedIn post about {rng.choice(TOPICS)} in the brand voice."
-        yield row_id, agency_id, workflow_id, f"Prompt {i + 1}", prompt, _stamp(row_id)
-
-
-def _campaign_skills(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("campaign_skills")):
-        skill = rng.choice(("comment_reply", "dm_followup", "lead_enrich", "post_writer"))
-        config = json.dumps({"enabled": rng.random() > 0.2})
-        yield a.id("campaign_skills", i), a.id("campaigns", i % a.n("campaigns")), skill, config
-
-
-def _skill_executions(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("skill_executions")):
-        row_id = a.id("skill_executions", i)
-        status = rng.choice(("queued", "running", "succeeded", "succeeded", "failed"))
-        started = None if status == "queued" else _stamp(row_id)
-        finished = _later(cast(datetime, started), rng, 1) if status in ("succeeded", "failed") else None
-        output = json.dumps({"ok": status == "succeeded"}) if finished else None
-        yield row_id, a.pick(rng, "campaign_skills"), status, _maybe(rng, 0.2, '{"lead": 1}'), output, started, finished
-
-
-def _memories(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("memories")):
-        row_id = a.id("memories", i)
-        content = f"Prefers posts about {rng.choice(TOPICS)}."
-        yield row_id, agency_id, _maybe(rng, 0.2, a.pick(rng, "users")), content, '{"source": "hgc"}', _stamp(row_id)
-
-
-def _queue_jobs(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("queue_jobs")):
-        row_id = a.id("queue_jobs", i)
-        job_type = rng.choice(("send_dm", "scrape_profile", "publish_post"))
-        status = rng.choice(("queued", "done", "done", "failed"))
-        yield (
-            row_id,
-            agency_id,
-            job_type,
-            json.dumps({"attempt": rng.randrange(1, 4)}),
-            status,
-            _maybe(rng, 0.2, _stamp(row_id)),
-        )
-
-
-def _notifications(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("notifications")):
-        row_id = a.id("notifications", i)
-        created = _stamp(row_id)
-        body = _maybe(rng, 0.3, "A lead replied to your sequence.")
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "users")),
-            "New reply",
-            body,
-            _maybe(rng, 0.5, _later(created, rng)),
-            created,
-        )
 
 
 def _spread(i: int, count: int, among: int, shift: int = 0) -> int:
@@ -760,132 +487,25 @@ def _spread(i: int, count: int, among: int, shift: int = 0) -> int:
     return (i * among // count + shift) % among if count <= among else i % among
 
 
-def _processed_comments(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id, count = a.id("agencies", 0), a.n("processed_comments")
-    for i in range(count):
-        comment_id = _maybe(rng, 0.05, a.id("comments", _spread(i, count, a.n("comments"))))
-        row_id = a.id("processed_comments", i)
-        yield row_id, agency_id, comment_id, _stamp(row_id)
+def _spread_comment(shift: int) -> Rule:
+    """One of the agency's comments, a different one per row while there are enough."""
+    return lambda row: row.a.id("comments", _spread(row.i, row.a.n(row.table), row.a.n("comments"), shift))
 
 
-def _processed_messages(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("processed_messages")):
-        row_id = a.id("processed_messages", i)
-        yield row_id, agency_id, f"msg_{row_id.hex[:20]}", _stamp(row_id)
+def _emailed_lead(row: _Row) -> tuple[uuid.UUID | None, str]:
+    """A lead with an email (up to five tries), or an address typed in by hand, tied to no lead."""
+    lead_id, to_email = row.pick("leads"), None
+    for _attempt in range(5):
+        to_email = _lead_email(lead_id)
+        if to_email:
+            return lead_id, to_email
+        lead_id = row.pick("leads")
+    return None, f"contact{row.i}@{row.a.mail_domain}"
 
 
-def _triggered_comments(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id, count = a.id("agencies", 0), a.n("triggered_comments")
-    for i in range(count):
-        comment_id = a.id("comments", _spread(i, count, a.n("comments"), shift=1))
-        row_id = a.id("triggered_comments", i)
-        yield row_id, agency_id, comment_id, _maybe(rng, 0.1, a.pick(rng, "campaigns")), _stamp(row_id)
-
-
-def _pending_connections(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("pending_connections")):
-        row_id = a.id("pending_connections", i)
-        first, last = _person(row_id)
-        url = f"https://www.linkedin.com/in/{first}-{last}-{row_id.hex[:6]}".lower()
-        yield row_id, agency_id, _maybe(rng, 0.1, a.pick(rng, "linkedin_accounts")), url, _stamp(row_id)
-
-
-def _connected_accounts(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("connected_accounts")):
-        row_id = a.id("connected_accounts", i)
-        provider = ("linkedin", "google", "hubspot")[i % 3]
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "users")),
-            provider,
-            f"ext_{row_id.hex[:12]}",
-            _stamp(row_id),
-        )
-
-
-def _scrape_jobs(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("scrape_jobs")):
-        row_id = a.id("scrape_jobs", i)
-        status = rng.choice(("queued", "done", "done", "failed"))
-        result = json.dumps({"profiles": rng.randrange(5, 200)}) if status == "done" else None
-        yield row_id, agency_id, f"https://www.linkedin.com/search/{row_id.hex[:8]}", status, result, _stamp(row_id)
-
-
-def _email_queue(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("email_queue")):
-        row_id = a.id("email_queue", i)
-        lead_id, to_email = a.pick(rng, "leads"), None
-        for _attempt in range(5):
-            to_email = _lead_email(lead_id)
-            if to_email:
-                break
-            lead_id = a.pick(rng, "leads")
-        tied_to: uuid.UUID | None = lead_id
-        if to_email is None:  # an address typed in by hand, tied to no lead
-            tied_to, to_email = None, f"contact{i}@{a.mail_domain}"
-        status = rng.choice(("queued", "sent", "sent", "bounced"))
-        body = _maybe(rng, 0.1, "Here is the guide you asked for.")
-        yield (
-            row_id,
-            agency_id,
-            tied_to,
-            to_email,
-            "Your guide",
-            body,
-            status,
-            _maybe(rng, 0.2, _later(_stamp(row_id), rng)),
-        )
-
-
-def _email_extraction_reviews(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("email_extraction_reviews")):
-        row_id, lead_id = a.id("email_extraction_reviews", i), a.pick(rng, "leads")
-        status = rng.choice(("pending", "approved", "rejected"))
-        reviewed = None if status == "pending" else _stamp(row_id)
-        yield row_id, agency_id, _maybe(rng, 0.1, lead_id), _lead_email(lead_id), status, reviewed
-
-
-def _unipile_webhook_logs(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("unipile_webhook_logs")):
-        row_id = a.id("unipile_webhook_logs", i)
-        event = rng.choice(("message.received", "account.connected", "invitation.accepted"))
-        yield row_id, agency_id, event, json.dumps({"event": event, "n": i}), _stamp(row_id)
-
-
-def _backup_dm_sequences(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    """A copy RevOS ops kept of some sequences; the first row's agency and campaign are long gone."""
-    agency_id = a.id("agencies", 0)
-    for i in range(a.n("backup_dm_sequences")):
-        orphan = i == 0 or rng.random() < 0.2
-        campaign_id = a.id("deleted_campaigns", i) if orphan else a.pick(rng, "campaigns")
-        owner = a.id("deleted_agencies", i) if i == 0 else agency_id
-        created = _stamp(a.id("backup_dm_sequences", i))
-        yield (
-            a.id("backup_dm_sequences", i),
-            owner,
-            campaign_id,
-            _maybe(rng, 0.2, f"Old sequence {i + 1}"),
-            _maybe(rng, 0.3, "[]"),
-            _maybe(rng, 0.3, "archived"),
-            created,
-            _later(created, rng, 2000),
-        )
-
-
-def _campaigns_trigger_word_backup(a: _RevosAgency, rng: random.Random) -> Iterator[tuple]:
-    for i in range(a.n("campaigns_trigger_word_backup")):
-        orphan = i == 0 or rng.random() < 0.2
-        campaign_id = a.id("deleted_campaigns", 1000 + i) if orphan else a.pick(rng, "campaigns")
-        row_id = a.id("campaigns_trigger_word_backup", i)
-        yield row_id, campaign_id, _maybe(rng, 0.2, rng.choice(TRIGGER_WORDS)), _stamp(row_id)
+def _orphan(row: _Row) -> bool:
+    """A backup row whose campaign (the first one's agency too) is long gone."""
+    return row.i == 0 or row.rng.random() < 0.2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1011,80 +631,451 @@ def _auth(name: str, columns: str, rows: Callable[..., Iterator[tuple]]) -> _Tab
     return _Table(name, tuple(columns.split()), 0, rows, False)
 
 
-def _t(name: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
-    """A RevOS table: its rows carry every column, in the order sql/revos creates them."""
-    return _Table(name, None, base, rows, scaled)
-
-
-def _aos(name: str, columns: str, base: int, rows: Callable[..., Iterator[tuple]], scaled: bool = True) -> _Table:
-    """An AudienceOS table: its rows carry the named columns; the rest (app_context and the other
-    columns the unified migrations added) keep the defaults they had for AudienceOS's own rows."""
-    return _Table(name, tuple(columns.split()), base, rows, scaled)
-
-
-# In foreign-key order; each generator yields every column of its table in the order sql/revos
-# creates them, and the writer reads their names from the database's catalog. Rows per agency at
-# scale 1 (about 1,000; posts, comments, leads and DMs are nine tenths of them, so --scale 1000
-# makes an agency of about a million rows).
+# In foreign-key order. Each RevOS entry: the table, its rows per agency at scale 1 (about 1,000
+# in all; posts, comments, leads and DMs are nine tenths of them, so --scale 1000 makes an agency
+# of about a million rows), then each column and the rule that fills it, listed in the order the
+# rules draw from the table's random stream (`_Rows`).
 REVOS_TABLES: tuple[_Table, ...] = (
-    _t("agencies", 1, _agencies, scaled=False),
-    _t("users", 5, _users),
+    _revos(
+        "agencies",
+        1,
+        scaled=False,
+        name=lambda row: row.a.name,
+        domain=lambda row: row.a.domain,
+        plan=_choice("starter", "growth", "scale"),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _revos(
+        "users",
+        5,
+        agency_id=AGENCY,
+        role=lambda row: "owner" if row.i == 0 else row.rng.choice(("admin", "member", "member")),
+        full_name=_nullable(0.1, lambda row: " ".join(_person(row.id))),
+        email=lambda row: _revos_user_email(row.a, row.i),
+        created_at=CREATED,
+    ),
     _auth("auth.users", AUTH_USER_COLUMNS, _auth_users(_revos_accounts)),
     _auth("auth.identities", AUTH_IDENTITY_COLUMNS, _auth_identities(_revos_accounts)),
-    _t("clients", 8, _clients),
-    _t("chat_sessions", 6, _chat_sessions),
-    _t("chat_messages", 24, _chat_messages),
-    _t("hgc_sessions", 4, _hgc_sessions),
-    _t("hgc_messages", 16, _hgc_messages),
-    _t("brand_cartridges", 2, _brand_cartridges),
-    _t("style_cartridges", 2, _style_cartridges),
-    _t("linkedin_accounts", 3, _linkedin_accounts),
-    _t("campaigns", 4, _campaigns),
-    _t("posts", 30, _posts),
-    _t("comments", 240, _comments),
-    _t("lead_magnets", 4, _lead_magnets),
-    _t("lead_magnet_library", 3, _lead_magnet_library),
-    _t("leads", 160, _leads),
-    _t("dm_sequences", 4, _dm_sequences),
-    _t("dm_messages", 320, _dm_messages),
-    _t("dm_deliveries", 60, _dm_deliveries),
-    _t("webhook_configs", 2, _webhook_configs),
-    _t("webhook_deliveries", 8, _webhook_deliveries),
-    _t("webhook_endpoints", 1, _webhook_endpoints),
-    _t("webhook_logs", 6, _webhook_logs),
-    _t("pods", 2, _pods),
-    _t("pod_members", 6, _pod_members),
-    _t("pod_activities", 20, _pod_activities),
-    _t("console_workflows", 2, _console_workflows),
-    _t("console_prompts", 4, _console_prompts),
-    _t("campaign_skills", 4, _campaign_skills),
-    _t("skill_executions", 12, _skill_executions),
-    _t("memories", 8, _memories),
-    _t("queue_jobs", 8, _queue_jobs),
-    _t("notifications", 10, _notifications),
-    _t("processed_comments", 20, _processed_comments),
-    _t("processed_messages", 10, _processed_messages),
-    _t("triggered_comments", 10, _triggered_comments),
-    _t("pending_connections", 6, _pending_connections),
-    _t("connected_accounts", 3, _connected_accounts),
-    _t("scrape_jobs", 4, _scrape_jobs),
-    _t("email_queue", 10, _email_queue),
-    _t("email_extraction_reviews", 6, _email_extraction_reviews),
-    _t("unipile_webhook_logs", 8, _unipile_webhook_logs),
-    _t("backup_dm_sequences", 3, _backup_dm_sequences),
-    _t("campaigns_trigger_word_backup", 3, _campaigns_trigger_word_backup),
+    _revos(
+        "clients",
+        8,
+        agency_id=AGENCY,
+        name=lambda row: _revos_client_name(row.a, row.i),
+        website=_nullable(0.25, lambda row: f"https://{slugify(row['name'])}.example"),
+        status=_choice("active", "active", "active", "paused", "churned"),
+        created_at=CREATED,
+        updated_at=_after_created(2000),
+    ),
+    _revos(
+        "chat_sessions",
+        6,
+        agency_id=AGENCY,
+        user_id=_nullable(0.1, _pick("users")),
+        client_id=_nullable(0.4, _pick("clients")),
+        title=_nullable(0.2, lambda row: f"Ideas for {row.rng.choice(TOPICS)}"),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _revos(
+        "chat_messages",
+        24,
+        session_id=_pick("chat_sessions"),
+        role=lambda row: "user" if row.i % 2 == 0 else "assistant",
+        content=lambda row: f"{'Draft' if row['role'] == 'user' else 'Here is'} a post about {row.rng.choice(TOPICS)}.",
+        created_at=lambda row: row.later(_stamp(row["session_id"])),
+    ),
+    _revos(
+        "hgc_sessions",
+        4,
+        agency_id=AGENCY,
+        metadata=lambda row: json.dumps({"agent": "agentkit", "model": row.rng.choice(("gpt-4o", "gpt-4.1"))}),
+        title=_nullable(0.2, lambda row: f"HGC: {row.rng.choice(TOPICS)}"),
+        user_id=_nullable(0.1, _pick("users")),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _revos(
+        "hgc_messages",
+        16,
+        session_id=_pick("hgc_sessions"),
+        role=lambda row: "user" if row.i % 2 == 0 else "assistant",
+        tool_calls=lambda row: (
+            None
+            if row["role"] == "user" or row.rng.random() < 0.6
+            else json.dumps([{"name": "search_leads", "args": {}}])
+        ),
+        content=lambda row: (
+            f"{'Find' if row['role'] == 'user' else 'Found'} leads interested in {row.rng.choice(TOPICS)}."
+        ),
+        created_at=lambda row: row.later(_stamp(row["session_id"])),
+    ),
+    _revos(
+        "brand_cartridges",
+        2,
+        agency_id=AGENCY,
+        company_name=lambda row: _company(row.i, _company_offset(row.a)),
+        industry=_nullable(0.3, lambda row: COMPANY_KINDS[row.i % len(COMPANY_KINDS)]),
+        tone=_nullable(0.2, _choice("friendly", "bold", "expert", "playful")),
+        logo_url=_nullable(0.5, lambda row: f"https://cdn.example/logos/{row.id.hex[:12]}.png"),
+        user_id=_nullable(0.2, _pick("users")),
+        name=lambda row: f"{row['company_name']} brand",
+        is_active=lambda row: row.rng.random() > 0.1,
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _revos(
+        "style_cartridges",
+        2,
+        agency_id=AGENCY,
+        writing_style=_nullable(0.2, _choice("Short lines, one idea each.", "Story first, lesson last.")),
+        examples=lambda row: json.dumps([f"Example post about {row.rng.choice(TOPICS)}"]),
+        user_id=_nullable(0.2, _pick("users")),
+        name=_numbered("Style {n}"),
+        is_active=lambda row: row.rng.random() > 0.1,
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _revos(
+        "linkedin_accounts",
+        3,
+        agency_id=AGENCY,
+        profile_url=_Row.profile_url,
+        unipile_account_id=_nullable(0.2, lambda row: f"unp_{row.id.hex[:16]}"),
+        status=_choice("connected", "connected", "disconnected"),
+        user_id=_nullable(0.1, _pick("users")),
+        display_name=_nullable(0.15, lambda row: " ".join(_person(row.id))),
+        created_at=CREATED,
+    ),
+    _revos(
+        "campaigns",
+        4,
+        agency_id=AGENCY,
+        client_id=_nullable(0.2, lambda row: row.a.id("clients", row.i % row.a.n("clients"))),
+        trigger_word=_nullable(0.25, lambda row: TRIGGER_WORDS[row.i % len(TRIGGER_WORDS)]),
+        settings=lambda row: json.dumps(
+            {"daily_dm_limit": row.rng.choice((20, 40, 80)), "auto_reply": row.rng.random() < 0.5}
+        ),
+        status=_choice("draft", "active", "active", "paused", "completed"),
+        name=lambda row: f"{row.rng.choice(TOPICS).title()} {row.i + 1}",
+        created_at=CREATED,
+        updated_at=_after_created(500),
+    ),
+    _revos(
+        "posts",
+        30,
+        agency_id=AGENCY,
+        status=_choice("draft", "scheduled", "published", "published", "published"),
+        published_at=lambda row: row.later(row.created(), 48) if row["status"] == "published" else None,
+        content=lambda row: (
+            f"{row.rng.randrange(3, 12)} lessons on {row.rng.choice(TOPICS)}. Comment {row.rng.choice(TRIGGER_WORDS)}."
+        ),
+        campaign_id=_nullable(0.4, _pick("campaigns")),
+        linkedin_account_id=_pick("linkedin_accounts"),
+        created_at=CREATED,
+    ),
+    _revos(
+        "comments",
+        240,
+        post_id=_pick("posts"),
+        author_name=_nullable(0.05, lambda row: " ".join(_person(row.id))),
+        author_profile_url=_nullable(0.1, _Row.profile_url),
+        content=lambda row: row.rng.choice(COMMENT_LINES) if row.rng.random() < 0.7 else row.rng.choice(TRIGGER_WORDS),
+        created_at=lambda row: row.later(_stamp(row["post_id"])),
+    ),
+    _revos(
+        "lead_magnets",
+        4,
+        agency_id=AGENCY,
+        campaign_id=lambda row: row.a.id("campaigns", row.i % row.a.n("campaigns")),
+        url=_nullable(0.2, lambda row: f"https://files.example/{row.id.hex[:10]}.pdf"),
+        title=lambda row: f"The {row.rng.choice(TOPICS)} {TRIGGER_WORDS[row.i % len(TRIGGER_WORDS)].lower()}",
+        created_at=CREATED,
+    ),
+    _revos(
+        "lead_magnet_library",
+        3,
+        agency_id=AGENCY,
+        description=_nullable(0.3, lambda row: f"A reusable asset on {row.rng.choice(TOPICS)}."),
+        file_url=_nullable(0.2, lambda row: f"https://files.example/library/{row.id.hex[:10]}.pdf"),
+        title=_numbered("Library item {n}"),
+        created_at=CREATED,
+    ),
+    _revos(
+        "leads",
+        160,
+        agency_id=AGENCY,
+        # Most leads came through a lead magnet and so through its campaign; some arrived bare.
+        _magnet=lambda row: row.rng.randrange(row.a.n("lead_magnets")),
+        _through_magnet=lambda row: row.rng.random() < 0.6,
+        lead_magnet_id=lambda row: row.a.id("lead_magnets", row["_magnet"]) if row["_through_magnet"] else None,
+        campaign_id=lambda row: (
+            row.a.id("campaigns", row["_magnet"] % row.a.n("campaigns"))
+            if row["_through_magnet"]
+            else row.maybe(0.25, row.pick("campaigns"))
+        ),
+        name=_nullable(0.05, lambda row: " ".join(_person(row.id))),
+        linkedin_url=_nullable(0.1, _Row.profile_url),
+        email=lambda row: _lead_email(row.id),
+        status=_choice(*LEAD_STATUSES),
+        created_at=CREATED,
+    ),
+    _revos(
+        "dm_sequences",
+        4,
+        agency_id=AGENCY,
+        steps=lambda row: json.dumps([{"delay_hours": 24 * step, "template": f"step {step + 1}"} for step in range(3)]),
+        campaign_id=_nullable(0.15, lambda row: row.a.id("campaigns", row.i % row.a.n("campaigns"))),
+        status=_choice("active", "active", "paused"),
+        name=_numbered("Sequence {n}"),
+        created_at=CREATED,
+    ),
+    _revos(
+        "dm_messages",
+        320,
+        lead_id=_nullable(0.05, _pick("leads")),
+        direction=lambda row: DM_DIRECTIONS[row.rng.random() < 0.7],
+        body=lambda row: "Thanks, sending it now!" if row["direction"] == "outbound" else "Yes please, send it over.",
+        sent_at=_nullable(0.1, lambda row: row.later(row.created())),
+        sequence_id=_pick("dm_sequences"),
+    ),
+    _revos(
+        "dm_deliveries",
+        60,
+        status=_choice("pending", "sent", "sent", "failed"),
+        delivered_at=lambda row: row.later(row.created()) if row["status"] == "sent" else None,
+        lead_id=_nullable(0.05, _pick("leads")),
+        sequence_id=_pick("dm_sequences"),
+        step=lambda row: row.rng.randrange(3),
+    ),
+    _revos(
+        "webhook_configs",
+        2,
+        agency_id=AGENCY,
+        secret=_nullable(0.3, lambda row: row.id.hex),
+        events=lambda row: json.dumps(
+            row.rng.sample(["lead.created", "dm.sent", "comment.triggered", "post.published"], 2)
+        ),
+        url=lambda row: f"https://hooks.example/{row.id.hex[:8]}",
+        is_active=lambda row: row.rng.random() > 0.2,
+        created_at=CREATED,
+    ),
+    _revos(
+        "webhook_deliveries",
+        8,
+        webhook_config_id=_pick("webhook_configs"),
+        payload=lambda row: json.dumps({"event": "lead.created", "n": row.i}),
+        status_code=_nullable(0.1, _choice(200, 200, 200, 500, 404)),
+        delivered_at=lambda row: row.later(_stamp(row["webhook_config_id"]), 5000),
+    ),
+    _revos(
+        "webhook_endpoints",
+        1,
+        agency_id=AGENCY,
+        url=lambda row: f"https://api.example/inbound/{row.id.hex[:8]}",
+        created_at=CREATED,
+    ),
+    _revos(
+        "webhook_logs",
+        6,
+        webhook_endpoint_id=_pick("webhook_endpoints"),
+        payload=lambda row: json.dumps({"source": row.rng.choice(("zapier", "make", "n8n")), "n": row.i}),
+        received_at=lambda row: row.later(_stamp(row["webhook_endpoint_id"]), 5000),
+    ),
+    _revos(
+        "pods",
+        2,
+        agency_id=AGENCY,
+        name=lambda row: f"{row.rng.choice(AGENCY_WORDS)} pod",
+        created_at=CREATED,
+    ),
+    _revos(
+        "pod_members",
+        6,
+        # A member's pod follows from its row number, so activities can name a matching pair.
+        pod_id=lambda row: row.a.id("pods", row.i % row.a.n("pods")),
+        linkedin_account_id=_pick("linkedin_accounts"),
+        joined_at=lambda row: row.later(_stamp(row["pod_id"]), 500),
+    ),
+    _revos(
+        "pod_activities",
+        20,
+        _member=lambda row: row.rng.randrange(row.a.n("pod_members")),
+        pod_id=lambda row: row.a.id("pods", row["_member"] % row.a.n("pods")),
+        pod_member_id=_nullable(0.05, lambda row: row.a.id("pod_members", row["_member"])),
+        post_id=_nullable(0.1, _pick("posts")),
+        activity_type=_choice("like", "comment", "repost"),
+        created_at=CREATED,
+    ),
+    _revos(
+        "console_workflows",
+        2,
+        agency_id=AGENCY,
+        definition=lambda row: json.dumps({"steps": ["research", "draft", "review"][: row.rng.randrange(1, 4)]}),
+        name=_numbered("Workflow {n}"),
+        created_at=CREATED,
+    ),
+    _revos(
+        "console_prompts",
+        4,
+        agency_id=AGENCY,
+        workflow_id=_nullable(0.2, _pick("console_workflows")),
+        prompt=lambda row: f"Write a LinkedIn post about {row.rng.choice(TOPICS)} in the brand voice.",
+        name=_numbered("Prompt {n}"),
+        created_at=CREATED,
+    ),
+    _revos(
+        "campaign_skills",
+        4,
+        skill_name=_choice("comment_reply", "dm_followup", "lead_enrich", "post_writer"),
+        config=lambda row: json.dumps({"enabled": row.rng.random() > 0.2}),
+        campaign_id=lambda row: row.a.id("campaigns", row.i % row.a.n("campaigns")),
+    ),
+    _revos(
+        "skill_executions",
+        12,
+        # A queued execution has not started, a running one not finished.
+        status=_choice("queued", "running", "succeeded", "succeeded", "failed"),
+        started_at=lambda row: None if row["status"] == "queued" else row.created(),
+        finished_at=lambda row: row.later(row["started_at"], 1) if row["status"] in ("succeeded", "failed") else None,
+        output=lambda row: json.dumps({"ok": row["status"] == "succeeded"}) if row["finished_at"] else None,
+        campaign_skill_id=_pick("campaign_skills"),
+        input=_nullable(0.2, lambda row: '{"lead": 1}'),
+    ),
+    _revos(
+        "memories",
+        8,
+        agency_id=AGENCY,
+        content=lambda row: f"Prefers posts about {row.rng.choice(TOPICS)}.",
+        user_id=_nullable(0.2, _pick("users")),
+        metadata=lambda row: '{"source": "hgc"}',
+        created_at=CREATED,
+    ),
+    _revos(
+        "queue_jobs",
+        8,
+        agency_id=AGENCY,
+        job_type=_choice("send_dm", "scrape_profile", "publish_post"),
+        status=_choice("queued", "done", "done", "failed"),
+        payload=lambda row: json.dumps({"attempt": row.rng.randrange(1, 4)}),
+        run_at=_nullable(0.2, CREATED),
+    ),
+    _revos(
+        "notifications",
+        10,
+        agency_id=AGENCY,
+        body=_nullable(0.3, lambda row: "A lead replied to your sequence."),
+        user_id=_nullable(0.1, _pick("users")),
+        title=lambda row: "New reply",
+        read_at=_nullable(0.5, _after_created()),
+        created_at=CREATED,
+    ),
+    _revos(
+        "processed_comments",
+        20,
+        agency_id=AGENCY,
+        comment_id=_nullable(0.05, _spread_comment(0)),
+        processed_at=CREATED,
+    ),
+    _revos(
+        "processed_messages",
+        10,
+        agency_id=AGENCY,
+        external_message_id=lambda row: f"msg_{row.id.hex[:20]}",
+        processed_at=CREATED,
+    ),
+    _revos(
+        "triggered_comments",
+        10,
+        agency_id=AGENCY,
+        comment_id=_spread_comment(1),
+        campaign_id=_nullable(0.1, _pick("campaigns")),
+        triggered_at=CREATED,
+    ),
+    _revos(
+        "pending_connections",
+        6,
+        agency_id=AGENCY,
+        linkedin_account_id=_nullable(0.1, _pick("linkedin_accounts")),
+        profile_url=_Row.profile_url,
+        requested_at=CREATED,
+    ),
+    _revos(
+        "connected_accounts",
+        3,
+        agency_id=AGENCY,
+        user_id=_nullable(0.1, _pick("users")),
+        provider=lambda row: ("linkedin", "google", "hubspot")[row.i % 3],
+        external_id=lambda row: f"ext_{row.id.hex[:12]}",
+        connected_at=CREATED,
+    ),
+    _revos(
+        "scrape_jobs",
+        4,
+        agency_id=AGENCY,
+        target_url=lambda row: f"https://www.linkedin.com/search/{row.id.hex[:8]}",
+        status=_choice("queued", "done", "done", "failed"),
+        result=lambda row: json.dumps({"profiles": row.rng.randrange(5, 200)}) if row["status"] == "done" else None,
+        created_at=CREATED,
+    ),
+    _revos(
+        "email_queue",
+        10,
+        agency_id=AGENCY,
+        _to=_emailed_lead,
+        lead_id=lambda row: row["_to"][0],
+        to_email=lambda row: row["_to"][1],
+        subject=lambda row: "Your guide",
+        status=_choice("queued", "sent", "sent", "bounced"),
+        body=_nullable(0.1, lambda row: "Here is the guide you asked for."),
+        scheduled_at=_nullable(0.2, _after_created()),
+    ),
+    _revos(
+        "email_extraction_reviews",
+        6,
+        agency_id=AGENCY,
+        _lead=_pick("leads"),
+        status=_choice("pending", "approved", "rejected"),
+        reviewed_at=lambda row: None if row["status"] == "pending" else row.created(),
+        lead_id=_nullable(0.1, lambda row: row["_lead"]),
+        extracted_email=lambda row: _lead_email(row["_lead"]),
+    ),
+    _revos(
+        "unipile_webhook_logs",
+        8,
+        agency_id=AGENCY,
+        event=_choice("message.received", "account.connected", "invitation.accepted"),
+        payload=lambda row: json.dumps({"event": row["event"], "n": row.i}),
+        received_at=CREATED,
+    ),
+    # A copy RevOS ops kept of some sequences; the first row's agency and campaign are long gone.
+    _revos(
+        "backup_dm_sequences",
+        3,
+        _orphan=_orphan,
+        campaign_id=lambda row: row.a.id("deleted_campaigns", row.i) if row["_orphan"] else row.pick("campaigns"),
+        agency_id=lambda row: row.a.id("deleted_agencies", row.i) if row.i == 0 else row.agency_id(),
+        name=_nullable(0.2, _numbered("Old sequence {n}")),
+        steps=_nullable(0.3, lambda row: "[]"),
+        status=_nullable(0.3, lambda row: "archived"),
+        created_at=CREATED,
+        backed_up_at=_after_created(2000),
+    ),
+    _revos(
+        "campaigns_trigger_word_backup",
+        3,
+        _orphan=_orphan,
+        campaign_id=lambda row: (
+            row.a.id("deleted_campaigns", 1000 + row.i) if row["_orphan"] else row.pick("campaigns")
+        ),
+        trigger_word=_nullable(0.2, _choice(*TRIGGER_WORDS)),
+        backed_up_at=CREATED,
+    ),
 )
 
 
 # ---------------------------------------------------------------------------------------------
 # AudienceOS rows in the unified database.
-
-
-def _aos_agency(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    row_id = a.id("agency", 0)
-    created = _stamp(row_id)
-    settings = json.dumps({"timezone": rng.choice(("UTC", "America/New_York", "Europe/London"))})
-    yield row_id, a.name, a.slug, a.domain, settings, created, _later(created, rng)
 
 
 def _aos_person(a: _AudienceAgency, index: int) -> tuple[str, str, str]:
@@ -1099,25 +1090,6 @@ def _aos_person(a: _AudienceAgency, index: int) -> tuple[str, str, str]:
     return first, last, f"{first}.{last}.{index}@{a.domain}".lower()
 
 
-def _aos_users(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("user")):
-        row_id = a.id("user", i)
-        first, last, email = _aos_person(a, i)
-        role = "owner" if i == 0 else rng.choice(("admin", "member", "member"))
-        created = _stamp(row_id)
-        yield (
-            row_id,
-            agency_id,
-            email,
-            _maybe(rng, 0.05, first),
-            _maybe(rng, 0.1, last),
-            role,
-            created,
-            _later(created, rng),
-        )
-
-
 def _aos_client_name(a: _AudienceAgency, index: int) -> str:
     if index < a.shared_clients:
         # exact, upper case, "X, Inc." for "X Inc", extra whitespace, lower case
@@ -1127,152 +1099,144 @@ def _aos_client_name(a: _AudienceAgency, index: int) -> str:
     return _company(twin_clients + index, _company_offset(a.twin or a))
 
 
-def _aos_clients(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("client")):
-        row_id, name = a.id("client", i), _aos_client_name(a, i)
-        website = _maybe(rng, 0.2, f"https://{slugify(name)}.example")
-        contact = _maybe(rng, 0.3, f"hello@{slugify(name)}.example")
-        stage = rng.choice(("onboarding", "active", "active", "renewal"))
-        health = _maybe(rng, 0.2, rng.choice(("green", "yellow", "red")))
-        created = _stamp(row_id)
-        yield row_id, agency_id, name, website, contact, stage, health, created, _later(created, rng, 2000)
+CARTRIDGE_TYPES = ("training", "voice", "style", "brand", "preferences", "instructions")
 
-
-def _aos_chat_sessions(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("chat_session")):
-        row_id = a.id("chat_session", i)
-        user_id, client_id = _maybe(rng, 0.1, a.pick(rng, "user")), _maybe(rng, 0.3, a.pick(rng, "client"))
-        title = _maybe(rng, 0.2, f"Client health: {rng.choice(TOPICS)}")
-        created = _stamp(row_id)
-        yield row_id, agency_id, user_id, client_id, title, '{"page": "dashboard"}', created, _later(created, rng)
-
-
-def _aos_chat_messages(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("chat_message")):
-        session_id = a.pick(rng, "chat_session")
-        role = "user" if i % 2 == 0 else "assistant"
-        content = f"{'Summarise' if role == 'user' else 'Summary of'} the client's {rng.choice(TOPICS)}."
-        yield a.id("chat_message", i), agency_id, session_id, role, content, _later(_stamp(session_id), rng), "gemini"
-
-
-def _aos_permissions(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i, (role, resource, action) in enumerate(PERMISSIONS):
-        row_id = a.id("permission", i)
-        yield row_id, agency_id, role, resource, action, _stamp(row_id)
-
-
-def _aos_cartridges(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("cartridge")):
-        row_id = a.id("cartridge", i)
-        kind = ("training", "voice", "style", "brand", "preferences", "instructions")[i % 6]
-        config = json.dumps({"source": "training", "notes": f"{kind} guidance for {rng.choice(TOPICS)}"})
-        created = _stamp(row_id)
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.2, a.pick(rng, "user")),
-            f"{kind.title()} {i + 1}",
-            kind,
-            "audience",
-            config,
-            rng.random() > 0.1,
-            created,
-            _later(created, rng),
-        )
-
-
-def _aos_client_assignments(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("client_assignment")):
-        row_id = a.id("client_assignment", i)
-        client_id = a.id("client", i % a.n("client"))
-        role = rng.choice(("owner", "owner", "support"))
-        yield row_id, agency_id, client_id, a.pick(rng, "user"), role, _stamp(row_id)
-
-
-def _aos_tasks(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("task")):
-        row_id = a.id("task", i)
-        created = _stamp(row_id)
-        due = _maybe(rng, 0.3, (created + timedelta(days=rng.randrange(1, 30))).date())
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "client")),
-            _maybe(rng, 0.2, a.pick(rng, "user")),
-            f"Review {rng.choice(TOPICS)}",
-            rng.choice(("todo", "in_progress", "done")),
-            due,
-            created,
-        )
-
-
-def _aos_alerts(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("alert")):
-        row_id = a.id("alert", i)
-        created = _stamp(row_id)
-        resolved = _maybe(rng, 0.5, _later(created, rng))
-        yield (
-            row_id,
-            agency_id,
-            _maybe(rng, 0.1, a.pick(rng, "client")),
-            rng.choice(("info", "warning", "critical")),
-            "Spend is pacing above plan.",
-            resolved,
-            created,
-        )
-
-
-def _aos_documents(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("document")):
-        row_id = a.id("document", i)
-        url = _maybe(rng, 0.2, f"https://docs.example/{row_id.hex[:10]}")
-        yield row_id, agency_id, _maybe(rng, 0.1, a.pick(rng, "client")), f"Report {i + 1}", url, _stamp(row_id)
-
-
-def _aos_kpi_snapshots(a: _AudienceAgency, rng: random.Random) -> Iterator[tuple]:
-    agency_id = a.id("agency", 0)
-    for i in range(a.n("kpi_snapshot")):
-        row_id = a.id("kpi_snapshot", i)
-        metric = ("roas", "cpl", "ctr", "spend")[i % 4]
-        value = f"{rng.uniform(0.5, 5000):.2f}"
-        captured = date(2025, 1, 6) + timedelta(days=i % 365)
-        yield row_id, agency_id, _maybe(rng, 0.1, a.pick(rng, "client")), metric, value, captured
-
-
+# As REVOS_TABLES: the table, its rows per agency at scale 1, then each column and its rule.
 UNIFIED_TABLES: tuple[_Table, ...] = (
-    _aos("agency", "id name slug domain settings created_at updated_at", 1, _aos_agency, scaled=False),
-    _aos("user", "id agency_id email first_name last_name role created_at updated_at", 4, _aos_users),
+    _aos(
+        "agency",
+        1,
+        scaled=False,
+        name=lambda row: row.a.name,
+        slug=lambda row: row.a.slug,
+        domain=lambda row: row.a.domain,
+        settings=lambda row: json.dumps({"timezone": row.rng.choice(("UTC", "America/New_York", "Europe/London"))}),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _aos(
+        "user",
+        4,
+        agency_id=AGENCY,
+        _person=lambda row: _aos_person(row.a, row.i),
+        role=lambda row: "owner" if row.i == 0 else row.rng.choice(("admin", "member", "member")),
+        email=lambda row: row["_person"][2],
+        first_name=_nullable(0.05, lambda row: row["_person"][0]),
+        last_name=_nullable(0.1, lambda row: row["_person"][1]),
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
     _auth("auth.users", AUTH_USER_COLUMNS, _auth_users(_aos_accounts)),
     _auth("auth.identities", AUTH_IDENTITY_COLUMNS, _auth_identities(_aos_accounts)),
     _aos(
-        "client", "id agency_id name website contact_email stage health_status created_at updated_at", 6, _aos_clients
+        "client",
+        6,
+        agency_id=AGENCY,
+        name=lambda row: _aos_client_name(row.a, row.i),
+        website=_nullable(0.2, lambda row: f"https://{slugify(row['name'])}.example"),
+        contact_email=_nullable(0.3, lambda row: f"hello@{slugify(row['name'])}.example"),
+        stage=_choice("onboarding", "active", "active", "renewal"),
+        health_status=_nullable(0.2, _choice("green", "yellow", "red")),
+        created_at=CREATED,
+        updated_at=_after_created(2000),
     ),
-    _aos("chat_session", "id agency_id user_id client_id title context created_at updated_at", 4, _aos_chat_sessions),
-    _aos("chat_message", "id agency_id session_id role content created_at ai_provider", 16, _aos_chat_messages),
+    _aos(
+        "chat_session",
+        4,
+        agency_id=AGENCY,
+        user_id=_nullable(0.1, _pick("user")),
+        client_id=_nullable(0.3, _pick("client")),
+        title=_nullable(0.2, lambda row: f"Client health: {row.rng.choice(TOPICS)}"),
+        context=lambda row: '{"page": "dashboard"}',
+        created_at=CREATED,
+        updated_at=_after_created(),
+    ),
+    _aos(
+        "chat_message",
+        16,
+        agency_id=AGENCY,
+        session_id=_pick("chat_session"),
+        role=lambda row: "user" if row.i % 2 == 0 else "assistant",
+        content=lambda row: (
+            f"{'Summarise' if row['role'] == 'user' else 'Summary of'} the client's {row.rng.choice(TOPICS)}."
+        ),
+        created_at=lambda row: row.later(_stamp(row["session_id"])),
+        ai_provider=lambda row: "gemini",
+    ),
     # RBAC is configuration, not volume: the same matrix at every scale.
     _aos(
-        "permission", "id agency_id role resource action created_at", len(PERMISSIONS), _aos_permissions, scaled=False
+        "permission",
+        len(PERMISSIONS),
+        scaled=False,
+        agency_id=AGENCY,
+        role=lambda row: PERMISSIONS[row.i][0],
+        resource=lambda row: PERMISSIONS[row.i][1],
+        action=lambda row: PERMISSIONS[row.i][2],
+        created_at=CREATED,
     ),
     _aos(
         "cartridge",
-        "id agency_id user_id name type app_context config is_active created_at updated_at",
         4,
-        _aos_cartridges,
+        agency_id=AGENCY,
+        type=lambda row: CARTRIDGE_TYPES[row.i % len(CARTRIDGE_TYPES)],
+        config=lambda row: json.dumps(
+            {"source": "training", "notes": f"{row['type']} guidance for {row.rng.choice(TOPICS)}"}
+        ),
+        user_id=_nullable(0.2, _pick("user")),
+        name=lambda row: f"{row['type'].title()} {row.i + 1}",
+        app_context=lambda row: "audience",
+        is_active=lambda row: row.rng.random() > 0.1,
+        created_at=CREATED,
+        updated_at=_after_created(),
     ),
-    _aos("client_assignment", "id agency_id client_id user_id role created_at", 6, _aos_client_assignments),
-    _aos("task", "id agency_id client_id assignee_id title status due_date created_at", 10, _aos_tasks),
-    _aos("alert", "id agency_id client_id severity message resolved_at created_at", 3, _aos_alerts),
-    _aos("document", "id agency_id client_id title url created_at", 5, _aos_documents),
-    _aos("kpi_snapshot", "id agency_id client_id metric value captured_on", 12, _aos_kpi_snapshots),
+    _aos(
+        "client_assignment",
+        6,
+        agency_id=AGENCY,
+        client_id=lambda row: row.a.id("client", row.i % row.a.n("client")),
+        role=_choice("owner", "owner", "support"),
+        user_id=_pick("user"),
+        created_at=CREATED,
+    ),
+    _aos(
+        "task",
+        10,
+        agency_id=AGENCY,
+        due_date=_nullable(0.3, lambda row: (row.created() + timedelta(days=row.rng.randrange(1, 30))).date()),
+        client_id=_nullable(0.1, _pick("client")),
+        assignee_id=_nullable(0.2, _pick("user")),
+        title=lambda row: f"Review {row.rng.choice(TOPICS)}",
+        status=_choice("todo", "in_progress", "done"),
+        created_at=CREATED,
+    ),
+    _aos(
+        "alert",
+        3,
+        agency_id=AGENCY,
+        resolved_at=_nullable(0.5, _after_created()),
+        client_id=_nullable(0.1, _pick("client")),
+        severity=_choice("info", "warning", "critical"),
+        message=lambda row: "Spend is pacing above plan.",
+        created_at=CREATED,
+    ),
+    _aos(
+        "document",
+        5,
+        agency_id=AGENCY,
+        url=_nullable(0.2, lambda row: f"https://docs.example/{row.id.hex[:10]}"),
+        client_id=_nullable(0.1, _pick("client")),
+        title=_numbered("Report {n}"),
+        created_at=CREATED,
+    ),
+    _aos(
+        "kpi_snapshot",
+        12,
+        agency_id=AGENCY,
+        metric=lambda row: ("roas", "cpl", "ctr", "spend")[row.i % 4],
+        value=lambda row: f"{row.rng.uniform(0.5, 5000):.2f}",
+        captured_on=lambda row: date(2025, 1, 6) + timedelta(days=row.i % 365),
+        client_id=_nullable(0.1, _pick("client")),
+    ),
 )
 
 
@@ -1285,13 +1249,10 @@ def _copy(*, database: str, tables: Sequence[_Table], tenants: Sequence[_Tenant]
     if not tenants:
         return
     connections[database].ensure_connection()
-    raw = connections[database].connection
-    catalog = catalog_read(raw)
-    with raw.cursor() as cursor:
+    with connections[database].connection.cursor() as cursor:
         for table in tables:
-            columns = table.columns or catalog.column_names(table.name)
             statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                table_identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+                table_identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, table.columns))
             )
             try:
                 summary.rows[f"{database}.{table.name}"] += _copy_table(cursor, statement, table, tenants)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.db import connections
@@ -69,3 +70,23 @@ def agency_link_problem(*, link: AgencyLink) -> str:
                 " which is no longer a client of its agency"
             )
     return ""
+
+
+@dataclass(frozen=True)
+class LinkedAgency:
+    """A linked agency's two ids and its name: what a run's work reads once its link is confirmed.
+
+    `AgencyLink.unified_agency_id` is None until staff link the agency, and every run that touches
+    the unified database is refused before then; this carries that fact in its type.
+    """
+
+    revos_agency_id: UUID
+    unified_agency_id: UUID
+    name: str
+
+
+def agency_linked(*, link: AgencyLink) -> LinkedAgency:
+    """The agency as linked, or RunRefused when it has no unified agency yet."""
+    if link.unified_agency_id is None:
+        raise RunRefused(f"{link.name} is not linked to a unified agency; confirm its link first.")
+    return LinkedAgency(revos_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id, name=link.name)

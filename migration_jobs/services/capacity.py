@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import psycopg
 from django.conf import settings
 
-from migration_jobs.etl.connections import connect
+from migration_jobs.etl.connections import connect, fetch_value
 from migration_jobs.etl.engine import Control, MigrationStopped
 from migration_jobs.models import MigrationRun
 from migration_jobs.run_kinds import run_kind_get
@@ -94,15 +94,18 @@ def _window_gate(run: MigrationRun) -> None:
 
 def _slot_try(connection: psycopg.Connection, limit: int) -> int | None:
     for slot in range(limit):
-        if connection.execute(f"SELECT pg_try_advisory_lock({SLOT_CLASS}, %s)", [slot]).fetchone()[0]:
+        if fetch_value(connection.execute(f"SELECT pg_try_advisory_lock({SLOT_CLASS}, %s)", [slot])):
             return slot
     return None
 
 
 def _slots_taken(connection: psycopg.Connection) -> int:
     # Two-key advisory locks store the keys in classid/objid with objsubid = 2.
-    return connection.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
-        f" AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        f" AND classid = ({SLOT_CLASS})::oid"
-    ).fetchone()[0]
+    taken: int = fetch_value(
+        connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 2"
+            f" AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            f" AND classid = ({SLOT_CLASS})::oid"
+        )
+    )
+    return taken

@@ -18,6 +18,7 @@ from migration_jobs.etl.reverse_capture import reverse_capture_stop
 from migration_jobs.etl.unified_guard import unified_guard_set
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.run_kinds import run_kind_get, run_kind_values
+from migration_jobs.selectors.agency_links import agency_linked
 from migration_jobs.selectors.agency_state import agency_cut_over
 from migration_jobs.selectors.reconcile import OrphanedFence
 from migration_jobs.services.flags import flags_cache_invalidate
@@ -53,10 +54,11 @@ def agency_reopen_revos(*, link: AgencyLink, cutover: MigrationRun | None) -> st
     unified database stops recording them (which lifts its fence too)."""
     # RevOS holds the truth again: the unified copies are read-only for the apps before the
     # unified fence goes (etl/unified_guard.py).
-    unified_guard_set(unified_agency_id=link.unified_agency_id, agency_name=link.name)
+    agency = agency_linked(link=link)  # cut over, so linked
+    unified_guard_set(unified_agency_id=agency.unified_agency_id, agency_name=agency.name)
     if cutover is not None:
         fence_lift_for_run(run=cutover)
-    reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+    reverse_capture_stop(source_agency_id=agency.revos_agency_id, unified_agency_id=agency.unified_agency_id)
     if link.runs.filter(kind__in=run_kind_values(unified_db=False), fence_held=True).update(fence_held=False):
         flags_cache_invalidate()
     return "RevOS accepts the agency's writes again; the unified database no longer records them"

@@ -39,7 +39,9 @@ from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
 from migration_jobs.etl.engine import Control, MigrationStopped, agency_lock
 from migration_jobs.models import AgencyLink, MigrationRun
+from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import run_kind_get
+from migration_jobs.selectors.agency_links import LinkedAgency, agency_linked
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.fence import fence_message, fence_owner
 from migration_jobs.services.flags import flags_cache_invalidate, unified_db_switch
@@ -72,7 +74,7 @@ class FencedSide:
     """A database a switch fences, and how staff read what became of its fence."""
 
     alias: str  # "revos" or "unified"
-    agency_field: str  # the run's field that names the agency in that database
+    agency_of: Callable[[MigrationRun], UUID | None]  # the run's id of the agency in that database
     fence: str  # the fence, as the outcomes name it
     unfenced: str  # what a run ended before its fence step says
     refusing: str  # the fence step's detail once it is set
@@ -80,12 +82,15 @@ class FencedSide:
     message: Callable[[AgencyLink], str]  # what a refused write says
 
     def agency_id(self, run: MigrationRun) -> UUID:
-        return getattr(run, self.agency_field)
+        agency_id = self.agency_of(run)
+        if agency_id is None:  # requested unlinked: every switch's request is refused before that
+            raise RunRefused(f"{run.agency_link.name} has no agency in the {self.alias} database to fence.")
+        return agency_id
 
 
 REVOS = FencedSide(
     alias="revos",
-    agency_field="revos_agency_id",
+    agency_of=lambda run: run.revos_agency_id,
     fence="the fence",
     unfenced="RevOS was not fenced",
     refusing="RevOS refuses the agency's writes; the flags API reports it read-only",
@@ -94,7 +99,7 @@ REVOS = FencedSide(
 )
 UNIFIED = FencedSide(
     alias="unified",
-    agency_field="unified_agency_id",
+    agency_of=lambda run: run.unified_agency_id,
     fence="the unified fence",
     unfenced="the unified database was not fenced",
     refusing="the unified database refuses the agency's writes, naming it",
@@ -183,7 +188,8 @@ class RunSteps:
     @property
     def switched(self) -> bool:
         """The switch step is done: from here on nothing is undone."""
-        return self.items["switch"]["status"] == "done"
+        status: str = self.items["switch"]["status"]
+        return status == "done"
 
     def undone(self) -> str:
         return self.switch.undone.format(name=self.run.agency_link.name)
@@ -191,7 +197,7 @@ class RunSteps:
     def cancel_requested(self) -> bool:
         if not self.switch.cancellable:
             return False
-        control = MigrationRun.objects.filter(pk=self.run.pk).values_list("control", flat=True).get()
+        control: str = MigrationRun.objects.filter(pk=self.run.pk).values_list("control", flat=True).get()
         return control == MigrationRun.Control.CANCEL
 
     def cancelled(self) -> SwitchCancelled:
@@ -251,12 +257,19 @@ class Fence:
     def _lift_on(self, connection: psycopg.Connection) -> None:
         capture.fence_lift(connection, agency_id=self.side.agency_id(self.run), owner=fence_owner(self.run))
 
+    def held(self) -> tuple[int, float]:
+        """The fence's transaction id and when it was set, for the steps after the fence step."""
+        if self.xid is None or self.set_at is None:
+            raise RuntimeError(f"run {self.run.pk}: a step after the fence ran without it")  # the steps' order
+        return self.xid, self.set_at
+
 
 @dataclass
 class SwitchRun:
     """What the steps of one switch run share."""
 
     run: MigrationRun
+    agency: LinkedAgency  # the run's agency, its unified id known (a switch runs only on a linked one)
     steps: RunSteps
     fence: Fence
     unified: psycopg.Connection  # holds the agency's lock
@@ -282,7 +295,7 @@ class SwitchRun:
         self.fence.announce()
         waited = capture.transactions_older_wait(
             self.fence.connection,
-            xid=self.fence.xid,
+            xid=self.fence.held()[0],
             timeout=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
             should_stop=self.steps.cancel_requested,
         )
@@ -321,6 +334,7 @@ def fenced_switch_held(
     in order (`SwitchRun.step`); whatever ends the run before its switch lifts the fence and says why.
     Once it ends, the run's report holds the write downtime (`window_seconds`)."""
     link = run.agency_link
+    agency = agency_linked(link=link)
     progress = RunSteps(run, switch, {name: step.label for name, step in steps.items()})
     fence_purpose = f"{switch.purpose}-fence"
     with (
@@ -330,7 +344,7 @@ def fenced_switch_held(
     ):
         mark_running()
         fence = Fence(run, switch.fenced, fenced, fence_purpose)
-        switch_run = SwitchRun(run, progress, fence, unified, kept=switch.kept())
+        switch_run = SwitchRun(run, agency, progress, fence, unified, kept=switch.kept())
         try:
             yield switch_run
         except SwitchCancelled as cancelled:
@@ -350,7 +364,7 @@ def fenced_switch_held(
                 f"Step {progress.labels[progress.current]} failed: {reason}. {outcome[0].upper()}{outcome[1:]};"
                 f" {progress.undone()}.",
             ) from error
-    window = time.monotonic() - fence.set_at
+    window = time.monotonic() - fence.held()[1]
     logger.info(
         "%s of %s: write downtime %.2f s", switch.name, link, window, extra={"agency_id": str(run.revos_agency_id)}
     )

@@ -241,8 +241,8 @@ def _override_set(
             refusal = agency_cutover_refusal(agency_link=agency_link)
             if refusal:
                 raise CutoverRefused(f"{flag.name} stays off for {agency_link}: {refusal}.")
-        if enabled is None:
-            override.delete()
+        if enabled is None:  # there was one: `old` differs
+            AgencyFlagOverride.objects.filter(flag=flag, agency_link=agency_link).delete()
         else:
             AgencyFlagOverride.objects.update_or_create(
                 flag=flag, agency_link=agency_link, defaults={"enabled": enabled, "updated_by": actor}

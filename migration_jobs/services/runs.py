@@ -131,8 +131,12 @@ def _request_locked(
     active = link.runs.filter(status__in=MigrationRun.ACTIVE_STATUSES).first()
     # A dry run only reads and can be asked for again at any time; a cutover or switch back must not
     # wait for a worker to run a queued one first (nor be refused for it), so it takes its place.
-    supersedes = active and run_kind_get(active.kind).dry_run and declared.supersedes_dry_run
-    if supersedes and migration_run_supersede(run=active, by=f"a {declared.label.lower()}", actor=actor):
+    if (
+        active is not None
+        and run_kind_get(active.kind).dry_run
+        and declared.supersedes_dry_run
+        and migration_run_supersede(run=active, by=f"a {declared.label.lower()}", actor=actor)
+    ):
         active = None
     if active:
         raise RunRefused(f"{link.name} already has a run {active.get_status_display().lower()} (run {active.pk}).")
@@ -279,9 +283,10 @@ def _running_run_gone(run: MigrationRun) -> str:
     orphans = orphaned_holders(holders)
     if len(orphans) < len(holders):
         return ""
-    worker_name = orphans[0].worker_name
+    names = [h.worker_name for h in orphans if h.worker_name]  # an orphan is a worker's: every one is named
+    worker_name = names[0]
     reason = worker_gone_reason(worker_name=worker_name) or "stopped without finishing"
-    ended = [pid for name in {h.worker_name for h in orphans} for pid in worker_backends_terminate(worker_name=name)]
+    ended = [pid for name in set(names) for pid in worker_backends_terminate(worker_name=name)]
     sessions = f"its database sessions (pid {', '.join(map(str, ended))}) were ended" if ended else "its sessions ended"
     return (
         f"The worker {worker_name} {reason}; {sessions} to free the agency. Resume continues from the last checkpoint."
@@ -310,8 +315,9 @@ def _job_worker_alive(job_id: str) -> bool:
     job = _job(job_id)
     if job is None:
         return False
-    started = job.get_status(refresh=False) == JobStatus.STARTED
-    return started and bool(job.worker_name) and worker_alive(worker_name=job.worker_name)
+    if job.get_status(refresh=False) != JobStatus.STARTED or not job.worker_name:
+        return False
+    return worker_alive(worker_name=job.worker_name)
 
 
 def _delete_job(job_id: str) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter
-from typing import cast
-from uuid import UUID
 
 import django_rq
 from django.contrib.auth.models import User
@@ -24,6 +22,7 @@ from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, CheckResult, MigrationRun, VerificationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import run_kind_get
+from migration_jobs.selectors.agency_links import agency_linked
 from migration_jobs.services.request_lock import agency_request_lock
 from migration_jobs.services.run_control import RunJob, run_enqueue_once, run_queue_require
 from migration_jobs.verify import ERROR, FAIL, AgencyScope, CheckOutcome
@@ -188,7 +187,7 @@ def _scope(run: VerificationRun) -> AgencyScope:
     link = run.agency_link
     return AgencyScope(
         source_agency_id=link.revos_agency_id,
-        target_agency_id=cast(UUID, link.unified_agency_id),  # _require_verifiable admits confirmed links only
+        target_agency_id=agency_linked(link=link).unified_agency_id,  # _require_verifiable admits linked ones only
         migrated=_expects_migrated(run),
     )
 

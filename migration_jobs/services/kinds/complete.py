@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from migration_jobs.etl import capture
 from migration_jobs.etl.connections import connect
@@ -19,11 +19,12 @@ from migration_jobs.etl.reverse_capture import reverse_capture_stop
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused, reason_required
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
+from migration_jobs.selectors.agency_links import agency_linked
 from migration_jobs.selectors.agency_state import agency_complete_refusal
 from migration_jobs.services.runs import migration_run_execute, migration_run_request
 
 
-def agency_complete(*, link: AgencyLink, reason: str, actor: AbstractBaseUser | None) -> MigrationRun:
+def agency_complete(*, link: AgencyLink, reason: str, actor: User | None) -> MigrationRun:
     """End the agency's move for good (recorded as a run); RunRefused says why not."""
     reason = reason_required(reason, "Completing a move")
     if refusal := agency_complete_refusal(link=link):
@@ -38,7 +39,8 @@ def _complete(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, 
         mark_running()
         if refusal := agency_complete_refusal(link=link):
             raise RunRefused(refusal)
-        reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+        agency = agency_linked(link=link)  # cut over, so linked: the refusal above says so
+        reverse_capture_stop(source_agency_id=agency.revos_agency_id, unified_agency_id=agency.unified_agency_id)
         with connect("revos", purpose="complete") as revos:
             forgotten = capture.changes_forget(revos, agency_id=link.revos_agency_id)
     return {"revos_changes_forgotten": forgotten, "revos": "read-only for this agency", "reverse_capture": "stopped"}

@@ -114,6 +114,8 @@ def _cutover(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, A
 
 
 def _unified_watch_stop(link: AgencyLink) -> None:
+    if link.unified_agency_id is None:  # refused before its steps: nothing was recorded
+        return
     try:
         reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
     except Exception as error:  # unified down: the next cutover's watch starts afresh anyway
@@ -137,19 +139,21 @@ def _catch_up_ahead(switch_run: SwitchRun) -> str:
 
 def _verify_ahead(switch_run: SwitchRun) -> str:
     """The whole delta verification before the fence, the unified writes recorded from then on (verify/delta.py)."""
-    link, started = switch_run.link, time.monotonic()
-    position = capture.capture_state(switch_run.fence.connection, agency_id=link.revos_agency_id).applied_snapshot
+    agency, started = switch_run.agency, time.monotonic()
+    state = capture.capture_state(switch_run.fence.connection, agency_id=agency.revos_agency_id)
+    if state is None:  # the preflight found it; a capture removed since would lose writes
+        raise RunRefused("RevOS no longer captures this agency's changes")
     unified_watch_start(
-        source_agency_id=link.revos_agency_id,
-        unified_agency_id=link.unified_agency_id,
-        agency_name=link.name,
+        source_agency_id=agency.revos_agency_id,
+        unified_agency_id=agency.unified_agency_id,
+        agency_name=agency.name,
         wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
     )
     watched = time.monotonic() - started
     ahead = delta_verify_ahead(
-        scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
-        content_ids=_changed_since_full(link, switch_run.fence.connection),
-        position=position,
+        scope=AgencyScope(agency.revos_agency_id, agency.unified_agency_id),
+        content_ids=_changed_since_full(switch_run.link, switch_run.fence.connection),
+        position=state.applied_snapshot,
     )
     switch_run.kept.ahead = ahead
     again = sum(o.status != PASS for o in ahead.outcomes)
@@ -180,23 +184,23 @@ def _catch_up(switch_run: SwitchRun) -> str:
 
 
 def _switch(switch_run: SwitchRun) -> str:
-    link = switch_run.link
+    agency = switch_run.agency
     # From here on the apps write the unified database: record it, so the agency can switch back
     # with those writes (services/kinds/switch_back.py). A fresh record: nothing before this counts.
-    reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+    reverse_capture_stop(source_agency_id=agency.revos_agency_id, unified_agency_id=agency.unified_agency_id)
     reverse_capture_start(
-        source_agency_id=link.revos_agency_id,
-        unified_agency_id=link.unified_agency_id,
-        agency_name=link.name,
+        source_agency_id=agency.revos_agency_id,
+        unified_agency_id=agency.unified_agency_id,
+        agency_name=agency.name,
         wait_seconds=settings.CUTOVER_DRAIN_TIMEOUT_SECONDS,
     )
     # The unified copies become the agency's truth: the apps may write them (RevOS is fenced).
-    unified_guard_remove(unified_agency_id=link.unified_agency_id)
+    unified_guard_remove(unified_agency_id=agency.unified_agency_id)
     try:
         switch_run.unified_db_switch()
     except BaseException:
-        unified_guard_set(unified_agency_id=link.unified_agency_id, agency_name=link.name)
-        reverse_capture_stop(source_agency_id=link.revos_agency_id, unified_agency_id=link.unified_agency_id)
+        unified_guard_set(unified_agency_id=agency.unified_agency_id, agency_name=agency.name)
+        reverse_capture_stop(source_agency_id=agency.revos_agency_id, unified_agency_id=agency.unified_agency_id)
         raise
     return "unified_db is on; RevOS stays fenced for the agency; unified changes are recorded"
 
@@ -229,12 +233,12 @@ def _changed_since_full(link: AgencyLink, connection: psycopg.Connection) -> dic
 
 
 def _verify_in_fence(switch_run: SwitchRun) -> str:
-    link = switch_run.link
+    agency = switch_run.agency
     outcomes: list[CheckOutcome] = []
     delta_verify_in_fence(
-        scope=AgencyScope(link.revos_agency_id, link.unified_agency_id),
+        scope=AgencyScope(agency.revos_agency_id, agency.unified_agency_id),
         ahead=switch_run.kept.ahead,
-        unified_changed=reverse_changes(unified_agency_id=link.unified_agency_id),
+        unified_changed=reverse_changes(unified_agency_id=agency.unified_agency_id),
         record=outcomes.append,
     )
     failed = [o for o in outcomes if o.status != PASS]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connections, router, transaction
 
 from migration_jobs.etl.catch_up import CapturedMigration
@@ -19,6 +19,7 @@ from migration_jobs.etl.parallel import parallelism
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
+from migration_jobs.selectors.agency_links import agency_linked
 from migration_jobs.services.agency_links import LinkError, client_links_check
 from migration_jobs.services.runs import BulkOutcome, migration_run_request, runs_request_bulk
 from migration_jobs.services.throttle import HealthThrottle, health_throttle
@@ -29,7 +30,7 @@ def agency_migration(*, link: AgencyLink, **options: Any) -> CapturedMigration:
     existed, their explicit client matches), in the configured batches; `options` add to them."""
     return CapturedMigration(
         source_agency_id=link.revos_agency_id,
-        target_agency_id=link.unified_agency_id,
+        target_agency_id=agency_linked(link=link).unified_agency_id,
         link_existing=link.kind == AgencyLink.Kind.EXISTING,
         batch_size=settings.MIGRATION_BATCH_SIZE,
         set_based_checks=settings.MIGRATION_SET_BASED_FK_CHECKS,
@@ -55,7 +56,7 @@ def linked_agency_check(link: AgencyLink) -> None:
         raise RunRefused(str(error)) from None
 
 
-def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: AbstractBaseUser | None) -> BulkOutcome:
+def migration_runs_request_bulk(*, links: Iterable[AgencyLink], actor: User | None) -> BulkOutcome:
     """Queue a migration of each agency under one bulk request id; skip (saying why) those refused.
 
     The runs carry the id so that the auto-stop (services/bulk.py) can judge them together.

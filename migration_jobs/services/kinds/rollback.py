@@ -12,6 +12,7 @@ from migration_jobs.etl.engine import agency_rollback
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register, run_kind_values
+from migration_jobs.selectors.agency_links import agency_linked
 from migration_jobs.services.runs import migration_run_tally_record
 
 
@@ -27,13 +28,13 @@ def _something_to_roll_back(link: AgencyLink) -> None:
 
 
 def _rollback(run: MigrationRun, mark_running: Callable[[], None]) -> dict[str, Any]:
-    link = run.agency_link
+    agency = agency_linked(link=run.agency_link)
     # Rows to delete in all, for its progress: while it runs, no other run of the agency inserts any.
     with connect("unified", autocommit=True, purpose="rollback-count") as connection, connection.cursor() as cursor:
-        inserted = id_map.agency_inserted_count(cursor, agency_id=link.revos_agency_id)
+        inserted = id_map.agency_inserted_count(cursor, agency_id=agency.revos_agency_id)
     report = agency_rollback(
-        source_agency_id=link.revos_agency_id,
-        unified_agency_id=link.unified_agency_id,
+        source_agency_id=agency.revos_agency_id,
+        unified_agency_id=agency.unified_agency_id,
         on_locked=mark_running,
         # Table by table as it deletes: one transaction, so the rows are gone for others only at its commit.
         on_tally=lambda tally: migration_run_tally_record(run_id=run.pk, tally=tally, rows_total=inserted),

@@ -42,6 +42,7 @@ from migration_jobs.etl.reverse_capture import reverse_capture_state, reverse_ch
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.run_kinds import Button, RunKind, run_kind_register
+from migration_jobs.selectors.agency_links import LinkedAgency, agency_linked
 from migration_jobs.selectors.agency_state import agency_cut_over, agency_switch_back_refusal
 from migration_jobs.services.fence import agency_reopen_revos
 from migration_jobs.services.fenced_switch import (
@@ -85,15 +86,15 @@ def switch_back_plan(*, link: AgencyLink) -> dict[str, Any]:
     cannot hold. Writes nothing; refused (RunRefused) when there is nothing to switch back."""
     if refusal := agency_switch_back_refusal(link=link):
         raise RunRefused(refusal + ".")
-    return reverse_plan(scope=_scope(link)).as_dict()
+    return reverse_plan(scope=_scope(agency_linked(link=link))).as_dict()
 
 
-def _scope(link: AgencyLink) -> Scope:
+def _scope(agency: LinkedAgency) -> Scope:
     """The agency's rows changed in the unified database since its cutover, as the reverse capture says."""
     return Scope(
-        source_agency_id=link.revos_agency_id,
-        target_agency_id=link.unified_agency_id,
-        changed=reverse_changes(unified_agency_id=link.unified_agency_id),
+        source_agency_id=agency.revos_agency_id,
+        target_agency_id=agency.unified_agency_id,
+        changed=reverse_changes(unified_agency_id=agency.unified_agency_id),
     )
 
 
@@ -112,7 +113,7 @@ def _switch_back(run: MigrationRun, mark_running: Callable[[], None]) -> dict[st
 def _apply(switch_run: SwitchRun) -> str:
     """The captured changes to RevOS in one transaction, past RevOS's fence."""
     # Read once nothing can change any more: what the fence froze, which the verification checks too.
-    scope = switch_run.kept.scope = _scope(switch_run.link)
+    scope = switch_run.kept.scope = _scope(switch_run.agency)
     report = reverse_apply(scope=scope)
     switch_run.report.update(report.as_dict())
     return "{insert} inserted, {update} updated, {delete} deleted in RevOS".format(**report.as_dict()["totals"])
@@ -132,23 +133,23 @@ def _reopen(switch_run: SwitchRun) -> str:
         return f"not yet ({error}); the reconciler lifts the fences once the database answers"
 
 
-def _preflight(link: AgencyLink) -> str:
+def _preflight(link: AgencyLink, agency: LinkedAgency) -> str:
     if refusal := agency_switch_back_refusal(link=link):
         raise RunRefused(refusal)
-    state = reverse_capture_state(unified_agency_id=link.unified_agency_id)
+    state = reverse_capture_state(unified_agency_id=agency.unified_agency_id)
     if state is None:
         raise RunRefused(
             "the unified database does not record this agency's changes (it was cut over before the reverse"
             " capture existed); what the apps wrote since cannot be told apart"
         )
-    plan = reverse_plan(scope=_scope(link))
+    plan = reverse_plan(scope=_scope(agency))
     if plan.problems:
         raise RunRefused("; ".join(plan.problems))
     totals = plan.as_dict()["totals"]
     return "about {insert} inserts, {update} updates, {delete} deletes".format(**totals)
 
 
-def _verify(link: AgencyLink, scope: Scope) -> str:
+def _verify(agency: LinkedAgency, scope: Scope) -> str:
     """Every changed row equal on both sides, and every table's counts."""
     left = reverse_verify(scope=scope)
     differing = {name: c for name, c in left.tables.items() if c.changes}
@@ -162,9 +163,9 @@ def _verify(link: AgencyLink, scope: Scope) -> str:
     ):
         target_catalog = catalog_read(target)
         plans = migration_plan_build(source=catalog_read(source), target=target_catalog)
-        agency = AgencyScope(link.revos_agency_id, link.unified_agency_id)
+        counted = AgencyScope(agency.revos_agency_id, agency.unified_agency_id)
         outcomes = [
-            counts_check(plan, scope=agency, source=source, target=target, target_catalog=target_catalog)
+            counts_check(plan, scope=counted, source=source, target=target, target_catalog=target_catalog)
             for plan in plans
         ]
     failed = [o for o in outcomes if o.status != PASS]
@@ -182,11 +183,11 @@ class Kept:
 
 # The switch back's steps, in order.
 STEPS = {
-    "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link)),
+    "preflight": Step("Preflight", lambda switch_run: _preflight(switch_run.link, switch_run.agency)),
     "fence": Step("Fence unified writes", SwitchRun.fence_set),
     "drain": Step("Drain older transactions", SwitchRun.fence_drain),
     "apply": Step("Apply changes to RevOS", _apply),
-    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.link, switch_run.kept.scope)),
+    "verify": Step("Verify RevOS", lambda switch_run: _verify(switch_run.agency, switch_run.kept.scope)),
     "switch": Step("Switch unified_db off", _switch),
     "reopen": Step("Lift the RevOS fence", _reopen),
 }
