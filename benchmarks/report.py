@@ -269,8 +269,20 @@ def _reverse_capture_lines(report: dict) -> list[str]:
         f" writes, median of {figures['repeats']}): {figures['without_trigger_per_second']:,} without the"
         f" capture and guard triggers, {figures['trigger_idle_per_second']:,} ({figures['idle_vs_without']}x)"
         f" with them idle, {figures['agencies_moving_per_second']:,} ({figures['moving_vs_without']}x) while"
-        " other agencies are captured and guarded"
+        " other agencies are captured and guarded",
+        _server_cpu_line(figures),
     ]
+
+
+def _server_cpu_line(figures: dict) -> str:
+    cpu = figures.get("server_cpu_us_per_write")
+    if not isinstance(cpu, dict):
+        return f"  the server's CPU per write: {cpu or 'not measured'}"
+    return (
+        f"  the server's CPU per write (least of the repeats): {cpu['without']} µs without the triggers,"
+        f" {cpu['idle']} µs idle, {cpu['moving']} µs while agencies move"
+        f" (+{figures['server_cpu_added_moving']:.0%}; the round trips and the commit's flush come on top)"
+    )
 
 
 def _rls_read_lines(report: dict) -> list[str]:

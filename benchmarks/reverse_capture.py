@@ -15,9 +15,11 @@ table) and inserts of `lead` rows; each set-up is measured `repeats` times and t
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import uuid
+from pathlib import Path
 
 import psycopg
 
@@ -40,13 +42,26 @@ def _as_app(connection: psycopg.Connection) -> None:
     )
 
 
-def _write_loop(connection: psycopg.Connection, *, writes: int) -> float:
+def _backend_cpu_seconds(pid: int) -> float | None:
+    """CPU time the server process of a connection has used, where the server runs on this machine
+    (the embedded and local set-ups); None where it does not. Unlike the wall time it leaves out the
+    round trips, the commit's flush and the other processes a shared machine runs meanwhile."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def _write_loop(connection: psycopg.Connection, *, writes: int) -> tuple[float, float | None]:
     """Seconds for `writes` single-row transactions of the writing agency (update lead, update client,
-    insert lead)."""
+    insert lead), and the server's CPU seconds for them (None if not on this machine)."""
     leads = [r[0] for r in connection.execute("SELECT id FROM lead WHERE agency_id = %s", [WRITING_AGENCY])]
     clients = [r[0] for r in connection.execute("SELECT id FROM client WHERE agency_id = %s", [WRITING_AGENCY])]
     connection.commit()
     inserted = []
+    backend = connection.info.backend_pid
+    cpu_started = _backend_cpu_seconds(backend)
     started = time.perf_counter()
     for n in range(writes):
         _as_app(connection)
@@ -66,9 +81,11 @@ def _write_loop(connection: psycopg.Connection, *, writes: int) -> float:
             inserted.append(row_id)
         connection.commit()
     seconds = time.perf_counter() - started
+    cpu_ended = _backend_cpu_seconds(backend)
     connection.execute("DELETE FROM lead WHERE id = ANY(%s)", [inserted])
     connection.commit()
-    return seconds
+    cpu = None if cpu_started is None or cpu_ended is None else cpu_ended - cpu_started
+    return seconds, cpu
 
 
 def _writing_agency_create(connection: psycopg.Connection) -> None:
@@ -114,6 +131,23 @@ def _agencies_moving(connection: psycopg.Connection, *, moving: bool) -> None:
     connection.commit()
 
 
+def _measured(seconds: list[float], cpu: list[float | None], measured: tuple[float, float | None]) -> None:
+    seconds.append(measured[0])
+    cpu.append(measured[1])
+
+
+def _cpu_figures(cpu: dict[str, list[float | None]], *, writes: int) -> dict:
+    """The server's CPU microseconds per write in each set-up (the least of the repeats: what the
+    work itself costs, with the least interference), and what the triggers add to a write."""
+    if any(value is None for values in cpu.values() for value in values):
+        return {"server_cpu_us_per_write": "not measured: the server is not on this machine"}
+    least = {name: round(min(v for v in values if v is not None) / writes * 1e6, 1) for name, values in cpu.items()}
+    return {
+        "server_cpu_us_per_write": least,
+        "server_cpu_added_moving": round((least["moving"] - least["without"]) / least["without"], 3),
+    }
+
+
 def reverse_capture_measure(*, writes: int = 3000, repeats: int = 3) -> dict:
     """Writes/s of an agency's rows without the triggers, with them idle, and while agencies move."""
     tables = unified_captured_tables()
@@ -127,18 +161,19 @@ def reverse_capture_measure(*, writes: int = 3000, repeats: int = 3) -> dict:
         _writing_agency_create(connection)
         # The set-ups take turns within each repeat, so that the machine's drift hits them alike.
         seconds: dict[str, list[float]] = {"without": [], "idle": [], "moving": []}
+        cpu: dict[str, list[float | None]] = {"without": [], "idle": [], "moving": []}
         try:
             for _ in range(repeats):
                 capture.capture_triggers_remove(connection, tables=tables)
                 _guard_triggers(connection, enabled=False)
                 connection.commit()
-                seconds["without"].append(_write_loop(connection, writes=writes))
+                _measured(seconds["without"], cpu["without"], _write_loop(connection, writes=writes))
                 # The install disables the guard's trigger where the capture's does its work (sql/unified/0066).
                 capture.capture_triggers_install(connection, tables=tables)
                 connection.commit()
-                seconds["idle"].append(_write_loop(connection, writes=writes))
+                _measured(seconds["idle"], cpu["idle"], _write_loop(connection, writes=writes))
                 _agencies_moving(connection, moving=True)
-                seconds["moving"].append(_write_loop(connection, writes=writes))
+                _measured(seconds["moving"], cpu["moving"], _write_loop(connection, writes=writes))
                 _agencies_moving(connection, moving=False)
         finally:
             connection.rollback()
@@ -150,7 +185,7 @@ def reverse_capture_measure(*, writes: int = 3000, repeats: int = 3) -> dict:
                 cursor.executemany("INSERT INTO controlplane.agency_guard (agency_id, message) VALUES (%s, %s)", guards)
             connection.commit()
     without, idle, moving = (round(writes / statistics.median(seconds[k])) for k in ("without", "idle", "moving"))
-    return {
+    return _cpu_figures(cpu, writes=writes) | {
         "status": "ok",
         "writes": writes,
         "repeats": repeats,
