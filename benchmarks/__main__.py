@@ -97,7 +97,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         " `fleet` migrates one large agency alone, then rehearses the fleet (manage.py rehearse_fleet)",
     )
     parser.add_argument(
-        "--fleet-agencies", type=_positive, help="agencies of the fleet rehearsal (default 200; --quick 20)"
+        "--fleet-agencies",
+        type=_count,
+        help="agencies of the fleet rehearsal (default 200; --quick 20; 0 leaves the fleet out)",
     )
     parser.add_argument(
         "--fleet-rows", type=_count, help="rows of the whole fleet, sizes by Zipf's law (default 2M; --quick 100k)"
@@ -121,7 +123,10 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--empty-queues", action="store_true", help="drop jobs waiting in the migrations/verification queues"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.fleet_agencies is not None and args.fleet_agencies < 0:
+        parser.error(f"--fleet-agencies {args.fleet_agencies}: give a number of agencies, or 0 to leave the fleet out")
+    return args
 
 
 def _options(args: argparse.Namespace):
@@ -137,7 +142,7 @@ def _options(args: argparse.Namespace):
         max_repeats=max(args.repeats, BenchOptions.max_repeats),
         rls_leads=args.rls_leads or defaults["rls_leads"],
         people=args.people or defaults["people"],
-        fleet_agencies=args.fleet_agencies or defaults["fleet_agencies"],
+        fleet_agencies=defaults["fleet_agencies"] if args.fleet_agencies is None else args.fleet_agencies,
         fleet_rows=args.fleet_rows or defaults["fleet_rows"],
         fleet_plan_agencies=args.fleet_plan_agencies,
         fleet_redis_url=args.fleet_redis_url,

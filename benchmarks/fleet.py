@@ -123,10 +123,10 @@ def _rehearsal_run(
         tail = (report_dir / "rehearse_fleet.log").read_text()[-1500:]
         return {"status": f"not measured: the rehearsal exited {done.returncode} with no report", "output": tail}
     status = "measured" if done.returncode == 0 else f"measured, but the rehearsal exited {done.returncode}"
-    return {"status": status, "process_seconds": seconds, **_rehearsal_figures(report)}
+    return {"status": status, "process_seconds": seconds, **fleet_rehearsal_figures(report)}
 
 
-def _rehearsal_figures(report: dict) -> dict:
+def fleet_rehearsal_figures(report: dict) -> dict:
     """What the bench prints of the rehearsal's report (the whole report stays beside it)."""
     writes = report["writes"]
     extrapolation = report["extrapolation"]

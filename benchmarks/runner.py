@@ -65,7 +65,7 @@ class BenchOptions:
     # The main agency's people: the cutover's window must not grow with them (accounts are
     # captured, not compared), so it is measured with many (5,000 come with 1M rows anyway).
     people: int = 10_000
-    fleet_agencies: int = 200  # the fleet rehearsal (benchmarks/fleet.py): its agencies, rows in all,
+    fleet_agencies: int = 200  # the fleet rehearsal (benchmarks/fleet.py; 0: left out): its agencies, rows in all,
     fleet_rows: int = 2_000_000
     fleet_workers: int = 2  # worker processes (the two)
     fleet_plan_agencies: int = 300  # the real fleet's size its wall time is extrapolated to
@@ -291,7 +291,11 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     report["rls_read"] = rls_read_measure(
         leads=options.rls_leads, agencies=options.rls_agencies, requests=options.requests
     )
-    report["fleet"] = _fleet_measure(options=options, worker_env=worker_env, say=say)
+    report["fleet"] = (
+        _fleet_measure(options=options, worker_env=worker_env, say=say)
+        if options.fleet_agencies
+        else {"status": "not run (--fleet-agencies 0)"}
+    )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["total_seconds"] = round(time.monotonic() - started, 1)
     report.update(report_evaluate(report))
