@@ -42,11 +42,11 @@ class Cockpit:
     actions: list[Action]
     next_action: NextAction
     timeline: Timeline
-    # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
-    fence_note: str = ""
     # The RevOS capture's backlog (None: not captured, or fenced) and why it is unknown, or "".
     capture_backlog: AgencyBacklog | None = None
     capture_backlog_problem: str = ""
+    # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
+    fence_note: str = ""
 
     @property
     def verification_age(self) -> timedelta | None:
