@@ -1,5 +1,5 @@
 """python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--repeats N] [--clients N] [--requests N] [--out FILE]
-                        [--only cutover]
+                        [--only cutover|fleet] [--fleet-agencies N] [--fleet-rows N]
 
 Runs in scratch databases `<name>_bench` created beside the three configured ones (and dropped at
 the end unless --keep-databases), so the data of DATABASE_URL, UNIFIED_DATABASE_URL and
@@ -36,6 +36,16 @@ QUICK = {
     "clients": 100_000,
     "rls_leads": 100_000,
     "people": 1_000,
+    "fleet_agencies": 20,
+    "fleet_rows": 100_000,
+}
+FULL = {
+    "rows": 1_000_000,
+    "clients": 1_000_000,
+    "rls_leads": 1_000_000,
+    "people": 10_000,
+    "fleet_agencies": 200,  # the issue's fleet: 200 agencies, about 2M rows in all
+    "fleet_rows": 2_000_000,
 }
 
 
@@ -82,8 +92,28 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["cutover"],
-        help="measure only this: `cutover` seeds, migrates and verifies once, then measures the cutover",
+        choices=["cutover", "fleet"],
+        help="measure only this: `cutover` seeds, migrates and verifies once, then measures the cutover;"
+        " `fleet` migrates one large agency alone, then rehearses the fleet (manage.py rehearse_fleet)",
+    )
+    parser.add_argument(
+        "--fleet-agencies",
+        type=_count,
+        help="agencies of the fleet rehearsal (default 200; --quick 20; 0 leaves the fleet out)",
+    )
+    parser.add_argument(
+        "--fleet-rows", type=_count, help="rows of the whole fleet, sizes by Zipf's law (default 2M; --quick 100k)"
+    )
+    parser.add_argument(
+        "--fleet-plan-agencies",
+        type=_positive,
+        default=300,
+        help="the real fleet's size the fleet's wall time is extrapolated to (the plan names none; default 300)",
+    )
+    parser.add_argument(
+        "--fleet-redis-url",
+        default="",
+        help="an empty Redis database for the rehearsal's queues (default: database 15 of REDIS_URL's server)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a first look in a few minutes")
     parser.add_argument("--seed", type=int, default=7)
@@ -93,17 +123,16 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--empty-queues", action="store_true", help="drop jobs waiting in the migrations/verification queues"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.fleet_agencies is not None and args.fleet_agencies < 0:
+        parser.error(f"--fleet-agencies {args.fleet_agencies}: give a number of agencies, or 0 to leave the fleet out")
+    return args
 
 
 def _options(args: argparse.Namespace):
     from benchmarks.runner import DEFAULT_SIZES, BenchOptions
 
-    defaults = (
-        QUICK
-        if args.quick
-        else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000, "rls_leads": 1_000_000, "people": 10_000}
-    )
+    defaults = QUICK if args.quick else {**FULL, "sizes": DEFAULT_SIZES}
     return BenchOptions(
         rows=args.rows or defaults["rows"],
         sizes=args.sizes or defaults["sizes"],
@@ -113,6 +142,10 @@ def _options(args: argparse.Namespace):
         max_repeats=max(args.repeats, BenchOptions.max_repeats),
         rls_leads=args.rls_leads or defaults["rls_leads"],
         people=args.people or defaults["people"],
+        fleet_agencies=defaults["fleet_agencies"] if args.fleet_agencies is None else args.fleet_agencies,
+        fleet_rows=args.fleet_rows or defaults["fleet_rows"],
+        fleet_plan_agencies=args.fleet_plan_agencies,
+        fleet_redis_url=args.fleet_redis_url,
         seed=args.seed,
         timeout=args.timeout,
         log_dir=args.out.parent / "logs",
@@ -181,14 +214,15 @@ def _run(args: argparse.Namespace) -> None:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
     django.setup()
-    from benchmarks.report import cutover_report_table, report_table, report_write
-    from benchmarks.runner import benchmark_run, cutover_benchmark_run
+    from benchmarks.report import cutover_report_table, fleet_report_table, report_table, report_write
+    from benchmarks.runner import benchmark_run, cutover_benchmark_run, fleet_benchmark_run
 
     _databases_prepare()
     _queues_check(empty=args.empty_queues)
-    run, table = (
-        (cutover_benchmark_run, cutover_report_table) if args.only == "cutover" else (benchmark_run, report_table)
-    )
+    run, table = {
+        "cutover": (cutover_benchmark_run, cutover_report_table),
+        "fleet": (fleet_benchmark_run, fleet_report_table),
+    }.get(args.only, (benchmark_run, report_table))
     try:
         report = run(options=_options(args), worker_env=dict(os.environ))
     finally:

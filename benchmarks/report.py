@@ -39,7 +39,12 @@ TARGETS = (
         ">= 0.95",
         lambda v: v >= 0.95,
     ),
+    ("fleet_vs_single_agency", "fleet rows/s / one large agency's", ">= 0.8", lambda v: v >= 0.8),
+    ("fleet_downtime_p95_seconds", "fleet write downtime p95 (s)", "<= 2", lambda v: v <= 2),
+    ("fleet_downtime_max_seconds", "fleet write downtime max (s)", "<= 5", lambda v: v <= 5),
+    ("fleet_writes_lost", "fleet app writes lost", "0", lambda v: v == 0),
 )
+FLEET_TARGETS = tuple(target for target in TARGETS if target[0].startswith("fleet_"))
 REPEATED_RATIOS = ("migration_vs_baseline", "migration_vs_baseline_fk", "migration_vs_pgloader")
 
 
@@ -94,6 +99,7 @@ def report_evaluate(report: dict) -> dict:
     window = report.get("cutover", {}).get("cutover", {}).get("window_seconds")
     ratios["rls_read_vs_owner"] = report["rls_read"]["authenticated_vs_owner_p95"]
     ratios["unified_writes_moving_vs_without"] = report.get("reverse_capture", {}).get("moving_vs_without")
+    ratios.update(fleet_ratios(report.get("fleet", {})))
     figures = {**ratios, "changelist_p95_ms": report["changelist"]["p95_ms"], "cutover_window_seconds": window}
     targets = []
     for key, label, wanted, test in TARGETS:
@@ -110,6 +116,17 @@ def report_evaluate(report: dict) -> dict:
             }
         )
     return {"ratios": ratios, "ratio_spreads": spreads, "per_repeat_ratios": per_repeat, "targets": targets}
+
+
+def fleet_ratios(fleet: dict) -> dict:
+    """The fleet's figures the issue sets targets on (None: not measured)."""
+    downtime = fleet.get("downtime_seconds") or {}
+    return {
+        "fleet_vs_single_agency": fleet.get("fleet_vs_single_agency"),
+        "fleet_downtime_p95_seconds": downtime.get("p95"),
+        "fleet_downtime_max_seconds": downtime.get("max"),
+        "fleet_writes_lost": (fleet.get("writes") or {}).get("lost"),
+    }
 
 
 def _met(value: float | None, test) -> bool | None:
@@ -285,6 +302,49 @@ def _server_cpu_line(figures: dict) -> str:
     )
 
 
+def _fleet_lines(report: dict) -> list[str]:
+    fleet = report.get("fleet") or {"status": "not run"}
+    if not fleet["status"].startswith("measured"):
+        return [f"fleet: {fleet['status']}", *([fleet["output"]] if fleet.get("output") else [])]
+    single, downtime, writes = fleet["single_agency"], fleet["downtime_seconds"], fleet["writes"]
+    phases, extrapolation = fleet["phases_seconds"], fleet["extrapolation"]
+    steps = ", ".join(f"{name} {_number(f['p95'], 2)}" for name, f in fleet["downtime_steps"].items())
+    lines = [
+        f"fleet ({fleet['status']}): {fleet['agencies_cut_over']} of {fleet['agencies_total']} agencies cut over,"
+        f" {fleet['rows']:,} rows (Zipf, the largest {fleet['largest_rows']:,}), {fleet['workers']} worker processes,"
+        f" app writers on both databases",
+        f"  fleet wall time {_number(fleet['fleet_seconds'], 1)} s: "
+        + ", ".join(f"{name} {_number(seconds, 1)} s" for name, seconds in phases.items())
+        + f" ({fleet['nights']} nights; seeding {_number(fleet['seed_seconds'], 1)} s before it)",
+        f"  fleet rows/s (migrate phase) {_number(fleet['fleet_rows_per_second'])}; one agency of"
+        f" {_number(single['rows'])} rows alone {_number(single['rows_per_second'])} rows/s"
+        f" (ratio {_number(fleet['fleet_vs_single_agency'], 2)})",
+        f"  write downtime p50 {_number(downtime['p50'], 2)} s, p95 {_number(downtime['p95'], 2)} s,"
+        f" max {_number(downtime['max'], 2)} s; p95 by step (s): {steps or '-'}",
+        f"  app writes {writes['acknowledged']:,} acknowledged, {writes['refused']:,} refused, {writes['lost']} lost;"
+        f" throttle {_number(fleet['throttle_seconds'], 1)} s; {fleet['failures']} failures",
+        f"  extrapolated: {extrapolation['plan_agencies']} agencies in {_number(extrapolation['seconds'], 0)} s"
+        f" ({_number(extrapolation['seconds'] / 3600, 1)} h); {_number(extrapolation['agencies_per_day'])} agencies"
+        " a day at this pace",
+        f"  assumptions: {extrapolation['assumptions']}. {extrapolation['plan_note']}",
+    ]
+    for failure in fleet["failure_examples"]:
+        reason = failure["reason"][:160]
+        lines.append(f"  failure: {failure['agency']} {failure['kind']} at {failure['step']}: {reason}")
+    return lines
+
+
+def fleet_report_table(report: dict) -> str:
+    """What `--only fleet` prints: the fleet's lines and its targets."""
+    lines = [f"{'target':40}{'value':>10}  {'wanted':<9}result"]
+    for key, label, wanted, test in FLEET_TARGETS:
+        value = report["ratios"][key]
+        result = {True: "met", False: "MISSED", None: "not measured"}[_met(value, test)]
+        lines.append(f"{label:40}{_number(value, 2):>10}  {wanted:<9}{result}")
+    load = report["machine"]["load_average_at_start"][0], report["machine"].get("load_average_at_end", ["?"])[0]
+    return "\n".join([f"load average {load[0]} -> {load[1]}", *_fleet_lines(report), "", *lines])
+
+
 def _rls_read_lines(report: dict) -> list[str]:
     rls = report["rls_read"]
     return [
@@ -327,6 +387,8 @@ def report_table(report: dict) -> str:
             *_cutover_lines(report),
             "",
             *_reverse_capture_lines(report),
+            "",
+            *_fleet_lines(report),
             "",
             *_target_lines(report),
             *profile_lines(report),

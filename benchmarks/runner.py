@@ -16,11 +16,12 @@ from django.conf import settings
 from benchmarks.baseline import baseline_measure
 from benchmarks.changelist import changelist_measure
 from benchmarks.cutover import cutover_measure
+from benchmarks.fleet import fleet_measure
 from benchmarks.machine import code_describe, machine_describe
 from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
 from benchmarks.repeats import measurement_summary
-from benchmarks.report import SETTLED_SPREAD_PCT, cutover_ratios, repeats_settled, report_evaluate
+from benchmarks.report import SETTLED_SPREAD_PCT, cutover_ratios, fleet_ratios, repeats_settled, report_evaluate
 from benchmarks.reverse_capture import reverse_capture_measure
 from benchmarks.rls_read import rls_read_measure
 from benchmarks.workload import bench_agency_seed, unified_reset
@@ -64,6 +65,11 @@ class BenchOptions:
     # The main agency's people: the cutover's window must not grow with them (accounts are
     # captured, not compared), so it is measured with many (5,000 come with 1M rows anyway).
     people: int = 10_000
+    fleet_agencies: int = 200  # the fleet rehearsal (benchmarks/fleet.py; 0: left out): its agencies, rows in all,
+    fleet_rows: int = 2_000_000
+    fleet_workers: int = 2  # worker processes (the issue's two)
+    fleet_plan_agencies: int = 300  # the real fleet's size its wall time is extrapolated to
+    fleet_redis_url: str = ""  # an empty Redis database for its queues ("": rehearse_fleet's own choice)
     log_dir: Path = field(default_factory=lambda: Path("bench-results"))
 
 
@@ -217,6 +223,36 @@ def cutover_benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str
     return report
 
 
+def _fleet_measure(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say) -> dict:
+    return fleet_measure(
+        agencies=options.fleet_agencies,
+        rows=options.fleet_rows,
+        workers=options.fleet_workers,
+        plan_agencies=options.fleet_plan_agencies,
+        redis_url=options.fleet_redis_url,
+        seed=options.seed,
+        worker_env=worker_env,
+        log_dir=options.log_dir,
+        timeout=options.timeout * 4,  # the whole fleet, seeding included, not one run
+        say=say,
+    )
+
+
+def fleet_benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
+    """Only the fleet (`--only fleet`): one large agency migrated alone, then the fleet rehearsed."""
+    options.log_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "options": {**asdict(options), "log_dir": str(options.log_dir)},
+        "machine": machine_describe(),
+        "code": code_describe(),
+    }
+    report["fleet"] = _fleet_measure(options=options, worker_env=worker_env, say=say)
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["ratios"] = fleet_ratios(report["fleet"])
+    return report
+
+
 def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
     """Measure everything on the databases Django is configured with; returns the report.
 
@@ -254,6 +290,11 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     say(f"RLS read cost: {options.rls_leads:,} leads over {options.rls_agencies} agencies")
     report["rls_read"] = rls_read_measure(
         leads=options.rls_leads, agencies=options.rls_agencies, requests=options.requests
+    )
+    report["fleet"] = (
+        _fleet_measure(options=options, worker_env=worker_env, say=say)
+        if options.fleet_agencies
+        else {"status": "not run (--fleet-agencies 0)"}
     )
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["total_seconds"] = round(time.monotonic() - started, 1)

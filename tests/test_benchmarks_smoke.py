@@ -13,7 +13,7 @@ import pytest
 from benchmarks.__main__ import _arguments, _options
 from benchmarks.pgloader import HEAP_MIN_MB, pgloader_heap_mb
 from benchmarks.repeats import measurement_summary, spread_of
-from benchmarks.report import TARGETS, repeats_settled, report_table, report_write
+from benchmarks.report import FLEET_TARGETS, TARGETS, repeats_settled, report_table, report_write
 from benchmarks.runner import BenchOptions, benchmark_run
 from tests.conftest import worker_environment
 
@@ -40,6 +40,7 @@ def report(tenant_db, rq_queues, tmp_path):
         people=12,
         repeats=2,
         max_repeats=2,  # however the tiny figures spread (repeats_settled is tested on its own)
+        fleet_agencies=0,  # a rehearsal of its own: tests/test_rehearsal.py runs one and reads it as the bench does
         log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
@@ -91,8 +92,11 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     capture = report["reverse_capture"]
     assert capture["status"] == "ok" and capture["writes"] == 60
     assert all(capture[k] > 0 for k in ("without_trigger_per_second", "agencies_moving_per_second"))
-    measured = [t for t in report["targets"] if t["name"] != "migration / pgloader rows/s"]
+    fleet = {label for key, label, _, _ in FLEET_TARGETS}
+    measured = [t for t in report["targets"] if t["name"] != "migration / pgloader rows/s" and t["name"] not in fleet]
     assert all(isinstance(t["met"], bool) for t in measured)
+    assert report["fleet"]["status"] == "not run (--fleet-agencies 0)"
+    assert all(t["met"] is None for t in report["targets"] if t["name"] in fleet)
 
     table = report_table(report)
     for label in (
@@ -108,6 +112,7 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "RLS read cost",
         "write downtime",
         "rows/s without capture",
+        "fleet: not run (--fleet-agencies 0)",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table

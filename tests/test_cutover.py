@@ -27,6 +27,8 @@ from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_state import agency_cut_over, agency_revos_read_only
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.services.agency_links import agency_link_confirm, agency_links_sync
+from migration_jobs.services.fenced_switch import Step
+from migration_jobs.services.kinds import cutover
 from migration_jobs.services.kinds.cutover import STEPS, cutover_run_request, cutover_runs_request_bulk
 from migration_jobs.services.kinds.migrate import migration_runs_request_bulk
 from migration_jobs.services.run_control import migration_run_control
@@ -275,6 +277,8 @@ def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, cli
         "Fence RevOS writes",
     ]
     assert all(s["seconds"] is not None for s in run.steps)
+    # The write came before the catch-ups ahead of the fence: the final one has nothing left to run.
+    assert run.steps[6]["detail"] == "no write captured since the catch-up before the fence: 0 changed rows to apply"
     assert unified("SELECT status FROM lead WHERE id = %s", [lead]) == [("converted",)]
     assert agency_flag_enabled(flag_name="unified_db", agency_link=link)
     switched = FlagChange.objects.filter(flag__name="unified_db", agency_link=link).get()
@@ -286,6 +290,23 @@ def test_cutover_applies_the_last_writes_fences_revos_and_switches(agencies, cli
     client.force_login(admin_user)
     page = client.get(f"/admin/migration_jobs/agencylink/{link.pk}/change/").content.decode()
     assert "Cut over on" in page and "by a command" in page
+
+
+def test_a_write_after_the_catch_up_before_the_fence_is_applied_by_the_final_catch_up(agencies, monkeypatch):
+    link, _ = agencies
+    verified(link)
+    lead = revos("SELECT id FROM leads WHERE agency_id = %s ORDER BY id LIMIT 1", [link.revos_agency_id])[0][0]
+    fence = STEPS["fence"]
+
+    def write_then_fence(switch_run):  # an app's write commits between the last catch-up ahead and the fence
+        revos("UPDATE leads SET name = 'written at the fence' WHERE id = %s", [lead])
+        return fence.do(switch_run)
+
+    monkeypatch.setitem(STEPS, "fence", Step(fence.label, write_then_fence))
+    run = cut_over(link)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert {s["name"]: s["detail"] for s in run.steps}["catch_up"] == "1 changed rows applied"
+    assert unified("SELECT name FROM lead WHERE id = %s", [lead]) == [("written at the fence",)]
 
 
 def test_the_flags_api_says_the_agency_is_read_only_while_fenced(agencies, client, settings):
@@ -456,6 +477,8 @@ def test_revos_down_during_the_catch_up_fails_the_cutover_and_a_later_request_li
         raise DatabaseUnreachable("The revos database (test) cannot be reached: connection refused")
 
     monkeypatch.setattr(catch_up, "connect", unreachable)
+    # As if a write had come after the catch-up before the fence: the final catch-up has work to do.
+    monkeypatch.setattr(cutover, "_nothing_captured_since", lambda switch_run: False)
     run = cut_over(link)
     run.refresh_from_db()
     assert run.status == Status.FAILED and "Final catch-up" in run.error and "cannot be reached" in run.error

@@ -271,6 +271,23 @@ def test_health_signals_name_lock_waits_and_read_healthy_otherwise(tenant_db, se
             waiting.join(timeout=60)
             waiter.close()
         assert unified_health_problems(connection=checker) == []
+        # The same between two of the control plane's own sessions (one run's trigger DDL, another
+        # run's batch waiting for it) is the fleet's own work: no reason to back off.
+        settings.THROTTLE_MAX_LOCK_WAITS = 0
+        with connect("unified", purpose="migration") as holder, connect("unified", purpose="migration") as waiter:
+            holder.execute("LOCK TABLE lead IN SHARE MODE")
+            waiter.execute("SET lock_timeout = '30s'")
+            waiting = _in_thread(lambda: waiter.execute("LOCK TABLE lead IN ROW EXCLUSIVE MODE"))
+            wait_for(
+                lambda: checker.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = %s", [waiter.info.backend_pid]
+                ).fetchone()[0],
+                timeout=60,
+                what="the control plane's writer to wait",
+            )
+            assert unified_health_problems(connection=checker) == []
+            holder.rollback()
+            waiting.join(timeout=60)
 
 
 def _in_thread(work):

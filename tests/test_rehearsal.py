@@ -12,6 +12,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connections
 
+from benchmarks.fleet import fleet_rehearsal_figures
+from benchmarks.report import fleet_ratios, fleet_report_table
 from tests.conftest import database_url
 
 
@@ -40,6 +42,35 @@ def test_a_tiny_rehearsal_cuts_every_agency_over_loses_no_write_reports_and_clea
     settings.REHEARSAL_REPORT_DIR = tmp_path
     shown = admin_client.get("/admin/migration_jobs/bulkwindow/rehearsal/").content.decode()
     assert shown.count('class="pygal-chart"') == 3 and f"{report['writes']['acknowledged']} / " in shown
+    # Where the downtime went: the steps from the fence to the switch, each cutover's own in its row.
+    steps = report["downtime_steps"]
+    assert list(steps) == ["fence", "drain", "catch_up", "verify", "switch", "between steps"]
+    assert steps["verify"]["p50"] <= steps["verify"]["p95"] <= steps["verify"]["max"]
+    assert all(len(agency["cutover_steps"]) == 9 for agency in report["agencies"])
+    assert "Write downtime by step, p95 (s)" in shown
+    bench_reads(report)
+
+
+def bench_reads(report: dict) -> None:
+    """`make bench`'s fleet section (benchmarks/fleet.py) reads a real report: every figure it prints is there."""
+    figures = {
+        "status": "measured",
+        "largest_rows": 400,
+        "workers": 2,
+        "single_agency": {"rows": 400, "rows_per_second": report["fleet_rows_per_second"] * 2},
+        **fleet_rehearsal_figures(report),
+    }
+    figures["fleet_vs_single_agency"] = 0.5
+    ratios = fleet_ratios(figures)
+    assert (
+        ratios["fleet_writes_lost"] == 0 and ratios["fleet_downtime_max_seconds"] == report["downtime_seconds"]["max"]
+    )
+    table = fleet_report_table({"machine": {"load_average_at_start": [1.0]}, "fleet": figures, "ratios": ratios})
+    assert "3 of 3 agencies cut over" in table and f"{report['writes']['acknowledged']:,} acknowledged" in table
+    words = " ".join(table.split())
+    assert "fleet rows/s / one large agency's 0.50 >= 0.8 MISSED" in words
+    assert "fleet app writes lost 0.00 0 met" in words
+    assert "extrapolated: 300 agencies in" in table and "agencies a day at this pace" in table
 
 
 @pytest.mark.django_db(databases="__all__")

@@ -82,17 +82,22 @@ def capture_prune(
     return deleted
 
 
-def capture_backlogs(connection: psycopg.Connection) -> dict[UUID, Backlog]:
-    """Every captured agency -> its backlog, in one query."""
+def capture_backlogs(connection: psycopg.Connection, *, agency_id: UUID | None = None) -> dict[UUID, Backlog]:
+    """Every captured agency (or only `agency_id`, for its page) -> its backlog, in one query."""
     rows = connection.execute(
         "SELECT a.agency_id,"
         " count(c.seq) FILTER (WHERE NOT coalesce(pg_visible_in_snapshot(c.xid, a.applied_snapshot), false)),"
+        # An agency with no record joins one row of NULLs, and (NULL, NULL) is a value count() counts.
         " count(DISTINCT (c.table_name, c.row_id))"
-        "   FILTER (WHERE NOT coalesce(pg_visible_in_snapshot(c.xid, a.applied_snapshot), false)),"
+        "   FILTER (WHERE c.seq IS NOT NULL"
+        "     AND NOT coalesce(pg_visible_in_snapshot(c.xid, a.applied_snapshot), false)),"
         " min(c.captured_at) FILTER (WHERE NOT coalesce(pg_visible_in_snapshot(c.xid, a.applied_snapshot), false)),"
         " a.applied_at, count(c.seq), a.fenced_at IS NOT NULL"
         " FROM controlplane.capture_agency a LEFT JOIN controlplane.change_log c ON c.agency_id = a.agency_id"
-        " GROUP BY a.agency_id"
+        # Two texts rather than "IS NULL OR": a plan cached for one must not serve the other.
+        + (" WHERE a.agency_id = %(agency)s" if agency_id else "")
+        + " GROUP BY a.agency_id",
+        {"agency": agency_id} if agency_id else None,
     ).fetchall()
     connection.commit()
     return {row[0]: Backlog(*row) for row in rows}

@@ -3,6 +3,8 @@ the `agency_timeline` command show the same state, next action and timeline from
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from migration_jobs.etl.connections import DatabaseUnreachable
 from migration_jobs.models import AgencyLink, MigrationRun
 from migration_jobs.run_kinds import run_kind_values
@@ -12,6 +14,7 @@ from migration_jobs.selectors.agency_state import (
     agency_cutover_refusal,
     agency_switch_back_refusal,
 )
+from migration_jobs.selectors.capture import agency_capture_backlog
 from migration_jobs.selectors.cockpit import Cockpit, agency_cockpit
 from migration_jobs.selectors.flags import agency_flag_enabled
 from migration_jobs.selectors.reconcile import OrphanedFence
@@ -22,7 +25,7 @@ Kind = MigrationRun.Kind
 
 def agency_cockpit_read(*, link: AgencyLink) -> Cockpit:
     """The agency's cockpit with every button's reason as the services would refuse it."""
-    return agency_cockpit(
+    cockpit = agency_cockpit(
         link=link,
         cut_over=agency_flag_enabled(flag_name="unified_db", agency_link=link),
         cutover_refusal=agency_cutover_refusal(agency_link=link),
@@ -32,6 +35,8 @@ def agency_cockpit_read(*, link: AgencyLink) -> Cockpit:
         link_problem=agency_link_problem(link=link),
         relink_refusal=agency_relink_refusal(link=link),
     )
+    backlog, problem = agency_capture_backlog(link=link)
+    return replace(cockpit, capture_backlog=backlog, capture_backlog_problem=problem)
 
 
 def _orphaned_fences(link: AgencyLink) -> list[OrphanedFence]:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from migration_jobs.etl.capture_prune import capture_backlogs
+from migration_jobs.etl.capture_prune import Backlog, capture_backlogs
 from migration_jobs.etl.connections import DatabaseUnreachable, connect
 from migration_jobs.models import AgencyLink, VerificationRun
 
@@ -53,13 +53,26 @@ def capture_backlogs_shown() -> tuple[list[AgencyBacklog], str]:
     names = dict(AgencyLink.objects.filter(revos_agency_id__in=list(backlogs)).values_list("revos_agency_id", "name"))
     now = timezone.now()
     shown = [
-        AgencyBacklog(
-            names.get(agency_id, str(agency_id)),
-            backlog.pending_rows,
-            (now - backlog.oldest_pending_at).total_seconds() if backlog.oldest_pending_at else 0.0,
-            backlog.records,
-        )
+        _backlog_shown(names.get(agency_id, str(agency_id)), backlog, now)
         for agency_id, backlog in backlogs.items()
         if not backlog.fenced
     ]
     return sorted(shown, key=lambda b: (-b.rows, b.name)), ""
+
+
+def agency_capture_backlog(*, link: AgencyLink) -> tuple[AgencyBacklog | None, str]:
+    """The agency's RevOS backlog as the overview shows it (None: RevOS does not capture it, or has
+    fenced it, so the apps write elsewhere); and why not, if RevOS does not answer."""
+    try:
+        with connect("revos", purpose="agency-page") as connection:
+            backlog = capture_backlogs(connection, agency_id=link.revos_agency_id).get(link.revos_agency_id)
+    except DatabaseUnreachable as error:
+        return None, str(error)
+    if backlog is None or backlog.fenced:
+        return None, ""
+    return _backlog_shown(link.name, backlog, timezone.now()), ""
+
+
+def _backlog_shown(name: str, backlog: Backlog, now: datetime) -> AgencyBacklog:
+    age = (now - backlog.oldest_pending_at).total_seconds() if backlog.oldest_pending_at else 0.0
+    return AgencyBacklog(name, backlog.pending_rows, age, backlog.records)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from migration_jobs.etl import id_map
 from migration_jobs.models import AgencyLink, MigrationRun, VerificationRun
 from migration_jobs.run_kinds import run_kind_get, run_kind_values
+from migration_jobs.selectors.capture import AgencyBacklog
 from migration_jobs.selectors.reconcile import OrphanedFence, orphaned_fences_note, reconcile_next_pass
 from migration_jobs.selectors.timeline import NextAction, Timeline, agency_next_action, agency_timeline
 
@@ -41,6 +42,9 @@ class Cockpit:
     actions: list[Action]
     next_action: NextAction
     timeline: Timeline
+    # The RevOS capture's backlog (None: not captured, or fenced) and why it is unknown, or "".
+    capture_backlog: AgencyBacklog | None = None
+    capture_backlog_problem: str = ""
     # A fence no run owns, waiting for the reconciler's next pass (selectors/reconcile.py), or "".
     fence_note: str = ""
     # Why the agency cannot be re-linked now, as the link service refuses it ("" when it can).

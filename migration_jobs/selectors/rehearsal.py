@@ -36,6 +36,12 @@ def _downtime(r: Report) -> str:
     return " / ".join(str(r["downtime_seconds"][k]) for k in ("p50", "p95", "max"))
 
 
+def _downtime_steps(r: Report) -> str:
+    # Reports written before the steps were kept have none.
+    steps = r.get("downtime_steps") or {}
+    return ", ".join(f"{name} {figures['p95']}" for name, figures in steps.items()) or "-"
+
+
 def _writes(r: Report) -> str:
     return f"{r['writes']['acknowledged']} / {r['writes']['refused']} / {r['writes']['lost']}"
 
@@ -52,6 +58,7 @@ SUMMARY = (
     ("Fleet rows/s (migrate phase)", lambda r: r["fleet_rows_per_second"]),
     ("Largest agency's rows/s", lambda r: r["largest_agency_rows_per_second"]),
     ("Write downtime p50 / p95 / max (s)", _downtime),
+    ("Write downtime by step, p95 (s)", _downtime_steps),
     ("App writes acknowledged / refused / lost", _writes),
     ("Throttle seconds", lambda r: r["throttle_seconds"]),
     ("Failures", lambda r: len(r["failures"])),

@@ -9,7 +9,10 @@ over its threshold, with the note "throttled: <reason>" on its MigrationRun. The
   row we upsert now stays as bloat) - the control plane's own connections are left out;
 - sessions waiting for a lock on a table the migration writes (more than THROTTLE_MAX_LOCK_WAITS),
   or a lock held there that a write would queue behind (SHARE or stronger: DDL, CREATE INDEX,
-  LOCK TABLE) - our next batch would join the queue and hold up everyone behind it;
+  LOCK TABLE) - our next batch would join the queue and hold up everyone behind it. The control
+  plane's own sessions are left out here too: with several agencies moving, one run's brief
+  trigger DDL or another run waiting for it is the fleet's own work, not the apps' strain, and
+  backing off for it only idled the workers (an app session waiting behind it still counts);
 - replication lag over THROTTLE_MAX_REPLICATION_LAG_SECONDS, where pg_stat_replication has rows;
 - autovacuum working on one of those tables (THROTTLE_ON_AUTOVACUUM).
 
@@ -79,9 +82,11 @@ def _long_transaction(connection: psycopg.Connection, tables: list[str]) -> list
 def _lock_trouble(connection: psycopg.Connection, tables: list[str]) -> list[str]:
     rows = connection.execute(
         "SELECT l.granted, l.mode, c.relname, l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
         f" WHERE l.locktype = 'relation' AND l.database = {THIS_DATABASE} AND l.pid <> pg_backend_pid()"
-        f" AND l.relation IN {WATCHED} AND (NOT l.granted OR l.mode = ANY(%(modes)s)) ORDER BY c.relname, l.pid",
-        {"tables": tables, "modes": list(WRITE_BLOCKING_MODES)},
+        f" AND l.relation IN {WATCHED} AND (NOT l.granted OR l.mode = ANY(%(modes)s))"
+        " AND coalesce(a.application_name, '') NOT LIKE %(ours)s ORDER BY c.relname, l.pid",
+        {"tables": tables, "modes": list(WRITE_BLOCKING_MODES), "ours": OUR_APPLICATIONS},
     ).fetchall()
     reasons = []
     waiting = sorted({table for granted, _, table, _ in rows if not granted})
