@@ -429,6 +429,79 @@ def guard_triggers_enabled(connection: psycopg.Connection) -> dict[str, bool]:
     return dict(rows)
 
 
+LOOK_ALIKES = """
+CREATE SCHEMA lookalike;
+CREATE FUNCTION lookalike.current_setting(a text) RETURNS text LANGUAGE sql AS $$ SELECT 'postgres' $$;
+CREATE FUNCTION lookalike.to_jsonb(a anyelement) RETURNS jsonb LANGUAGE sql AS $$ SELECT '{}'::jsonb $$;
+"""
+LOOK_ALIKE_OPERATORS = [  # each answers false
+    ("=", "text", "text"),
+    ("=", "uuid", "uuid"),
+    ("=", "jsonb", "jsonb"),
+    ("=", "text[]", "text[]"),
+    ("=", "name", "text"),
+    ("=", "name", "name"),
+    ("<>", "text", "text"),
+    ("~~", "text", "text"),
+]
+
+
+def test_a_caller_s_look_alike_operators_do_not_stand_in_for_the_unified_trigger_s(merged):
+    """The unified trigger function runs as its owner without a search_path of its own
+    (sql/unified/0066): a caller whose search_path starts with a schema of operators and functions
+    named like the ones it uses is guarded, recorded and fenced all the same."""
+    link, agency = merged, merged.unified_agency_id
+    with connect("unified") as connection:
+        capture.capture_triggers_install(connection, tables=unified_captured_tables())
+        connection.execute(LOOK_ALIKES)
+        for number, (operator, left, right) in enumerate(LOOK_ALIKE_OPERATORS):
+            connection.execute(
+                f"CREATE FUNCTION lookalike.no_{number}(a {left}, b {right}) RETURNS boolean LANGUAGE sql"
+                " AS 'SELECT false'"
+            )
+            connection.execute(
+                f"CREATE OPERATOR lookalike.{operator} (LEFTARG = {left}, RIGHTARG = {right},"
+                f" FUNCTION = lookalike.no_{number})"
+            )
+        connection.execute("GRANT USAGE ON SCHEMA lookalike TO authenticated")
+        migrated_lead = connection.execute(
+            "SELECT target_id FROM controlplane.id_map WHERE agency_id = %s AND target_table = 'lead' AND inserted"
+            " AND target_id = ANY(%s) LIMIT 1",
+            [link.revos_agency_id, childless_leads(agency, count=10_000)],
+        ).fetchone()[0]
+        connection.commit()
+
+        def as_app_looking_alike(statement: str, params: list) -> None:
+            with connection.transaction():
+                connection.execute("SET LOCAL search_path = lookalike, pg_catalog, public")
+                # The look-alikes are what an unqualified name finds here: the test can fail.
+                assert connection.execute("SELECT 'a' = 'a', current_setting('role')").fetchone() == (False, "postgres")
+                as_app(connection, agency, "revos", statement, params)
+
+        rename = "UPDATE public.lead SET name = 'renamed' WHERE id OPERATOR(pg_catalog.=) %s"
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="lives in RevOS until its cutover"):
+            as_app_looking_alike(rename, [migrated_lead])
+        connection.rollback()
+        # Cut over (no guard, captured): the write is recorded; fenced: refused.
+        connection.execute("DELETE FROM controlplane.agency_guard WHERE agency_id = %s", [agency])
+        connection.execute(
+            "INSERT INTO controlplane.capture_agency (agency_id, agency_name) VALUES (%s, 'look-alikes')", [agency]
+        )
+        connection.commit()
+        as_app_looking_alike(rename, [migrated_lead])
+        assert connection.execute(
+            "SELECT count(*) FROM controlplane.change_log WHERE agency_id = %s AND row_id = %s AND table_name = 'lead'",
+            [agency, migrated_lead],
+        ).fetchone() == (1,)
+        capture.fence_set(connection, agency_id=agency, owner="test", message="fenced for the look-alike test")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction, match="fenced for the look-alike test"):
+            as_app_looking_alike(rename, [migrated_lead])
+        connection.rollback()
+        connection.execute("DROP SCHEMA lookalike CASCADE")
+        capture.capture_remove(connection, agency_id=agency)
+        connection.commit()
+
+
 def test_a_rollback_takes_the_guard_with_the_copy(merged, client, settings):
     link, agency = merged, merged.unified_agency_id
     new_lead = ("INSERT INTO lead (agency_id, name) VALUES (%s, 'after the rollback')", [agency])
