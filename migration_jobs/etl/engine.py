@@ -25,7 +25,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from uuid import UUID
 
@@ -228,6 +228,9 @@ class AgencyMigration:
     # Source table -> the only ids to bring level (a catch-up from the change capture, see
     # etl/catch_up.py); None re-reads every row of the agency.
     changed_ids: dict[str, list[str]] | None = None
+    # Source table -> ids written since the snapshot of an interrupted earlier attempt of this full
+    # read (CapturedMigration reads them from the capture); None: not known. See `_begun_bring_level`.
+    resumed_changes: dict[str, list[str]] | None = None
     writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
     split_rows: int = 100_000  # a table with more rows is written by all the writers, in id ranges
     state: RunState = field(default_factory=RunState, init=False, repr=False)
@@ -328,11 +331,14 @@ class AgencyMigration:
         )
         completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
         unfinished_tables = {unit.table for unit in units if unit.name not in completed}
+        tables_done = len({unit.table for unit in units} - unfinished_tables)
+        parents = table_parents(plans, references)
+        self._begun_bring_level(source, target, units, checkpoints, parents, remap, report, tables_done)
         self.state.units_left = Counter(unit.plan.target for unit in units if unit.name not in completed)
         control = tables_write(
             pending=[unit for unit in units if unit.name not in completed],
-            parents=table_parents(plans, references),
-            tables_done=len({unit.table for unit in units} - unfinished_tables),
+            parents=parents,
+            tables_done=tables_done,
             writers=self.writers,
             source=source,
             target=target,
@@ -343,6 +349,82 @@ class AgencyMigration:
         )
         if control is not Control.CONTINUE:
             raise MigrationStopped(control)
+
+    def _begun_bring_level(
+        self,
+        source: psycopg.Connection,
+        target: psycopg.Connection,
+        units: list[Unit],
+        checkpoints: dict[str, tuple[UUID | None, int, bool]],
+        parents: dict[str, set[str]],
+        remap: dict[str, str],
+        report: MigrationReport,
+        tables_done: int,
+    ) -> None:
+        """A resumed full read: first re-read, in this run's snapshot, the rows of the units an
+        interrupted attempt wrote (up to its checkpoint) that changed since that attempt's snapshot.
+
+        The rest of the tables is read in this run's snapshot, newer than the one those units were
+        written from: a comment read now may reference a post inserted after the older snapshot,
+        which the finished posts unit never saw, and its foreign key would refuse it. With the
+        changed rows brought level first, parents before children, what the interrupted attempt
+        wrote is this snapshot's too. (A table starts only once its parents have finished, so the
+        parents of a begun unit were begun, and are brought level, too.) The written rows of a
+        table the capture does not record are all read again.
+        """
+        changed = self._begun_changed(units, checkpoints)
+        if not changed:
+            return
+        logger.info(
+            "resuming: %s rows written by the interrupted attempt changed since, in %s units",
+            sum(len(ids) for ids in changed.values() if ids is not None),
+            len(changed),
+            extra={"agency_id": str(self.source_agency_id)},
+        )
+        control = tables_write(
+            pending=[unit for unit in units if unit.name in changed],
+            parents=parents,
+            tables_done=tables_done,
+            writers=self.writers,
+            source=source,
+            target=target,
+            copy=lambda unit, lane, report_batch: self._copy_table(
+                lane, unit, remap, None, report, report_batch, again=Again(changed[unit.name])
+            ),
+            # Rows counted once: the checkpoints counted them when they were first written.
+            on_batch=lambda batch, flight: self._progress(
+                replace(batch, rows=0), replace(flight, tables_done=tables_done)
+            ),
+        )
+        if control is not Control.CONTINUE:
+            raise MigrationStopped(control)
+
+    def _begun_changed(
+        self, units: list[Unit], checkpoints: dict[str, tuple[UUID | None, int, bool]]
+    ) -> dict[str, list[str] | None]:
+        """Unit name -> the ids, within what its interrupted attempt wrote, that changed since (None:
+        all of them, for a table the capture does not record); units with none are left out."""
+        if self.resumed_changes is None or self.changed_ids is not None:
+            return {}
+        changed: dict[str, list[str] | None] = {}
+        for unit in units:
+            last_id, _, completed = checkpoints.get(unit.name, (None, 0, False))
+            if last_id is None and not completed:
+                continue  # nothing of it written yet
+            if not unit.plan.entry.captured:
+                changed[unit.name] = None
+                continue
+            low, high = unit.id_range
+            ids = [
+                row_id
+                for row_id in self.resumed_changes.get(unit.table, [])
+                if (low is None or UUID(row_id) >= low)
+                and (high is None or UUID(row_id) < high)
+                and (completed or last_id is None or UUID(row_id) <= last_id)
+            ]
+            if ids:
+                changed[unit.name] = ids
+        return changed
 
     def _ids(self, plan: TablePlan) -> list[str] | None:
         if self.changed_ids is None or not plan.entry.captured:
@@ -447,32 +529,42 @@ class AgencyMigration:
         last_id: UUID | None,
         report: MigrationReport,
         report_batch: ReportBatch,
+        *,
+        again: Again | None = None,
     ) -> None:
         """Stream one table (or one part of it) on a writer's connections: a reader thread fills
-        batches while this thread writes the previous one."""
+        batches while this thread writes the previous one. `again`: rows the unit's interrupted
+        attempt wrote, read again by id, its checkpoint left as it is (`_begun_bring_level`)."""
         began = time.monotonic()
         source, target, plan = lane.source, lane.target, unit.plan
         query = plan.source_query(
             source_agency_id=self.source_agency_id,
             target_agency_id=self.target_agency_id,
             after_id=last_id,
-            ids=self._ids(plan),
+            ids=self._ids(plan) if again is None else again.ids,
             id_range=unit.id_range,
         )
         # Set-wise checks stand in for the foreign-key triggers, so the batches run in replica mode
         # and the apps' own triggers (handle_new_user, ...) stay quiet for rows that are copies.
         quiet = self.state.set_checks and plan.references is not None
-        first_load = quiet and not self._written_ahead(target, unit, last_id)
+        first_load = quiet and again is None and not self._written_ahead(target, unit, last_id)
         writer = BatchWriter(
-            target, plan, self.source_agency_id, first_load=first_load, quiet=quiet, checkpoint_key=unit.name
+            target,
+            plan,
+            self.source_agency_id,
+            first_load=first_load,
+            quiet=quiet,
+            checkpoint_key=unit.name,
+            checkpointed=again is None,
         )
         as_they_are: frozenset[bytes] = frozenset()
         if self._compared(plan, report):
             with writer.clock.measure("rows as they are"):
                 as_they_are = self._rows_as_they_are(target, writer, unit)
         logger.info(
-            "writer %s: table %s -> %s: %s",
+            "writer %s: %s %s -> %s: %s",
             lane.number,
+            "table" if again is None else "changed since the interrupted attempt:",
             unit.name,
             plan.target,
             "first load, foreign keys checked per batch"
@@ -501,8 +593,9 @@ class AgencyMigration:
                 self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
                     break
-            with writer.clock.measure("statistics"):
-                self._analyze_if_written(target, plan)
+            if again is None:
+                with writer.clock.measure("statistics"):
+                    self._analyze_if_written(target, plan)
         finally:
             stop.set()
             reader.join()
@@ -627,7 +720,8 @@ class AgencyMigration:
             outcome.updated += updated
         if completed:
             logger.info(
-                "table %s -> %s done: %s inserted, %s updated",
+                "%s %s -> %s done: %s inserted, %s updated",
+                "table" if writer.checkpointed else "changed since the interrupted attempt:",
                 writer.checkpoint_key,
                 writer.plan.target,
                 outcome.inserted,
@@ -718,6 +812,13 @@ class CopyRows:
         return bytes(self.data[self._last_start :])
 
 
+@dataclass(frozen=True)
+class Again:
+    """A unit's rows read a second time in a resumed run: these ids, or (None) every row."""
+
+    ids: list[str] | None
+
+
 @dataclass
 class _Batch:
     rows: CopyRows
@@ -738,10 +839,11 @@ class BatchWriter:
         first_load: bool = False,
         quiet: bool = False,  # every batch in replica mode, its foreign keys checked set-wise
         checkpoint_key: str | None = None,  # a part of a split table keeps a checkpoint of its own
+        checkpointed: bool = True,  # False: the batches leave the checkpoint as it is
     ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load, self.quiet = first_load, quiet or first_load
-        self.checkpoint_key = checkpoint_key or plan.source
+        self.checkpoint_key, self.checkpointed = checkpoint_key or plan.source, checkpointed
         self.clock = PhaseClock()
         self.id_at = plan.target_columns.index("id")
         self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
@@ -846,8 +948,9 @@ class BatchWriter:
 
     def _checkpoint_commit(self, last_id: str | None, rows: int, completed: bool) -> None:
         with self.clock.measure("checkpoint and commit"):
-            parameters = [self.source_agency_id, self.checkpoint_key, last_id, rows, completed]
-            self.connection.execute(self.checkpoint, parameters)
+            if self.checkpointed:
+                parameters = [self.source_agency_id, self.checkpoint_key, last_id, rows, completed]
+                self.connection.execute(self.checkpoint, parameters)
             self.connection.commit()
 
     def _write(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
