@@ -37,6 +37,7 @@ from migration_jobs.etl.engine import (
     AgencyBusy,
     AgencyMigration,
     Control,
+    KeysCheck,
     MigrationStopped,
     ReferenceCheck,
     RowRejected,
@@ -441,6 +442,30 @@ def test_a_batch_checked_set_wise_holds_its_parents_until_it_commits(shared_agen
         with batch.cursor() as cursor:
             orphan = check.first_orphan(cursor)
         assert orphan is not None and "references no campaign row" in orphan[1]
+
+
+def test_a_first_load_batch_checks_its_distinct_keys_locks_their_parents_and_counts_another_agencys_as_missing(
+    shared_agency,
+):
+    """A first load copies straight into the table: its keys, read from the COPY text, are checked
+    as the tenant trigger would (same id and agency) and their parents locked until the commit."""
+    link = shared_agency
+    assert migrate(link).status == Status.SUCCEEDED
+    agency = str(link.unified_agency_id)
+    campaign = str(unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [agency])[0][0])
+    other_agency = str(unified("SELECT id FROM agency WHERE id <> %s LIMIT 1", [agency])[0][0])
+    check = KeysCheck.build("campaign_id", "campaign", ["id", "agency_id", "campaign_id"], same_agency=True)
+    assert check.key_of([b"x", agency.encode(), b"\\N"]) is None
+    with connect("unified") as batch, connect("unified") as other, batch.cursor() as cursor:
+        assert check.missing(cursor, {(campaign, agency)}) == set()
+        other.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute("DELETE FROM campaign WHERE id = %s", [campaign])
+        other.rollback()
+        unknown = str(uuid.uuid4())
+        # A campaign of this agency, referenced as another agency's, is missing as the tenant key sees it.
+        wanted = {(campaign, agency), (campaign, other_agency), (unknown, agency)}
+        assert check.missing(cursor, wanted) == {(campaign, other_agency), (unknown, agency)}
 
 
 def test_tables_with_always_firing_triggers_or_other_foreign_keys_keep_the_row_triggers(tenant_db):

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -879,12 +879,14 @@ class BatchWriter:
         )
         self.unrecorded = id_map.first_unrecorded(self.stage)
         self._copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)
-        self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            plan.target_table, self.column_list, self.column_list, self.stage
-        )
-        self.map_inserted = id_map.record_inserted(self.stage)
+        self.copy_into_target = sql.SQL("COPY {} ({}) FROM STDIN").format(plan.target_table, self.column_list)
+        self.map_ids = id_map.record_inserted(sql.SQL("unnest(%s::uuid[]) AS batch(id)"))
         self.reference_checks = [
             ReferenceCheck.build(column, parent, self.stage, same_agency=same_agency)
+            for column, parent, same_agency in plan.references or ()
+        ]
+        self.key_checks = [
+            KeysCheck.build(column, parent, plan.target_columns, same_agency=same_agency)
             for column, parent, same_agency in plan.references or ()
         ]
         self.checkpoint = sql.SQL(
@@ -913,29 +915,51 @@ class BatchWriter:
         return counts
 
     def _write_new(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
-        """Insert rows no run of this agency has written, checking their foreign keys set-wise.
+        """Copy rows no run of this agency has written straight into their table, and check their
+        foreign keys set-wise before the batch commits.
 
         The row-by-row foreign-key triggers cost most of a first load; in this transaction they are
-        off (session_replication_role) and one query per foreign key checks the whole batch and
+        off (session_replication_role). The batch's ids and referenced keys are read from its COPY
+        text, so nothing is staged: one query per foreign key checks the batch's distinct keys and
         takes the same FOR KEY SHARE locks on the parents that the triggers would, so a parent
         cannot be deleted before the batch commits. Collisions on id still fail, as do CHECK and
         NOT NULL constraints.
+
+        The keys are checked per batch, not once when the table is done: a batch commits, and a row
+        whose parent is missing would then stand in the table for everyone to read until the check
+        found it, against the schema's own promise; and a parent deleted between two batches (an
+        AudienceOS client a reused row stands for, by cascade) would go unseen by a check that
+        trusted the earlier batches' answer.
         """
         connection, clock = self.connection, self.clock
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")
-            with clock.measure("staging COPY"), cursor.copy(self._copy_in) as copy:
+            with clock.measure("insert"), cursor.copy(self.copy_into_target) as copy:
                 copy.write(rows.data)
-            with clock.measure("insert"):
-                inserted = cursor.execute(self.insert).rowcount
+            with clock.measure("batch keys"):
+                keys = BatchKeys.read(rows, id_at=self.id_at, checks=self.key_checks)
             with clock.measure("foreign key checks"):
-                self._check_references(cursor, batch_no)
+                for check, wanted in zip(self.key_checks, keys.referenced, strict=True):
+                    if missing := check.missing(cursor, wanted):
+                        connection.rollback()
+                        raise self._orphan_rejected(rows, check, missing, batch_no)
             with clock.measure("id map"):
-                cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
-            with clock.measure("staging COPY"):
-                cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
-        self._checkpoint_commit(self._row_id(rows.last_row), len(rows), completed)
-        return inserted, 0
+                cursor.execute(self.map_ids, [self.source_agency_id, self.plan.source, self.plan.target, keys.ids])
+        self._checkpoint_commit(keys.ids[-1], len(rows), completed)
+        return len(rows), 0
+
+    def _orphan_rejected(
+        self, rows: CopyRows, check: KeysCheck, missing: set[tuple[str, ...]], batch_no: int
+    ) -> RowRejected:
+        """The batch's first row (they come in id order) whose parent is missing."""
+        for row in rows:
+            fields = row[:-1].split(b"\t")
+            key = check.key_of(fields)
+            if key in missing:
+                reason = f"{check.column} {key[0]} references no {check.parent} row of the row's agency (foreign key)"
+                source_id = fields[self.id_at].decode()
+                return RowRejected(table=self.plan.source, source_id=source_id, batch=batch_no, reason=reason)
+        return RowRejected(table=self.plan.source, source_id="(unknown)", batch=batch_no, reason="a parent is missing")
 
     def _check_references(self, cursor: psycopg.Cursor, batch_no: int) -> None:
         """The staged batch's foreign keys, one query each (the triggers are off): RowRejected names
@@ -1056,6 +1080,79 @@ class ReferenceCheck:
             return None
         row_id, value = fetch_row(cursor.execute(self.find_orphan))
         return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
+
+
+@dataclass(frozen=True)
+class KeysCheck:
+    """One foreign key of a batch copied straight into its table, checked over the batch's distinct
+    keys (read from its COPY text: BatchKeys). A tenant key (sql/unified/0053) matches the parent on
+    (id, agency_id), as its trigger would: a parent of another agency counts as missing."""
+
+    column: str
+    parent: str
+    positions: tuple[int, ...]  # the key's fields in a row: the column, and agency_id for a tenant key
+    lock_parents: sql.Composed  # how many of the keys have a parent, locking those present
+    find_missing: sql.Composed
+
+    @classmethod
+    def build(cls, column: str, parent: str, columns: Sequence[str], *, same_agency: bool = False) -> KeysCheck:
+        parent_table = table_identifier(parent)
+        positions: tuple[int, ...]
+        if same_agency:
+            positions = (columns.index(column), columns.index("agency_id"))
+            keys = sql.SQL("SELECT * FROM unnest(%s::uuid[], %s::uuid[]) AS k(id, agency_id)")
+            match = sql.SQL("(p.id, p.agency_id) IN ({})").format(keys)
+            key_text = sql.SQL("k.id::text, k.agency_id::text")
+            absent = sql.SQL("p.id = k.id AND p.agency_id = k.agency_id")
+        else:
+            positions = (columns.index(column),)
+            keys = sql.SQL("SELECT * FROM unnest(%s::uuid[]) AS k(id)")
+            match = sql.SQL("p.id IN ({})").format(keys)
+            key_text, absent = sql.SQL("k.id::text"), sql.SQL("p.id = k.id")
+        return cls(
+            column,
+            parent,
+            positions,
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} p WHERE {} FOR KEY SHARE) AS held").format(
+                parent_table, match
+            ),
+            sql.SQL("SELECT {} FROM ({}) k WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+                key_text, keys, parent_table, absent
+            ),
+        )
+
+    def key_of(self, fields: list[bytes]) -> tuple[str, ...] | None:
+        """The key of a row's COPY fields (None where the reference is NULL)."""
+        return None if fields[self.positions[0]] == b"\\N" else tuple(fields[p].decode() for p in self.positions)
+
+    def missing(self, cursor: psycopg.Cursor, keys: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+        """Of `keys`, those without a parent; the parents present stay locked until the commit."""
+        if not keys:
+            return set()
+        columns = [list(column) for column in zip(*keys, strict=True)]
+        if fetch_value(cursor.execute(self.lock_parents, columns)) == len(keys):
+            return set()
+        return {tuple(row) for row in cursor.execute(self.find_missing, columns)}
+
+
+@dataclass
+class BatchKeys:
+    """A batch's ids, in order, and the distinct keys each foreign key references, from its COPY text."""
+
+    ids: list[str]
+    referenced: list[set[tuple[str, ...]]]
+
+    @classmethod
+    def read(cls, rows: CopyRows, *, id_at: int, checks: list[KeysCheck]) -> BatchKeys:
+        ids: list[str] = []
+        referenced: list[set[tuple[str, ...]]] = [set() for _ in checks]
+        for row in rows:
+            fields = row[:-1].split(b"\t")  # a uuid's text has no escapes
+            ids.append(fields[id_at].decode())
+            for check, keys in zip(checks, referenced, strict=True):
+                if (key := check.key_of(fields)) is not None:
+                    keys.add(key)
+        return cls(ids, referenced)
 
 
 def row_triggers_skippable(connection: psycopg.Connection) -> bool:
