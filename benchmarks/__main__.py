@@ -1,5 +1,5 @@
-"""python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--repeats N] [--clients N] [--requests N] [--out FILE]
-                        [--only cutover]
+"""python -m benchmarks [--rows N] [--scales A,B] [--sizes A,B,C] [--quick] [--repeats N] [--clients N]
+                        [--requests N] [--out FILE] [--only cutover]
 
 Runs in scratch databases `<name>_bench` created beside the three configured ones (and dropped at
 the end unless --keep-databases), so the data of DATABASE_URL, UNIFIED_DATABASE_URL and
@@ -36,6 +36,7 @@ QUICK = {
     "clients": 100_000,
     "rls_leads": 100_000,
     "people": 1_000,
+    "scales": (),
 }
 
 
@@ -64,6 +65,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--sizes",
         type=lambda v: tuple(_count(p) for p in v.split(",")),
         help="agency sizes for the memory series (default 100k,1M,5M; --quick 10k,50k,100k)",
+    )
+    parser.add_argument(
+        "--scales",
+        type=lambda v: tuple(_count(p) for p in v.split(",") if p.strip()),
+        help="further agency sizes at which the migration is held against pgloader and the raw COPY pipe as at"
+        " --rows, repeats included (default 5M; --quick none; '' for none)",
     )
     parser.add_argument("--clients", type=_count, help="unified clients for the changelist (default 1M; --quick 100k)")
     parser.add_argument("--requests", type=int, default=30, help="timed changelist requests (default 30)")
@@ -97,12 +104,19 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def _options(args: argparse.Namespace):
-    from benchmarks.runner import DEFAULT_SIZES, BenchOptions
+    from benchmarks.runner import DEFAULT_SCALES, DEFAULT_SIZES, BenchOptions
 
     defaults = (
         QUICK
         if args.quick
-        else {"rows": 1_000_000, "sizes": DEFAULT_SIZES, "clients": 1_000_000, "rls_leads": 1_000_000, "people": 10_000}
+        else {
+            "rows": 1_000_000,
+            "sizes": DEFAULT_SIZES,
+            "clients": 1_000_000,
+            "rls_leads": 1_000_000,
+            "people": 10_000,
+            "scales": DEFAULT_SCALES,
+        }
     )
     return BenchOptions(
         rows=args.rows or defaults["rows"],
@@ -113,6 +127,7 @@ def _options(args: argparse.Namespace):
         max_repeats=max(args.repeats, BenchOptions.max_repeats),
         rls_leads=args.rls_leads or defaults["rls_leads"],
         people=args.people or defaults["people"],
+        scales=defaults["scales"] if args.scales is None else args.scales,
         seed=args.seed,
         timeout=args.timeout,
         log_dir=args.out.parent / "logs",

@@ -457,7 +457,7 @@ def test_a_first_load_batch_checks_its_distinct_keys_locks_their_parents_and_cou
     check = KeysCheck.build("campaign_id", "campaign", ["id", "agency_id", "campaign_id"], same_agency=True)
     assert check.key_of([b"x", agency.encode(), b"\\N"]) is None
     with connect("unified") as batch, connect("unified") as other, batch.cursor() as cursor:
-        assert check.missing(cursor, {(campaign, agency)}) == set()
+        assert check.missing(cursor, {(campaign.encode(), agency.encode())}) == set()
         other.execute("SET lock_timeout = '300ms'")
         with pytest.raises(psycopg.errors.LockNotAvailable):
             other.execute("DELETE FROM campaign WHERE id = %s", [campaign])
@@ -465,7 +465,8 @@ def test_a_first_load_batch_checks_its_distinct_keys_locks_their_parents_and_cou
         unknown = str(uuid.uuid4())
         # A campaign of this agency, referenced as another agency's, is missing as the tenant key sees it.
         wanted = {(campaign, agency), (campaign, other_agency), (unknown, agency)}
-        assert check.missing(cursor, wanted) == {(campaign, other_agency), (unknown, agency)}
+        missing = check.missing(cursor, {(a.encode(), b.encode()) for a, b in wanted})
+        assert missing == {(campaign.encode(), other_agency.encode()), (unknown.encode(), agency.encode())}
 
 
 def test_tables_with_always_firing_triggers_or_other_foreign_keys_keep_the_row_triggers(tenant_db):

@@ -23,10 +23,11 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
@@ -944,19 +945,19 @@ class BatchWriter:
                         connection.rollback()
                         raise self._orphan_rejected(rows, check, missing, batch_no)
             with clock.measure("id map"):
-                cursor.execute(self.map_ids, [self.source_agency_id, self.plan.source, self.plan.target, keys.ids])
-        self._checkpoint_commit(keys.ids[-1], len(rows), completed)
+                parameters = [self.source_agency_id, self.plan.source, self.plan.target, uuid_array(keys.ids)]
+                cursor.execute(self.map_ids, parameters)
+        self._checkpoint_commit(keys.ids[-1].decode(), len(rows), completed)
         return len(rows), 0
 
-    def _orphan_rejected(
-        self, rows: CopyRows, check: KeysCheck, missing: set[tuple[str, ...]], batch_no: int
-    ) -> RowRejected:
+    def _orphan_rejected(self, rows: CopyRows, check: KeysCheck, missing: set[Key], batch_no: int) -> RowRejected:
         """The batch's first row (they come in id order) whose parent is missing."""
         for row in rows:
             fields = row[:-1].split(b"\t")
             key = check.key_of(fields)
             if key in missing:
-                reason = f"{check.column} {key[0]} references no {check.parent} row of the row's agency (foreign key)"
+                value = fields[check.positions[0]].decode()
+                reason = f"{check.column} {value} references no {check.parent} row of the row's agency (foreign key)"
                 source_id = fields[self.id_at].decode()
                 return RowRejected(table=self.plan.source, source_id=source_id, batch=batch_no, reason=reason)
         return RowRejected(table=self.plan.source, source_id="(unknown)", batch=batch_no, reason="a parent is missing")
@@ -1082,6 +1083,10 @@ class ReferenceCheck:
         return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
 
 
+NULL = b"\\N"  # COPY text's NULL
+Key = bytes | tuple[bytes, ...]  # a referenced key as COPY prints it: the value, or (value, agency_id)
+
+
 @dataclass(frozen=True)
 class KeysCheck:
     """One foreign key of a batch copied straight into its table, checked over the batch's distinct
@@ -1121,37 +1126,57 @@ class KeysCheck:
             ),
         )
 
-    def key_of(self, fields: list[bytes]) -> tuple[str, ...] | None:
-        """The key of a row's COPY fields (None where the reference is NULL)."""
-        return None if fields[self.positions[0]] == b"\\N" else tuple(fields[p].decode() for p in self.positions)
+    def key_of(self, fields: list[bytes]) -> Key | None:
+        """The key of a row's COPY fields: the value, or (value, agency_id) for a tenant key; None
+        where the reference is NULL."""
+        return None if fields[self.positions[0]] == NULL else self.read_key(fields)
 
-    def missing(self, cursor: psycopg.Cursor, keys: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    @property
+    def read_key(self) -> Callable[[list[bytes]], Key]:
+        return itemgetter(*self.positions)
+
+    def missing(self, cursor: psycopg.Cursor, keys: set[Key]) -> set[Key]:
         """Of `keys`, those without a parent; the parents present stay locked until the commit."""
         if not keys:
             return set()
-        columns = [list(column) for column in zip(*keys, strict=True)]
+        tenant = len(self.positions) > 1
+        if tenant:
+            columns = [uuid_array(column) for column in zip(*cast(set[tuple[bytes, ...]], keys), strict=True)]
+        else:
+            columns = [uuid_array(cast(set[bytes], keys))]
         if fetch_value(cursor.execute(self.lock_parents, columns)) == len(keys):
             return set()
-        return {tuple(row) for row in cursor.execute(self.find_missing, columns)}
+        found = cursor.execute(self.find_missing, columns).fetchall()
+        return {tuple(value.encode() for value in row) if tenant else row[0].encode() for row in found}
+
+
+def uuid_array(values: Iterable[bytes]) -> str:
+    """uuids' text as one array literal for a `%s::uuid[]` parameter: one string to send, where a
+    list would be adapted item by item."""
+    return "{" + b",".join(values).decode() + "}"
 
 
 @dataclass
 class BatchKeys:
     """A batch's ids, in order, and the distinct keys each foreign key references, from its COPY text."""
 
-    ids: list[str]
-    referenced: list[set[tuple[str, ...]]]
+    ids: list[bytes]
+    referenced: list[set[Key]]
 
     @classmethod
     def read(cls, rows: CopyRows, *, id_at: int, checks: list[KeysCheck]) -> BatchKeys:
-        ids: list[str] = []
-        referenced: list[set[tuple[str, ...]]] = [set() for _ in checks]
-        for row in rows:
-            fields = row[:-1].split(b"\t")  # a uuid's text has no escapes
-            ids.append(fields[id_at].decode())
-            for check, keys in zip(checks, referenced, strict=True):
-                if (key := check.key_of(fields)) is not None:
-                    keys.add(key)
+        ids: list[bytes] = []
+        referenced: list[set[Key]] = [set() for _ in checks]
+        # Split no further than the last field wanted (a uuid's text has no escapes); the loop is
+        # written out for speed: it runs once per row of a first load.
+        width = max([id_at, *(p for check in checks for p in check.positions)]) + 1
+        readers = [(check.positions[0], check.read_key, keys) for check, keys in zip(checks, referenced, strict=True)]
+        for row in bytes(rows.data).split(b"\n")[:-1]:
+            fields = row.split(b"\t", width)
+            ids.append(fields[id_at])
+            for at, read_key, keys in readers:
+                if fields[at] != NULL:
+                    keys.add(read_key(fields))
         return cls(ids, referenced)
 
 
