@@ -5,8 +5,8 @@ RevOS keeps writing) through COPY ... TO STDOUT. Writes go in batches: COPY into
 staging table, then INSERT ... ON CONFLICT (id) DO UPDATE, the id map and the table's checkpoint,
 all in one transaction. A killed run therefore resumes at its last committed batch, and a re-run
 converges to the same rows instead of duplicating them. A table none of the agency's runs has
-written yet (a first load) takes a plain INSERT instead, its foreign keys checked once per batch
-rather than row by row (BatchWriter._write_new). A session advisory lock, held on the
+written yet (a first load) is copied straight into its table instead, its foreign keys checked
+once per batch rather than row by row (BatchWriter._write_new). A session advisory lock, held on the
 writing connection for the whole run, keeps a second run of the same agency out; PostgreSQL
 releases it when that connection dies, so a crashed worker never leaves it behind.
 """
