@@ -1,5 +1,5 @@
-"""python -m benchmarks [--rows N] [--sizes A,B,C] [--quick] [--repeats N] [--clients N] [--requests N] [--out FILE]
-                        [--only cutover|fleet] [--fleet-agencies N] [--fleet-rows N]
+"""python -m benchmarks [--rows N] [--scales A,B] [--sizes A,B,C] [--quick] [--repeats N] [--clients N]
+                        [--requests N] [--out FILE] [--only cutover|fleet] [--fleet-agencies N] [--fleet-rows N]
 
 Runs in scratch databases `<name>_bench` created beside the three configured ones (and dropped at
 the end unless --keep-databases), so the data of DATABASE_URL, UNIFIED_DATABASE_URL and
@@ -38,6 +38,7 @@ QUICK = {
     "people": 1_000,
     "fleet_agencies": 20,
     "fleet_rows": 100_000,
+    "scales": (),
 }
 FULL = {
     "rows": 1_000_000,
@@ -74,6 +75,12 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         "--sizes",
         type=lambda v: tuple(_count(p) for p in v.split(",")),
         help="agency sizes for the memory series (default 100k,1M,5M; --quick 10k,50k,100k)",
+    )
+    parser.add_argument(
+        "--scales",
+        type=lambda v: tuple(_count(p) for p in v.split(",") if p.strip()),
+        help="further agency sizes at which the migration is held against pgloader and the raw COPY pipe as at"
+        " --rows, repeats included (default 5M; --quick none; '' for none)",
     )
     parser.add_argument("--clients", type=_count, help="unified clients for the changelist (default 1M; --quick 100k)")
     parser.add_argument("--requests", type=int, default=30, help="timed changelist requests (default 30)")
@@ -130,9 +137,9 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def _options(args: argparse.Namespace):
-    from benchmarks.runner import DEFAULT_SIZES, BenchOptions
+    from benchmarks.runner import DEFAULT_SCALES, DEFAULT_SIZES, BenchOptions
 
-    defaults = QUICK if args.quick else {**FULL, "sizes": DEFAULT_SIZES}
+    defaults = QUICK if args.quick else {**FULL, "sizes": DEFAULT_SIZES, "scales": DEFAULT_SCALES}
     return BenchOptions(
         rows=args.rows or defaults["rows"],
         sizes=args.sizes or defaults["sizes"],
@@ -146,6 +153,7 @@ def _options(args: argparse.Namespace):
         fleet_rows=args.fleet_rows or defaults["fleet_rows"],
         fleet_plan_agencies=args.fleet_plan_agencies,
         fleet_redis_url=args.fleet_redis_url,
+        scales=defaults["scales"] if args.scales is None else args.scales,
         seed=args.seed,
         timeout=args.timeout,
         log_dir=args.out.parent / "logs",

@@ -83,13 +83,19 @@ def repeats_settled(repeats: list[dict]) -> bool:
     return True
 
 
+def repeated_ratio_spreads(repeats: list[dict]) -> dict:
+    """Each ratio taken within a repeat, as its median and spread over the repeats (None: never measured)."""
+    per_repeat = [_repeat_ratios(repeat) for repeat in repeats]
+    return {
+        key: spread_of([r[key] for r in per_repeat]) for key in (*REPEATED_RATIOS, "verification_vs_migration_time")
+    }
+
+
 def report_evaluate(report: dict) -> dict:
     """The ratios the issue sets targets on (medians over the repeats, with their spread), and
     whether each is met (None: it could not be measured)."""
     per_repeat = [_repeat_ratios(repeat) for repeat in report["repeats"]]
-    spreads = {
-        key: spread_of([r[key] for r in per_repeat]) for key in (*REPEATED_RATIOS, "verification_vs_migration_time")
-    }
+    spreads = repeated_ratio_spreads(report["repeats"])
     ratios = {key: spread["median"] if spread else None for key, spread in spreads.items()}
     ratios["verification_vs_migration_time_is_lower_bound"] = lower_bound = any(
         r["verification_vs_migration_time_is_lower_bound"] for r in per_repeat
@@ -182,6 +188,32 @@ def _target_lines(report: dict) -> list[str]:
     ratio = _number(report["ratios"]["migration_vs_baseline_fk"], 2)
     lines.append(f"{'migration / baseline with FKs rows/s':40}{ratio:>10}  (no target: the limit of the live tables)")
     return lines
+
+
+def _scale_lines(report: dict) -> list[str]:
+    """The migration against pgloader and the raw COPY pipe at each agency size measured with repeats."""
+    wanted = {key: target for key, _, target, _ in TARGETS}
+    lines = [
+        "throughput by agency size (medians of the repeats; the ratios' range in brackets):",
+        f"{'agency rows':>12}{'migration rows/s':>18}  {'/ pgloader ' + wanted['migration_vs_pgloader']:<24}"
+        f"{'/ raw COPY ' + wanted['migration_vs_baseline']:<24}{'peak RSS MiB':>12}",
+    ]
+    for scale in report.get("scales", []):
+        migration, spreads = scale["migration"], scale["ratio_spreads"]
+        rss = migration.get("peak_rss_bytes")
+        lines.append(
+            f"{_number(migration.get('rows')):>12}{_number(migration.get('rows_per_second')):>18}"
+            f"  {_ratio_text(spreads['migration_vs_pgloader']):<24}{_ratio_text(spreads['migration_vs_baseline']):<24}"
+            f"{_number(rss / MIB if rss else None, 1):>12}"
+        )
+    return lines
+
+
+def _ratio_text(spread: dict | None) -> str:
+    """'0.59 (0.36-0.89)', or '-' where the ratio was never measured."""
+    if not spread:
+        return "-"
+    return f"{spread['median']:.2f} ({spread['min']:.2f}-{spread['max']:.2f})"
 
 
 def _memory_lines(report: dict) -> list[str]:
@@ -377,6 +409,8 @@ def report_table(report: dict) -> str:
             *_throughput_lines(report),
             f"verification verdict: {verification['verdict'] or verification['status']}"
             f" ({verification['checks']} checks)",
+            "",
+            *_scale_lines(report),
             "",
             *_memory_lines(report),
             "",

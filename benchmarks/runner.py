@@ -21,7 +21,14 @@ from benchmarks.machine import code_describe, machine_describe
 from benchmarks.pgloader import pgloader_measure
 from benchmarks.project import migration_measure, verification_measure
 from benchmarks.repeats import measurement_summary
-from benchmarks.report import SETTLED_SPREAD_PCT, cutover_ratios, fleet_ratios, repeats_settled, report_evaluate
+from benchmarks.report import (
+    SETTLED_SPREAD_PCT,
+    cutover_ratios,
+    fleet_ratios,
+    repeated_ratio_spreads,
+    repeats_settled,
+    report_evaluate,
+)
 from benchmarks.reverse_capture import reverse_capture_measure
 from benchmarks.rls_read import rls_read_measure
 from benchmarks.workload import bench_agency_seed, unified_reset
@@ -30,6 +37,7 @@ from migration_jobs.etl.parallel import parallelism
 Say = Callable[[str], None]
 
 DEFAULT_SIZES = (100_000, 1_000_000, 5_000_000)
+DEFAULT_SCALES = (5_000_000,)  # besides --rows (1M): the ratios at 1M and at 5M
 MEASUREMENTS = ("baseline", "baseline_fk", "pgloader", "migration", "verification")
 # A verification slower than this many times the migration misses its target (0.25x) by so much that
 # waiting for the exact figure is not worth it: it is stopped and reported as at least that slow.
@@ -70,6 +78,9 @@ class BenchOptions:
     fleet_workers: int = 2  # worker processes (the issue's two)
     fleet_plan_agencies: int = 300  # the real fleet's size its wall time is extrapolated to
     fleet_redis_url: str = ""  # an empty Redis database for its queues ("": rehearse_fleet's own choice)
+    # Further agency sizes at which the migration is held against the baseline and pgloader as at
+    # `rows`, repeats and all (throughput falls as the indexes grow: the ratios must hold there too).
+    scales: tuple[int, ...] = ()
     log_dir: Path = field(default_factory=lambda: Path("bench-results"))
 
 
@@ -156,18 +167,44 @@ def _size_entry(requested: int, migration: dict, verification: dict) -> dict:
     }
 
 
-def _sizes_measure(*, options: BenchOptions, main: tuple[dict, dict], worker_env, say: Say) -> list[dict]:
-    """The migration at every size of --sizes; the main run stands for its own size."""
+def _sizes_measure(
+    *, options: BenchOptions, measured: Mapping[int, tuple[dict, dict]], worker_env, say: Say
+) -> list[dict]:
+    """The migration at every size of --sizes; a size measured already (the main agency, a scale)
+    stands as it was measured."""
     sizes = []
     for index, size in enumerate(sorted(set(options.sizes))):
-        if size == options.rows:
-            sizes.append(_size_entry(size, *main))
+        if size in measured:
+            sizes.append(_size_entry(size, *measured[size]))
             continue
         say(f"size {size:,}: seeding a RevOS agency")
         agency_id = bench_agency_seed(rows=size, seed=options.seed + 1 + index)
         figures = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
         sizes.append(_size_entry(size, *figures))
     return sizes
+
+
+def scale_entry(rows_requested: int, repeats: list[dict]) -> dict:
+    """One agency size's repeats: each tool's summary and the repeated ratios' spreads."""
+    return {
+        "rows_requested": rows_requested,
+        **{name: measurement_summary([repeat[name] for repeat in repeats]) for name in MEASUREMENTS},
+        "ratio_spreads": repeated_ratio_spreads(repeats),
+        "repeats": repeats,
+    }
+
+
+def _scales_measure(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say) -> list[dict]:
+    """The repeats of every further scale, each on an agency of its size alone in RevOS."""
+    scales = []
+    for index, rows in enumerate(sorted(set(options.scales) - {options.rows})):
+        say(f"scale {rows:,}: seeding a RevOS agency")
+        unified_reset()
+        agency_id = bench_agency_seed(rows=rows, seed=options.seed + 100 + index)
+        scales.append(
+            scale_entry(rows, _repeats_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say))
+        )
+    return scales
 
 
 def _repeats_measure(*, agency_id: UUID, options: BenchOptions, worker_env: Mapping[str, str], say: Say) -> list:
@@ -284,7 +321,13 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     report["cutover"] = _cutover_measure(
         agency_id=agency_id, options=options, main=main, worker_env=worker_env, say=say
     )
-    report["memory"] = {"sizes": _sizes_measure(options=options, main=main, worker_env=worker_env, say=say)}
+    # After the cutover: seeding an agency of another size empties the databases.
+    report["scales"] = [
+        scale_entry(options.rows, report["repeats"]),
+        *_scales_measure(options=options, worker_env=worker_env, say=say),
+    ]
+    measured = {scale["rows_requested"]: (scale["migration"], scale["verification"]) for scale in report["scales"]}
+    report["memory"] = {"sizes": _sizes_measure(options=options, measured=measured, worker_env=worker_env, say=say)}
     say(f"changelist: {options.clients:,} clients, {options.requests} requests")
     report["changelist"] = changelist_measure(clients=options.clients, requests=options.requests)
     say(f"RLS read cost: {options.rls_leads:,} leads over {options.rls_agencies} agencies")

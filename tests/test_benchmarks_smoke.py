@@ -41,6 +41,7 @@ def report(tenant_db, rq_queues, tmp_path):
         repeats=2,
         max_repeats=2,  # however the tiny figures spread (repeats_settled is tested on its own)
         fleet_agencies=0,  # a rehearsal of its own: tests/test_rehearsal.py runs one and reads it as the bench does
+        scales=(800,),  # measured with repeats, it stands for the memory series' 800 too
         log_dir=tmp_path,
     )
     return benchmark_run(options=options, worker_env=worker_environment(), say=lambda message: None)
@@ -70,8 +71,16 @@ def test_benchmark_reports_every_figure(report, tmp_path):
     per_repeat = [r["migration_vs_baseline"] for r in report["per_repeat_ratios"]]
     assert report["ratio_spreads"]["migration_vs_baseline"]["min"] == min(per_repeat)
     assert report["parallelism"]["migration_writers"] >= 1
+    scales = report["scales"]
+    assert [scale["rows_requested"] for scale in scales] == [1_500, 800]
+    assert scales[0]["migration"] == report["migration"]
+    for scale in scales:
+        assert scale["migration"]["status"] == "succeeded" and len(scale["repeats"]) == 2
+        assert scale["ratio_spreads"]["migration_vs_baseline"]["samples"] == 2
+        assert scale["baseline"]["rows"] == scale["migration"]["rows"]
     sizes = report["memory"]["sizes"]
     assert [s["rows_requested"] for s in sizes] == [800, 1_500]
+    assert sizes[0]["peak_rss_bytes"] == scales[1]["migration"]["peak_rss_bytes"]
     assert all(s["peak_rss_bytes"] > 20 * 2**20 and s["migration_status"] == "succeeded" for s in sizes)
     assert report["changelist"]["clients"] == 2_000
     assert 0 < report["changelist"]["p50_ms"] <= report["changelist"]["p95_ms"]
@@ -113,6 +122,7 @@ def test_benchmark_reports_every_figure(report, tmp_path):
         "write downtime",
         "rows/s without capture",
         "fleet: not run (--fleet-agencies 0)",
+        "throughput by agency size",
         *(name for _, name, _, _ in TARGETS),
     ):
         assert label in table
@@ -165,6 +175,13 @@ def test_more_repeats_where_the_ratios_spread_over_a_quarter_or_a_peer_figure_is
     assert repeats_settled([_repeat(migration=100, baseline=200, pgloader=None)] * 3)
     assert _options(_arguments([])).max_repeats == 5
     assert _options(_arguments(["--repeats", "7"])).max_repeats == 7
+
+
+def test_the_ratios_are_measured_at_5m_rows_too_unless_told_otherwise():
+    assert (_options(_arguments([])).rows, _options(_arguments([])).scales) == (1_000_000, (5_000_000,))
+    assert _options(_arguments(["--quick"])).scales == ()
+    assert _options(_arguments(["--scales", "2M,500k"])).scales == (2_000_000, 500_000)
+    assert _options(_arguments(["--scales", ""])).scales == ()
 
 
 def test_pgloader_heap_fits_the_tables_within_half_the_memory():

@@ -37,6 +37,7 @@ from migration_jobs.etl.engine import (
     AgencyBusy,
     AgencyMigration,
     Control,
+    KeysCheck,
     MigrationStopped,
     ReferenceCheck,
     RowRejected,
@@ -46,7 +47,7 @@ from migration_jobs.etl.engine import (
 )
 from migration_jobs.etl.plan import migration_plan_build
 from migration_jobs.etl.reverse_capture import unified_captured_tables
-from migration_jobs.etl.scheduler import table_dependencies, table_parents, units_plan
+from migration_jobs.etl.scheduler import PART_KEY, table_dependencies, table_parents, units_plan
 from migration_jobs.models import AgencyLink, ClientLink, MigrationRun
 from migration_jobs.refusals import RunRefused
 from migration_jobs.selectors.agency_links import LinkedAgency, agency_link_resolve, agency_linked
@@ -463,6 +464,31 @@ def test_a_batch_checked_set_wise_holds_its_parents_until_it_commits(shared_agen
         assert orphan is not None and "references no campaign row" in orphan[1]
 
 
+def test_a_first_load_batch_checks_its_distinct_keys_locks_their_parents_and_counts_another_agencys_as_missing(
+    shared_agency,
+):
+    """A first load copies straight into the table: its keys, read from the COPY text, are checked
+    as the tenant trigger would (same id and agency) and their parents locked until the commit."""
+    link = shared_agency
+    assert migrate(link).status == Status.SUCCEEDED
+    agency = str(link.unified_agency_id)
+    campaign = str(unified("SELECT id FROM campaign WHERE agency_id = %s LIMIT 1", [agency])[0][0])
+    other_agency = str(unified("SELECT id FROM agency WHERE id <> %s LIMIT 1", [agency])[0][0])
+    check = KeysCheck.build("campaign_id", "campaign", ["id", "agency_id", "campaign_id"], same_agency=True)
+    assert check.key_of([b"x", agency.encode(), b"\\N"]) is None
+    with connect("unified") as batch, connect("unified") as other, batch.cursor() as cursor:
+        assert check.missing(cursor, {(campaign.encode(), agency.encode())}) == set()
+        other.execute("SET lock_timeout = '300ms'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute("DELETE FROM campaign WHERE id = %s", [campaign])
+        other.rollback()
+        unknown = str(uuid.uuid4())
+        # A campaign of this agency, referenced as another agency's, is missing as the tenant key sees it.
+        wanted = {(campaign, agency), (campaign, other_agency), (unknown, agency)}
+        missing = check.missing(cursor, {(a.encode(), b.encode()) for a, b in wanted})
+        assert missing == {(campaign.encode(), other_agency.encode()), (unknown.encode(), agency.encode())}
+
+
 def test_tables_with_always_firing_triggers_or_other_foreign_keys_keep_the_row_triggers(tenant_db):
     """An app's trigger enabled for origin sessions is quiet in the copy's replica mode
     (tests/test_app_triggers.py); one that fires there too keeps its table on the row triggers."""
@@ -677,6 +703,47 @@ def test_a_capture_catch_up_with_several_writers_writes_what_a_serial_full_rerea
     assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == parallel
 
 
+def test_a_resume_first_reads_again_what_changed_since_the_interrupted_snapshot(large_agency):
+    """The resume reads comments in a newer snapshot than the finished posts were read in: a comment
+    on a post inserted in between would reference a post the unified database lacks, unless the
+    rows written before the interruption that changed since are read again first."""
+    link = large_agency
+    agency = link.revos_agency_id
+
+    def pause_once_posts_are_done(progress):
+        done, units = unified(
+            "SELECT count(*) FILTER (WHERE completed), count(*) FROM controlplane.checkpoint"
+            " WHERE agency_id = %s AND (source_table = 'posts' OR source_table LIKE 'posts part %%')",
+            [agency],
+        )[0]
+        return Control.PAUSE if units and done == units else Control.CONTINUE
+
+    with pytest.raises(MigrationStopped):
+        captured_in_process(link, writers=2, on_progress=pause_once_posts_are_done)
+    comments_begun = "SELECT 1 FROM controlplane.checkpoint WHERE agency_id = %s AND source_table LIKE 'comments%%'"
+    assert not unified(comments_begun, [agency]), "paused between the posts and their comments"
+    post, account = revos(
+        "SELECT id, linkedin_account_id FROM posts WHERE agency_id = %s ORDER BY id LIMIT 1", [agency]
+    )[0]
+    new_post, new_comment = uuid.uuid4(), uuid.uuid4()
+    revos(
+        "INSERT INTO posts (id, agency_id, linkedin_account_id, content) VALUES (%s, %s, %s, 'after the pause')",
+        [new_post, agency, account],
+    )
+    revos("INSERT INTO comments (id, post_id, content) VALUES (%s, %s, 'on the new post')", [new_comment, new_post])
+    revos("UPDATE posts SET content = 'edited after the pause' WHERE id = %s", [post])
+    captured_in_process(link, writers=2)
+    assert unified("SELECT id, content FROM post WHERE id = ANY(%s) ORDER BY content", [[post, new_post]]) == [
+        (new_post, "after the pause"),
+        (post, "edited after the pause"),
+    ]
+    assert unified("SELECT post_id FROM comment WHERE id = %s", [new_comment]) == [(new_post,)]
+    # Level with RevOS: a full re-read finds nothing to change.
+    resumed = agency_checksums(link.unified_agency_id), id_map_rows(link)
+    assert not captured_in_process(link, writers=1, full=True).used_capture
+    assert (agency_checksums(link.unified_agency_id), id_map_rows(link)) == resumed
+
+
 def test_no_table_starts_before_the_tables_it_references_have_finished(large_agency, caplog):
     link = large_agency
     caplog.set_level(logging.INFO, logger="migration_jobs.etl.engine")
@@ -752,7 +819,10 @@ def test_pause_with_several_tables_in_flight_stops_every_writer_at_a_batch_bound
             [link.revos_agency_id],
         )
     )
-    assert {table: mapped.get(table, 0) for table in after} == after
+    per_table = Counter()
+    for unit, rows in after.items():
+        per_table[PART_KEY.match(unit)["table"] if PART_KEY.match(unit) else unit] += rows
+    assert {table: mapped.get(table, 0) for table in per_table} == per_table
     migrate_in_process(link, writers=3)
     assert agency_checksums(link.unified_agency_id) == reference
 
@@ -870,10 +940,11 @@ def test_units_keep_an_earlier_split_keep_a_table_begun_whole_and_never_split_a_
         writers=4,
         split_rows=1000,
     )
-    assert [unit.name for unit in units] == ["leads part 1/2", "leads part 2/2", "comments", "posts", "notes"]
-    low, high = units[0].id_range
+    # posts first: comments wait for it (5000 + 5000 rows in a chain); leads' parts are 2500 rows each.
+    assert [unit.name for unit in units] == ["posts", "comments", "leads part 1/2", "leads part 2/2", "notes"]
+    low, high = units[2].id_range
     assert low is None and high == uuid.UUID(int=1 << 127)
-    assert units[1].id_range == (uuid.UUID(int=1 << 127), None)
+    assert units[3].id_range == (uuid.UUID(int=1 << 127), None)
     fresh = units_plan(plans, rows=rows, checkpoint_keys=[], references={}, writers=3, split_rows=1000)
     assert [u.name for u in fresh if u.table == "posts"] == ["posts part 1/3", "posts part 2/3", "posts part 3/3"]
     assert [
@@ -884,3 +955,42 @@ def test_units_keep_an_earlier_split_keep_a_table_begun_whole_and_never_split_a_
         "posts",
         "notes",
     ]
+
+
+def test_the_largest_table_is_split_whatever_its_share_and_its_chain_starts_first():
+    def plan(source, target):
+        return SimpleNamespace(source=source, target=target)
+
+    plans = [
+        plan("agencies", "agency"),
+        plan("notes", "note"),
+        plan("leads", "lead"),
+        plan("messages", "message"),
+        plan("tags", "tag"),
+    ]
+    rows = {"agencies": 1, "notes": 300, "leads": 200, "messages": 500, "tags": 2}
+    references = {"note": {"agency"}, "lead": {"agency"}, "message": {"lead"}, "tag": {"agency"}}
+    units = units_plan(plans, rows=rows, checkpoint_keys=[], references=references, writers=2, split_rows=100_000)
+    # messages holds under half the rows and is below split_rows, yet both writers write it; leads,
+    # its parent, starts before notes, which is larger but which nothing waits for (200 + 500 / 2
+    # rows in a chain against 300).
+    assert [unit.name for unit in units] == [
+        "agencies",
+        "leads",
+        "notes",
+        "messages part 1/2",
+        "messages part 2/2",
+        "tags",
+    ]
+    one_writer = units_plan(plans, rows=rows, checkpoint_keys=[], references=references, writers=1, split_rows=1000)
+    assert all(unit.parts == 1 for unit in one_writer)
+    # A largest table that references itself stays whole.
+    whole = units_plan(
+        plans,
+        rows=rows,
+        checkpoint_keys=[],
+        references={**references, "message": {"lead", "message"}},
+        writers=2,
+        split_rows=100_000,
+    )
+    assert all(unit.parts == 1 for unit in whole)

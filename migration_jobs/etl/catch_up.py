@@ -68,6 +68,12 @@ class CapturedMigration(AgencyMigration):
             else:  # a full read re-reads everything: it may repair the triggers (before its snapshot)
                 capture.capture_triggers_install(control, tables=tables, repair=True)
             snapshot = capture.snapshot_of(source)  # takes the run's snapshot
+            if not from_capture and state is not None and state.pending_snapshot is not None:
+                # An earlier attempt was interrupted: what it wrote may have changed since its own
+                # snapshot, and this run reads the rest in a newer one (AgencyMigration._begun_bring_level).
+                self.resumed_changes = capture.changes_read(
+                    source, agency_id=self.source_agency_id, since=state.pending_snapshot
+                )
             capture.apply_begin(control, agency_id=self.source_agency_id, snapshot=snapshot, full=not from_capture)
             if from_capture:
                 assert state is not None and state.applied_snapshot is not None  # what from_capture says

@@ -5,8 +5,8 @@ RevOS keeps writing) through COPY ... TO STDOUT. Writes go in batches: COPY into
 staging table, then INSERT ... ON CONFLICT (id) DO UPDATE, the id map and the table's checkpoint,
 all in one transaction. A killed run therefore resumes at its last committed batch, and a re-run
 converges to the same rows instead of duplicating them. A table none of the agency's runs has
-written yet (a first load) takes a plain INSERT instead, its foreign keys checked once per batch
-rather than row by row (BatchWriter._write_new). A session advisory lock, held on the
+written yet (a first load) is copied straight into its table instead, its foreign keys checked
+once per batch rather than row by row (BatchWriter._write_new). A session advisory lock, held on the
 writing connection for the whole run, keeps a second run of the same agency out; PostgreSQL
 releases it when that connection dies, so a crashed worker never leaves it behind.
 """
@@ -23,10 +23,11 @@ import queue
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from operator import itemgetter
+from typing import Any, cast
 from uuid import UUID
 
 import psycopg
@@ -229,6 +230,9 @@ class AgencyMigration:
     # Source table -> the only ids to bring level (a catch-up from the change capture, see
     # etl/catch_up.py); None re-reads every row of the agency.
     changed_ids: dict[str, list[str]] | None = None
+    # Source table -> ids written since the snapshot of an interrupted earlier attempt of this full
+    # read (CapturedMigration reads them from the capture); None: not known. See `_begun_bring_level`.
+    resumed_changes: dict[str, list[str]] | None = None
     writers: int = 1  # tables written at once, each over its own connections (etl/scheduler.py)
     split_rows: int = 100_000  # a table with more rows is written by all the writers, in id ranges
     state: RunState = field(default_factory=RunState, init=False, repr=False)
@@ -329,11 +333,14 @@ class AgencyMigration:
         )
         completed = {unit.name for unit in units if checkpoints.get(unit.name, (None, 0, False))[2]}
         unfinished_tables = {unit.table for unit in units if unit.name not in completed}
+        tables_done = len({unit.table for unit in units} - unfinished_tables)
+        parents = table_parents(plans, references)
+        self._begun_bring_level(source, target, units, checkpoints, parents, remap, report, tables_done)
         self.state.units_left = Counter(unit.plan.target for unit in units if unit.name not in completed)
         control = tables_write(
             pending=[unit for unit in units if unit.name not in completed],
-            parents=table_parents(plans, references),
-            tables_done=len({unit.table for unit in units} - unfinished_tables),
+            parents=parents,
+            tables_done=tables_done,
             writers=self.writers,
             source=source,
             target=target,
@@ -344,6 +351,82 @@ class AgencyMigration:
         )
         if control is not Control.CONTINUE:
             raise MigrationStopped(control)
+
+    def _begun_bring_level(
+        self,
+        source: psycopg.Connection,
+        target: psycopg.Connection,
+        units: list[Unit],
+        checkpoints: dict[str, tuple[UUID | None, int, bool]],
+        parents: dict[str, set[str]],
+        remap: dict[str, str],
+        report: MigrationReport,
+        tables_done: int,
+    ) -> None:
+        """A resumed full read: first re-read, in this run's snapshot, the rows of the units an
+        interrupted attempt wrote (up to its checkpoint) that changed since that attempt's snapshot.
+
+        The rest of the tables is read in this run's snapshot, newer than the one those units were
+        written from: a comment read now may reference a post inserted after the older snapshot,
+        which the finished posts unit never saw, and its foreign key would refuse it. With the
+        changed rows brought level first, parents before children, what the interrupted attempt
+        wrote is this snapshot's too. (A table starts only once its parents have finished, so the
+        parents of a begun unit were begun, and are brought level, too.) The written rows of a
+        table the capture does not record are all read again.
+        """
+        changed = self._begun_changed(units, checkpoints)
+        if not changed:
+            return
+        logger.info(
+            "resuming: %s rows written by the interrupted attempt changed since, in %s units",
+            sum(len(ids) for ids in changed.values() if ids is not None),
+            len(changed),
+            extra={"agency_id": str(self.source_agency_id)},
+        )
+        control = tables_write(
+            pending=[unit for unit in units if unit.name in changed],
+            parents=parents,
+            tables_done=tables_done,
+            writers=self.writers,
+            source=source,
+            target=target,
+            copy=lambda unit, lane, report_batch: self._copy_table(
+                lane, unit, remap, None, report, report_batch, again=Again(changed[unit.name])
+            ),
+            # Rows counted once: the checkpoints counted them when they were first written.
+            on_batch=lambda batch, flight: self._progress(
+                replace(batch, rows=0), replace(flight, tables_done=tables_done)
+            ),
+        )
+        if control is not Control.CONTINUE:
+            raise MigrationStopped(control)
+
+    def _begun_changed(
+        self, units: list[Unit], checkpoints: dict[str, tuple[UUID | None, int, bool]]
+    ) -> dict[str, list[str] | None]:
+        """Unit name -> the ids, within what its interrupted attempt wrote, that changed since (None:
+        all of them, for a table the capture does not record); units with none are left out."""
+        if self.resumed_changes is None or self.changed_ids is not None:
+            return {}
+        changed: dict[str, list[str] | None] = {}
+        for unit in units:
+            last_id, _, completed = checkpoints.get(unit.name, (None, 0, False))
+            if last_id is None and not completed:
+                continue  # nothing of it written yet
+            if not unit.plan.entry.captured:
+                changed[unit.name] = None
+                continue
+            low, high = unit.id_range
+            ids = [
+                row_id
+                for row_id in self.resumed_changes.get(unit.table, [])
+                if (low is None or UUID(row_id) >= low)
+                and (high is None or UUID(row_id) < high)
+                and (completed or last_id is None or UUID(row_id) <= last_id)
+            ]
+            if ids:
+                changed[unit.name] = ids
+        return changed
 
     def _ids(self, plan: TablePlan) -> list[str] | None:
         if self.changed_ids is None or not plan.entry.captured:
@@ -448,32 +531,42 @@ class AgencyMigration:
         last_id: UUID | None,
         report: MigrationReport,
         report_batch: ReportBatch,
+        *,
+        again: Again | None = None,
     ) -> None:
         """Stream one table (or one part of it) on a writer's connections: a reader thread fills
-        batches while this thread writes the previous one."""
+        batches while this thread writes the previous one. `again`: rows the unit's interrupted
+        attempt wrote, read again by id, its checkpoint left as it is (`_begun_bring_level`)."""
         began = time.monotonic()
         source, target, plan = lane.source, lane.target, unit.plan
         query = plan.source_query(
             source_agency_id=self.source_agency_id,
             target_agency_id=self.target_agency_id,
             after_id=last_id,
-            ids=self._ids(plan),
+            ids=self._ids(plan) if again is None else again.ids,
             id_range=unit.id_range,
         )
         # Set-wise checks stand in for the foreign-key triggers, so the batches run in replica mode
         # and the apps' own triggers (handle_new_user, ...) stay quiet for rows that are copies.
         quiet = self.state.set_checks and plan.references is not None
-        first_load = quiet and not self._written_ahead(target, unit, last_id)
+        first_load = quiet and again is None and not self._written_ahead(target, unit, last_id)
         writer = BatchWriter(
-            target, plan, self.source_agency_id, first_load=first_load, quiet=quiet, checkpoint_key=unit.name
+            target,
+            plan,
+            self.source_agency_id,
+            first_load=first_load,
+            quiet=quiet,
+            checkpoint_key=unit.name,
+            checkpointed=again is None,
         )
         as_they_are: frozenset[bytes] = frozenset()
         if self._compared(plan, report):
             with writer.clock.measure("rows as they are"):
                 as_they_are = self._rows_as_they_are(target, writer, unit)
         logger.info(
-            "writer %s: table %s -> %s: %s",
+            "writer %s: %s %s -> %s: %s",
             lane.number,
+            "table" if again is None else "changed since the interrupted attempt:",
             unit.name,
             plan.target,
             "first load, foreign keys checked per batch"
@@ -502,8 +595,9 @@ class AgencyMigration:
                 self._flush(writer, batch.rows, report, report_batch, skipped=batch.skipped, completed=batch.last)
                 if batch.last:
                     break
-            with writer.clock.measure("statistics"):
-                self._analyze_if_written(target, plan)
+            if again is None:
+                with writer.clock.measure("statistics"):
+                    self._analyze_if_written(target, plan)
         finally:
             stop.set()
             reader.join()
@@ -628,7 +722,8 @@ class AgencyMigration:
             outcome.updated += updated
         if completed:
             logger.info(
-                "table %s -> %s done: %s inserted, %s updated",
+                "%s %s -> %s done: %s inserted, %s updated",
+                "table" if writer.checkpointed else "changed since the interrupted attempt:",
                 writer.checkpoint_key,
                 writer.plan.target,
                 outcome.inserted,
@@ -719,6 +814,13 @@ class CopyRows:
         return bytes(self.data[self._last_start :])
 
 
+@dataclass(frozen=True)
+class Again:
+    """A unit's rows read a second time in a resumed run: these ids, or (None) every row."""
+
+    ids: list[str] | None
+
+
 @dataclass
 class _Batch:
     rows: CopyRows
@@ -739,10 +841,11 @@ class BatchWriter:
         first_load: bool = False,
         quiet: bool = False,  # every batch in replica mode, its foreign keys checked set-wise
         checkpoint_key: str | None = None,  # a part of a split table keeps a checkpoint of its own
+        checkpointed: bool = True,  # False: the batches leave the checkpoint as it is
     ):
         self.connection, self.plan, self.source_agency_id = connection, plan, source_agency_id
         self.first_load, self.quiet = first_load, quiet or first_load
-        self.checkpoint_key = checkpoint_key or plan.source
+        self.checkpoint_key, self.checkpointed = checkpoint_key or plan.source, checkpointed
         self.clock = PhaseClock()
         self.id_at = plan.target_columns.index("id")
         self.stage = sql.Identifier(f"stage_{plan.source.replace('.', '_')}")
@@ -778,12 +881,14 @@ class BatchWriter:
         )
         self.unrecorded = id_map.first_unrecorded(self.stage)
         self._copy_in = sql.SQL("COPY {} ({}) FROM STDIN").format(self.stage, self.column_list)
-        self.insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            plan.target_table, self.column_list, self.column_list, self.stage
-        )
-        self.map_inserted = id_map.record_inserted(self.stage)
+        self.copy_into_target = sql.SQL("COPY {} ({}) FROM STDIN").format(plan.target_table, self.column_list)
+        self.map_ids = id_map.record_inserted(sql.SQL("unnest(%s::uuid[]) AS batch(id)"))
         self.reference_checks = [
             ReferenceCheck.build(column, parent, self.stage, same_agency=same_agency)
+            for column, parent, same_agency in plan.references or ()
+        ]
+        self.key_checks = [
+            KeysCheck.build(column, parent, plan.target_columns, same_agency=same_agency)
             for column, parent, same_agency in plan.references or ()
         ]
         self.checkpoint = sql.SQL(
@@ -812,29 +917,51 @@ class BatchWriter:
         return counts
 
     def _write_new(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
-        """Insert rows no run of this agency has written, checking their foreign keys set-wise.
+        """Copy rows no run of this agency has written straight into their table, and check their
+        foreign keys set-wise before the batch commits.
 
         The row-by-row foreign-key triggers cost most of a first load; in this transaction they are
-        off (session_replication_role) and one query per foreign key checks the whole batch and
+        off (session_replication_role). The batch's ids and referenced keys are read from its COPY
+        text, so nothing is staged: one query per foreign key checks the batch's distinct keys and
         takes the same FOR KEY SHARE locks on the parents that the triggers would, so a parent
         cannot be deleted before the batch commits. Collisions on id still fail, as do CHECK and
         NOT NULL constraints.
+
+        The keys are checked per batch, not once when the table is done: a batch commits, and a row
+        whose parent is missing would then stand in the table for everyone to read until the check
+        found it, against the schema's own promise; and a parent deleted between two batches (an
+        AudienceOS client a reused row stands for, by cascade) would go unseen by a check that
+        trusted the earlier batches' answer.
         """
         connection, clock = self.connection, self.clock
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL session_replication_role = replica")
-            with clock.measure("staging COPY"), cursor.copy(self._copy_in) as copy:
+            with clock.measure("insert"), cursor.copy(self.copy_into_target) as copy:
                 copy.write(rows.data)
-            with clock.measure("insert"):
-                inserted = cursor.execute(self.insert).rowcount
+            with clock.measure("batch keys"):
+                keys = BatchKeys.read(rows, id_at=self.id_at, checks=self.key_checks)
             with clock.measure("foreign key checks"):
-                self._check_references(cursor, batch_no)
+                for check, wanted in zip(self.key_checks, keys.referenced, strict=True):
+                    if missing := check.missing(cursor, wanted):
+                        connection.rollback()
+                        raise self._orphan_rejected(rows, check, missing, batch_no)
             with clock.measure("id map"):
-                cursor.execute(self.map_inserted, [self.source_agency_id, self.plan.source, self.plan.target])
-            with clock.measure("staging COPY"):
-                cursor.execute(sql.SQL("TRUNCATE {}").format(self.stage))
-        self._checkpoint_commit(self._row_id(rows.last_row), len(rows), completed)
-        return inserted, 0
+                parameters = [self.source_agency_id, self.plan.source, self.plan.target, uuid_array(keys.ids)]
+                cursor.execute(self.map_ids, parameters)
+        self._checkpoint_commit(keys.ids[-1].decode(), len(rows), completed)
+        return len(rows), 0
+
+    def _orphan_rejected(self, rows: CopyRows, check: KeysCheck, missing: set[Key], batch_no: int) -> RowRejected:
+        """The batch's first row (they come in id order) whose parent is missing."""
+        for row in rows:
+            fields = row[:-1].split(b"\t")
+            key = check.key_of(fields)
+            if key in missing:
+                value = fields[check.positions[0]].decode()
+                reason = f"{check.column} {value} references no {check.parent} row of the row's agency (foreign key)"
+                source_id = fields[self.id_at].decode()
+                return RowRejected(table=self.plan.source, source_id=source_id, batch=batch_no, reason=reason)
+        return RowRejected(table=self.plan.source, source_id="(unknown)", batch=batch_no, reason="a parent is missing")
 
     def _check_references(self, cursor: psycopg.Cursor, batch_no: int) -> None:
         """The staged batch's foreign keys, one query each (the triggers are off): RowRejected names
@@ -847,8 +974,9 @@ class BatchWriter:
 
     def _checkpoint_commit(self, last_id: str | None, rows: int, completed: bool) -> None:
         with self.clock.measure("checkpoint and commit"):
-            parameters = [self.source_agency_id, self.checkpoint_key, last_id, rows, completed]
-            self.connection.execute(self.checkpoint, parameters)
+            if self.checkpointed:
+                parameters = [self.source_agency_id, self.checkpoint_key, last_id, rows, completed]
+                self.connection.execute(self.checkpoint, parameters)
             self.connection.commit()
 
     def _write(self, rows: CopyRows, *, batch_no: int, completed: bool) -> tuple[int, int]:
@@ -954,6 +1082,103 @@ class ReferenceCheck:
             return None
         row_id, value = fetch_row(cursor.execute(self.find_orphan))
         return row_id, f"{self.column} {value} references no {self.parent} row of the row's agency (foreign key)"
+
+
+NULL = b"\\N"  # COPY text's NULL
+Key = bytes | tuple[bytes, ...]  # a referenced key as COPY prints it: the value, or (value, agency_id)
+
+
+@dataclass(frozen=True)
+class KeysCheck:
+    """One foreign key of a batch copied straight into its table, checked over the batch's distinct
+    keys (read from its COPY text: BatchKeys). A tenant key (sql/unified/0053) matches the parent on
+    (id, agency_id), as its trigger would: a parent of another agency counts as missing."""
+
+    column: str
+    parent: str
+    positions: tuple[int, ...]  # the key's fields in a row: the column, and agency_id for a tenant key
+    lock_parents: sql.Composed  # how many of the keys have a parent, locking those present
+    find_missing: sql.Composed
+
+    @classmethod
+    def build(cls, column: str, parent: str, columns: Sequence[str], *, same_agency: bool = False) -> KeysCheck:
+        parent_table = table_identifier(parent)
+        positions: tuple[int, ...]
+        if same_agency:
+            positions = (columns.index(column), columns.index("agency_id"))
+            keys = sql.SQL("SELECT * FROM unnest(%s::uuid[], %s::uuid[]) AS k(id, agency_id)")
+            match = sql.SQL("(p.id, p.agency_id) IN ({})").format(keys)
+            key_text = sql.SQL("k.id::text, k.agency_id::text")
+            absent = sql.SQL("p.id = k.id AND p.agency_id = k.agency_id")
+        else:
+            positions = (columns.index(column),)
+            keys = sql.SQL("SELECT * FROM unnest(%s::uuid[]) AS k(id)")
+            match = sql.SQL("p.id IN ({})").format(keys)
+            key_text, absent = sql.SQL("k.id::text"), sql.SQL("p.id = k.id")
+        return cls(
+            column,
+            parent,
+            positions,
+            sql.SQL("SELECT count(*) FROM (SELECT 1 FROM {} p WHERE {} FOR KEY SHARE) AS held").format(
+                parent_table, match
+            ),
+            sql.SQL("SELECT {} FROM ({}) k WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
+                key_text, keys, parent_table, absent
+            ),
+        )
+
+    def key_of(self, fields: list[bytes]) -> Key | None:
+        """The key of a row's COPY fields: the value, or (value, agency_id) for a tenant key; None
+        where the reference is NULL."""
+        return None if fields[self.positions[0]] == NULL else self.read_key(fields)
+
+    @property
+    def read_key(self) -> Callable[[list[bytes]], Key]:
+        return itemgetter(*self.positions)
+
+    def missing(self, cursor: psycopg.Cursor, keys: set[Key]) -> set[Key]:
+        """Of `keys`, those without a parent; the parents present stay locked until the commit."""
+        if not keys:
+            return set()
+        tenant = len(self.positions) > 1
+        if tenant:
+            columns = [uuid_array(column) for column in zip(*cast(set[tuple[bytes, ...]], keys), strict=True)]
+        else:
+            columns = [uuid_array(cast(set[bytes], keys))]
+        if fetch_value(cursor.execute(self.lock_parents, columns)) == len(keys):
+            return set()
+        found = cursor.execute(self.find_missing, columns).fetchall()
+        return {tuple(value.encode() for value in row) if tenant else row[0].encode() for row in found}
+
+
+def uuid_array(values: Iterable[bytes]) -> str:
+    """uuids' text as one array literal for a `%s::uuid[]` parameter: one string to send, where a
+    list would be adapted item by item."""
+    return "{" + b",".join(values).decode() + "}"
+
+
+@dataclass
+class BatchKeys:
+    """A batch's ids, in order, and the distinct keys each foreign key references, from its COPY text."""
+
+    ids: list[bytes]
+    referenced: list[set[Key]]
+
+    @classmethod
+    def read(cls, rows: CopyRows, *, id_at: int, checks: list[KeysCheck]) -> BatchKeys:
+        ids: list[bytes] = []
+        referenced: list[set[Key]] = [set() for _ in checks]
+        # Split no further than the last field wanted (a uuid's text has no escapes); the loop is
+        # written out for speed: it runs once per row of a first load.
+        width = max([id_at, *(p for check in checks for p in check.positions)]) + 1
+        readers = [(check.positions[0], check.read_key, keys) for check, keys in zip(checks, referenced, strict=True)]
+        for row in bytes(rows.data).split(b"\n")[:-1]:
+            fields = row.split(b"\t", width)
+            ids.append(fields[id_at])
+            for at, read_key, keys in readers:
+                if fields[at] != NULL:
+                    keys.add(read_key(fields))
+        return cls(ids, referenced)
 
 
 def row_triggers_skippable(connection: psycopg.Connection) -> bool:

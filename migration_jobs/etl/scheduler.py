@@ -2,11 +2,13 @@
 
 A table starts once every table it references has finished: the foreign-key order is a graph, not
 a line, so tables whose parents are done are written side by side. A table much larger than the
-rest (MIGRATION_SPLIT_ROWS) is written by every writer at once, each an id range with its own
-checkpoint (Unit), as pgcopydb splits large tables. Each writer owns a pair of
-connections: a RevOS one that reads the run's own snapshot (etl/parallel.py), so every table is
-read as of the same instant, and a unified one that writes. The first writer uses the run's own
-connections; the unified one holds the agency's lock, which covers the other writers' work too.
+rest (MIGRATION_SPLIT_ROWS), and the largest table whatever its share, is written by every writer
+at once, each an id range with its own checkpoint (Unit), as pgcopydb splits large tables; the
+units on the longest chain of rows start first, so the largest is not left to one writer at the end.
+Each writer owns a pair of connections: a RevOS one that reads the run's own snapshot
+(etl/parallel.py), so every table is read as of the same instant, and a unified one that writes.
+The first writer uses the run's own connections; the unified one holds the agency's lock, which
+covers the other writers' work too.
 
 Writers report each committed batch to the run's thread and wait for its answer. Progress, pause
 and cancel, and the health throttle are therefore decided in one place, one batch at a time, as in
@@ -89,23 +91,53 @@ def units_plan(
     writers: int,
     split_rows: int,
 ) -> list[Unit]:
-    """Every table as one unit, or as `writers` id ranges when it has more than `split_rows` rows.
+    """Every table as one unit, or as `writers` id ranges when it has more than `split_rows` rows
+    or is the largest table, in the order they should start (`units_order`).
 
-    A split an earlier run of the agency chose stands (its checkpoints are per range), and a table
-    an earlier run began whole stays whole, whatever the writer count is now. A table whose rows
-    reference each other is never split: a row could wait for a parent in another range.
+    The largest table is split whatever its share of the rows: written whole, it would be the one
+    table left at the end, one writer busy and the others idle. A split an earlier run of the
+    agency chose stands (its checkpoints are per range), and a table an earlier run began whole
+    stays whole, whatever the writer count is now. A table whose rows reference each other is never
+    split: a row could wait for a parent in another range.
     """
     earlier: dict[str, int] = {}
     for key in checkpoint_keys:
         split = PART_KEY.match(key)
         earlier[split["table"] if split else key] = int(split["parts"]) if split else 1
+    largest = max(plans, key=lambda plan: rows.get(plan.source, 0), default=None)
     units = []
     for plan in plans:
-        splittable = writers > 1 and rows.get(plan.source, 0) > split_rows
-        splittable = splittable and plan.target not in references.get(plan.target, set())
+        count = rows.get(plan.source, 0)
+        wanted = count > split_rows or (plan is largest and count >= writers)
+        splittable = writers > 1 and wanted and plan.target not in references.get(plan.target, set())
         parts = earlier.get(plan.source) or (writers if splittable else 1)
         units += [Unit(plan, part, parts) for part in range(1, parts + 1)]
-    return units
+    return units_order(units, rows=rows, parents=table_parents(plans, references))
+
+
+def units_order(units: list[Unit], *, rows: dict[str, int], parents: dict[str, set[str]]) -> list[Unit]:
+    """The units, those on the longest chain of rows first (the serial order among equals).
+
+    A unit's weight is its rows (a split table's divided among its parts, which run side by side)
+    plus the heaviest weight among the tables that wait for it: the largest table's parents start
+    first, and it starts as soon as they are done, so it is not the table left alone at the end.
+    The scheduler starts, of the units whose parents are done, the first in this order.
+    """
+    parts = {unit.table: unit.parts for unit in units}
+    children: dict[str, set[str]] = {}
+    for table, its_parents in parents.items():
+        for parent in its_parents:
+            children.setdefault(parent, set()).add(table)
+    weights: dict[str, float] = {}
+
+    def weight(table: str, path: frozenset[str] = frozenset()) -> float:
+        if table not in weights:
+            below = [weight(child, path | {table}) for child in children.get(table, ()) if child not in path]
+            weights[table] = rows.get(table, 0) / parts.get(table, 1) + max(below, default=0)
+        return weights[table]
+
+    serial = {unit.name: index for index, unit in enumerate(units)}
+    return sorted(units, key=lambda unit: (-weight(unit.table), serial[unit.name]))
 
 
 @dataclass(frozen=True)
