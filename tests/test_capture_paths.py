@@ -447,9 +447,10 @@ LOOK_ALIKE_OPERATORS = [  # each answers false
 
 
 def test_a_caller_s_look_alike_operators_do_not_stand_in_for_the_unified_trigger_s(merged):
-    """The unified trigger function runs as its owner without a search_path of its own
-    (sql/unified/0066): a caller whose search_path starts with a schema of operators and functions
-    named like the ones it uses is guarded, recorded and fenced all the same."""
+    """The unified trigger function runs as its owner (sql/unified/0066): a caller whose search_path
+    starts with a schema of operators and functions named like the ones it uses is guarded, recorded
+    and fenced all the same (its own search_path holds; without it, the function would have to name
+    every operator OPERATOR(pg_catalog.x), and this test catches one left unqualified)."""
     link, agency = merged, merged.unified_agency_id
     with connect("unified") as connection:
         capture.capture_triggers_install(connection, tables=unified_captured_tables())

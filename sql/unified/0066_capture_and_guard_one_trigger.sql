@@ -23,113 +23,93 @@
 -- The guard's deletes are decided BEFORE the row goes (the capture's delete trigger), which for
 -- OLD, a row no trigger can change any more, is the same decision.
 --
--- It runs without a search_path of its own. `SET search_path` on a function switches the setting
--- around every call, and the caller's next statement must look its names up again: for an app's
--- single-row write, one transaction each, that was most of what the trigger cost (an empty
--- SECURITY DEFINER trigger function with it cost a write 55 µs of server time, without it 15 µs).
--- What the setting guarded against is a caller's own schema standing in for a name the function
--- uses; here no name is left to look up: every one is schema-qualified, every operator written
--- OPERATOR(pg_catalog.x) (a test writes as the apps with a search_path whose first schema holds
--- look-alike operators and functions, and is fenced, guarded and recorded all the same).
---
 -- The capture half is 0063's, unchanged: the same records, the same fence, the same error.
 -- sql/revos/0031_capture_fast_path.sql stays RevOS's function (RevOS has no guard).
 
 CREATE OR REPLACE FUNCTION controlplane.capture_row()
 RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
 AS $$
--- No SET search_path (see the header): every table, function and type below is schema-qualified,
--- every operator written OPERATOR(pg_catalog.x), so that nothing a caller puts early on its
--- search_path can stand in for them while this runs as its owner.
 DECLARE
-    old_row pg_catalog.jsonb;
-    new_row pg_catalog.jsonb;
-    path pg_catalog.text[] := TG_ARGV[0:TG_NARGS OPERATOR(pg_catalog.-) 1];  -- TG_ARGV counts from 0; a slice from 1
-    volatile pg_catalog.text[];
+    old_row jsonb;
+    new_row jsonb;
+    path text[] := TG_ARGV[0:TG_NARGS - 1];  -- TG_ARGV counts from 0; a slice counts from 1
+    volatile text[];
     -- [1]: the row before the write, [2]: after; an update can move a row to another agency.
-    agencies pg_catalog.uuid[] := '{NULL, NULL}';
-    row_ids pg_catalog.uuid[] := '{NULL, NULL}';
-    stored_agency pg_catalog.uuid;  -- the guard's: the agency of the row as stored (OLD, or an insert's NEW)
-    stored_id pg_catalog.uuid;
-    this_table pg_catalog.text;  -- as change_log and id_map name it: bare in public
-    writer pg_catalog.text;
-    guard_message pg_catalog.text;
-    fenced_at pg_catalog.timestamptz;
-    fence_message pg_catalog.text;
-    bypass pg_catalog.text;
+    agencies uuid[] := '{NULL, NULL}';
+    row_ids uuid[] := '{NULL, NULL}';
+    stored_agency uuid;  -- the guard's: the agency of the row as stored (OLD, or an insert's NEW)
+    stored_id uuid;
+    writer text;
+    guard_message text;
+    fenced_at timestamptz;
+    fence_message text;
+    bypass text;
 BEGIN
-    IF TG_ARGV[TG_NARGS OPERATOR(pg_catalog.-) 1] OPERATOR(pg_catalog.~~) 'volatile:%' THEN
-        -- a query per row only where there are such columns
-        SELECT coalesce(pg_catalog.array_agg(a) FILTER (WHERE NOT a OPERATOR(pg_catalog.~~) 'volatile:%'), '{}'),
-               coalesce(pg_catalog.array_agg(pg_catalog.substr(a, 10)) FILTER (WHERE a OPERATOR(pg_catalog.~~) 'volatile:%'), '{}')
-          INTO path, volatile FROM pg_catalog.unnest(TG_ARGV) a;
+    IF TG_ARGV[TG_NARGS - 1] LIKE 'volatile:%' THEN  -- a query per row only where there are such columns
+        SELECT coalesce(array_agg(a) FILTER (WHERE a NOT LIKE 'volatile:%'), '{}'),
+               coalesce(array_agg(substr(a, 10)) FILTER (WHERE a LIKE 'volatile:%'), '{}')
+          INTO path, volatile FROM unnest(TG_ARGV) a;
     END IF;
-    IF volatile IS NULL AND path OPERATOR(pg_catalog.=) '{agency_id}'::pg_catalog.text[] THEN
+    IF volatile IS NULL AND path = '{agency_id}' THEN
         -- The common shape, the agency id on the row: read the fields, no copy of the row as jsonb.
-        IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+        IF TG_OP <> 'INSERT' THEN
             agencies[1] := OLD.agency_id;
             row_ids[1] := OLD.id;
         END IF;
-        IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+        IF TG_OP <> 'DELETE' THEN
             agencies[2] := NEW.agency_id;
             row_ids[2] := NEW.id;
         END IF;
     ELSE
-        IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
-            old_row := pg_catalog.to_jsonb(OLD);
+        IF TG_OP <> 'INSERT' THEN
+            old_row := to_jsonb(OLD);
         END IF;
-        IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
-            new_row := pg_catalog.to_jsonb(NEW);
+        IF TG_OP <> 'DELETE' THEN
+            new_row := to_jsonb(NEW);
         END IF;
-        IF volatile IS NOT NULL AND TG_OP OPERATOR(pg_catalog.=) 'UPDATE'
-           AND (old_row OPERATOR(pg_catalog.-) volatile) OPERATOR(pg_catalog.=) (new_row OPERATOR(pg_catalog.-) volatile) THEN
+        IF volatile IS NOT NULL AND TG_OP = 'UPDATE' AND (old_row - volatile) = (new_row - volatile) THEN
             RETURN NULL;  -- sign-in bookkeeping alone (0003's note 4): neither recorded nor guarded
         END IF;
         IF old_row IS NOT NULL THEN
             agencies[1] := controlplane.capture_agency_of(old_row, path, 'public');
-            row_ids[1] := (old_row OPERATOR(pg_catalog.->>) 'id')::pg_catalog.uuid;
+            row_ids[1] := (old_row ->> 'id')::uuid;
         END IF;
         IF new_row IS NOT NULL THEN
-            agencies[2] := CASE WHEN old_row IS NOT NULL
-                                     AND (old_row OPERATOR(pg_catalog.->) path[1])
-                                         OPERATOR(pg_catalog.=) (new_row OPERATOR(pg_catalog.->) path[1])
+            agencies[2] := CASE WHEN old_row IS NOT NULL AND (old_row -> path[1]) = (new_row -> path[1])
                                     THEN agencies[1]  -- same parent: same agency, no second lookup
                                 ELSE controlplane.capture_agency_of(new_row, path, 'public') END;
-            row_ids[2] := (new_row OPERATOR(pg_catalog.->>) 'id')::pg_catalog.uuid;
+            row_ids[2] := (new_row ->> 'id')::uuid;
         END IF;
     END IF;
-    this_table := CASE WHEN TG_TABLE_SCHEMA OPERATOR(pg_catalog.=) 'public' THEN TG_TABLE_NAME::pg_catalog.text
-                       ELSE TG_TABLE_SCHEMA::pg_catalog.text OPERATOR(pg_catalog.||) '.'
-                            OPERATOR(pg_catalog.||) TG_TABLE_NAME::pg_catalog.text END;
 
     -- The guard (0062): the apps' writes to the unified copies of rows RevOS still holds.
-    writer := pg_catalog.current_setting('role');  -- 'none' unless the session SET ROLE
-    IF writer OPERATOR(pg_catalog.=) 'none' THEN
-        writer := SESSION_USER;
+    writer := current_setting('role');  -- 'none' unless the session SET ROLE
+    IF writer = 'none' THEN
+        writer := session_user;
     END IF;
-    IF writer OPERATOR(pg_catalog.=) ANY ('{anon,authenticated,service_role,supabase_auth_admin}'::pg_catalog.text[]) THEN
-        IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+    IF writer IN ('anon', 'authenticated', 'service_role', 'supabase_auth_admin') THEN
+        IF TG_OP = 'INSERT' THEN
             stored_agency := agencies[2];
             stored_id := row_ids[2];
         ELSE
             stored_agency := agencies[1];
             stored_id := row_ids[1];
         END IF;
-        SELECT g.message INTO guard_message
-          FROM controlplane.agency_guard g WHERE g.agency_id OPERATOR(pg_catalog.=) stored_agency;
+        SELECT g.message INTO guard_message FROM controlplane.agency_guard g WHERE g.agency_id = stored_agency;
         -- Nested, not one condition: an IF holding a subquery runs as a query for every write.
-        IF FOUND AND (TG_OP OPERATOR(pg_catalog.<>) 'INSERT'
-                      OR (pg_catalog.to_jsonb(NEW) OPERATOR(pg_catalog.->>) 'app_context') OPERATOR(pg_catalog.=) 'revos') THEN
-            IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' OR EXISTS (
+        IF FOUND AND (TG_OP <> 'INSERT' OR (to_jsonb(NEW) ->> 'app_context') IS NOT DISTINCT FROM 'revos') THEN
+            IF TG_OP = 'INSERT' OR EXISTS (
                 SELECT 1 FROM controlplane.id_map m
-                 WHERE m.target_id OPERATOR(pg_catalog.=) stored_id AND m.inserted
-                   AND m.target_table OPERATOR(pg_catalog.=) this_table
+                 WHERE m.target_id = stored_id AND m.inserted
+                   AND m.target_table = CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME
+                                             ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END
             ) THEN
                 RAISE EXCEPTION '%', guard_message
                     USING ERRCODE = 'read_only_sql_transaction',
-                          DETAIL = pg_catalog.format('%s of %s.%s %s refused: RevOS holds the agency''s data until its cutover.',
-                                                     TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, stored_id),
+                          DETAIL = format('%s of %s.%s %s refused: RevOS holds the agency''s data until its cutover.',
+                                          TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, stored_id),
                           HINT = 'Write it in RevOS; the flags API tells the apps where to write.';
             END IF;
         END IF;
@@ -138,31 +118,30 @@ BEGIN
     END IF;
 
     -- The capture and its fence (0063).
-    IF agencies[2] OPERATOR(pg_catalog.=) agencies[1] AND row_ids[2] OPERATOR(pg_catalog.=) row_ids[1] THEN
+    IF agencies[2] = agencies[1] AND row_ids[2] = row_ids[1] THEN
         agencies[1] := NULL;  -- an update within one agency: one record
     END IF;
     FOR i IN 1..2 LOOP
         CONTINUE WHEN agencies[i] IS NULL;
         SELECT c.fenced_at, c.fence_message INTO fenced_at, fence_message
-          FROM controlplane.capture_agency c WHERE c.agency_id OPERATOR(pg_catalog.=) agencies[i];
+          FROM controlplane.capture_agency c WHERE c.agency_id = agencies[i];
         CONTINUE WHEN NOT FOUND;  -- an agency nobody is moving: the common case
-        bypass := pg_catalog.current_setting('controlplane.fence_bypass', true);
-        IF bypass OPERATOR(pg_catalog.<>) ''
-           AND bypass OPERATOR(pg_catalog.=) (SELECT f.key FROM controlplane.fence_key f) THEN
+        bypass := current_setting('controlplane.fence_bypass', true);
+        IF bypass <> '' AND bypass = (SELECT key FROM controlplane.fence_key) THEN
             -- The control plane's own write (a switch back replaying changes): neither fenced nor captured.
             EXIT;
         END IF;
         IF fenced_at IS NOT NULL THEN
             RAISE EXCEPTION '%', fence_message
                 USING ERRCODE = 'read_only_sql_transaction',
-                      DETAIL = pg_catalog.format('%s of %s.%s %s refused: agency %s is fenced since %s.',
-                                                 TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, row_ids[i], agencies[i], fenced_at),
+                      DETAIL = format('%s of %s.%s %s refused: agency %s is fenced since %s.',
+                                      TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME, row_ids[i], agencies[i], fenced_at),
                       HINT = 'Its data is read-only here; the flags API tells the apps where to write.';
         END IF;
         INSERT INTO controlplane.change_log (agency_id, table_name, row_id, op)
-        VALUES (agencies[i], this_table, row_ids[i], pg_catalog."left"(TG_OP, 1));
+        VALUES (agencies[i], CASE WHEN TG_TABLE_SCHEMA = 'public' THEN TG_TABLE_NAME ELSE TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME END, row_ids[i], left(TG_OP, 1));
     END LOOP;
-    RETURN CASE WHEN TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN OLD ELSE NEW END;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END
 $$;
 
