@@ -54,8 +54,10 @@ from migration_jobs.etl.plan import (
 )
 from migration_jobs.etl.scheduler import (
     BatchDone,
+    Copy,
     Flight,
     Lane,
+    OnBatch,
     ReportBatch,
     Unit,
     table_dependencies,
@@ -337,17 +339,39 @@ class AgencyMigration:
         parents = table_parents(plans, references)
         self._begun_bring_level(source, target, units, checkpoints, parents, remap, report, tables_done)
         self.state.units_left = Counter(unit.plan.target for unit in units if unit.name not in completed)
-        control = tables_write(
+        self._units_write(
             pending=[unit for unit in units if unit.name not in completed],
             parents=parents,
             tables_done=tables_done,
-            writers=self.writers,
             source=source,
             target=target,
             copy=lambda unit, lane, report_batch: self._copy_table(
                 lane, unit, remap, checkpoints.get(unit.name, (None, 0, False))[0], report, report_batch
             ),
             on_batch=self._progress,
+        )
+
+    def _units_write(
+        self,
+        *,
+        pending: list[Unit],
+        parents: dict[str, set[str]],
+        tables_done: int,
+        source: psycopg.Connection,
+        target: psycopg.Connection,
+        copy: Copy,
+        on_batch: OnBatch,
+    ) -> None:
+        """Write the units over `self.writers` writers (etl/scheduler.py); a pause or cancel stops the run."""
+        control = tables_write(
+            pending=pending,
+            parents=parents,
+            tables_done=tables_done,
+            writers=self.writers,
+            source=source,
+            target=target,
+            copy=copy,
+            on_batch=on_batch,
         )
         if control is not Control.CONTINUE:
             raise MigrationStopped(control)
@@ -383,11 +407,10 @@ class AgencyMigration:
             len(changed),
             extra={"agency_id": str(self.source_agency_id)},
         )
-        control = tables_write(
+        self._units_write(
             pending=[unit for unit in units if unit.name in changed],
             parents=parents,
             tables_done=tables_done,
-            writers=self.writers,
             source=source,
             target=target,
             copy=lambda unit, lane, report_batch: self._copy_table(
@@ -398,8 +421,6 @@ class AgencyMigration:
                 replace(batch, rows=0), replace(flight, tables_done=tables_done)
             ),
         )
-        if control is not Control.CONTINUE:
-            raise MigrationStopped(control)
 
     def _begun_changed(
         self, units: list[Unit], checkpoints: dict[str, tuple[UUID | None, int, bool]]
