@@ -233,16 +233,21 @@ def _repeats_measure(*, agency_id: UUID, options: BenchOptions, worker_env: Mapp
     return repeats
 
 
-def cutover_benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
-    """Only the cutover measurement (`--only cutover`): seed the main agency, migrate and verify it
-    once through workers, then measure its cutover as `benchmark_run` does."""
+def _report_start(options: BenchOptions) -> dict:
+    """What every report opens with: when, with which options, on which machine, at which commit."""
     options.log_dir.mkdir(parents=True, exist_ok=True)
-    report: dict = {
+    return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "options": {**asdict(options), "log_dir": str(options.log_dir)},
         "machine": machine_describe(),
         "code": code_describe(),
     }
+
+
+def cutover_benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
+    """Only the cutover measurement (`--only cutover`): seed the main agency, migrate and verify it
+    once through workers, then measure its cutover as `benchmark_run` does."""
+    report = _report_start(options)
     say(f"seeding the main agency of about {options.rows:,} rows")
     agency_id = bench_agency_seed(rows=options.rows, seed=options.seed, people=options.people)
     main = _project_measure(agency_id=agency_id, options=options, worker_env=worker_env, say=say)
@@ -277,13 +282,7 @@ def _fleet_measure(*, options: BenchOptions, worker_env: Mapping[str, str], say:
 
 def fleet_benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: Say = _say) -> dict:
     """Only the fleet (`--only fleet`): one large agency migrated alone, then the fleet rehearsed."""
-    options.log_dir.mkdir(parents=True, exist_ok=True)
-    report: dict = {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "options": {**asdict(options), "log_dir": str(options.log_dir)},
-        "machine": machine_describe(),
-        "code": code_describe(),
-    }
+    report = _report_start(options)
     report["fleet"] = _fleet_measure(options=options, worker_env=worker_env, say=say)
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["ratios"] = fleet_ratios(report["fleet"])
@@ -296,13 +295,8 @@ def benchmark_run(*, options: BenchOptions, worker_env: Mapping[str, str], say: 
     The RevOS and unified databases are emptied first and between sizes: point them at scratch
     databases (`python -m benchmarks` does).
     """
-    options.log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    report: dict = {
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "options": {**asdict(options), "log_dir": str(options.log_dir)},
-        "machine": machine_describe(),
-        "code": code_describe(),
+    report = _report_start(options) | {
         "parallelism": {
             "migration_writers": parallelism(settings.MIGRATION_WRITERS),
             "verification_workers": parallelism(settings.VERIFICATION_WORKERS),
